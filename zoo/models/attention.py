@@ -1,0 +1,170 @@
+"""Attention in one place: a layout that *describes* who sees whom, and three kernels behind one call.
+
+Kernels
+  eager     plain softmax(QK^T/sqrt(d))V, the reference the others are tested against
+  sdpa      torch.nn.functional.scaled_dot_product_attention (flash / memory-efficient / math)
+  xformers  xformers.ops.memory_efficient_attention, CUDA only, never required
+
+Layouts (``AttentionLayout``)
+  padding          doc_ids = 0 for real tokens, -1 for padding
+  causal           causal=True
+  prefix LM        causal=True plus ``prefix`` (bidirectional prefix, causal rest)
+  packed documents doc_ids = 0, 1, 2, ... per document in a row (contiguous runs), -1 padding:
+                   block-diagonal attention, causal or not, so documents never see each other
+
+Query i may attend key j iff ``doc[i] == doc[j] and (not causal or j <= i or prefix[j])``.
+Padding positions form their own block, so no query row is ever fully masked (no NaNs).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+KERNELS = ("eager", "sdpa", "xformers")
+
+
+@dataclass
+class AttentionLayout:
+    causal: bool = False
+    doc_ids: Tensor | None = None  # (B, T) int, -1 = padding; None = one full document per row
+    prefix: Tensor | None = None  # (B, T) bool, positions of the bidirectional prefix (causal only)
+
+    def __post_init__(self) -> None:
+        if self.prefix is not None and not self.causal:
+            raise ValueError("a prefix layout must be causal (the prefix is the bidirectional part)")
+
+    def dense_mask(self, seq_len: int, device: torch.device) -> Tensor | None:
+        """Boolean mask (B|1, 1, T, T), True where attention is allowed; None if nothing is masked."""
+        if self.doc_ids is None and self.prefix is None:
+            if not self.causal:
+                return None
+            return _causal(seq_len, device)[None, None]
+        mask = None
+        if self.doc_ids is not None:
+            d = self.doc_ids.to(device)
+            mask = d[:, :, None] == d[:, None, :]  # (B, T, T)
+        if self.causal:
+            allowed = _causal(seq_len, device)[None]  # (1, T, T)
+            if self.prefix is not None:
+                allowed = allowed | self.prefix.to(device)[:, None, :]  # prefix keys visible
+            mask = allowed if mask is None else mask & allowed
+        return mask[:, None]  # (B, 1, T, T)
+
+    def seqlens(self) -> list[int]:
+        """Lengths of the contiguous runs of equal doc id, row after row (xformers block diagonal)."""
+        assert self.doc_ids is not None
+        d = self.doc_ids
+        batch, seq_len = d.shape
+        starts = torch.ones_like(d, dtype=torch.bool)
+        starts[:, 1:] = d[:, 1:] != d[:, :-1]
+        idx = torch.nonzero(starts.flatten()).flatten()  # flat start positions
+        ends = torch.cat([idx[1:], idx.new_tensor([batch * seq_len])])
+        return (ends - idx).tolist()
+
+
+@functools.lru_cache(maxsize=16)
+def _causal_cached(seq_len: int, device: str) -> Tensor:
+    return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
+
+
+def _causal(seq_len: int, device: torch.device) -> Tensor:
+    return _causal_cached(seq_len, str(device))
+
+
+@functools.lru_cache(maxsize=1)
+def xformers_available() -> bool:
+    """True when xformers imports and its CUDA kernels can run here."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import xformers.ops  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def resolve_kernel(name: str, device: torch.device | str) -> str:
+    """``auto`` -> xformers on CUDA when installed, else sdpa. Explicit names are validated."""
+    if name == "auto":
+        return "xformers" if torch.device(device).type == "cuda" and xformers_available() else "sdpa"
+    if name not in KERNELS:
+        raise ValueError(f"unknown attention kernel {name!r}; expected auto or one of {', '.join(KERNELS)}")
+    if name == "xformers" and not xformers_available():
+        raise RuntimeError("attention kernel 'xformers' needs CUDA and `pip install objective-zoo[xformers]`")
+    return name
+
+
+@dataclass
+class PreparedMask:
+    """A layout turned into what one kernel consumes; built once per forward, shared by all layers."""
+
+    kernel: str
+    dense: Tensor | None = None  # eager / sdpa: bool (B|1, 1, T, T)
+    is_causal: bool = False  # sdpa fast path: plain causal, no mask tensor
+    bias: Any = None  # xformers attn_bias (block-diagonal type, LowerTriangularMask or tensor)
+    flatten: bool = False  # xformers block-diagonal: rows are concatenated into one sequence
+
+
+def prepare(layout: AttentionLayout, kernel: str, batch: int, seq_len: int, num_heads: int,
+            device: torch.device, dtype: torch.dtype) -> PreparedMask:
+    if kernel == "xformers":
+        return _prepare_xformers(layout, batch, seq_len, num_heads, device, dtype)
+    if kernel == "sdpa" and layout.causal and layout.doc_ids is None and layout.prefix is None:
+        return PreparedMask(kernel, is_causal=True)
+    return PreparedMask(kernel, dense=layout.dense_mask(seq_len, device))
+
+
+def _prepare_xformers(layout: AttentionLayout, batch: int, seq_len: int, num_heads: int,
+                      device: torch.device, dtype: torch.dtype) -> PreparedMask:
+    from xformers.ops import fmha
+
+    if layout.prefix is not None:
+        # No described prefix-LM bias in xformers: pass an additive tensor, last dim padded to a
+        # multiple of 8 because the kernel requires aligned bias storage.
+        allowed = layout.dense_mask(seq_len, device)  # (B, 1, T, T)
+        padded = math.ceil(seq_len / 8) * 8
+        bias = torch.zeros(batch, num_heads, seq_len, padded, device=device, dtype=dtype)
+        bias = bias[..., :seq_len]
+        bias.masked_fill_(~allowed, float("-inf"))
+        return PreparedMask("xformers", bias=bias)
+    if layout.doc_ids is None:
+        return PreparedMask("xformers", bias=fmha.attn_bias.LowerTriangularMask() if layout.causal else None)
+    cls = fmha.attn_bias.BlockDiagonalCausalMask if layout.causal else fmha.attn_bias.BlockDiagonalMask
+    return PreparedMask("xformers", bias=cls.from_seqlens(layout.seqlens()), flatten=True)
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: PreparedMask, dropout_p: float = 0.0) -> Tensor:
+    """q, k, v: (B, T, H, D) -> (B, T, H, D)."""
+    if mask.kernel == "xformers":
+        import xformers.ops as xops
+
+        batch, seq_len = q.shape[:2]
+        if mask.flatten:  # block-diagonal masks index one long sequence: (1, B*T, H, D)
+            q, k, v = (x.reshape(1, batch * seq_len, *x.shape[2:]) for x in (q, k, v))
+        out = xops.memory_efficient_attention(q, k, v, attn_bias=mask.bias, p=dropout_p)
+        return out.reshape(batch, seq_len, *out.shape[2:])
+    q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, T, D)
+    if mask.kernel == "sdpa":
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.dense, dropout_p=dropout_p,
+                                             is_causal=mask.is_causal)
+    else:
+        out = eager_attention(q, k, v, mask.dense, dropout_p)
+    return out.transpose(1, 2)
+
+
+def eager_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, dropout_p: float) -> Tensor:
+    """Reference implementation. q, k, v: (B, H, T, D); allowed: bool (B|1, 1, T, T) or None."""
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, T, T)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    probs = scores.softmax(dim=-1)
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, p=dropout_p)
+    return probs @ v

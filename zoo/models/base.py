@@ -1,0 +1,177 @@
+"""The backbone contract: token ids (+ segments, + an attention layout) in, hidden states out.
+
+A backbone has no heads and no losses. It declares what it can do (``capabilities``) so that
+objectives can check compatibility before anything is allocated, and exposes a ``spec`` and
+its input embedding so that objectives can build (weight-tied) heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from zoo.models.attention import AttentionLayout
+
+CAPABILITIES = ("bidirectional", "causal", "prefix", "segments", "packed")
+
+# name -> (layers, hidden); heads = hidden / 64, FFN = 4 x hidden.
+SIZES: dict[str, tuple[int, int]] = {
+    "tiny": (2, 128),
+    "mini": (4, 256),
+    "small": (4, 512),
+    "medium": (8, 512),
+    "base": (12, 768),
+}
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What heads need to know about a backbone."""
+
+    name: str
+    family: str  # "encoder" | "decoder"
+    capabilities: frozenset[str]
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    intermediate_size: int
+    max_positions: int
+    type_vocab_size: int  # 0 when the backbone has no segment embeddings
+    layer_norm_eps: float
+    activation: str  # "gelu" (erf) or "gelu_tanh"
+    initializer_range: float
+
+
+@dataclass
+class BackboneConfig:
+    """Fields every built-in backbone shares; plugins may define their own Config dataclass."""
+
+    vocab_size: int = 8000
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 0  # 0 -> hidden_size // 64
+    intermediate_size: int = 0  # 0 -> 4 * hidden_size
+    max_positions: int = 512
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    initializer_range: float = 0.02
+    attention: str = "auto"  # auto | eager | sdpa | xformers
+    activation_checkpointing: bool = False
+
+    def resolved(self) -> BackboneConfig:
+        heads = self.num_heads or max(1, self.hidden_size // 64)
+        if self.hidden_size % heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {heads}")
+        return replace(self, num_heads=heads, intermediate_size=self.intermediate_size or 4 * self.hidden_size)
+
+
+def config_for_size(config_cls: type, size: str | None, **overrides: Any) -> Any:
+    """A backbone config from a size preset (tiny .. base) plus any field overrides."""
+    values: dict[str, Any] = {}
+    if size is not None:
+        if size not in SIZES:
+            raise ValueError(f"unknown size {size!r}; expected one of {', '.join(SIZES)}")
+        values["num_layers"], values["hidden_size"] = SIZES[size]
+    known = {f.name for f in fields(config_cls)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown backbone field(s) {unknown}; expected some of {sorted(known)}")
+    values.update(overrides)
+    return config_cls(**values)
+
+
+class Backbone(nn.Module):
+    """Base class of every backbone plugin.
+
+    Subclasses set ``name``, ``family``, ``capabilities`` and ``Config``, build their layers in
+    ``__init__(config)`` and implement ``forward``.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str]  # "encoder" | "decoder"
+    capabilities: ClassVar[frozenset[str]]
+    Config: ClassVar[type] = BackboneConfig
+
+    def __init__(self, config: Any) -> None:
+        super().__init__()
+        self.config = config
+
+    @property
+    def spec(self) -> BackboneSpec:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        input_ids: Tensor,  # (B, T) long
+        layout: AttentionLayout,
+        token_type_ids: Tensor | None = None,  # (B, T) long, backbones with 'segments'
+        position_ids: Tensor | None = None,  # (B, T) long; None -> 0..T-1
+    ) -> Tensor:  # (B, T, hidden)
+        raise NotImplementedError
+
+    def input_embedding(self) -> nn.Embedding:
+        """The token embedding, for heads whose decoder is tied to it."""
+        raise NotImplementedError
+
+    # --- Hugging Face state-dict layout (BertModel / GPT2Model names and shapes) -------------
+    def hf_state_dict(self) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def load_hf_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> None:
+        raise NotImplementedError
+
+    def hf_config(self) -> Any:
+        """The matching ``transformers`` config object (BertConfig / GPT2Config)."""
+        raise NotImplementedError
+
+    # --- compute accounting ------------------------------------------------------------------
+    def flops_per_token(self, seq_len: int) -> float:
+        """Forward-pass FLOPs per token (matmuls incl. attention scores), excluding heads."""
+        s = self.spec
+        h, f, layers = s.hidden_size, s.intermediate_size, s.num_layers
+        per_layer = 2 * (4 * h * h + 2 * h * f) + 2 * 2 * seq_len * h  # projections + QK^T and AV
+        return float(layers * per_layer)
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            n -= sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Embedding))
+        return n
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """BERT / GPT-2 initialisation: normal(0, std) weights, zero biases, unit LayerNorm."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def default_positions(input_ids: Tensor) -> Tensor:
+    return torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand_as(input_ids)
+
+
+def load_mapped(module: nn.Module, mapped: dict[str, Tensor | None], strict: bool, source: str) -> None:
+    """Copy translated tensors into ``module``, checking names and shapes."""
+    missing = sorted(k for k, v in mapped.items() if v is None)
+    if missing and strict:
+        raise KeyError(f"{source} state dict lacks tensors for {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    own = module.state_dict()
+    with torch.no_grad():
+        for name, tensor in mapped.items():
+            if tensor is None:
+                continue
+            if own[name].shape != tensor.shape:
+                raise ValueError(f"{source} tensor for {name} has shape {tuple(tensor.shape)}, "
+                                 f"expected {tuple(own[name].shape)}")
+            own[name].copy_(tensor)

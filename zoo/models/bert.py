@@ -1,0 +1,179 @@
+"""BERT encoder: post-LayerNorm transformer, learned positions, token types, GELU (erf).
+
+Numerically the same function as ``transformers.BertModel`` (without its pooler): the query,
+key and value projections are fused into one matmul, and ``hf_state_dict`` /
+``load_hf_state_dict`` translate to and from BertModel's parameter names and shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from zoo.models import attention as attn
+from zoo.models.attention import AttentionLayout
+from zoo.models.base import (
+    Backbone,
+    BackboneConfig,
+    BackboneSpec,
+    default_positions,
+    init_weights,
+    load_mapped,
+)
+
+
+@dataclass
+class BertConfig(BackboneConfig):
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+
+
+class BertLayer(nn.Module):
+    def __init__(self, c: BertConfig) -> None:
+        super().__init__()
+        h = c.hidden_size
+        self.num_heads = c.num_heads
+        self.qkv = nn.Linear(h, 3 * h)
+        self.attn_out = nn.Linear(h, h)
+        self.attn_norm = nn.LayerNorm(h, eps=c.layer_norm_eps)
+        self.ffn_in = nn.Linear(h, c.intermediate_size)
+        self.ffn_out = nn.Linear(c.intermediate_size, h)
+        self.ffn_norm = nn.LayerNorm(h, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.dropout)
+        self.attention_dropout = c.attention_dropout
+
+    def forward(self, x: Tensor, mask: attn.PreparedMask) -> Tensor:
+        batch, seq_len, hidden = x.shape  # (B, T, h)
+        q, k, v = self.qkv(x).view(batch, seq_len, 3, self.num_heads, -1).unbind(2)  # 3 x (B, T, H, D)
+        a = attn.attend(q, k, v, mask, self.attention_dropout if self.training else 0.0)
+        x = self.attn_norm(x + self.dropout(self.attn_out(a.reshape(batch, seq_len, hidden))))
+        y = self.ffn_out(F.gelu(self.ffn_in(x)))  # (B, T, h)
+        return self.ffn_norm(x + self.dropout(y))
+
+
+class BertBackbone(Backbone):
+    name = "bert"
+    family = "encoder"
+    capabilities = frozenset({"bidirectional", "segments", "packed"})
+    Config = BertConfig
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config.resolved())
+        c = self.config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.hidden_size)
+        self.pos_emb = nn.Embedding(c.max_positions, c.hidden_size)
+        self.type_emb = nn.Embedding(c.type_vocab_size, c.hidden_size)
+        self.emb_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.emb_dropout = nn.Dropout(c.dropout)
+        self.layers = nn.ModuleList(BertLayer(c) for _ in range(c.num_layers))
+        init_weights(self, c.initializer_range)
+
+    @property
+    def spec(self) -> BackboneSpec:
+        c = self.config
+        return BackboneSpec(
+            name=self.name, family=self.family, capabilities=self.capabilities,
+            vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_layers=c.num_layers,
+            num_heads=c.num_heads, intermediate_size=c.intermediate_size, max_positions=c.max_positions,
+            type_vocab_size=c.type_vocab_size, layer_norm_eps=c.layer_norm_eps, activation="gelu",
+            initializer_range=c.initializer_range,
+        )
+
+    def input_embedding(self) -> nn.Embedding:
+        return self.tok_emb
+
+    def forward(self, input_ids: Tensor, layout: AttentionLayout, token_type_ids: Tensor | None = None,
+                position_ids: Tensor | None = None) -> Tensor:
+        if layout.causal:
+            raise ValueError("the bert backbone is bidirectional; it cannot serve a causal layout")
+        batch, seq_len = input_ids.shape
+        if position_ids is None:
+            position_ids = default_positions(input_ids)
+        x = self.tok_emb(input_ids) + self.pos_emb(position_ids)  # (B, T, h)
+        x = x + (self.type_emb(token_type_ids) if token_type_ids is not None else self.type_emb.weight[0])
+        x = self.emb_dropout(self.emb_norm(x))
+        kernel = attn.resolve_kernel(self.config.attention, x.device)
+        mask = attn.prepare(layout, kernel, batch, seq_len, self.config.num_heads, x.device, x.dtype)
+        for layer in self.layers:
+            if self.config.activation_checkpointing and self.training:
+                x = checkpoint(layer, x, mask, use_reentrant=False)
+            else:
+                x = layer(x, mask)
+        return x  # (B, T, h)
+
+    # --- Hugging Face BertModel layout ---------------------------------------------------------
+    def hf_state_dict(self) -> dict[str, Tensor]:
+        h = self.config.hidden_size
+        out = {
+            "embeddings.word_embeddings.weight": self.tok_emb.weight,
+            "embeddings.position_embeddings.weight": self.pos_emb.weight,
+            "embeddings.token_type_embeddings.weight": self.type_emb.weight,
+            "embeddings.LayerNorm.weight": self.emb_norm.weight,
+            "embeddings.LayerNorm.bias": self.emb_norm.bias,
+        }
+        for i, layer in enumerate(self.layers):
+            p = f"encoder.layer.{i}."
+            for j, part in enumerate(("query", "key", "value")):
+                out[f"{p}attention.self.{part}.weight"] = layer.qkv.weight[j * h:(j + 1) * h]
+                out[f"{p}attention.self.{part}.bias"] = layer.qkv.bias[j * h:(j + 1) * h]
+            for ours, theirs in _BERT_LAYER_NAMES.items():
+                mod = getattr(layer, ours)
+                out[f"{p}{theirs}.weight"] = mod.weight
+                out[f"{p}{theirs}.bias"] = mod.bias
+        return {k: v.detach().clone().contiguous() for k, v in out.items()}
+
+    def load_hf_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> None:
+        """Load BertModel weights (``bert.`` prefixes stripped; pooler and heads ignored)."""
+        state = {k.removeprefix("bert."): v for k, v in state.items()}
+        ours: dict[str, Tensor] = {
+            "tok_emb.weight": state.get("embeddings.word_embeddings.weight"),
+            "pos_emb.weight": state.get("embeddings.position_embeddings.weight"),
+            "type_emb.weight": state.get("embeddings.token_type_embeddings.weight"),
+            "emb_norm.weight": state.get("embeddings.LayerNorm.weight"),
+            "emb_norm.bias": state.get("embeddings.LayerNorm.bias"),
+        }
+        for i in range(len(self.layers)):
+            p = f"encoder.layer.{i}."
+            for kind in ("weight", "bias"):
+                parts = [state.get(f"{p}attention.self.{n}.{kind}") for n in ("query", "key", "value")]
+                ours[f"layers.{i}.qkv.{kind}"] = None if any(t is None for t in parts) else torch.cat(parts)
+                for mine, theirs in _BERT_LAYER_NAMES.items():
+                    ours[f"layers.{i}.{mine}.{kind}"] = state.get(f"{p}{theirs}.{kind}")
+        load_mapped(self, ours, strict, "BertModel")
+
+    def hf_config(self) -> Any:
+        from transformers import BertConfig as HFBertConfig
+
+        c = self.config
+        return HFBertConfig(
+            vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
+            num_attention_heads=c.num_heads, intermediate_size=c.intermediate_size, hidden_act="gelu",
+            hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.attention_dropout,
+            max_position_embeddings=c.max_positions, type_vocab_size=c.type_vocab_size,
+            layer_norm_eps=c.layer_norm_eps, initializer_range=c.initializer_range,
+        )
+
+    @classmethod
+    def config_from_hf(cls, hf: Any) -> BertConfig:
+        return BertConfig(
+            vocab_size=hf.vocab_size, hidden_size=hf.hidden_size, num_layers=hf.num_hidden_layers,
+            num_heads=hf.num_attention_heads, intermediate_size=hf.intermediate_size,
+            max_positions=hf.max_position_embeddings, dropout=hf.hidden_dropout_prob,
+            attention_dropout=hf.attention_probs_dropout_prob, initializer_range=hf.initializer_range,
+            type_vocab_size=hf.type_vocab_size, layer_norm_eps=hf.layer_norm_eps,
+        )
+
+
+_BERT_LAYER_NAMES = {
+    "attn_out": "attention.output.dense",
+    "attn_norm": "attention.output.LayerNorm",
+    "ffn_in": "intermediate.dense",
+    "ffn_out": "output.dense",
+    "ffn_norm": "output.LayerNorm",
+}
+

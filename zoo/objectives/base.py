@@ -1,0 +1,134 @@
+"""The objective contract.
+
+An objective
+  * declares the backbone capabilities it needs (``requires``, or ``incompatibility`` for rules
+    more subtle than a set),
+  * builds its heads from the backbone (``build_heads``), saved under ``heads.<name>.*``,
+  * turns data into a batch (``prepare``, numpy, seeded by the ``rng`` it is given), and
+  * computes ``loss(heads, hidden, batch) -> LossOutput(loss, count, metrics)``.
+
+Objectives whose forward pass is not "backbone once, then heads" (ELECTRA's generator, for
+example) override ``compute``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from zoo.batch import Batch, Segments, SpecialTokens
+from zoo.models.base import Backbone, BackboneSpec
+
+if TYPE_CHECKING:
+    from zoo.model import ZooModel
+
+
+@dataclass
+class NoConfig:
+    """Config of an objective that has no options."""
+
+
+@dataclass
+class LossOutput:
+    loss: Tensor  # scalar, mean over ``count`` predictions
+    count: Tensor | int  # number of predictions the loss averages over (weights metric averages)
+    metrics: dict[str, Tensor | float] = field(default_factory=dict)  # batch means, e.g. {"acc": ...}
+
+
+class Objective:
+    """Base class of every objective plugin (built-in or third-party)."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type] = NoConfig
+    requires: ClassVar[frozenset[str]] = frozenset()
+    # "pairs": builds [CLS] A [SEP] B [SEP] rows from ``Segments`` (runs first in a composition);
+    # "tokens": works on the rows it is given (masking, corruption, labels).
+    role: ClassVar[str] = "tokens"
+
+    def __init__(self, config: Any | None, tokens: SpecialTokens, spec: BackboneSpec,
+                 name: str | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+        self.tokens = tokens
+        self.spec = spec
+        self.name = name or type(self).name
+
+    # --- compatibility -----------------------------------------------------------------------
+    @classmethod
+    def incompatibility(cls, capabilities: frozenset[str], family: str) -> str | None:
+        """Why a backbone with these capabilities cannot be trained by this objective, or None."""
+        missing = sorted(cls.requires - capabilities)
+        if missing:
+            return f"needs backbone capabilities {missing}, the backbone has {sorted(capabilities)}"
+        return None
+
+    # --- data ----------------------------------------------------------------------------------
+    @property
+    def unit(self) -> str:
+        """What the data pipeline must deliver: 'rows' (packed ``Batch``) or 'segments'."""
+        return "segments" if self.role == "pairs" else "rows"
+
+    def row_length(self, seq_len: int) -> int:
+        """Length of the raw rows to request so that prepared rows are ``seq_len`` long."""
+        return seq_len
+
+    def prepare(self, data: Batch | Segments, rng: np.random.Generator) -> Batch:
+        raise NotImplementedError
+
+    # --- model ---------------------------------------------------------------------------------
+    def build_heads(self, backbone: Backbone) -> nn.Module | None:
+        return None
+
+    def heads(self, backbone: Backbone) -> dict[str, nn.Module]:
+        """Heads by objective name (a composition returns one entry per part)."""
+        head = self.build_heads(backbone)
+        return {} if head is None else {self.name: head}
+
+    def loss(self, heads: nn.Module | None, hidden: Tensor, batch: Batch) -> LossOutput:
+        raise NotImplementedError
+
+    def compute(self, model: ZooModel, batch: Batch) -> LossOutput:
+        """Forward pass and loss. Default: run the backbone once, then ``loss``."""
+        hidden = model.backbone(**batch.backbone_inputs())
+        return self.loss(model.heads[self.name] if self.name in model.heads else None, hidden, batch)
+
+    # --- accounting ------------------------------------------------------------------------------
+    def head_flops(self, batch: Batch) -> float:
+        """Forward FLOPs of this objective's heads on ``batch`` (for compute-matched budgets)."""
+        return 0.0
+
+    def derived_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        """Metrics computed from averaged ones (e.g. perplexity = exp(mean loss))."""
+        return {}
+
+
+class TiedLinear(nn.Module):
+    """Output projection whose weight is a backbone's input embedding (weight tying).
+
+    The embedding is held by reference, not registered, so the head's state dict never
+    duplicates the embedding matrix.
+    """
+
+    def __init__(self, embedding: nn.Embedding, bias: bool = True) -> None:
+        super().__init__()
+        object.__setattr__(self, "_embedding", embedding)  # not a submodule
+        self.bias = nn.Parameter(torch.zeros(embedding.num_embeddings)) if bias else None
+
+    @property
+    def weight(self) -> Tensor:
+        return self._embedding.weight
+
+    def forward(self, x: Tensor) -> Tensor:  # (..., h) -> (..., vocab)
+        return nn.functional.linear(x, self.weight, self.bias)
+
+
+def masked_mean(values: Tensor, count: Tensor | int) -> Tensor:
+    return values.sum() / max(int(count), 1) if isinstance(count, int) else values.sum() / count.clamp(min=1)
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(min(loss, 50.0))

@@ -1,0 +1,41 @@
+"""What ``zoo list`` shows: every registered plugin, its origin, and objective x backbone compatibility."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from zoo import registry
+from zoo.errors import PluginError
+
+
+@dataclass
+class Listing:
+    plugins: dict[str, list[tuple[str, str, str]]]  # kind -> (name, origin, note)
+    matrix: dict[str, dict[str, str]]  # objective -> backbone -> "yes" | reason it is not
+
+
+def compatibility(objective_name: str, backbone_name: str) -> str | None:
+    """Why ``objective_name`` cannot train ``backbone_name`` (None if it can). Loads both plugins."""
+    objective = registry.load("objective", objective_name)
+    backbone = registry.load("backbone", backbone_name)
+    return objective.incompatibility(backbone.capabilities, backbone.family)
+
+
+def listing() -> Listing:
+    plugins: dict[str, list[tuple[str, str, str]]] = {}
+    for kind in registry.GROUPS:
+        rows = [(name, info.origin, "") for name, info in registry.find(kind).items()]
+        for name, infos in registry.conflicts(kind).items():
+            rows.append((name, ", ".join(i.ref for i in infos), "conflict: registered twice"))
+        plugins[kind] = sorted(rows)
+    matrix: dict[str, dict[str, str]] = {}
+    backbones = registry.names("backbone")
+    for obj in registry.names("objective"):
+        row = matrix.setdefault(obj, {})
+        for bb in backbones:
+            try:
+                reason = compatibility(obj, bb)
+                row[bb] = "yes" if reason is None else f"no: {reason}"
+            except PluginError as exc:
+                row[bb] = f"error: {exc}"
+    return Listing(plugins, matrix)
