@@ -60,9 +60,20 @@ def list_cmd() -> None:
                       [r if r[2] else r[:2] for r in rows] or [("(none)", "")])
     if result.matrix:
         backbones = sorted({b for row in result.matrix.values() for b in row})
-        console.table("Compatibility (objective x backbone)", ["objective", *backbones],
-                      [[obj, *(row[b] for b in backbones)] for obj, row in result.matrix.items()])
-
+        reasons: list[str] = []
+        cells = []
+        for obj, row in result.matrix.items():
+            line = [obj]
+            for bb in backbones:
+                verdict = row[bb]
+                if verdict != "yes":
+                    reasons.append(f"{obj} x {bb}: {verdict}")
+                    verdict = verdict.split(":", 1)[0] + f" [{len(reasons)}]"
+                line.append(verdict)
+            cells.append(line)
+        console.table("Compatibility (objective x backbone)", ["objective", *backbones], cells)
+        for i, reason in enumerate(reasons, 1):
+            console.text(f"  [{i}] {reason}")
 
 def main() -> None:
     cli.main(prog_name="zoo")

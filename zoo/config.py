@@ -184,15 +184,18 @@ def dump_toml(data: Mapping[str, Any]) -> str:
             return "[" + ", ".join(scalar(x) for x in v) + "]"
         raise TypeError(f"cannot write {v!r} as TOML")
 
+    def key(k: str) -> str:
+        return k if k and all(c.isalnum() or c in "-_" for c in k) else json.dumps(k)
+
     def table(prefix: str, d: Mapping[str, Any]) -> None:
         plain = {k: v for k, v in d.items() if v is not None and not isinstance(v, Mapping)}
         subs = {k: v for k, v in d.items() if isinstance(v, Mapping)}
         if prefix and (plain or not subs):
             lines.append(f"\n[{prefix}]")
         for k, v in plain.items():
-            lines.append(f"{k} = {scalar(v)}")
+            lines.append(f"{key(k)} = {scalar(v)}")
         for k, v in subs.items():
-            table(_join(prefix, k), v)
+            table(_join(prefix, key(k)), v)
 
     table("", data)
     return "\n".join(lines).lstrip("\n") + "\n"

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 console = Console()
@@ -24,7 +25,7 @@ def setup_logging(verbose: bool) -> None:
 
 
 def print_error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def print_traceback() -> None:
@@ -35,14 +36,14 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
           caption: str | None = None) -> None:
     t = Table(title=title, caption=caption, title_justify="left")
     for c in columns:
-        t.add_column(str(c))
+        t.add_column(escape(str(c)))
     for row in rows:
-        t.add_row(*(str(x) for x in row))
+        t.add_row(*(escape(str(x)) for x in row))
     console.print(t)
 
 
-def text(message: str = "") -> None:
-    console.print(message, highlight=False, soft_wrap=True)
+def text(message: str = "", markup: bool = False) -> None:
+    console.print(message, highlight=False, soft_wrap=True, markup=markup)
 
 
 def is_interactive() -> bool:

@@ -93,7 +93,8 @@ def _scan(kind: str) -> tuple[dict[str, PluginInfo], dict[str, list[PluginInfo]]
         if not any(_normalise(o.distribution) == _normalise(info.distribution) for o in same):
             same.append(info)
     unique = {n: infos[0] for n, infos in by_name.items() if len(infos) == 1}
-    conflicts = {n: infos for n, infos in by_name.items() if len(infos) > 1}
+    conflicts = {n: sorted(infos, key=lambda i: _normalise(i.distribution))
+                 for n, infos in by_name.items() if len(infos) > 1}
     _found[key] = (unique, conflicts)
     return unique, conflicts
 

@@ -1,0 +1,79 @@
+"""Typed configs: TOML and --set overrides map onto dataclasses; bad keys/values name the key path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from zoo.config import apply_overrides, dump_toml, from_dict, load_toml, parse_value, to_dict
+from zoo.errors import ConfigError
+
+
+@dataclass
+class Inner:
+    rate: float = 0.15
+    kind: Literal["a", "b"] = "a"
+    names: list[str] = field(default_factory=lambda: ["x"])
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rate <= 1:
+            raise ValueError(f"rate must be in [0, 1], got {self.rate}")
+
+
+@dataclass
+class Outer:
+    steps: int = 10
+    path: str | None = None
+    flag: bool = False
+    inner: Inner = field(default_factory=Inner)
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def test_round_trip_through_toml(tmp_path) -> None:
+    cfg = from_dict(Outer, {"steps": 3, "inner": {"rate": 0.3, "kind": "b"}, "extra": {"k": 1}})
+    text = dump_toml(to_dict(cfg))
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    assert from_dict(Outer, load_toml(p)) == cfg
+
+
+def test_overrides_parse_toml_values() -> None:
+    data = apply_overrides({}, ["steps=5", "inner.rate=2e-1", "inner.kind=b", "flag=true", "inner.names=[\"p\", \"q\"]"])
+    cfg = from_dict(Outer, data)
+    assert cfg.steps == 5 and cfg.inner.rate == 0.2 and cfg.inner.kind == "b" and cfg.flag
+    assert cfg.inner.names == ["p", "q"]
+    assert parse_value("runs/x") == "runs/x"  # not TOML: kept as a string
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"stpes": 1}, "unknown config key 'stpes' at the top level; allowed keys: steps, path, flag, inner, extra"),
+        ({"inner": {"rat": 1}}, "unknown config key 'inner.rat' in [inner]"),
+        ({"inner": {"kind": "c"}}, "inner.kind = 'c' is not allowed; allowed values: 'a', 'b'"),
+        ({"steps": "many"}, "steps must be an integer, got 'many'"),
+        ({"flag": 1}, "flag must be true or false"),
+        ({"inner": {"rate": 2.0}}, "invalid config inner: rate must be in [0, 1], got 2.0"),
+        ({"inner": 3}, "inner must be a table"),
+        ({"extra": {"k": "v"}}, "extra.k must be an integer"),
+    ],
+)
+def test_errors_name_key_path_and_allowed_values(data, message) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_dict(Outer, data)
+    assert message in str(err.value)
+
+
+def test_bad_override_syntax_and_toml(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        apply_overrides({}, ["steps"])
+    with pytest.raises(ConfigError, match="'steps' is a value, not a table"):
+        apply_overrides({"steps": 1}, ["steps.x=1"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("steps = = 3\n")
+    with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
+        load_toml(bad)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_toml(tmp_path / "missing.toml")
