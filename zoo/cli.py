@@ -75,6 +75,112 @@ def list_cmd() -> None:
         for i, reason in enumerate(reasons, 1):
             console.text(f"  [{i}] {reason}")
 
+@cli.command("train")
+@click.option("--objective", help="Objective name or composition, e.g. mlm+nsp or mlm:1.0+nsp:0.5.")
+@click.option("--backbone", help="Backbone name (see zoo list).")
+@click.option("--size", type=click.Choice(["tiny", "mini", "small", "medium", "base"]), help="Model size preset.")
+@click.option("--data", "data", help="Corpus: file, directory or hf:NAME[:CONFIG][@split]. Default: embedded corpus.")
+@click.option("--text-field", help="JSON lines field holding the text.")
+@click.option("--tokenizer", "tokenizer_path", help="Reuse this tokenizer.json instead of training one.")
+@click.option("--budget", help="10m | 90s | 2000steps | 3e14flops | 5e6tokens.")
+@click.option("--seq-len", type=int)
+@click.option("--batch-size", type=int, help="Rows per micro-batch per process.")
+@click.option("--vocab-size", type=int, help="Vocabulary size of the tokenizer trained for this run.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]))
+@click.option("--checkpoint-every", type=int, help="Steps between checkpoints (0: only at the end).")
+@click.option("--out", help="Run directory (default runs/<backbone>-<objective>).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML run config.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override any config key.")
+@click.option("--resume", is_flag=True, help="Continue from the newest intact checkpoint (also automatic).")
+@click.option("--resume-from", help="Continue from this checkpoint directory (error if it is damaged).")
+@click.option("--seed", type=int)
+@click.option("--strategy", type=click.Choice(["ddp", "fsdp"]), help="Multi-process strategy.")
+@click.option("--nproc", type=int, default=1, show_default=True, help="Processes (wraps torchrun).")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config, parameters and FLOPs per step; train nothing.")
+@click.pass_context
+def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], resume: bool,
+              resume_from: str | None, nproc: int, dry_run: bool, **flags: Any) -> None:
+    """Pretrain a backbone with an objective."""
+    if nproc > 1:
+        ctx.exit(_torchrun(nproc))
+    from zoo import console
+    from zoo.config import apply_overrides, dump_toml, load_toml, merge, to_dict
+    from zoo.train.config import resolve
+
+    data: dict[str, Any] = load_toml(config_path) if config_path else {}
+    data = merge(data, _train_flags(flags))
+    cfg = resolve(apply_overrides(data, list(overrides)))
+    if dry_run:
+        from zoo.train.trainer import plan
+
+        p = plan(cfg)
+        console.text(dump_toml(to_dict(cfg)))
+        console.train_summary([
+            ("parameters", f"{p.params:,} ({p.params_no_embeddings:,} without embeddings)"),
+            ("tokens per step", f"{p.tokens_per_step:,} ({p.accum} accumulation step(s))"),
+            ("FLOPs per step (train)", f"{p.flops_per_step:.3e}"),
+            ("budget", str(p.budget)),
+        ])
+        return
+    from zoo.train.trainer import train
+
+    title = f"{cfg.backbone} {cfg.objective}"
+    with console.TrainProgress(title) as progress:
+        result = train(cfg, resume=resume, resume_from=resume_from, callback=progress)
+    rows = [("run", str(result.run_dir)), ("steps", str(result.step)), ("tokens", f"{result.tokens:,}"),
+            ("FLOPs", f"{result.flops:.3e}"), ("train time", f"{result.train_time_s:.1f}s"),
+            ("parameters", f"{result.params:,}")]
+    for key in ("loss", "tokens_per_s"):
+        if key in result.final:
+            rows.append((f"train {key}", f"{result.final[key]:.4g}"))
+    for key, value in (result.eval or {}).items():
+        if key not in ("kind", "step", "tokens", "flops"):
+            rows.append((f"eval {key}", f"{value:.4g}"))
+    console.train_summary(rows)
+
+
+def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
+    """Map the stable CLI flags onto config keys (only those given)."""
+    where = {
+        "objective": ("objective",), "backbone": ("backbone",), "size": ("size",), "out": ("out",),
+        "data": ("data", "source"), "text_field": ("data", "text_field"),
+        "tokenizer_path": ("tokenizer", "path"), "vocab_size": ("tokenizer", "vocab_size"),
+        "budget": ("train", "budget"), "seq_len": ("train", "seq_len"), "batch_size": ("train", "batch_size"),
+        "precision": ("train", "precision"), "checkpoint_every": ("train", "checkpoint_every"),
+        "seed": ("train", "seed"), "strategy": ("train", "strategy"),
+    }
+    out: dict[str, Any] = {}
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        node = out
+        *parents, leaf = where[flag]
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def _torchrun(nproc: int) -> int:
+    """Re-launch this ``zoo train`` command under torchrun with ``nproc`` processes."""
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg == "--nproc":
+            skip = True
+            continue
+        if arg.startswith("--nproc="):
+            continue
+        args.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+           "-m", "zoo", *args]
+    return subprocess.call(cmd)
+
+
 def main() -> None:
     cli.main(prog_name="zoo")
 

@@ -48,3 +48,51 @@ def text(message: str = "", markup: bool = False) -> None:
 
 def is_interactive() -> bool:
     return sys.stderr.isatty()
+
+
+class TrainProgress:
+    """Progress bar for ``zoo train``: budget fraction, loss, objective metrics, tokens/s, ETA."""
+
+    def __init__(self, title: str) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
+            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+            console=err_console, transient=False, disable=not err_console.is_terminal,
+        )
+        self._task = self._progress.add_task(title, total=1.0, status="")
+
+    def __enter__(self) -> TrainProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        if record.get("kind") == "eval":
+            logging.getLogger("zoo.train").info(
+                "step %d eval: %s", record["step"], _fmt_metrics(record, skip=("kind", "step", "tokens", "flops")))
+            return
+        keep = {k: v for k, v in record.items() if k not in _TRAIN_SKIP}
+        status = f"step {record['step']} {_fmt_metrics(keep)} {record.get('tokens_per_s', 0):,.0f} tok/s"
+        self._progress.update(self._task, completed=record.get("progress", 0.0), status=status)
+        if not err_console.is_terminal:
+            logging.getLogger("zoo.train").info("%s", status)
+
+
+_TRAIN_SKIP = ("kind", "step", "tokens", "flops", "progress", "tokens_per_s", "elapsed_s", "lr", "grad_norm", "mfu")
+
+
+def _fmt_metrics(record: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
+    parts = []
+    for k, v in record.items():
+        if k in skip:
+            continue
+        parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+    return " ".join(parts)
+
+
+def train_summary(rows: list[tuple[str, str]]) -> None:
+    table("Run summary", ["", "value"], rows)

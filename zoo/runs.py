@@ -1,0 +1,147 @@
+"""Reading run directories written by ``zoo train``: config, tokenizer, verified checkpoints.
+
+A run directory holds ``config.toml``/``config.json`` (resolved config), ``run.json`` (names,
+plugin versions, tokenizer hash), ``tokenizer.json``, ``metrics.jsonl`` and ``step-NNNNNN/``
+checkpoints (see ``zoo.train.checkpoint``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from zoo.batch import SpecialTokens
+from zoo.config import from_dict
+from zoo.errors import CheckpointError
+from zoo.model import ZooModel
+from zoo.models.base import Backbone
+from zoo.train import checkpoint as ckpt
+from zoo.train.config import RunConfig
+from zoo.train.metrics import Record, read_records
+
+log = logging.getLogger(__name__)
+
+
+class Run:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        for name in ("config.json", "run.json", "tokenizer.json"):
+            if not (self.path / name).is_file():
+                raise CheckpointError(f"{self.path} is not a zoo run directory: {name} is missing")
+        try:
+            self.info: dict[str, Any] = json.loads((self.path / "run.json").read_text())
+            raw = json.loads((self.path / "config.json").read_text())
+        except ValueError as exc:
+            raise CheckpointError(f"{self.path}: run.json or config.json is not valid JSON ({exc})") from exc
+        self.config: RunConfig = from_dict(RunConfig, raw)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def backbone_name(self) -> str:
+        return self.config.backbone
+
+    @property
+    def objective_name(self) -> str:
+        return self.config.objective
+
+    # --- tokenizer ----------------------------------------------------------------------------
+    @cached_property
+    def _tokenizer(self) -> Any:
+        from zoo.data import load_tokenizer
+
+        return load_tokenizer(self.path / "tokenizer.json")
+
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def special_tokens(self) -> SpecialTokens:
+        from zoo.data import special_tokens
+
+        return special_tokens(self._tokenizer)
+
+    def tokenizer_hash(self) -> str:
+        from zoo.data import tokenizer_hash
+
+        return tokenizer_hash(self._tokenizer)
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def steps(self) -> list[int]:
+        return [s for s, _ in ckpt.steps(self.path)]
+
+    def checkpoint(self, step: int | None = None) -> Path:
+        """A verified step directory: ``step`` exactly (error if damaged), or the newest intact one."""
+        if step is not None:
+            path = self.path / ckpt.step_name(step)
+            if not path.is_dir():
+                raise CheckpointError(f"{self.path} has no checkpoint for step {step}; it has {self.steps()}")
+            ckpt.verify(path)
+            return path
+        path, problems = ckpt.newest_valid(self.path)
+        for problem in problems:
+            log.warning("skipping damaged checkpoint: %s", problem)
+        if path is None:
+            detail = f": {problems[0]}" if problems else ""
+            raise CheckpointError(f"{self.path} has no complete, intact checkpoint{detail}")
+        return path
+
+    def checkpoint_id(self, step: int | None = None) -> str:
+        """Stable id of the weights: the sha256 of ``model.safetensors`` from the manifest."""
+        manifest = ckpt.verify(self.checkpoint(step))
+        return manifest["files"]["model.safetensors"]["sha256"]
+
+    def _checked_state(self, step: int | None) -> tuple[Path, dict[str, Any]]:
+        path = self.checkpoint(step)
+        state = json.loads((path / "trainer.json").read_text())
+        mine = self.tokenizer_hash()
+        if state.get("tokenizer_hash") != mine or state.get("vocab_size") != self.special_tokens().vocab_size:
+            raise CheckpointError(
+                f"checkpoint {path} was trained with tokenizer {state.get('tokenizer_hash', '?')[:12]} "
+                f"(vocab {state.get('vocab_size')}), but {self.path / 'tokenizer.json'} is "
+                f"{mine[:12]} (vocab {self.special_tokens().vocab_size})")
+        return path, state
+
+    def build_model(self) -> ZooModel:
+        """The run's model with freshly initialised weights (same config, same tokenizer)."""
+        from zoo.train.build import build_model
+
+        return build_model(self.config, self.special_tokens())
+
+    def build_backbone(self) -> Backbone:
+        from zoo.train.build import build_backbone
+
+        return build_backbone(self.config, self.special_tokens().vocab_size)
+
+    def load_model(self, step: int | None = None) -> ZooModel:
+        path, _ = self._checked_state(step)
+        model = self.build_model()
+        tensors = ckpt.load_tensors(path / "model.safetensors")
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"{path}: weights do not fit the run's model (missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]})")
+        return model
+
+    def load_backbone(self, step: int | None = None) -> Backbone:
+        path, _ = self._checked_state(step)
+        backbone = self.build_backbone()
+        tensors = ckpt.load_tensors(path / "model.safetensors")
+        state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
+        missing, unexpected = backbone.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"{path}: backbone weights do not fit (missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]})")
+        return backbone
+
+    # --- logs ---------------------------------------------------------------------------------
+    def records(self, kind: str | None = None) -> list[Record]:
+        return read_records(self.path / "metrics.jsonl", kind)
+
+
+def open_run(path: str | Path) -> Run:
+    return Run(Path(path))

@@ -1,0 +1,60 @@
+"""Build a run's parts from its config: backbone, objective, model. Shared by training and loading."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zoo import registry
+from zoo.batch import SpecialTokens
+from zoo.errors import ConfigError
+from zoo.model import ZooModel
+from zoo.models.base import Backbone, config_for_size
+from zoo.objectives.base import Objective
+from zoo.train.config import RunConfig
+
+
+def backbone_class(cfg: RunConfig) -> type[Backbone]:
+    return registry.load("backbone", cfg.backbone)
+
+
+def backbone_config(cfg: RunConfig, vocab_size: int) -> Any:
+    """Size preset + ``[model]`` overrides; vocabulary from the tokenizer; positions cover seq_len."""
+    cls = backbone_class(cfg)
+    overrides = dict(cfg.model)
+    if "vocab_size" in overrides and overrides["vocab_size"] != vocab_size:
+        raise ConfigError(f"model.vocab_size = {overrides['vocab_size']} but the tokenizer has {vocab_size} "
+                          f"tokens; set tokenizer.vocab_size (--vocab-size) instead")
+    overrides["vocab_size"] = vocab_size
+    try:
+        config = config_for_size(cls.Config, cfg.size, **overrides)
+    except ValueError as exc:
+        raise ConfigError(f"[model]: {exc}") from exc
+    needed = cfg.train.seq_len
+    if hasattr(config, "max_positions") and config.max_positions < needed:
+        if "max_positions" in cfg.model:
+            raise ConfigError(f"model.max_positions = {config.max_positions} is shorter than "
+                              f"train.seq_len = {needed}")
+        config.max_positions = needed
+    return config
+
+
+def build_backbone(cfg: RunConfig, vocab_size: int) -> Backbone:
+    return backbone_class(cfg)(backbone_config(cfg, vocab_size))
+
+
+def check_compatible(cfg: RunConfig) -> None:
+    """Fail before anything is allocated if the objective cannot train the backbone."""
+    from zoo.objectives.compose import check_compatible as check
+
+    check(cfg.objective, backbone_class(cfg))
+
+
+def build_objective(cfg: RunConfig, tokens: SpecialTokens, backbone: Backbone) -> Objective:
+    from zoo.objectives.compose import build_objective as build
+
+    return build(cfg.objective, cfg.objectives, tokens, backbone.spec)
+
+
+def build_model(cfg: RunConfig, tokens: SpecialTokens) -> ZooModel:
+    backbone = build_backbone(cfg, tokens.vocab_size)
+    return ZooModel(backbone, build_objective(cfg, tokens, backbone))

@@ -1,0 +1,194 @@
+"""Checkpoint directories: safetensors + JSON, sha256 manifest, atomic rename, keep-last-K.
+
+Layout of ``<run>/step-NNNNNN/``::
+
+    model.safetensors       backbone.* and heads.<objective>.* tensors
+    optimizer.safetensors   optimiser state tensors, keyed "<param name>/<state key>"
+    rng.safetensors         torch CPU (and CUDA) generator states
+    trainer.json            step counters, sampler state, numpy/python RNG, optimiser scalars
+    manifest.json           sha256 and size of every file above (written last)
+
+A step directory is written as ``.tmp-step-NNNNNN-<pid>`` and renamed when complete; then
+``latest`` is replaced. Nothing here unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from zoo.errors import CheckpointError
+from zoo.train import faults
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+LATEST = "latest"
+_STEP = re.compile(r"^step-(\d{6,})$")
+TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
+
+
+@dataclass
+class Checkpoint:
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, torch.Tensor]
+    rng: dict[str, torch.Tensor]
+    state: dict[str, Any]  # trainer.json
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:06d}"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    return [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+
+
+def write(run_dir: Path, step: int, ckpt: Checkpoint, keep_last: int) -> Path:
+    """Write ``step-NNNNNN`` atomically, point ``latest`` at it, prune old steps. Returns its path."""
+    bad = _non_finite(ckpt.model) + _non_finite(ckpt.optimizer)
+    if bad:
+        raise CheckpointError(f"refusing to write checkpoint {step_name(step)}: non-finite values in {bad[:5]}")
+    run_dir = Path(run_dir)
+    final = run_dir / step_name(step)
+    tmp = run_dir / f".tmp-{step_name(step)}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    save_file(ckpt.model, str(tmp / "model.safetensors"), metadata={"format": "objective-zoo"})
+    faults.maybe_kill_in_checkpoint("after-weights")
+    save_file(ckpt.optimizer, str(tmp / "optimizer.safetensors"))
+    faults.maybe_kill_in_checkpoint("after-optimizer")
+    save_file(ckpt.rng, str(tmp / "rng.safetensors"))
+    (tmp / "trainer.json").write_text(json.dumps(ckpt.state, indent=1, sort_keys=True))
+    files = {}
+    for name in (*TENSOR_FILES, "trainer.json"):
+        _fsync(tmp / name)
+        files[name] = {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
+    manifest = {"format": FORMAT_VERSION, "step": step, "files": files}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    _fsync(tmp / MANIFEST)
+    faults.maybe_kill_in_checkpoint("before-rename")
+    if final.exists():  # re-written after a resume at the same step
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    latest_tmp = run_dir / f".{LATEST}.tmp"
+    latest_tmp.write_text(step_name(step) + "\n")
+    os.replace(latest_tmp, run_dir / LATEST)
+    prune(run_dir, keep_last, keep=final)
+    return final
+
+
+def steps(run_dir: Path) -> list[tuple[int, Path]]:
+    """Step directories (complete by construction, not yet verified), oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in run_dir.iterdir() if p.is_dir() and (m := _STEP.match(p.name))]
+    return sorted(found)
+
+
+def prune(run_dir: Path, keep_last: int, keep: Path | None = None) -> None:
+    for _, path in steps(run_dir)[:-keep_last] if keep_last > 0 else []:
+        if path != keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def clean_temporaries(run_dir: Path) -> int:
+    """Remove leftovers of interrupted checkpoint writes; returns how many."""
+    run_dir = Path(run_dir)
+    leftovers = [p for p in run_dir.glob(".tmp-step-*") if p.is_dir()] if run_dir.is_dir() else []
+    for p in leftovers:
+        log.warning("removing incomplete checkpoint %s (interrupted write)", p.name)
+        shutil.rmtree(p, ignore_errors=True)
+    return len(leftovers)
+
+
+def verify(step_dir: Path) -> dict[str, Any]:
+    """Check every file against the manifest; raise ``CheckpointError`` naming the bad file."""
+    step_dir = Path(step_dir)
+    manifest_path = step_dir / MANIFEST
+    if not manifest_path.is_file():
+        raise CheckpointError(f"checkpoint {step_dir}: {MANIFEST} is missing (incomplete or not a checkpoint)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files = manifest["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {step_dir}: {MANIFEST} is unreadable: {exc}") from exc
+    if manifest.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {step_dir}: format {manifest.get('format')!r}, "
+                              f"this version reads format {FORMAT_VERSION}")
+    for name, meta in sorted(files.items()):
+        path = step_dir / name
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {step_dir}: file {name} is missing")
+        size = path.stat().st_size
+        if size != meta["bytes"]:
+            raise CheckpointError(f"checkpoint {step_dir}: file {name} has {size} bytes, "
+                                  f"manifest expects {meta['bytes']} (truncated or replaced)")
+        actual = sha256_file(path)
+        if actual != meta["sha256"]:
+            raise CheckpointError(f"checkpoint {step_dir}: file {name} sha256 {actual} does not match "
+                                  f"manifest {meta['sha256']}")
+    return manifest
+
+
+def newest_valid(run_dir: Path) -> tuple[Path | None, list[str]]:
+    """The newest verified step directory and the problems found with newer ones."""
+    problems: list[str] = []
+    for _, path in reversed(steps(run_dir)):
+        try:
+            verify(path)
+            return path, problems
+        except CheckpointError as exc:
+            problems.append(str(exc))
+    return None, problems
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """safetensors only; anything else (a pickle, an oversized header) is refused with the file named."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def read(step_dir: Path, verified: bool = True) -> Checkpoint:
+    step_dir = Path(step_dir)
+    if verified:
+        verify(step_dir)
+    try:
+        state = json.loads((step_dir / "trainer.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{step_dir / 'trainer.json'}: unreadable ({exc})") from exc
+    return Checkpoint(
+        model=load_tensors(step_dir / "model.safetensors"),
+        optimizer=load_tensors(step_dir / "optimizer.safetensors"),
+        rng=load_tensors(step_dir / "rng.safetensors"),
+        state=state,
+    )

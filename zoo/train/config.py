@@ -1,0 +1,138 @@
+"""The run configuration: one typed tree, built from CLI flags, ``--config`` TOML and ``--set``.
+
+Sections: top level (objective, backbone, size, out), ``[model]`` (backbone fields),
+``[objectives.<name>]`` (each objective's Config), ``[data]``, ``[tokenizer]``, ``[optim]``,
+``[train]``. ``resolve`` checks everything, including the backbone and objective sections
+against the plugins' own Config dataclasses, before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from zoo.config import from_dict
+from zoo.data import DataConfig, TokenizerConfig
+from zoo.errors import ConfigError
+
+_BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(s|m|h|steps?|flops?|tokens?)\s*$")
+_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to train: wall time (seconds, excluding eval and checkpoints), steps, FLOPs or tokens."""
+
+    kind: Literal["time", "steps", "flops", "tokens"]
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> Budget:
+        m = _BUDGET.match(text)
+        if not m:
+            raise ValueError(
+                f"budget {text!r} not understood; expected e.g. 10m, 90s, 1.5h, 2000steps, 3e14flops, 5e6tokens"
+            )
+        number, unit = float(m.group(1)), m.group(2)
+        if number <= 0:
+            raise ValueError(f"budget {text!r} must be positive")
+        if unit in _SECONDS:
+            return cls("time", number * _SECONDS[unit])
+        kind = {"step": "steps", "flop": "flops", "token": "tokens"}[unit.rstrip("s")]
+        if kind == "steps" and not number.is_integer():
+            raise ValueError(f"budget {text!r}: a step budget must be a whole number")
+        return cls(kind, number)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        if self.kind == "time":
+            return f"{self.value:g}s (wall time, excluding evaluation and checkpoints)"
+        return f"{self.value:g} {self.kind}"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.01  # decoupled; not applied to biases, norms and embeddings
+    grad_clip: float = 1.0  # 0 disables
+    warmup: float = 0.05  # fraction of the budget
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    min_lr_ratio: float = 0.0  # final lr as a fraction of lr
+    implementation: Literal["auto", "fused", "foreach", "for-loop"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"warmup is a fraction of the budget in [0, 1), got {self.warmup}")
+        if self.grad_clip < 0 or self.weight_decay < 0:
+            raise ValueError("grad_clip and weight_decay must be >= 0")
+
+
+@dataclass
+class TrainerConfig:
+    budget: str = "2m"
+    seq_len: int = 128
+    batch_size: int = 32  # rows per micro-batch per process
+    batch_tokens: int = 0  # target tokens per optimiser step (gradient accumulation); 0 = one micro-batch
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
+    compile: bool = False
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    strategy: Literal["ddp", "fsdp"] = "ddp"  # when launched with several processes
+    seed: int = 0
+    log_every: int = 10
+    eval_every: int = 200  # steps; 0 = only at the end
+    eval_batches: int = 20
+    checkpoint_every: int = 0  # steps; 0 = only at the end
+    keep_last: int = 3
+    peak_flops: float = 0.0  # for MFU; 0 = known GPU default (H100/H200 bf16), none on CPU
+    tensorboard: bool = False
+    prefetch: bool = True  # prepare the next batch in a background thread
+
+    def __post_init__(self) -> None:
+        Budget.parse(self.budget)
+        for name in ("seq_len", "batch_size", "log_every", "eval_batches", "keep_last"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("batch_tokens", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class RunConfig:
+    objective: str = "mlm+nsp"
+    backbone: str = "bert"
+    size: Literal["tiny", "mini", "small", "medium", "base"] = "mini"
+    out: str = ""  # default: runs/<backbone>-<objective>
+    model: dict[str, Any] = field(default_factory=dict)  # backbone Config fields (override the size preset)
+    objectives: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-objective Config fields
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainerConfig = field(default_factory=TrainerConfig)
+
+    @property
+    def budget(self) -> Budget:
+        return Budget.parse(self.train.budget)
+
+    @property
+    def run_dir(self) -> str:
+        return self.out or f"runs/{self.backbone}-{self.objective}"
+
+
+def resolve(data: dict[str, Any]) -> RunConfig:
+    """Typed, fully checked run config (plugin sections are checked against the plugins' Configs)."""
+    cfg = from_dict(RunConfig, data)
+    from zoo import registry
+    from zoo.models.base import config_for_size
+
+    backbone_cls = registry.load("backbone", cfg.backbone)
+    try:
+        config_for_size(backbone_cls.Config, cfg.size, **cfg.model)
+    except ValueError as exc:
+        raise ConfigError(f"[model]: {exc}") from exc
+    from_dict(backbone_cls.Config, cfg.model, path="model")
+    return cfg

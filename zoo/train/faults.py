@@ -1,0 +1,49 @@
+"""Fault injection for reliability tests, driven by the ``ZOO_FAULT`` environment variable.
+
+``ZOO_FAULT`` holds comma-separated rules:
+  kill@step=N         SIGKILL this process right after optimiser step N (before its checkpoint)
+  kill@ckpt=PHASE     SIGKILL while writing a checkpoint; PHASE is after-weights, after-optimizer
+                      or before-rename (the first checkpoint written)
+  nan@step=N          make the loss of step N non-finite
+  kill@rank=R,step=N  (with kill@step) only rank R dies
+Unset in normal use; reading it costs one dict lookup per step.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+_ENV = "ZOO_FAULT"
+
+
+def _rules() -> dict[str, str]:
+    spec = os.environ.get(_ENV, "")
+    rules: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, _, value = part.partition("=")
+        rules[key] = value
+    return rules
+
+
+def active() -> bool:
+    return bool(os.environ.get(_ENV))
+
+
+def _rank_matches(rules: dict[str, str], rank: int) -> bool:
+    return "kill@rank" not in rules or int(rules["kill@rank"]) == rank
+
+
+def maybe_kill_at_step(step: int, rank: int = 0) -> None:
+    rules = _rules()
+    if rules.get("kill@step") == str(step) and _rank_matches(rules, rank):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def maybe_kill_in_checkpoint(phase: str) -> None:
+    if _rules().get("kill@ckpt") == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def nan_at_step(step: int) -> bool:
+    return _rules().get("nan@step") == str(step)

@@ -1,0 +1,582 @@
+"""The shared trainer. It serves every compatible (objective, backbone) pair, built-in or plugin,
+and contains no objective-specific code: it asks the objective what data it needs, lets it
+prepare each batch, and optimises whatever loss it returns.
+
+One optimiser step = ``accum`` micro-batches on each of ``world`` processes. The sampler draws
+the *global* step batch; micro-batch ``m = k * world + rank`` is chunk ``m`` of it, so a run on
+2 processes sees exactly the rows of a 1-process run with 2 accumulation steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zoo import __version__, registry
+from zoo.batch import Batch
+from zoo.config import dump_toml, to_dict
+from zoo.data import Sampler, build_datasets, make_source, tokenizer_hash
+from zoo.errors import CheckpointError, ConfigError, NonFiniteLossError
+from zoo.model import ZooModel
+from zoo.objectives.base import LossOutput
+from zoo.train import checkpoint as ckpt
+from zoo.train import distributed, faults
+from zoo.train.build import build_backbone, build_objective, check_compatible
+from zoo.train.config import Budget, RunConfig
+from zoo.train.metrics import Averager, JsonlSink, Record, Sinks, TensorBoardSink, truncate_after
+from zoo.train.optim import build_optimizer, load_optimizer_tensors, lr_at, optimizer_tensors, set_lr
+
+log = logging.getLogger(__name__)
+
+# Dense bf16 peak of known accelerators, for model FLOPs utilisation.
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    tokens: int
+    flops: float
+    train_time_s: float
+    final: Record  # last train record
+    eval: Record | None  # last evaluation record
+    params: int
+
+
+@dataclass
+class Plan:
+    """What a run will do, for ``--dry-run`` and the run header."""
+
+    config: RunConfig
+    params: int
+    params_no_embeddings: int
+    flops_per_step: float
+    tokens_per_step: int
+    accum: int
+    budget: Budget
+
+
+def _device(name: str, info: distributed.DistInfo) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", info.local_rank)
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = {name!r} but CUDA is not available here")
+    return dev
+
+
+def _precision(name: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype, or None for plain fp32."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return torch.bfloat16 if name == "bf16" else None
+
+
+def _json_rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def _restore_json_rng(state: dict[str, Any]) -> None:
+    n = state["numpy"]
+    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
+    p = state["python"]
+    random.setstate((p[0], tuple(p[1]), p[2]))
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, *, resume: bool = False, resume_from: str | None = None,
+                 callback: Callable[[Record], None] | None = None) -> None:
+        self.cfg = cfg
+        self.budget = cfg.budget
+        self.run_dir = Path(cfg.run_dir)
+        self.resume_requested = resume or resume_from is not None
+        self.resume_from = resume_from
+        self.callback = callback
+        self.dist = distributed.init(
+            "cuda" if cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available())
+            else "cpu"
+        )
+        self.device = _device(cfg.train.device, self.dist)
+        self.autocast_dtype = _precision(cfg.train.precision, self.device)
+        self.seed = cfg.train.seed
+
+    # --- set-up --------------------------------------------------------------------------------
+    def setup(self, dry_run: bool = False) -> None:
+        """Build data, model and optimiser (resuming if a checkpoint exists). ``dry_run`` writes no run files."""
+        cfg, info = self.cfg, self.dist
+        check_compatible(cfg)  # before any allocation
+        start = None if dry_run else self._resume_point()
+        family = registry.load("backbone", cfg.backbone).family
+        if dry_run:
+            existing = (self.run_dir / "tokenizer.json").exists()
+            self.data = build_datasets(cfg.data, cfg.tokenizer, family, self.run_dir if existing else None)
+        elif info.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.data = build_datasets(cfg.data, cfg.tokenizer, family, self.run_dir)
+        distributed.barrier(info)
+        if not dry_run and not info.is_main:  # tokenizer and shard cache now exist: loading is instant
+            self.data = build_datasets(cfg.data, cfg.tokenizer, family, self.run_dir)
+        self.tokens = self.data.special
+        self.tokenizer_hash = tokenizer_hash(self.data.tokenizer)
+
+        torch.manual_seed(self.seed)  # identical initial weights on every rank
+        backbone = build_backbone(cfg, self.tokens.vocab_size)
+        self.objective = build_objective(cfg, self.tokens, backbone)
+        unknown = sorted(set(cfg.objectives) - set(_parts(cfg.objective)))
+        if unknown:
+            raise ConfigError(f"[objectives.{unknown[0]}] configures an objective that is not part of "
+                              f"{cfg.objective!r}; parts: {', '.join(_parts(cfg.objective))}")
+        self.model = ZooModel(backbone, self.objective).to(self.device)
+        self.param_names = {id(p): n for n, p in self.model.named_parameters()}
+
+        seq_len = cfg.train.seq_len
+        row_len = self.objective.row_length(seq_len)
+        self.train_source = make_source(self.objective.unit, self.data.train, row_len, self.tokens, family)
+        self.valid_source = make_source(self.objective.unit, self.data.valid, row_len, self.tokens, family)
+        if len(self.train_source) == 0:
+            raise ConfigError(f"the training split yields no {self.objective.unit} at seq_len {seq_len}")
+        rows_per_micro = cfg.train.batch_size
+        per_micro_tokens = rows_per_micro * seq_len * info.world_size
+        self.accum = max(1, math.ceil(cfg.train.batch_tokens / per_micro_tokens)) if cfg.train.batch_tokens else 1
+        self.global_rows = rows_per_micro * self.accum * info.world_size
+        self.sampler = Sampler(len(self.train_source), self.global_rows, self.seed)
+        self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
+
+        self.step, self.tokens_seen, self.flops, self.train_time = 0, 0, 0.0, 0.0
+        self.interval = Averager()
+        self.interval_steps, self.interval_tokens, self.interval_time = 0, 0, 0.0
+        if start is not None:
+            self._load(start)
+        else:
+            torch.manual_seed(self.seed + 1 + info.rank)  # dropout streams differ per rank
+
+        self.backbone_flops_per_token = backbone.flops_per_token(seq_len)
+        if dry_run:
+            return
+        self.wrapped = distributed.wrap(self.model, info, cfg.train.strategy, self.device)
+        self.forward = torch.compile(self.wrapped) if cfg.train.compile else self.wrapped
+        if info.is_main:
+            self._write_run_files()
+        sinks: list[Any] = []
+        if info.is_main:
+            sinks.append(JsonlSink(self.run_dir / "metrics.jsonl"))
+            if cfg.train.tensorboard:
+                sinks.append(TensorBoardSink(self.run_dir / "tensorboard"))
+        self.sinks = Sinks(sinks, self.callback if info.is_main else None)
+        self.peak = cfg.train.peak_flops or self._default_peak()
+
+    def _default_peak(self) -> float:
+        if self.device.type != "cuda":
+            return 0.0
+        name = torch.cuda.get_device_name(self.device)
+        return next((v for k, v in PEAK_FLOPS.items() if k in name), 0.0)
+
+    def _resume_point(self) -> Path | None:
+        """The verified checkpoint to continue from, or None for a fresh start."""
+        if self.dist.is_main:
+            ckpt.clean_temporaries(self.run_dir)
+        distributed.barrier(self.dist)
+        if self.resume_from is not None:
+            path = Path(self.resume_from)
+            if not path.is_absolute() and not path.exists():
+                path = self.run_dir / self.resume_from
+            ckpt.verify(path)  # an explicitly named bad checkpoint is an error, not a fallback
+            self._check_same_config()
+            return path
+        path, problems = ckpt.newest_valid(self.run_dir)
+        for problem in problems:
+            log.warning("skipping damaged checkpoint: %s", problem)
+        if path is None:
+            if self.resume_requested:
+                detail = f" ({len(problems)} damaged)" if problems else ""
+                raise CheckpointError(f"nothing to resume in {self.run_dir}: no complete checkpoint{detail}")
+            return None
+        self._check_same_config()
+        return path
+
+    def _check_same_config(self) -> None:
+        saved = self.run_dir / "config.json"
+        if not saved.exists():
+            return
+        old = json.loads(saved.read_text())
+        new = to_dict(self.cfg)
+        diffs = sorted(_diff(old, new))
+        # The budget (and how often to log/evaluate/checkpoint) may change on resume; the rest may not.
+        allowed = ("train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
+                   "train.keep_last", "train.tensorboard", "train.prefetch", "data.cache_dir")
+        diffs = [d for d in diffs if d not in allowed]
+        if diffs:
+            raise ConfigError(f"{self.run_dir} holds a run with a different configuration ({', '.join(diffs[:6])}); "
+                              f"resume it with the same settings or choose another --out")
+
+    def _write_run_files(self) -> None:
+        (self.run_dir / "config.toml").write_text(dump_toml(to_dict(self.cfg)))
+        (self.run_dir / "config.json").write_text(json.dumps(to_dict(self.cfg), indent=1))
+        parts = _parts(self.cfg.objective)
+        versions = {f"objective:{p}": registry.info("objective", p).version for p in parts}
+        versions[f"backbone:{self.cfg.backbone}"] = registry.info("backbone", self.cfg.backbone).version
+        info = {
+            "format": 1,
+            "zoo_version": __version__,
+            "objective": self.cfg.objective,
+            "backbone": self.cfg.backbone,
+            "plugins": versions,
+            "tokenizer_hash": self.tokenizer_hash,
+            "vocab_size": self.tokens.vocab_size,
+            "family": self.model.backbone.family,
+            "backbone_config": to_dict(self.model.backbone.config),
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "data": self.data.stats,
+        }
+        (self.run_dir / "run.json").write_text(json.dumps(info, indent=1, default=str))
+
+    def plan(self) -> Plan:
+        shape_batch = self._peek_batch()
+        tokens = self.global_rows * self.cfg.train.seq_len
+        return Plan(self.cfg, sum(p.numel() for p in self.model.parameters()),
+                    self.model.backbone.num_parameters(exclude_embeddings=True),
+                    self._step_flops([shape_batch]) * self.accum * self.dist.world_size,
+                    tokens, self.accum, self.budget)
+
+    def _peek_batch(self) -> Batch:
+        ids = np.arange(min(self.cfg.train.batch_size, len(self.train_source)))
+        return self.objective.prepare(self.train_source.get(ids), np.random.default_rng(0))
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def _state(self, sampler_state: dict[str, Any]) -> ckpt.Checkpoint:
+        cpu_rng = torch.get_rng_state()
+        rng = {f"torch_cpu.rank{r}": t for r, t in enumerate(distributed.all_gather_bytes(cpu_rng, self.dist))}
+        if self.device.type == "cuda":
+            rng["torch_cuda"] = torch.cuda.get_rng_state(self.device)
+        model_state = {k: v.detach().cpu().contiguous() for k, v in self._full_model_state().items()}
+        state = {
+            "step": self.step, "tokens": self.tokens_seen, "flops": self.flops, "train_time_s": self.train_time,
+            "sampler": sampler_state, "rng": _json_rng_state(), "interval": self.interval.state(),
+            "interval_steps": self.interval_steps, "interval_tokens": self.interval_tokens,
+            "interval_time": self.interval_time, "objective": self.cfg.objective, "backbone": self.cfg.backbone,
+            "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
+            "world_size": self.dist.world_size, "zoo_version": __version__,
+        }
+        return ckpt.Checkpoint(model_state, optimizer_tensors(self.optimizer, self.param_names), rng, state)
+
+    def _full_model_state(self) -> dict[str, torch.Tensor]:
+        if self.dist.enabled and self.cfg.train.strategy == "fsdp":
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+            return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return self.model.state_dict()
+
+    def _save(self, sampler_state: dict[str, Any]) -> None:
+        state = self._state(sampler_state)
+        if self.dist.is_main:
+            path = ckpt.write(self.run_dir, self.step, state, self.cfg.train.keep_last)
+            log.info("checkpoint %s", path.name)
+        distributed.barrier(self.dist)
+
+    def _load(self, path: Path) -> None:
+        saved = ckpt.read(path)
+        st = saved.state
+        for key, want in (("tokenizer_hash", self.tokenizer_hash), ("vocab_size", self.tokens.vocab_size)):
+            if st.get(key) != want:
+                raise CheckpointError(f"checkpoint {path} was trained with {key} {st.get(key)!r}, but the run's "
+                                      f"tokenizer ({self.run_dir / 'tokenizer.json'}) has {want!r}")
+        if st.get("world_size", 1) != self.dist.world_size:
+            log.warning("resuming a %d-process checkpoint on %d processes: the data order is kept, "
+                        "dropout streams are not", st.get("world_size", 1), self.dist.world_size)
+        missing, unexpected = self.model.load_state_dict(saved.model, strict=False)
+        if missing or unexpected:
+            raise CheckpointError(f"checkpoint {path} does not fit this model: missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]}")
+        try:
+            load_optimizer_tensors(self.optimizer, saved.optimizer, self.param_names)
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint {path}: {exc}") from exc
+        self.sampler.load_state_dict(st["sampler"])
+        _restore_json_rng(st["rng"])
+        key = f"torch_cpu.rank{self.dist.rank}"
+        torch.set_rng_state(saved.rng.get(key, saved.rng["torch_cpu.rank0"]))
+        if self.device.type == "cuda" and "torch_cuda" in saved.rng:
+            torch.cuda.set_rng_state(saved.rng["torch_cuda"], self.device)
+        self.step, self.tokens_seen = st["step"], st["tokens"]
+        self.flops, self.train_time = st["flops"], st["train_time_s"]
+        self.interval = Averager(st["interval"]["sums"], st["interval"]["weights"])
+        self.interval_steps, self.interval_tokens = st["interval_steps"], st["interval_tokens"]
+        self.interval_time = st["interval_time"]
+        if self.dist.is_main:
+            dropped = truncate_after(self.run_dir / "metrics.jsonl", self.step)
+            if dropped:
+                log.info("dropped %d metric records logged after step %d", dropped, self.step)
+        log.info("resuming from %s (step %d)", path.name, self.step)
+
+    # --- data ------------------------------------------------------------------------------------
+    def _step_batches(self) -> Iterator[tuple[dict[str, Any], list[tuple[np.ndarray, Batch]]]]:
+        """For each future step: the sampler state after it, and this rank's prepared micro-batches."""
+        step = self.step
+        world, rank, rows = self.dist.world_size, self.dist.rank, self.cfg.train.batch_size
+        while True:
+            step += 1
+            indices = self.sampler.next_indices()
+            state = self.sampler.state_dict()
+            micro = []
+            for k in range(self.accum):
+                m = k * world + rank
+                ids = indices[m * rows:(m + 1) * rows]
+                rng = np.random.default_rng([self.seed, step, m])
+                micro.append((ids, self.objective.prepare(self.train_source.get(ids), rng).to("cpu")))
+            yield state, micro
+
+    def _prefetched(self) -> Iterator[tuple[dict[str, Any], list[tuple[np.ndarray, Batch]]]]:
+        if not self.cfg.train.prefetch:
+            yield from self._step_batches()
+            return
+        q: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for item in self._step_batches():
+                    while not stop.is_set():
+                        try:
+                            q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+            except BaseException as exc:  # surfaced in the training thread
+                q.put(exc)
+
+        thread = threading.Thread(target=produce, name="zoo-prefetch", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    # --- accounting ------------------------------------------------------------------------------
+    def _step_flops(self, batches: list[Batch]) -> float:
+        """Training FLOPs (forward + backward = 3 x forward) of this rank's micro-batches."""
+        total = 0.0
+        for b in batches:
+            rows, seq = b.shape
+            total += self.backbone_flops_per_token * rows * seq + self.objective.head_flops(b)
+        return 3.0 * total
+
+    def _progress(self) -> float:
+        kind, value = self.budget.kind, self.budget.value
+        done = {"steps": self.step, "flops": self.flops, "tokens": self.tokens_seen, "time": self.train_time}[kind]
+        return done / value
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        cfg, info = self.cfg, self.dist
+        last_record: Record = {}
+        last_eval: Record | None = None
+        if self._progress() >= 1.0:
+            log.info("budget %s already reached at step %d", self.budget, self.step)
+        batches = self._prefetched()
+        sampler_state = self.sampler.state_dict()
+        saved_step = self.step if self.step > 0 else -1
+        self.model.train()
+        try:
+            while self._progress() < 1.0:
+                t0 = time.perf_counter()
+                sampler_state, micro = next(batches)
+                self.step += 1
+                out_metrics, step_flops, step_tokens = self._train_step(micro)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                dt = time.perf_counter() - t0
+                flags = torch.tensor([step_flops, dt if self.budget.kind == "time" else 0.0], dtype=torch.float64)
+                distributed.all_reduce(flags[:1], info, "sum")
+                distributed.all_reduce(flags[1:], info, "max")
+                self.flops += float(flags[0])
+                self.tokens_seen += step_tokens
+                self.train_time += float(flags[1]) if self.budget.kind == "time" else dt
+                self.interval.add(out_metrics)
+                self.interval_steps += 1
+                self.interval_tokens += step_tokens
+                self.interval_time += dt
+                faults.maybe_kill_at_step(self.step, info.rank)
+                finished = self._progress() >= 1.0
+                if self.step % cfg.train.log_every == 0 or finished:
+                    last_record = self._log()
+                if (cfg.train.eval_every and self.step % cfg.train.eval_every == 0) or finished:
+                    last_eval = self.evaluate()
+                if (cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0) or finished:
+                    self._save(sampler_state)
+                    saved_step = self.step
+        finally:
+            batches.close()
+            self.sinks.close()
+        if saved_step != self.step and self.step > 0:
+            self._save(sampler_state)
+        return TrainResult(self.run_dir, self.step, self.tokens_seen, self.flops, self.train_time, last_record,
+                           last_eval, sum(p.numel() for p in self.model.parameters()))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _train_step(self, micro: list[tuple[np.ndarray, Batch]]) -> tuple[dict[str, float], float, int]:
+        cfg = self.cfg
+        lr = lr_at(self._progress_next(), cfg.optim)
+        set_lr(self.optimizer, lr)
+        metrics = Averager()
+        batches = []
+        for k, (indices, cpu_batch) in enumerate(micro):
+            batch = cpu_batch.to(self.device, non_blocking=True)
+            batches.append(cpu_batch)
+            sync = k == len(micro) - 1 or not self.dist.enabled or cfg.train.strategy != "ddp"
+            ctx = contextlib.nullcontext() if sync else self.wrapped.no_sync()
+            with ctx:
+                with self._autocast():
+                    out: LossOutput = self.forward(batch)
+                loss = out.loss
+                if faults.nan_at_step(self.step):
+                    loss = loss * float("nan")
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    self._non_finite(out, value, indices)
+                (loss / len(micro)).backward()
+            metrics.add({"loss": value, **{k2: float(v) for k2, v in out.metrics.items()}})
+        if cfg.optim.grad_clip > 0:
+            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        else:
+            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        means = metrics.means()
+        means["lr"] = lr
+        means["grad_norm"] = float(gnorm)
+        step_tokens = sum(b.shape[0] * b.shape[1] for b in batches) * self.dist.world_size
+        return means, self._step_flops(batches), step_tokens
+
+    def _progress_next(self) -> float:
+        """Budget progress at the end of the step being taken (steps budgets: step / total)."""
+        if self.budget.kind == "steps":
+            return self.step / self.budget.value
+        return self._progress()
+
+    def _non_finite(self, out: LossOutput, value: float, indices: np.ndarray) -> None:
+        parts = {k: float(v) for k, v in out.metrics.items() if k.endswith("loss")}
+        bad = [k for k, v in parts.items() if not math.isfinite(v)]
+        which = f" ({', '.join(f'{k}={parts[k]}' for k in bad)})" if bad else ""
+        rows = ", ".join(str(int(i)) for i in indices[:8]) + (" ..." if len(indices) > 8 else "")
+        raise NonFiniteLossError(
+            f"non-finite loss {value} at step {self.step}, objective {self.cfg.objective}{which}, "
+            f"batch of training {self.objective.unit} [{rows}] (seed {self.seed}); no checkpoint was written "
+            f"for this step; the newest checkpoint in {self.run_dir} is intact. Try a lower optim.lr or "
+            f"--precision fp32")
+
+    def _log(self) -> Record:
+        means = self.interval.means()
+        tps = self.interval_tokens / self.interval_time if self.interval_time > 0 else 0.0
+        record: Record = {"kind": "train", "step": self.step, "loss": means.pop("loss", float("nan"))}
+        record.update({k: v for k, v in means.items() if k not in ("lr", "grad_norm")})
+        record.update(self.objective.derived_metrics({"loss": record["loss"], **means}))
+        record.update({
+            "lr": means.get("lr", 0.0), "grad_norm": means.get("grad_norm", 0.0), "tokens": self.tokens_seen,
+            "flops": self.flops, "progress": min(1.0, self._progress()), "tokens_per_s": tps,
+            "elapsed_s": self.train_time,
+        })
+        if self.peak > 0 and self.interval_time > 0:
+            flops_per_s = self.flops / max(self.train_time, 1e-9)
+            record["mfu"] = flops_per_s / (self.peak * self.dist.world_size)
+        self.sinks.write(record)
+        self.interval.reset()
+        self.interval_steps, self.interval_tokens, self.interval_time = 0, 0, 0.0
+        return record
+
+    @torch.no_grad()
+    def evaluate(self) -> Record:
+        """Loss and metrics on the held-out split: the same batches every time, weighted by count."""
+        t0 = time.perf_counter()
+        model = self.wrapped if self.cfg.train.strategy == "fsdp" and self.dist.enabled else self.model
+        model.eval()
+        n = len(self.valid_source)
+        avg = Averager()
+        rows = self.cfg.train.batch_size
+        if n == 0:
+            log.warning("the validation split yields no %s; skipping evaluation", self.objective.unit)
+            model.train()
+            return {}
+        for i in range(self.cfg.train.eval_batches):
+            ids = (np.arange(rows) + i * rows) % n
+            if i * rows >= n and i > 0:
+                break  # the whole split has been seen
+            batch = self.objective.prepare(self.valid_source.get(ids), np.random.default_rng([self.seed, 1 << 20, i]))
+            with self._autocast():
+                out = model(batch.to(self.device))
+            weight = float(out.count)
+            avg.add({"loss": float(out.loss), **{k: float(v) for k, v in out.metrics.items()}}, weight)
+        model.train()
+        means = avg.means()
+        record: Record = {"kind": "eval", "step": self.step, "loss": means.pop("loss")}
+        record.update(means)
+        record.update(self.objective.derived_metrics({"loss": record["loss"], **means}))
+        record.update({"tokens": self.tokens_seen, "flops": self.flops})
+        self.sinks.write(record)
+        # Evaluation time is not training time: time budgets exclude it.
+        log.debug("evaluation took %.2fs", time.perf_counter() - t0)
+        return record
+
+
+def _parts(spec: str) -> list[str]:
+    return [p.split(":")[0].strip() for p in spec.split("+")]
+
+
+def _diff(old: Any, new: Any, path: str = "") -> set[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: set[str] = set()
+        for k in set(old) | set(new):
+            out |= _diff(old.get(k), new.get(k), f"{path}.{k}" if path else k)
+        return out
+    return set() if old == new else {path}
+
+
+def train(cfg: RunConfig, *, resume: bool = False, resume_from: str | None = None,
+          callback: Callable[[Record], None] | None = None) -> TrainResult:
+    trainer = Trainer(cfg, resume=resume, resume_from=resume_from, callback=callback)
+    try:
+        trainer.setup()
+        return trainer.fit()
+    finally:
+        distributed.shutdown()
+
+
+def plan(cfg: RunConfig) -> Plan:
+    """Everything ``--dry-run`` reports, without writing a run directory."""
+    trainer = Trainer(cfg)
+    try:
+        trainer.setup(dry_run=True)
+        return trainer.plan()
+    finally:
+        distributed.shutdown()
+
