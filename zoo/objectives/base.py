@@ -38,6 +38,9 @@ class LossOutput:
     loss: Tensor  # scalar, mean over ``count`` predictions
     count: Tensor | int  # number of predictions the loss averages over (weights metric averages)
     metrics: dict[str, Tensor | float] = field(default_factory=dict)  # batch means, e.g. {"acc": ...}
+    # Per-metric weights where they differ from ``count`` (a composition weighs ``mlm/acc`` by the
+    # number of masked tokens and ``nsp/acc`` by the number of pairs); metrics absent here use ``count``.
+    metric_counts: dict[str, Tensor | int] = field(default_factory=dict)
 
 
 class Objective:
@@ -49,6 +52,13 @@ class Objective:
     # "pairs": builds [CLS] A [SEP] B [SEP] rows from ``Segments`` (runs first in a composition);
     # "tokens": works on the rows it is given (masking, corruption, labels).
     role: ClassVar[str] = "tokens"
+    # The attention layout ``prepare`` sets: "bidirectional", "causal", "prefix", or None when the
+    # objective keeps whatever layout its input rows have. Compositions refuse mixed layouts.
+    attention: ClassVar[str | None] = None
+    # True when ``prepare`` rewrites input ids (masking, corruption); a composition allows one such part.
+    corrupts_inputs: ClassVar[bool] = False
+    # True when ``prepare`` draws from its ``rng`` (different seeds give different batches).
+    randomized: ClassVar[bool] = True
 
     def __init__(self, config: Any | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:
@@ -65,6 +75,11 @@ class Objective:
         if missing:
             return f"needs backbone capabilities {missing}, the backbone has {sorted(capabilities)}"
         return None
+
+    @classmethod
+    def layout_for(cls, family: str) -> str | None:
+        """The attention layout this objective sets on a backbone of ``family`` (see ``attention``)."""
+        return cls.attention
 
     # --- data ----------------------------------------------------------------------------------
     @property

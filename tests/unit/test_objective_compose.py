@@ -1,0 +1,141 @@
+"""Composition: parsing, validation before allocation, order, weights, namespaces, and clear errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from zoo import registry
+from zoo.errors import ConfigError, IncompatibleError, PluginError
+from zoo.model import ZooModel
+from zoo.objectives.compose import Composite, build_objective, check_compatible, parse_spec
+from zoo.testing import special_tokens_for_tests, synthetic_rows, synthetic_segments, tiny_backbone
+
+TOKENS = special_tokens_for_tests(vocab_size=400)
+BERT = registry.load("backbone", "bert")
+GPT = registry.load("backbone", "gpt")
+
+
+def test_parse_spec() -> None:
+    assert parse_spec("mlm") == [("mlm", 1.0)]
+    assert parse_spec(" mlm:1.0 + nsp:0.5 ") == [("mlm", 1.0), ("nsp", 0.5)]
+    for bad, msg in [("", "empty"), ("mlm+", "empty part"), ("mlm:x", "'x' of 'mlm' is not a number"),
+                     ("mlm:-1", "positive"), ("mlm:nan", "positive")]:
+        with pytest.raises(ConfigError, match=msg):
+            parse_spec(bad)
+
+
+@pytest.mark.parametrize("spec,backbone,message", [
+    ("mlm+mlm", BERT, r"objective 'mlm' appears twice in 'mlm\+mlm'"),
+    ("nsp+sop", BERT, "nsp and sop both build sentence pairs"),
+    ("mlm+span", BERT, "mlm and span both corrupt the input ids"),
+    ("clm+prefix", GPT, r"different attention layouts \(clm causal, prefix prefix\)"),
+    ("clm", BERT, "clm needs a backbone with causal attention"),
+    ("mlm+nsp", GPT, "mlm needs a bidirectional backbone"),
+    ("span+nsp", GPT, "nsp needs a bidirectional backbone with segment embeddings"),
+])
+def test_incompatible_compositions_fail_clearly(spec: str, backbone: type, message: str) -> None:
+    with pytest.raises(IncompatibleError, match=message):
+        check_compatible(spec, backbone)
+    bb = tiny_backbone(backbone, TOKENS.vocab_size)
+    with pytest.raises(IncompatibleError, match=message):
+        build_objective(spec, {}, TOKENS, bb.spec)
+
+
+def test_refusal_says_what_would_work() -> None:
+    with pytest.raises(IncompatibleError) as info:
+        check_compatible("clm", BERT)
+    msg = str(info.value)
+    assert msg.startswith("objective 'clm' cannot train backbone 'bert': clm needs a backbone with causal attention")
+    assert "bert is" not in msg and "encoder backbone offers bidirectional, packed, segments" in msg
+    assert "try --backbone gpt, or an objective for bert: mlm, " in msg and "mlm+nsp" in msg
+    with pytest.raises(IncompatibleError, match="try --backbone bert, or an objective for gpt: clm, prefix, span"):
+        check_compatible("mlm+nsp", GPT)
+
+
+def test_unknown_part_and_bad_config() -> None:
+    with pytest.raises(PluginError, match="unknown objective 'mlmm'.*Did you mean 'mlm'"):
+        check_compatible("mlmm+nsp", BERT)
+    spec = tiny_backbone("bert", TOKENS.vocab_size).spec
+    with pytest.raises(ConfigError, match="objectives.nsp.negative_rat"):
+        build_objective("mlm+nsp", {"nsp": {"negative_rat": 0.5}}, TOKENS, spec)
+    with pytest.raises(ConfigError, match="objectives.mlm.rate must be a number"):
+        build_objective("mlm+nsp", {"mlm": {"rate": "high"}}, TOKENS, spec)
+
+
+@pytest.mark.parametrize("spec", ["mlm+nsp", "nsp+mlm", "mlm+sop", "span+nsp"])
+def test_compatible_specs_pass(spec: str) -> None:
+    check_compatible(spec, BERT)
+    obj = build_objective(spec, {}, TOKENS, tiny_backbone("bert", TOKENS.vocab_size).spec)
+    assert isinstance(obj, Composite)
+    assert [p.role for p in obj.parts] == ["pairs", "tokens"]  # pair builders prepare first
+    assert obj.unit == "segments" and obj.randomized and obj.corrupts_inputs
+
+
+def test_single_objective_is_itself() -> None:
+    spec = tiny_backbone("gpt", TOKENS.vocab_size).spec
+    assert type(build_objective("clm", {}, TOKENS, spec)).__name__ == "CausalLM"
+    weighted = build_objective("clm:2.0", {}, TOKENS, spec)
+    assert isinstance(weighted, Composite) and weighted.weights == {"clm": 2.0}
+    assert weighted.derived_metrics({"clm/loss": 1.5, "loss": 3.0}) == {"clm/ppl": pytest.approx(math.exp(1.5))}
+    assert type(build_objective("span:1.0", {}, TOKENS, spec)).__name__ == "SpanCorruption"
+    span = build_objective("span:2.0", {}, TOKENS, spec)
+    assert span.row_length(256) == span.parts[0].row_length(256) < 256
+    assert not build_objective("clm:2.0", {}, TOKENS, spec).randomized
+
+
+def test_composite_sums_weighted_losses_with_namespaced_metrics() -> None:
+    backbone = tiny_backbone("bert", TOKENS.vocab_size)
+    objective = build_objective("nsp:0.5+mlm:2.0", {}, TOKENS, backbone.spec)
+    assert repr(objective) == "Composite(nsp:0.5 + mlm:2)"
+    model = ZooModel(backbone, objective)
+    assert sorted(model.heads) == ["mlm", "nsp"]
+    assert {k.split(".")[1] for k in model.state_dict() if k.startswith("heads.")} == {"mlm", "nsp"}
+    batch = objective.prepare(synthetic_segments(TOKENS, 8, 48), np.random.default_rng(0))
+    assert set(batch.targets) == {"mlm", "nsp"} and batch.token_type_ids is not None
+    batch = batch.to("cpu")
+    out = model(batch)
+    hidden = backbone(**batch.backbone_inputs())
+    nsp = objective.parts[0].loss(model.heads["nsp"], hidden, batch)
+    mlm = objective.parts[1].loss(model.heads["mlm"], hidden, batch)
+    assert torch.allclose(out.loss, 0.5 * nsp.loss + 2.0 * mlm.loss)
+    assert set(out.metrics) == {"loss", "mlm/loss", "mlm/acc", "nsp/loss", "nsp/acc"}
+    assert torch.allclose(out.metrics["mlm/acc"], mlm.metrics["acc"])
+    assert out.metric_counts["mlm/acc"] == mlm.count and out.metric_counts["nsp/acc"] == nsp.count
+    assert int(out.count) == 8
+    same = objective.loss(model.heads, hidden, batch)
+    assert torch.allclose(same.loss, out.loss)
+    assert objective.head_flops(batch) == objective.parts[0].head_flops(batch) + objective.parts[1].head_flops(batch)
+
+
+def test_composition_runs_masking_on_the_pairs() -> None:
+    backbone = tiny_backbone("bert", TOKENS.vocab_size)
+    objective = build_objective("span+nsp", {}, TOKENS, backbone.spec)
+    batch = objective.prepare(synthetic_segments(TOKENS, 16, 64, seed=1), np.random.default_rng(0))
+    t = batch.targets["span"]
+    pos = t["positions"][t["labels"] != -100]
+    rows = np.nonzero(t["labels"] != -100)[0]
+    assert not batch.special_mask[rows, pos].any()  # [CLS] / [SEP] / padding of the pair rows untouched
+    assert (batch.input_ids[:, 0] == TOKENS.cls).all()
+
+
+def test_rows_objective_refuses_segments_and_vice_versa() -> None:
+    bert = tiny_backbone("bert", TOKENS.vocab_size)
+    with pytest.raises(TypeError, match="Segments"):
+        build_objective("nsp", {}, TOKENS, bert.spec).prepare(synthetic_rows(TOKENS), np.random.default_rng(0))
+    with pytest.raises(TypeError, match="a Batch"):
+        build_objective("mlm", {}, TOKENS, bert.spec).prepare(synthetic_segments(TOKENS), np.random.default_rng(0))
+
+
+def test_causal_and_bidirectional_parts_conflict_even_on_a_backbone_offering_both() -> None:
+    class Both(GPT):
+        name = "both"
+        capabilities = frozenset({"bidirectional", "causal", "prefix", "packed"})
+
+    with pytest.raises(IncompatibleError, match=r"different attention layouts \(clm causal, mlm bidirectional\)"):
+        check_compatible("clm+mlm", Both)
+    check_compatible("clm", Both)
+    check_compatible("mlm", Both)

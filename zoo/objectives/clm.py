@@ -1,0 +1,104 @@
+"""Causal language modelling (next-token prediction) on packed rows, as GPT-2.
+
+Rows hold several documents; attention is block-diagonal causal (``batch.causal`` with the
+row's ``doc_ids``), so no token sees another document. The label at position t is the token at
+t + 1 when both belong to the same document, else -100. The output projection is tied to the
+input embedding without a bias (``GPT2LMHeadModel``); logits are computed only at labelled
+positions, a chunk of rows at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import Tensor, nn
+
+from zoo.batch import Batch, SpecialTokens
+from zoo.models.base import Backbone, BackboneSpec
+from zoo.objectives.base import LossOutput, Objective, TiedLinear, perplexity
+from zoo.objectives.common import IGNORE, labelled_rows, lm_flops, token_cross_entropy
+from zoo.objectives.mlm import check_vocab
+
+
+@dataclass
+class LMConfig:
+    chunk_rows: int = 8192  # rows of vocabulary logits computed at once
+
+    def __post_init__(self) -> None:
+        if self.chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be >= 1, got {self.chunk_rows}")
+
+
+def next_token_labels(ids: np.ndarray, doc_ids: np.ndarray) -> np.ndarray:
+    """(B, T): token t + 1 where positions t and t + 1 hold the same document, else IGNORE."""
+    labels = np.full(ids.shape, IGNORE, dtype=np.int64)
+    same = (doc_ids[:, 1:] == doc_ids[:, :-1]) & (doc_ids[:, :-1] >= 0)
+    labels[:, :-1] = np.where(same, ids[:, 1:], IGNORE)
+    return labels
+
+
+def lm_loss(head: TiedLinear, hidden: Tensor, labels: Tensor, chunk_rows: int) -> LossOutput:
+    """Mean next-token cross-entropy over the labelled positions. hidden (B, T, h), labels (B, T)."""
+    loss_sum, correct, count = token_cross_entropy(hidden, head.weight, head.bias, labels,
+                                                   chunk_rows=chunk_rows, select=True)
+    denom = count.clamp(min=1)
+    loss = loss_sum / denom
+    return LossOutput(loss, count, {"loss": loss.detach(), "acc": correct / denom})
+
+
+def lm_head_flops(spec: BackboneSpec, labels: Any) -> float:
+    return lm_flops(labelled_rows(labels), spec.hidden_size, spec.vocab_size)
+
+
+def lm_incompatibility(capabilities: frozenset[str], family: str, needs: str, what: str) -> str | None:
+    if needs not in capabilities:
+        return (f"needs a backbone with {what} attention (a decoder); this {family} backbone offers "
+                f"{', '.join(sorted(capabilities))}")
+    if "packed" not in capabilities:
+        return f"needs packed-document attention (capability 'packed'); this {family} backbone lacks it"
+    return None
+
+
+class LanguageModelBase(Objective):
+    """Shared head, loss and accounting of the next-token objectives (clm, prefix)."""
+
+    Config = LMConfig
+
+    def __init__(self, config: Any | None, tokens: SpecialTokens, spec: BackboneSpec,
+                 name: str | None = None) -> None:
+        super().__init__(config, tokens, spec, name)
+        check_vocab(tokens, spec, self.name)
+
+    def build_heads(self, backbone: Backbone) -> nn.Module:
+        return TiedLinear(backbone.input_embedding(), bias=False)
+
+    def loss(self, heads: nn.Module | None, hidden: Tensor, batch: Batch) -> LossOutput:
+        return lm_loss(heads, hidden, batch.targets[self.name]["labels"], self.config.chunk_rows)
+
+    def head_flops(self, batch: Batch) -> float:
+        return lm_head_flops(self.spec, batch.targets[self.name]["labels"])
+
+    def derived_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        return {"ppl": perplexity(means["loss"])} if "loss" in means else {}
+
+
+class CausalLM(LanguageModelBase):
+    """GPT-style next-token prediction with block-diagonal causal attention."""
+
+    name = "clm"
+    requires = frozenset({"causal", "packed"})
+    attention = "causal"
+    randomized = False
+
+    @classmethod
+    def incompatibility(cls, capabilities: frozenset[str], family: str) -> str | None:
+        return lm_incompatibility(capabilities, family, "causal", "causal")
+
+    def prepare(self, data: Batch | Any, rng: np.random.Generator) -> Batch:
+        if not isinstance(data, Batch):
+            raise TypeError(f"{self.name} prepares packed rows (a Batch), got {type(data).__name__}")
+        labels = next_token_labels(np.asarray(data.input_ids, dtype=np.int64), np.asarray(data.doc_ids))
+        targets = {**data.targets, self.name: {"labels": labels}}
+        return data.replace(causal=True, prefix=None, targets=targets)

@@ -1,0 +1,272 @@
+"""Composition of objectives: ``mlm+nsp``, with optional weights ``mlm:1.0+nsp:0.5``.
+
+A composition is itself an ``Objective``: parts prepare in a defined order (pair builders first,
+then the parts that mask or label the rows), the backbone runs once, each part computes its loss
+with its own head (``heads.<part>.*``), losses add with their weights, and metrics are namespaced
+(``mlm/acc``, ``nsp/loss``). ``check_compatible`` validates a spec against a backbone class before
+anything is allocated.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from zoo import registry
+from zoo.batch import Batch, Segments, SpecialTokens
+from zoo.config import from_dict
+from zoo.errors import ConfigError, IncompatibleError, PluginError
+from zoo.models.base import Backbone, BackboneSpec
+from zoo.objectives.base import LossOutput, Objective
+
+ROLE_ORDER = {"pairs": 0, "tokens": 1}
+
+
+def parse_spec(spec: str) -> list[tuple[str, float]]:
+    """``"mlm:1.0+nsp:0.5"`` -> [("mlm", 1.0), ("nsp", 0.5)]; a missing weight is 1.0."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError("objective spec is empty; expected e.g. 'mlm', 'mlm+nsp' or 'mlm:1.0+nsp:0.5'")
+    parts: list[tuple[str, float]] = []
+    for raw in spec.split("+"):
+        item = raw.strip()
+        name, sep, weight_text = item.partition(":")
+        name = name.strip()
+        if not name:
+            raise ConfigError(f"objective spec {spec!r} has an empty part; expected e.g. 'mlm+nsp'")
+        weight = 1.0
+        if sep:
+            try:
+                weight = float(weight_text)
+            except ValueError:
+                raise ConfigError(f"objective spec {spec!r}: weight {weight_text.strip()!r} of {name!r} "
+                                  f"is not a number") from None
+            if not math.isfinite(weight) or weight <= 0:
+                raise ConfigError(f"objective spec {spec!r}: weight of {name!r} must be a positive "
+                                  f"number, got {weight_text.strip()}")
+        parts.append((name, weight))
+    seen: set[str] = set()
+    for name, _ in parts:
+        if name in seen:
+            raise IncompatibleError(f"objective {name!r} appears twice in {spec!r}; list each part once "
+                                    f"(use a weight such as {name}:2.0 to scale it)")
+        seen.add(name)
+    return parts
+
+
+def conflicts(parts: Sequence[tuple[str, type[Objective]]], family: str) -> str | None:
+    """Why these parts cannot form one objective (on a backbone of ``family``), or None."""
+    names = [n for n, _ in parts]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        return f"objective {dup!r} appears twice"
+    pairs = [n for n, cls in parts if cls.role == "pairs"]
+    if len(pairs) > 1:
+        return (f"{' and '.join(pairs)} both build sentence pairs from the data; a composition can "
+                f"hold one pair builder")
+    corrupt = [n for n, cls in parts if cls.corrupts_inputs]
+    if len(corrupt) > 1:
+        return (f"{' and '.join(corrupt)} both corrupt the input ids (masking / span corruption); "
+                f"a composition can hold one of them")
+    layouts = {n: cls.layout_for(family) for n, cls in parts}
+    set_layouts = {v for v in layouts.values() if v is not None}
+    if len(set_layouts) > 1:
+        detail = ", ".join(f"{n} {v}" for n, v in layouts.items() if v is not None)
+        return f"the parts need different attention layouts ({detail}); one forward pass cannot serve them"
+    return None
+
+
+def _load(name: str) -> type[Objective]:
+    return registry.load("objective", name)
+
+
+def _incompatibility(parts: Sequence[tuple[str, type[Objective]]], capabilities: frozenset[str],
+                     family: str) -> str | None:
+    for name, cls in parts:
+        reason = cls.incompatibility(capabilities, family)
+        if reason:
+            return f"{name} {reason}"
+    return conflicts(parts, family)
+
+
+def compatible_objectives(backbone_cls: type[Backbone], limit: int = 8) -> list[str]:
+    """Registered objectives (and pair-builder + token compositions) that can train ``backbone_cls``."""
+    caps, family = backbone_cls.capabilities, backbone_cls.family
+    singles: list[tuple[str, type[Objective]]] = []
+    for name in registry.names("objective"):
+        try:
+            cls = _load(name)
+        except PluginError:
+            continue
+        if cls.incompatibility(caps, family) is None:
+            singles.append((name, cls))
+    out = [n for n, _ in singles]
+    pairs = [(n, c) for n, c in singles if c.role == "pairs"]
+    tokens = [(n, c) for n, c in singles if c.role != "pairs"]
+    for t in tokens:
+        for p in pairs:
+            if conflicts([t, p], family) is None:
+                out.append(f"{t[0]}+{p[0]}")
+    return out[:limit]
+
+
+def compatible_backbones(parts: Sequence[tuple[str, type[Objective]]]) -> list[str]:
+    out = []
+    for name in registry.names("backbone"):
+        try:
+            cls = registry.load("backbone", name)
+        except PluginError:
+            continue
+        if _incompatibility(parts, cls.capabilities, cls.family) is None:
+            out.append(name)
+    return out
+
+
+def check_compatible(spec: str, backbone_cls: type[Backbone]) -> None:
+    """Raise ``IncompatibleError`` (with the reason and what would work) unless ``spec`` can train
+    ``backbone_cls``. Imports the named plugins, allocates nothing."""
+    parts = [(name, _load(name)) for name, _ in parse_spec(spec)]
+    reason = _incompatibility(parts, backbone_cls.capabilities, backbone_cls.family)
+    if reason is None:
+        return
+    bname = getattr(backbone_cls, "name", backbone_cls.__name__)
+    hints = []
+    backbones = [b for b in compatible_backbones(parts) if b != bname]
+    if backbones:
+        hints.append(f"--backbone {' or '.join(backbones)}")
+    objectives = compatible_objectives(backbone_cls)
+    if objectives:
+        hints.append(f"an objective for {bname}: {', '.join(objectives)}")
+    hint = f"; try {', or '.join(hints)}" if hints else ""
+    raise IncompatibleError(f"objective {spec!r} cannot train backbone {bname!r}: {reason}{hint}")
+
+
+def build_objective(spec: str, configs: Mapping[str, Mapping[str, Any]] | None, tokens: SpecialTokens,
+                    backbone_spec: BackboneSpec) -> Objective:
+    """The objective named by ``spec``: one part as itself, several (or a weighted one) as a ``Composite``.
+
+    ``configs`` maps part names to their ``[objectives.<name>]`` tables.
+    """
+    configs = configs or {}
+    parsed = parse_spec(spec)
+    classes = [(name, _load(name)) for name, _ in parsed]
+    reason = _incompatibility(classes, backbone_spec.capabilities, backbone_spec.family)
+    if reason:
+        raise IncompatibleError(f"objective {spec!r} cannot train backbone {backbone_spec.name!r}: {reason}")
+    parts = []
+    for (name, weight), (_, cls) in zip(parsed, classes, strict=True):
+        config = from_dict(cls.Config, configs.get(name), path=f"objectives.{name}")
+        parts.append((cls(config, tokens, backbone_spec, name=name), weight))
+    if len(parts) == 1 and parsed[0][1] == 1.0:
+        return parts[0][0]
+    return Composite(parts, tokens, backbone_spec)
+
+
+def compose(parts: Sequence[tuple[Objective, float]], tokens: SpecialTokens | None = None,
+            spec: BackboneSpec | None = None) -> Composite:
+    """A composition of already-built objectives (what ``build_objective`` does after loading them)."""
+    return Composite(parts, tokens, spec)
+
+
+class Composite(Objective):
+    """Several objectives trained together on one forward pass of the backbone."""
+
+    name = "composite"
+
+    def __init__(self, parts: Sequence[tuple[Objective, float]], tokens: SpecialTokens | None = None,
+                 spec: BackboneSpec | None = None) -> None:
+        if not parts:
+            raise ConfigError("a composition needs at least one objective")
+        first = parts[0][0]
+        tokens = tokens or first.tokens
+        spec = spec or first.spec
+        reason = conflicts([(p.name, type(p)) for p, _ in parts], spec.family)
+        if reason:
+            raise IncompatibleError(f"cannot compose {'+'.join(p.name for p, _ in parts)}: {reason}")
+        ordered = sorted(parts, key=lambda pw: ROLE_ORDER.get(pw[0].role, 1))  # stable
+        super().__init__(None, tokens, spec, name="+".join(p.name for p, _ in parts))
+        self.parts = [p for p, _ in ordered]
+        self.weights = {p.name: float(w) for p, w in ordered}
+        self.role = "pairs" if any(p.role == "pairs" for p in self.parts) else "tokens"
+        self.requires = frozenset().union(*(p.requires for p in self.parts))
+        self.corrupts_inputs = any(p.corrupts_inputs for p in self.parts)
+        self.randomized = any(p.randomized for p in self.parts)
+        self.attention = next((p.layout_for(spec.family) for p in self.parts
+                               if p.layout_for(spec.family) is not None), None)
+
+    def __repr__(self) -> str:
+        return "Composite(" + " + ".join(f"{p.name}:{self.weights[p.name]:g}" for p in self.parts) + ")"
+
+    # --- data ----------------------------------------------------------------------------------
+    def row_length(self, seq_len: int) -> int:
+        for part in reversed(self.parts):  # the last part produces seq_len rows
+            seq_len = part.row_length(seq_len)
+        return seq_len
+
+    def prepare(self, data: Batch | Segments, rng: np.random.Generator) -> Batch:
+        out: Any = data
+        for part in self.parts:
+            out = part.prepare(out, rng)
+        return out
+
+    # --- model ---------------------------------------------------------------------------------
+    def heads(self, backbone: Backbone) -> dict[str, nn.Module]:
+        out: dict[str, nn.Module] = {}
+        for part in self.parts:
+            out.update(part.heads(backbone))
+        return out
+
+    def build_heads(self, backbone: Backbone) -> nn.Module:
+        return nn.ModuleDict(self.heads(backbone))
+
+    def _own_compute(self, part: Objective) -> bool:
+        return type(part).compute is not Objective.compute
+
+    def loss(self, heads: Any, hidden: Tensor, batch: Batch) -> LossOutput:
+        """Weighted sum of the parts' losses; ``heads`` maps part names to heads (``model.heads``)."""
+        outs = {p.name: p.loss(heads[p.name] if p.name in heads else None, hidden, batch)
+                for p in self.parts}
+        return self._combine(outs, batch)
+
+    def compute(self, model: Any, batch: Batch) -> LossOutput:
+        outs: dict[str, LossOutput] = {}
+        shared = [p for p in self.parts if not self._own_compute(p)]
+        hidden = model.backbone(**batch.backbone_inputs()) if shared else None
+        for p in self.parts:
+            if self._own_compute(p):
+                outs[p.name] = p.compute(model, batch)
+            else:
+                outs[p.name] = p.loss(model.heads[p.name] if p.name in model.heads else None, hidden, batch)
+        return self._combine(outs, batch)
+
+    def _combine(self, outs: dict[str, LossOutput], batch: Batch) -> LossOutput:
+        total: Tensor | None = None
+        metrics: dict[str, Tensor | float] = {}
+        counts: dict[str, Tensor | int] = {}
+        for name, out in outs.items():
+            term = self.weights[name] * out.loss
+            total = term if total is None else total + term
+            part_metrics = {"loss": out.loss.detach(), **out.metrics}
+            for key, value in part_metrics.items():
+                metrics[f"{name}/{key}"] = value
+                counts[f"{name}/{key}"] = out.metric_counts.get(key, out.count)
+        assert total is not None
+        rows = int(batch.input_ids.shape[0])
+        metrics["loss"] = total.detach()
+        return LossOutput(total, total.new_tensor(rows, dtype=torch.long), metrics, metric_counts=counts)
+
+    # --- accounting ------------------------------------------------------------------------------
+    def head_flops(self, batch: Batch) -> float:
+        return float(sum(p.head_flops(batch) for p in self.parts))
+
+    def derived_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for p in self.parts:
+            prefix = f"{p.name}/"
+            own = {k[len(prefix):]: v for k, v in means.items() if k.startswith(prefix)}
+            out.update({f"{prefix}{k}": v for k, v in p.derived_metrics(own).items()})
+        return out
