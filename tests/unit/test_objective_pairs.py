@@ -145,7 +145,7 @@ def test_truncation_matches_bert() -> None:
 def test_pair_errors() -> None:
     one_doc = InMemorySource([[np.arange(100, 110), np.arange(110, 120)]])
     seg = Segments([Chunk(0, one_doc.documents[0], one_doc.word_starts[0])] * 50, seq_len=32, source=one_doc)
-    with pytest.raises(DataError, match="at least 2 documents"):
+    with pytest.raises(DataError, match="holds 1 document.*at least 2 documents"):
         build_objective("nsp", {}, TOKENS, SPEC).prepare(seg, np.random.default_rng(0))
     empty = Segments([Chunk(0, [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=bool)])], seq_len=32, source=one_doc)
     with pytest.raises(DataError, match="chunk 0 .*no tokens"):

@@ -10,7 +10,7 @@ import pytest
 from zoo.errors import ConfigError
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective
-from zoo.objectives.mlm import KEEP, MASK, RANDOM  # noqa: F401  (documented kinds)
+from zoo.objectives.mlm import KEEP, MASK, RANDOM
 from zoo.objectives.span import random_spans_noise_mask
 from zoo.testing import special_tokens_for_tests, synthetic_rows, synthetic_source, tiny_backbone
 

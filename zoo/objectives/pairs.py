@@ -86,7 +86,8 @@ def random_document_piece(source: DocumentSource, exclude: int, target_len: int,
     """Sentences of a random document other than ``exclude`` from a random start, >= target_len tokens."""
     n = source.num_documents()
     if n < 2:
-        raise DataError(f"random sentence pairs need at least 2 documents; the corpus has {n}")
+        raise DataError(f"random next sentences come from another document, but this split of the corpus "
+                        f"holds {n} document(s); use a corpus (and validation split) with at least 2 documents")
     for _ in range(10):
         doc = int(rng.integers(0, n - 1))
         doc += doc >= exclude  # uniform over the other documents
