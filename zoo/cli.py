@@ -139,6 +139,43 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
     console.train_summary(rows)
 
 
+@cli.command("bench")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--suite", help="Benchmark suite: glue, clue, or a plugin's (default: from --tasks, else glue).")
+@click.option("--tasks", help="Comma-separated task names (cola,sst2,mrpc,... / afqmc,tnews,...) or all.")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False),
+              help="Official files (GLUE: DIR/SST-2/train.tsv ..., CLUE: DIR/tnews_public/train.json ...). "
+                   "Default: the Hugging Face hub.")
+@click.option("--seeds", type=int, default=1, show_default=True, help="Fine-tunes per task (seeds 0..N-1); the median is reported.")
+@click.option("--epochs", type=int, help="Recipe: training epochs.")
+@click.option("--lr", type=float, help="Recipe: peak learning rate.")
+@click.option("--batch-size", type=int, help="Recipe: training batch size.")
+@click.option("--max-length", type=int, help="Recipe: maximum tokens per example.")
+@click.option("--pooling", type=click.Choice(["auto", "cls", "last", "mean"]), help="Recipe: how the head reads the sequence.")
+@click.option("--set", "overrides", multiple=True, metavar="[TASK.]KEY=VALUE", help="Override a recipe key (for one task).")
+@click.option("--max-train-examples", type=int, help="Use at most this many training examples per task.")
+@click.option("--max-eval-examples", type=int, help="Use at most this many evaluation examples per split.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+@click.option("--from-scratch", is_flag=True, help="Also benchmark a randomly initialised copy of each model.")
+@click.option("--no-cache", is_flag=True, help="Recompute results even if cached in <run>/bench-cache.")
+def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_dir: str | None, seeds: int,
+              overrides: tuple[str, ...], max_train_examples: int | None, max_eval_examples: int | None,
+              device: str, from_scratch: bool, no_cache: bool, **recipe_flags: Any) -> None:
+    """Fine-tune runs (or exported Hugging Face directories) on GLUE / CLUE tasks and report the official metrics."""
+    from zoo import console
+    from zoo.benchmarks.bench import run_bench
+
+    flags = [f"{k}={v}" if not isinstance(v, str) else f'{k}="{v}"' for k, v in recipe_flags.items() if v is not None]
+    with console.BenchProgress() as progress:
+        result = run_bench(list(runs), suite=suite, tasks=tasks, data_dir=data_dir, seeds=seeds,
+                           overrides=[*flags, *overrides], max_train_examples=max_train_examples,
+                           max_eval_examples=max_eval_examples, device=device, from_scratch=from_scratch,
+                           use_cache=not no_cache, progress=progress)
+    columns, rows = result.table()
+    console.table(f"{result.suite.upper()}: median over {len(result.seeds)} seed(s), x100", columns, rows,
+                  caption="cells: median, then min-max over seeds when they differ; saved in <run>/bench.json, bench.md")
+
+
 def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
     """Map the stable CLI flags onto config keys (only those given)."""
     where = {

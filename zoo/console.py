@@ -96,3 +96,35 @@ def _fmt_metrics(record: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
 
 def train_summary(rows: list[tuple[str, str]]) -> None:
     table("Run summary", ["", "value"], rows)
+
+
+class BenchProgress:
+    """Progress bars for ``zoo bench``: one bar per fine-tune, advanced per optimizer step."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("steps eta"),
+            TimeRemainingColumn(), console=err_console, transient=True, disable=not err_console.is_terminal,
+        )
+        self._task: Any = None
+
+    def __enter__(self) -> BenchProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def start(self, description: str, total: int) -> None:
+        self._task = self._progress.add_task(description, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, n)
+
+    def finish(self) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None

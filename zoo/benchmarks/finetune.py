@@ -1,0 +1,352 @@
+"""Fine-tune a backbone plus a task head on one task and score it with the official metrics.
+
+The core is independent of where the backbone came from (a run, an exported Hugging Face
+directory, a fresh random initialisation): ``finetune(backbone, tokenizer, special, data, recipe,
+seed)``. The backbone is copied, never modified.
+
+Heads
+  cls   [CLS] hidden state -> dense + tanh (BERT's pooler) -> dropout -> linear   (encoders)
+  last  hidden state of the last real token (GPT-1) -> dropout -> linear          (decoders)
+  mean  mean over real tokens -> dropout -> linear
+Classification uses cross-entropy over the label list; regression (STS-B) one output and MSE.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+from torch import Tensor, nn
+
+from zoo.batch import SpecialTokens
+from zoo.benchmarks.data import TaskData
+from zoo.benchmarks.encoding import Batch, Encoded, collate, encode, plain_tokenizer
+from zoo.benchmarks.scoring import compute_metrics
+from zoo.config import apply_overrides, from_dict
+from zoo.errors import ConfigError, DataError, NonFiniteLossError
+from zoo.models.base import Backbone
+
+log = logging.getLogger(__name__)
+
+POOLINGS = ("auto", "cls", "last", "mean")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Fine-tuning hyper-parameters: one global recipe, overridable per task.
+
+    The defaults suit small models (tiny .. mini): AdamW, linear warmup over 10% of the steps then
+    linear decay to zero, as in BERT's fine-tuning; a higher learning rate than BERT-base's 2e-5.
+    """
+
+    lr: float = 1e-4
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    warmup: float = 0.1  # fraction of the steps
+    weight_decay: float = 0.01  # matrices only; biases and LayerNorm are not decayed
+    dropout: float = 0.1  # head dropout (the backbone keeps its own)
+    max_length: int = 128  # tokens, special tokens included
+    pooling: str = "auto"  # auto (cls for encoders, last for decoders) | cls | last | mean
+    grad_clip: float = 1.0  # 0 = off
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        checks = {
+            "lr": self.lr > 0, "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1,
+            "eval_batch_size": self.eval_batch_size >= 1, "warmup": 0 <= self.warmup < 1,
+            "weight_decay": self.weight_decay >= 0, "dropout": 0 <= self.dropout < 1,
+            "max_length": self.max_length >= 4, "pooling": self.pooling in POOLINGS,
+            "grad_clip": self.grad_clip >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            k = bad[0]
+            extra = f" (one of {', '.join(POOLINGS)})" if k == "pooling" else ""
+            raise ConfigError(f"recipe: invalid {k} = {getattr(self, k)!r}{extra}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def hash(self) -> str:
+        """Stable id of the hyper-parameters (part of the result-cache key)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def recipes_for(tasks: Sequence[str], base: Recipe | None = None, overrides: Sequence[str] = ()) -> dict[str, Recipe]:
+    """Per-task recipes from a base recipe and ``key=value`` / ``task.key=value`` overrides."""
+    base = base or Recipe()
+    names = {f.name for f in fields(Recipe)}
+    common: list[str] = []
+    per_task: dict[str, list[str]] = {t: [] for t in tasks}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        head, dot, rest = key.strip().partition(".")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected key=value or task.key=value")
+        if dot and head in per_task:
+            per_task[head].append(f"{rest}={value}")
+        elif dot:
+            raise ConfigError(f"--set {item!r}: {head!r} is not one of the tasks being run ({', '.join(tasks)})")
+        else:
+            common.append(item)
+    out = {}
+    for task in tasks:
+        data = apply_overrides(base.to_dict(), [*common, *per_task[task]])
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"--set: unknown recipe key {unknown[0]!r}; recipe keys: {', '.join(sorted(names))}")
+        out[task] = from_dict(Recipe, data, path=f"recipe[{task}]")
+    return out
+
+
+# --- heads ---------------------------------------------------------------------------------------------
+
+def pool(hidden: Tensor, lengths: Tensor, mode: str) -> Tensor:
+    """hidden (B, T, h), lengths (B,) -> (B, h)."""
+    if mode == "cls":
+        return hidden[:, 0]
+    if mode == "last":
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), lengths - 1]
+    if mode == "mean":
+        mask = (torch.arange(hidden.shape[1], device=hidden.device)[None] < lengths[:, None]).to(hidden.dtype)
+        return (hidden * mask[..., None]).sum(1) / lengths[:, None].to(hidden.dtype)  # (B, h)
+    raise ValueError(f"unknown pooling {mode!r}")
+
+
+class TaskHead(nn.Module):
+    def __init__(self, hidden: int, num_outputs: int, pooling: str, dropout: float, init_std: float) -> None:
+        super().__init__()
+        self.pooling = pooling
+        self.pooler = nn.Linear(hidden, hidden) if pooling == "cls" else None
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, num_outputs)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=init_std)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, hidden: Tensor, lengths: Tensor) -> Tensor:
+        x = pool(hidden, lengths, self.pooling)  # (B, h)
+        if self.pooler is not None:
+            x = torch.tanh(self.pooler(x))
+        return self.classifier(self.dropout(x))  # (B, num_outputs)
+
+
+class TaskModel(nn.Module):
+    """A backbone and one task head."""
+
+    def __init__(self, backbone: Backbone, head: TaskHead) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.segments = "segments" in backbone.capabilities
+
+    def forward(self, batch: Batch) -> Tensor:
+        hidden = self.backbone(batch.input_ids, batch.layout,
+                               token_type_ids=batch.token_type_ids if self.segments else None)  # (B, T, h)
+        return self.head(hidden, batch.lengths)  # (B, num_outputs)
+
+
+def resolve_pooling(pooling: str, backbone: Backbone, special: SpecialTokens) -> str:
+    if pooling == "auto":
+        return "cls" if backbone.family == "encoder" and special.cls is not None else (
+            "last" if backbone.family == "decoder" else "mean")
+    if pooling == "cls" and backbone.family == "decoder":
+        raise ConfigError("--pooling cls needs a bidirectional backbone: a decoder's first token sees only "
+                          "itself; use last or mean")
+    if pooling == "cls" and special.cls is None:
+        raise ConfigError("--pooling cls needs a [CLS] token, which the tokenizer lacks; use mean")
+    return pooling
+
+
+# --- fine-tuning ------------------------------------------------------------------------------------
+
+class Progress(Protocol):
+    """What fine-tuning reports: one bar per fine-tune, advanced once per optimizer step."""
+
+    def start(self, description: str, total: int) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+@dataclass
+class Prepared:
+    """A task's splits encoded for one tokenizer and backbone family (shared by all seeds)."""
+
+    train: Encoded
+    evals: dict[str, Encoded]
+    max_length: int
+
+
+@dataclass
+class FinetuneResult:
+    scores: dict[str, float]  # ``spec.metric_names()`` -> value (fractions)
+    train_examples: int
+    eval_examples: dict[str, int]
+    steps: int
+    train_loss: float  # mean training loss over the last epoch
+    seconds: float
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"--device {device!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available here")
+    return dev
+
+
+def prepare(data: TaskData, tokenizer: Tokenizer, special: SpecialTokens, backbone: Backbone,
+            recipe: Recipe) -> Prepared:
+    """Encode the training and evaluation splits (truncated to the recipe's / model's max length)."""
+    max_length = min(recipe.max_length, backbone.spec.max_positions)
+    if max_length < recipe.max_length:
+        log.warning("%s: max_length %d exceeds the model's %d positions; using %d", data.spec.name,
+                    recipe.max_length, backbone.spec.max_positions, max_length)
+    tok = plain_tokenizer(tokenizer)
+    segments = "segments" in backbone.capabilities
+    regression = data.spec.is_regression
+
+    def enc(split: Any) -> Encoded:
+        e = encode(split.examples, tok, special, backbone.family, segments, max_length, regression)
+        top = max(int(x.max()) for x in e.input_ids)
+        if top >= backbone.spec.vocab_size:
+            raise DataError(f"token id {top} is outside the model's vocabulary of {backbone.spec.vocab_size}: "
+                            f"the tokenizer does not belong to this model")
+        if e.truncated:
+            log.info("%s %s: truncated %d of %d examples to %d tokens", data.spec.name, split.name,
+                     e.truncated, len(e), max_length)
+        return e
+
+    return Prepared(enc(data.train), {k: enc(v) for k, v in data.evals.items()}, max_length)
+
+
+def finetune(backbone: Backbone, tokenizer: Tokenizer, special: SpecialTokens, data: TaskData,
+             recipe: Recipe | None = None, seed: int = 0, device: str | torch.device = "auto",
+             progress: Progress | None = None, prepared: Prepared | None = None,
+             label: str | None = None) -> FinetuneResult:
+    """Fine-tune a copy of ``backbone`` with a new head on ``data.train``; score it on ``data.evals``.
+
+    Deterministic on CPU given ``seed`` (head init, dropout, shuffling); the global RNG state is
+    restored afterwards.
+    """
+    recipe = recipe or Recipe()
+    dev = resolve_device(device)
+    spec = data.spec
+    pooling = resolve_pooling(recipe.pooling, backbone, special)
+    prepared = prepared or prepare(data, tokenizer, special, backbone, recipe)
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        head = TaskHead(backbone.spec.hidden_size, spec.num_outputs, pooling, recipe.dropout,
+                        backbone.spec.initializer_range)
+        model = TaskModel(copy.deepcopy(backbone), head).to(dev)
+        steps, loss = _train(model, prepared.train, spec.is_regression, recipe, seed, dev, special.pad,
+                             progress, label or f"{spec.name} seed {seed}")
+        scores: dict[str, float] = {}
+        for split, enc in prepared.evals.items():
+            preds = predict(model, enc, spec.is_regression, recipe.eval_batch_size, dev, special.pad)
+            assert enc.labels is not None
+            metrics = compute_metrics(spec, preds, enc.labels)
+            prefix = f"{split}/" if len(spec.eval_splits) > 1 else ""
+            scores.update({prefix + k: v for k, v in metrics.items()})
+    return FinetuneResult(scores, len(prepared.train), {k: len(v) for k, v in prepared.evals.items()},
+                          steps, loss, time.perf_counter() - start)
+
+
+def _autocast(dev: torch.device) -> Any:
+    enabled = dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def _train(model: TaskModel, enc: Encoded, regression: bool, recipe: Recipe, seed: int, dev: torch.device,
+           pad_id: int, progress: Progress | None, description: str) -> tuple[int, float]:
+    if enc.labels is None:
+        raise DataError("the training split has no labels")
+    n = len(enc)
+    per_epoch = math.ceil(n / recipe.batch_size)
+    total = per_epoch * recipe.epochs
+    warmup = int(recipe.warmup * total)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=recipe.lr, betas=(recipe.beta1, recipe.beta2), eps=recipe.eps)
+
+    def lr_lambda(step: int) -> float:  # linear warmup, then linear decay to 0
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    shuffle = torch.Generator().manual_seed(seed)
+    causal = model.backbone.family == "decoder"
+    if progress is not None:
+        progress.start(description, total)
+    model.train()
+    step, epoch_losses = 0, []
+    try:
+        for _ in range(recipe.epochs):
+            order = torch.randperm(n, generator=shuffle).numpy()
+            epoch_losses = []
+            for i in range(0, n, recipe.batch_size):
+                batch = collate(enc, order[i:i + recipe.batch_size], pad_id, causal, dev)
+                with _autocast(dev):
+                    logits = model(batch).float()  # (B, C)
+                if regression:
+                    loss = F.mse_loss(logits.squeeze(-1), batch.labels.float())  # type: ignore[union-attr]
+                else:
+                    loss = F.cross_entropy(logits, batch.labels)  # type: ignore[arg-type]
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"{description}: non-finite fine-tuning loss at step {step}; "
+                                             f"lower the learning rate (--lr, now {recipe.lr})")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if recipe.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+                opt.step()
+                sched.step()
+                step += 1
+                epoch_losses.append(loss.item())
+                if progress is not None:
+                    progress.advance()
+    finally:
+        if progress is not None:
+            progress.finish()
+    return step, float(np.mean(epoch_losses))
+
+
+@torch.no_grad()
+def predict(model: TaskModel, enc: Encoded, regression: bool, batch_size: int, dev: torch.device,
+            pad_id: int) -> np.ndarray:
+    """Class ids (N,) int64, or predicted values (N,) float64 for regression."""
+    model.eval()
+    causal = model.backbone.family == "decoder"
+    out = []
+    for i in range(0, len(enc), batch_size):
+        batch = collate(enc, np.arange(i, min(i + batch_size, len(enc))), pad_id, causal, dev)
+        with _autocast(dev):
+            logits = model(batch).float()  # (B, C)
+        out.append(logits.squeeze(-1).double().cpu().numpy() if regression else logits.argmax(-1).cpu().numpy())
+    model.train()
+    return np.concatenate(out)

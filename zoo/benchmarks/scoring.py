@@ -1,0 +1,78 @@
+"""Official metrics and suite averages.
+
+Metrics come from the ``evaluate`` modules shipped in ``zoo/benchmarks/metrics/`` (loaded by path,
+so nothing is fetched from the hub). The suite average follows the GLUE leaderboard: a task with
+two metrics (MRPC, QQP: accuracy and F1; STS-B: Pearson and Spearman) contributes their mean, MNLI
+contributes the mean of its matched and mismatched accuracy, and the average is the unweighted mean
+over tasks. See docs/benchmarks.md for the check against a published leaderboard row.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.benchmarks.tasks import TaskSpec
+from zoo.errors import DataError
+
+log = logging.getLogger(__name__)
+
+METRICS_DIR = Path(__file__).resolve().with_name("metrics")
+SUITE_TASK_CONFIGS = {
+    "glue": {"cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"},
+    "clue": {"afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc", "csl"},
+}
+_GENERIC = {
+    ("accuracy",): "accuracy",
+    ("accuracy", "f1"): "accuracy_f1",
+    ("matthews_correlation",): "matthews_correlation",
+    ("pearson", "spearmanr"): "pearson_spearmanr",
+}
+
+
+@functools.lru_cache(maxsize=64)
+def load_metric(module: str, config: str) -> Any:
+    """``evaluate.load`` of one of our metric modules (``glue`` / ``clue``) by file path."""
+    import evaluate
+
+    path = METRICS_DIR / f"{module}.py"
+    if not path.is_file():
+        raise DataError(f"metric module {path} is missing from the installation")
+    return evaluate.load(str(path), config_name=config, keep_in_memory=True)
+
+
+def _metric_modules(spec: TaskSpec) -> list[tuple[str, str]]:
+    """(module, config) pairs that together compute ``spec.metrics``."""
+    if spec.name in SUITE_TASK_CONFIGS.get(spec.suite, ()):
+        return [(spec.suite, spec.name)]
+    generic = _GENERIC.get(tuple(spec.metrics))
+    if generic is not None:
+        return [("glue", generic)]
+    return [("glue", m) for m in spec.metrics]  # every metric also has a configuration of its own
+
+
+def compute_metrics(spec: TaskSpec, predictions: Sequence[Any] | np.ndarray,
+                    references: Sequence[Any] | np.ndarray) -> dict[str, float]:
+    """``spec.metrics`` of one evaluation split (class ids, or floats for regression)."""
+    if len(predictions) != len(references) or len(references) == 0:
+        raise ValueError(f"{spec.name}: {len(predictions)} predictions for {len(references)} references")
+    out: dict[str, float] = {}
+    for module, config in _metric_modules(spec):
+        result = load_metric(module, config).compute(predictions=list(predictions), references=list(references))
+        out.update({k: float(v) for k, v in result.items()})
+    return {m: out[m] for m in spec.metrics}
+
+
+def task_score(spec: TaskSpec, scores: Mapping[str, float]) -> float:
+    """One number per task: the mean of its metrics over its evaluation splits (GLUE's definition)."""
+    return float(np.mean([scores[name] for name in spec.metric_names()]))
+
+
+def suite_average(task_scores: Mapping[str, float]) -> float | None:
+    """Unweighted mean over tasks of their task scores; None without tasks."""
+    return float(np.mean(list(task_scores.values()))) if task_scores else None

@@ -1,0 +1,219 @@
+"""Where a benchmarked model comes from: a ``zoo train`` run, an exported Hugging Face directory,
+a backbone object, or a random initialisation of any of these (the from-scratch baseline).
+
+A ``ModelSource`` bundles the tokenizer, its special-token ids, a loader for the backbone and a
+stable id of the weights (the result cache is keyed by it). Tokenizer and weights are checked
+against each other before anything is fine-tuned.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+
+from zoo import registry
+from zoo.batch import SpecialTokens
+from zoo.config import to_dict
+from zoo.errors import CheckpointError, DataError
+from zoo.models.base import Backbone
+
+log = logging.getLogger(__name__)
+
+HF_MODEL_TYPES = {"bert": "bert", "gpt2": "gpt"}  # config.json model_type -> our backbone name
+
+# Special tokens by their usual spellings (BERT WordPiece, GPT-2 byte-level BPE, T5/RoBERTa-style).
+_SPELLINGS = {
+    "pad": ("[PAD]", "<pad>", "<|pad|>", "<|padding|>"),
+    "unk": ("[UNK]", "<unk>", "<|unk|>"),
+    "cls": ("[CLS]", "<cls>"),
+    "sep": ("[SEP]", "<sep>", "<|sep|>"),
+    "mask": ("[MASK]", "<mask>", "<|mask|>"),
+    "bos": ("<|startoftext|>", "<bos>", "[BOS]"),
+    "eos": ("<|endoftext|>", "<eos>", "</s>", "[EOS]"),
+}
+
+
+def special_tokens_of(tokenizer: Tokenizer) -> SpecialTokens:
+    """Special-token ids of a tokenizer found by their usual spellings. Without a pad token the
+    end-of-text token pads (padding is masked out anyway)."""
+    ids: dict[str, int | None] = {}
+    for role, spellings in _SPELLINGS.items():
+        ids[role] = next((i for s in spellings if (i := tokenizer.token_to_id(s)) is not None), None)
+    pad = ids.pop("pad")
+    if pad is None:
+        pad = ids["eos"] if ids["eos"] is not None else ids["sep"]
+    if pad is None:
+        raise DataError("the tokenizer has no padding, end-of-text or [SEP] token")
+    return SpecialTokens(vocab_size=tokenizer.get_vocab_size(with_added_tokens=True), pad=pad, **ids)
+
+
+def tokenizer_hash(tokenizer: Tokenizer) -> str:
+    return hashlib.sha256(tokenizer.to_str().encode()).hexdigest()
+
+
+def state_hash(module: torch.nn.Module) -> str:
+    """sha256 over parameter names, shapes, dtypes and bytes (a stable id for in-memory weights)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}\n".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def check_tokenizer(vocab_size: int, model_vocab: int, tokenizer_ref: str, model_ref: str,
+                    tok_hash: str | None = None, expected_hash: str | None = None) -> None:
+    """Refuse a tokenizer that does not belong to the weights, naming both.
+
+    The model's vocabulary may be the tokenizer's rounded up to a multiple of 8, 64 or 128
+    (embedding tables padded for speed); anything else is a mismatch.
+    """
+    if expected_hash is not None and tok_hash is not None and expected_hash != tok_hash:
+        raise CheckpointError(f"tokenizer mismatch: {tokenizer_ref} has hash {tok_hash[:12]}, but {model_ref} "
+                              f"was trained with tokenizer {expected_hash[:12]}")
+    padded = {-(-vocab_size // m) * m for m in (8, 64, 128)}
+    if model_vocab != vocab_size and model_vocab not in padded:
+        raise CheckpointError(f"tokenizer mismatch: {tokenizer_ref} has {vocab_size} tokens but {model_ref} has a "
+                              f"vocabulary of {model_vocab}")
+
+
+@dataclass
+class ModelSource:
+    """Everything fine-tuning needs about one model, and where its results are written."""
+
+    name: str
+    backbone_name: str
+    tokenizer: Tokenizer
+    special: SpecialTokens
+    checkpoint_id: str
+    tokenizer_hash: str
+    loader: Callable[[int], Backbone]  # seed -> backbone (the seed matters only from scratch)
+    path: Path | None = None  # results (bench.json, bench.md, bench-cache/) go here; None: not written
+    objective: str | None = None
+    from_scratch: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def backbone(self, seed: int = 0) -> Backbone:
+        return self.loader(seed)
+
+    def scratch(self) -> ModelSource:
+        """The same architecture, randomly initialised per seed: the no-pretraining baseline."""
+        template = self.loader(0)
+        cls, config = type(template), copy.deepcopy(template.config)
+        config_id = hashlib.sha256(json.dumps([self.backbone_name, to_dict(config)], sort_keys=True,
+                                              default=str).encode()).hexdigest()
+
+        def init(seed: int) -> Backbone:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return cls(copy.deepcopy(config))
+
+        return replace(self, name=f"{self.name} (from scratch)", checkpoint_id=f"scratch-{config_id[:24]}",
+                       loader=init, from_scratch=True, objective=None)
+
+
+def from_backbone(backbone: Backbone, tokenizer: Tokenizer, special: SpecialTokens | None = None,
+                  name: str = "model", path: str | Path | None = None, objective: str | None = None) -> ModelSource:
+    """A source for a backbone object already in memory (checked against the tokenizer)."""
+    special = special or special_tokens_of(tokenizer)
+    thash = tokenizer_hash(tokenizer)
+    check_tokenizer(tokenizer.get_vocab_size(with_added_tokens=True), backbone.spec.vocab_size,
+                    "the tokenizer", f"backbone {name}")
+    frozen = copy.deepcopy(backbone).cpu()
+    return ModelSource(name=name, backbone_name=backbone.name, tokenizer=tokenizer, special=special,
+                       checkpoint_id=state_hash(frozen), tokenizer_hash=thash, loader=lambda seed: frozen,
+                       path=Path(path) if path is not None else None, objective=objective)
+
+
+def open_source(path: str | Path, step: int | None = None) -> ModelSource:
+    """A run directory written by ``zoo train``, or an exported Hugging Face directory
+    (``config.json`` of model_type bert/gpt2, ``model.safetensors``, ``tokenizer.json``)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such run or model directory")
+    if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
+        return _open_hf(p)
+    return _open_run(p, step)
+
+
+def _open_run(p: Path, step: int | None) -> ModelSource:
+    try:
+        from zoo.runs import open_run
+    except ImportError as exc:
+        raise CheckpointError(f"{p}: not an exported Hugging Face directory (config.json + model.safetensors), "
+                              f"and this installation cannot open run directories ({exc})") from exc
+    run = open_run(p)
+    tok = run.tokenizer()
+    special = run.special_tokens()
+    cache: dict[str, Backbone] = {}
+
+    def load(seed: int) -> Backbone:
+        if "bb" not in cache:
+            bb = run.load_backbone(step)
+            check_tokenizer(tok.get_vocab_size(with_added_tokens=True), bb.spec.vocab_size,
+                            f"{p}'s tokenizer", f"its checkpoint{'' if step is None else f' at step {step}'}")
+            cache["bb"] = bb
+        return cache["bb"]
+
+    source = ModelSource(name=p.name, backbone_name=run.backbone_name, tokenizer=tok, special=special,
+                         checkpoint_id=run.checkpoint_id(step), tokenizer_hash=run.tokenizer_hash(), loader=load,
+                         path=p, objective=run.objective_name)
+    load(0)  # refuse a mismatched tokenizer before any fine-tuning
+    return source
+
+
+def _open_hf(p: Path) -> ModelSource:
+    from safetensors.torch import load_file
+    from transformers import AutoConfig
+
+    try:
+        raw = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{p / 'config.json'}: cannot read ({exc})") from exc
+    model_type = raw.get("model_type")
+    if model_type not in HF_MODEL_TYPES:
+        raise CheckpointError(f"{p / 'config.json'}: model_type {model_type!r} is not supported; expected one of "
+                              f"{', '.join(HF_MODEL_TYPES)}")
+    tok_path = p / "tokenizer.json"
+    if not tok_path.is_file():
+        raise CheckpointError(f"{p}: no tokenizer.json beside the weights")
+    try:
+        tok = Tokenizer.from_file(str(tok_path))
+    except Exception as exc:  # the tokenizers library raises plain Exceptions for bad files
+        raise CheckpointError(f"{tok_path}: not a tokenizers JSON file ({exc})") from exc
+    hf_config = AutoConfig.from_pretrained(str(p))  # local files only, no remote code
+    name = HF_MODEL_TYPES[model_type]
+    cls = registry.load("backbone", name)
+    config = cls.config_from_hf(hf_config)
+    check_tokenizer(tok.get_vocab_size(with_added_tokens=True), config.vocab_size, str(tok_path),
+                    f"{p / 'config.json'} (vocab_size)")
+    weights = p / "model.safetensors"
+    digest = hashlib.sha256()
+    for f in (p / "config.json", weights):
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    cache: dict[str, Backbone] = {}
+
+    def load(seed: int) -> Backbone:
+        if "bb" not in cache:
+            backbone = cls(config)
+            try:
+                backbone.load_hf_state_dict(load_file(str(weights)), strict=True)
+            except (KeyError, ValueError) as exc:
+                raise CheckpointError(f"{weights}: does not fit config.json ({exc})") from exc
+            cache["bb"] = backbone
+        return cache["bb"]
+
+    return ModelSource(name=p.name, backbone_name=name, tokenizer=tok, special=special_tokens_of(tok),
+                       checkpoint_id=f"hf-{digest.hexdigest()}", tokenizer_hash=tokenizer_hash(tok),
+                       loader=load, path=p, info={"format": "huggingface", "model_type": model_type})
