@@ -107,10 +107,12 @@ class Averager:
         self.sums = dict(sums or {})
         self.weights = dict(weights or {})
 
-    def add(self, metrics: dict[str, float], weight: float = 1.0) -> None:
+    def add(self, metrics: dict[str, float], weight: float = 1.0, weights: dict[str, float] | None = None) -> None:
+        """Add batch means; ``weights`` overrides ``weight`` per metric."""
         for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v) * weight
-            self.weights[k] = self.weights.get(k, 0.0) + weight
+            w = float(weights[k]) if weights and k in weights else weight
+            self.sums[k] = self.sums.get(k, 0.0) + float(v) * w
+            self.weights[k] = self.weights.get(k, 0.0) + w
 
     def means(self) -> dict[str, float]:
         return {k: self.sums[k] / self.weights[k] for k in self.sums if self.weights[k] > 0}

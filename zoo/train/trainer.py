@@ -377,6 +377,10 @@ class Trainer:
                 yield item
         finally:
             stop.set()
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    q.get_nowait()
+            thread.join()
 
     # --- accounting ------------------------------------------------------------------------------
     def _step_flops(self, batches: list[Batch]) -> float:
@@ -497,6 +501,11 @@ class Trainer:
 
     def _log(self) -> Record:
         means = self.interval.means()
+        if self.dist.enabled:  # average over ranks (every rank holds the same metric names)
+            keys = sorted(means)
+            values = torch.tensor([means[k] for k in keys], dtype=torch.float64)
+            distributed.all_reduce(values, self.dist, "sum")
+            means = {k: float(v) / self.dist.world_size for k, v in zip(keys, values)}
         tps = self.interval_tokens / self.interval_time if self.interval_time > 0 else 0.0
         record: Record = {"kind": "train", "step": self.step, "loss": means.pop("loss", float("nan"))}
         record.update({k: v for k, v in means.items() if k not in ("lr", "grad_norm")})
@@ -534,8 +543,8 @@ class Trainer:
             batch = self.objective.prepare(self.valid_source.get(ids), np.random.default_rng([self.seed, 1 << 20, i]))
             with self._autocast():
                 out = model(batch.to(self.device))
-            weight = float(out.count)
-            avg.add({"loss": float(out.loss), **{k: float(v) for k, v in out.metrics.items()}}, weight)
+            avg.add({"loss": float(out.loss), **{k: float(v) for k, v in out.metrics.items()}}, float(out.count),
+                    {k: float(v) for k, v in out.metric_counts.items()})
         model.train()
         means = avg.means()
         record: Record = {"kind": "eval", "step": self.step, "loss": means.pop("loss")}
