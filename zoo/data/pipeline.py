@@ -1,0 +1,179 @@
+"""``build_datasets``: corpus -> train/validation split -> tokenizer -> cached token stores."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tokenizers
+from tokenizers import Tokenizer
+
+from zoo.batch import SpecialTokens
+from zoo.data.config import DataConfig, TokenizerConfig
+from zoo.data.corpus import read_corpus
+from zoo.data.packing import RowSource, SegmentSource, make_source
+from zoo.data.sentences import chunk_text
+from zoo.data.store import TokenStore, cache_root, cached_store, content_hash
+from zoo.data.tokenizer import (
+    load_tokenizer,
+    resolve_kind,
+    save_tokenizer,
+    special_tokens,
+    tokenizer_hash,
+    tokenizer_kind,
+    train_tokenizer,
+)
+from zoo.errors import DataError
+
+log = logging.getLogger(__name__)
+
+TRAINER_VERSION = 1  # bump when tokenizer training changes, so cached tokenizers are not reused
+
+
+@dataclass
+class DataBundle:
+    tokenizer: Tokenizer
+    special: SpecialTokens
+    train: TokenStore
+    valid: TokenStore
+    stats: dict[str, Any] = field(default_factory=dict)
+    family: str = "encoder"
+
+    def source(self, unit: str, seq_len: int, split: str = "train", seed: int = 0) -> RowSource | SegmentSource:
+        """``make_source`` over the train or validation store."""
+        store = {"train": self.train, "valid": self.valid}[split]
+        return make_source(unit, store, seq_len, self.special, self.family, seed=seed)
+
+
+def split_documents(documents: Sequence[str], fraction: float) -> tuple[list[int], list[int]]:
+    """(train, validation) document indices, each in corpus order.
+
+    The validation documents are the ``max(1, round(fraction * N))`` documents with the smallest
+    sha256 of their text: deterministic, and stable when documents are added or removed elsewhere.
+    """
+    n = len(documents)
+    if fraction <= 0:
+        return list(range(n)), []
+    k = max(1, round(fraction * n))
+    if n - k < 1:
+        raise DataError(f"the corpus has {n} document(s): too few to hold out {k} for validation and keep one "
+                        "for training; add documents or set data.validation_fraction = 0")
+    keys = sorted((hashlib.sha256(d.encode("utf-8")).digest(), i) for i, d in enumerate(documents))
+    valid = sorted(i for _, i in keys[:k])
+    chosen = set(valid)
+    return [i for i in range(n) if i not in chosen], valid
+
+
+def _trained_tokenizer(train_docs: list[str], tok_cfg: TokenizerConfig, kind: str, content: str,
+                       cache_dir: str | None) -> tuple[Tokenizer, str]:
+    """Train on ``train_docs`` or reuse the identical tokenizer trained before (cached by content)."""
+    key = hashlib.sha256(f"{TRAINER_VERSION}|{tokenizers.__version__}|{kind}|{tok_cfg.vocab_size}|"
+                         f"{tok_cfg.lowercase}|{tok_cfg.num_sentinels}|{content}".encode()).hexdigest()[:32]
+    cached = cache_root(cache_dir) / "tokenizers" / key / "tokenizer.json"
+    if cached.is_file():
+        try:
+            return Tokenizer.from_file(str(cached)), "cache"
+        except Exception as exc:  # a damaged cache entry is rebuilt
+            log.warning("ignoring damaged cached tokenizer %s: %s", cached, exc)
+    t0 = time.perf_counter()
+    pieces = [p for doc in train_docs for p in chunk_text(doc)]
+    tok = train_tokenizer(pieces, kind, vocab_size=tok_cfg.vocab_size, lowercase=tok_cfg.lowercase,
+                          num_sentinels=tok_cfg.num_sentinels, length=len(pieces))
+    log.info("trained a %s tokenizer (%d entries) on %d documents in %.1fs", kind, tok.get_vocab_size(),
+             len(train_docs), time.perf_counter() - t0)
+    try:
+        cached.parent.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.parent.with_name(f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        tmp.mkdir()
+        tok.save(str(tmp / "tokenizer.json"))
+        try:
+            os.rename(tmp, cached.parent)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)  # another process cached it first
+    except OSError as exc:
+        log.warning("could not cache the tokenizer under %s: %s", cached.parent, exc)
+    return tok, "trained"
+
+
+def check_tokenizer(special: SpecialTokens, family: str) -> None:
+    """Fail early when the tokenizer lacks what rows of this backbone family need."""
+    if family == "encoder" and (special.cls is None or special.sep is None):
+        raise DataError("an encoder backbone needs a tokenizer with [CLS] and [SEP] tokens; this one has none: use "
+                        "tokenizer.kind = 'wordpiece' (or 'auto') or a tokenizer that has them")
+    if family == "decoder" and special.eos is None and special.sep is None:
+        raise DataError("a decoder backbone needs a tokenizer with an end-of-text token (<|endoftext|>, </s>) "
+                        "or [SEP]; this one has neither")
+
+
+def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir: Path | str | None) -> DataBundle:
+    """Read the corpus, split it by document, get the tokenizer, and build or reuse the token stores.
+
+    The tokenizer is ``run_dir/tokenizer.json`` when it exists (a resumed run), else
+    ``tok.path``, else one trained on the training split; it is saved to ``run_dir``.
+    ``family`` is the backbone family, 'encoder' or 'decoder'.
+    """
+    if family not in ("encoder", "decoder"):
+        raise ValueError(f"unknown backbone family {family!r}; expected 'encoder' or 'decoder'")
+    t0 = time.perf_counter()
+    corpus = read_corpus(data)
+    t_read = time.perf_counter() - t0
+    train_idx, valid_idx = split_documents(corpus.documents, data.validation_fraction)
+    train_docs = [corpus.documents[i] for i in train_idx]
+    valid_docs = [corpus.documents[i] for i in valid_idx]
+    train_content, valid_content = content_hash(train_docs), content_hash(valid_docs)
+
+    t1 = time.perf_counter()
+    run_tok = Path(run_dir) / "tokenizer.json" if run_dir is not None else None
+    if run_tok is not None and run_tok.is_file():
+        tokenizer, tok_source = load_tokenizer(run_tok), "run_dir"
+        if tok.path is not None and tokenizer_hash(load_tokenizer(tok.path)) != tokenizer_hash(tokenizer):
+            raise DataError(f"{run_tok} differs from tokenizer.path {tok.path}: a run keeps the tokenizer it "
+                            "started with; use a new run directory to change it")
+    elif tok.path is not None:
+        tokenizer, tok_source = load_tokenizer(tok.path), "path"
+    else:
+        kind = resolve_kind(tok, family)
+        tokenizer, tok_source = _trained_tokenizer(train_docs, tok, kind, train_content, data.cache_dir)
+    special = special_tokens(tokenizer)
+    check_tokenizer(special, family)
+    if run_tok is not None and not run_tok.is_file():
+        save_tokenizer(tokenizer, run_tok.parent)
+    t_tok = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    train, train_hit = cached_store(train_docs, tokenizer, data.cache_dir, train_content)
+    valid, valid_hit = cached_store(valid_docs, tokenizer, data.cache_dir, valid_content)
+    t_store = time.perf_counter() - t2
+
+    stats: dict[str, Any] = {
+        "source": corpus.description,
+        "documents": len(corpus.documents),
+        "train_documents": train.num_documents(), "valid_documents": valid.num_documents(),
+        "train_tokens": train.num_tokens, "valid_tokens": valid.num_tokens,
+        "train_sentences": train.num_sentences, "valid_sentences": valid.num_sentences,
+        "tokenizer_source": tok_source, "tokenizer_kind": tokenizer_kind(tokenizer),
+        "tokenizer_hash": tokenizer_hash(tokenizer), "vocab_size": special.vocab_size,
+        "token_dtype": train.dtype.name,
+        "cache_hit": train_hit and valid_hit, "train_cache_hit": train_hit, "valid_cache_hit": valid_hit,
+        "train_store": str(train.path), "valid_store": str(valid.path),
+        "documents_without_tokens": int(train.meta.get("documents_without_tokens", 0))
+        + int(valid.meta.get("documents_without_tokens", 0)),
+        "seconds": {"read": round(t_read, 3), "tokenizer": round(t_tok, 3), "stores": round(t_store, 3),
+                    "total": round(time.perf_counter() - t0, 3)},
+        **{k: int(v) for k, v in sorted(corpus.stats.items()) if k != "documents"},
+    }
+    skipped = {k: v for k, v in stats.items() if (k.startswith(("skipped", "replaced", "removed", "empty"))
+                                                    or k == "documents_without_tokens") and v}
+    log.info("data: %d documents (%d train / %d validation), %d + %d tokens, tokenizer %s (%s), stores %s%s",
+             stats["documents"], stats["train_documents"], stats["valid_documents"], stats["train_tokens"],
+             stats["valid_tokens"], stats["tokenizer_kind"], tok_source, "cached" if stats["cache_hit"] else "built",
+             f"; {skipped}" if skipped else "")
+    return DataBundle(tokenizer=tokenizer, special=special, train=train, valid=valid, stats=stats, family=family)
