@@ -320,3 +320,82 @@ def test_shared_tnews_files(shared_data: Path) -> None:
     assert (len(data.train), len(data.evals["dev"])) == (53360, 10000)
     assert data.labels is not None and len(data.labels) == 15 and data.train.malformed == 0
     assert {e.label for e in data.evals["dev"].examples} == set(range(15))
+
+
+# --- the hub code path, on in-memory datasets with the hub's features --------------------------------
+
+def _hub(monkeypatch: pytest.MonkeyPatch, splits: dict[str, dict], features: dict) -> list[tuple[str, str]]:
+    import datasets
+
+    feats = datasets.Features(features)
+    dd = datasets.DatasetDict({k: datasets.Dataset.from_dict(v, features=feats) for k, v in splits.items()})
+    calls: list[tuple[str, str]] = []
+
+    def load_dataset(name: str, config: str) -> datasets.DatasetDict:
+        calls.append((name, config))
+        return dd
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    return calls
+
+
+def test_hub_glue_labels_map_by_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    rows = {"sentence": ["good", "bad"], "label": [1, 0], "idx": [0, 1]}
+    calls = _hub(monkeypatch, {"train": rows, "validation": rows,
+                               "test": {"sentence": ["?"], "label": [-1], "idx": [0]}},
+                 {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["negative", "positive"]),
+                  "idx": datasets.Value("int32")})
+    data = load_task_data(get_task("sst2"), include_test=True)
+    assert calls[0] == ("nyu-mll/glue", "sst2")
+    assert [(e.text_a, e.label) for e in data.train.examples] == [("good", 1), ("bad", 0)]
+    assert data.test is not None and data.test.examples[0].label is None
+
+
+def test_hub_mnli_labels_map_by_name_and_splits_by_their_hub_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    rows = {"premise": ["p", "q", "r"], "hypothesis": ["h", "i", "j"], "label": [0, 1, 2], "idx": [0, 1, 2]}
+    _hub(monkeypatch, {"train": rows, "validation_matched": rows, "validation_mismatched": rows},
+         {"premise": datasets.Value("string"), "hypothesis": datasets.Value("string"),
+          "label": datasets.ClassLabel(names=["entailment", "neutral", "contradiction"]), "idx": datasets.Value("int32")})
+    data = load_task_data(get_task("mnli"))
+    spec_labels = get_task("mnli").labels
+    assert [spec_labels[e.label] for e in data.evals["mm"].examples] == ["entailment", "neutral", "contradiction"]
+    assert data.train.examples[0].text_b == "h"
+
+
+def test_hub_clue_wsc_and_stsb(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    target = {"span1_text": "小明", "span2_text": "他", "span1_index": 0, "span2_index": 3}
+    rows = {"idx": [0, 1], "text": ["小明说他来了", "小明说他来了"], "label": [0, -1], "target": [target, target]}
+    _hub(monkeypatch, {"train": rows, "validation": rows, "test": rows},
+         {"idx": datasets.Value("int32"), "text": datasets.Value("string"),
+          "label": datasets.ClassLabel(names=["true", "false"]),
+          "target": {"span1_text": datasets.Value("string"), "span2_text": datasets.Value("string"),
+                     "span1_index": datasets.Value("int32"), "span2_index": datasets.Value("int32")}})
+    data = load_task_data(get_task("cluewsc"))
+    assert [(e.text_a, e.label) for e in data.train.examples] == [("_小明_说[他]来了", 0)]
+    assert data.train.dropped == 1  # label -1: no label
+    monkeypatch.undo()
+    rows = {"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": [4.2, 0.5], "idx": [0, 1]}
+    _hub(monkeypatch, {"train": rows, "validation": rows},
+         {"sentence1": datasets.Value("string"), "sentence2": datasets.Value("string"),
+          "label": datasets.Value("float32"), "idx": datasets.Value("int32")})
+    data = load_task_data(get_task("stsb"))
+    assert [e.label for e in data.evals["dev"].examples] == [pytest.approx(4.2), 0.5]
+
+
+def test_hub_labels_that_do_not_fit_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    rows = {"sentence": ["x"], "label": [0]}
+    _hub(monkeypatch, {"train": rows, "validation": rows},
+         {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["a", "b", "c"])})
+    with pytest.raises(DataError, match=r"hub labels \['a', 'b', 'c'\] do not match the task's labels \['0', '1'\]"):
+        load_task_data(get_task("sst2"))
+    _hub(monkeypatch, {"train": rows}, {"sentence": datasets.Value("string"), "label": datasets.Value("int32")})
+    with pytest.raises(DataError, match="has no split 'validation'"):
+        load_task_data(get_task("sst2"))

@@ -14,8 +14,9 @@ from zoo import registry
 from zoo.benchmarks.data import Example, Split, TaskData, load_task_data
 from zoo.benchmarks.encoding import collate, encode, plain_tokenizer, truncate_pair
 from zoo.benchmarks.finetune import Recipe, TaskHead, finetune, pool, recipes_for, resolve_pooling
-from zoo.benchmarks.source import check_tokenizer, from_backbone, special_tokens_of
+from zoo.benchmarks.source import check_tokenizer, from_backbone
 from zoo.benchmarks.tasks import get_task
+from zoo.data import special_tokens as special_tokens_of
 from zoo.errors import CheckpointError, ConfigError
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -168,3 +168,12 @@ def test_bad_arguments(tmp_path: Path) -> None:
         run_bench([a], suite=None, tasks="tnews,sst2")
     with pytest.raises(ConfigError, match="--suite 'superglue': no tasks registered"):
         run_bench([a], suite="superglue")
+
+
+def test_models_with_the_same_directory_name_get_distinct_columns(tmp_path: Path) -> None:
+    data = write_data(tmp_path / "glue")
+    a, b = source("final", tmp_path / "x" / "final"), source("final", tmp_path / "y" / "final")
+    result = run_bench([a, b], tasks="sst2", data_dir=data, recipe=RECIPE, device="cpu", max_eval_examples=4,
+                       write_reports=False)
+    assert [m.name for m in result.models] == [str(tmp_path / "x" / "final"), str(tmp_path / "y" / "final")]
+    assert not (tmp_path / "x" / "final" / "bench.json").exists()  # write_reports=False

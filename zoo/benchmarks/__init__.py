@@ -24,7 +24,7 @@ _EXPORTS = {
     "compute_metrics": "zoo.benchmarks.scoring", "task_score": "zoo.benchmarks.scoring",
     "suite_average": "zoo.benchmarks.scoring",
     "ModelSource": "zoo.benchmarks.source", "open_source": "zoo.benchmarks.source",
-    "from_backbone": "zoo.benchmarks.source", "special_tokens_of": "zoo.benchmarks.source",
+    "from_backbone": "zoo.benchmarks.source",
     "run_bench": "zoo.benchmarks.bench", "BenchResult": "zoo.benchmarks.bench",
     "ModelResult": "zoo.benchmarks.bench", "TaskResult": "zoo.benchmarks.bench",
     "SeedScores": "zoo.benchmarks.bench", "bench_result_from_dict": "zoo.benchmarks.bench",

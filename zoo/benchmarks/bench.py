@@ -231,8 +231,12 @@ def run_bench(
     for m in models:
         src = m if isinstance(m, ModelSource) else open_source(m)
         sources.append(src)
-        if from_scratch:
-            sources.append(src.scratch())
+    names = [s.name for s in sources]
+    for src in sources:  # runs/a/final and runs/b/final: tell the columns apart by their paths
+        if names.count(src.name) > 1 and src.path is not None:
+            src.name = str(src.path)
+    if from_scratch:
+        sources = [s for src in sources for s in (src, src.scratch())]
     task_data = {s.name: _task_data(s, data_dir, max_train_examples, max_eval_examples) for s in specs}
     result = BenchResult(suite=suite, tasks=[s.name for s in specs], seeds=list(range(seeds)), models=[],
                          data=str(Path(data_dir).resolve()) if data_dir is not None else "hub",

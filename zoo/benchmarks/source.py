@@ -23,41 +23,13 @@ from tokenizers import Tokenizer
 from zoo import registry
 from zoo.batch import SpecialTokens
 from zoo.config import to_dict
-from zoo.errors import CheckpointError, DataError
+from zoo.data.tokenizer import special_tokens, tokenizer_hash
+from zoo.errors import CheckpointError
 from zoo.models.base import Backbone
 
 log = logging.getLogger(__name__)
 
 HF_MODEL_TYPES = {"bert": "bert", "gpt2": "gpt"}  # config.json model_type -> our backbone name
-
-# Special tokens by their usual spellings (BERT WordPiece, GPT-2 byte-level BPE, T5/RoBERTa-style).
-_SPELLINGS = {
-    "pad": ("[PAD]", "<pad>", "<|pad|>", "<|padding|>"),
-    "unk": ("[UNK]", "<unk>", "<|unk|>"),
-    "cls": ("[CLS]", "<cls>"),
-    "sep": ("[SEP]", "<sep>", "<|sep|>"),
-    "mask": ("[MASK]", "<mask>", "<|mask|>"),
-    "bos": ("<|startoftext|>", "<bos>", "[BOS]"),
-    "eos": ("<|endoftext|>", "<eos>", "</s>", "[EOS]"),
-}
-
-
-def special_tokens_of(tokenizer: Tokenizer) -> SpecialTokens:
-    """Special-token ids of a tokenizer found by their usual spellings. Without a pad token the
-    end-of-text token pads (padding is masked out anyway)."""
-    ids: dict[str, int | None] = {}
-    for role, spellings in _SPELLINGS.items():
-        ids[role] = next((i for s in spellings if (i := tokenizer.token_to_id(s)) is not None), None)
-    pad = ids.pop("pad")
-    if pad is None:
-        pad = ids["eos"] if ids["eos"] is not None else ids["sep"]
-    if pad is None:
-        raise DataError("the tokenizer has no padding, end-of-text or [SEP] token")
-    return SpecialTokens(vocab_size=tokenizer.get_vocab_size(with_added_tokens=True), pad=pad, **ids)
-
-
-def tokenizer_hash(tokenizer: Tokenizer) -> str:
-    return hashlib.sha256(tokenizer.to_str().encode()).hexdigest()
 
 
 def state_hash(module: torch.nn.Module) -> str:
@@ -124,7 +96,7 @@ class ModelSource:
 def from_backbone(backbone: Backbone, tokenizer: Tokenizer, special: SpecialTokens | None = None,
                   name: str = "model", path: str | Path | None = None, objective: str | None = None) -> ModelSource:
     """A source for a backbone object already in memory (checked against the tokenizer)."""
-    special = special or special_tokens_of(tokenizer)
+    special = special or special_tokens(tokenizer)
     thash = tokenizer_hash(tokenizer)
     check_tokenizer(tokenizer.get_vocab_size(with_added_tokens=True), backbone.spec.vocab_size,
                     "the tokenizer", f"backbone {name}")
@@ -214,6 +186,6 @@ def _open_hf(p: Path) -> ModelSource:
             cache["bb"] = backbone
         return cache["bb"]
 
-    return ModelSource(name=p.name, backbone_name=name, tokenizer=tok, special=special_tokens_of(tok),
+    return ModelSource(name=p.name, backbone_name=name, tokenizer=tok, special=special_tokens(tok),
                        checkpoint_id=f"hf-{digest.hexdigest()}", tokenizer_hash=tokenizer_hash(tok),
                        loader=load, path=p, info={"format": "huggingface", "model_type": model_type})
