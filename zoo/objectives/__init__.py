@@ -1,2 +1,35 @@
 """Pretraining objectives. Each is registered in the ``zoo.objectives`` entry-point group and loaded
-on demand through ``zoo.registry``; ``zoo.objectives.compose`` builds specs such as ``mlm+nsp``."""
+on demand through ``zoo.registry``; ``zoo.objectives.compose`` builds specs such as ``mlm+nsp``.
+
+The names below are the public plugin API (``zoo.API_VERSION``); see docs/plugins.md. They are
+imported on first use, so ``import zoo.objectives`` stays cheap::
+
+    from zoo.objectives import Objective, LossOutput, TiedLinear, MaskedLM, MLMConfig
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    # the contract
+    "Objective": "zoo.objectives.base", "LossOutput": "zoo.objectives.base", "NoConfig": "zoo.objectives.base",
+    "TiedLinear": "zoo.objectives.base", "position_embedding": "zoo.objectives.base",
+    "masked_mean": "zoo.objectives.base", "perplexity": "zoo.objectives.base",
+    # helpers for token-level objectives
+    "IGNORE": "zoo.objectives.common", "gather_positions": "zoo.objectives.common",
+    "special_mask_of": "zoo.objectives.common", "non_special_ids": "zoo.objectives.common",
+    "require_tokens": "zoo.objectives.common", "token_cross_entropy": "zoo.objectives.common",
+    # BERT masking (prepare) and its head, for objectives that build on masked LM
+    "MaskedLM": "zoo.objectives.mlm", "MLMConfig": "zoo.objectives.mlm", "MaskedLMHead": "zoo.objectives.mlm",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'zoo.objectives' has no attribute {name!r}")

@@ -141,6 +141,22 @@ class TiedLinear(nn.Module):
         return nn.functional.linear(x, self.weight, self.bias)
 
 
+def position_embedding(backbone: Backbone) -> nn.Embedding | None:
+    """The backbone's learned absolute position table, for heads that share it (ELECTRA's generator
+    shares token and position embeddings with the discriminator), or None when the backbone encodes
+    positions another way (rotary, relative).
+
+    A backbone offers its table with a ``position_embedding()`` method; the built-in ``bert`` and
+    ``gpt`` backbones keep it as ``pos_emb``. Like ``TiedLinear``, hold the result by reference
+    (``object.__setattr__``) so that it is not saved twice.
+    """
+    method = getattr(backbone, "position_embedding", None)
+    if callable(method):
+        return method()
+    table = getattr(backbone, "pos_emb", None)
+    return table if isinstance(table, nn.Embedding) else None
+
+
 def masked_mean(values: Tensor, count: Tensor | int) -> Tensor:
     return values.sum() / max(int(count), 1) if isinstance(count, int) else values.sum() / count.clamp(min=1)
 
