@@ -176,6 +176,27 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
                   caption="cells: median, then min-max over seeds when they differ; saved in <run>/bench.json, bench.md")
 
 
+@cli.command("export")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path())
+@click.option("--to", "to", type=click.Choice(["hf"]), default="hf", show_default=True,
+              help="Format: hf = a Hugging Face transformers directory (from_pretrained).")
+@click.option("--step", type=int, help="Checkpoint step to export (default: the newest).")
+@click.option("--force", is_flag=True, help="Overwrite the exported files in a non-empty OUT.")
+def export_cmd(run: str, out: str, to: str, step: int | None, force: bool) -> None:
+    """Export a run to OUT, e.g. zoo export runs/bert-mlm+nsp --to hf hf/bert-mlm+nsp."""
+    from zoo import console
+    from zoo.export import export
+
+    result = export(run, out, to=to, step=step, force=force)
+    rows = [("directory", str(result.out)), ("class", result.architecture), ("step", str(result.step)),
+            *((f"head {part}", where) for part, where in result.heads.items()),
+            ("self-check", f"max |difference| {result.max_abs_diff:.2e} against the run's model")]
+    console.table("Exported", ["", "value"], rows)
+    for note in result.notes:
+        console.text(f"note: {note}")
+
+
 def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
     """Map the stable CLI flags onto config keys (only those given)."""
     where = {

@@ -1,0 +1,231 @@
+"""``zoo export RUN --to hf OUT``: tiny runs trained for 2 steps, exported, loaded back with
+``transformers`` Auto classes (offline, no remote code), and compared with the run's own model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from zoo import registry
+from zoo.cli import cli
+from zoo.export import export_hf
+from zoo.models.attention import AttentionLayout
+from zoo.runs import open_run
+from zoo.train import checkpoint as ckpt
+from zoo.train.config import resolve
+from zoo.train.trainer import train
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Return the number of items in a container.",
+    "An expression statement evaluates the expression list.",
+]
+PAIR = ("The for statement is used to iterate over the elements of a sequence.",
+        "It is executed once for each item.")
+
+# (objective, backbone, exported class, the Auto class that loads it)
+CASES = [
+    ("mlm+nsp", "bert", "BertForPreTraining", "AutoModelForPreTraining"),
+    ("mlm", "bert", "BertForMaskedLM", "AutoModelForMaskedLM"),
+    ("mlm+sop", "bert", "BertForMaskedLM", "AutoModelForMaskedLM"),
+    ("span", "bert", "BertForMaskedLM", "AutoModelForMaskedLM"),
+    ("nsp", "bert", "BertForNextSentencePrediction", "AutoModelForNextSentencePrediction"),
+    ("sop", "bert", "BertModel", "AutoModel"),
+    ("rtd", "bert", "BertModel", "AutoModel"),
+    ("clm", "gpt", "GPT2LMHeadModel", "AutoModelForCausalLM"),
+    ("prefix", "gpt", "GPT2LMHeadModel", "AutoModelForCausalLM"),
+    ("span", "gpt", "GPT2LMHeadModel", "AutoModelForCausalLM"),
+]
+TOLERANCE = 1e-5
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from pydoc_data.topics import topics
+
+    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
+    texts = [topics[k].strip().replace("\n\n", "\n") for k in sorted(topics)[:60]]
+    path.write_text("\n\n".join(texts), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def make_run(corpus: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Train (once per module) a tiny run for 2 steps; returns its directory."""
+    root = tmp_path_factory.mktemp("runs")
+    done: dict[tuple[str, str], Path] = {}
+
+    def make(objective: str, backbone: str) -> Path:
+        if (objective, backbone) not in done:
+            out = root / f"{backbone}-{objective}"
+            train(resolve({
+                "objective": objective, "backbone": backbone, "size": "tiny", "out": str(out),
+                "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
+                "data": {"source": str(corpus), "doc_boundary": "blank-line"},
+                "tokenizer": {"vocab_size": 400, "num_sentinels": 20},
+                "optim": {"lr": 1e-2, "warmup": 0.0},  # large steps: trained weights differ from the init
+                "train": {"budget": "2steps", "seq_len": 32, "batch_size": 4, "eval_every": 0,
+                          "eval_batches": 1, "prefetch": False},
+            }))
+            done[(objective, backbone)] = out
+        return done[(objective, backbone)]
+
+    return make
+
+
+def _encode(tokenizer, pair: bool) -> dict[str, torch.Tensor]:
+    """Padded batch of SENTENCES (and PAIR for encoders) from the run's own tokenizer."""
+    encs = [tokenizer.encode(s) for s in SENTENCES] + ([tokenizer.encode(*PAIR)] if pair else [])
+    length = max(len(e.ids) for e in encs)
+    ids = torch.zeros(len(encs), length, dtype=torch.long)
+    types = torch.zeros_like(ids)
+    mask = torch.zeros_like(ids)
+    for r, e in enumerate(encs):
+        n = len(e.ids)
+        ids[r, :n], types[r, :n], mask[r, :n] = torch.tensor(e.ids), torch.tensor(e.type_ids), 1
+    return {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+
+
+def _max_diff(ours: torch.Tensor, theirs: torch.Tensor, mask: torch.Tensor) -> float:
+    """Max |difference| over real (non-padding) positions. ours/theirs: (B, T, ...) or (B, ...)."""
+    if ours.dim() >= 2 and ours.shape[:2] == mask.shape:
+        ours, theirs = ours[mask.bool()], theirs[mask.bool()]
+    return float((ours - theirs).abs().max())
+
+
+@pytest.mark.parametrize(("objective", "backbone", "architecture", "auto"), CASES,
+                         ids=[f"{b}-{o}" for o, b, _, _ in CASES])
+def test_export_loads_in_transformers_and_matches(make_run, tmp_path: Path, objective: str, backbone: str,
+                                                  architecture: str, auto: str) -> None:
+    import transformers
+
+    missing = [p for p in objective.split("+") if p not in registry.names("objective")]
+    if missing:
+        pytest.skip(f"objective {missing[0]!r} is not installed (rtd: pip install ./examples/zoo-electra)")
+    run_dir = make_run(objective, backbone)
+    out = tmp_path / "hf"
+    result = export_hf(run_dir, out)
+    assert result.architecture == architecture and result.max_abs_diff <= TOLERANCE
+
+    run = open_run(run_dir)
+    model = run.load_model().eval()
+    tokens = run.special_tokens()
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == [architecture]
+    assert config["pad_token_id"] == tokens.pad
+    if backbone == "bert":
+        assert (config["cls_token_id"], config["sep_token_id"], config["mask_token_id"]) == \
+            (tokens.cls, tokens.sep, tokens.mask)
+        assert config["bos_token_id"] is None and config["eos_token_id"] is None
+    else:
+        assert config["bos_token_id"] == config["eos_token_id"] == tokens.eos
+        assert config["mask_token_id"] == tokens.mask
+    assert {"model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+            "README.md", "zoo_export.json"} <= {p.name for p in out.iterdir()}
+
+    hf = getattr(transformers, auto).from_pretrained(str(out)).eval()  # local files; never remote code
+    assert type(hf).__name__ == architecture
+
+    encoder = backbone == "bert"
+    inputs = _encode(run.tokenizer(), pair=encoder)
+    mask = inputs["attention_mask"]
+    doc_ids = torch.where(mask.bool(), 0, -1).to(torch.int32)
+    with torch.no_grad():
+        hidden = model.backbone(inputs["input_ids"], AttentionLayout(causal=not encoder, doc_ids=doc_ids),
+                                token_type_ids=inputs["token_type_ids"] if encoder else None)
+        if not encoder:
+            inputs.pop("token_type_ids")
+        theirs = hf(**inputs)
+        heads = model.heads
+        diffs = {}
+        if architecture == "BertForPreTraining":
+            diffs["mlm"] = _max_diff(heads["mlm"](hidden), theirs.prediction_logits, mask)
+            diffs["nsp"] = _max_diff(heads["nsp"](hidden), theirs.seq_relationship_logits, mask)
+        elif architecture == "BertForMaskedLM":
+            head = heads["span" if objective == "span" else "mlm"]
+            diffs["mlm"] = _max_diff(head(hidden), theirs.logits, mask)  # the head at every position
+        elif architecture == "BertForNextSentencePrediction":
+            diffs["nsp"] = _max_diff(heads["nsp"](hidden), theirs.logits, mask)
+        elif architecture == "GPT2LMHeadModel":
+            diffs["lm"] = _max_diff(heads[objective](hidden), theirs.logits, mask)
+        else:  # backbone only
+            diffs["hidden"] = _max_diff(hidden, theirs.last_hidden_state, mask)
+            if objective == "sop":  # BertModel keeps the pooler SOP trained
+                pooled = torch.tanh(heads["sop"].pooler(hidden[:, 0]))
+                diffs["pooler"] = _max_diff(pooled, theirs.pooler_output, mask)
+    print(f"{backbone}-{objective} -> {architecture}: max |diff| {diffs}")
+    assert max(diffs.values()) <= TOLERANCE, diffs
+
+    # the tokenizer: same ids (and segment ids for a pair) as the run's
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(out))
+    for s in SENTENCES:
+        assert hf_tok(s)["input_ids"] == run.tokenizer().encode(s).ids
+    if encoder:
+        enc = hf_tok(*PAIR)
+        ref = run.tokenizer().encode(*PAIR)
+        assert enc["input_ids"] == ref.ids and enc["token_type_ids"] == ref.type_ids
+        assert hf_tok.mask_token_id == tokens.mask and hf_tok.cls_token_id == tokens.cls
+    assert hf_tok.pad_token_id == tokens.pad
+    assert hf_tok.model_max_length == model.backbone.spec.max_positions
+
+
+def test_heads_left_out_are_reported(make_run, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["export", str(make_run("mlm+sop", "bert")), "--to", "hf",
+                                      str(tmp_path / "hf")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "BertForMaskedLM" in result.output
+    assert "note: head sop (pooler and classifier) is not exported: BertForMaskedLM has neither" in \
+        " ".join(result.output.split())
+    provenance = json.loads((tmp_path / "hf" / "zoo_export.json").read_text())
+    assert provenance["heads"]["mlm"].startswith("cls.predictions") and provenance["step"] == 2
+    assert provenance["checkpoint_sha256"] == open_run(make_run("mlm+sop", "bert")).checkpoint_id()
+
+
+def test_bert_directory_also_loads_as_bare_model(make_run, tmp_path: Path) -> None:
+    """AutoModel on a BertForPreTraining export is BertModel with the NSP-trained pooler."""
+    import transformers
+
+    run = open_run(make_run("mlm+nsp", "bert"))
+    export_hf(run, tmp_path / "hf")
+    bare = transformers.AutoModel.from_pretrained(str(tmp_path / "hf")).eval()
+    head = run.load_model().heads["nsp"]
+    assert torch.equal(bare.pooler.dense.weight, head.pooler.weight)
+
+
+def test_refuses_a_non_empty_directory_unless_forced(make_run, tmp_path: Path) -> None:
+    run = str(make_run("clm", "gpt"))
+    out = tmp_path / "hf"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    (out / "vocab.txt").write_text("[PAD]\n")  # left over from an earlier (WordPiece) export
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["export", run, "--to", "hf", str(out)])
+    assert refused.exit_code == 2 and "is not empty" in refused.output and "--force" in refused.output
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "vocab.txt"]
+    forced = runner.invoke(cli, ["export", run, "--to", "hf", str(out), "--force"])
+    assert forced.exit_code == 0, forced.output
+    names = {p.name for p in out.iterdir()}
+    assert "mine.txt" in names and "vocab.txt" not in names and "model.safetensors" in names
+    inside = runner.invoke(cli, ["export", run, "--to", "hf", run, "--force"])
+    assert inside.exit_code == 2 and "run directory" in inside.output
+
+
+def test_refuses_a_damaged_checkpoint_with_the_manifest_message(make_run, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(make_run("mlm", "bert"), run)
+    (_, step_dir), = ckpt.steps(run)
+    weights = step_dir / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    result = CliRunner().invoke(cli, ["export", str(run), "--to", "hf", str(tmp_path / "hf")], terminal_width=300)
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "cannot export step 2" in message and "model.safetensors sha256" in message
+    assert "does not match manifest" in message
+    assert not (tmp_path / "hf").exists()
