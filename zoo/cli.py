@@ -81,6 +81,8 @@ def list_cmd() -> None:
 @click.option("--size", type=click.Choice(["tiny", "mini", "small", "medium", "base"]), help="Model size preset.")
 @click.option("--data", "data", help="Corpus: file, directory or hf:NAME[:CONFIG][@split]. Default: embedded corpus.")
 @click.option("--text-field", help="JSON lines field holding the text.")
+@click.option("--on-decode-error", type=click.Choice(["error", "skip", "replace"]),
+              help="Invalid UTF-8 / NUL bytes in the corpus: fail (default), skip the line, or replace them.")
 @click.option("--tokenizer", "tokenizer_path", help="Reuse this tokenizer.json instead of training one.")
 @click.option("--budget", help="10m | 90s | 2000steps | 3e14flops | 5e6tokens.")
 @click.option("--seq-len", type=int)
@@ -202,6 +204,7 @@ def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
     where = {
         "objective": ("objective",), "backbone": ("backbone",), "size": ("size",), "out": ("out",),
         "data": ("data", "source"), "text_field": ("data", "text_field"),
+        "on_decode_error": ("data", "on_decode_error"),
         "tokenizer_path": ("tokenizer", "path"), "vocab_size": ("tokenizer", "vocab_size"),
         "budget": ("train", "budget"), "seq_len": ("train", "seq_len"), "batch_size": ("train", "batch_size"),
         "precision": ("train", "precision"), "checkpoint_every": ("train", "checkpoint_every"),
@@ -220,8 +223,12 @@ def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def _torchrun(nproc: int) -> int:
-    """Re-launch this ``zoo train`` command under torchrun with ``nproc`` processes."""
-    import subprocess
+    """Re-launch this ``zoo train`` command under torchrun with ``nproc`` processes (the agent runs
+    in this process). When a process fails, the agent stops the others; say which rank failed and how."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    from zoo import console
 
     args, skip = [], False
     for arg in sys.argv[1:]:
@@ -234,9 +241,36 @@ def _torchrun(nproc: int) -> int:
         if arg.startswith("--nproc="):
             continue
         args.append(arg)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "zoo", *args]
-    return subprocess.call(cmd)
+    try:
+        run(parse_args(["--standalone", "--nproc_per_node", str(nproc), "-m", "zoo", *args]))
+    except ChildFailedError as exc:
+        message, code = _worker_failure(exc.failures, nproc)
+        console.print_error(message)
+        return code
+    return 0
+
+
+def _worker_failure(failures: dict[int, Any], nproc: int) -> tuple[str, int]:
+    """A message naming the rank that failed first and how, and the exit code for it.
+
+    ``failures`` maps ranks to torchelastic ``ProcessFailure``s; ranks that died of SIGTERM were
+    stopped by the agent after the first failure, so they are the root cause only if all did.
+    """
+    import signal
+
+    def order(rank: int) -> tuple[bool, int, int]:
+        return failures[rank].exitcode == -signal.SIGTERM, failures[rank].timestamp, rank
+
+    rank = min(failures, key=order)
+    first = failures[rank]
+    if first.exitcode < 0:
+        how, code = f"was killed by signal {first.signal_name()}", 128 - first.exitcode
+    else:
+        how, code = f"exited with code {first.exitcode} (its error is printed above)", first.exitcode
+    stopped = sorted(r for r in failures if r != rank and failures[r].exitcode == -signal.SIGTERM)
+    then = f"; the launcher stopped rank {', '.join(map(str, stopped))}" if stopped else ""
+    return (f"training process rank {rank} of {nproc} (pid {first.pid}) {how}{then}. Checkpoints that were "
+            f"complete are intact: run the same command again to resume from the newest one"), code
 
 
 def main() -> None:

@@ -89,6 +89,21 @@ def test_special_token_text_in_the_corpus_stays_text(toks: dict[str, Tokenizer],
         assert tok.encode_special_tokens is False  # restored afterwards
 
 
+def test_hard_cut_sentences_and_long_documents(toks: dict[str, Tokenizer], tmp_path: Path) -> None:
+    # a 12,000-character "word" is cut hard inside (no whitespace); documents span several chunks
+    doc = "x" * 12_000 + ". " + " ".join(f"Sentence {i} is here." for i in range(800)) + " 北京。“你好”"
+    for kind, tok in toks.items():
+        store = build_store([doc, "Next."], tok, tmp_path / kind)
+        sents = store.document_sentences(0)
+        assert len(sents) >= 800 and all(len(s) for s in sents)
+        assert sum(map(len, sents)) == len(store.document(0)) == store.doc_lengths()[0]
+        assert store.document_sentences(1)[0].tolist() == tok.encode("Next.", add_special_tokens=False).ids
+        if kind == "bpe":
+            assert tok.decode(store.document(0).tolist()) == doc
+        else:
+            assert tok.decode(sents[-3].tolist()) == tok.decode(tok.encode(" Sentence 799 is here.").ids)
+
+
 def test_uint32_when_the_vocabulary_needs_it(tmp_path: Path) -> None:
     assert token_dtype(65536) == np.uint16 and token_dtype(65537) == np.uint32
     vocab = {f"w{i}": i for i in range(70_000)}

@@ -41,7 +41,9 @@ _C = re.escape(_CLOSERS)
 _CANDIDATE = re.compile(
     rf"(?=[.!?…\n{_CJK_TERM}])"  # lets the regex engine skip to candidate characters quickly
     rf"(?:(?P<cjk>(?:[{_CJK_TERM}]|[!?]+[{_CJK_TERM}])[{_CJK_TERM}!?]*[{_C}]*)"  # Chinese: always a boundary
-    rf"|(?P<lat>(?:\.\.\.|…|[.!?])+[{_C}]*)(?P<ws>\s+)(?=(?P<nx>\S))"  # Latin: needs whitespace after
+    # Latin: needs whitespace after, and (checked here for ASCII / Latin-1, in Python for the rest)
+    # a line break or a next character that is not lower case
+    rf"|(?P<lat>(?:\.\.\.|…|[.!?])+[{_C}]*)(?P<ws>\s*\n\s*|[^\S\n]+(?![a-zß-öø-ÿ]))(?=(?P<nx>\S))"
     rf"|(?P<bang>[!?]+[{_C}]*)(?=[{_CJK_CHARS}])"  # "!"/"?" right before a CJK character
     r"|(?P<para>\n[^\S\n]*\n))"  # blank line
 )
