@@ -229,3 +229,17 @@ def test_refuses_a_damaged_checkpoint_with_the_manifest_message(make_run, tmp_pa
     assert "cannot export step 2" in message and "model.safetensors sha256" in message
     assert "does not match manifest" in message
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize(("objective", "backbone"), [("mlm+nsp", "bert"), ("clm", "gpt")])
+def test_zoo_bench_reads_the_exported_directory(make_run, tmp_path: Path, objective: str, backbone: str) -> None:
+    from zoo.benchmarks.source import open_source
+
+    run = open_run(make_run(objective, backbone))
+    export_hf(run, tmp_path / "hf")
+    source = open_source(tmp_path / "hf")
+    assert source.info["format"] == "huggingface" and source.backbone_name == backbone
+    assert source.special == run.special_tokens()
+    exported, trained = source.backbone().state_dict(), run.load_backbone().state_dict()
+    assert exported.keys() == trained.keys()
+    assert all(torch.equal(exported[k], trained[k]) for k in trained)
