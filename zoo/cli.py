@@ -253,24 +253,31 @@ def _torchrun(nproc: int) -> int:
 def _worker_failure(failures: dict[int, Any], nproc: int) -> tuple[str, int]:
     """A message naming the rank that failed first and how, and the exit code for it.
 
-    ``failures`` maps ranks to torchelastic ``ProcessFailure``s; ranks that died of SIGTERM were
-    stopped by the agent after the first failure, so they are the root cause only if all did.
+    ``failures`` maps ranks to torchelastic ``ProcessFailure``s, observed together (their
+    timestamps rarely tell them apart). Ranks that died of SIGTERM were stopped by the launcher;
+    a rank killed by a signal is named before ranks that exited with an error, which is what the
+    others do when a peer vanishes.
     """
     import signal
 
-    def order(rank: int) -> tuple[bool, int, int]:
-        return failures[rank].exitcode == -signal.SIGTERM, failures[rank].timestamp, rank
+    def how(rank: int) -> str:
+        f = failures[rank]
+        if f.exitcode < 0:
+            return f"was killed by signal {f.signal_name()}"
+        return f"exited with code {f.exitcode} (its error is printed above)"
 
-    rank = min(failures, key=order)
-    first = failures[rank]
-    if first.exitcode < 0:
-        how, code = f"was killed by signal {first.signal_name()}", 128 - first.exitcode
-    else:
-        how, code = f"exited with code {first.exitcode} (its error is printed above)", first.exitcode
-    stopped = sorted(r for r in failures if r != rank and failures[r].exitcode == -signal.SIGTERM)
-    then = f"; the launcher stopped rank {', '.join(map(str, stopped))}" if stopped else ""
-    return (f"training process rank {rank} of {nproc} (pid {first.pid}) {how}{then}. Checkpoints that were "
-            f"complete are intact: run the same command again to resume from the newest one"), code
+    def order(rank: int) -> tuple[bool, bool, int, int]:
+        f = failures[rank]
+        return f.exitcode == -signal.SIGTERM, f.exitcode > 0, f.timestamp, rank
+
+    first, *others = sorted(failures, key=order)
+    root = failures[first]
+    code = 128 - root.exitcode if root.exitcode < 0 else root.exitcode
+    stopped = [r for r in others if failures[r].exitcode == -signal.SIGTERM]
+    also = "".join(f"; rank {r} {how(r)}" for r in others if r not in stopped)
+    then = f"; the launcher stopped rank {', '.join(map(str, sorted(stopped)))}" if stopped else ""
+    return (f"training process rank {first} of {nproc} (pid {root.pid}) {how(first)}{also}{then}. Checkpoints "
+            f"that were complete are intact: run the same command again to resume from the newest one"), code
 
 
 def main() -> None:

@@ -254,11 +254,13 @@ def _read_file(spec: TaskSpec, labels: tuple[str, ...] | None, split: str, path:
 
 def _read_tsv(reader: _Reader, cols: Columns, lines: list[str], path: Path) -> None:
     expected, start = cols.num_fields, 0
-    if cols.header:
-        expected, start = len(lines[0].rstrip("\r").split("\t")), 1
     keys = [k for k in (cols.text_a, cols.text_b, cols.label) if k is not None]
     if any(not isinstance(k, int) for k in keys):
         raise DataError(f"task {reader.spec.name}: TSV columns must be indices, got {keys}")
+    if cols.header:
+        header = lines[0].rstrip("\r").split("\t")
+        expected, start = len(header), 1
+        _check_header(reader, cols, header, path)
     for lineno, line in enumerate(lines[start:], start + 1):
         line = line.rstrip("\r")
         if not line.strip():
@@ -276,6 +278,22 @@ def _read_tsv(reader: _Reader, cols: Columns, lines: list[str], path: Path) -> N
             reader.bad(where, f"{len(fields)} tab-separated fields, too few for columns {keys}")
             continue
         reader.add(where, a, b, y, cols.label is not None)
+
+
+def _check_header(reader: _Reader, cols: Columns, header: list[str], path: Path) -> None:
+    """A first line whose label column holds a valid label is a data row: the header is missing
+    (reading it as one would silently drop that row)."""
+    if cols.label is None or len(header) < 2:
+        return
+    try:
+        value = header[cols.label]  # type: ignore[index]
+        looks_like_data = reader.label(value) is not None
+    except (IndexError, ValueError, TypeError):
+        return
+    if looks_like_data:
+        raise DataError(f"{path}:1: expected a header line naming the columns, but line 1 is a data row "
+                        f"(label {value.strip()!r}); the official {reader.spec.title} files start with a header: "
+                        "restore it")
 
 
 def _read_jsonl(reader: _Reader, cols: Columns, lines: list[str], path: Path) -> None:

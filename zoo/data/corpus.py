@@ -15,7 +15,9 @@ import codecs
 import fnmatch
 import json
 import logging
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -130,6 +132,8 @@ def _read_local(cfg: DataConfig) -> Corpus:
     root = Path(cfg.source).expanduser()
     if not root.exists():
         raise DataError(f"corpus path not found: {root} (data.source / --data)")
+    if not root.is_dir() and not root.is_file():
+        raise DataError(f"cannot read {root}: {_not_regular(root)}")
     corpus = Corpus([], str(root))
     if root.is_dir():
         files = _list_files(root, cfg.include, corpus.stats)
@@ -158,11 +162,13 @@ def _list_files(root: Path, include: list[str], stats: Counter) -> list[Path]:
             if path.is_file():
                 stats["hidden_files_ignored"] += 1
             continue
-        if not path.is_file():
+        if path.is_dir():
             continue
         if any(fnmatch.fnmatch(path.name, pat) or fnmatch.fnmatch(rel.as_posix(), pat) for pat in include):
+            if not path.is_file():  # a broken link, a FIFO (reading would block), a socket, a device
+                raise DataError(f"cannot read {path}: {_not_regular(path)}")
             matched.append(path)
-        else:
+        elif path.is_file():
             others.append(rel.as_posix())
     stats["files_not_matching_include"] += len(others)
     if not matched:
@@ -170,6 +176,19 @@ def _list_files(root: Path, include: list[str], stats: Counter) -> list[Path]:
         raise DataError(f"no files matching {', '.join(include)} under {root}{hint}. "
                         "Set data.include to the patterns of your corpus files")
     return matched
+
+
+def _not_regular(path: Path) -> str:
+    """Why ``path`` (which exists as a name) is not a regular file that can be read."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            return f"broken symbolic link to {os.readlink(path)} ({exc.strerror})"
+        return exc.strerror or str(exc)
+    kinds = {stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device"}
+    return next((f"{name}, not a regular file" for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
 def _read_bytes(path: Path) -> bytes:

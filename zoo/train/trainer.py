@@ -170,6 +170,12 @@ class Trainer:
             self._load(start)
         else:
             torch.manual_seed(self.seed + 1 + info.rank)  # dropout streams differ per rank
+            random.seed(self.seed + info.rank)  # global generators a plugin may use: saved and restored too
+            np.random.seed((self.seed + info.rank) % 2**32)
+            if not dry_run and info.is_main:  # lines of an attempt that died before its first checkpoint
+                dropped = truncate_after(self.run_dir / "metrics.jsonl", 0)
+                if dropped:
+                    log.info("dropped %d metric records of an earlier attempt without a checkpoint", dropped)
 
         self.backbone_flops_per_token = backbone.flops_per_token(seq_len)
         if dry_run:
@@ -223,7 +229,7 @@ class Trainer:
         new = to_dict(self.cfg)
         diffs = sorted(_diff(old, new))
         # The budget (and how often to log/evaluate/checkpoint) may change on resume; the rest may not.
-        allowed = ("train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
+        allowed = ("out", "train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
                    "train.keep_last", "train.tensorboard", "train.prefetch", "data.cache_dir")
         diffs = [d for d in diffs if d not in allowed]
         if diffs:
@@ -304,7 +310,11 @@ class Trainer:
         if st.get("world_size", 1) != self.dist.world_size:
             log.warning("resuming a %d-process checkpoint on %d processes: the data order is kept, "
                         "dropout streams are not", st.get("world_size", 1), self.dist.world_size)
-        missing, unexpected = self.model.load_state_dict(saved.model, strict=False)
+        try:
+            missing, unexpected = self.model.load_state_dict(saved.model, strict=False)
+        except RuntimeError as exc:  # shape mismatches raise even with strict=False
+            detail = "; ".join(line.strip().rstrip(".") for line in str(exc).splitlines()[1:4])
+            raise CheckpointError(f"checkpoint {path} does not fit this model: {detail}") from exc
         if missing or unexpected:
             raise CheckpointError(f"checkpoint {path} does not fit this model: missing {missing[:3]}, "
                                   f"unexpected {unexpected[:3]}")
