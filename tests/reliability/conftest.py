@@ -40,6 +40,7 @@ TINY = [
     "--set", "model.intermediate_size=64", "--set", "tokenizer.num_sentinels=20",
     "--set", "optim.lr=1e-3", "--set", "optim.warmup=0.1",
     "--set", "train.log_every=1", "--set", "train.eval_every=3", "--set", "train.eval_batches=2",
+    "--set", "train.device=cpu",  # bitwise comparisons are a CPU property, also on machines with a GPU
 ]
 
 

@@ -34,6 +34,8 @@ from .conftest import (
     train_args,
 )
 
+pytestmark = pytest.mark.slow  # real child processes (about 3 s of start-up each)
+
 PAIRS = {"mlm": "bert", "nsp": "bert", "sop": "bert", "span": "bert", "clm": "gpt", "prefix": "gpt"}
 # One kill per built-in objective (different seeds), and three seeds for mlm. Seed 2 draws its step
 # after the first checkpoint so that the negative controls below have state to (not) restore.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from safetensors.torch import load_file
 from zoo.train import checkpoint as ckpt
 from zoo.train.metrics import read_records
 
-from .conftest import assert_user_error, invoke, spawn, train_args
+from .conftest import Child, assert_user_error, invoke, spawn, train_args
 
 
 def assert_only_finite_checkpoints(run: Path, expected_steps: list[int]) -> None:
@@ -49,10 +50,24 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path: Path, corpus: Path, 
         assert not (run / "latest").exists()
 
 
-def test_non_finite_loss_in_a_real_process(tmp_path: Path, corpus: Path, cache_dir: Path) -> None:
+@pytest.fixture(scope="module", autouse=True)
+def real_process(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, corpus: Path,
+                 cache_dir: Path) -> Iterator[tuple[Child, Path] | None]:
+    """Started with the module (when its test is selected), so that it runs while the in-process cases do."""
+    if not any(item.name == "test_non_finite_loss_in_a_real_process" for item in request.session.items):
+        yield None
+        return
+    run = tmp_path_factory.mktemp("nan") / "run"
+    child = spawn(train_args(run, corpus, "mlm", "bert"), run.parent / "log", cache_dir, "nan@step=4")
+    yield child, run
+    child.kill()
+
+
+@pytest.mark.slow
+def test_non_finite_loss_in_a_real_process(real_process: tuple[Child, Path] | None) -> None:
     """The exit status and stderr a shell sees: 2 and one error line, no traceback."""
-    run = tmp_path / "run"
-    child = spawn(train_args(run, corpus, "mlm", "bert"), tmp_path / "log", cache_dir, "nan@step=4")
+    assert real_process is not None
+    child, run = real_process
     rc, log = child.wait()
     assert rc == 2, log
     assert "Traceback" not in log
