@@ -117,6 +117,11 @@ class Backbone(nn.Module):
         """The token embedding, for heads whose decoder is tied to it."""
         raise NotImplementedError
 
+    def position_embedding(self) -> nn.Embedding | None:
+        """The learned absolute position table, for heads that share it; None when positions are
+        encoded another way (rotary, relative)."""
+        return None
+
     # --- Hugging Face state-dict layout (BertModel / GPT2Model names and shapes) -------------
     def hf_state_dict(self) -> dict[str, Tensor]:
         raise NotImplementedError

@@ -87,6 +87,9 @@ class BertBackbone(Backbone):
     def input_embedding(self) -> nn.Embedding:
         return self.tok_emb
 
+    def position_embedding(self) -> nn.Embedding:
+        return self.pos_emb
+
     def forward(self, input_ids: Tensor, layout: AttentionLayout, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None) -> Tensor:
         if layout.causal:

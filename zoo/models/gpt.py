@@ -88,6 +88,9 @@ class GPTBackbone(Backbone):
     def input_embedding(self) -> nn.Embedding:
         return self.tok_emb
 
+    def position_embedding(self) -> nn.Embedding:
+        return self.pos_emb
+
     def forward(self, input_ids: Tensor, layout: AttentionLayout, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None) -> Tensor:
         if not layout.causal:

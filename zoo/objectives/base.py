@@ -146,15 +146,10 @@ def position_embedding(backbone: Backbone) -> nn.Embedding | None:
     shares token and position embeddings with the discriminator), or None when the backbone encodes
     positions another way (rotary, relative).
 
-    A backbone offers its table with a ``position_embedding()`` method; the built-in ``bert`` and
-    ``gpt`` backbones keep it as ``pos_emb``. Like ``TiedLinear``, hold the result by reference
-    (``object.__setattr__``) so that it is not saved twice.
+    Like ``TiedLinear``, hold the result by reference (``object.__setattr__``) so that it is not
+    saved twice.
     """
-    method = getattr(backbone, "position_embedding", None)
-    if callable(method):
-        return method()
-    table = getattr(backbone, "pos_emb", None)
-    return table if isinstance(table, nn.Embedding) else None
+    return backbone.position_embedding()
 
 
 def masked_mean(values: Tensor, count: Tensor | int) -> Tensor:

@@ -77,6 +77,9 @@ class RopeBertBackbone(BertBackbone):
         self.layers = nn.ModuleList(RopeBertLayer(c) for _ in range(c.num_layers))
         init_weights(self, c.initializer_range)
 
+    def position_embedding(self) -> None:
+        return None  # positions are rotary: there is no table to share
+
     def forward(self, input_ids: Tensor, layout: AttentionLayout, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None) -> Tensor:
         if layout.causal:
