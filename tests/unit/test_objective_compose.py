@@ -139,3 +139,25 @@ def test_causal_and_bidirectional_parts_conflict_even_on_a_backbone_offering_bot
         check_compatible("clm+mlm", Both)
     check_compatible("clm", Both)
     check_compatible("mlm", Both)
+
+
+def test_backbone_passes_are_charged_per_forward() -> None:
+    """A part with its own ``compute`` runs its own backbone pass; the composition charges it."""
+    from zoo.objectives.base import Objective
+    from zoo.objectives.compose import compose
+    from zoo.testing import special_tokens_for_tests, tiny_backbone
+
+    class OwnPass(Objective):
+        name = "ownpass"
+
+        def compute(self, model, batch):  # pragma: no cover - only its presence matters here
+            raise NotImplementedError
+
+    tokens = special_tokens_for_tests()
+    spec = tiny_backbone("bert", tokens.vocab_size).spec
+    mlm = registry.load("objective", "mlm")(None, tokens, spec)
+    nsp = registry.load("objective", "nsp")(None, tokens, spec)
+    own = OwnPass(None, tokens, spec)
+    assert compose([(mlm, 1.0), (nsp, 1.0)]).backbone_passes() == 1
+    assert compose([(nsp, 1.0), (own, 1.0)]).backbone_passes() == 2
+    assert compose([(own, 1.0)]).backbone_passes() == 1

@@ -116,6 +116,11 @@ class Objective:
         """Forward FLOPs of this objective's heads on ``batch`` (for compute-matched budgets)."""
         return 0.0
 
+    def backbone_passes(self) -> int:
+        """Backbone forward passes per batch (the trainer charges each one). An objective that
+        overrides ``compute`` to run the backbone more than once says so here."""
+        return 1
+
     def derived_metrics(self, means: dict[str, float]) -> dict[str, float]:
         """Metrics computed from averaged ones (e.g. perplexity = exp(mean loss))."""
         return {}

@@ -263,6 +263,11 @@ class Composite(Objective):
     def head_flops(self, batch: Batch) -> float:
         return float(sum(p.head_flops(batch) for p in self.parts))
 
+    def backbone_passes(self) -> int:
+        """One shared pass for the ordinary parts, plus the passes of parts with their own ``compute``."""
+        own = [p for p in self.parts if self._own_compute(p)]
+        return (len(own) < len(self.parts)) + sum(p.backbone_passes() for p in own)
+
     def derived_metrics(self, means: dict[str, float]) -> dict[str, float]:
         out: dict[str, float] = {}
         for p in self.parts:

@@ -396,9 +396,10 @@ class Trainer:
     def _step_flops(self, batches: list[Batch]) -> float:
         """Training FLOPs (forward + backward = 3 x forward) of this rank's micro-batches."""
         total = 0.0
+        passes = self.objective.backbone_passes()
         for b in batches:
             rows, seq = b.shape
-            total += self.backbone_flops_per_token * rows * seq + self.objective.head_flops(b)
+            total += self.backbone_flops_per_token * rows * seq * passes + self.objective.head_flops(b)
         return 3.0 * total
 
     def _progress(self) -> float:
