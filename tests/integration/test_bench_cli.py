@@ -142,6 +142,13 @@ def test_clear_errors_for_bad_arguments(hf_dirs: dict[str, Path], tmp_path: Path
     assert code == 2 and "unknown task 'sst-2'" in out
     code, out = _bench(str(tmp_path), "--tasks", "sst2", "--data-dir", str(tmp_path))
     assert code == 2 and "is not a zoo run directory" in " ".join(out.split())
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for name in ("config.json", "tokenizer.json"):
+        (damaged / name).write_bytes((hf_dirs["bert"] / name).read_bytes())
+    (damaged / "model.safetensors").write_bytes((hf_dirs["bert"] / "model.safetensors").read_bytes()[:1000])
+    code, out = _bench(str(damaged), "--tasks", "sst2", "--data-dir", str(tmp_path))
+    assert code == 2 and "model.safetensors: cannot read the weights" in " ".join(out.split())
 
 
 @pytest.mark.slow

@@ -176,7 +176,7 @@ def test_recipe_overrides_global_and_per_task() -> None:
 
 # --- fine-tuning ----------------------------------------------------------------------------------
 
-FAST = Recipe(lr=2e-3, epochs=3, batch_size=16, warmup=0.1, max_length=32)
+FAST = Recipe(lr=3e-3, epochs=6, batch_size=16, warmup=0.1, max_length=32)  # random init: a high lr
 
 
 @pytest.mark.parametrize("name", ["bert", "gpt"])
@@ -187,7 +187,7 @@ def test_finetuning_learns_a_separable_task(name: str) -> None:
     before = {k: v.clone() for k, v in bb.state_dict().items()}
     result = finetune(bb, tok, special_tokens_of(tok), data, FAST, seed=0, device="cpu")
     assert result.scores["accuracy"] >= 0.9, result
-    assert result.steps == 3 * 16 and result.train_examples == 256 and result.eval_examples == {"dev": 64}
+    assert result.steps == 6 * 16 and result.train_examples == 256 and result.eval_examples == {"dev": 64}
     assert all(torch.equal(before[k], v) for k, v in bb.state_dict().items())  # the backbone is copied
 
 
@@ -250,3 +250,55 @@ def test_real_mrpc_pairs_go_through_the_bert_layout(shared_data: Path) -> None:
     result = finetune(backbone("bert", tok.get_vocab_size()), tok, special_tokens_of(tok), data,
                       Recipe(epochs=1, batch_size=4, max_length=64), seed=0, device="cpu")
     assert set(result.scores) == {"accuracy", "f1"} and result.train_examples == 8
+
+
+# --- the heads against transformers' sequence-classification models, same weights -------------------
+
+def test_bert_head_matches_transformers_bert_for_sequence_classification() -> None:
+    from transformers import BertForSequenceClassification
+
+    from zoo.benchmarks.encoding import collate
+    from zoo.benchmarks.finetune import TaskModel
+
+    tok = wordpiece(WORDS)
+    bb = backbone("bert", tok.get_vocab_size())
+    model = TaskModel(bb, TaskHead(32, 3, "cls", 0.1, 0.02)).eval()
+    config = bb.hf_config()
+    config.num_labels = 3
+    ref = BertForSequenceClassification(config).eval()
+    ref.bert.load_state_dict(bb.hf_state_dict(), strict=False)  # the pooler is the head's
+    ref.bert.pooler.dense.load_state_dict(model.head.pooler.state_dict())
+    ref.classifier.load_state_dict(model.head.classifier.state_dict())
+    enc = encode([Example("hello world good", "second text", 0), Example("bad", None, 1),
+                  Example("the film was great", "a", 2)], tok, special_tokens_of(tok), "encoder", True, 32)
+    batch = collate(enc, [0, 1, 2], pad_id=0, causal=False)
+    with torch.no_grad():
+        ours = model(batch)
+        theirs = ref(input_ids=batch.input_ids, attention_mask=(batch.layout.doc_ids >= 0).long(),
+                     token_type_ids=batch.token_type_ids).logits
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours, theirs)
+
+
+def test_gpt_head_matches_transformers_gpt2_for_sequence_classification() -> None:
+    from transformers import GPT2ForSequenceClassification
+
+    from zoo.benchmarks.encoding import collate
+    from zoo.benchmarks.finetune import TaskModel
+
+    tok = bpe(["hello world good second text the film was great"] * 10)
+    sp = special_tokens_of(tok)
+    bb = backbone("gpt", tok.get_vocab_size())
+    model = TaskModel(bb, TaskHead(32, 2, "last", 0.1, 0.02)).eval()
+    torch.nn.init.zeros_(model.head.classifier.bias)  # GPT-2's score layer has no bias
+    config = bb.hf_config()
+    config.num_labels, config.pad_token_id = 2, sp.pad
+    ref = GPT2ForSequenceClassification(config).eval()
+    ref.transformer.load_state_dict(bb.hf_state_dict(), strict=False)
+    ref.score.weight.data.copy_(model.head.classifier.weight)
+    enc = encode([Example("hello world good", "second text", 0), Example("bad", None, 1)], tok, sp, "decoder",
+                 False, 32)
+    batch = collate(enc, [0, 1], pad_id=sp.pad, causal=True)
+    with torch.no_grad():
+        ours = model(batch)
+        theirs = ref(input_ids=batch.input_ids, attention_mask=(batch.layout.doc_ids >= 0).long()).logits
+    assert torch.allclose(ours, theirs, atol=1e-5), (ours, theirs)

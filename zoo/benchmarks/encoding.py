@@ -102,7 +102,7 @@ def encode(examples: Sequence[Example], tokenizer: Tokenizer, special: SpecialTo
 
 
 @dataclass
-class Batch:
+class TaskBatch:
     """One padded batch: what ``backbone(...)`` and the head need."""
 
     input_ids: torch.Tensor  # (B, T) long, padded with the pad id
@@ -113,7 +113,7 @@ class Batch:
 
 
 def collate(enc: Encoded, index: Sequence[int] | np.ndarray, pad_id: int, causal: bool,
-            device: torch.device | str = "cpu") -> Batch:
+            device: torch.device | str = "cpu") -> TaskBatch:
     """Pad the rows ``index`` of ``enc`` to the longest among them (dynamic padding)."""
     rows = [enc.input_ids[i] for i in index]
     lengths = np.asarray([len(r) for r in rows], dtype=np.int64)
@@ -127,7 +127,7 @@ def collate(enc: Encoded, index: Sequence[int] | np.ndarray, pad_id: int, causal
         if types is not None:
             types[j, :len(row)] = enc.token_type_ids[i]  # type: ignore[index]
     labels = torch.from_numpy(enc.labels[np.asarray(index)]).to(device) if enc.labels is not None else None
-    return Batch(
+    return TaskBatch(
         input_ids=torch.from_numpy(ids).to(device),
         layout=AttentionLayout(causal=causal, doc_ids=torch.from_numpy(doc_ids).to(device)),
         token_type_ids=torch.from_numpy(types).to(device) if types is not None else None,

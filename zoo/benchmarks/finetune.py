@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from zoo.batch import SpecialTokens
 from zoo.benchmarks.data import TaskData
-from zoo.benchmarks.encoding import Batch, Encoded, collate, encode, plain_tokenizer
+from zoo.benchmarks.encoding import Encoded, TaskBatch, collate, encode, plain_tokenizer
 from zoo.benchmarks.scoring import compute_metrics
 from zoo.config import apply_overrides, from_dict
 from zoo.errors import ConfigError, DataError, NonFiniteLossError
@@ -155,7 +155,7 @@ class TaskModel(nn.Module):
         self.head = head
         self.segments = "segments" in backbone.capabilities
 
-    def forward(self, batch: Batch) -> Tensor:
+    def forward(self, batch: TaskBatch) -> Tensor:
         hidden = self.backbone(batch.input_ids, batch.layout,
                                token_type_ids=batch.token_type_ids if self.segments else None)  # (B, T, h)
         return self.head(hidden, batch.lengths)  # (B, num_outputs)

@@ -162,7 +162,10 @@ def _open_hf(p: Path) -> ModelSource:
         tok = Tokenizer.from_file(str(tok_path))
     except Exception as exc:  # the tokenizers library raises plain Exceptions for bad files
         raise CheckpointError(f"{tok_path}: not a tokenizers JSON file ({exc})") from exc
-    hf_config = AutoConfig.from_pretrained(str(p))  # local files only, no remote code
+    try:
+        hf_config = AutoConfig.from_pretrained(str(p))  # local files only, no remote code
+    except (OSError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{p / 'config.json'}: not a usable {model_type} config ({exc})") from exc
     name = HF_MODEL_TYPES[model_type]
     cls = registry.load("backbone", name)
     config = cls.config_from_hf(hf_config)
@@ -180,12 +183,18 @@ def _open_hf(p: Path) -> ModelSource:
         if "bb" not in cache:
             backbone = cls(config)
             try:
-                backbone.load_hf_state_dict(load_file(str(weights)), strict=True)
+                state = load_file(str(weights))
+            except Exception as exc:  # safetensors raises its own error type for damaged files
+                raise CheckpointError(f"{weights}: cannot read the weights ({exc})") from exc
+            try:
+                backbone.load_hf_state_dict(state, strict=True)
             except (KeyError, ValueError) as exc:
                 raise CheckpointError(f"{weights}: does not fit config.json ({exc})") from exc
             cache["bb"] = backbone
         return cache["bb"]
 
-    return ModelSource(name=p.name, backbone_name=name, tokenizer=tok, special=special_tokens(tok),
-                       checkpoint_id=f"hf-{digest.hexdigest()}", tokenizer_hash=tokenizer_hash(tok),
-                       loader=load, path=p, info={"format": "huggingface", "model_type": model_type})
+    source = ModelSource(name=p.name, backbone_name=name, tokenizer=tok, special=special_tokens(tok),
+                         checkpoint_id=f"hf-{digest.hexdigest()}", tokenizer_hash=tokenizer_hash(tok),
+                         loader=load, path=p, info={"format": "huggingface", "model_type": model_type})
+    load(0)  # damaged or mismatched weights fail here, before any fine-tuning
+    return source
