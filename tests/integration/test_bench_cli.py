@@ -172,6 +172,17 @@ def test_bench_a_run_trained_by_zoo_train(backbone: str, objective: str, shared_
     assert saved["backbone"] == backbone and saved["objective"] == objective
     assert len(saved["checkpoint_id"]) == 64 and set(saved["tasks"]) == {"sst2", "mrpc"}
 
+    code, out = _bench(str(run), "--suite", "clue", "--tasks", "tnews", "--data-dir", str(shared_data / "clue"),
+                       *QUICK)
+    assert code == 0, out
+    assert set(json.loads((run / "bench.json").read_text())["suites"]) == {"glue", "clue"}
+    from zoo.benchmarks import run_bench
+    from zoo.runs import open_run
+
+    again = run_bench([open_run(run)], tasks="sst2,mrpc", data_dir=shared_data / "glue", max_train_examples=32,
+                      max_eval_examples=32, overrides=["epochs=1", "batch_size=8"], device="cpu")
+    assert all(s.cached for t in again.models[0].tasks.values() for s in t.seeds)  # the same results, from the cache
+
     # a tokenizer that is not the one the checkpoint was trained with is refused, naming both
     (run / "tokenizer.json").write_text(_bpe(sentences[:50]).to_str())
     code, out = _bench(str(run), "--tasks", "sst2", "--data-dir", str(shared_data / "glue"), "--no-cache", *QUICK)

@@ -199,7 +199,7 @@ def _write_json(path: Path, data: Any) -> None:
 # --- the benchmark --------------------------------------------------------------------------------------
 
 def run_bench(
-    models: Sequence[str | Path | ModelSource],
+    models: Sequence[str | Path | ModelSource | Any],
     suite: str | None = "glue",
     tasks: str | Sequence[str] | None = None,
     data_dir: str | Path | None = None,
@@ -214,8 +214,9 @@ def run_bench(
     write_reports: bool = True,
     progress: Progress | None = None,
 ) -> BenchResult:
-    """Benchmark each model (a run / Hugging Face directory path, or a ``ModelSource``) on ``tasks``
-    of ``suite``: ``seeds`` fine-tunes each (seeds 0..N-1), scored on the dev sets.
+    """Benchmark each model (a run or Hugging Face directory, a ``zoo.runs.Run``, or a
+    ``ModelSource``) on ``tasks`` of ``suite``: ``seeds`` fine-tunes each (seeds 0..N-1), scored on
+    the dev sets.
 
     ``recipe`` is the global recipe, ``overrides`` are ``key=value`` / ``task.key=value`` changes
     to it. With ``from_scratch`` every model is followed by a randomly initialised copy of its
@@ -229,8 +230,10 @@ def run_bench(
     recipes = recipes_for([s.name for s in specs], recipe, overrides)
     sources: list[ModelSource] = []
     for m in models:
-        src = m if isinstance(m, ModelSource) else open_source(m)
-        sources.append(src)
+        if isinstance(m, ModelSource):
+            sources.append(m)
+        else:  # a path, or an object with one (a ``zoo.runs.Run``)
+            sources.append(open_source(m if isinstance(m, (str, Path)) else m.path))
     names = [s.name for s in sources]
     for src in sources:  # runs/a/final and runs/b/final: tell the columns apart by their paths
         if names.count(src.name) > 1 and src.path is not None:
