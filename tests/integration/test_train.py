@@ -221,7 +221,8 @@ def test_demo_command_and_dry_run(tmp_path: Path, corpus: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_process(tmp_path: Path, corpus: Path) -> None:
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one_process(tmp_path: Path, corpus: Path, strategy: str) -> None:
     """2 ranks (gloo) x 1 micro-batch == 1 rank x 2 accumulated micro-batches, same global batch."""
     base = ["--objective", "mlm", "--backbone", "bert", "--size", "tiny", "--data", str(corpus),
             "--budget", "3steps", "--seq-len", "32", "--batch-size", "2", "--vocab-size", "400",
@@ -232,7 +233,8 @@ def test_two_processes_match_one_process(tmp_path: Path, corpus: Path) -> None:
     subprocess.run([sys.executable, "-m", "zoo", "train", *base, "--out", str(one),
                     "--set", "train.batch_tokens=128"], check=True, env=env, capture_output=True, timeout=300)
     two = tmp_path / "two"
-    proc = subprocess.run([sys.executable, "-m", "zoo", "train", *base, "--out", str(two), "--nproc", "2"],
+    proc = subprocess.run([sys.executable, "-m", "zoo", "train", *base, "--out", str(two), "--nproc", "2",
+                           "--strategy", strategy],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (ma, _), (mb, _) = final_state(one), final_state(two)

@@ -148,7 +148,6 @@ class Trainer:
             raise ConfigError(f"[objectives.{unknown[0]}] configures an objective that is not part of "
                               f"{cfg.objective!r}; parts: {', '.join(_parts(cfg.objective))}")
         self.model = ZooModel(backbone, self.objective).to(self.device)
-        self.param_names = {id(p): n for n, p in self.model.named_parameters()}
 
         seq_len = cfg.train.seq_len
         row_len = self.objective.row_length(seq_len)
@@ -161,13 +160,13 @@ class Trainer:
         self.accum = max(1, math.ceil(cfg.train.batch_tokens / per_micro_tokens)) if cfg.train.batch_tokens else 1
         self.global_rows = rows_per_micro * self.accum * info.world_size
         self.sampler = Sampler(len(self.train_source), self.global_rows, self.seed)
-        self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
 
         self.step, self.tokens_seen, self.flops, self.train_time = 0, 0, 0.0, 0.0
         self.interval = Averager()
         self.interval_steps, self.interval_tokens, self.interval_time = 0, 0, 0.0
+        saved_optimizer: dict[str, torch.Tensor] | None = None
         if start is not None:
-            self._load(start)
+            saved_optimizer = self._load(start)
         else:
             torch.manual_seed(self.seed + 1 + info.rank)  # dropout streams differ per rank
             random.seed(self.seed + info.rank)  # global generators a plugin may use: saved and restored too
@@ -181,6 +180,11 @@ class Trainer:
         if dry_run:
             return
         self.wrapped = distributed.wrap(self.model, info, cfg.train.strategy, self.device)
+        # After wrapping: FSDP replaces parameters with sharded ones, which the optimiser must hold.
+        self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
+        self.param_names = {id(p): n for n, p in self.model.named_parameters()}
+        if saved_optimizer is not None:
+            self._load_optimizer(saved_optimizer, start)
         self.forward = torch.compile(self.wrapped) if cfg.train.compile else self.wrapped
         if info.is_main:
             self._write_run_files()
@@ -284,14 +288,47 @@ class Trainer:
             "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
             "world_size": self.dist.world_size, "zoo_version": __version__,
         }
-        return ckpt.Checkpoint(model_state, optimizer_tensors(self.optimizer, self.param_names), rng, state)
+        return ckpt.Checkpoint(model_state, self._full_optimizer_state(), rng, state)
+
+    @property
+    def _sharded(self) -> bool:
+        return self.dist.enabled and self.cfg.train.strategy == "fsdp"
 
     def _full_model_state(self) -> dict[str, torch.Tensor]:
-        if self.dist.enabled and self.cfg.train.strategy == "fsdp":
+        if self._sharded:  # a collective: every rank gathers, rank 0 receives the full tensors
             from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
             return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return self.model.state_dict()
+
+    def _full_optimizer_state(self) -> dict[str, torch.Tensor]:
+        if self._sharded:
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+            full = get_optimizer_state_dict(self.model, self.optimizer,
+                                            options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+            return {f"{name}/{key}": t.detach().cpu().contiguous() if isinstance(t, torch.Tensor) else torch.tensor(t)
+                    for name, entry in full.get("state", {}).items() for key, t in entry.items()}
+        return optimizer_tensors(self.optimizer, self.param_names)
+
+    def _load_optimizer(self, tensors: dict[str, torch.Tensor], path: Path | None) -> None:
+        try:
+            if self._sharded:
+                from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+                state: dict[str, dict[str, torch.Tensor]] = {}
+                for key, t in tensors.items():
+                    name, _, skey = key.rpartition("/")
+                    state.setdefault(name, {})[skey] = t
+                groups = [{**{k: v for k, v in g.items() if k != "params"},
+                           "params": [self.param_names[id(p)] for p in g["params"]]}
+                          for g in self.optimizer.param_groups]
+                set_optimizer_state_dict(self.model, self.optimizer, {"state": state, "param_groups": groups},
+                                         options=StateDictOptions(full_state_dict=True))
+            else:
+                load_optimizer_tensors(self.optimizer, tensors, self.param_names)
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {path}: optimizer state does not fit: {exc}") from exc
 
     def _save(self, sampler_state: dict[str, Any]) -> None:
         state = self._state(sampler_state)
@@ -300,7 +337,9 @@ class Trainer:
             log.info("checkpoint %s", path.name)
         distributed.barrier(self.dist)
 
-    def _load(self, path: Path) -> None:
+    def _load(self, path: Path) -> dict[str, torch.Tensor]:
+        """Restore weights, counters, sampler and RNG from ``path``; returns the optimiser tensors
+        (loaded once the optimiser exists, after wrapping)."""
         saved = ckpt.read(path)
         st = saved.state
         for key, want in (("tokenizer_hash", self.tokenizer_hash), ("vocab_size", self.tokens.vocab_size)):
@@ -318,10 +357,6 @@ class Trainer:
         if missing or unexpected:
             raise CheckpointError(f"checkpoint {path} does not fit this model: missing {missing[:3]}, "
                                   f"unexpected {unexpected[:3]}")
-        try:
-            load_optimizer_tensors(self.optimizer, saved.optimizer, self.param_names)
-        except ValueError as exc:
-            raise CheckpointError(f"checkpoint {path}: {exc}") from exc
         self.sampler.load_state_dict(st["sampler"])
         _restore_json_rng(st["rng"])
         key = f"torch_cpu.rank{self.dist.rank}"
@@ -338,6 +373,7 @@ class Trainer:
             if dropped:
                 log.info("dropped %d metric records logged after step %d", dropped, self.step)
         log.info("resuming from %s (step %d)", path.name, self.step)
+        return saved.optimizer
 
     # --- data ------------------------------------------------------------------------------------
     def _step_batches(self) -> Iterator[tuple[dict[str, Any], list[tuple[np.ndarray, Batch]]]]:
@@ -516,7 +552,7 @@ class Trainer:
             keys = sorted(means)
             values = torch.tensor([means[k] for k in keys], dtype=torch.float64)
             distributed.all_reduce(values, self.dist, "sum")
-            means = {k: float(v) / self.dist.world_size for k, v in zip(keys, values)}
+            means = {k: float(v) / self.dist.world_size for k, v in zip(keys, values, strict=True)}
         tps = self.interval_tokens / self.interval_time if self.interval_time > 0 else 0.0
         record: Record = {"kind": "train", "step": self.step, "loss": means.pop("loss", float("nan"))}
         record.update({k: v for k, v in means.items() if k not in ("lr", "grad_norm")})
