@@ -178,6 +178,86 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
                   caption="cells: median, then min-max over seeds when they differ; saved in <run>/bench.json, bench.md")
 
 
+@cli.command("compare")
+@click.argument("runs", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--objectives", help="Objectives to train and compare, e.g. mlm,mlm+nsp,span,clm,prefix.")
+@click.option("--backbones", default="bert,gpt", show_default=True, help="Backbones; incompatible pairs are skipped.")
+@click.option("--budget", help="Training budget of every run: 3e14flops | 5e6tokens | 2000steps | 10m.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Pretraining seeds (0..N-1) per pair.")
+@click.option("--data", help="Pretraining corpus: file, directory or hf:NAME. Default: embedded corpus.")
+@click.option("--size", type=click.Choice(["tiny", "mini", "small", "medium", "base"]), default="mini",
+              show_default=True, help="Model size preset of every run.")
+@click.option("--seq-len", type=int)
+@click.option("--batch-size", type=int, help="Pretraining rows per micro-batch.")
+@click.option("--vocab-size", type=int, help="Vocabulary size of each family's tokenizer.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Training config override (every run).")
+@click.option("--evals", type=int, default=8, show_default=True, help="Validation points per run (loss curves).")
+@click.option("--suite", help="Benchmark suite: glue, clue (default: from --tasks, else glue).")
+@click.option("--tasks", help="Comma-separated benchmark tasks, e.g. sst2,cola,mrpc.")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), help="Official benchmark files (see zoo bench).")
+@click.option("--bench-set", "bench_overrides", multiple=True, metavar="[TASK.]KEY=VALUE", help="Fine-tuning recipe override.")
+@click.option("--bench-seeds", type=int, default=1, show_default=True, help="Fine-tunes per model (median taken).")
+@click.option("--max-train-examples", type=int, help="Fine-tune on at most this many examples per task.")
+@click.option("--max-eval-examples", type=int, help="Evaluate on at most this many examples per split.")
+@click.option("--device", default="auto", show_default=True, help="Fine-tuning device.")
+@click.option("--no-baseline", is_flag=True, help="Skip the from-scratch baseline.")
+@click.option("--statistic", type=click.Choice(["median", "mean"]), default="median", show_default=True)
+@click.option("--out", default="studies/study", show_default=True, help="Study directory (study.json, runs, report).")
+def compare_cmd(runs: tuple[str, ...], objectives: str | None, backbones: str, budget: str | None, seeds: int,
+                data: str | None, size: str, seq_len: int | None, batch_size: int | None, vocab_size: int | None,
+                overrides: tuple[str, ...], evals: int, suite: str | None, tasks: str | None, data_dir: str | None,
+                bench_overrides: tuple[str, ...], bench_seeds: int, max_train_examples: int | None,
+                max_eval_examples: int | None, device: str, no_baseline: bool, statistic: str, out: str) -> None:
+    """Which objective is better at equal compute? Train the (objective x backbone x seed) grid at one
+    budget, benchmark every run and a from-scratch baseline, report with bootstrap intervals.
+
+    \b
+      zoo compare --objectives mlm,mlm+nsp,span,clm --budget 3e14flops --tasks sst2,cola,mrpc --data-dir glue/
+      zoo compare runs/a runs/b        # existing runs: benchmark what is missing and report
+    """
+    import shlex
+    from pathlib import Path
+
+    from zoo import console
+    from zoo.compare import report
+    from zoo.compare.runner import compare_runs, run_study
+    from zoo.compare.study import BenchOptions, StudySettings, split_list
+    from zoo.errors import ConfigError
+
+    bench = BenchOptions(suite=suite, tasks=split_list(tasks, "--tasks") or None, data_dir=data_dir,
+                         overrides=list(bench_overrides), seeds=bench_seeds, max_train_examples=max_train_examples,
+                         max_eval_examples=max_eval_examples, device=device, baselines=not no_baseline,
+                         statistic=statistic)
+    command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if runs:
+        training = {"--objectives": objectives, "--budget": budget, "--data": data, "--seq-len": seq_len,
+                    "--batch-size": batch_size, "--vocab-size": vocab_size, "--set": overrides or None}
+        given = [k for k, v in training.items() if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: training options do not apply to existing runs; either name "
+                              "run directories or train a study with --objectives and --budget")
+        result = compare_runs(list(runs), out, bench, command=command, bench_progress=console.BenchProgress)
+    else:
+        if not objectives or not budget:
+            raise ConfigError("zoo compare: pass --objectives and --budget to train a study, or name run directories")
+        if seeds < 1:
+            raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+        settings = StudySettings(objectives=split_list(objectives, "--objectives"),
+                                 backbones=split_list(backbones, "--backbones"), budget=budget,
+                                 seeds=list(range(seeds)), data=data, size=size, seq_len=seq_len,
+                                 batch_size=batch_size, vocab_size=vocab_size, train_overrides=list(overrides),
+                                 evals=evals, bench=bench)
+        result = run_study(settings, out, command=command, train_progress=console.TrainProgress,
+                           bench_progress=console.BenchProgress)
+    console.table("Downstream scores (x100): " + result.statistic + " [95% bootstrap interval] over seeds",
+                  *report.score_table(result))
+    if result.pairs:
+        console.table("Same backbone: A - B of the average score", *report.pair_table(result))
+    for note in result.notes:
+        console.text(f"note: {note}")
+    console.text(f"report: {Path(result.out) / 'report.md'}")
+
+
 @cli.command("export")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.argument("out", type=click.Path())

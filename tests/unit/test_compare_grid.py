@@ -1,0 +1,115 @@
+"""Study settings, grid expansion, run configs and study.json checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from zoo.compare.study import (
+    BenchOptions,
+    Cell,
+    Grid,
+    StudyFile,
+    StudySettings,
+    config_diffs,
+    expand_grid,
+    grid_checked,
+    run_config,
+    run_name,
+    split_list,
+)
+from zoo.config import to_dict
+from zoo.errors import ConfigError, PluginError
+
+
+def test_grid_keeps_compatible_pairs_and_lists_the_rest_with_reasons() -> None:
+    grid = expand_grid(["mlm", "mlm+nsp", "span", "clm", "prefix"], ["bert", "gpt"])
+    assert [(c.objective, c.backbone) for c in grid.cells] == [
+        ("mlm", "bert"), ("mlm+nsp", "bert"), ("span", "bert"), ("span", "gpt"), ("clm", "gpt"), ("prefix", "gpt")]
+    skipped = {(s.objective, s.backbone): s.reason for s in grid.skipped}
+    assert set(skipped) == {("mlm", "gpt"), ("mlm+nsp", "gpt"), ("clm", "bert"), ("prefix", "bert")}
+    assert "bidirectional" in skipped[("mlm", "gpt")]
+    assert "causal" in skipped[("clm", "bert")]
+    assert "try" not in skipped[("clm", "bert")]  # the hint is for the train command, not for a report
+    assert grid.families() == {"bert": "encoder", "gpt": "decoder"}
+
+
+def test_unknown_names_are_errors_not_skips() -> None:
+    with pytest.raises(PluginError, match="mlmm"):
+        expand_grid(["mlmm"], ["bert"])
+    with pytest.raises(PluginError, match="robert"):
+        expand_grid(["mlm"], ["robert"])
+
+
+def test_a_grid_with_nothing_compatible_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="clm x bert"):
+        expand_grid(["clm", "prefix"], ["bert"])
+
+
+def test_run_names_and_collisions() -> None:
+    assert run_name(Cell("mlm+nsp", "bert"), 2) == "bert-mlm+nsp-seed2"
+    assert run_name(Cell("mlm:1.0+nsp:0.5", "bert"), 0) == "bert-mlm_1.0+nsp_0.5-seed0"
+    with pytest.raises(ConfigError, match="share the run directory"):
+        grid_checked(Grid([Cell("mlm:1+nsp", "bert"), Cell("mlm_1+nsp", "bert")], []))
+
+
+def test_split_list() -> None:
+    assert split_list(" mlm, mlm+nsp ,,clm ", "--objectives") == ["mlm", "mlm+nsp", "clm"]
+    assert split_list(None, "--tasks") == []
+    with pytest.raises(ConfigError, match="listed twice"):
+        split_list("mlm,mlm", "--objectives")
+
+
+def settings(**kw: object) -> StudySettings:
+    base = dict(objectives=["mlm", "clm"], backbones=["bert", "gpt"], budget="3e14flops", seeds=[0, 1, 2],
+                data="corpus.txt", size="tiny", seq_len=64, batch_size=8, train_overrides=["optim.lr=0.001"])
+    base.update(kw)
+    return StudySettings(**base)  # type: ignore[arg-type]
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="--budget"):
+        settings(budget="lots")
+    with pytest.raises(ConfigError, match="repeated seed"):
+        settings(seeds=[0, 0])
+    with pytest.raises(ConfigError, match="train.seed"):
+        settings(train_overrides=["train.seed=3"])
+    with pytest.raises(ConfigError, match="tokenizer.path"):
+        settings(train_overrides=["tokenizer.path=x.json"])
+    with pytest.raises(ConfigError, match="--bench-seeds"):
+        BenchOptions(seeds=0)
+    with pytest.raises(ConfigError, match="--max-train-examples"):
+        BenchOptions(max_train_examples=0)
+
+
+def test_runs_differ_only_in_objective_backbone_seed_and_tokenizer(tmp_path: Path) -> None:
+    s = settings()
+    tok = tmp_path / "tok.json"
+    a = to_dict(run_config(s, Cell("mlm", "bert"), 0, tmp_path / "a", tok))
+    b = to_dict(run_config(s, Cell("mlm", "bert"), 1, tmp_path / "b", tok))
+    c = to_dict(run_config(s, Cell("clm", "gpt"), 0, tmp_path / "c", tok, eval_every=7))
+    assert a["train"]["budget"] == c["train"]["budget"] == "3e14flops"
+    assert a["optim"]["lr"] == c["optim"]["lr"] == 0.001
+    assert (a["train"]["seed"], b["train"]["seed"]) == (0, 1)
+    assert a["tokenizer"]["path"] == str(tok)
+    assert (c["train"]["eval_every"], c["train"]["checkpoint_every"]) == (7, 7)
+    assert a["size"] == c["size"] == "tiny" and a["train"]["seq_len"] == c["train"]["seq_len"] == 64
+    # A finished run may differ in how often it logged; not in what it trained.
+    assert config_diffs(c, run_config(s, Cell("clm", "gpt"), 0, tmp_path / "elsewhere", tok)) == []
+    assert config_diffs(a, run_config(settings(budget="1e14flops"), Cell("mlm", "bert"), 0, tmp_path / "a", tok)) \
+        == ["train.budget"]
+
+
+def test_study_file_refuses_other_training_settings_but_not_other_tasks(tmp_path: Path) -> None:
+    grid = expand_grid(["mlm"], ["bert"])
+    StudyFile(tmp_path).load_or_start(settings(), grid, "zoo compare ...")
+    again = StudyFile(tmp_path)
+    again.load_or_start(settings(bench=BenchOptions(tasks=["cola"]), seeds=[0, 1, 2, 3]), grid, None)
+    assert again.data["settings"]["bench"]["tasks"] == ["cola"]
+    assert again.data["command"] == "zoo compare ..."
+    with pytest.raises(ConfigError, match="budget: '3e14flops' -> '1e14flops'"):
+        StudyFile(tmp_path).load_or_start(settings(budget="1e14flops"), grid, None)
+    (tmp_path / "study.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="not a readable study file"):
+        StudyFile(tmp_path).load_or_start(settings(), grid, None)

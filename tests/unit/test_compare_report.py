@@ -1,0 +1,168 @@
+"""Aggregation, report and figures from synthetic results (no training, no fine-tuning)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_hex
+
+from zoo.compare.plots import OBJECTIVE_COLORS, curves_figure, figures, objective_color, scores_figure
+from zoo.compare.report import markdown, pair_table, score_table, write_report
+from zoo.compare.results import ComparisonResult, RunInfo
+from zoo.compare.stats import bootstrap_ci
+from zoo.compare.study import BASELINE
+
+TASKS = ["sst2", "mrpc"]
+# (backbone, objective) -> per-seed (sst2, mrpc) task scores
+SCORES = {
+    ("bert", "mlm"): [(0.80, 0.70), (0.82, 0.72), (0.79, 0.69)],
+    ("bert", "mlm+nsp"): [(0.78, 0.71), (0.81, 0.70), (0.77, 0.66)],
+    ("gpt", "clm"): [(0.70, 0.66), (0.72, 0.65), (0.69, 0.64)],
+    ("bert", BASELINE): [(0.60, 0.60), (0.61, 0.62), (0.59, 0.61)],
+    ("gpt", BASELINE): [(0.58, 0.60), (0.60, 0.61), (0.57, 0.60)],
+}
+
+
+def _run(backbone: str, objective: str, seed: int, scores: tuple[float, float], tmp: Path) -> RunInfo:
+    baseline = objective == BASELINE
+    info = RunInfo(name=f"{backbone}-{objective}-seed{seed}", backbone=backbone, objective=objective, seed=seed,
+                   path=str(tmp / f"{backbone}-{objective}-{seed}"), baseline=baseline, budget="1e12flops")
+    info.scores = dict(zip(TASKS, scores, strict=True))
+    info.metrics = {"sst2": {"accuracy": scores[0]}, "mrpc": {"accuracy": scores[1] + 0.02, "f1": scores[1] - 0.02}}
+    if not baseline:
+        scale = {"mlm": 7.0, "mlm+nsp": 7.7, "clm": 6.0}[objective]
+        info.steps, info.flops, info.tokens, info.train_time_s, info.wall_s = 100, 1e12, 200_000 + seed, 40.0, 55.0
+        info.evals = [{"kind": "eval", "step": s, "flops": s * 1e10, "tokens": s * 2048, "loss": scale - 0.01 * s}
+                      for s in (25, 50, 75, 100)]
+    return info
+
+
+def synthetic(tmp: Path, failed: bool = False, drop_seed: bool = False) -> ComparisonResult:
+    runs, baselines = [], []
+    for (bb, obj), per_seed in SCORES.items():
+        for seed, scores in enumerate(per_seed):
+            if drop_seed and (bb, obj) == ("bert", "mlm+nsp") and seed == 2:
+                continue
+            (baselines if obj == BASELINE else runs).append(_run(bb, obj, seed, scores, tmp))
+    if failed:
+        runs.append(RunInfo("gpt-span-seed0", "gpt", "span", 0, str(tmp / "x"), status="failed",
+                            error="non-finite loss nan at step 3"))
+    return ComparisonResult(out=str(tmp), mode="study", suite="glue", tasks=TASKS,
+                            task_titles={"sst2": "SST-2", "mrpc": "MRPC"},
+                            task_metrics={"sst2": ["accuracy"], "mrpc": ["accuracy", "f1"]}, runs=runs,
+                            baselines=baselines, settings={"budget": "1e12flops", "seeds": [0, 1, 2], "size": "tiny",
+                                                           "objectives": ["mlm", "mlm+nsp", "clm"]},
+                            skipped=[{"objective": "mlm", "backbone": "gpt", "reason": "needs a bidirectional backbone"}],
+                            bench={"fine_tune_seeds": 1, "data": "glue/", "recipes": {"sst2": {"lr": 1e-4}}},
+                            command="zoo compare --objectives mlm,mlm+nsp,clm --budget 1e12flops")
+
+
+def test_groups_hold_medians_and_bootstrap_intervals(tmp_path: Path) -> None:
+    result = synthetic(tmp_path)
+    labels = [g.label for g in result.groups]
+    assert labels == ["bert mlm", "bert mlm+nsp", "gpt clm", f"bert {BASELINE}", f"gpt {BASELINE}"]
+    mlm = result.groups[0]
+    sst2 = [s[0] for s in SCORES[("bert", "mlm")]]
+    assert mlm.tasks["sst2"] == bootstrap_ci(sst2, "median")
+    assert mlm.tasks["sst2"].point == pytest.approx(0.80)
+    averages = [np.mean(s) for s in SCORES[("bert", "mlm")]]
+    assert mlm.average.point == pytest.approx(np.median(averages))
+    assert (mlm.average.low, mlm.average.high) == pytest.approx((min(averages), max(averages)))  # n = 3, median
+
+
+def test_pairs_are_same_backbone_and_paired_by_seed(tmp_path: Path) -> None:
+    result = synthetic(tmp_path)
+    keys = [(p.backbone, p.a, p.b) for p in result.pairs]
+    assert keys == [("bert", "mlm", "mlm+nsp"), ("bert", "mlm", BASELINE), ("bert", "mlm+nsp", BASELINE),
+                    ("gpt", "clm", BASELINE)]  # never bert x gpt
+    first = result.pairs[0]
+    assert first.paired
+    diffs = [np.mean(a) - np.mean(b) for a, b in zip(SCORES[("bert", "mlm")], SCORES[("bert", "mlm+nsp")],
+                                                     strict=True)]
+    assert first.diff.point == pytest.approx(np.median(diffs))
+    assert first.wins == sum(d > 0 for d in diffs) == 3
+    assert all(p.diff.excludes(0.0) for p in result.pairs[1:])  # pretraining beats scratch on every seed
+
+
+def test_missing_seed_makes_the_pair_unpaired(tmp_path: Path) -> None:
+    result = synthetic(tmp_path, drop_seed=True)
+    first = result.pairs[0]
+    assert not first.paired and first.wins is None
+    assert first.diff.n == 2
+
+
+def test_markdown_report(tmp_path: Path) -> None:
+    result = synthetic(tmp_path, failed=True)
+    text = markdown(result, {"scores": tmp_path / "scores.png", "curves": tmp_path / "curves.png"})
+    assert "| backbone | objective | SST-2 | MRPC | average | seeds |" in text
+    mlm = result.groups[0]
+    cell = f"{100 * mlm.tasks['sst2'].point:.1f} [{100 * mlm.tasks['sst2'].low:.1f}, {100 * mlm.tasks['sst2'].high:.1f}]"
+    assert f"| bert | mlm | {cell} |" in text
+    assert "With 3 seeds this interval is wide" in text
+    assert "1e+12 flops" in text  # the budget is stated
+    assert "not on one scale" in text
+    assert "![Validation loss vs training FLOPs](curves.png)" in text
+    assert "![Differences" not in text  # figure not given: not referenced
+    assert "`mlm` x `gpt`: needs a bidirectional backbone" in text
+    assert "`gpt-span-seed0`: non-finite loss" in text
+    assert "| MRPC accuracy | MRPC f1 |" in text.replace("SST-2 accuracy | ", "")
+    columns, rows = pair_table(result)
+    assert rows[0][:3] == ["bert", "mlm", "mlm+nsp"] and rows[0][4] == "3/3 seeds"
+    assert rows[1][5] == "mlm better"
+
+
+def test_score_table_single_seed_says_so(tmp_path: Path) -> None:
+    one = RunInfo("bert-mlm-seed0", "bert", "mlm", 0, str(tmp_path), scores={"sst2": 0.8, "mrpc": 0.7})
+    result = ComparisonResult(out=str(tmp_path), mode="runs", suite="glue", tasks=TASKS, task_titles={},
+                              task_metrics={}, runs=[one], baselines=[])
+    _, rows = score_table(result)
+    assert rows == [["bert", "mlm", "80.0 (1 seed)", "70.0 (1 seed)", "75.0 (1 seed)", "1"]]
+
+
+def test_figures_one_panel_per_objective_and_fixed_colours(tmp_path: Path) -> None:
+    result = synthetic(tmp_path)
+    fig = curves_figure(result)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["mlm", "mlm+nsp", "clm"]
+    for ax in panels:
+        assert "FLOPs" in ax.get_xlabel() and "validation loss" in ax.get_ylabel()
+        assert ax.get_legend() is not None
+        colours = {to_hex(line.get_color()) for line in ax.get_lines() if line.get_label() != "_nolegend_"
+                   and len(line.get_xdata()) > 2}
+        assert colours == {objective_color(ax.get_title())}
+    scores = scores_figure(result)
+    ticks = scores.axes[0].get_xticklabels()
+    assert [t.get_text().split("\n")[0] for t in ticks] == ["mlm", "mlm+nsp", "clm", BASELINE, BASELINE]
+    assert [to_hex(t.get_color()) for t in ticks][:3] == [objective_color(o) for o in ("mlm", "mlm+nsp", "clm")]
+    assert [ax.get_title() for ax in scores.axes if ax.get_visible()] == ["SST-2", "MRPC", "Average"]
+
+
+def test_colour_map_is_fixed_by_name() -> None:
+    assert objective_color("mlm") == OBJECTIVE_COLORS["mlm"]
+    assert objective_color("clm") != objective_color("mlm")
+    assert objective_color(BASELINE) == "#7f7f7f"
+    made_up = objective_color("my-objective")
+    assert made_up == objective_color("my-objective")  # stable, not by order of appearance
+    assert made_up not in OBJECTIVE_COLORS.values()
+
+
+def test_write_report_files(tmp_path: Path) -> None:
+    result = synthetic(tmp_path)
+    (tmp_path / "pairs.png").write_bytes(b"stale")
+    path = write_report(result, tmp_path)
+    assert path == tmp_path / "report.md"
+    for name in ("curves", "scores", "pairs", "compute"):
+        data = (tmp_path / f"{name}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [g["objective"] for g in saved["groups"]][:3] == ["mlm", "mlm+nsp", "clm"]
+    assert saved["pairs"][0]["paired"] is True
+    # Without pairs (a single objective and no baseline) the old pairs.png must not linger.
+    lone = ComparisonResult(out=str(tmp_path), mode="runs", suite="glue", tasks=TASKS, task_titles={},
+                            task_metrics={}, runs=[r for r in result.runs if r.objective == "mlm"], baselines=[])
+    write_report(lone, tmp_path)
+    assert not (tmp_path / "pairs.png").exists()
+    assert set(figures(lone)) == {"curves", "scores", "compute"}

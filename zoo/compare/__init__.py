@@ -1,0 +1,36 @@
+"""``zoo compare``: which pretraining objective is better at equal compute?
+
+Public API::
+
+    from zoo.compare import StudySettings, BenchOptions, run_study, compare_runs
+    settings = StudySettings(objectives=["mlm", "clm"], backbones=["bert", "gpt"], budget="3e14flops",
+                             seeds=[0, 1, 2], data="corpus/", bench=BenchOptions(tasks=["sst2"], data_dir="glue/"))
+    result = run_study(settings, "studies/demo")   # trains, benchmarks, writes report.md + PNGs
+    result.groups[0].average                          # Estimate(point, low, high, n, ...)
+
+Importing this package is cheap; training, benchmarking and plotting load on use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "StudySettings": "zoo.compare.study", "BenchOptions": "zoo.compare.study", "expand_grid": "zoo.compare.study",
+    "Grid": "zoo.compare.study", "Cell": "zoo.compare.study", "BASELINE": "zoo.compare.study",
+    "run_study": "zoo.compare.runner", "compare_runs": "zoo.compare.runner",
+    "ComparisonResult": "zoo.compare.results", "RunInfo": "zoo.compare.results", "Group": "zoo.compare.results",
+    "Pair": "zoo.compare.results",
+    "Estimate": "zoo.compare.stats", "bootstrap_ci": "zoo.compare.stats", "bootstrap_diff_ci": "zoo.compare.stats",
+    "write_report": "zoo.compare.report", "objective_color": "zoo.compare.plots",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'zoo.compare' has no attribute {name!r}")

@@ -1,0 +1,244 @@
+"""``report.md``, ``results.json`` and the figures of a comparison, and the tables the terminal shows."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from zoo.compare.results import ComparisonResult, Pair
+from zoo.compare.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, Estimate
+from zoo.compare.study import BASELINE
+
+log = logging.getLogger(__name__)
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def fmt_estimate(est: Estimate | None, signed: bool = False) -> str:
+    """``81.2 [79.0, 83.1]`` (x100); a single seed has no interval."""
+    if est is None:
+        return "-"
+    sign = "+" if signed else ""
+    point = f"{100 * est.point:{sign}.1f}"
+    if not est.has_interval:
+        return f"{point} (1 seed)"
+    return f"{point} [{100 * est.low:{sign}.1f}, {100 * est.high:{sign}.1f}]"
+
+
+def _si(x: float | None, unit: str = "") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{x:.3g}{unit}" if abs(x) < 1e4 else f"{x:.3e}{unit}"
+
+
+def _seconds(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x < 10:
+        return f"{x:.1f} s"
+    return f"{x:.0f} s" if x < 600 else f"{x / 60:.1f} min"
+
+
+def score_table(result: ComparisonResult) -> Table:
+    """One row per (backbone, objective), baselines included: each task and the average, with intervals."""
+    columns = ["backbone", "objective", *(result.task_titles.get(t, t) for t in result.tasks), "average", "seeds"]
+    rows = []
+    for g in result.groups:
+        rows.append([g.backbone, g.objective, *(fmt_estimate(g.tasks.get(t)) for t in result.tasks),
+                     fmt_estimate(g.average), str(len(g.runs))])
+    return columns, rows
+
+
+def verdict(p: Pair) -> str:
+    if not p.diff.has_interval:
+        return "no interval (1 seed)"
+    if p.diff.low > 0:
+        return f"{p.a} better"
+    if p.diff.high < 0:
+        return f"{p.b} better"
+    return "unclear (interval includes 0)"
+
+
+def pair_table(result: ComparisonResult) -> Table:
+    columns = ["backbone", "A", "B", "A - B (avg x100)", "A ahead", "reading"]
+    rows = []
+    for p in result.pairs:
+        wins = f"{p.wins}/{p.diff.n} seeds" if p.wins is not None else "unpaired"
+        rows.append([p.backbone, p.a, p.b, fmt_estimate(p.diff, signed=True), wins, verdict(p)])
+    return columns, rows
+
+
+def compute_table(result: ComparisonResult) -> Table:
+    columns = ["run", "status", "steps", "train FLOPs", "tokens", "train time", "wall time", "final val loss",
+               "fine-tuning"]
+    rows = []
+    for r in result.runs:
+        loss = r.final_eval_loss()
+        rows.append([r.name, r.status if r.status == "done" else f"{r.status}: {r.error or ''}"[:80], str(r.steps),
+                     _si(r.flops), f"{r.tokens:,}", _seconds(r.train_time_s), _seconds(r.wall_s),
+                     f"{loss:.3f}" if loss is not None else "-", _seconds(r.bench_s) if r.scores else "-"])
+    for b in result.baselines:
+        rows.append([b.name, "baseline", "0", "0", "0", "-", "-", "-", _seconds(b.bench_s)])
+    return columns, rows
+
+
+def metric_table(result: ComparisonResult) -> Table:
+    """Every official metric (its median over seeds), for tasks with several metrics."""
+    cols = [(t, m) for t in result.tasks for m in result.task_metrics.get(t, [])]
+    columns = ["backbone", "objective", *(f"{result.task_titles.get(t, t)} {m}" for t, m in cols)]
+    rows = []
+    for g in result.groups:
+        row = [g.backbone, g.objective]
+        for t, m in cols:
+            values = [r.metrics[t][m] for r in g.runs if m in r.metrics.get(t, {})]
+            stat = np.median if result.statistic == "median" else np.mean
+            row.append(f"{100 * float(stat(values)):.1f}" if values else "-")
+        rows.append(row)
+    return columns, rows
+
+
+def _md(table: Table) -> list[str]:
+    columns, rows = table
+    esc = [[c.replace("|", "\\|") for c in r] for r in rows]
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *("| " + " | ".join(r) + " |" for r in esc)]
+
+
+def _n_seeds(result: ComparisonResult) -> int:
+    return max((len(g.runs) for g in result.groups), default=0)
+
+
+def statistics_note(result: ComparisonResult) -> str:
+    n = _n_seeds(result)
+    stat = result.statistic
+    text = (f"Cells are the {stat} over pretraining seeds of each run's task score (x100; a task's score is the mean "
+            f"of its official metrics, MRPC accuracy and F1 for instance, each the median over "
+            f"{result.bench.get('fine_tune_seeds', 1)} fine-tuning seed(s)); brackets are the 95% percentile "
+            f"bootstrap interval over pretraining seeds ({DEFAULT_RESAMPLES:,} resamples, RNG seed {DEFAULT_SEED}). "
+            f"The average is the {stat} over seeds of each run's mean task score.")
+    if n and n <= 5:
+        extra = (f" With {n} seeds this interval is wide and only descriptive: the bootstrap distribution of the "
+                 f"{stat} of {n} values")
+        extra += (" takes only the observed values, so the interval is about the range of the seeds, and a "
+                  "percentile bootstrap covers the true value less often than 95% at such small n."
+                  if stat == "median" else " is coarse, and a percentile bootstrap under-covers at such small n.")
+        text += extra
+    return text
+
+
+def markdown(result: ComparisonResult, figures: dict[str, Path]) -> str:
+    lines = ["# Objective comparison" + (" at equal compute" if result.mode == "study" else ""), ""]
+    if result.command:
+        lines += ["```", result.command, "```", ""]
+    lines += _setup_lines(result)
+    for note in result.notes:
+        lines += [f"> **Note.** {note}", ""]
+    lines += ["## Downstream scores", "", statistics_note(result), ""]
+    if any(g.baseline for g in result.groups):
+        lines += [f"`{BASELINE}` rows are the same architecture and tokenizer, randomly initialised with each "
+                  "seed and fine-tuned with the same recipe: the distance to them is what pretraining bought.", ""]
+    lines += _md(score_table(result)) + [""]
+    if "scores" in figures:
+        lines += ["![Downstream scores per task and on average](scores.png)", ""]
+    if result.pairs:
+        how = ("paired by seed: seed s of both objectives starts from the same initial weights and uses the same "
+               "fine-tuning seeds, so the interval is over per-seed differences" if all(p.paired for p in result.pairs)
+               else "paired by seed where both groups have the same seeds, otherwise each group is resampled "
+                    "independently")
+        lines += ["## Paired comparison (same backbone)", "",
+                  f"Difference of the average score, A - B (x100), with its 95% bootstrap interval ({how}). "
+                  "Objectives on different backbones are not paired here: their difference mixes the objective "
+                  "with the architecture.", ""]
+        lines += _md(pair_table(result)) + [""]
+        if "pairs" in figures:
+            lines += ["![Differences of average score](pairs.png)", ""]
+    lines += ["## Compute used", ""]
+    lines += ["Training FLOPs count the backbone and the objective's heads, forward and backward (3 x forward), as "
+              "the trainer's budget does. Train time is the training loop alone; wall time adds data loading, "
+              "evaluation and checkpoints. Equal FLOPs is not equal tokens: an objective with a costly head (a "
+              "full-vocabulary softmax at every position) sees fewer tokens.", ""]
+    lines += _md(compute_table(result)) + [""]
+    if "compute" in figures:
+        lines += ["![Compute used per run](compute.png)", ""]
+    lines += ["## Validation loss", "",
+              "Each objective's own held-out loss (the `kind: eval` records of `metrics.jsonl`) against training "
+              "FLOPs. Losses of different objectives measure different predictions (masked tokens, the next token, "
+              "corrupted spans, a sentence-pair label added on top) and are not on one scale, so each objective has "
+              "its own panel: compare how the curves fall, not their heights across panels.", ""]
+    if "curves" in figures:
+        lines += ["![Validation loss vs training FLOPs](curves.png)", ""]
+    if any(len(ms) > 1 for ms in result.task_metrics.values()):
+        lines += ["## Every metric", "", f"The {result.statistic} over seeds of each official metric (x100).", ""]
+        lines += _md(metric_table(result)) + [""]
+    if result.skipped:
+        lines += ["## Pairs not trained", ""]
+        lines += [f"- `{x['objective']}` x `{x['backbone']}`: {x['reason']}" for x in result.skipped] + [""]
+    if result.failed:
+        lines += ["## Failed runs", ""]
+        lines += [f"- `{r.name}`: {r.error}" for r in result.failed] + [""]
+    if result.wall_s is not None:
+        lines += [f"Wall time of this invocation{'s' if result.mode == 'study' else ''}: "
+                  f"{_seconds(result.wall_s)} (cached and reused work is not repeated)." if result.mode == "runs" else
+                  f"Total wall time of the study (all invocations): {_seconds(result.wall_s)}.", ""]
+    return "\n".join(lines)
+
+
+def _setup_lines(result: ComparisonResult) -> list[str]:
+    s = result.settings
+    b = result.bench
+    out = ["## Setup", ""]
+    if result.mode == "study":
+        from zoo.train.config import Budget
+
+        overrides = ", ".join(f"`{o}`" for o in s.get("train_overrides", [])) or "none"
+        params = {}
+        for r in result.runs:
+            if r.params and r.status == "done":
+                params.setdefault(r.label, r.params)
+        out += [
+            f"- **Budget per run:** {Budget.parse(s['budget'])}; every run has the same budget, corpus, model size "
+            "and training settings; only the objective, backbone and seed change.",
+            f"- **Pretraining seeds:** {', '.join(map(str, s['seeds']))}.",
+            f"- **Model:** size `{s['size']}`"
+            + (f", seq_len {s['seq_len']}" if s.get("seq_len") else "")
+            + (f", batch {s['batch_size']}" if s.get("batch_size") else "")
+            + f"; other training settings: {overrides}.",
+            "- **Parameters (backbone + heads):** " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items()) + ".",
+            f"- **Corpus:** {s.get('data') or 'the embedded default corpus'}.",
+        ]
+    else:
+        out += [f"- **Runs:** {len(result.runs)} existing run(s), benchmarked as they are (nothing was trained)."]
+    for family, t in result.tokenizers.items():
+        detail = ", ".join(x for x in (
+            t.get("tokenizer_kind") and f"{t['tokenizer_kind']}", t.get("vocab_size") and f"{t['vocab_size']:,} entries",
+            t.get("tokenizer_hash") and f"hash {str(t['tokenizer_hash'])[:12]}",
+            t.get("train_tokens") and f"{t['train_tokens']:,} training tokens") if x)
+        out.append(f"- **Tokenizer ({family}s):** one for every run of the family ({detail}).")
+    limits = ", ".join(x for x in (
+        b.get("max_train_examples") and f"at most {b['max_train_examples']:,} training examples per task",
+        b.get("max_eval_examples") and f"at most {b['max_eval_examples']:,} evaluation examples") if x)
+    recipes = b.get("recipes", {})
+    recipe = next(iter(recipes.values()), {})
+    varying = sorted({k for r in recipes.values() for k, v in r.items() if v != recipe.get(k)})
+    out.append(f"- **Benchmark:** {result.suite.upper()} {', '.join(result.task_titles.get(t, t) for t in result.tasks)}"
+               f" dev sets from {b.get('data', 'hub')}" + (f"; {limits}" if limits else "")
+               + f"; fine-tuning recipe lr {recipe.get('lr')}, {recipe.get('epochs')} epochs, batch "
+               f"{recipe.get('batch_size')}, max length {recipe.get('max_length')}"
+               + (f" (per task: {', '.join(varying)} differ)" if varying else "") + ".")
+    return out + [""]
+
+
+def write_report(result: ComparisonResult, out: str | Path) -> Path:
+    """``report.md``, ``results.json`` and the PNG figures in ``out``; returns the report's path."""
+    from zoo.compare.plots import plot_all
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = plot_all(result, out)
+    result.write_json(out / "results.json")
+    path = out / "report.md"
+    path.write_text(markdown(result, figures), encoding="utf-8")
+    log.info("report: %s (%s)", path, ", ".join(p.name for p in figures.values()) or "no figures")
+    return path

@@ -1,0 +1,398 @@
+"""Run a comparison: train the grid at one budget (resumably), benchmark every run and a from-scratch
+baseline per backbone and seed, and write the report.
+
+``run_study`` trains; ``compare_runs`` takes runs that already exist. Both benchmark through
+``run_bench`` (its result cache makes a rerun compute only what is missing) and return a
+``ComparisonResult``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from zoo.compare.results import ComparisonResult, RunInfo
+from zoo.compare.study import (
+    BASELINE,
+    BenchOptions,
+    Cell,
+    Grid,
+    StudyFile,
+    StudySettings,
+    base_config,
+    config_diffs,
+    expand_grid,
+    run_config,
+    run_name,
+    run_state,
+    slug,
+)
+from zoo.errors import ConfigError, ZooError
+from zoo.train.config import Budget, RunConfig, resolve
+
+log = logging.getLogger(__name__)
+
+TrainFn = Callable[..., Any]  # zoo.train.trainer.train(cfg, callback=...)
+BenchFn = Callable[..., Any]  # zoo.benchmarks.bench.run_bench(models, ...)
+TrainProgress = Callable[[str], contextlib.AbstractContextManager]  # title -> context giving a record callback
+BenchProgress = Callable[[], contextlib.AbstractContextManager]  # -> context giving a fine-tuning Progress
+
+
+def absolute_paths(settings: StudySettings) -> StudySettings:
+    """Local corpus and benchmark paths made absolute, so run configs do not depend on the directory
+    the command runs from (``hf:`` sources are left alone)."""
+    data = settings.data
+    if data and not data.startswith("hf:") and Path(data).expanduser().exists():
+        data = str(Path(data).expanduser().resolve())
+    bench = settings.bench
+    if bench.data_dir and Path(bench.data_dir).expanduser().exists():
+        bench = replace(bench, data_dir=str(Path(bench.data_dir).expanduser().resolve()))
+    return replace(settings, data=data, bench=bench)
+
+
+# --- the study ---------------------------------------------------------------------------------------------
+
+def run_study(settings: StudySettings, out: str | Path, *, command: str | None = None,
+              train_fn: TrainFn | None = None, bench_fn: BenchFn | None = None,
+              train_progress: TrainProgress | None = None, bench_progress: BenchProgress | None = None,
+              write_report: bool = True) -> ComparisonResult:
+    """Train every compatible (objective, backbone) pair for every seed at ``settings.budget``, benchmark
+    them and the from-scratch baselines, and write ``report.md``, plots and ``results.json`` into ``out``.
+
+    Rerunning with the same settings resumes: finished runs (a checkpoint that reached the budget) are
+    reused, interrupted runs continue from their newest checkpoint, fine-tuning results come from the cache.
+    """
+    t_start = time.perf_counter()
+    if train_fn is None:
+        from zoo.train.trainer import train as train_fn
+    out = Path(out).resolve()
+    settings = absolute_paths(settings)
+    _check_tasks(settings.bench)
+    grid = expand_grid(settings.objectives, settings.backbones)
+    for s in grid.skipped:
+        log.info("skipping %s x %s: %s", s.objective, s.backbone, s.reason)
+    study = StudyFile(out)
+    study.load_or_start(settings, grid, command)
+    tokenizers = _ensure_tokenizers(settings, grid, out, study)
+    budget = settings.budget_spec
+
+    order = [(cell, seed) for seed in settings.seeds for cell in grid.cells]  # a partial study covers all cells
+    families = grid.families()
+    infos: dict[str, RunInfo] = {}
+    for i, (cell, seed) in enumerate(order, 1):
+        name = run_name(cell, seed)
+        run_dir = out / "runs" / name
+        family = families[cell.backbone]
+        state = run_state(run_dir)
+        saved = run_dir / "config.json"
+        if saved.is_file():
+            _check_reusable(settings, cell, seed, run_dir, tokenizers[family])
+        if state is not None and state.progress(budget) >= 1.0:
+            log.info("[%d/%d] %s: finished earlier (step %d), reused", i, len(order), name, state.step)
+            if study.run(name).get("status") != "done":
+                study.update(name, status="done", objective=cell.objective, backbone=cell.backbone, seed=seed,
+                             path=str(run_dir))
+            infos[name] = _run_info(run_dir, name, study.run(name))
+            continue
+        eval_every = _eval_every(settings, cell, tokenizers[family], out, study)
+        cfg = run_config(settings, cell, seed, run_dir, tokenizers[family], eval_every)
+        what = "resuming" if state is not None else "training"
+        log.info("[%d/%d] %s %s (%s)", i, len(order), what, name, budget)
+        study.update(name, status="training", objective=cell.objective, backbone=cell.backbone, seed=seed,
+                     path=str(run_dir), error=None)
+        t0 = time.perf_counter()
+        try:
+            with _progress(train_progress, f"[{i}/{len(order)}] {cell.backbone} {cell.objective} seed {seed}") as cb:
+                train_fn(cfg, callback=cb)
+        except ZooError as exc:
+            log.error("%s failed: %s", name, exc)
+            study.update(name, status="failed", error=str(exc),
+                         wall_s=study.run(name).get("wall_s", 0.0) + time.perf_counter() - t0)
+            infos[name] = RunInfo(name, cell.backbone, cell.objective, seed, str(run_dir), status="failed",
+                                  error=str(exc), budget=settings.budget)
+            continue
+        study.update(name, status="done", wall_s=study.run(name).get("wall_s", 0.0) + time.perf_counter() - t0)
+        infos[name] = _run_info(run_dir, name, study.run(name))
+    runs = [infos[run_name(c, s)] for c in grid.cells for s in settings.seeds]
+
+    notes = _budget_notes(budget)
+    result = _benchmark_and_collect(runs, settings.bench, out, bench_fn, bench_progress, study, mode="study",
+                                    settings=settings.to_dict(), notes=notes, command=command,
+                                    skipped=[{"objective": s.objective, "backbone": s.backbone, "reason": s.reason}
+                                             for s in grid.skipped],
+                                    tokenizers=study.data.get("tokenizers", {}))
+    result.wall_s = study.data.get("wall_s_total", 0.0) + time.perf_counter() - t_start
+    study.data["wall_s_total"] = result.wall_s
+    study.save()
+    if write_report:
+        from zoo.compare.report import write_report as write
+
+        write(result, out)
+    return result
+
+
+def _check_tasks(options: BenchOptions) -> None:
+    from zoo.benchmarks.finetune import recipes_for
+    from zoo.benchmarks.tasks import resolve_tasks
+
+    _, specs = resolve_tasks(options.suite, options.tasks)  # a typo fails before hours of training
+    recipes_for([s.name for s in specs], None, options.overrides)
+
+
+@contextlib.contextmanager
+def _progress(factory: Callable[..., contextlib.AbstractContextManager] | None, *args: Any):  # noqa: ANN202
+    """``factory(*args)`` entered, or None without a factory."""
+    if factory is None:
+        yield None
+        return
+    with factory(*args) as value:
+        yield value
+
+
+def _ensure_tokenizers(settings: StudySettings, grid: Grid, out: Path, study: StudyFile) -> dict[str, Path]:
+    """One tokenizer per backbone family, trained on the study corpus into ``out/tokenizers/<family>/``;
+    this also builds (and caches) the token stores every run of the family reads."""
+    from zoo.data import build_datasets
+
+    paths: dict[str, Path] = {}
+    recorded = study.data.setdefault("tokenizers", {})
+    for backbone, family in grid.families().items():
+        if family in paths:
+            continue
+        directory = out / "tokenizers" / family
+        path = directory / "tokenizer.json"
+        if not path.is_file() or family not in recorded:
+            cfg = resolve({**base_config(settings, backbone), "objective": grid.cells[0].objective})
+            log.info("tokenizer for the %s family (%s): building it and the token stores", family, backbone)
+            bundle = build_datasets(cfg.data, cfg.tokenizer, family, directory)
+            recorded[family] = {"path": str(path), "backbone": backbone, **{k: bundle.stats.get(k) for k in (
+                "tokenizer_kind", "tokenizer_hash", "vocab_size", "source", "documents", "train_documents",
+                "valid_documents", "train_tokens", "valid_tokens")}}
+            study.save()
+        paths[family] = path
+    return paths
+
+
+def _eval_every(settings: StudySettings, cell: Cell, tokenizer: Path, out: Path, study: StudyFile) -> int | None:
+    """Steps between evaluations so each run logs about ``settings.evals`` validation points (and
+    checkpoints as often). Needs the steps a budget allows: exact for steps, from ``plan`` (FLOPs and
+    tokens per step) otherwise; None (the trainer's default) for time budgets."""
+    overrides = {o.partition("=")[0].strip() for o in settings.train_overrides}
+    budget = settings.budget_spec
+    if "train.eval_every" in overrides or budget.kind == "time":
+        return None
+    plans = study.data.setdefault("plans", {})
+    key = slug(cell)
+    if key not in plans:
+        from zoo.train.trainer import plan
+
+        cfg = run_config(settings, cell, settings.seeds[0], out / "runs" / run_name(cell, settings.seeds[0]),
+                         tokenizer)
+        p = plan(cfg)
+        plans[key] = {"flops_per_step": p.flops_per_step, "tokens_per_step": p.tokens_per_step,
+                      "params": p.params, "params_no_embeddings": p.params_no_embeddings}
+        study.save()
+    p = plans[key]
+    per_step = {"steps": 1.0, "flops": p["flops_per_step"], "tokens": p["tokens_per_step"]}[budget.kind]
+    steps = max(1, math.ceil(budget.value / per_step))
+    plans[key]["expected_steps"] = steps
+    return max(1, steps // settings.evals)
+
+
+def _check_reusable(settings: StudySettings, cell: Cell, seed: int, run_dir: Path, tokenizer: Path) -> None:
+    import json
+
+    saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    diffs = config_diffs(saved, run_config(settings, cell, seed, run_dir, tokenizer))
+    if diffs:
+        raise ConfigError(f"{run_dir} holds a run trained with other settings ({', '.join(diffs[:6])}); "
+                          f"rerun the study with its original settings, or choose another --out")
+
+
+def _budget_notes(budget: Budget) -> list[str]:
+    if budget.kind == "flops":
+        return []
+    if budget.kind == "time":
+        return [f"Runs were matched on wall time ({budget}), not FLOPs: objectives with cheaper steps "
+                "get more compute. The FLOPs column shows what each run actually used."]
+    return [f"Runs were matched on {budget.kind} ({budget}), not FLOPs: the FLOPs column shows what each "
+            "run actually used."]
+
+
+# --- existing runs ---------------------------------------------------------------------------------------
+
+def compare_runs(paths: Sequence[str | Path], out: str | Path, options: BenchOptions, *,
+                 command: str | None = None, bench_fn: BenchFn | None = None, bench_progress: BenchProgress | None = None,
+                 write_report: bool = True) -> ComparisonResult:
+    """Benchmark (what is not cached) and report runs that already exist; nothing is trained."""
+    from zoo.runs import open_run
+
+    t_start = time.perf_counter()
+    if not paths:
+        raise ConfigError("zoo compare: name run directories, or pass --objectives and --budget to train a study")
+    out = Path(out).resolve()
+    if options.data_dir and Path(options.data_dir).expanduser().exists():
+        options = replace(options, data_dir=str(Path(options.data_dir).expanduser().resolve()))
+    _check_tasks(options)
+    runs, seen = [], set()
+    for p in paths:
+        path = Path(p).resolve()
+        if path in seen:
+            raise ConfigError(f"{p} is listed twice")
+        seen.add(path)
+        run = open_run(path)  # CheckpointError for anything that is not a run directory
+        run.checkpoint()  # and for a run without an intact checkpoint
+        runs.append(_run_info(path, path.name, {}))
+    notes = _consistency_notes(runs, [open_run(r.path) for r in runs])
+    tokenizers: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        run = open_run(r.path)
+        tokenizers.setdefault(run.info.get("family", "?"), {
+            "path": str(Path(r.path) / "tokenizer.json"), "tokenizer_hash": run.info.get("tokenizer_hash"),
+            "vocab_size": run.info.get("vocab_size"), "source": (run.info.get("data") or {}).get("source")})
+    result = _benchmark_and_collect(runs, options, out, bench_fn, bench_progress, None, mode="runs",
+                                    settings={"runs": [r.path for r in runs], "bench": asdict(options)},
+                                    notes=notes, command=command, skipped=[], tokenizers=tokenizers)
+    result.wall_s = time.perf_counter() - t_start
+    if write_report:
+        from zoo.compare.report import write_report as write
+
+        write(result, out)
+    return result
+
+
+def _consistency_notes(infos: list[RunInfo], runs: list[Any]) -> list[str]:
+    """Say where existing runs were not trained alike (the comparison is then not compute-matched)."""
+    notes = []
+    budgets = sorted({r.config.train.budget for r in runs})
+    if len(budgets) > 1:
+        notes.append(f"The runs were trained with different budgets ({', '.join(budgets)}): this comparison is "
+                     "not compute-matched; compare the FLOPs column.")
+    for what, get in (("corpus", lambda r: str(r.config.data.source)), ("model size", lambda r: r.config.size),
+                      ("sequence length", lambda r: str(r.config.train.seq_len)),
+                      ("batch size", lambda r: str(r.config.train.batch_size))):
+        values = sorted({get(r) for r in runs})
+        if len(values) > 1:
+            notes.append(f"The runs differ in {what} ({', '.join(values)}).")
+    by_family: dict[str, set[str]] = {}
+    for r in runs:
+        by_family.setdefault(r.info.get("family", "?"), set()).add(str(r.info.get("tokenizer_hash")))
+    for family, hashes in by_family.items():
+        if len(hashes) > 1:
+            notes.append(f"The {family} runs use {len(hashes)} different tokenizers.")
+    unfinished = [i.name for i, r in zip(infos, runs, strict=True) if i.steps and _progress_of(i, r.config.budget) < 1.0]
+    if unfinished:
+        notes.append(f"Not trained to their budget: {', '.join(unfinished)}.")
+    return notes
+
+
+def _progress_of(info: RunInfo, budget: Budget) -> float:
+    done = {"steps": info.steps, "flops": info.flops, "tokens": info.tokens, "time": info.train_time_s}
+    return done[budget.kind] / budget.value
+
+
+# --- shared: run records, benchmarking, baselines ------------------------------------------------------------
+
+def _run_info(run_dir: Path, name: str, recorded: dict[str, Any]) -> RunInfo:
+    from zoo.runs import open_run
+
+    run = open_run(run_dir)
+    cfg: RunConfig = run.config
+    state = run_state(run_dir)
+    info = RunInfo(name=name, backbone=cfg.backbone, objective=cfg.objective, seed=cfg.train.seed,
+                   path=str(run_dir), budget=cfg.train.budget, params=run.info.get("parameters"),
+                   wall_s=recorded.get("wall_s"))
+    if state is not None:
+        info.steps, info.flops, info.tokens, info.train_time_s = (state.step, state.flops, state.tokens,
+                                                                  state.train_time_s)
+    info.evals = [r for r in run.records("eval") if r.get("step", 0) <= info.steps]
+    return info
+
+
+def _benchmark_and_collect(runs: list[RunInfo], options: BenchOptions, out: Path, bench_fn: BenchFn | None,
+                           progress: BenchProgress | None, study: StudyFile | None, *, mode: str, settings: dict[str, Any],
+                           notes: list[str], command: str | None, skipped: list[dict[str, str]],
+                           tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
+    from zoo.benchmarks.finetune import recipes_for
+    from zoo.benchmarks.tasks import resolve_tasks
+
+    if bench_fn is None:
+        from zoo.benchmarks.bench import run_bench as bench_fn
+    suite, specs = resolve_tasks(options.suite, options.tasks)
+    tasks = [s.name for s in specs]
+    done = [r for r in runs if r.status == "done"]
+    common = {"suite": suite, "tasks": tasks, "data_dir": options.data_dir, "seeds": options.seeds,
+              "overrides": list(options.overrides), "max_train_examples": options.max_train_examples,
+              "max_eval_examples": options.max_eval_examples, "device": options.device, "use_cache": True}
+    baselines: list[RunInfo] = []
+    with _progress(progress) as bar:
+        common["progress"] = bar
+        if done:
+            log.info("benchmarking %d run(s) on %s", len(done), ", ".join(tasks))
+            _fill_scores(done, bench_fn([r.path for r in done], **common))
+        if options.baselines and done:
+            baselines = _baselines(done, out, bench_fn, common)
+    if study is not None:
+        for r in runs:
+            if r.status == "done":
+                study.update(r.name, scores=r.scores)
+        for b in baselines:
+            study.update(b.name, section="baselines", backbone=b.backbone, seed=b.seed, path=b.path, scores=b.scores)
+    bench_meta = {"suite": suite, "data": options.data_dir or "hub", "fine_tune_seeds": options.seeds,
+                  "max_train_examples": options.max_train_examples,
+                  "max_eval_examples": options.max_eval_examples,
+                  "recipes": {t: r.to_dict() for t, r in recipes_for(tasks, None, options.overrides).items()}}
+    return ComparisonResult(
+        out=str(out), mode=mode, suite=suite, tasks=tasks, task_titles={s.name: s.title for s in specs},
+        task_metrics={s.name: s.metric_names() for s in specs}, runs=runs, baselines=baselines,
+        statistic=options.statistic, settings=settings, skipped=skipped, tokenizers=tokenizers, bench=bench_meta,
+        notes=notes, command=command)
+
+
+def _fill_scores(infos: list[RunInfo], result: Any) -> None:
+    """Copy a ``BenchResult``'s per-model task scores (medians over fine-tuning seeds) into ``infos``
+    (same order as the models given to ``run_bench``)."""
+    if len(result.models) != len(infos):
+        raise RuntimeError(f"run_bench returned {len(result.models)} models for {len(infos)} inputs")
+    for info, model in zip(infos, result.models, strict=True):
+        for task, tr in model.tasks.items():
+            info.scores[task] = float(tr.score())
+            info.metrics[task] = {m: float(s["median"]) for m, s in tr.summary().items()}
+            info.bench_s += float(sum(s.seconds for s in tr.seeds))
+
+
+def _baselines(done: list[RunInfo], out: Path, bench_fn: BenchFn, common: dict[str, Any]) -> list[RunInfo]:
+    """Per backbone and seed: the run's architecture and tokenizer, randomly initialised with that seed,
+    fine-tuned exactly like the pretrained runs (results cached under ``out/baselines/``)."""
+    import torch
+
+    from zoo.benchmarks.source import from_backbone
+    from zoo.runs import open_run
+
+    templates: dict[str, RunInfo] = {}
+    seeds: dict[str, list[int]] = {}
+    for r in done:
+        templates.setdefault(r.backbone, r)
+        if r.seed not in seeds.setdefault(r.backbone, []):
+            seeds[r.backbone].append(r.seed)
+    infos, sources = [], []
+    for backbone, template in templates.items():
+        run = open_run(template.path)
+        for seed in sorted(seeds[backbone]):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)  # the trainer seeds the same way before building the backbone
+                bb = run.build_backbone()
+            name = f"{backbone}-scratch-seed{seed}"
+            path = out / "baselines" / name
+            sources.append(from_backbone(bb, run.tokenizer(), run.special_tokens(), name=name, path=path))
+            infos.append(RunInfo(name=name, backbone=backbone, objective=BASELINE, seed=seed, path=str(path),
+                                 baseline=True, params=sum(p.numel() for p in bb.parameters())))
+    log.info("benchmarking %d from-scratch baseline(s)", len(sources))
+    _fill_scores(infos, bench_fn(sources, **common))
+    return infos

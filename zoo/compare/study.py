@@ -1,0 +1,321 @@
+"""A compute-matched study: its settings, the (objective, backbone, seed) grid, run configs, ``study.json``.
+
+Every run of a study shares the budget, corpus, model size, sequence length, batch size and
+``--set`` overrides; runs of one backbone family share one tokenizer, trained once into
+``OUT/tokenizers/<family>/`` and passed to every run as ``tokenizer.path``. Only the objective,
+the backbone and the seed vary.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo import registry
+from zoo.config import apply_overrides, to_dict
+from zoo.errors import ConfigError, IncompatibleError
+from zoo.train import checkpoint as ckpt
+from zoo.train.config import Budget, RunConfig, resolve
+
+log = logging.getLogger(__name__)
+
+STUDY_FORMAT = 1
+BASELINE = "from scratch"  # the objective label of the no-pretraining baseline
+# Keys a study sets itself for each run; --set may not change them.
+RESERVED_KEYS = ("objective", "backbone", "out", "train.seed", "train.budget", "tokenizer.path")
+# Settings that may change between invocations of the same study (they change no trained weights).
+MUTABLE_SETTINGS = ("objectives", "backbones", "seeds", "evals", "bench")
+# Config keys a finished run may differ in and still be reused (they do not change the weights).
+REUSABLE_DIFFS = ("out", "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_last",
+                  "train.tensorboard", "train.prefetch", "data.cache_dir", "train.device")
+
+
+@dataclass
+class BenchOptions:
+    """How every model of a comparison is fine-tuned and scored, and how scores are summarised."""
+
+    suite: str | None = "glue"
+    tasks: list[str] | None = None
+    data_dir: str | None = None  # benchmark files (None: the Hugging Face hub)
+    overrides: list[str] = field(default_factory=list)  # --bench-set [task.]key=value
+    seeds: int = 1  # fine-tunes per model; their median is the model's score
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
+    device: str = "auto"
+    baselines: bool = True  # a from-scratch replicate per backbone and seed
+    statistic: str = "median"  # over pretraining seeds, with a percentile bootstrap interval
+
+    def __post_init__(self) -> None:
+        if self.seeds < 1:
+            raise ConfigError(f"--bench-seeds must be at least 1, got {self.seeds}")
+        if self.statistic not in ("median", "mean"):
+            raise ConfigError(f"--statistic must be median or mean, got {self.statistic!r}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+
+
+@dataclass
+class StudySettings:
+    """What ``zoo compare`` trains and how it benchmarks (``study.json`` "settings")."""
+
+    objectives: list[str]
+    backbones: list[str]
+    budget: str
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    data: str | None = None  # pretraining corpus (None: the embedded default corpus)
+    size: str = "mini"
+    seq_len: int | None = None
+    batch_size: int | None = None
+    vocab_size: int | None = None
+    train_overrides: list[str] = field(default_factory=list)  # --set key.path=value for every run
+    evals: int = 8  # evaluation points per run (the loss curves) when train.eval_every is not set
+    bench: BenchOptions = field(default_factory=BenchOptions)
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            raise ConfigError("--objectives: name at least one objective, e.g. mlm,clm")
+        if not self.backbones:
+            raise ConfigError("--backbones: name at least one backbone, e.g. bert,gpt")
+        if not self.seeds:
+            raise ConfigError("--seeds must be at least 1")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"--seeds: repeated seed in {self.seeds}")
+        if self.evals < 1:
+            raise ConfigError(f"--evals must be at least 1, got {self.evals}")
+        if isinstance(self.bench, dict):
+            self.bench = BenchOptions(**self.bench)
+        try:
+            Budget.parse(self.budget)
+        except ValueError as exc:
+            raise ConfigError(f"--budget: {exc}") from exc
+        for item in self.train_overrides:
+            key = item.partition("=")[0].strip()
+            if key in RESERVED_KEYS:
+                raise ConfigError(f"--set {item!r}: zoo compare sets {key} for each run itself; use --objectives, "
+                                  f"--backbones, --seeds, --budget or --out instead")
+
+    @property
+    def budget_spec(self) -> Budget:
+        return Budget.parse(self.budget)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_list(text: str | None, what: str) -> list[str]:
+    """``"mlm, mlm+nsp ,clm"`` -> ["mlm", "mlm+nsp", "clm"] (no empty or repeated items)."""
+    items = [t.strip() for t in (text or "").split(",") if t.strip()]
+    seen = set()
+    for item in items:
+        if item in seen:
+            raise ConfigError(f"{what}: {item!r} is listed twice")
+        seen.add(item)
+    return items
+
+
+# --- the grid --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Cell:
+    objective: str
+    backbone: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.backbone} {self.objective}"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    objective: str
+    backbone: str
+    reason: str
+
+
+@dataclass
+class Grid:
+    cells: list[Cell]
+    skipped: list[Skipped]
+
+    def families(self) -> dict[str, str]:
+        """backbone -> family ('encoder' / 'decoder') for the backbones that have cells."""
+        return {c.backbone: registry.load("backbone", c.backbone).family for c in self.cells}
+
+
+def expand_grid(objectives: list[str], backbones: list[str]) -> Grid:
+    """Every compatible (objective, backbone) pair in the order given; incompatible pairs are skipped
+    with the reason. Unknown names are errors, not skips."""
+    from zoo.objectives.compose import check_compatible, parse_spec
+
+    classes = {b: registry.load("backbone", b) for b in backbones}  # PluginError for unknown backbones
+    for spec in objectives:
+        for name, _ in parse_spec(spec):
+            registry.info("objective", name)  # PluginError for unknown objectives
+    cells, skipped = [], []
+    for obj in objectives:
+        for bb in backbones:
+            try:
+                check_compatible(obj, classes[bb])
+            except IncompatibleError as exc:
+                reason = str(exc).split(": ", 1)[-1].split("; try ")[0]
+                skipped.append(Skipped(obj, bb, reason))
+                continue
+            cells.append(Cell(obj, bb))
+    if not cells:
+        detail = "; ".join(f"{s.objective} x {s.backbone}: {s.reason}" for s in skipped)
+        raise ConfigError(f"no objective in {', '.join(objectives)} can train any backbone in "
+                          f"{', '.join(backbones)} ({detail})")
+    return grid_checked(Grid(cells, skipped))
+
+
+def grid_checked(grid: Grid) -> Grid:
+    names: dict[str, Cell] = {}
+    for c in grid.cells:
+        other = names.setdefault(slug(c), c)
+        if other != c:
+            raise ConfigError(f"objectives {other.objective!r} and {c.objective!r} would share the run directory "
+                              f"name {slug(c)!r}; rename one (e.g. change a weight)")
+    return grid
+
+
+def slug(cell: Cell) -> str:
+    """A directory-safe name for a cell (``bert-mlm+nsp``, ``bert-mlm_1.0+nsp_0.5``)."""
+    return re.sub(r"[^A-Za-z0-9+._-]", "_", f"{cell.backbone}-{cell.objective}")
+
+
+def run_name(cell: Cell, seed: int) -> str:
+    return f"{slug(cell)}-seed{seed}"
+
+
+# --- run configs -----------------------------------------------------------------------------------------
+
+def base_config(settings: StudySettings, backbone: str) -> dict[str, Any]:
+    """The config dict shared by the runs of one backbone (before objective, seed and tokenizer)."""
+    data: dict[str, Any] = {"backbone": backbone, "size": settings.size, "train": {"budget": settings.budget}}
+    if settings.data is not None:
+        data["data"] = {"source": settings.data}
+    if settings.vocab_size is not None:
+        data["tokenizer"] = {"vocab_size": settings.vocab_size}
+    for key in ("seq_len", "batch_size"):
+        if getattr(settings, key) is not None:
+            data["train"][key] = getattr(settings, key)
+    return apply_overrides(data, list(settings.train_overrides))
+
+
+def run_config(settings: StudySettings, cell: Cell, seed: int, run_dir: Path, tokenizer: Path,
+               eval_every: int | None = None) -> RunConfig:
+    data = base_config(settings, cell.backbone)
+    data["objective"] = cell.objective
+    data["out"] = str(run_dir)
+    data.setdefault("tokenizer", {})["path"] = str(tokenizer)
+    train = data["train"]
+    train["seed"] = seed
+    if eval_every is not None and "eval_every" not in train:
+        train["eval_every"] = eval_every
+    if "checkpoint_every" not in train and eval_every:
+        train["checkpoint_every"] = eval_every  # a killed study resumes from the last evaluation point
+    return resolve(data)
+
+
+def config_diffs(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
+    """Keys (dotted) where a run's saved ``config.json`` differs from ``cfg``, ignoring REUSABLE_DIFFS."""
+    out: set[str] = set()
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in set(a) | set(b):
+                walk(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+        elif a != b:
+            out.add(path)
+
+    walk(saved, to_dict(cfg), "")
+    return sorted(d for d in out if d not in REUSABLE_DIFFS)
+
+
+@dataclass
+class RunState:
+    """Where a run directory stands: its newest intact checkpoint's counters."""
+
+    step: int
+    flops: float
+    tokens: int
+    train_time_s: float
+    checkpoint: str
+
+    def progress(self, budget: Budget) -> float:
+        done = {"steps": self.step, "flops": self.flops, "tokens": self.tokens, "time": self.train_time_s}
+        return done[budget.kind] / budget.value
+
+
+def run_state(run_dir: Path) -> RunState | None:
+    """Counters of the newest intact checkpoint in ``run_dir`` (None when there is none)."""
+    if not Path(run_dir).is_dir():
+        return None
+    path, problems = ckpt.newest_valid(Path(run_dir))
+    for problem in problems:
+        log.warning("skipping damaged checkpoint: %s", problem)
+    if path is None:
+        return None
+    st = json.loads((path / "trainer.json").read_text(encoding="utf-8"))
+    return RunState(int(st["step"]), float(st["flops"]), int(st["tokens"]), float(st["train_time_s"]), path.name)
+
+
+def is_finished(run_dir: Path, budget: Budget) -> bool:
+    state = run_state(run_dir)
+    return state is not None and state.progress(budget) >= 1.0
+
+
+# --- study.json ------------------------------------------------------------------------------------------
+
+class StudyFile:
+    """``OUT/study.json``: settings, grid, skipped pairs, and every run's status, rewritten atomically."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.path = self.out / "study.json"
+        self.data: dict[str, Any] = {}
+
+    def load_or_start(self, settings: StudySettings, grid: Grid, command: str | None) -> None:
+        if self.path.is_file():
+            try:
+                self.data = json.loads(self.path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"{self.path}: not a readable study file ({exc}); choose another --out") from exc
+            old = self.data.get("settings", {})
+            new = settings.to_dict()
+            diffs = sorted(k for k in set(old) | set(new) if k not in MUTABLE_SETTINGS and old.get(k) != new.get(k))
+            if diffs:
+                shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diffs[:4])
+                raise ConfigError(f"{self.out} holds a study with different training settings ({shown}); "
+                                  f"rerun with the same settings to resume it, or choose another --out")
+            log.info("resuming the study in %s", self.out)
+        else:
+            self.data = {"format": STUDY_FORMAT, "created": time.time(), "runs": {}, "baselines": {}}
+        self.data["settings"] = settings.to_dict()
+        self.data["grid"] = [asdict(c) for c in grid.cells]
+        self.data["skipped"] = [asdict(s) for s in grid.skipped]
+        if command is not None:
+            self.data["command"] = command
+        self.save()
+
+    def run(self, name: str) -> dict[str, Any]:
+        return self.data.setdefault("runs", {}).setdefault(name, {})
+
+    def update(self, name: str, section: str = "runs", **values: Any) -> None:
+        self.data.setdefault(section, {}).setdefault(name, {}).update(values)
+        self.save()
+
+    def save(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.data["updated"] = time.time()
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
