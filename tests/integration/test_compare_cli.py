@@ -86,6 +86,8 @@ def test_study_end_to_end_then_existing_runs(corpus: Path, shared_data: Path, tm
     assert {r["name"]: r["scores"] for r in again["runs"]} == {
         Path(r["path"]).name: r["scores"] for r in results["runs"]}
     assert [b["scores"] for b in again["baselines"]] == [b["scores"] for b in results["baselines"]]
+    code, output = invoke("compare", str(out), *bench_args(glue))
+    assert code == 2 and "is a study directory, not a run" in output
 
 
 def test_clear_errors(tmp_path: Path, shared_data: Path) -> None:

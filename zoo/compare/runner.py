@@ -246,6 +246,9 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path, options: BenchOpt
         if path in seen:
             raise ConfigError(f"{p} is listed twice")
         seen.add(path)
+        if (path / "study.json").is_file() and not (path / "run.json").is_file():
+            raise ConfigError(f"{p} is a study directory, not a run: rerun the study's command (see its study.json) "
+                              f"to update its report, or name its runs ({Path(p) / 'runs'}/*)")
         run = open_run(path)  # CheckpointError for anything that is not a run directory
         run.checkpoint()  # and for a run without an intact checkpoint
         runs.append(_run_info(path, path.name, {}))
