@@ -96,8 +96,9 @@ def curves_figure(result: ComparisonResult) -> Figure | None:
     ncols = min(3, len(objectives))
     nrows = -(-len(objectives) // ncols)
     fig = _figure(4.6 * ncols, 3.5 * nrows + 0.6)
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, sharex=True)).ravel()
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     budget_flops = _budget_flops(result)
+    x_max = max([budget_flops or 0.0] + [e["flops"] for r in runs for e in r.evals]) * 1.04
     for ax, objective in zip(axes, objectives, strict=False):
         labelled = set()
         for r in runs:
@@ -118,6 +119,7 @@ def curves_figure(result: ComparisonResult) -> Figure | None:
         ax.set_title(objective, color=objective_color(objective), fontweight="bold")
         ax.set_xlabel("training FLOPs")
         ax.set_ylabel("validation loss (nats per target)")
+        ax.set_xlim(0, x_max)  # the same compute axis in every panel
         ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
         ax.grid(alpha=0.3)
         if labelled:
@@ -151,10 +153,10 @@ def scores_figure(result: ComparisonResult) -> Figure | None:
         return None
     panels = [(t, f"{result.task_titles.get(t, t)}", ", ".join(result.task_metrics.get(t, [])))
               for t in result.tasks] + [("__average__", "Average", "mean of task scores")]
-    ncols = min(4, len(panels))
+    ncols = 2 if len(panels) == 4 else min(3, len(panels))
     nrows = -(-len(panels) // ncols)
-    width = max(3.6, 0.62 * len(groups) + 1.2)
-    fig = _figure(width * ncols, 3.8 * nrows + 0.5)
+    width = max(3.8, 0.75 * len(groups) + 1.0)
+    fig = _figure(width * ncols, 3.6 * nrows + 0.5)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     rng = np.random.default_rng(0)  # jitter only
     for ax, (task, title, metric) in zip(axes, panels, strict=False):
@@ -171,6 +173,9 @@ def scores_figure(result: ComparisonResult) -> Figure | None:
                 ax.errorbar(i, 100 * est.point, yerr=[[100 * (est.point - est.low)], [100 * (est.high - est.point)]],
                             fmt="none", ecolor=color, elinewidth=2, capsize=5)
             ax.scatter([i], [100 * est.point], s=70, color=color, marker="_", linewidths=2.5, zorder=3)
+        first_baseline = next((i for i, g in enumerate(groups) if g.baseline), None)
+        if first_baseline:
+            ax.axvline(first_baseline - 0.5, color="#999999", linestyle=":", linewidth=1)
         ax.set_xticks(range(len(groups)), [_group_label(g) for g in groups], fontsize=8, rotation=0)
         for tick, g in zip(ax.get_xticklabels(), groups, strict=True):
             tick.set_color(objective_color(g.objective))
@@ -191,7 +196,7 @@ def pairs_figure(result: ComparisonResult) -> Figure | None:
     pairs = result.pairs
     if not pairs:
         return None
-    fig = _figure(7.5, 0.42 * len(pairs) + 1.6)
+    fig = _figure(8.5, 0.42 * len(pairs) + 1.7)
     ax = fig.subplots()
     ys = np.arange(len(pairs))[::-1]
     for y, p in zip(ys, pairs, strict=True):
@@ -205,8 +210,8 @@ def pairs_figure(result: ComparisonResult) -> Figure | None:
     ax.grid(axis="x", alpha=0.3)
     kinds = {p.paired for p in pairs}
     how = "paired by seed" if kinds == {True} else ("unpaired" if kinds == {False} else "paired where seeds match")
-    ax.set_title(f"Same backbone, A - B ({how}): dot = {result.statistic}, line = 95% bootstrap interval;\n"
-                 "right of 0: A is better", fontsize=10)
+    fig.suptitle(f"A - B of the average score on the same backbone ({how})\n"
+                 f"dot: {result.statistic}, line: 95% bootstrap interval; right of 0: A is better", fontsize=10)
     return fig
 
 
@@ -216,7 +221,7 @@ def compute_figure(result: ComparisonResult) -> Figure | None:
     if not runs:
         return None
     labels = list(dict.fromkeys(r.label for r in runs))
-    fig = _figure(max(7.0, 1.0 * len(labels) * 3 / 2), 3.6)
+    fig = _figure(3 * (0.6 * len(labels) + 1.1), 3.8)
     axes = fig.subplots(1, 3)
     rng = np.random.default_rng(0)
     for ax, attr, ylabel in ((axes[0], "flops", "training FLOPs"), (axes[1], "tokens", "tokens seen"),
