@@ -2,7 +2,8 @@
 
 Kernels
   eager     plain softmax(QK^T/sqrt(d))V, the reference the others are tested against
-  sdpa      torch.nn.functional.scaled_dot_product_attention (flash / memory-efficient / math)
+  sdpa      torch.nn.functional.scaled_dot_product_attention (flash / memory-efficient / math);
+            on CPU with dropout or in bf16, materialised scores with an additive mask (faster there)
   xformers  xformers.ops.memory_efficient_attention, CUDA only, never required
 
 Layouts (``AttentionLayout``)
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -110,6 +111,17 @@ class PreparedMask:
     is_causal: bool = False  # sdpa fast path: plain causal, no mask tensor
     bias: Any = None  # xformers attn_bias (block-diagonal type, LowerTriangularMask or tensor)
     flatten: bool = False  # xformers block-diagonal: rows are concatenated into one sequence
+    additive: dict[torch.dtype, Tensor] = field(default_factory=dict)  # dense as 0 / -inf, per dtype
+
+    def additive_bias(self, seq_len: int, dtype: torch.dtype, device: torch.device) -> Tensor | None:
+        """The mask as an additive (B|1, 1, T, T) bias of 0 / -inf in ``dtype``; built once, shared by all layers."""
+        if dtype not in self.additive:
+            allowed = _causal(seq_len, device)[None, None] if self.is_causal else self.dense
+            if allowed is None:
+                return None
+            self.additive[dtype] = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(
+                ~allowed, float("-inf"))
+        return self.additive[dtype]
 
 
 def prepare(layout: AttentionLayout, kernel: str, batch: int, seq_len: int, num_heads: int,
@@ -151,12 +163,27 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: PreparedMask, dropout_p: float
         out = xops.memory_efficient_attention(q, k, v, attn_bias=mask.bias, p=dropout_p)
         return out.reshape(batch, seq_len, *out.shape[2:])
     q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, T, D)
-    if mask.kernel == "sdpa":
+    if mask.kernel == "sdpa" and q.device.type == "cpu" and (dropout_p > 0.0 or q.dtype != torch.float32):
+        # On CPU, SDPA with dropout falls back to its unfused math path, and its fused bf16 backward
+        # is slower than bf16 matmuls on the materialised scores: both cases run this instead.
+        out = materialized_attention(q, k, v, mask.additive_bias(q.shape[2], q.dtype, q.device), dropout_p)
+    elif mask.kernel == "sdpa":
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.dense, dropout_p=dropout_p,
                                              is_causal=mask.is_causal)
     else:
         out = eager_attention(q, k, v, mask.dense, dropout_p)
     return out.transpose(1, 2)
+
+
+def materialized_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout_p: float) -> Tensor:
+    """softmax(QK^T/sqrt(d) + bias)V with the (B, H, T, T) scores in memory. q, k, v: (B, H, T, D)."""
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (B, H, T, T)
+    if bias is not None:
+        scores = scores + bias
+    probs = scores.softmax(dim=-1)
+    if dropout_p > 0.0:
+        probs = F.dropout(probs, p=dropout_p)
+    return probs @ v
 
 
 def eager_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, dropout_p: float) -> Tensor:

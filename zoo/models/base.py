@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from zoo.models.attention import AttentionLayout
 
@@ -95,6 +96,7 @@ class Backbone(nn.Module):
     family: ClassVar[str]  # "encoder" | "decoder"
     capabilities: ClassVar[frozenset[str]]
     Config: ClassVar[type] = BackboneConfig
+    activation: ClassVar[str] = "gelu"  # "gelu" (erf) or "gelu_tanh", for heads that match it
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -102,7 +104,22 @@ class Backbone(nn.Module):
 
     @property
     def spec(self) -> BackboneSpec:
-        raise NotImplementedError
+        """Built from the config's standard fields; backbones with other configs override this."""
+        c = self.config
+        return BackboneSpec(
+            name=self.name, family=self.family, capabilities=self.capabilities,
+            vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_layers=c.num_layers,
+            num_heads=c.num_heads, intermediate_size=c.intermediate_size, max_positions=c.max_positions,
+            type_vocab_size=getattr(c, "type_vocab_size", 0), layer_norm_eps=getattr(c, "layer_norm_eps", 1e-5),
+            activation=self.activation, initializer_range=c.initializer_range,
+        )
+
+    def run_layers(self, x: Tensor, layers: nn.ModuleList, *args: Any) -> Tensor:
+        """Apply ``layers`` in order (with activation checkpointing when configured and training)."""
+        use_checkpoint = getattr(self.config, "activation_checkpointing", False) and self.training
+        for layer in layers:
+            x = checkpoint(layer, x, *args, use_reentrant=False) if use_checkpoint else layer(x, *args)
+        return x
 
     def forward(
         self,

@@ -13,14 +13,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from zoo.models import attention as attn
 from zoo.models.attention import AttentionLayout
 from zoo.models.base import (
     Backbone,
     BackboneConfig,
-    BackboneSpec,
     default_positions,
     init_weights,
     load_mapped,
@@ -73,17 +71,6 @@ class BertBackbone(Backbone):
         self.layers = nn.ModuleList(BertLayer(c) for _ in range(c.num_layers))
         init_weights(self, c.initializer_range)
 
-    @property
-    def spec(self) -> BackboneSpec:
-        c = self.config
-        return BackboneSpec(
-            name=self.name, family=self.family, capabilities=self.capabilities,
-            vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_layers=c.num_layers,
-            num_heads=c.num_heads, intermediate_size=c.intermediate_size, max_positions=c.max_positions,
-            type_vocab_size=c.type_vocab_size, layer_norm_eps=c.layer_norm_eps, activation="gelu",
-            initializer_range=c.initializer_range,
-        )
-
     def input_embedding(self) -> nn.Embedding:
         return self.tok_emb
 
@@ -102,11 +89,7 @@ class BertBackbone(Backbone):
         x = self.emb_dropout(self.emb_norm(x))
         kernel = attn.resolve_kernel(self.config.attention, x.device)
         mask = attn.prepare(layout, kernel, batch, seq_len, self.config.num_heads, x.device, x.dtype)
-        for layer in self.layers:
-            if self.config.activation_checkpointing and self.training:
-                x = checkpoint(layer, x, mask, use_reentrant=False)
-            else:
-                x = layer(x, mask)
+        x = self.run_layers(x, self.layers, mask)
         return x  # (B, T, h)
 
     # --- Hugging Face BertModel layout ---------------------------------------------------------

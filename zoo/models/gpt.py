@@ -12,14 +12,12 @@ from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from zoo.models import attention as attn
 from zoo.models.attention import AttentionLayout
 from zoo.models.base import (
     Backbone,
     BackboneConfig,
-    BackboneSpec,
     default_positions,
     init_weights,
     load_mapped,
@@ -60,6 +58,7 @@ class GPTBackbone(Backbone):
     family = "decoder"
     capabilities = frozenset({"causal", "prefix", "packed"})
     Config = GPTConfig
+    activation = "gelu_tanh"
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__(config.resolved())
@@ -73,17 +72,6 @@ class GPTBackbone(Backbone):
         for layer in self.layers:  # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer)
             for proj in (layer.attn_out, layer.ffn_out):
                 nn.init.normal_(proj.weight, std=c.initializer_range / math.sqrt(2 * c.num_layers))
-
-    @property
-    def spec(self) -> BackboneSpec:
-        c = self.config
-        return BackboneSpec(
-            name=self.name, family=self.family, capabilities=self.capabilities,
-            vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_layers=c.num_layers,
-            num_heads=c.num_heads, intermediate_size=c.intermediate_size, max_positions=c.max_positions,
-            type_vocab_size=0, layer_norm_eps=c.layer_norm_eps, activation="gelu_tanh",
-            initializer_range=c.initializer_range,
-        )
 
     def input_embedding(self) -> nn.Embedding:
         return self.tok_emb
@@ -103,11 +91,7 @@ class GPTBackbone(Backbone):
         x = self.emb_dropout(self.tok_emb(input_ids) + self.pos_emb(position_ids))  # (B, T, h)
         kernel = attn.resolve_kernel(self.config.attention, x.device)
         mask = attn.prepare(layout, kernel, batch, seq_len, self.config.num_heads, x.device, x.dtype)
-        for layer in self.layers:
-            if self.config.activation_checkpointing and self.training:
-                x = checkpoint(layer, x, mask, use_reentrant=False)
-            else:
-                x = layer(x, mask)
+        x = self.run_layers(x, self.layers, mask)
         return self.ln_f(x)  # (B, T, h)
 
     # --- Hugging Face GPT2Model layout -----------------------------------------------------------

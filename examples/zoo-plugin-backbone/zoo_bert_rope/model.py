@@ -14,7 +14,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from zoo.models import AttentionLayout, Backbone
 from zoo.models import attention as attn
@@ -94,11 +93,7 @@ class RopeBertBackbone(BertBackbone):
         cos, sin = rotary_tables(position_ids, c.hidden_size // c.num_heads, c.rope_base)
         kernel = attn.resolve_kernel(c.attention, x.device)
         mask = attn.prepare(layout, kernel, batch, seq_len, c.num_heads, x.device, x.dtype)
-        for layer in self.layers:
-            if c.activation_checkpointing and self.training:
-                x = checkpoint(layer, x, mask, cos, sin, use_reentrant=False)
-            else:
-                x = layer(x, mask, cos, sin)
+        x = self.run_layers(x, self.layers, mask, cos, sin)
         return x  # (B, T, h)
 
     # No transformers class has this exact layout (RoFormer rotates interleaved pairs), so there is
