@@ -1,18 +1,20 @@
 """Tensor and numpy helpers shared by the built-in objectives.
 
 * ``token_cross_entropy``: cross-entropy of a vocabulary projection computed in chunks of rows,
-  optionally only at labelled rows, so the (rows x vocab) logits never exist all at once.
+  optionally only at labelled rows, so the (rows x vocab) logits never exist all at once; each
+  chunk's gradients are computed with its logits (a fused linear + cross-entropy).
 * ``gather_positions``: hidden states at given positions (sparse prediction).
 * ``special_mask_of`` / ``non_special_ids``: what may be masked, and what random replacements draw from.
 """
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
 
 from zoo.batch import Batch, SpecialTokens
 from zoo.errors import DataError
@@ -51,11 +53,91 @@ def gather_positions(hidden: Tensor, positions: Tensor) -> Tensor:
     return hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 
 
-def _ce_chunk(x: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor) -> tuple[Tensor, Tensor]:
-    logits = F.linear(x, weight, bias).float()  # (n, V)
-    loss_sum = F.cross_entropy(logits, labels, ignore_index=IGNORE, reduction="sum")
-    correct = (logits.detach().argmax(-1) == labels).sum()
-    return loss_sum, correct
+# Logits of one chunk (fp32) stay below this many bytes; smaller chunks cost matmul efficiency.
+CHUNK_BYTES = 256 * 2**20
+
+
+def _softmax_(x: Tensor) -> Tensor:
+    """Row softmax of a (n, V) fp32 tensor, in place (the chunk loop reuses its buffers)."""
+    return torch.ops.aten._softmax.out(x, -1, False, out=x)
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Summed cross-entropy of ``x @ weight.T + bias``, chunk by chunk, gradients computed in the forward.
+
+    The loss is a sum of per-row terms, so d(loss)/d(logits) = softmax - onehot is known as soon as a
+    chunk's logits are: each chunk's contribution to the gradients of x, weight and bias is computed
+    right away. Nothing is recomputed, no (rows x vocab) tensor outlives the call, the chunks share
+    their buffers (fresh multi-megabyte allocations cost page faults on CPU), and the backward pass
+    only scales the saved gradients by the incoming one. Matmuls run in ``dtype`` (the autocast
+    dtype), softmax and loss in fp32.
+
+    Per row: top = max logit; after the softmax, max p = exp(0) / sum = 1 / sum, so
+    logsumexp = top - log(max p) exactly and without underflow. A row counts as correct when its
+    label's logit is the row maximum (as argmax, except that a tie for the maximum counts).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor, chunk_rows: int,
+                dtype: torch.dtype, grad: bool, has_ignore: bool) -> tuple[Tensor, Tensor]:
+        n_rows, vocab = x.shape[0], weight.shape[0]
+        dev = x.device
+        xd, wd = x.to(dtype), weight.to(dtype)  # (N, h), (V, h)
+        bd = bias.to(dtype) if bias is not None else None
+        rows = min(chunk_rows, n_rows)
+        low = dtype != torch.float32
+        lp = torch.empty(rows, vocab, dtype=dtype, device=dev) if low else None  # logits, then gradient
+        buf = torch.empty(rows, vocab, dtype=torch.float32, device=dev)  # fp32 logits, then softmax
+        loss = torch.zeros((), dtype=torch.float32, device=dev)
+        correct = torch.zeros((), dtype=torch.long, device=dev)
+        if grad:
+            gx = torch.empty(x.shape, dtype=dtype, device=dev)
+            gwt = torch.zeros(weight.shape[1], vocab, dtype=torch.float32, device=dev)  # (h, V)
+            gb = torch.zeros(vocab, dtype=torch.float32, device=dev) if bias is not None else None
+        for i in range(0, n_rows, chunk_rows):
+            xc, lab = xd[i:i + chunk_rows], labels[i:i + chunk_rows]  # (n, h), (n,)
+            n = xc.shape[0]
+            out = lp[:n] if low else buf[:n]
+            if bd is None:
+                torch.mm(xc, wd.t(), out=out)
+            else:
+                torch.addmm(bd, xc, wd.t(), out=out)
+            logits = buf[:n]  # (n, V) fp32
+            if low:
+                logits.copy_(out)
+            top = logits.amax(-1)  # (n,)
+            valid = lab != IGNORE
+            safe = torch.where(valid, lab, 0)[:, None]  # (n, 1)
+            target = logits.gather(1, safe).squeeze(1)  # (n,)
+            correct += (valid & (target >= top)).sum()
+            p = _softmax_(logits)
+            lse = top - p.amax(-1).log()
+            loss += torch.where(valid, lse - target, 0.0).sum()
+            if not grad:
+                continue
+            p.scatter_add_(1, safe, -valid[:, None].to(p.dtype))  # softmax - onehot
+            if has_ignore:
+                p.mul_(valid[:, None])
+            if gb is not None:
+                gb += p.sum(0)
+            g = lp[:n].copy_(p) if low else p  # (n, V) in the matmul dtype
+            torch.mm(g, wd, out=gx[i:i + n])
+            if low:
+                gwt += xc.t() @ g
+            else:
+                gwt.addmm_(xc.t(), g)
+        if grad:
+            ctx.save_for_backward(gx, gwt, gb if gb is not None else gwt.new_zeros(0))
+            ctx.dtypes = (x.dtype, weight.dtype, bias is not None)
+        ctx.mark_non_differentiable(correct)
+        return loss, correct
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor, _: Any) -> tuple[Tensor | None, ...]:
+        gx, gwt, gb = ctx.saved_tensors
+        x_dtype, w_dtype, has_bias = ctx.dtypes
+        return ((gx * grad_loss.to(gx.dtype)).to(x_dtype), (gwt.t() * grad_loss).to(w_dtype),
+                (gb * grad_loss).to(w_dtype) if has_bias else None, None, None, None, None, None)
 
 
 def token_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor,
@@ -64,8 +146,9 @@ def token_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor | None, labels: 
 
     x: (..., h); labels: (...) with ``IGNORE`` where there is no target. With ``select`` only the
     labelled rows are projected (a data-dependent number of rows); without it every row is, which
-    keeps shapes static. Chunks of ``chunk_rows`` rows are recomputed in the backward pass
-    (activation checkpointing), so memory stays at one chunk of logits.
+    keeps shapes static. Logits are computed ``chunk_rows`` rows at a time (fewer when one chunk's
+    fp32 logits would exceed ``CHUNK_BYTES``) and each chunk's gradients are computed as soon as
+    its logits exist (``_LinearCrossEntropy``), so memory stays at one chunk of logits.
     Returns (loss_sum, correct, count), all scalar tensors.
     """
     x = x.reshape(-1, x.shape[-1])  # (N, h)
@@ -77,16 +160,14 @@ def token_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor | None, labels: 
     if x.shape[0] == 0:
         zero = x.sum() * 0.0 + weight.sum() * 0.0  # keeps the graph connected
         return zero, count * 0, count
-    chunk_rows = max(1, chunk_rows)
-    if x.shape[0] <= chunk_rows:
-        loss_sum, correct = _ce_chunk(x, weight, bias, labels)
-        return loss_sum, correct, count
-    loss_sum, correct = x.new_zeros((), dtype=torch.float32), count * 0
-    remat = torch.is_grad_enabled()
-    for i in range(0, x.shape[0], chunk_rows):
-        args = (x[i:i + chunk_rows], weight, bias, labels[i:i + chunk_rows])
-        part, ok = checkpoint(_ce_chunk, *args, use_reentrant=False) if remat else _ce_chunk(*args)
-        loss_sum, correct = loss_sum + part, correct + ok
+    chunk_rows = max(1, min(chunk_rows, CHUNK_BYTES // (4 * weight.shape[0])))
+    device = x.device.type
+    autocast = torch.is_autocast_enabled(device)
+    dtype = torch.get_autocast_dtype(device) if autocast else x.dtype
+    grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
+    has_ignore = not select and bool((labels == IGNORE).any())
+    with torch.autocast(device, enabled=False) if autocast else contextlib.nullcontext():
+        loss_sum, correct = _LinearCrossEntropy.apply(x, weight, bias, labels, chunk_rows, dtype, grad, has_ignore)
     return loss_sum, correct, count
 
 

@@ -7,7 +7,7 @@ random order and a word is taken only if it fits the remaining count, as Google'
 masking does, so a word is masked entirely or not at all.
 
 Sparse prediction: the head runs only at the chosen positions, padded to a fixed per-row width
-``P = ceil(rate * T)`` (label -100) so shapes are static.
+``P = ceil(rate * T)`` (label -100) so shapes are static; empty slots skip the vocabulary projection.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -148,10 +149,15 @@ class MaskedLMHead(nn.Module):
 
 def masked_lm_loss(head: MaskedLMHead, hidden: Tensor, positions: Tensor, labels: Tensor,
                    chunk_rows: int) -> LossOutput:
-    """Loss at the gathered positions. hidden (B, T, h); positions, labels (B, P)."""
+    """Loss at the gathered positions. hidden (B, T, h); positions, labels (B, P).
+
+    Only labelled slots are projected onto the vocabulary (rows with fewer maskable tokens leave
+    some of their P slots empty); under ``torch.compile`` all B * P are, which keeps shapes static.
+    """
     x = head.transform(gather_positions(hidden, positions))  # (B, P, h)
     loss_sum, correct, count = token_cross_entropy(x, head.decoder.weight, head.decoder.bias, labels,
-                                                   chunk_rows=chunk_rows, select=False)
+                                                   chunk_rows=chunk_rows,
+                                                   select=not torch.compiler.is_compiling())
     denom = count.clamp(min=1)
     loss = loss_sum / denom
     return LossOutput(loss, count, {"loss": loss.detach(), "acc": correct / denom})
