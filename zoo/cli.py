@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -360,7 +361,16 @@ def _worker_failure(failures: dict[int, Any], nproc: int) -> tuple[str, int]:
             f"that were complete are intact: run the same command again to resume from the newest one"), code
 
 
+# CPU runtime defaults, read when torch (and its OpenMP runtime) loads, so set before any import of
+# torch; an explicit value in the environment wins. Passive OpenMP waits keep a busy machine from
+# stalling every parallel region on a descheduled spinning thread; transparent huge pages for large
+# tensors avoid a page fault per 4 KiB of every fresh activation buffer (docs/performance.md).
+RUNTIME_ENV = {"OMP_WAIT_POLICY": "PASSIVE", "THP_MEM_ALLOC_ENABLE": "1"}
+
+
 def main() -> None:
+    for key, value in RUNTIME_ENV.items():
+        os.environ.setdefault(key, value)
     cli.main(prog_name="zoo")
 
 
