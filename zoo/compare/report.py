@@ -143,15 +143,22 @@ def markdown(result: ComparisonResult, figures: dict[str, Path]) -> str:
     if "scores" in figures:
         lines += ["![Downstream scores per task and on average](scores.png)", ""]
     if result.pairs:
-        how = ("paired by seed: seed s of both objectives starts from the same initial weights and uses the same "
-               "fine-tuning seeds, so the interval is over per-seed differences" if all(p.paired for p in result.pairs)
-               else "paired by seed where both groups have the same seeds, otherwise each group is resampled "
-                    "independently")
+        stat = result.statistic
+        how = (f"paired by seed: seed s of both objectives starts from the same initial weights and uses the same "
+               f"fine-tuning seeds, so the point is the {stat} of the per-seed differences and the interval "
+               f"resamples them" if all(p.paired for p in result.pairs)
+               else f"paired by seed where both groups have the same seeds; otherwise the {stat} of A minus the "
+                    f"{stat} of B, each group resampled independently")
         lines += ["## Paired comparison (same backbone)", "",
                   f"Difference of the average score, A - B (x100), with its 95% bootstrap interval ({how}). "
                   "Objectives on different backbones are not paired here: their difference mixes the objective "
                   "with the architecture.", ""]
         lines += _md(pair_table(result)) + [""]
+        n = _n_seeds(result)
+        if n <= 5:
+            lines += [f"\"A better\" only means the interval excludes 0. With {n} seeds that is weak evidence: "
+                      "the interval spans the per-seed differences and a percentile bootstrap under-covers at "
+                      "this n, so treat it as a hint to confirm with more seeds.", ""]
         if "pairs" in figures:
             lines += ["![Differences of average score](pairs.png)", ""]
     lines += ["## Compute used", ""]
