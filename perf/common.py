@@ -31,6 +31,15 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+# Both implementations run in one process, so they share the CPU runtime settings: by default the
+# ones the zoo CLI sets (passive OpenMP waits, huge pages for large tensors); ``--runtime plain``
+# keeps the library defaults. Read before torch loads.
+PLAIN_RUNTIME = "--runtime=plain" in sys.argv or " ".join(sys.argv).find("--runtime plain") >= 0
+if not PLAIN_RUNTIME:
+    from zoo.cli import RUNTIME_ENV  # torch-free import
+
+    for _key, _value in RUNTIME_ENV.items():
+        os.environ.setdefault(_key, _value)
 
 import logging  # noqa: E402
 
@@ -98,6 +107,9 @@ def add_setup_args(parser: Any, model: bool = True) -> None:
     parser.add_argument("--vocab", type=int, default=0, help="tokenizer size (default 30522 bert / 50257 gpt)")
     parser.add_argument("--data", choices=["corpus", "synthetic"], default="corpus" if CORPUS.is_dir() else "synthetic")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    parser.add_argument("--runtime", choices=["zoo", "plain"], default="zoo",
+                        help="CPU runtime env for both sides: the zoo CLI's (OMP_WAIT_POLICY=PASSIVE, "
+                             "THP_MEM_ALLOC_ENABLE=1) or the library defaults")
 
 
 def setup_from_args(args: Any, model: str | None = None) -> Setup:
@@ -383,6 +395,8 @@ def machine() -> dict[str, Any]:
             "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
             "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
             "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+            "runtime_env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "THP_MEM_ALLOC_ENABLE",
+                                                            "OMP_NUM_THREADS")},
             "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 

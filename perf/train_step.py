@@ -64,7 +64,8 @@ def run(args: argparse.Namespace, setup: common.Setup, scratch: common.Scratch) 
         forward = ["--model", setup.model, "--hidden", str(setup.hidden), "--layers", str(setup.layers),
                    "--heads", str(setup.heads), "--ffn", str(setup.ffn), "--seq-len", str(setup.seq_len),
                    "--batch-size", str(setup.batch_size), "--vocab", str(setup.vocab), "--data", setup.data,
-                   "--threads", str(args.threads), "--memory-steps", str(args.memory_steps)]
+                   "--threads", str(args.threads), "--memory-steps", str(args.memory_steps),
+                   f"--runtime={args.runtime}"]
         for name in names:
             print(f"  memory probe {name} ...", flush=True)
             memory[name] = common.run_probe(Path(__file__), [*forward, "--probe", name])

@@ -58,8 +58,11 @@ CHUNK_BYTES = 256 * 2**20
 
 
 def _softmax_(x: Tensor) -> Tensor:
-    """Row softmax of a (n, V) fp32 tensor, in place (the chunk loop reuses its buffers)."""
-    return torch.ops.aten._softmax.out(x, -1, False, out=x)
+    """Row softmax of a (n, V) fp32 tensor; in place on CPU, where fresh buffers cost page faults
+    (the CPU kernel reads each element before writing it), a new tensor elsewhere."""
+    if x.device.type == "cpu":
+        return torch.ops.aten._softmax.out(x, -1, False, out=x)
+    return torch.softmax(x, -1)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -165,7 +168,7 @@ def token_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor | None, labels: 
     autocast = torch.is_autocast_enabled(device)
     dtype = torch.get_autocast_dtype(device) if autocast else x.dtype
     grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias))
-    has_ignore = not select and bool((labels == IGNORE).any())
+    has_ignore = not select and (torch.compiler.is_compiling() or bool((labels == IGNORE).any()))
     with torch.autocast(device, enabled=False) if autocast else contextlib.nullcontext():
         loss_sum, correct = _LinearCrossEntropy.apply(x, weight, bias, labels, chunk_rows, dtype, grad, has_ignore)
     return loss_sum, correct, count

@@ -41,8 +41,9 @@ from zoo.train.optim import build_optimizer, load_optimizer_tensors, lr_at, opti
 
 log = logging.getLogger(__name__)
 
-# Dense bf16 peak of known accelerators, for model FLOPs utilisation.
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+# Dense (no sparsity) bf16 peak of known accelerators by device-name fragment, for model FLOPs
+# utilisation; the first fragment found in the name wins, so the PCIe and NVL H100s come first.
+PEAK_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 @dataclass
