@@ -161,16 +161,19 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
 @click.option("--device", default="auto", show_default=True, help="auto (cuda if available), cpu, cuda, cuda:1, ...")
 @click.option("--from-scratch", is_flag=True, help="Also benchmark a randomly initialised copy of each model.")
 @click.option("--no-cache", is_flag=True, help="Recompute results even if cached in <run>/bench-cache.")
+@click.option("--step", type=int, help="Benchmark this checkpoint step of each run (default: the newest).")
 def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_dir: str | None, seeds: int,
               overrides: tuple[str, ...], max_train_examples: int | None, max_eval_examples: int | None,
-              device: str, from_scratch: bool, no_cache: bool, **recipe_flags: Any) -> None:
+              device: str, from_scratch: bool, no_cache: bool, step: int | None, **recipe_flags: Any) -> None:
     """Fine-tune runs (or exported Hugging Face directories) on GLUE / CLUE tasks and report the official metrics."""
     from zoo import console
     from zoo.benchmarks.bench import run_bench
+    from zoo.benchmarks.source import open_source
 
     flags = [f"{k}={v}" if not isinstance(v, str) else f'{k}="{v}"' for k, v in recipe_flags.items() if v is not None]
+    models = [open_source(r, step) for r in runs] if step is not None else list(runs)
     with console.BenchProgress() as progress:
-        result = run_bench(list(runs), suite=suite, tasks=tasks, data_dir=data_dir, seeds=seeds,
+        result = run_bench(models, suite=suite, tasks=tasks, data_dir=data_dir, seeds=seeds,
                            overrides=[*flags, *overrides], max_train_examples=max_train_examples,
                            max_eval_examples=max_eval_examples, device=device, from_scratch=from_scratch,
                            use_cache=not no_cache, progress=progress)

@@ -83,11 +83,13 @@ class Run:
             ckpt.verify(path)
             return path
         path, problems = ckpt.newest_valid(self.path)
-        for problem in problems:
-            log.warning("skipping damaged checkpoint: %s", problem)
         if path is None:
             detail = f": {problems[0]}" if problems else ""
             raise CheckpointError(f"{self.path} has no complete, intact checkpoint{detail}")
+        if problems:  # never silently evaluate older weights than the run's newest
+            step = int(path.name.removeprefix("step-"))
+            raise CheckpointError(f"the newest checkpoint of {self.path} is damaged: {problems[0]}. The newest "
+                                  f"intact one is step {step}; pass --step {step} to use it")
         return path
 
     def checkpoint_id(self, step: int | None = None) -> str:

@@ -273,9 +273,10 @@ def test_bench_never_reads_a_damaged_checkpoint(run: Path, glue: Path, caplog: p
     from zoo.benchmarks.source import open_source
 
     needles = flip_byte(run / "step-000007")
-    source = open_source(run)  # the newest intact weights: step 6, and a warning naming step 7
+    code, out = invoke(bench_args(run, glue))  # never silently older weights: refused, naming the intact step
+    assert_user_error(code, out, "newest checkpoint", needles[0], "--step 6")
+    source = open_source(run, step=6)  # asked for explicitly: the intact step 6
     assert source.checkpoint_id == manifest(run / "step-000006")["files"]["model.safetensors"]["sha256"]
-    assert "skipping damaged checkpoint" in caplog.text and needles[0] in caplog.text
 
     for step in ("step-000003", "step-000006"):
         truncate(run / step)

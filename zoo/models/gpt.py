@@ -131,6 +131,7 @@ class GPTBackbone(Backbone):
             activation_function="gelu_new", resid_pdrop=c.dropout, embd_pdrop=c.dropout,
             attn_pdrop=c.attention_dropout, layer_norm_epsilon=c.layer_norm_eps,
             initializer_range=c.initializer_range,
+            bos_token_id=None, eos_token_id=None,  # GPT-2's 50256 is not ours; export sets the tokenizer's ids
         )
 
     @classmethod
