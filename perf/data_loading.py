@@ -27,13 +27,14 @@ import common  # noqa: E402
 
 
 def padding_report(setup: common.Setup, scratch: Path) -> dict[str, float]:
-    """Padding of packed rows for both families at this sequence length, on the corpus."""
+    """Padding of packed rows for both families at this sequence length, on the corpus (each family
+    with its standard vocabulary: 30522 WordPiece for encoders, 50257 BPE for decoders)."""
     from zoo.data import DataConfig, TokenizerConfig, build_datasets
 
     corpus = common.corpus_path(setup, scratch)
     out = {}
     for family in ("encoder", "decoder"):
-        vocab = common.DEFAULT_VOCAB["bert" if family == "encoder" else "gpt"] if not setup.vocab else setup.vocab
+        vocab = common.DEFAULT_VOCAB["bert" if family == "encoder" else "gpt"]
         data = build_datasets(DataConfig(source=str(corpus), on_decode_error="replace"),
                               TokenizerConfig(vocab_size=vocab), family, None)
         rows = data.source("rows", setup.seq_len)

@@ -163,7 +163,8 @@ def token_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor | None, labels: 
     if x.shape[0] == 0:
         zero = x.sum() * 0.0 + weight.sum() * 0.0  # keeps the graph connected
         return zero, count * 0, count
-    chunk_rows = max(1, min(chunk_rows, CHUNK_BYTES // (4 * weight.shape[0])))
+    rows = max(1, min(chunk_rows, CHUNK_BYTES // (4 * weight.shape[0])))
+    chunk_rows = -(-x.shape[0] // -(-x.shape[0] // rows))  # as many chunks as needed, of equal size
     device = x.device.type
     autocast = torch.is_autocast_enabled(device)
     dtype = torch.get_autocast_dtype(device) if autocast else x.dtype
