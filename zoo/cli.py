@@ -307,61 +307,14 @@ def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
 
 
 def _torchrun(nproc: int) -> int:
-    """Re-launch this ``zoo train`` command under torchrun with ``nproc`` processes (the agent runs
-    in this process). When a process fails, the agent stops the others; say which rank failed and how."""
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
-
+    """Re-launch this ``zoo train`` command under torchrun with ``nproc`` processes."""
     from zoo import console
+    from zoo.train.launch import launch, strip_nproc
 
-    args, skip = [], False
-    for arg in sys.argv[1:]:
-        if skip:
-            skip = False
-            continue
-        if arg == "--nproc":
-            skip = True
-            continue
-        if arg.startswith("--nproc="):
-            continue
-        args.append(arg)
-    try:
-        run(parse_args(["--standalone", "--nproc_per_node", str(nproc), "-m", "zoo", *args]))
-    except ChildFailedError as exc:
-        message, code = _worker_failure(exc.failures, nproc)
+    message, code = launch(nproc, strip_nproc(sys.argv[1:]))
+    if message:
         console.print_error(message)
-        return code
-    return 0
-
-
-def _worker_failure(failures: dict[int, Any], nproc: int) -> tuple[str, int]:
-    """A message naming the rank that failed first and how, and the exit code for it.
-
-    ``failures`` maps ranks to torchelastic ``ProcessFailure``s, observed together (their
-    timestamps rarely tell them apart). Ranks that died of SIGTERM were stopped by the launcher;
-    a rank killed by a signal is named before ranks that exited with an error, which is what the
-    others do when a peer vanishes.
-    """
-    import signal
-
-    def how(rank: int) -> str:
-        f = failures[rank]
-        if f.exitcode < 0:
-            return f"was killed by signal {f.signal_name()}"
-        return f"exited with code {f.exitcode} (its error is printed above)"
-
-    def order(rank: int) -> tuple[bool, bool, int, int]:
-        f = failures[rank]
-        return f.exitcode == -signal.SIGTERM, f.exitcode > 0, f.timestamp, rank
-
-    first, *others = sorted(failures, key=order)
-    root = failures[first]
-    code = 128 - root.exitcode if root.exitcode < 0 else root.exitcode
-    stopped = [r for r in others if failures[r].exitcode == -signal.SIGTERM]
-    also = "".join(f"; rank {r} {how(r)}" for r in others if r not in stopped)
-    then = f"; the launcher stopped rank {', '.join(map(str, sorted(stopped)))}" if stopped else ""
-    return (f"training process rank {first} of {nproc} (pid {root.pid}) {how(first)}{also}{then}. Checkpoints "
-            f"that were complete are intact: run the same command again to resume from the newest one"), code
+    return code
 
 
 # CPU runtime defaults, read when torch (and its OpenMP runtime) loads, so set before any import of

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from zoo.cli import _worker_failure
 from zoo.train import checkpoint as ckpt
+from zoo.train.launch import worker_failure
 
 from .conftest import CKPT_EVERY, STEPS, assert_same_run, spawn, train_args
 
@@ -65,21 +65,21 @@ def _failure(exitcode: int, timestamp: int, pid: int) -> SimpleNamespace:
 def test_launcher_names_the_rank_that_failed_first() -> None:
     kill, term = -signal.SIGKILL, -signal.SIGTERM
     # rank 1 killed; rank 0 then stopped by the launcher
-    message, code = _worker_failure({0: _failure(term, 100, 10), 1: _failure(kill, 100, 11)}, 2)
+    message, code = worker_failure({0: _failure(term, 100, 10), 1: _failure(kill, 100, 11)}, 2)
     assert message.startswith("training process rank 1 of 2 (pid 11) was killed by signal SIGKILL; "
                               "the launcher stopped rank 0. Checkpoints")
     assert code == 128 + signal.SIGKILL
     # rank 0 noticed the dead peer and exited with an error before the launcher stopped it
-    message, code = _worker_failure({0: _failure(1, 100, 10), 1: _failure(kill, 100, 11)}, 2)
+    message, code = worker_failure({0: _failure(1, 100, 10), 1: _failure(kill, 100, 11)}, 2)
     assert message.startswith("training process rank 1 of 2 (pid 11) was killed by signal SIGKILL; "
                               "rank 0 exited with code 1 (its error is printed above). Checkpoints")
     assert code == 128 + signal.SIGKILL
     # every rank reported an error (e.g. a non-finite loss) and exited with 2
-    message, code = _worker_failure({1: _failure(2, 100, 11), 0: _failure(2, 100, 10)}, 2)
+    message, code = worker_failure({1: _failure(2, 100, 11), 0: _failure(2, 100, 10)}, 2)
     assert message.startswith("training process rank 0 of 2 (pid 10) exited with code 2 (its error is printed "
                               "above); rank 1 exited with code 2")
     assert code == 2
     # everything was stopped from outside: the earliest is named
-    message, code = _worker_failure({0: _failure(term, 101, 10), 1: _failure(term, 100, 11)}, 2)
+    message, code = worker_failure({0: _failure(term, 101, 10), 1: _failure(term, 100, 11)}, 2)
     assert "rank 1 of 2 (pid 11) was killed by signal SIGTERM; the launcher stopped rank 0" in message
     assert code == 128 + signal.SIGTERM
