@@ -55,6 +55,8 @@ def gather_positions(hidden: Tensor, positions: Tensor) -> Tensor:
 
 # Logits of one chunk (fp32) stay below this many bytes; smaller chunks cost matmul efficiency.
 CHUNK_BYTES = 256 * 2**20
+# A low-precision logit gradient up to this size is kept for all rows (two matmuls in all).
+GRAD_BYTES = 1024 * 2**20
 
 
 def _softmax_(x: Tensor) -> Tensor:
@@ -70,10 +72,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     The loss is a sum of per-row terms, so d(loss)/d(logits) = softmax - onehot is known as soon as a
     chunk's logits are: each chunk's contribution to the gradients of x, weight and bias is computed
-    right away. Nothing is recomputed, no (rows x vocab) tensor outlives the call, the chunks share
-    their buffers (fresh multi-megabyte allocations cost page faults on CPU), and the backward pass
-    only scales the saved gradients by the incoming one. Matmuls run in ``dtype`` (the autocast
-    dtype), softmax and loss in fp32.
+    right away (in low precision, while the whole (rows x vocab) gradient fits in ``GRAD_BYTES``,
+    it is kept and the two gradient matmuls run once over all rows). Nothing is recomputed, no
+    fp32 (rows x vocab) tensor outlives its chunk, the chunks share their buffers (fresh
+    multi-megabyte allocations cost page faults on CPU), and the backward pass only scales the
+    saved gradients by the incoming one. Matmuls run in ``dtype`` (the autocast dtype), softmax and
+    loss in fp32.
 
     Per row: top = max logit; after the softmax, max p = exp(0) / sum = 1 / sum, so
     logsumexp = top - log(max p) exactly and without underflow. A row counts as correct when its
@@ -89,18 +93,22 @@ class _LinearCrossEntropy(torch.autograd.Function):
         bd = bias.to(dtype) if bias is not None else None
         rows = min(chunk_rows, n_rows)
         low = dtype != torch.float32
-        lp = torch.empty(rows, vocab, dtype=dtype, device=dev) if low else None  # logits, then gradient
+        # In low precision the (N, V) logit gradient is kept whole when it is small enough, so the
+        # gradients of x and weight are one matmul each instead of one per chunk.
+        whole = grad and low and n_rows * vocab * wd.element_size() <= GRAD_BYTES
+        # logits in ``dtype``, then the gradient (one chunk, or all rows when ``whole``)
+        lp = torch.empty(n_rows if whole else rows, vocab, dtype=dtype, device=dev) if low else None
         buf = torch.empty(rows, vocab, dtype=torch.float32, device=dev)  # fp32 logits, then softmax
         loss = torch.zeros((), dtype=torch.float32, device=dev)
         correct = torch.zeros((), dtype=torch.long, device=dev)
         if grad:
             gx = torch.empty(x.shape, dtype=dtype, device=dev)
-            gwt = torch.zeros(weight.shape[1], vocab, dtype=torch.float32, device=dev)  # (h, V)
+            gwt = None if whole else torch.zeros(weight.shape[1], vocab, dtype=torch.float32, device=dev)  # (h, V)
             gb = torch.zeros(vocab, dtype=torch.float32, device=dev) if bias is not None else None
         for i in range(0, n_rows, chunk_rows):
             xc, lab = xd[i:i + chunk_rows], labels[i:i + chunk_rows]  # (n, h), (n,)
             n = xc.shape[0]
-            out = lp[:n] if low else buf[:n]
+            out = (lp[i:i + n] if whole else lp[:n]) if low else buf[:n]
             if bd is None:
                 torch.mm(xc, wd.t(), out=out)
             else:
@@ -123,12 +131,17 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 p.mul_(valid[:, None])
             if gb is not None:
                 gb += p.sum(0)
-            g = lp[:n].copy_(p) if low else p  # (n, V) in the matmul dtype
+            g = out.copy_(p) if low else p  # (n, V) in the matmul dtype
+            if whole:
+                continue
             torch.mm(g, wd, out=gx[i:i + n])
             if low:
                 gwt += xc.t() @ g
             else:
                 gwt.addmm_(xc.t(), g)
+        if grad and whole:
+            torch.mm(lp, wd, out=gx)  # (N, h)
+            gwt = (xd.t() @ lp).float()  # (h, V)
         if grad:
             ctx.save_for_backward(gx, gwt, gb if gb is not None else gwt.new_zeros(0))
             ctx.dtypes = (x.dtype, weight.dtype, bias is not None)
@@ -151,7 +164,7 @@ def token_cross_entropy(x: Tensor, weight: Tensor, bias: Tensor | None, labels: 
     labelled rows are projected (a data-dependent number of rows); without it every row is, which
     keeps shapes static. Logits are computed ``chunk_rows`` rows at a time (fewer when one chunk's
     fp32 logits would exceed ``CHUNK_BYTES``) and each chunk's gradients are computed as soon as
-    its logits exist (``_LinearCrossEntropy``), so memory stays at one chunk of logits.
+    its logits exist (``_LinearCrossEntropy``), so fp32 logits exist for one chunk at a time.
     Returns (loss_sum, correct, count), all scalar tensors.
     """
     x = x.reshape(-1, x.shape[-1])  # (N, h)
