@@ -29,3 +29,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small English corpus from the embedded default (60 stdlib doc topics), blank-line separated."""
+    from pydoc_data.topics import topics
+
+    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
+    texts = [topics[k].strip().replace("\n\n", "\n") for k in sorted(topics)[:60]]
+    path.write_text("\n\n".join(texts), encoding="utf-8")
+    return path

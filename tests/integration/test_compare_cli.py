@@ -25,15 +25,6 @@ def bench_args(glue: Path) -> list[str]:
             "--device", "cpu"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pydoc_data.topics import topics
-
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    texts = [topics[k].strip() for k in sorted(topics)][:60]
-    path.write_text("\n\n".join(t.replace("\n\n", "\n") for t in texts), encoding="utf-8")
-    return path
-
 
 def invoke(*args: str) -> tuple[int, str]:
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)

@@ -44,15 +44,6 @@ CASES = [
 TOLERANCE = 1e-5
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pydoc_data.topics import topics
-
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    texts = [topics[k].strip().replace("\n\n", "\n") for k in sorted(topics)[:60]]
-    path.write_text("\n\n".join(texts), encoding="utf-8")
-    return path
-
 
 @pytest.fixture(scope="module")
 def make_run(corpus: Path, tmp_path_factory: pytest.TempPathFactory):

@@ -27,16 +27,6 @@ from zoo.train.trainer import train
 TINY_MODEL = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small English corpus from the embedded default (stdlib docs), blank-line separated."""
-    from pydoc_data.topics import topics
-
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    texts = [topics[k].strip() for k in sorted(topics)][:60]
-    path.write_text("\n\n".join(t.replace("\n\n", "\n") for t in texts), encoding="utf-8")
-    return path
-
 
 def tiny_config(out: Path, corpus: Path, objective: str, backbone: str, steps: int, **train: object) -> dict:
     return {

@@ -25,15 +25,6 @@ TINY = ["data.doc_boundary=blank-line", "model.hidden_size=32", "model.num_layer
         "optim.lr=0.001"]
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from pydoc_data.topics import topics
-
-    path = tmp_path_factory.mktemp("corpus") / "docs.txt"
-    texts = [topics[k].strip() for k in sorted(topics)][:60]
-    path.write_text("\n\n".join(t.replace("\n\n", "\n") for t in texts), encoding="utf-8")
-    return path
-
 
 def tiny_settings(corpus: Path, **kw: object) -> StudySettings:
     base = dict(objectives=["mlm", "span"], backbones=["bert"], budget="4steps", seeds=[0, 1], data=str(corpus),
