@@ -21,7 +21,7 @@ from typing import Any
 
 from zoo import __version__
 from zoo.benchmarks.data import TaskData, load_task_data
-from zoo.benchmarks.finetune import Prepared, Progress, Recipe, finetune, prepare, recipes_for
+from zoo.benchmarks.finetune import Prepared, Progress, Recipe, finetune, prepare, recipes_for, resolve_device
 from zoo.benchmarks.scoring import suite_average, task_score
 from zoo.benchmarks.source import ModelSource, open_source
 from zoo.benchmarks.tasks import TaskSpec, get_task, resolve_tasks
@@ -126,8 +126,10 @@ class BenchResult:
                     row.append(_cell(r.summary()[metric]) if r else "-")
                 rows.append(row)
         n = len(self.tasks)
-        label = f"{self.suite.upper()} score" if n == len(_suite_tasks(self.suite)) else (
-            f"average ({n} task{'s' if n > 1 else ''})")
+        # GLUE's score is the mean over its nine tasks; CLUE's official score also counts reading
+        # comprehension tasks that are not here, so it is only ever an average of the tasks run.
+        full = self.suite == "glue" and n == len(_suite_tasks(self.suite))
+        label = "GLUE score" if full else f"average ({n} task{'s' if n > 1 else ''})"
         rows.append([label, "", *(f"{100 * a:.1f}" if (a := m.average()) is not None else "-" for m in self.models)])
         return columns, rows
 
@@ -160,9 +162,11 @@ def _suite_tasks(suite: str) -> list[str]:
 
 # --- cache -----------------------------------------------------------------------------------------------
 
-def cache_key(source: ModelSource, task: str, seed: int, recipe: Recipe, fingerprint: str) -> str:
+def cache_key(source: ModelSource, task: str, seed: int, recipe: Recipe, fingerprint: str, device: str) -> str:
+    """What a result depends on; the device type too (CUDA fine-tunes under bf16 autocast, CPU in fp32)."""
     parts = {"v": CACHE_VERSION, "checkpoint": source.checkpoint_id, "tokenizer": source.tokenizer_hash,
-             "task": task, "seed": seed, "recipe": recipe.hash(), "data": fingerprint}
+             "task": task, "seed": seed, "recipe": recipe.hash(), "data": fingerprint,
+             "device": resolve_device(device).type}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -272,7 +276,7 @@ def _bench_task(src: ModelSource, spec: TaskSpec, data: TaskData, recipe: Recipe
     prepared: Prepared | None = None
     out = []
     for seed in range(seeds):
-        key = cache_key(src, spec.name, seed, recipe, fingerprint)
+        key = cache_key(src, spec.name, seed, recipe, fingerprint, device)
         path = _cache_path(src, spec.name, seed, key)
         hit = _read_cache(path, key) if use_cache else None
         if hit is not None:

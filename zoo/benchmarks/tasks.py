@@ -14,12 +14,15 @@ about a task is hard-coded anywhere else.
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from zoo import registry
 from zoo.errors import ConfigError, PluginError
+
+log = logging.getLogger(__name__)
 
 Key = int | str  # a TSV column index (negative counts from the end) or a JSON key
 
@@ -140,9 +143,10 @@ def task_names(suite: str | None = None) -> list[str]:
     for n in names:
         try:
             spec = get_task(n)
-        except PluginError:
+        except PluginError as exc:
             if n in order:  # a built-in of this suite failed to load: say so
                 raise
+            log.warning("task %r left out of suite %r: %s", n, suite, exc)
             continue
         if spec.suite == suite:
             found.append(n)
