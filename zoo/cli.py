@@ -25,6 +25,12 @@ class ZooGroup(click.Group):
                 console.print_traceback()
             console.print_error(str(exc))
             ctx.exit(2)
+        except OSError as exc:  # a path the user gave cannot be read or written (permissions, full disk, ...)
+            if ctx.obj and ctx.obj.get("verbose"):
+                console.print_traceback()
+            where = f"{exc.filename}: " if exc.filename else ""
+            console.print_error(f"{where}{exc.strerror or exc}")
+            ctx.exit(1)
 
 
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -177,8 +177,8 @@ def build_hf_model(model: ZooModel, plan: _Plan, tokens: SpecialTokens) -> nn.Mo
     tied = set(getattr(hf, "_tied_weights_keys", None) or {})
     untied = sorted(set(missing) - tied)
     if untied or unexpected:
-        raise RuntimeError(f"{plan.architecture} does not match the exported tensors: missing {untied[:4]}, "
-                           f"unexpected {sorted(unexpected)[:4]}")
+        raise PluginError(f"backbone {model.backbone.name!r}: its hf_state_dict() does not fit {plan.architecture}: "
+                          f"missing {untied[:4]}, unexpected {sorted(unexpected)[:4]}")
     if hasattr(hf, "tie_weights"):
         hf.tie_weights()
     return hf.eval()
@@ -337,7 +337,10 @@ def export_hf(run: str | Path | Run, out: str | Path, *, step: int | None = None
     diffs = compare_outputs(model, hf, plan, probe, token_types)
     worst = max(diffs.values())
     if not worst <= SELF_CHECK_TOLERANCE:
-        raise RuntimeError(f"the {plan.architecture} export does not reproduce the run's model: {diffs}")
+        origin = registry.info("backbone", run.backbone_name).origin
+        raise PluginError(f"the {plan.architecture} export of backbone {run.backbone_name!r} ({origin}) does not "
+                          f"reproduce the run's model (max abs diff {diffs}, tolerance {SELF_CHECK_TOLERANCE}); "
+                          f"nothing was written")
     for note in plan.notes:
         log.info("%s", note)
     result = ExportResult(out=out, architecture=plan.architecture, step=step, heads=plan.heads, notes=plan.notes,

@@ -112,6 +112,14 @@ def test_embedded_default_run_dir_and_caches(tmp_path: Path) -> None:
         build_datasets(data, TokenizerConfig(path=str(other)), "encoder", run)
     reused = build_datasets(data, TokenizerConfig(path=str(other / "tokenizer.json")), "encoder", None)
     assert reused.stats["tokenizer_source"] == "path" and reused.special.vocab_size <= 900
+    # a run directory left with a tokenizer (stopped before its first checkpoint) is not silently reused
+    # for other settings or another corpus
+    with pytest.raises(DataError, match=r"tokenizer.vocab_size 2000 -> 3000.*new run directory"):
+        build_datasets(data, TokenizerConfig(vocab_size=3000, num_sentinels=8), "encoder", run)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Another corpus.\n\nWith two documents.\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"data.source None -> '.*corpus.txt'"):
+        build_datasets(DataConfig(source=str(corpus), cache_dir=data.cache_dir), tok, "encoder", run)
 
 
 def test_changing_one_file_invalidates_the_cache(tmp_path: Path) -> None:

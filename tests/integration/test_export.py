@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from zoo import registry
 from zoo.cli import cli
+from zoo.errors import ConfigError
 from zoo.export import export_hf
 from zoo.models.attention import AttentionLayout
 from zoo.runs import open_run
@@ -234,3 +235,5 @@ def test_zoo_bench_reads_the_exported_directory(make_run, tmp_path: Path, object
     exported, trained = source.backbone().state_dict(), run.load_backbone().state_dict()
     assert exported.keys() == trained.keys()
     assert all(torch.equal(exported[k], trained[k]) for k in trained)
+    with pytest.raises(ConfigError, match="--step 2: .* exported Hugging Face directory"):
+        open_source(tmp_path / "hf", step=2)

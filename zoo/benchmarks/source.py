@@ -24,7 +24,7 @@ from zoo import registry
 from zoo.batch import SpecialTokens
 from zoo.config import to_dict
 from zoo.data.tokenizer import special_tokens, tokenizer_hash
-from zoo.errors import CheckpointError
+from zoo.errors import CheckpointError, ConfigError
 from zoo.models.base import Backbone
 
 log = logging.getLogger(__name__)
@@ -113,6 +113,9 @@ def open_source(path: str | Path, step: int | None = None) -> ModelSource:
     if not p.exists():
         raise CheckpointError(f"{p}: no such run or model directory")
     if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
+        if step is not None:
+            raise ConfigError(f"--step {step}: {p} is an exported Hugging Face directory with one set of "
+                              f"weights; --step selects a checkpoint of a run directory")
         return _open_hf(p)
     return _open_run(p, step)
 

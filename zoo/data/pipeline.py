@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -35,6 +36,7 @@ from zoo.errors import DataError
 
 log = logging.getLogger(__name__)
 
+ORIGIN_FILE = "tokenizer-origin.json"  # beside a run's trained tokenizer: what it was trained for
 TRAINER_VERSION = 1  # bump when tokenizer training changes, so cached tokenizers are not reused
 
 
@@ -72,11 +74,37 @@ def split_documents(documents: Sequence[str], fraction: float) -> tuple[list[int
     return [i for i in range(n) if i not in chosen], valid
 
 
+def _training_key(tok_cfg: TokenizerConfig, kind: str, content: str) -> str:
+    """What a trained tokenizer depends on: trainer, settings and the training split's content."""
+    return hashlib.sha256(f"{TRAINER_VERSION}|{tokenizers.__version__}|{kind}|{tok_cfg.vocab_size}|"
+                          f"{tok_cfg.lowercase}|{tok_cfg.num_sentinels}|{content}".encode()).hexdigest()[:32]
+
+
+def _check_run_tokenizer(run_tok: Path, origin: dict[str, Any]) -> None:
+    """Refuse a run directory whose tokenizer was trained with other settings or on another corpus.
+
+    A run that stopped before its first checkpoint has no saved config to compare against, so what its
+    tokenizer was trained for is kept beside it (``tokenizer-origin.json``). Edited files of the same
+    corpus are not a difference: a resumed run keeps its tokenizer while its corpus grows.
+    """
+    path = run_tok.parent / ORIGIN_FILE
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); remove it or use a new run directory") from exc
+    changed = [f"{'data' if k == 'source' else 'tokenizer'}.{k} {saved.get(k)!r} -> {v!r}"
+               for k, v in origin.items() if saved.get(k) != v]
+    if changed:
+        raise DataError(f"{run_tok} was trained for other settings than this command's ({', '.join(changed)}); "
+                        "a run keeps the tokenizer it started with: use a new run directory (--out) to change it")
+
+
 def _trained_tokenizer(train_docs: list[str], tok_cfg: TokenizerConfig, kind: str, content: str,
                        cache_dir: str | None) -> tuple[Tokenizer, str]:
     """Train on ``train_docs`` or reuse the identical tokenizer trained before (cached by content)."""
-    key = hashlib.sha256(f"{TRAINER_VERSION}|{tokenizers.__version__}|{kind}|{tok_cfg.vocab_size}|"
-                         f"{tok_cfg.lowercase}|{tok_cfg.num_sentinels}|{content}".encode()).hexdigest()[:32]
+    key = _training_key(tok_cfg, kind, content)
     cached = cache_root(cache_dir) / "tokenizers" / key / "tokenizer.json"
     if cached.is_file():
         try:
@@ -132,6 +160,7 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
 
     t1 = time.perf_counter()
     run_tok = Path(run_dir) / "tokenizer.json" if run_dir is not None else None
+    kind = resolve_kind(tok, family) if tok.path is None else None
     if run_tok is not None and run_tok.is_file():
         tokenizer, tok_source = load_tokenizer(run_tok), "run_dir"
         if tok.path is not None and tokenizer_hash(load_tokenizer(tok.path)) != tokenizer_hash(tokenizer):
@@ -140,12 +169,19 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
     elif tok.path is not None:
         tokenizer, tok_source = load_tokenizer(tok.path), "path"
     else:
-        kind = resolve_kind(tok, family)
         tokenizer, tok_source = _trained_tokenizer(train_docs, tok, kind, train_content, data.cache_dir)
+    origin = None
+    if kind is not None:
+        origin = {"kind": kind, "vocab_size": tok.vocab_size, "lowercase": tok.lowercase,
+                  "num_sentinels": tok.num_sentinels, "source": data.source}
+        if tok_source == "run_dir":
+            _check_run_tokenizer(run_tok, origin)
     special = special_tokens(tokenizer)
     check_tokenizer(special, family)
     if run_tok is not None and not run_tok.is_file():
         save_tokenizer(tokenizer, run_tok.parent)
+        if origin is not None:
+            (run_tok.parent / ORIGIN_FILE).write_text(json.dumps(origin, indent=1) + "\n", encoding="utf-8")
     t_tok = time.perf_counter() - t1
 
     t2 = time.perf_counter()

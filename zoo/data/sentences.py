@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 
 MAX_SENTENCE_CHARS = 5000
+SPLITTER_VERSION = 1  # bump when the rules below change: cached token stores hold their sentence offsets
 
 ABBREVIATIONS = frozenset(
     """mr mrs ms mx dr prof sr jr st mt ft vs al i.e cf viz approx dept est fig figs

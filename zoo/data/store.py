@@ -38,7 +38,7 @@ import numpy as np
 import tokenizers
 from tokenizers import Tokenizer
 
-from zoo.data.sentences import MAX_SENTENCE_CHARS, sentence_boundaries
+from zoo.data.sentences import MAX_SENTENCE_CHARS, SPLITTER_VERSION, sentence_boundaries
 from zoo.data.tokenizer import tokenizer_hash
 from zoo.errors import DataError
 
@@ -282,7 +282,7 @@ def _sentence_lengths(enc: tokenizers.Encoding, starts: list[int], text_len: int
 
 
 def store_key(content: str, tok_hash: str) -> str:
-    key = f"{FORMAT_VERSION}|{tokenizers.__version__}|{MAX_SENTENCE_CHARS}|{tok_hash}|{content}"
+    key = f"{FORMAT_VERSION}|{tokenizers.__version__}|{MAX_SENTENCE_CHARS}|{SPLITTER_VERSION}|{tok_hash}|{content}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
