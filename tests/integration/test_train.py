@@ -1,5 +1,5 @@
 """The shared trainer end to end on tiny settings: demo command, exact resume, non-finite loss,
-config errors, two processes with gloo."""
+config errors, resuming from an older step, damaged runs, evaluation, two processes with gloo."""
 
 from __future__ import annotations
 
@@ -16,16 +16,15 @@ from safetensors.torch import load_file
 
 from zoo import registry
 from zoo.cli import cli
-from zoo.errors import NonFiniteLossError
+from zoo.errors import CheckpointError, NonFiniteLossError
 from zoo.plugins import compatibility
 from zoo.train import checkpoint as ckpt
 from zoo.train import faults
 from zoo.train.config import resolve
-from zoo.train.metrics import TIMING_FIELDS, read_records
-from zoo.train.trainer import train
+from zoo.train.metrics import TIMING_FIELDS, Sinks, read_records
+from zoo.train.trainer import Trainer, train
 
 TINY_MODEL = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
-
 
 
 def tiny_config(out: Path, corpus: Path, objective: str, backbone: str, steps: int, **train: object) -> dict:
@@ -232,3 +231,126 @@ def test_two_processes_match_one_process(tmp_path: Path, corpus: Path, strategy:
         assert torch.allclose(ma[k], mb[k], atol=1e-5, rtol=1e-4), k
     ra, rb = read_records(one / "metrics.jsonl", "train"), read_records(two / "metrics.jsonl", "train")
     assert [r["tokens"] for r in ra] == [r["tokens"] for r in rb]
+
+
+def test_lr_per_step_follows_transformers_schedule(tmp_path: Path, corpus: Path) -> None:
+    """A 10-step run logs, at every step, the lr of transformers' linear schedule with 1 warmup step."""
+    from transformers import get_linear_schedule_with_warmup
+
+    train(resolve(tiny_config(tmp_path / "run", corpus, "clm", "gpt", 10, log_every=1, eval_every=0)))
+    logged = [r["lr"] for r in read_records(tmp_path / "run" / "metrics.jsonl", "train")]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    sched = get_linear_schedule_with_warmup(opt, num_warmup_steps=1, num_training_steps=10)
+    expected = []
+    for _ in range(10):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert logged == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert logged[-1] > 0
+
+
+def test_resume_from_an_older_step_abandons_the_newer_branch(tmp_path: Path, corpus: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    run = tmp_path / "run"
+    train(resolve(tiny_config(run, corpus, "clm", "gpt", 4, checkpoint_every=2)))
+    assert [s for s, _ in ckpt.steps(run)] == [2, 4]
+    with caplog.at_level("WARNING"):
+        result = train(resolve(tiny_config(run, corpus, "clm", "gpt", 3, checkpoint_every=2)),
+                       resume_from="step-000002")
+    assert result.step == 3
+    abandoned = sorted(run.glob("abandoned-step-000004-*"))
+    assert len(abandoned) == 1 and ckpt.verify(abandoned[0])  # kept intact, with its metrics
+    assert abandoned[0].name in caplog.text and "moved the newer checkpoints aside" in caplog.text
+    assert max(r["step"] for r in read_records(abandoned[0] / "metrics.jsonl")) == 4
+    assert [s for s, _ in ckpt.steps(run)] == [2, 3]
+    assert (run / "latest").read_text().strip() == "step-000003"
+    # The next automatic resume continues the new branch, not the abandoned step 4.
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert train(resolve(tiny_config(run, corpus, "clm", "gpt", 5, checkpoint_every=2))).step == 5
+    assert "resuming from step-000003" in caplog.text
+    # log_every 2 and each run's last step; step 4 of the abandoned branch is not among them twice
+    assert [r["step"] for r in read_records(run / "metrics.jsonl", "train")] == [2, 3, 4, 5]
+
+
+def test_all_checkpoints_damaged_is_refused(tmp_path: Path, corpus: Path) -> None:
+    run = tmp_path / "run"
+    train(resolve(tiny_config(run, corpus, "clm", "gpt", 2, checkpoint_every=1)))
+    before = (run / "metrics.jsonl").read_text()
+    for _, path in ckpt.steps(run):
+        (path / "model.safetensors").write_bytes(b"damaged")
+    code, out = _cli(["train", "--config", str(run / "config.toml"), "--budget", "3steps"])
+    text = " ".join(out.split())
+    assert code == 2, out
+    assert f"every checkpoint in {run} is damaged (step-000001, step-000002)" in text, out
+    assert "file model.safetensors has 7 bytes" in text and "choose another --out or remove" in text
+    assert (run / "metrics.jsonl").read_text() == before  # nothing cleared
+
+
+def test_bad_run_files_are_named(tmp_path: Path, corpus: Path) -> None:
+    run = tmp_path / "run"
+    config = tiny_config(run, corpus, "clm", "gpt", 2, checkpoint_every=2)
+    train(resolve(config))
+    (run / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=rf"{run / 'config.json'}: unreadable"):
+        train(resolve({**config, "train": {**config["train"], "budget": "3steps"}}))
+    (run / "config.json").unlink()  # an old run without it: the state is what is checked next
+    step = run / "step-000002"
+    state = json.loads((step / "trainer.json").read_text())
+    del state["sampler"]
+    (step / "trainer.json").write_text(json.dumps(state))
+    manifest = json.loads((step / "manifest.json").read_text())
+    manifest["files"]["trainer.json"] = {"sha256": ckpt.sha256_file(step / "trainer.json"),
+                                         "bytes": (step / "trainer.json").stat().st_size}
+    (step / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=rf"{step / 'trainer.json'}: missing sampler"):
+        train(resolve({**config, "train": {**config["train"], "budget": "3steps"}}))
+
+
+def test_bad_device_is_a_config_error(tmp_path: Path) -> None:
+    code, out = _cli(["train", "--objective", "mlm", "--backbone", "bert", "--out", str(tmp_path / "r"),
+                      "--set", "train.device=gpu", "--dry-run"])
+    assert code == 2 and "train.device = 'gpu' is not a device; allowed values: auto, cpu, cuda, cuda:N" in out, out
+
+
+def test_evaluation_uses_each_row_once(tmp_path: Path, corpus: Path) -> None:
+    trainer = Trainer(resolve(tiny_config(tmp_path / "run", corpus, "clm", "gpt", 2, batch_size=4, eval_batches=5)))
+    trainer.setup()
+    assert len(trainer.valid_source) >= 3
+    requested: list[int] = []
+    source = trainer.valid_source
+
+    class Few:  # a validation split of 3 rows, smaller than one batch
+        def __len__(self) -> int:
+            return 3
+
+        def get(self, ids):  # noqa: ANN001, ANN202
+            requested.extend(int(i) for i in ids)
+            return source.get(ids)
+
+    trainer.valid_source = Few()
+    trainer.sinks = Sinks([], None)
+    trainer.evaluate()
+    assert requested == [0, 1, 2]
+    requested.clear()
+    Few.__len__ = lambda self: 10  # 4 + 4 + 2 rows, then the split is exhausted
+    trainer.evaluate()
+    assert requested == list(range(10))
+
+
+@pytest.mark.slow
+def test_non_finite_loss_on_one_rank_stops_every_rank(tmp_path: Path, corpus: Path) -> None:
+    """Rank 1's loss is NaN at step 2: rank 1 names the batch, rank 0 stops at the same step saying why
+    (instead of waiting in DDP's backward for the collective timeout)."""
+    args = ["train", "--objective", "mlm", "--backbone", "bert", "--size", "tiny", "--data", str(corpus),
+            "--budget", "4steps", "--seq-len", "32", "--batch-size", "2", "--vocab-size", "400",
+            "--set", "model.hidden_size=32", "--set", "model.num_heads=2", "--set", "train.prefetch=false",
+            "--set", "train.device=cpu", "--out", str(tmp_path / "run"), "--nproc", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_FAULT": "nan@step=2,nan@rank=1", "COLUMNS": "400"}
+    proc = subprocess.run([sys.executable, "-m", "zoo", *args], env=env, capture_output=True, text=True, timeout=300)
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2, out[-3000:]
+    assert "non-finite loss nan at step 2, objective mlm" in out, out[-3000:]
+    assert "non-finite loss at step 2 on rank 1 (its error is printed above); rank 0 stops too" in out, out[-3000:]
+    assert ckpt.steps(tmp_path / "run") == []

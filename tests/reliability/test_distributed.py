@@ -17,7 +17,9 @@ from zoo.train.launch import worker_failure
 
 from .conftest import CKPT_EVERY, STEPS, assert_same_run, spawn, train_args
 
-TEARDOWN_LIMIT_S = 60  # the trainer's process-group timeout: a job must not wait for it
+# Far below the collective timeout (train.dist_timeout_s, 1800 s): only the launcher noticing the dead
+# child can end the job this soon.
+TEARDOWN_LIMIT_S = 60
 
 
 def two_ranks(out: Path, corpus: Path) -> list[str]:

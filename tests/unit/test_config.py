@@ -77,3 +77,35 @@ def test_bad_override_syntax_and_toml(tmp_path) -> None:
         load_toml(bad)
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_toml(tmp_path / "missing.toml")
+
+
+# --- the run configuration --------------------------------------------------------------------------
+
+def _run(**extra: object) -> dict:
+    return {"objective": "mlm+nsp", "backbone": "bert", **extra}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_run(objectives={"mlm": {"rat": 0.2}}), "unknown config key 'objectives.mlm.rat' in [objectives.mlm]"),
+        (_run(objectives={"mlm": {"rate": "high"}}), "objectives.mlm.rate must be a number"),
+        (_run(objectives={"clm": {}}), "[objectives.clm] configures an objective that is not part of 'mlm+nsp'"),
+        (_run(train={"dist_timeout_s": 0}), "dist_timeout_s must be > 0"),
+        (_run(train={"device": 3}), "train.device must be a string"),
+    ],
+)
+def test_resolve_checks_objective_sections(data: dict, message: str) -> None:
+    from zoo.train.config import resolve
+
+    with pytest.raises(ConfigError) as err:
+        resolve(data)
+    assert message in str(err.value)
+
+
+def test_resolve_accepts_objective_sections_and_timeout() -> None:
+    from zoo.train.config import resolve
+
+    cfg = resolve(_run(objectives={"mlm": {"rate": 0.2}}, train={"dist_timeout_s": 30}))
+    assert cfg.objectives == {"mlm": {"rate": 0.2}} and cfg.train.dist_timeout_s == 30
+    assert resolve(_run()).train.dist_timeout_s == 1800

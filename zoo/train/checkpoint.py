@@ -4,12 +4,14 @@ Layout of ``<run>/step-NNNNNN/``::
 
     model.safetensors       backbone.* and heads.<objective>.* tensors
     optimizer.safetensors   optimiser state tensors, keyed "<param name>/<state key>"
-    rng.safetensors         torch CPU (and CUDA) generator states
-    trainer.json            step counters, sampler state, numpy/python RNG, optimiser scalars
+    rng.safetensors         torch CPU (and CUDA) generator states of every rank
+    trainer.json            step counters, sampler state, numpy/python RNG of every rank, metric accumulators
     manifest.json           sha256 and size of every file above (written last)
 
 A step directory is written as ``.tmp-step-NNNNNN-<pid>`` and renamed when complete; then
-``latest`` is replaced. Nothing here unpickles anything.
+``latest`` is replaced. Resuming from an older step moves the newer ones aside to
+``abandoned-step-NNNNNN-<unix time>`` (never deleted, never resumed from). Nothing here
+unpickles anything.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,6 +120,36 @@ def prune(run_dir: Path, keep_last: int, keep: Path | None = None) -> None:
     for _, path in steps(run_dir)[:-keep_last] if keep_last > 0 else []:
         if path != keep:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def abandon_after(run_dir: Path, step: int) -> list[Path]:
+    """Move the step directories newer than ``step`` aside to ``abandoned-step-NNNNNN-<unix time>``
+    (with the run's ``metrics.jsonl`` as it was, in the newest), point ``latest`` at the newest
+    remaining step; returns the new paths, oldest first."""
+    run_dir = Path(run_dir)
+    newer = [p for s, p in steps(run_dir) if s > step]
+    if not newer:
+        return []
+    stamp = int(time.time())
+    moved = []
+    for path in newer:
+        dest = run_dir / f"abandoned-{path.name}-{stamp}"
+        n = 1
+        while dest.exists():
+            dest = run_dir / f"abandoned-{path.name}-{stamp}.{n}"
+            n += 1
+        os.replace(path, dest)
+        moved.append(dest)
+    if (run_dir / "metrics.jsonl").is_file():
+        shutil.copy2(run_dir / "metrics.jsonl", moved[-1] / "metrics.jsonl")
+    remaining = steps(run_dir)
+    if remaining:
+        latest_tmp = run_dir / f".{LATEST}.tmp"
+        latest_tmp.write_text(remaining[-1][1].name + "\n")
+        os.replace(latest_tmp, run_dir / LATEST)
+    else:
+        (run_dir / LATEST).unlink(missing_ok=True)
+    return moved
 
 
 def clean_temporaries(run_dir: Path) -> int:

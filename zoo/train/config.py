@@ -55,7 +55,7 @@ class OptimConfig:
     lr: float = 5e-4
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
-    weight_decay: float = 0.01  # decoupled; not applied to biases, norms and embeddings
+    weight_decay: float = 0.01  # decoupled; on every matrix (embeddings too, as BERT/HF do), not on biases and norms
     grad_clip: float = 1.0  # 0 disables
     warmup: float = 0.05  # fraction of the budget
     schedule: Literal["linear", "cosine", "constant"] = "linear"
@@ -90,6 +90,7 @@ class TrainerConfig:
     peak_flops: float = 0.0  # for MFU; 0 = known GPU default (H100/H200 bf16), none on CPU
     tensorboard: bool = False
     prefetch: bool = True  # prepare the next batch in a background thread
+    dist_timeout_s: float = 1800.0  # collective timeout with several processes (rank 0 alone builds data, writes checkpoints)
 
     def __post_init__(self) -> None:
         Budget.parse(self.budget)
@@ -99,6 +100,8 @@ class TrainerConfig:
         for name in ("batch_tokens", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.dist_timeout_s > 0:
+            raise ValueError(f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
 
 
 @dataclass
@@ -135,4 +138,21 @@ def resolve(data: dict[str, Any]) -> RunConfig:
     except ValueError as exc:
         raise ConfigError(f"[model]: {exc}") from exc
     from_dict(backbone_cls.Config, cfg.model, path="model")
+    _check_objectives(cfg)
     return cfg
+
+
+def _check_objectives(cfg: RunConfig) -> None:
+    """Each ``[objectives.NAME]`` names a part of ``cfg.objective`` and holds only its Config's keys."""
+    from zoo.objectives.compose import parse_spec
+
+    parts = [name for name, _ in parse_spec(cfg.objective)]
+    unknown = sorted(set(cfg.objectives) - set(parts))
+    if unknown:
+        raise ConfigError(f"[objectives.{unknown[0]}] configures an objective that is not part of "
+                          f"{cfg.objective!r}; parts: {', '.join(parts)}")
+    from zoo import registry
+
+    for name in parts:
+        if name in cfg.objectives:
+            from_dict(registry.load("objective", name).Config, cfg.objectives[name], path=f"objectives.{name}")

@@ -1,4 +1,5 @@
-"""Process groups for ``torchrun``: DDP or FSDP2 wrapping, rank-0 helpers, all-reduce of scalars.
+"""Process groups for ``torchrun``: device and backend per rank, DDP or FSDP2 wrapping, rank-0
+helpers, all-reduce of scalars, and agreeing on failures so that no rank waits for a dead peer.
 
 One process (no ``WORLD_SIZE`` in the environment) needs none of this and pays nothing for it.
 """
@@ -14,7 +15,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from zoo.errors import ConfigError
+
 log = logging.getLogger(__name__)
+
+DEVICE_VALUES = "auto, cpu, cuda, cuda:N"
 
 
 @dataclass(frozen=True)
@@ -32,15 +37,59 @@ class DistInfo:
         return self.rank == 0
 
 
-def init(device_kind: str, timeout_s: float = 60.0) -> DistInfo:
-    """Join the process group that ``torchrun`` describes (gloo on CPU, nccl on CUDA)."""
+def env_info() -> DistInfo:
+    """This process's place in the job that ``torchrun`` describes in the environment."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def select_device(name: str, info: DistInfo, cuda_count: int) -> torch.device:
+    """The device of this rank for ``train.device = name`` given ``cuda_count`` visible GPUs.
+
+    ``auto`` and a bare ``cuda`` mean ``cuda:LOCAL_RANK``, so that the ranks of one machine use
+    one GPU each; ``cuda:N`` is taken as given.
+    """
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if name != "auto" and (dev is None or dev.type not in ("cpu", "cuda")):
+        raise ConfigError(f"train.device = {name!r} is not a device; allowed values: {DEVICE_VALUES}")
+    if name == "auto":
+        return torch.device("cuda", info.local_rank) if cuda_count > 0 else torch.device("cpu")
+    assert dev is not None
+    if dev.type == "cpu":
+        return torch.device("cpu")
+    if cuda_count == 0:
+        raise ConfigError(f"train.device = {name!r} but CUDA is not available here")
+    index = info.local_rank if dev.index is None else dev.index
+    if index >= cuda_count:
+        why = f"local rank {info.local_rank}" if dev.index is None else name
+        raise ConfigError(f"train.device = {name!r}: {why} needs GPU {index}, but {cuda_count} GPU(s) are visible")
+    return torch.device("cuda", index)
+
+
+def backend_for(device: torch.device) -> str:
+    """gloo on CPU; on CUDA, NCCL for CUDA tensors and gloo for the CPU tensors the trainer reduces
+    (step counters, metrics, RNG states), which plain NCCL cannot serve."""
+    return "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
+
+
+def ddp_device_ids(device: torch.device) -> list[int] | None:
+    """DDP's ``device_ids``: this rank's GPU (``select_device`` always gives an index), None on CPU."""
+    return [device.index] if device.type == "cuda" else None
+
+
+def init(info: DistInfo, device: torch.device, timeout_s: float = 1800.0) -> DistInfo:
+    """Join the process group of ``info`` (nothing for one process) with ``device`` current."""
+    if not info.enabled:
+        return info
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        backend = "nccl" if device_kind == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        dist.init_process_group(backend_for(device), timeout=datetime.timedelta(seconds=timeout_s))
     log.debug("rank %d of %d joined the process group", info.rank, info.world_size)
     return info
 
@@ -70,6 +119,30 @@ def all_gather_bytes(data: torch.Tensor, info: DistInfo) -> list[torch.Tensor]:
     return out
 
 
+def all_gather_blobs(data: bytes, info: DistInfo) -> list[bytes]:
+    """Gather a byte string of any length from every rank (padded with spaces to the longest:
+    meant for JSON, which ignores trailing whitespace)."""
+    if not info.enabled:
+        return [data]
+    size = all_reduce(torch.tensor([len(data)], dtype=torch.int64), info, "max")
+    padded = torch.frombuffer(bytearray(data.ljust(int(size[0]), b" ")), dtype=torch.uint8)
+    return [bytes(t.numpy().tobytes()) for t in all_gather_bytes(padded, info)]
+
+
+def failed_ranks(failed: bool, info: DistInfo) -> list[int]:
+    """The ranks that report ``failed``, known to every rank (one all-reduce of ``world`` flags).
+
+    Every rank calls it at the same point, so a rank that hit an error tells its peers instead of
+    leaving them blocked in the next collective until the timeout.
+    """
+    if not info.enabled:
+        return [info.rank] if failed else []
+    flags = torch.zeros(info.world_size, dtype=torch.int32)
+    flags[info.rank] = int(failed)
+    dist.all_reduce(flags, op=dist.ReduceOp.SUM)
+    return [r for r in range(info.world_size) if flags[r]]
+
+
 def wrap(model: nn.Module, info: DistInfo, strategy: str, device: torch.device) -> nn.Module:
     """DDP, or FSDP2 (``fully_shard`` per backbone layer, then the whole model)."""
     if not info.enabled:
@@ -82,5 +155,4 @@ def wrap(model: nn.Module, info: DistInfo, strategy: str, device: torch.device) 
         return fully_shard(model)
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    ids = [device.index] if device.type == "cuda" else None
-    return DDP(model, device_ids=ids)
+    return DDP(model, device_ids=ddp_device_ids(device))

@@ -5,7 +5,8 @@
   kill@ckpt=PHASE     SIGKILL while writing a checkpoint; PHASE is after-weights, after-optimizer
                       or before-rename (the first checkpoint written)
   nan@step=N          make the loss of step N non-finite
-  kill@rank=R,step=N  (with kill@step) only rank R dies
+  kill@rank=R         (with kill@step) only rank R dies
+  nan@rank=R          (with nan@step) only rank R's loss is non-finite
 Unset in normal use; reading it costs one dict lookup per step.
 """
 
@@ -26,12 +27,8 @@ def _rules() -> dict[str, str]:
     return rules
 
 
-def active() -> bool:
-    return bool(os.environ.get(_ENV))
-
-
-def _rank_matches(rules: dict[str, str], rank: int) -> bool:
-    return "kill@rank" not in rules or int(rules["kill@rank"]) == rank
+def _rank_matches(rules: dict[str, str], rank: int, kind: str = "kill") -> bool:
+    return f"{kind}@rank" not in rules or int(rules[f"{kind}@rank"]) == rank
 
 
 def maybe_kill_at_step(step: int, rank: int = 0) -> None:
@@ -45,5 +42,6 @@ def maybe_kill_in_checkpoint(phase: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def nan_at_step(step: int) -> bool:
-    return _rules().get("nan@step") == str(step)
+def nan_at_step(step: int, rank: int = 0) -> bool:
+    rules = _rules()
+    return rules.get("nan@step") == str(step) and _rank_matches(rules, rank, "nan")

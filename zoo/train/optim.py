@@ -36,7 +36,9 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) ->
 
 
 def lr_at(progress: float, cfg: OptimConfig) -> float:
-    """Learning rate at ``progress`` in [0, 1] of the budget: linear warmup, then the schedule."""
+    """Learning rate at ``progress`` in [0, 1], the fraction of the budget spent before the step:
+    linear warmup, then the schedule. With a steps budget N, step k (0-based) is at k / N, which
+    gives exactly transformers' ``get_linear/cosine_schedule_with_warmup`` (warmup = warmup x N)."""
     progress = min(max(progress, 0.0), 1.0)
     if cfg.warmup > 0 and progress < cfg.warmup:
         return cfg.lr * progress / cfg.warmup

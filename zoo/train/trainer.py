@@ -33,7 +33,7 @@ from zoo.errors import CheckpointError, ConfigError, NonFiniteLossError
 from zoo.model import ZooModel
 from zoo.objectives.base import LossOutput
 from zoo.train import checkpoint as ckpt
-from zoo.train import distributed, faults
+from zoo.train import distributed, faults, rng
 from zoo.train.build import build_backbone, build_objective, check_compatible
 from zoo.train.config import Budget, RunConfig
 from zoo.train.metrics import Averager, JsonlSink, Record, Sinks, TensorBoardSink, truncate_after
@@ -71,38 +71,11 @@ class Plan:
     budget: Budget
 
 
-def _device(name: str, info: distributed.DistInfo) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", info.local_rank)
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = {name!r} but CUDA is not available here")
-    return dev
-
-
 def _precision(name: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype, or None for plain fp32."""
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
     return torch.bfloat16 if name == "bf16" else None
-
-
-def _json_rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    py_state = random.getstate()
-    return {
-        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
-        "python": [py_state[0], list(py_state[1]), py_state[2]],
-    }
-
-
-def _restore_json_rng(state: dict[str, Any]) -> None:
-    n = state["numpy"]
-    np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), n[2], n[3], n[4]))
-    p = state["python"]
-    random.setstate((p[0], tuple(p[1]), p[2]))
 
 
 class Trainer:
@@ -114,11 +87,10 @@ class Trainer:
         self.resume_requested = resume or resume_from is not None
         self.resume_from = resume_from
         self.callback = callback
-        self.dist = distributed.init(
-            "cuda" if cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available())
-            else "cpu"
-        )
-        self.device = _device(cfg.train.device, self.dist)
+        info = distributed.env_info()
+        cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        self.device = distributed.select_device(cfg.train.device, info, cuda_count)
+        self.dist = distributed.init(info, self.device, cfg.train.dist_timeout_s)
         self.autocast_dtype = _precision(cfg.train.precision, self.device)
         self.seed = cfg.train.seed
 
@@ -144,10 +116,6 @@ class Trainer:
         torch.manual_seed(self.seed)  # identical initial weights on every rank
         backbone = build_backbone(cfg, self.tokens.vocab_size)
         self.objective = build_objective(cfg, self.tokens, backbone)
-        unknown = sorted(set(cfg.objectives) - set(_parts(cfg.objective)))
-        if unknown:
-            raise ConfigError(f"[objectives.{unknown[0]}] configures an objective that is not part of "
-                              f"{cfg.objective!r}; parts: {', '.join(_parts(cfg.objective))}")
         self.model = ZooModel(backbone, self.objective).to(self.device)
 
         seq_len = cfg.train.seq_len
@@ -164,7 +132,7 @@ class Trainer:
 
         self.step, self.tokens_seen, self.flops, self.train_time = 0, 0, 0.0, 0.0
         self.interval = Averager()
-        self.interval_steps, self.interval_tokens, self.interval_time = 0, 0, 0.0
+        self.interval_tokens, self.interval_time = 0, 0.0
         saved_optimizer: dict[str, torch.Tensor] | None = None
         if start is not None:
             saved_optimizer = self._load(start)
@@ -212,30 +180,56 @@ class Trainer:
             path = Path(self.resume_from)
             if not path.is_absolute() and not path.exists():
                 path = self.run_dir / self.resume_from
-            ckpt.verify(path)  # an explicitly named bad checkpoint is an error, not a fallback
+            manifest = ckpt.verify(path)  # an explicitly named bad checkpoint is an error, not a fallback
             self._check_same_config()
+            step = manifest.get("step")
+            if not isinstance(step, int):
+                raise CheckpointError(f"checkpoint {path}: {ckpt.MANIFEST} has no step number")
+            self._abandon_newer(step)
             return path
         path, problems = ckpt.newest_valid(self.run_dir)
         for problem in problems:
             log.warning("skipping damaged checkpoint: %s", problem)
         if path is None:
+            if problems:  # never start over silently on top of a run whose checkpoints are all damaged
+                names = ", ".join(p.name for _, p in ckpt.steps(self.run_dir))
+                raise CheckpointError(
+                    f"every checkpoint in {self.run_dir} is damaged ({names}); first problem: {problems[-1]}. "
+                    f"Nothing was trained. To start over, choose another --out or remove {self.run_dir}")
             if self.resume_requested:
-                detail = f" ({len(problems)} damaged)" if problems else ""
-                raise CheckpointError(f"nothing to resume in {self.run_dir}: no complete checkpoint{detail}")
+                raise CheckpointError(f"nothing to resume in {self.run_dir}: no complete checkpoint")
             return None
         self._check_same_config()
         return path
+
+    def _abandon_newer(self, step: int) -> None:
+        """Resuming from an older step starts a new branch: the newer step directories of the old one
+        are moved aside (kept, never deleted), so that pruning and later resumes ignore them."""
+        if self.dist.is_main:
+            moved = ckpt.abandon_after(self.run_dir, step)
+            if moved:
+                log.warning("resuming from step %d: moved the newer checkpoints aside to %s (kept, no longer "
+                            "used; the metrics they logged are in %s)", step, ", ".join(p.name for p in moved),
+                            moved[-1] / "metrics.jsonl")
+        distributed.barrier(self.dist)
 
     def _check_same_config(self) -> None:
         saved = self.run_dir / "config.json"
         if not saved.exists():
             return
-        old = json.loads(saved.read_text())
+        try:
+            old = json.loads(saved.read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{saved}: unreadable ({exc}); it records the run's configuration, which a "
+                                  f"resumed run must match") from exc
+        if not isinstance(old, dict):
+            raise CheckpointError(f"{saved}: expected a JSON object (the run's configuration)")
         new = to_dict(self.cfg)
         diffs = sorted(_diff(old, new))
-        # The budget (and how often to log/evaluate/checkpoint) may change on resume; the rest may not.
+        # What does not change the computation may change on resume (listed in docs/training.md).
         allowed = ("out", "train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
-                   "train.keep_last", "train.tensorboard", "train.prefetch", "data.cache_dir")
+                   "train.keep_last", "train.tensorboard", "train.prefetch", "train.dist_timeout_s",
+                   "data.cache_dir")
         diffs = [d for d in diffs if d not in allowed]
         if diffs:
             raise ConfigError(f"{self.run_dir} holds a run with a different configuration ({', '.join(diffs[:6])}); "
@@ -276,20 +270,17 @@ class Trainer:
 
     # --- checkpoints -----------------------------------------------------------------------------
     def _state(self, sampler_state: dict[str, Any]) -> ckpt.Checkpoint:
-        cpu_rng = torch.get_rng_state()
-        rng = {f"torch_cpu.rank{r}": t for r, t in enumerate(distributed.all_gather_bytes(cpu_rng, self.dist))}
-        if self.device.type == "cuda":
-            rng["torch_cuda"] = torch.cuda.get_rng_state(self.device)
+        rng_tensors, rng_states = rng.capture(self.dist, self.device)
         model_state = {k: v.detach().cpu().contiguous() for k, v in self._full_model_state().items()}
         state = {
             "step": self.step, "tokens": self.tokens_seen, "flops": self.flops, "train_time_s": self.train_time,
-            "sampler": sampler_state, "rng": _json_rng_state(), "interval": self.interval.state(),
-            "interval_steps": self.interval_steps, "interval_tokens": self.interval_tokens,
+            "sampler": sampler_state, "rng": rng_states, "interval": self.interval.state(),
+            "interval_tokens": self.interval_tokens,
             "interval_time": self.interval_time, "objective": self.cfg.objective, "backbone": self.cfg.backbone,
             "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
             "world_size": self.dist.world_size, "zoo_version": __version__,
         }
-        return ckpt.Checkpoint(model_state, self._full_optimizer_state(), rng, state)
+        return ckpt.Checkpoint(model_state, self._full_optimizer_state(), rng_tensors, state)
 
     @property
     def _sharded(self) -> bool:
@@ -333,16 +324,29 @@ class Trainer:
 
     def _save(self, sampler_state: dict[str, Any]) -> None:
         state = self._state(sampler_state)
+        error: Exception | None = None
         if self.dist.is_main:
-            path = ckpt.write(self.run_dir, self.step, state, self.cfg.train.keep_last)
-            log.info("checkpoint %s", path.name)
-        distributed.barrier(self.dist)
+            try:
+                path = ckpt.write(self.run_dir, self.step, state, self.cfg.train.keep_last)
+                log.info("checkpoint %s", path.name)
+            except Exception as exc:  # e.g. refused non-finite tensors: the other ranks must learn of it
+                error = exc
+        failed = distributed.failed_ranks(error is not None, self.dist)  # also the barrier after the write
+        if error is not None:
+            raise error
+        if failed:
+            raise CheckpointError(f"rank 0 could not write checkpoint {ckpt.step_name(self.step)} (its error is "
+                                  f"printed above); rank {self.dist.rank} stops too")
 
     def _load(self, path: Path) -> dict[str, torch.Tensor]:
         """Restore weights, counters, sampler and RNG from ``path``; returns the optimiser tensors
         (loaded once the optimiser exists, after wrapping)."""
         saved = ckpt.read(path)
         st = saved.state
+        missing = [k for k in _STATE_KEYS if k not in st]
+        if missing:
+            raise CheckpointError(f"{path / 'trainer.json'}: missing {', '.join(missing)} (written by another "
+                                  f"program or an incompatible version)")
         for key, want in (("tokenizer_hash", self.tokenizer_hash), ("vocab_size", self.tokens.vocab_size)):
             if st.get(key) != want:
                 raise CheckpointError(f"checkpoint {path} was trained with {key} {st.get(key)!r}, but the run's "
@@ -358,17 +362,16 @@ class Trainer:
         if missing or unexpected:
             raise CheckpointError(f"checkpoint {path} does not fit this model: missing {missing[:3]}, "
                                   f"unexpected {unexpected[:3]}")
-        self.sampler.load_state_dict(st["sampler"])
-        _restore_json_rng(st["rng"])
-        key = f"torch_cpu.rank{self.dist.rank}"
-        torch.set_rng_state(saved.rng.get(key, saved.rng["torch_cpu.rank0"]))
-        if self.device.type == "cuda" and "torch_cuda" in saved.rng:
-            torch.cuda.set_rng_state(saved.rng["torch_cuda"], self.device)
+        try:
+            self.sampler.load_state_dict(st["sampler"])
+            rng.restore(saved.rng, st["rng"], self.dist, self.device)
+            self.interval = Averager(st["interval"]["sums"], st["interval"]["weights"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {path}: sampler, RNG or metric state unusable "
+                                  f"({type(exc).__name__}: {exc})") from exc
         self.step, self.tokens_seen = st["step"], st["tokens"]
         self.flops, self.train_time = st["flops"], st["train_time_s"]
-        self.interval = Averager(st["interval"]["sums"], st["interval"]["weights"])
-        self.interval_steps, self.interval_tokens = st["interval_steps"], st["interval_tokens"]
-        self.interval_time = st["interval_time"]
+        self.interval_tokens, self.interval_time = st["interval_tokens"], st["interval_time"]
         if self.dist.is_main:
             dropped = truncate_after(self.run_dir / "metrics.jsonl", self.step)
             if dropped:
@@ -452,8 +455,6 @@ class Trainer:
         if self._progress() >= 1.0:
             log.info("budget %s already reached at step %d", self.budget, self.step)
         batches = self._prefetched()
-        sampler_state = self.sampler.state_dict()
-        saved_step = self.step if self.step > 0 else -1
         self.model.train()
         try:
             while self._progress() < 1.0:
@@ -471,7 +472,6 @@ class Trainer:
                 self.tokens_seen += step_tokens
                 self.train_time += float(flags[1]) if self.budget.kind == "time" else dt
                 self.interval.add(out_metrics)
-                self.interval_steps += 1
                 self.interval_tokens += step_tokens
                 self.interval_time += dt
                 faults.maybe_kill_at_step(self.step, info.rank)
@@ -482,12 +482,9 @@ class Trainer:
                     last_eval = self.evaluate()
                 if (cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0) or finished:
                     self._save(sampler_state)
-                    saved_step = self.step
         finally:
             batches.close()
             self.sinks.close()
-        if saved_step != self.step and self.step > 0:
-            self._save(sampler_state)
         return TrainResult(self.run_dir, self.step, self.tokens_seen, self.flops, self.train_time, last_record,
                            last_eval, sum(p.numel() for p in self.model.parameters()))
 
@@ -498,10 +495,11 @@ class Trainer:
 
     def _train_step(self, micro: list[tuple[np.ndarray, Batch]]) -> tuple[dict[str, float], float, int]:
         cfg = self.cfg
-        lr = lr_at(self._progress_next(), cfg.optim)
+        lr = lr_at(self._progress_before_step(), cfg.optim)
         set_lr(self.optimizer, lr)
         metrics = Averager()
         batches = []
+        bad: tuple[LossOutput, float, np.ndarray] | None = None
         for k, (indices, cpu_batch) in enumerate(micro):
             batch = cpu_batch.to(self.device, non_blocking=True)
             batches.append(cpu_batch)
@@ -511,12 +509,15 @@ class Trainer:
                 with self._autocast():
                     out: LossOutput = self.forward(batch)
                 loss = out.loss
-                if faults.nan_at_step(self.step):
+                if faults.nan_at_step(self.step, self.dist.rank):
                     loss = loss * float("nan")
                 value = float(loss.detach())
-                if not math.isfinite(value):
-                    self._non_finite(out, value, indices)
-                (loss / len(micro)).backward()
+                if bad is None and not math.isfinite(value):
+                    bad = (out, value, indices)
+                if sync:  # before a backward with collectives: every rank stops together, none waits
+                    self._check_finite(bad)
+                if bad is None:
+                    (loss / len(micro)).backward()
             metrics.add({"loss": value, **{k2: float(v) for k2, v in out.metrics.items()}})
         if cfg.optim.grad_clip > 0:
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
@@ -530,11 +531,23 @@ class Trainer:
         step_tokens = sum(b.shape[0] * b.shape[1] for b in batches) * self.dist.world_size
         return means, self._step_flops(batches), step_tokens
 
-    def _progress_next(self) -> float:
-        """Budget progress at the end of the step being taken (steps budgets: step / total)."""
+    def _progress_before_step(self) -> float:
+        """Budget progress before the step being taken (``self.step`` already counts it): for a steps
+        budget N, step s runs at (s - 1) / N, the 0-based step transformers' schedulers use."""
         if self.budget.kind == "steps":
-            return self.step / self.budget.value
-        return self._progress()
+            return (self.step - 1) / self.budget.value
+        return self._progress()  # counters are updated after the step
+
+    def _check_finite(self, bad: tuple[LossOutput, float, np.ndarray] | None) -> None:
+        """Raise on every rank if any rank's loss is non-finite (one all-reduce with several processes)."""
+        failed = distributed.failed_ranks(bad is not None, self.dist)
+        if bad is not None:
+            self._non_finite(*bad)
+        if failed:
+            raise NonFiniteLossError(
+                f"non-finite loss at step {self.step} on rank {', '.join(map(str, failed))} (its error is printed "
+                f"above); rank {self.dist.rank} stops too. No checkpoint was written for this step; the newest "
+                f"checkpoint in {self.run_dir} is intact")
 
     def _non_finite(self, out: LossOutput, value: float, indices: np.ndarray) -> None:
         parts = {k: float(v) for k, v in out.metrics.items() if k.endswith("loss")}
@@ -568,12 +581,13 @@ class Trainer:
             record["mfu"] = flops_per_s / (self.peak * self.dist.world_size)
         self.sinks.write(record)
         self.interval.reset()
-        self.interval_steps, self.interval_tokens, self.interval_time = 0, 0, 0.0
+        self.interval_tokens, self.interval_time = 0, 0.0
         return record
 
     @torch.no_grad()
     def evaluate(self) -> Record:
-        """Loss and metrics on the held-out split: the same batches every time, weighted by count."""
+        """Loss and metrics on the held-out split: the same batches every time (the first
+        ``eval_batches`` x ``batch_size`` rows, each at most once), weighted by count."""
         t0 = time.perf_counter()
         model = self.wrapped if self.cfg.train.strategy == "fsdp" and self.dist.enabled else self.model
         model.eval()
@@ -585,9 +599,9 @@ class Trainer:
             model.train()
             return {}
         for i in range(self.cfg.train.eval_batches):
-            ids = (np.arange(rows) + i * rows) % n
-            if i * rows >= n and i > 0:
-                break  # the whole split has been seen
+            if i * rows >= n:
+                break  # the whole split has been seen: each row counts once
+            ids = np.arange(i * rows, min((i + 1) * rows, n))  # the last batch may be partial
             batch = self.objective.prepare(self.valid_source.get(ids), np.random.default_rng([self.seed, 1 << 20, i]))
             with self._autocast():
                 out = model(batch.to(self.device))
@@ -603,6 +617,11 @@ class Trainer:
         # Evaluation time is not training time: time budgets exclude it.
         log.debug("evaluation took %.2fs", time.perf_counter() - t0)
         return record
+
+
+# Keys of trainer.json that resuming needs (checkpoints of older versions may hold more).
+_STATE_KEYS = ("step", "tokens", "flops", "train_time_s", "sampler", "rng", "interval", "interval_tokens",
+               "interval_time")
 
 
 def _parts(spec: str) -> list[str]:
