@@ -66,10 +66,6 @@ class Sampler:
             filled += take
         return out
 
-    def global_indices(self) -> np.ndarray:
-        """The whole global batch of the next step, without advancing."""
-        return self._stream(self.position, self.batch_size)
-
     def next_indices(self) -> np.ndarray:
         """This rank's indices for the next step."""
         local = self.local_batch_size
