@@ -33,6 +33,7 @@ from zoo.config import from_dict
 from zoo.errors import IncompatibleError
 from zoo.models.base import Backbone
 from zoo.objectives.base import LossOutput, Objective
+from zoo.objectives.common import IGNORE, unmaskable_ids
 from zoo.objectives.compose import (
     Composite,
     build_objective,
@@ -138,8 +139,15 @@ def synthetic_rows(tokens: SpecialTokens, family: str = "encoder", batch_size: i
     starts = np.zeros((batch_size, seq_len), dtype=bool)
     doc_pos, offset = 0, 0
 
+    if not any(len(source.tokens(d)[0]) for d in range(source.num_documents())):
+        raise ValueError("the source holds no tokens (every document is empty)")
+
     def current() -> tuple[np.ndarray, np.ndarray]:
+        nonlocal doc_pos
         toks, ws = source.tokens(int(order[doc_pos % len(order)]))
+        while len(toks) == 0:  # an empty document contributes nothing (as in the data pipeline)
+            doc_pos += 1
+            toks, ws = source.tokens(int(order[doc_pos % len(order)]))
         if not encoder:
             toks, ws = np.append(toks, tokens.eos), np.append(ws, True)
         return toks, ws
@@ -161,7 +169,7 @@ def synthetic_rows(tokens: SpecialTokens, family: str = "encoder", batch_size: i
             doc_ids[r, t:t + n] = piece
             positions[r, t:t + n] = np.arange(n)
             starts[r, t:t + n] = body_ws
-            special[r, t:t + n] = np.isin(body, np.fromiter(tokens.all_ids, dtype=np.int64))
+            special[r, t:t + n] = np.isin(body, unmaskable_ids(tokens))
             t, piece, offset = t + n, piece + 1, offset + take
             if offset >= len(toks):
                 doc_pos, offset = doc_pos + 1, 0
@@ -211,7 +219,8 @@ class ConformanceReport:
     objective: str
     backbone: str
     losses: list[float] = field(default_factory=list)
-    composed_with: str | None = None
+    composed_with: str | None = None  # the first partner composed with
+    partners: list[str] = field(default_factory=list)  # every registered partner composed with
     notes: list[str] = field(default_factory=list)
 
 
@@ -388,12 +397,43 @@ def check_prepare(objective: Objective, data: Batch | Segments, seq_len: int, se
     for p in parts:
         if p.name not in first.targets:
             _fail(where, f"batch.targets has no entry {p.name!r} (targets go under the objective's name)")
+    _check_targets(first, where)
     layout = objective.layout_for(objective.spec.family) if not isinstance(objective, Composite) else objective.attention
     if layout is not None:
         got = "prefix" if first.prefix is not None else ("causal" if first.causal else "bidirectional")
         if got != layout:
             _fail(where, f"declares the {layout} layout but prepared a {got} batch")
     return first
+
+
+def _check_targets(batch: Batch, where: str) -> None:
+    """Every 2-D target array has one row per prepared row; on causal rows, dense ``labels`` (no
+    ``positions`` beside them) have the shape of the rows and never predict a token of the
+    bidirectional prefix, which the predicting position can see."""
+    ids = np.asarray(batch.input_ids)
+    rows = ids.shape[0]
+    prefix = None if batch.prefix is None else np.asarray(batch.prefix, dtype=bool)
+    for name, arrays in batch.targets.items():
+        if not isinstance(arrays, Mapping):
+            _fail(where, f"batch.targets[{name!r}] must map names to arrays, got {type(arrays).__name__}")
+        for key, value in arrays.items():
+            arr = np.asarray(value)
+            if arr.ndim == 2 and arr.shape[0] != rows:
+                _fail(where, f"batch.targets[{name!r}][{key!r}] has shape {arr.shape} but the batch has "
+                             f"{rows} rows of shape {ids.shape}")
+        labels = arrays.get("labels")
+        if not batch.causal or labels is None or "positions" in arrays or np.asarray(labels).ndim != 2:
+            continue
+        labels = np.asarray(labels)
+        if labels.shape != ids.shape:
+            _fail(where, f"batch.targets[{name!r}]['labels'] has shape {labels.shape} but the causal rows "
+                         f"have shape {ids.shape} (labels at t predict the token at t + 1)")
+        if prefix is not None:
+            leak = (labels[:, :-1] != IGNORE) & prefix[:, 1:]
+            if leak.any():
+                r, t = (int(x) for x in np.argwhere(leak)[0])
+                _fail(where, f"batch.targets[{name!r}]: row {r} position {t} predicts token {t + 1}, which is in "
+                             f"the bidirectional prefix and so visible to it ({int(leak.sum())} such labels)")
 
 
 def _finite(x: Any) -> bool:
@@ -475,19 +515,26 @@ def check_state_dict(model: torch.nn.Module, objective: Objective, fresh: torch.
         _fail(where, f"loss after a safetensors round trip differs: {float(a)} != {float(b)}")
 
 
-def _partner(objective: Objective, family: str, capabilities: frozenset[str]) -> str | None:
-    """A registered objective to compose with: nsp for token objectives, mlm for pair builders."""
+def _partners(objective: Objective, family: str, capabilities: frozenset[str]) -> list[str]:
+    """Every registered objective this one composes with on the backbone (nsp for token objectives,
+    mlm for pair builders first, then the rest by name)."""
     if isinstance(objective, Composite):
-        return None
-    name = "mlm" if objective.role == "pairs" else "nsp"
-    if name not in registry.names("objective") or name == objective.name:
-        return None
-    cls = registry.load("objective", name)
-    if cls.incompatibility(capabilities, family) is not None:
-        return None
-    if conflicts([(objective.name, type(objective)), (name, cls)], family) is not None:
-        return None
-    return name
+        return []
+    first = "mlm" if objective.role == "pairs" else "nsp"
+    out = []
+    for name in registry.names("objective"):
+        if name == objective.name:
+            continue
+        try:
+            cls = registry.load("objective", name)
+        except Exception:  # noqa: BLE001 - a broken third-party plugin is not this objective's fault
+            continue
+        if cls.incompatibility(capabilities, family) is not None:
+            continue
+        if conflicts([(objective.name, type(objective)), (name, cls)], family) is not None:
+            continue
+        out.append(name)
+    return sorted(out, key=lambda n: (n != first, n))
 
 
 def check_objective(objective: str | type[Objective], backbone: str | type[Backbone] | Sequence[Any] | None = None,
@@ -523,13 +570,14 @@ def check_objective(objective: str | type[Objective], backbone: str | type[Backb
         report.losses = check_training(model, obj, batch, steps, lr, where)
         fresh, _ = _model(objective, tokens, bcls, configs, seed + 1)
         check_state_dict(model, obj, fresh, batch, where)
-        partner = _partner(obj, bcls.family, bcls.capabilities)
-        if partner is None:
+        partners = _partners(obj, bcls.family, bcls.capabilities)
+        if not partners:
             report.notes.append("composition not checked: no compatible partner objective")
         else:
-            report.composed_with = partner
-            _check_composition(obj, partner, tokens, bcls, configs, seq_len, batch_size, steps, lr, seed,
-                               f"{where} composed with {partner}")
+            report.composed_with, report.partners = partners[0], partners
+            for partner in partners:
+                _check_composition(obj, partner, tokens, bcls, configs, seq_len, batch_size, steps, lr, seed,
+                                   f"{where} composed with {partner}")
         reports.append(report)
     return reports
 

@@ -6,11 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from zoo import registry
 from zoo.objectives.base import LossOutput
-from zoo.objectives.clm import CausalLM
+from zoo.objectives.clm import CausalLM, next_token_labels
 from zoo.objectives.mlm import MaskedLM
+from zoo.objectives.nsp import NextSentencePrediction
+from zoo.objectives.prefix import PrefixLM
 from zoo.testing import (
     ConformanceError,
+    InMemorySource,
     check_objective,
     special_tokens_for_tests,
     synthetic_rows,
@@ -72,16 +76,90 @@ class FrozenMLM(MaskedLM):
         return LossOutput(out.loss.detach().requires_grad_(), out.count, out.metrics)
 
 
+class LeakyPrefix(PrefixLM):
+    """Keeps the labels of prefix tokens: the positions predicting them can see them."""
+
+    name = "leaky"
+
+    def prepare(self, data, rng):
+        out = super().prepare(data, rng)
+        labels = next_token_labels(np.asarray(out.input_ids), np.asarray(out.doc_ids))
+        return out.replace(targets={**out.targets, self.name: {"labels": labels}})
+
+
+class NarrowCLM(CausalLM):
+    """Labels one column short of the rows."""
+
+    name = "narrow"
+
+    def prepare(self, data, rng):
+        out = super().prepare(data, rng)
+        labels = out.targets[self.name]["labels"][:, :-1]
+        return out.replace(targets={**out.targets, self.name: {"labels": labels}})
+
+
+class RowDroppingMLM(MaskedLM):
+    """Target arrays with one row fewer than the batch."""
+
+    name = "rowdrop"
+
+    def prepare(self, data, rng):
+        out = super().prepare(data, rng)
+        t = out.targets[self.name]
+        return out.replace(targets={**out.targets, self.name: {k: v[:-1] for k, v in t.items()}})
+
+
 @pytest.mark.parametrize("cls,message", [
     (StatefulMLM, "not deterministic under a seed"),
     (MutatingMLM, "modified its input"),
     (LyingCLM, r"requires \['causal', 'packed'\] but incompatibility\(\) accepts bert"),
     (UnseededMLM, "identical batches for different seeds"),
     (FrozenMLM, "gets no finite gradient"),
+    (LeakyPrefix, r"predicts token \d+, which is in the bidirectional prefix and so visible to it"),
+    (NarrowCLM, r"\['labels'\] has shape \(8, 63\) but the causal rows have shape \(8, 64\)"),
+    (RowDroppingMLM, r"\['positions'\] has shape \(7, \d+\) but the batch has 8 rows"),
 ])
 def test_kit_catches_violations(cls, message: str) -> None:
     with pytest.raises(ConformanceError, match=message):
-        check_objective(cls, "bert" if cls is not LyingCLM else "gpt")
+        check_objective(cls, "gpt" if cls in (LyingCLM, LeakyPrefix, NarrowCLM) else "bert")
+
+
+def test_kit_would_have_caught_span_composed_with_prefix(monkeypatch) -> None:
+    """Without the composition rule, span+prefix leaked span targets through prefix's redrawn prefix."""
+    from zoo.objectives import compose
+    from zoo.objectives.span import SpanCorruption
+    from zoo.testing import _check_composition
+
+    monkeypatch.setattr(compose, "conflicts", lambda parts, family: None)
+    gpt = registry.load("backbone", "gpt")
+    span = SpanCorruption(None, TOKENS, tiny_backbone(gpt, TOKENS.vocab_size).spec)
+    with pytest.raises(ConformanceError, match=r"targets\['span'\]: row \d+ position \d+ predicts token"):
+        _check_composition(span, "prefix", TOKENS, gpt, None, 64, 8, 2, 3e-3, 0, "span composed with prefix")
+
+
+def test_kit_composes_with_every_compatible_partner() -> None:
+    from zoo.testing import _partners
+
+    bert, gpt = registry.load("backbone", "bert"), registry.load("backbone", "gpt")
+    spec = tiny_backbone(bert, TOKENS.vocab_size).spec
+    mlm = MaskedLM(None, TOKENS, spec)
+    assert _partners(mlm, "encoder", bert.capabilities)[:2] == ["nsp", "sop"]
+    nsp = NextSentencePrediction(None, TOKENS, spec)
+    assert _partners(nsp, "encoder", bert.capabilities)[0] == "mlm" and "span" in _partners(
+        nsp, "encoder", bert.capabilities)
+    for obj in (CausalLM, PrefixLM):
+        assert _partners(obj(None, TOKENS, tiny_backbone(gpt, TOKENS.vocab_size).spec), "decoder",
+                         gpt.capabilities) == []
+
+
+def test_synthetic_rows_skip_empty_documents() -> None:
+    source = InMemorySource([[], [[10, 11, 12]], [[]], [[13, 14], [15]]])
+    for family in ("encoder", "decoder"):
+        rows = synthetic_rows(TOKENS, family, batch_size=3, seq_len=16, source=source)
+        real = rows.input_ids[rows.doc_ids >= 0]
+        assert set(real.tolist()) - set(TOKENS.all_ids) == set(range(10, 16))
+    with pytest.raises(ValueError, match="every document is empty"):
+        synthetic_rows(TOKENS, "encoder", source=InMemorySource([[], [[]]]))
 
 
 def test_kit_accepts_an_unregistered_plugin_class() -> None:
@@ -90,6 +168,7 @@ def test_kit_accepts_an_unregistered_plugin_class() -> None:
 
     (report,) = check_objective(RenamedMLM, "bert")
     assert report.composed_with == "nsp" and report.losses[-1] < report.losses[0]
+    assert report.partners[:2] == ["nsp", "sop"]
 
 
 def test_synthetic_rows_are_packed_like_the_pipeline() -> None:

@@ -161,3 +161,65 @@ def test_backbone_passes_are_charged_per_forward() -> None:
     assert compose([(mlm, 1.0), (nsp, 1.0)]).backbone_passes() == 1
     assert compose([(nsp, 1.0), (own, 1.0)]).backbone_passes() == 2
     assert compose([(own, 1.0)]).backbone_passes() == 1
+
+
+@pytest.mark.parametrize("spec", ["span+prefix", "prefix+span", "span:1.0+prefix:0.5"])
+def test_span_on_a_decoder_is_refused_beside_another_part(spec: str) -> None:
+    """span rebuilds the rows on a decoder; prefix's labels and prefix draw would no longer match them."""
+    message = (r"span rebuilds every row on a decoder \(new width, positions and attention layout\), so the "
+               r"targets and layout of prefix would no longer match the rows; train span alone")
+    with pytest.raises(IncompatibleError, match=message):
+        check_compatible(spec, GPT)
+    gpt = tiny_backbone("gpt", TOKENS.vocab_size)
+    with pytest.raises(IncompatibleError, match=message):
+        build_objective(spec, {}, TOKENS, gpt.spec)
+    check_compatible("span:2.0", GPT)  # alone (weighted) it is fine
+    assert build_objective("span:2.0", {}, TOKENS, gpt.spec).prepare(
+        synthetic_rows(TOKENS, "decoder", seq_len=48), np.random.default_rng(0)).causal
+
+
+def test_two_parts_drawing_a_prefix_conflict() -> None:
+    from zoo.objectives.compose import conflicts
+    from zoo.objectives.prefix import PrefixLM
+
+    class OtherPrefix(PrefixLM):
+        name = "prefix2"
+
+    reason = conflicts([("prefix", PrefixLM), ("prefix2", OtherPrefix)], "decoder")
+    assert reason is not None and reason.startswith("prefix and prefix2 both draw the bidirectional prefix")
+    assert conflicts([("prefix", PrefixLM)], "decoder") is None
+
+
+def test_composite_refuses_a_part_that_changes_the_rows_under_earlier_targets(monkeypatch) -> None:
+    """A plugin that rebuilds rows without saying so is caught when it prepares, with both names."""
+    from zoo.objectives import compose
+    from zoo.objectives.prefix import PrefixLM
+    from zoo.objectives.span import SpanCorruption
+
+    monkeypatch.setattr(compose, "conflicts", lambda parts, family: None)  # as before the rule existed
+    gpt = tiny_backbone("gpt", TOKENS.vocab_size)
+    combined = Composite([(PrefixLM(None, TOKENS, gpt.spec), 1.0), (SpanCorruption(None, TOKENS, gpt.spec), 1.0)])
+    rows = synthetic_rows(TOKENS, "decoder", seq_len=combined.row_length(64))
+    with pytest.raises(IncompatibleError, match=r"cannot compose prefix\+span: span changed the rows from shape "
+                                                r"\(8, \d+\) to \(8, \d+\) after prefix made targets"):
+        combined.prepare(rows, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("backbone,specs", [
+    (BERT, ["mlm+nsp", "nsp+mlm", "mlm+sop", "span+nsp", "span+sop"]),
+    (GPT, ["clm", "prefix", "span"]),
+])
+def test_listed_compositions_still_build_and_prepare(backbone: type, specs: list[str]) -> None:
+    from zoo.objectives.compose import compatible_objectives
+
+    listed = compatible_objectives(backbone, limit=100)
+    bb = tiny_backbone(backbone, TOKENS.vocab_size)
+    for spec in specs:
+        assert spec in listed or spec == "nsp+mlm"  # `zoo list` shows it as mlm+nsp
+        check_compatible(spec, backbone)
+        obj = build_objective(spec, {}, TOKENS, bb.spec)
+        data = synthetic_segments(TOKENS, 4, 64) if obj.unit == "segments" else \
+            synthetic_rows(TOKENS, bb.family, 4, obj.row_length(64))
+        batch = obj.prepare(data, np.random.default_rng(0))
+        assert batch.input_ids.shape[0] == 4
+    assert not any(s in listed for s in ("span+prefix", "prefix+span"))

@@ -206,3 +206,32 @@ def test_head_is_sparse_tied_and_namespaced() -> None:
     assert torch.allclose(out.metrics["acc"], acc)
     h, v, rows = 32, tokens.vocab_size, 4 * 6
     assert objective.head_flops(batch) == 2.0 * rows * h * h + 2.0 * rows * h * v
+
+
+def test_unk_is_masked_like_text_as_in_google_bert() -> None:
+    """Google's create_pretraining_data.py spares only [CLS] and [SEP]: [UNK] stands for text."""
+    from zoo.objectives.common import special_mask_of, unmaskable_ids
+
+    assert TOKENS.unk not in unmaskable_ids(TOKENS)
+    assert {TOKENS.pad, TOKENS.cls, TOKENS.sep, TOKENS.mask, TOKENS.eos, *TOKENS.sentinels} == \
+        set(unmaskable_ids(TOKENS).tolist())
+    # a tokenizer whose [UNK] doubles as another special token keeps that token unmaskable
+    shared = SpecialTokens(vocab_size=100, pad=0, unk=5, cls=2, sep=3, mask=4, eos=5)
+    assert 5 in unmaskable_ids(shared)
+    rows = synthetic_rows(TOKENS, "encoder", batch_size=32, seq_len=64, seed=4)
+    ids = rows.input_ids.copy()
+    body = ~np.isin(ids, [TOKENS.cls, TOKENS.sep]) & (rows.doc_ids >= 0)
+    unk = body & (np.random.default_rng(1).random(ids.shape) < 0.3)
+    ids[unk] = TOKENS.unk
+    rows = rows.replace(input_ids=ids, special_mask=None)
+    special = special_mask_of(rows, TOKENS)
+    assert not special[unk].any() and special[~body].all()
+    batch = _mlm().prepare(rows, np.random.default_rng(0))
+    t = batch.targets["mlm"]
+    chosen = np.zeros(ids.shape, dtype=bool)
+    r, c = np.nonzero(t["labels"] != IGNORE)
+    chosen[r, t["positions"][r, c]] = True
+    assert not chosen[~body].any()
+    # [UNK] is chosen at the rate of any other token: exactly round(15%) of each row's body tokens
+    assert chosen[unk].sum() > 0.5 * 0.15 * unk.sum()
+    assert all(chosen[b].sum() == max(1, round(body[b].sum() * 0.15)) for b in range(32))

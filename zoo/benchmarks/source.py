@@ -171,7 +171,12 @@ def _open_hf(p: Path) -> ModelSource:
         raise CheckpointError(f"{p / 'config.json'}: not a usable {model_type} config ({exc})") from exc
     name = HF_MODEL_TYPES[model_type]
     cls = registry.load("backbone", name)
-    config = cls.config_from_hf(hf_config)
+    try:
+        config = cls.config_from_hf(hf_config)
+    except CheckpointError as exc:  # an option our backbone does not compute
+        raise CheckpointError(f"{p / 'config.json'}: {exc}") from exc
+    except ValueError as exc:  # sizes our config refuses
+        raise CheckpointError(f"{p / 'config.json'}: not a usable {model_type} config ({exc})") from exc
     check_tokenizer(tok.get_vocab_size(with_added_tokens=True), config.vocab_size, str(tok_path),
                     f"{p / 'config.json'} (vocab_size)")
     weights = p / "model.safetensors"
@@ -191,7 +196,7 @@ def _open_hf(p: Path) -> ModelSource:
                 raise CheckpointError(f"{weights}: cannot read the weights ({exc})") from exc
             try:
                 backbone.load_hf_state_dict(state, strict=True)
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError, CheckpointError) as exc:
                 raise CheckpointError(f"{weights}: does not fit config.json ({exc})") from exc
             cache["bb"] = backbone
         return cache["bb"]

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zoo.errors import ConfigError
+
 KERNELS = ("eager", "sdpa", "xformers")
 
 
@@ -92,13 +94,20 @@ def xformers_available() -> bool:
 
 
 def resolve_kernel(name: str, device: torch.device | str) -> str:
-    """``auto`` -> xformers on CUDA when installed, else sdpa. Explicit names are validated."""
+    """``auto`` -> xformers on CUDA when installed, else sdpa. Explicit names are validated
+    (``ConfigError`` naming ``model.attention``)."""
     if name == "auto":
         return "xformers" if torch.device(device).type == "cuda" and xformers_available() else "sdpa"
     if name not in KERNELS:
-        raise ValueError(f"unknown attention kernel {name!r}; expected auto or one of {', '.join(KERNELS)}")
-    if name == "xformers" and not xformers_available():
-        raise RuntimeError("attention kernel 'xformers' needs CUDA and `pip install objective-zoo[xformers]`")
+        raise ConfigError(f"model.attention = {name!r} is not an attention kernel; expected auto or one of "
+                          f"{', '.join(KERNELS)}")
+    if name == "xformers":
+        if torch.device(device).type != "cuda":
+            raise ConfigError(f"model.attention = 'xformers' runs on CUDA only, but the model is on "
+                              f"{torch.device(device)}; use auto or sdpa")
+        if not xformers_available():
+            raise ConfigError("model.attention = 'xformers' needs xformers with CUDA kernels "
+                              "(`pip install objective-zoo[xformers]`), which cannot be imported here; use auto or sdpa")
     return name
 
 
@@ -107,11 +116,12 @@ class PreparedMask:
     """A layout turned into what one kernel consumes; built once per forward, shared by all layers."""
 
     kernel: str
-    dense: Tensor | None = None  # eager / sdpa: bool (B|1, 1, T, T)
+    dense: Tensor | None = None  # eager / sdpa, and xformers prefix LM: bool (B|1, 1, T, T)
     is_causal: bool = False  # sdpa fast path: plain causal, no mask tensor
-    bias: Any = None  # xformers attn_bias (block-diagonal type, LowerTriangularMask or tensor)
+    bias: Any = None  # xformers attn_bias (block-diagonal type or LowerTriangularMask); None = no mask
     flatten: bool = False  # xformers block-diagonal: rows are concatenated into one sequence
     additive: dict[torch.dtype, Tensor] = field(default_factory=dict)  # dense as 0 / -inf, per dtype
+    num_heads: int = 0  # xformers prefix LM: heads of the dense bias tensor
 
     def additive_bias(self, seq_len: int, dtype: torch.dtype, device: torch.device) -> Tensor | None:
         """The mask as an additive (B|1, 1, T, T) bias of 0 / -inf in ``dtype``; built once, shared by all layers."""
@@ -121,6 +131,23 @@ class PreparedMask:
                 return None
             self.additive[dtype] = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(
                 ~allowed, float("-inf"))
+        return self.additive[dtype]
+
+    def xformers_bias(self, dtype: torch.dtype) -> Any:
+        """The attn_bias for ``memory_efficient_attention`` with queries in ``dtype``.
+
+        A prefix-LM layout has no described xformers bias, so it becomes an additive (B, H, T, T)
+        tensor, which the kernel requires in the query dtype (bf16 under autocast) and with its
+        last dimension stored padded to a multiple of 8; built once per dtype, shared by all layers.
+        """
+        if self.dense is None:
+            return self.bias
+        if dtype not in self.additive:
+            batch, _, seq_len, _ = self.dense.shape  # (B, 1, T, T)
+            padded = math.ceil(seq_len / 8) * 8
+            bias = torch.zeros(batch, self.num_heads, seq_len, padded, device=self.dense.device, dtype=dtype)
+            bias = bias[..., :seq_len]  # aligned storage, logical width T
+            self.additive[dtype] = bias.masked_fill_(~self.dense, float("-inf"))
         return self.additive[dtype]
 
 
@@ -138,18 +165,15 @@ def _prepare_xformers(layout: AttentionLayout, batch: int, seq_len: int, num_hea
     from xformers.ops import fmha
 
     if layout.prefix is not None:
-        # No described prefix-LM bias in xformers: pass an additive tensor, last dim padded to a
-        # multiple of 8 because the kernel requires aligned bias storage.
-        allowed = layout.dense_mask(seq_len, device)  # (B, 1, T, T)
-        padded = math.ceil(seq_len / 8) * 8
-        bias = torch.zeros(batch, num_heads, seq_len, padded, device=device, dtype=dtype)
-        bias = bias[..., :seq_len]
-        bias.masked_fill_(~allowed, float("-inf"))
-        return PreparedMask("xformers", bias=bias)
+        # No described prefix-LM bias in xformers: the additive tensor is built in the query dtype
+        # at the first attention call (``PreparedMask.xformers_bias``); ``dtype`` is the embeddings'.
+        return PreparedMask("xformers", dense=layout.dense_mask(seq_len, device), num_heads=num_heads)
     if layout.doc_ids is None:
         return PreparedMask("xformers", bias=fmha.attn_bias.LowerTriangularMask() if layout.causal else None)
     cls = fmha.attn_bias.BlockDiagonalCausalMask if layout.causal else fmha.attn_bias.BlockDiagonalMask
-    return PreparedMask("xformers", bias=cls.from_seqlens(layout.seqlens()), flatten=True)
+    # The seqlens tensors live on the model's device (cuda:LOCAL_RANK), not the current CUDA device.
+    return PreparedMask("xformers", bias=cls.from_seqlens(layout.seqlens(), device=torch.device(device)),
+                        flatten=True)
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, mask: PreparedMask, dropout_p: float = 0.0) -> Tensor:
@@ -160,7 +184,7 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: PreparedMask, dropout_p: float
         batch, seq_len = q.shape[:2]
         if mask.flatten:  # block-diagonal masks index one long sequence: (1, B*T, H, D)
             q, k, v = (x.reshape(1, batch * seq_len, *x.shape[2:]) for x in (q, k, v))
-        out = xops.memory_efficient_attention(q, k, v, attn_bias=mask.bias, p=dropout_p)
+        out = xops.memory_efficient_attention(q, k, v, attn_bias=mask.xformers_bias(q.dtype), p=dropout_p)
         return out.reshape(batch, seq_len, *out.shape[2:])
     q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, T, D)
     if mask.kernel == "sdpa" and q.device.type == "cpu" and (dropout_p > 0.0 or q.dtype != torch.float32):

@@ -7,6 +7,8 @@ its input embedding so that objectives can build (weight-tied) heads.
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
@@ -14,7 +16,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from zoo.models.attention import AttentionLayout
+from zoo.errors import CheckpointError
+from zoo.models.attention import KERNELS, AttentionLayout
 
 CAPABILITIES = ("bidirectional", "causal", "prefix", "segments", "packed")
 
@@ -62,6 +65,25 @@ class BackboneConfig:
     initializer_range: float = 0.02
     attention: str = "auto"  # auto | eager | sdpa | xformers
     activation_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "num_layers", "max_positions"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_heads", "intermediate_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 1 (or 0 for the default), got {getattr(self, name)}")
+        for name in ("dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.initializer_range <= 0:
+            raise ValueError(f"initializer_range must be > 0, got {self.initializer_range}")
+        if self.attention not in ("auto", *KERNELS):
+            raise ValueError(f"attention = {self.attention!r} is not an attention kernel; expected one of "
+                             f"auto, {', '.join(KERNELS)}")
+        heads = self.num_heads or max(1, self.hidden_size // 64)
+        if self.hidden_size % heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {heads}")
 
     def resolved(self) -> BackboneConfig:
         heads = self.num_heads or max(1, self.hidden_size // 64)
@@ -183,11 +205,50 @@ def default_positions(input_ids: Tensor) -> Tensor:
     return torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand_as(input_ids)
 
 
-def load_mapped(module: nn.Module, mapped: dict[str, Tensor | None], strict: bool, source: str) -> None:
-    """Copy translated tensors into ``module``, checking names and shapes."""
+def check_hf_options(hf: Any, backbone: str, options: dict[str, tuple[Any, tuple[Any, ...], str]]) -> None:
+    """Refuse a ``transformers`` config whose options change the function this backbone computes.
+
+    ``options`` maps a config.json key to (value when the key is absent, accepted values, what the
+    backbone implements). Raises ``CheckpointError`` naming the key, its value and what is supported.
+    """
+    for key, (default, accepted, what) in options.items():
+        value = getattr(hf, key, default)
+        if value not in accepted:
+            raise CheckpointError(f"config.json {key} = {value!r} is not supported: the {backbone} backbone "
+                                  f"implements {what} ({key} = {' or '.join(map(repr, accepted))})")
+
+
+class UsedKeys:
+    """``state.get`` that remembers which keys were read, to find what a load left over."""
+
+    def __init__(self, state: dict[str, Tensor]) -> None:
+        self.state = state
+        self.used: set[str] = set()
+
+    def get(self, key: str) -> Tensor | None:
+        self.used.add(key)
+        return self.state.get(key)
+
+    def unexpected(self, ignored: tuple[str, ...]) -> list[str]:
+        """Keys never read that match none of the ``ignored`` (fnmatch) patterns, sorted."""
+        return sorted(k for k in self.state if k not in self.used
+                      and not any(fnmatch.fnmatchcase(k, pat) for pat in ignored))
+
+
+def load_mapped(module: nn.Module, mapped: dict[str, Tensor | None], strict: bool, source: str,
+                unexpected: Sequence[str] = ()) -> None:
+    """Copy translated tensors into ``module``, checking names and shapes.
+
+    With ``strict``, a missing tensor is a ``KeyError`` and ``unexpected`` (tensors of the source
+    that have no place here, e.g. layers beyond ``num_layers``) a ``CheckpointError``.
+    """
     missing = sorted(k for k, v in mapped.items() if v is None)
     if missing and strict:
         raise KeyError(f"{source} state dict lacks tensors for {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected and strict:
+        raise CheckpointError(
+            f"{source} state dict holds {len(unexpected)} tensor(s) this backbone has no place for, e.g. "
+            f"{list(unexpected[:5])}; the config (number of layers, sizes) does not describe these weights")
     own = module.state_dict()
     with torch.no_grad():
         for name, tensor in mapped.items():

@@ -19,6 +19,8 @@ from zoo.models.attention import AttentionLayout
 from zoo.models.base import (
     Backbone,
     BackboneConfig,
+    UsedKeys,
+    check_hf_options,
     default_positions,
     init_weights,
     load_mapped,
@@ -115,22 +117,22 @@ class BertBackbone(Backbone):
 
     def load_hf_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> None:
         """Load BertModel weights (``bert.`` prefixes stripped; pooler and heads ignored)."""
-        state = {k.removeprefix("bert."): v for k, v in state.items()}
+        src = UsedKeys({k.removeprefix("bert."): v for k, v in state.items()})
         ours: dict[str, Tensor] = {
-            "tok_emb.weight": state.get("embeddings.word_embeddings.weight"),
-            "pos_emb.weight": state.get("embeddings.position_embeddings.weight"),
-            "type_emb.weight": state.get("embeddings.token_type_embeddings.weight"),
-            "emb_norm.weight": state.get("embeddings.LayerNorm.weight"),
-            "emb_norm.bias": state.get("embeddings.LayerNorm.bias"),
+            "tok_emb.weight": src.get("embeddings.word_embeddings.weight"),
+            "pos_emb.weight": src.get("embeddings.position_embeddings.weight"),
+            "type_emb.weight": src.get("embeddings.token_type_embeddings.weight"),
+            "emb_norm.weight": src.get("embeddings.LayerNorm.weight"),
+            "emb_norm.bias": src.get("embeddings.LayerNorm.bias"),
         }
         for i in range(len(self.layers)):
             p = f"encoder.layer.{i}."
             for kind in ("weight", "bias"):
-                parts = [state.get(f"{p}attention.self.{n}.{kind}") for n in ("query", "key", "value")]
+                parts = [src.get(f"{p}attention.self.{n}.{kind}") for n in ("query", "key", "value")]
                 ours[f"layers.{i}.qkv.{kind}"] = None if any(t is None for t in parts) else torch.cat(parts)
                 for mine, theirs in _BERT_LAYER_NAMES.items():
-                    ours[f"layers.{i}.{mine}.{kind}"] = state.get(f"{p}{theirs}.{kind}")
-        load_mapped(self, ours, strict, "BertModel")
+                    ours[f"layers.{i}.{mine}.{kind}"] = src.get(f"{p}{theirs}.{kind}")
+        load_mapped(self, ours, strict, "BertModel", src.unexpected(_BERT_NOT_BACKBONE))
 
     def hf_config(self) -> Any:
         from transformers import BertConfig as HFBertConfig
@@ -146,6 +148,13 @@ class BertBackbone(Backbone):
 
     @classmethod
     def config_from_hf(cls, hf: Any) -> BertConfig:
+        """Our config for a ``transformers.BertConfig``; ``CheckpointError`` for options we do not compute."""
+        check_hf_options(hf, cls.name, {
+            "hidden_act": ("gelu", ("gelu", "gelu_python"), "exact (erf) GELU"),
+            "position_embedding_type": ("absolute", ("absolute",), "learned absolute positions"),
+            "is_decoder": (False, (False,), "a bidirectional encoder"),
+            "add_cross_attention": (False, (False,), "no cross-attention"),
+        })
         return BertConfig(
             vocab_size=hf.vocab_size, hidden_size=hf.hidden_size, num_layers=hf.num_hidden_layers,
             num_heads=hf.num_attention_heads, intermediate_size=hf.intermediate_size,
@@ -154,6 +163,10 @@ class BertBackbone(Backbone):
             type_vocab_size=hf.type_vocab_size, layer_norm_eps=hf.layer_norm_eps,
         )
 
+
+# BertForPreTraining / task-model tensors and buffers that are not part of the encoder.
+_BERT_NOT_BACKBONE = ("pooler.*", "cls.*", "classifier.*", "qa_outputs.*", "embeddings.position_ids",
+                      "embeddings.token_type_ids")
 
 _BERT_LAYER_NAMES = {
     "attn_out": "attention.output.dense",

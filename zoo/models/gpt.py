@@ -18,6 +18,8 @@ from zoo.models.attention import AttentionLayout
 from zoo.models.base import (
     Backbone,
     BackboneConfig,
+    UsedKeys,
+    check_hf_options,
     default_positions,
     init_weights,
     load_mapped,
@@ -108,18 +110,18 @@ class GPTBackbone(Backbone):
 
     def load_hf_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> None:
         """Load GPT2Model weights (``transformer.`` prefixes stripped; heads and buffers ignored)."""
-        state = {k.removeprefix("transformer."): v for k, v in state.items()}
+        src = UsedKeys({k.removeprefix("transformer."): v for k, v in state.items()})
         ours: dict[str, Any] = {
-            "tok_emb.weight": state.get("wte.weight"), "pos_emb.weight": state.get("wpe.weight"),
-            "ln_f.weight": state.get("ln_f.weight"), "ln_f.bias": state.get("ln_f.bias"),
+            "tok_emb.weight": src.get("wte.weight"), "pos_emb.weight": src.get("wpe.weight"),
+            "ln_f.weight": src.get("ln_f.weight"), "ln_f.bias": src.get("ln_f.bias"),
         }
         for i, layer in enumerate(self.layers):
             for mine, theirs in _GPT_LAYER_NAMES.items():
-                w = state.get(f"h.{i}.{theirs}.weight")
+                w = src.get(f"h.{i}.{theirs}.weight")
                 conv = isinstance(getattr(layer, mine), nn.Linear)
                 ours[f"layers.{i}.{mine}.weight"] = w.t() if (w is not None and conv) else w
-                ours[f"layers.{i}.{mine}.bias"] = state.get(f"h.{i}.{theirs}.bias")
-        load_mapped(self, ours, strict, "GPT2Model")
+                ours[f"layers.{i}.{mine}.bias"] = src.get(f"h.{i}.{theirs}.bias")
+        load_mapped(self, ours, strict, "GPT2Model", src.unexpected(_GPT_NOT_BACKBONE))
 
     def hf_config(self) -> Any:
         from transformers import GPT2Config
@@ -136,6 +138,17 @@ class GPTBackbone(Backbone):
 
     @classmethod
     def config_from_hf(cls, hf: Any) -> GPTConfig:
+        """Our config for a ``transformers.GPT2Config``; ``CheckpointError`` for options we do not compute.
+
+        ``reorder_and_upcast_attn`` is accepted: it computes the same scores in fp32, a matter of
+        precision, not of the function.
+        """
+        check_hf_options(hf, cls.name, {
+            "activation_function": ("gelu_new", ("gelu_new", "gelu_pytorch_tanh"), "tanh-approximated GELU"),
+            "scale_attn_weights": (True, (True,), "scores scaled by 1/sqrt(head_dim)"),
+            "scale_attn_by_inverse_layer_idx": (False, (False,), "no per-layer score scaling"),
+            "add_cross_attention": (False, (False,), "no cross-attention"),
+        })
         return GPTConfig(
             vocab_size=hf.vocab_size, hidden_size=hf.n_embd, num_layers=hf.n_layer, num_heads=hf.n_head,
             intermediate_size=hf.n_inner or 4 * hf.n_embd, max_positions=hf.n_positions,
@@ -143,6 +156,9 @@ class GPTBackbone(Backbone):
             initializer_range=hf.initializer_range, layer_norm_eps=hf.layer_norm_epsilon,
         )
 
+
+# GPT2LMHeadModel / task-model tensors and the attention-mask buffers of older checkpoints.
+_GPT_NOT_BACKBONE = ("lm_head.*", "score.*", "h.*.attn.bias", "h.*.attn.masked_bias")
 
 _GPT_LAYER_NAMES = {
     "ln_1": "ln_1", "qkv": "attn.c_attn", "attn_out": "attn.c_proj",

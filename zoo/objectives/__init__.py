@@ -19,6 +19,7 @@ _EXPORTS = {
     # helpers for token-level objectives
     "IGNORE": "zoo.objectives.common", "gather_positions": "zoo.objectives.common",
     "special_mask_of": "zoo.objectives.common", "non_special_ids": "zoo.objectives.common",
+    "unmaskable_ids": "zoo.objectives.common",
     "require_tokens": "zoo.objectives.common", "token_cross_entropy": "zoo.objectives.common",
     # BERT masking (prepare) and its head, for objectives that build on masked LM
     "MaskedLM": "zoo.objectives.mlm", "MLMConfig": "zoo.objectives.mlm", "MaskedLMHead": "zoo.objectives.mlm",

@@ -59,6 +59,10 @@ class Objective:
     corrupts_inputs: ClassVar[bool] = False
     # True when ``prepare`` draws from its ``rng`` (different seeds give different batches).
     randomized: ClassVar[bool] = True
+    # True when ``prepare`` builds new rows (another width, positions and layout) from the rows it is
+    # given, as span corruption does on a decoder: any other part's targets and layout would refer to
+    # rows that no longer exist, so a composition refuses such a part beside any other.
+    rebuilds_rows: ClassVar[bool] = False
 
     def __init__(self, config: Any | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:
@@ -80,6 +84,11 @@ class Objective:
     def layout_for(cls, family: str) -> str | None:
         """The attention layout this objective sets on a backbone of ``family`` (see ``attention``)."""
         return cls.attention
+
+    @classmethod
+    def rebuilds_rows_for(cls, family: str) -> bool:
+        """Whether ``prepare`` rebuilds the rows on a backbone of ``family`` (see ``rebuilds_rows``)."""
+        return cls.rebuilds_rows
 
     # --- data ----------------------------------------------------------------------------------
     @property

@@ -30,13 +30,19 @@ def require_tokens(tokens: SpecialTokens, *names: str, by: str) -> None:
         raise DataError(str(exc)) from exc
 
 
+def unmaskable_ids(tokens: SpecialTokens) -> np.ndarray:
+    """Ids never masked or corrupted: every special token except [UNK], which stands for text and is
+    masked like any other token, as Google's BERT does (it spares only [CLS] and [SEP])."""
+    ids = {tokens.pad, tokens.cls, tokens.sep, tokens.mask, tokens.bos, tokens.eos, *tokens.sentinels}
+    return np.array(sorted(i for i in ids if i is not None), dtype=np.int64)
+
+
 def special_mask_of(batch: Batch, tokens: SpecialTokens) -> np.ndarray:
-    """(B, T) bool: special tokens and padding (never masked or corrupted)."""
+    """(B, T) bool: special tokens and padding (never masked or corrupted); [UNK] is maskable."""
     pad = np.asarray(batch.doc_ids) < 0
     if batch.special_mask is not None:
         return np.asarray(batch.special_mask, dtype=bool) | pad
-    ids = np.asarray(batch.input_ids)
-    return np.isin(ids, np.fromiter(tokens.all_ids, dtype=np.int64)) | pad
+    return np.isin(np.asarray(batch.input_ids), unmaskable_ids(tokens)) | pad
 
 
 def non_special_ids(tokens: SpecialTokens) -> np.ndarray:

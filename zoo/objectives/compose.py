@@ -72,7 +72,18 @@ def conflicts(parts: Sequence[tuple[str, type[Objective]]], family: str) -> str 
     if len(corrupt) > 1:
         return (f"{' and '.join(corrupt)} both corrupt the input ids (masking / span corruption); "
                 f"a composition can hold one of them")
+    rebuild = [n for n, cls in parts if cls.rebuilds_rows_for(family)]
+    if rebuild and len(parts) > 1:
+        others = [n for n in names if n != rebuild[0]]
+        return (f"{rebuild[0]} rebuilds every row on a {family} (new width, positions and attention layout), "
+                f"so the targets and layout of {' and '.join(others)} would no longer match the rows; "
+                f"train {rebuild[0]} alone on this backbone")
     layouts = {n: cls.layout_for(family) for n, cls in parts}
+    prefix = [n for n, v in layouts.items() if v == "prefix"]
+    if len(prefix) > 1:
+        return (f"{' and '.join(prefix)} both draw the bidirectional prefix of a prefix-LM layout; the later "
+                f"draw would replace the earlier, making tokens the earlier part predicts visible to the "
+                f"positions that predict them")
     set_layouts = {v for v in layouts.values() if v is not None}
     if len(set_layouts) > 1:
         detail = ", ".join(f"{n} {v}" for n, v in layouts.items() if v is not None)
@@ -210,7 +221,14 @@ class Composite(Objective):
     def prepare(self, data: Batch | Segments, rng: np.random.Generator) -> Batch:
         out: Any = data
         for part in self.parts:
+            before = out.input_ids.shape if isinstance(out, Batch) else None
+            earlier = sorted(out.targets) if isinstance(out, Batch) else []
             out = part.prepare(out, rng)
+            if before is not None and earlier and tuple(out.input_ids.shape) != tuple(before):
+                raise IncompatibleError(
+                    f"cannot compose {self.name}: {part.name} changed the rows from shape {tuple(before)} to "
+                    f"{tuple(out.input_ids.shape)} after {' and '.join(earlier)} made targets for the old rows; "
+                    f"a part that rebuilds rows must set `rebuilds_rows` and be trained alone")
         return out
 
     # --- model ---------------------------------------------------------------------------------

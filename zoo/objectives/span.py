@@ -109,6 +109,7 @@ class SpanCorruption(Objective):
     name = "span"
     Config = SpanConfig
     corrupts_inputs = True
+    rebuilds_rows = True  # on a decoder; ``rebuilds_rows_for`` says False on an encoder
 
     def __init__(self, config: SpanConfig | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:
@@ -135,6 +136,10 @@ class SpanCorruption(Objective):
     @classmethod
     def layout_for(cls, family: str) -> str | None:
         return "bidirectional" if family == "encoder" else "prefix"
+
+    @classmethod
+    def rebuilds_rows_for(cls, family: str) -> bool:
+        return family != "encoder"  # one new prefix-LM row of another width per raw row
 
     # --- data ----------------------------------------------------------------------------------
     def row_length(self, seq_len: int) -> int:
