@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -109,3 +110,23 @@ def test_resolve_accepts_objective_sections_and_timeout() -> None:
     cfg = resolve(_run(objectives={"mlm": {"rate": 0.2}}, train={"dist_timeout_s": 30}))
     assert cfg.objectives == {"mlm": {"rate": 0.2}} and cfg.train.dist_timeout_s == 30
     assert resolve(_run()).train.dist_timeout_s == 1800
+
+
+def test_config_diffs_fill_settings_added_since_with_their_defaults() -> None:
+    from zoo.train.config import config_diffs, resolve
+
+    cfg = resolve({"objective": "mlm", "backbone": "bert", "size": "tiny"})
+    saved = to_dict(cfg)
+    assert config_diffs(saved, cfg) == []
+    older = json.loads(json.dumps(saved))
+    del older["train"]["dist_timeout_s"]  # written by a version without that setting
+    del older["optim"]["lr"]
+    assert config_diffs(older, cfg) == []
+    changed = json.loads(json.dumps(saved))
+    changed["optim"]["lr"] = 0.5
+    changed["train"]["budget"] = "9steps"
+    assert config_diffs(changed, cfg) == ["optim.lr"]  # the budget may change on resume
+    assert config_diffs(changed, cfg, allowed=()) == ["optim.lr", "train.budget"]
+    unknown = json.loads(json.dumps(saved))
+    unknown["train"]["retired_setting"] = 1  # a key this version no longer knows: compared as written
+    assert config_diffs(unknown, cfg) == ["train.retired_setting"]

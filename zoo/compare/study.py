@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from zoo import registry
-from zoo.config import apply_overrides, to_dict
+from zoo.config import apply_overrides
 from zoo.errors import ConfigError, IncompatibleError
 from zoo.train import checkpoint as ckpt
 from zoo.train.config import Budget, RunConfig, resolve
+from zoo.train.config import config_diffs as train_config_diffs
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ RESERVED_KEYS = ("objective", "backbone", "out", "train.seed", "train.budget", "
 MUTABLE_SETTINGS = ("objectives", "backbones", "seeds", "evals", "bench")
 # Config keys a finished run may differ in and still be reused (they do not change the weights).
 REUSABLE_DIFFS = ("out", "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_last",
-                  "train.tensorboard", "train.prefetch", "data.cache_dir", "train.device")
+                  "train.tensorboard", "train.prefetch", "data.cache_dir", "train.device", "train.dist_timeout_s")
 
 
 @dataclass
@@ -227,17 +228,7 @@ def run_config(settings: StudySettings, cell: Cell, seed: int, run_dir: Path, to
 
 def config_diffs(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
     """Keys (dotted) where a run's saved ``config.json`` differs from ``cfg``, ignoring REUSABLE_DIFFS."""
-    out: set[str] = set()
-
-    def walk(a: Any, b: Any, path: str) -> None:
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in set(a) | set(b):
-                walk(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-        elif a != b:
-            out.add(path)
-
-    walk(saved, to_dict(cfg), "")
-    return sorted(d for d in out if d not in REUSABLE_DIFFS)
+    return train_config_diffs(saved, cfg, REUSABLE_DIFFS)
 
 
 @dataclass

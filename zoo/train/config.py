@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from zoo.config import from_dict
+from zoo.config import from_dict, to_dict
 from zoo.data import DataConfig, TokenizerConfig
 from zoo.errors import ConfigError
 
@@ -140,6 +140,36 @@ def resolve(data: dict[str, Any]) -> RunConfig:
     from_dict(backbone_cls.Config, cfg.model, path="model")
     _check_objectives(cfg)
     return cfg
+
+
+# What may differ between a run's saved configuration and a command resuming it: none of it changes
+# what is computed (docs/training.md lists them).
+RESUMABLE_CHANGES = ("out", "train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
+                     "train.keep_last", "train.tensorboard", "train.prefetch", "train.dist_timeout_s",
+                     "data.cache_dir")
+
+
+def config_diffs(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ...] = RESUMABLE_CHANGES) -> list[str]:
+    """Dotted keys where a run's saved ``config.json`` differs from ``cfg``, except ``allowed`` ones.
+
+    The saved configuration is resolved first, so a setting it lacks (one added by a later version)
+    takes its default, which reproduces what the older version did: upgrading does not orphan runs.
+    """
+    try:
+        old: Any = to_dict(resolve(saved))
+    except ConfigError:  # a key this version no longer knows: compare as written
+        old = saved
+    out: set[str] = set()
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in set(a) | set(b):
+                walk(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+        elif a != b:
+            out.add(path)
+
+    walk(old, to_dict(cfg), "")
+    return sorted(d for d in out if d not in allowed)
 
 
 def _check_objectives(cfg: RunConfig) -> None:

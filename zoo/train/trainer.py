@@ -35,7 +35,7 @@ from zoo.objectives.base import LossOutput
 from zoo.train import checkpoint as ckpt
 from zoo.train import distributed, faults, rng
 from zoo.train.build import build_backbone, build_objective, check_compatible
-from zoo.train.config import Budget, RunConfig
+from zoo.train.config import Budget, RunConfig, config_diffs
 from zoo.train.metrics import Averager, JsonlSink, Record, Sinks, TensorBoardSink, truncate_after
 from zoo.train.optim import build_optimizer, load_optimizer_tensors, lr_at, optimizer_tensors, set_lr
 
@@ -224,13 +224,7 @@ class Trainer:
                                   f"resumed run must match") from exc
         if not isinstance(old, dict):
             raise CheckpointError(f"{saved}: expected a JSON object (the run's configuration)")
-        new = to_dict(self.cfg)
-        diffs = sorted(_diff(old, new))
-        # What does not change the computation may change on resume (listed in docs/training.md).
-        allowed = ("out", "train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
-                   "train.keep_last", "train.tensorboard", "train.prefetch", "train.dist_timeout_s",
-                   "data.cache_dir")
-        diffs = [d for d in diffs if d not in allowed]
+        diffs = config_diffs(old, self.cfg)
         if diffs:
             raise ConfigError(f"{self.run_dir} holds a run with a different configuration ({', '.join(diffs[:6])}); "
                               f"resume it with the same settings or choose another --out")
@@ -626,15 +620,6 @@ _STATE_KEYS = ("step", "tokens", "flops", "train_time_s", "sampler", "rng", "int
 
 def _parts(spec: str) -> list[str]:
     return [p.split(":")[0].strip() for p in spec.split("+")]
-
-
-def _diff(old: Any, new: Any, path: str = "") -> set[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: set[str] = set()
-        for k in set(old) | set(new):
-            out |= _diff(old.get(k), new.get(k), f"{path}.{k}" if path else k)
-        return out
-    return set() if old == new else {path}
 
 
 def train(cfg: RunConfig, *, resume: bool = False, resume_from: str | None = None,
