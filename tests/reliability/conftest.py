@@ -67,6 +67,16 @@ def invoke(args: list[str]) -> tuple[int, str]:
     return result.exit_code, out
 
 
+def train_in_process(out: Path, corpus: Path, cache_dir: Path, *args: object) -> Path:
+    """``zoo train`` in this process on the shared cache (module fixtures run before the autouse
+    fixture that points ``ZOO_CACHE_DIR`` at it); ``args`` go to ``train_args``. Must succeed."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("ZOO_CACHE_DIR", str(cache_dir))
+        code, text = invoke(train_args(out, corpus, *args))
+    assert code == 0, text
+    return out
+
+
 def flat(text: str) -> str:
     """Output with rich's line wrapping undone (messages are matched as one line)."""
     return " ".join(text.split())

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TINY, assert_user_error, flat, invoke, train_args
+from .conftest import TINY, assert_user_error, flat, invoke, train_args, train_in_process
 
 # --- corpus -------------------------------------------------------------------------------------------------
 
@@ -289,12 +289,7 @@ def test_config_errors(tmp_path: Path, corpus: Path, case: str) -> None:
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory, corpus: Path, cache_dir: Path) -> Path:
     """A tiny trained run to benchmark (2 steps: the weights only have to exist)."""
-    out = tmp_path_factory.mktemp("bench-model") / "run"
-    with pytest.MonkeyPatch.context() as m:
-        m.setenv("ZOO_CACHE_DIR", str(cache_dir))
-        code, text = invoke(train_args(out, corpus, "mlm", "bert", 2, 0))
-    assert code == 0, text
-    return out
+    return train_in_process(tmp_path_factory.mktemp("bench-model") / "run", corpus, cache_dir, "mlm", "bert", 2, 0)
 
 
 SST2_ROWS = [f"{w} film\t{i % 2}" for i, w in enumerate(["a fine", "a dull", "a lovely", "a bleak", "a warm",

@@ -22,7 +22,15 @@ import torch
 from zoo.errors import CheckpointError
 from zoo.train import checkpoint as ckpt
 
-from .conftest import assert_same_run, assert_user_error, copy_run, deterministic_records, invoke, train_args
+from .conftest import (
+    assert_same_run,
+    assert_user_error,
+    copy_run,
+    deterministic_records,
+    invoke,
+    train_args,
+    train_in_process,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +40,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, corpus: Path, cache_dir:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with pytest.MonkeyPatch.context() as m:
-            m.setenv("ZOO_CACHE_DIR", str(cache_dir))
-            code, text = invoke(train_args(out, corpus))
-        assert code == 0, text
+        train_in_process(out, corpus, cache_dir)
         assert [s for s, _ in ckpt.steps(out)] == [3, 6, 7]
         yield out
     finally:

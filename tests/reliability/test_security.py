@@ -20,7 +20,7 @@ from safetensors import safe_open
 from zoo import registry
 from zoo.errors import PluginError
 
-from .conftest import REPO, assert_user_error, copy_run, invoke, train_args
+from .conftest import REPO, assert_user_error, copy_run, invoke, train_args, train_in_process
 
 SCANNED = ("zoo", "examples", "perf")
 UNPICKLERS = {f"{m}.{f}" for m in ("pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib")
@@ -170,12 +170,7 @@ def test_no_unsafe_deserialisation_in_the_code() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, corpus: Path, cache_dir: Path) -> Path:
-    out = tmp_path_factory.mktemp("security") / "run"
-    with pytest.MonkeyPatch.context() as m:
-        m.setenv("ZOO_CACHE_DIR", str(cache_dir))
-        code, text = invoke(train_args(out, corpus, "mlm+nsp", "bert", 2, 0))
-    assert code == 0, text
-    return out
+    return train_in_process(tmp_path_factory.mktemp("security") / "run", corpus, cache_dir, "mlm+nsp", "bert", 2, 0)
 
 
 def _strings(obj: object) -> list[str]:

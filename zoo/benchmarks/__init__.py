@@ -12,7 +12,7 @@ Importing this package is cheap (task specs are plain data); the heavier modules
 
 from __future__ import annotations
 
-from typing import Any
+from zoo._lazy import lazy_getattr
 
 _EXPORTS = {
     "TaskSpec": "zoo.benchmarks.tasks", "Columns": "zoo.benchmarks.tasks", "HubSource": "zoo.benchmarks.tasks",
@@ -32,10 +32,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'zoo.benchmarks' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -13,7 +13,7 @@ Importing this package is cheap; training, benchmarking and plotting load on use
 
 from __future__ import annotations
 
-from typing import Any
+from zoo._lazy import lazy_getattr
 
 _EXPORTS = {
     "StudySettings": "zoo.compare.study", "BenchOptions": "zoo.compare.study", "expand_grid": "zoo.compare.study",
@@ -27,10 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'zoo.compare' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

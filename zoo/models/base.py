@@ -81,15 +81,16 @@ class BackboneConfig:
         if self.attention not in ("auto", *KERNELS):
             raise ValueError(f"attention = {self.attention!r} is not an attention kernel; expected one of "
                              f"auto, {', '.join(KERNELS)}")
-        heads = self.num_heads or max(1, self.hidden_size // 64)
-        if self.hidden_size % heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {heads}")
+        if self.hidden_size % self.heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.heads}")
+
+    @property
+    def heads(self) -> int:
+        """``num_heads``, or hidden / 64 when it is 0 (the default)."""
+        return self.num_heads or max(1, self.hidden_size // 64)
 
     def resolved(self) -> BackboneConfig:
-        heads = self.num_heads or max(1, self.hidden_size // 64)
-        if self.hidden_size % heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {heads}")
-        return replace(self, num_heads=heads, intermediate_size=self.intermediate_size or 4 * self.hidden_size)
+        return replace(self, num_heads=self.heads, intermediate_size=self.intermediate_size or 4 * self.hidden_size)
 
 
 def config_for_size(config_cls: type, size: str | None, **overrides: Any) -> Any:

@@ -9,7 +9,7 @@ imported on first use, so ``import zoo.objectives`` stays cheap::
 
 from __future__ import annotations
 
-from typing import Any
+from zoo._lazy import lazy_getattr
 
 _EXPORTS = {
     # the contract
@@ -27,10 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'zoo.objectives' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -32,6 +32,7 @@ from zoo.data import Sampler, build_datasets, make_source, tokenizer_hash
 from zoo.errors import CheckpointError, ConfigError, NonFiniteLossError
 from zoo.model import ZooModel
 from zoo.objectives.base import LossOutput
+from zoo.objectives.compose import parse_spec
 from zoo.train import checkpoint as ckpt
 from zoo.train import distributed, faults, rng
 from zoo.train.build import build_backbone, build_objective, check_compatible
@@ -232,7 +233,7 @@ class Trainer:
     def _write_run_files(self) -> None:
         (self.run_dir / "config.toml").write_text(dump_toml(to_dict(self.cfg)))
         (self.run_dir / "config.json").write_text(json.dumps(to_dict(self.cfg), indent=1))
-        parts = _parts(self.cfg.objective)
+        parts = [name for name, _ in parse_spec(self.cfg.objective)]
         versions = {f"objective:{p}": registry.info("objective", p).version for p in parts}
         versions[f"backbone:{self.cfg.backbone}"] = registry.info("backbone", self.cfg.backbone).version
         info = {
@@ -616,10 +617,6 @@ class Trainer:
 # Keys of trainer.json that resuming needs (checkpoints of older versions may hold more).
 _STATE_KEYS = ("step", "tokens", "flops", "train_time_s", "sampler", "rng", "interval", "interval_tokens",
                "interval_time")
-
-
-def _parts(spec: str) -> list[str]:
-    return [p.split(":")[0].strip() for p in spec.split("+")]
 
 
 def train(cfg: RunConfig, *, resume: bool = False, resume_from: str | None = None,
