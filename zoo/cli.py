@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from zoo import __version__
-from zoo.errors import ZooError
+from zoo.errors import ConfigError, ZooError
 
 
 class ZooGroup(click.Group):
@@ -150,11 +150,12 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
 
 @cli.command("bench")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--suite", help="Benchmark suite: glue, clue, or a plugin's (default: from --tasks, else glue).")
+@click.option("--suite", help="Benchmark suite: glue, clue, a plugin's (fine-tuning), or blimp, climp (zero-shot "
+                               "minimal pairs). Default: from --tasks, else glue.")
 @click.option("--tasks", help="Comma-separated task names (cola,sst2,mrpc,... / afqmc,tnews,...) or all.")
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False),
-              help="Official files (GLUE: DIR/SST-2/train.tsv ..., CLUE: DIR/tnews_public/train.json ...). "
-                   "Default: the Hugging Face hub.")
+              help="Official files (GLUE: DIR/SST-2/train.tsv ..., CLUE: DIR/tnews_public/train.json ..., "
+                   "BLiMP: DIR/<UID>.jsonl, CLiMP: DIR/<paradigm>_1000.csv). Default: the Hugging Face hub.")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Fine-tunes per task (seeds 0..N-1); the median is reported.")
 @click.option("--epochs", type=int, help="Recipe: training epochs.")
 @click.option("--lr", type=float, help="Recipe: peak learning rate.")
@@ -163,20 +164,44 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
 @click.option("--pooling", type=click.Choice(["auto", "cls", "last", "mean"]), help="Recipe: how the head reads the sequence.")
 @click.option("--set", "overrides", multiple=True, metavar="[TASK.]KEY=VALUE", help="Override a recipe key (for one task).")
 @click.option("--max-train-examples", type=int, help="Use at most this many training examples per task.")
-@click.option("--max-eval-examples", type=int, help="Use at most this many evaluation examples per split.")
+@click.option("--max-eval-examples", type=int,
+              help="Use at most this many evaluation examples per split (minimal pairs: the first N of each paradigm).")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda if available), cpu, cuda, cuda:1, ...")
 @click.option("--from-scratch", is_flag=True, help="Also benchmark a randomly initialised copy of each model.")
 @click.option("--no-cache", is_flag=True, help="Recompute results even if cached in <run>/bench-cache.")
 @click.option("--step", type=int, help="Benchmark this checkpoint step of each run (default: the newest).")
+@click.option("--pll", type=click.Choice(["word-l2r", "original"]), default="word-l2r", show_default=True,
+              help="Minimal pairs: pseudo-log-likelihood of bidirectional models, with within-word masking "
+                   "(Kauf & Ivanova 2023) or the original (Salazar et al. 2020).")
 def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_dir: str | None, seeds: int,
               overrides: tuple[str, ...], max_train_examples: int | None, max_eval_examples: int | None,
-              device: str, from_scratch: bool, no_cache: bool, step: int | None, **recipe_flags: Any) -> None:
-    """Fine-tune runs (or exported Hugging Face directories) on GLUE / CLUE tasks and report the official metrics."""
+              device: str, from_scratch: bool, no_cache: bool, step: int | None, pll: str,
+              **recipe_flags: Any) -> None:
+    """Fine-tune runs (or exported Hugging Face directories) on GLUE / CLUE tasks and report the official metrics,
+    or score them zero-shot on BLiMP / CLiMP minimal pairs."""
     from zoo import console
     from zoo.benchmarks.bench import run_bench
+    from zoo.benchmarks.minimal_pairs import SUITES
     from zoo.benchmarks.source import open_source
 
     flags = [f"{k}={v}" if not isinstance(v, str) else f'{k}="{v}"' for k, v in recipe_flags.items() if v is not None]
+    if suite in SUITES:
+        from zoo.benchmarks.zeroshot import run_minimal_pairs
+
+        given = [f for f, v in (("--tasks", tasks), ("--seeds", seeds != 1), ("--set", overrides),
+                                ("--max-train-examples", max_train_examples)) if v] + \
+                [f"--{k.replace('_', '-')}" for k, v in recipe_flags.items() if v is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: fine-tuning options do not apply to the zero-shot suite {suite}")
+        with console.BenchProgress() as progress:
+            pairs = run_minimal_pairs(list(runs), suite, data_dir=data_dir, max_eval_examples=max_eval_examples,
+                                      pll=pll, from_scratch=from_scratch, device=device, step=step,
+                                      progress=progress)
+        columns, rows = pairs.table()
+        console.table(f"{suite.upper()}: minimal-pair accuracy x100 by phenomenon", columns, rows,
+                      caption="scorer in brackets; headline: macro average over paradigms; per-pair correctness "
+                              "in <run>/bench.json")
+        return
     models = [open_source(r, step) for r in runs] if step is not None else list(runs)
     with console.BenchProgress() as progress:
         result = run_bench(models, suite=suite, tasks=tasks, data_dir=data_dir, seeds=seeds,

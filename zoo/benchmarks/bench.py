@@ -314,28 +314,38 @@ def write_model_reports(result: BenchResult) -> list[Path]:
     for path, models in by_path.items():
         own = BenchResult(result.suite, result.tasks, result.seeds, models, result.data,
                           result.max_train_examples, result.max_eval_examples)
-        target = Path(path) / "bench.json"
-        suites: dict[str, Any] = {}
-        if target.is_file():
-            try:
-                suites = json.loads(target.read_text(encoding="utf-8")).get("suites", {})
-            except (OSError, json.JSONDecodeError, AttributeError):
-                log.warning("%s is unreadable; rewriting it", target)
-        suites[result.suite] = own.to_dict()
-        try:
-            _write_json(target, {"suites": suites})
-            md = Path(path) / "bench.md"
-            md.write_text("# Benchmark results\n\n" + "\n".join(_markdown_of(d) for d in suites.values()),
-                          encoding="utf-8")
-        except OSError as exc:
-            log.warning("cannot write results into %s (%s)", path, exc)
-            continue
-        written += [target, md]
+        written += merge_suite_report(Path(path), result.suite, own.to_dict())
     return written
+
+
+def merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> list[Path]:
+    """Put ``entry`` into ``directory/bench.json`` under ``suite`` (other suites kept) and rewrite
+    ``bench.md`` from all of them. Returns the files written (none when the directory is read-only)."""
+    target = directory / "bench.json"
+    suites: dict[str, Any] = {}
+    if target.is_file():
+        try:
+            suites = json.loads(target.read_text(encoding="utf-8")).get("suites", {})
+        except (OSError, json.JSONDecodeError, AttributeError):
+            log.warning("%s is unreadable; rewriting it", target)
+    suites[suite] = entry
+    try:
+        _write_json(target, {"suites": suites})
+        md = directory / "bench.md"
+        md.write_text("# Benchmark results\n\n" + "\n".join(_markdown_of(d) for d in suites.values()),
+                      encoding="utf-8")
+    except OSError as exc:
+        log.warning("cannot write results into %s (%s)", directory, exc)
+        return []
+    return [target, md]
 
 
 def _markdown_of(suite_dict: dict[str, Any]) -> str:
     try:
+        if suite_dict.get("kind") == "minimal-pairs":
+            from zoo.benchmarks.zeroshot import pairs_result_from_dict
+
+            return pairs_result_from_dict(suite_dict).markdown()
         return bench_result_from_dict(suite_dict).markdown()
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("bench.json: skipping an unreadable suite entry in bench.md (%s)", exc)

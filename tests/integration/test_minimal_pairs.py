@@ -1,0 +1,263 @@
+"""Zero-shot minimal pairs: scores equal the transformers reference, scorer choice per objective, the
+``zoo bench --suite blimp|climp`` output, and clear refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+from zoo.benchmarks.lm_scoring import Scorer, encode, masked_copies, score_sentences, scorers_for
+from zoo.benchmarks.minimal_pairs import load_suite
+from zoo.benchmarks.source import open_source
+from zoo.benchmarks.zeroshot import correctness, open_scoring_model, run_minimal_pairs
+from zoo.cli import cli
+from zoo.errors import ConfigError, ZooError
+
+from ..unit.test_minimal_pairs_data import write_blimp, write_climp
+
+SENTENCES = ["Who should Derek hug after shocking Richard?", "The unbelievably unremarkable cats sleep.",
+             "A dog barks."]
+# good longer than bad, and good shorter than bad: a scorer that prefers a position or a length cannot pass
+PAIRS = [("The cats sleep soundly tonight.", "The cats sleeps."), ("Dogs bark.", "Dogs barks at them loudly now.")]
+
+
+def _texts(shared: Path) -> list[str]:
+    return [x.good for p in load_suite("blimp", shared / "blimp", max_pairs=10) for x in p.pairs]
+
+
+def _wordpiece(texts: list[str]) -> Tokenizer:
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    # a small vocabulary, so that many words split into several pieces (what word-l2r is about)
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(
+        vocab_size=300, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False))
+    return tok
+
+
+def _bpe(texts: list[str]) -> Tokenizer:
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>", "<|pad|>", "<|mask|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return tok
+
+
+@pytest.fixture(scope="module")
+def hf_models(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A GPT2LMHeadModel and a BertForMaskedLM with random weights, saved by transformers itself."""
+    from transformers import BertConfig, BertForMaskedLM, GPT2Config, GPT2LMHeadModel
+
+    texts = _texts(shared_data)
+    root = tmp_path_factory.mktemp("hf")
+    torch.manual_seed(1)
+    out = {}
+    bpe, wp = _bpe(texts), _wordpiece(texts)
+    gpt = GPT2LMHeadModel(GPT2Config(vocab_size=bpe.get_vocab_size(), n_positions=64, n_embd=32, n_layer=2,
+                                     n_head=2, bos_token_id=0, eos_token_id=0, initializer_range=0.2))
+    bert = BertForMaskedLM(BertConfig(vocab_size=wp.get_vocab_size(), hidden_size=32, num_hidden_layers=2,
+                                      num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                      initializer_range=0.2))
+    for name, model, tok in (("gpt", gpt, bpe), ("bert", bert, wp)):
+        model.eval().save_pretrained(str(root / name), safe_serialization=True)
+        tok.save(str(root / name / "tokenizer.json"))
+        out[name] = root / name
+    return out
+
+
+def _ours(path: Path, sentences: list[str], pll: str = "word-l2r") -> dict[str, np.ndarray]:
+    src = open_source(path)
+    sm = open_scoring_model(src)
+    (scorer,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, pll)
+    return score_sentences(scorer, sm.backbone, sm.heads, src.tokenizer, src.special, sentences, batch_tokens=64)
+
+
+def test_causal_scores_equal_gpt2_lm_head_model(hf_models: dict[str, Path]) -> None:
+    from transformers import GPT2LMHeadModel
+
+    ours = _ours(hf_models["gpt"], SENTENCES)
+    ref = GPT2LMHeadModel.from_pretrained(str(hf_models["gpt"])).eval()
+    tok = Tokenizer.from_file(str(hf_models["gpt"] / "tokenizer.json"))
+    for i, s in enumerate(SENTENCES):
+        ids = torch.tensor([[0, *tok.encode(s, add_special_tokens=False).ids]])  # <|endoftext|> context
+        with torch.no_grad():
+            logp = ref(ids).logits[0, :-1].log_softmax(-1)
+        total = logp.gather(1, ids[0, 1:, None]).sum().item()
+        assert ours["causal"][i] == pytest.approx(total, abs=1e-4)
+        assert ours["causal-mean"][i] == pytest.approx(total / (ids.shape[1] - 1), abs=1e-4)
+
+
+@pytest.mark.parametrize("pll", ["word-l2r", "original"])
+def test_pll_equals_a_direct_bert_for_masked_lm_computation(hf_models: dict[str, Path], pll: str) -> None:
+    from transformers import BertForMaskedLM
+
+    ours = _ours(hf_models["bert"], SENTENCES, pll)[f"pll-{pll}"]
+    ref = BertForMaskedLM.from_pretrained(str(hf_models["bert"])).eval()
+    tok = Tokenizer.from_file(str(hf_models["bert"] / "tokenizer.json"))
+    split_words = 0
+    for i, s in enumerate(SENTENCES):
+        enc = tok.encode(s, add_special_tokens=False)
+        ids, words = [2, *enc.ids, 3], [None, *enc.word_ids, None]
+        total = 0.0
+        for t in range(1, len(ids) - 1):  # one masked copy per sentence token, [CLS] and [SEP] kept
+            masked = list(ids)
+            masked[t] = 4
+            if pll == "word-l2r":  # and the rest of the target's word, left to right
+                for u in range(t + 1, len(ids) - 1):
+                    if words[u] == words[t]:
+                        masked[u] = 4
+                        split_words += 1
+            with torch.no_grad():
+                logits = ref(torch.tensor([masked])).logits[0, t]
+            total += logits.log_softmax(-1)[ids[t]].item()
+        assert ours[i] == pytest.approx(total, abs=1e-4)
+    assert pll == "original" or split_words > 0  # the sentences do exercise within-word masking
+
+
+def test_masked_copies_word_l2r() -> None:
+    masks, pos = masked_copies(1, np.array([0, 1, 1, 1, 2]), word_l2r=True)
+    assert pos.tolist() == [1, 2, 3, 4, 5]
+    assert masks.astype(int).tolist() == [[1, 0, 0, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 1, 0], [0, 0, 0, 1, 0],
+                                          [0, 0, 0, 0, 1]]
+    plain, _ = masked_copies(1, np.array([0, 1, 1]), word_l2r=False)
+    assert plain.astype(int).tolist() == np.eye(3, dtype=int).tolist()
+
+
+def test_scorer_selection_from_declared_attention_and_heads() -> None:
+    from zoo.objectives.base import TiedLinear
+    from zoo.objectives.mlm import MaskedLMHead
+    from zoo.objectives.pairs import PairHead
+
+    emb = torch.nn.Embedding(10, 8)
+    lm, pair = TiedLinear(emb, bias=False), torch.nn.Linear(8, 2)
+    mlm = torch.nn.Module.__new__(MaskedLMHead)  # its type is what selection reads
+    torch.nn.Module.__init__(mlm)
+    assert PairHead is not None
+
+    def names(spec: str, family: str, heads: dict, pll: str = "word-l2r") -> list[str]:
+        return [s.name for s in scorers_for(spec, family, heads, pll)]
+
+    assert names("clm", "decoder", {"clm": lm}) == ["causal"]
+    assert names("prefix", "decoder", {"prefix": lm}) == ["causal"]  # empty prefix
+    assert names("span", "decoder", {"span": lm}) == ["causal-sentinel"]
+    assert names("span", "encoder", {"span": mlm}) == ["pll-word-l2r"]
+    assert names("mlm", "encoder", {"mlm": mlm}, "original") == ["pll-original"]
+    assert names("mlm+nsp", "encoder", {"mlm": mlm, "nsp": pair}) == ["pll-word-l2r"]
+    assert names("mlm:1|clm:1", "decoder", {"mlm": mlm, "clm": lm}) == ["pll-word-l2r", "causal"]  # a mixture
+    assert scorers_for("mlm", "encoder", {"mlm": mlm})[0] == Scorer("pll-word-l2r", "pll", "mlm", 0)
+    for spec, heads in (("nsp", {"nsp": pair}), ("sop", {"sop": pair})):
+        with pytest.raises(ConfigError, match=f"objective '{spec}' has no token-level head"):
+            scorers_for(spec, "encoder", heads)
+
+
+def test_word_ids_follow_the_pre_tokenizer(hf_models: dict[str, Path]) -> None:
+    tok = Tokenizer.from_file(str(hf_models["bert"] / "tokenizer.json"))
+    enc = encode(tok, ["unbelievably unremarkable."])
+    assert len(enc.ids[0]) == len(enc.words[0]) and enc.words[0][-1] == 2  # the full stop is its own word
+    assert len(set(enc.words[0].tolist())) < len(enc.ids[0])  # some word has several pieces
+
+
+def _run_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["bench", *args])
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_bench_blimp_and_climp_end_to_end(hf_models: dict[str, Path], shared_data: Path, tmp_path: Path) -> None:
+    code, out = _run_cli(str(hf_models["bert"]), str(hf_models["gpt"]), "--suite", "blimp", "--data-dir",
+                         str(shared_data / "blimp"), "--max-eval-examples", "1", "--from-scratch", "--device", "cpu")
+    assert code == 0, out
+    assert "BLIMP: minimal-pair accuracy" in out
+    saved = json.loads((hf_models["gpt"] / "bench.json").read_text())["suites"]["blimp"]
+    assert saved["kind"] == "minimal-pairs" and len(saved["tasks"]) == 67 and len(saved["groups"]) == 12
+    model, scratch = saved["models"]
+    assert model["scorer"] == "causal" and scratch["scorer"] == "causal" and scratch["from_scratch"]
+    assert set(model["scorers"]) == {"causal", "causal-mean"}
+    per_pair = correctness(model)
+    assert len(per_pair) == 67 and all(len(v) == 1 for v in per_pair.values())
+    acc = np.mean([v.mean() for v in per_pair.values()])
+    assert model["average"] == pytest.approx(acc)
+    assert model["tasks"]["adjunct_island"]["score"] == per_pair["adjunct_island"].mean()
+    assert "BLIMP (minimal pairs" in (hf_models["gpt"] / "bench.md").read_text()
+
+    climp = tmp_path / "climp"
+    climp.mkdir()
+    write_climp(climp / "anaphor_agreement_gender_1000.csv", bom=True)
+    code, out = _run_cli(str(hf_models["bert"]), "--suite", "climp", "--data-dir", str(climp), "--device", "cpu")
+    assert code == 0, out
+    saved = json.loads((hf_models["bert"] / "bench.json").read_text())["suites"]
+    assert set(saved) == {"blimp", "climp"} and saved["climp"]["pairs"] == {"anaphor_agreement_gender": 2}
+
+
+def test_good_sentence_longer_or_shorter(hf_models: dict[str, Path], tmp_path: Path) -> None:
+    """Accuracy follows the scores, whichever sentence of the pair is longer."""
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", PAIRS)
+    for name in ("gpt", "bert"):
+        res = run_minimal_pairs([hf_models[name]], "blimp", data, device="cpu", write_reports=False)
+        (m,) = res.models
+        scores = _ours(hf_models[name], [s for p in PAIRS for s in p])
+        first = scores[m.scorers[0]]
+        expected = "".join("1" if first[2 * i] > first[2 * i + 1] else "0" for i in range(len(PAIRS)))
+        assert m.correct[m.scorers[0]]["toy"] == expected
+
+
+def test_refusals_are_one_line(hf_models: dict[str, Path], shared_data: Path, tmp_path: Path) -> None:
+    from transformers import BertModel
+
+    bare = tmp_path / "bare"
+    BertModel.from_pretrained(str(hf_models["bert"])).save_pretrained(str(bare), safe_serialization=True)
+    (bare / "tokenizer.json").write_bytes((hf_models["bert"] / "tokenizer.json").read_bytes())
+    code, out = _run_cli(str(bare), "--suite", "blimp", "--data-dir", str(shared_data / "blimp"))
+    assert code == 2 and "BertModel has no token-level head" in out
+    code, out = _run_cli(str(hf_models["gpt"]), "--suite", "blimp", "--data-dir", str(shared_data / "blimp"),
+                         "--epochs", "2")
+    assert code == 2 and "--epochs: fine-tuning options do not apply to the zero-shot suite blimp" in out
+    with pytest.raises(ZooError, match="no BLIMP files"):
+        run_minimal_pairs([hf_models["gpt"]], "blimp", tmp_path, write_reports=False)
+
+
+def _every_trainable_pair() -> list[tuple[str, str]]:
+    from zoo import registry
+    from zoo.objectives.compose import compatible_objectives
+
+    return [(o, b) for b in registry.names("backbone")
+            for o in compatible_objectives(registry.load("backbone", b), limit=2)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective,backbone", _every_trainable_pair())
+def test_every_objective_is_scored_or_refused(objective: str, backbone: str, corpus: Path, tmp_path: Path) -> None:
+    """A 1-step run of every registered objective on every backbone it trains: scored with the scorer its
+    declared attention gives, with its from-scratch twin scored the same way, or refused in one line."""
+    from zoo.train.config import resolve
+    from zoo.train.trainer import train
+
+    out = tmp_path / "run"
+    train(resolve({
+        "objective": objective, "backbone": backbone, "size": "tiny", "out": str(out),
+        "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
+        "data": {"source": str(corpus), "doc_boundary": "blank-line"},
+        "tokenizer": {"vocab_size": 300, "num_sentinels": 20},
+        "train": {"budget": "1steps", "seq_len": 32, "batch_size": 2, "eval_every": 0, "eval_batches": 1,
+                  "prefetch": False}}))
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", PAIRS)
+    token_heads = {"mlm", "clm", "prefix", "span"}
+    parts = set(objective.replace("|", "+").split("+"))
+    if not parts & token_heads:
+        with pytest.raises(ConfigError, match="has no token-level head"):
+            run_minimal_pairs([out], "blimp", data, device="cpu", write_reports=False)
+        return
+    res = run_minimal_pairs([out], "blimp", data, from_scratch=True, device="cpu", write_reports=False)
+    model, scratch = res.models
+    expected = {"bert": "pll-word-l2r", "gpt": "causal-sentinel" if objective == "span" else "causal"}[backbone]
+    assert model.scorers[0] == scratch.scorers[0] == expected
+    assert len(model.correct[expected]["toy"]) == len(PAIRS)

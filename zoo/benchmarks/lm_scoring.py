@@ -1,0 +1,258 @@
+"""Sentence scores from a pretrained model's own token-prediction head, for minimal-pair suites.
+
+Scorers
+  causal          sum over the sentence of log p(token | beginning-of-text token, earlier tokens), and
+                  the same divided by the number of tokens (length-normalised). Decoders trained with
+                  ``clm`` or a prefix LM (scored with an empty prefix).
+  causal-sentinel a decoder trained with T5 span corruption, scored the way it trained: the sentence is
+                  the one noise span of an empty text, ``<extra_id_0> eos | <extra_id_0> sentence``
+                  (prefix bidirectional), so the score is log p(sentence | that prefix).
+  pll-word-l2r    pseudo-log-likelihood (Salazar et al., 2020): each token is masked in its own copy of
+                  the sentence and scored from the rest; within-word tokens to the right of the target
+                  are masked too (Kauf & Ivanova, 2023, "PLL-word-l2r"), so the rest of a word never
+                  gives it away. The default for bidirectional models with a token head.
+  pll-original    the same without the within-word masking (Salazar et al., 2020).
+
+Which scorer a model gets is decided by ``scorers_for`` alone, from the objective classes' declared
+attention layout and the heads the model has. Masked copies are batched, and only the positions
+that are read go through the vocabulary projection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from torch import Tensor, nn
+
+from zoo import registry
+from zoo.batch import SpecialTokens
+from zoo.errors import ConfigError
+from zoo.models.attention import AttentionLayout
+from zoo.models.base import Backbone
+from zoo.objectives.base import TiedLinear
+from zoo.objectives.compose import parse_spec
+from zoo.objectives.mlm import MaskedLMHead
+
+log = logging.getLogger(__name__)
+
+PLL_VARIANTS = ("word-l2r", "original")
+# Objectives whose prediction of token i is read at position i - 1 (GPT-BERT's masked next-token
+# prediction): the masked-copy scorer reads there. This is the one place such an objective is named.
+READ_OFFSET = {"mntp": 1}
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """One way of scoring sentences with one of the model's heads."""
+
+    name: str  # reported: "causal", "causal-sentinel", "pll-word-l2r", "pll-original"
+    kind: str  # "causal" | "pll"
+    head: str  # key in the model's heads
+    offset: int = 0  # pll: the masked token i is read at position i - offset
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """Score names this scorer reports (the causal ones also length-normalised)."""
+        return (self.name, f"{self.name}-mean") if self.kind == "causal" else (self.name,)
+
+
+def is_token_head(head: nn.Module | None) -> bool:
+    return isinstance(head, (MaskedLMHead, TiedLinear))
+
+
+def scorers_for(objective: str, family: str, heads: Mapping[str, nn.Module], pll: str = "word-l2r") -> list[Scorer]:
+    """The scorers for a model trained with ``objective`` (a spec: ``a``, ``a+b``, ``a:15|b:1``) on a
+    backbone of ``family``, given its heads by name. Mixture parts (``|``) that predict tokens in
+    different ways each contribute their scorer; a composition (``+``) shares one layout, and its
+    token-predicting part is scored. ``ConfigError`` when no part has a token-level head."""
+    if pll not in PLL_VARIANTS:
+        raise ConfigError(f"--pll must be one of {', '.join(PLL_VARIANTS)}, got {pll!r}")
+    out: dict[str, Scorer] = {}
+    for alternative in objective.split("|"):
+        for name, _ in parse_spec(alternative):
+            cls = registry.load("objective", name)
+            if not is_token_head(heads.get(name)):
+                continue
+            layout = cls.layout_for(family)
+            if layout == "causal" or (layout == "prefix" and not cls.rebuilds_rows_for(family)):
+                scorer = Scorer("causal", "causal", name)  # a prefix LM with an empty prefix
+            elif layout == "prefix":  # rows rebuilt into input | target (span corruption on a decoder)
+                scorer = Scorer("causal-sentinel", "causal", name)
+            elif layout == "bidirectional":
+                scorer = Scorer(f"pll-{pll}", "pll", name, READ_OFFSET.get(name, 0))
+            else:
+                log.info("%s declares no attention layout on a %s; it is not used for scoring", name, family)
+                continue
+            out.setdefault(scorer.name, scorer)
+    if not out:
+        raise ConfigError(f"objective {objective!r} has no token-level head (masked-LM or LM head) to score "
+                          f"sentences with; minimal pairs need a model trained to predict tokens (mlm, clm, "
+                          f"prefix, span, ...)")
+    return list(out.values())
+
+
+# --- encoding ----------------------------------------------------------------------------------------
+
+@dataclass
+class Encoded:
+    ids: list[np.ndarray]  # per sentence: token ids without special tokens
+    words: list[np.ndarray]  # per sentence: word index of each token
+
+
+def encode(tokenizer: Tokenizer, sentences: Sequence[str]) -> Encoded:
+    encs = tokenizer.encode_batch(list(sentences), add_special_tokens=False)
+    ids = [np.asarray(e.ids, dtype=np.int64) for e in encs]
+    words = [np.asarray([-1 if w is None else w for w in e.word_ids], dtype=np.int64) for e in encs]
+    return Encoded(ids, words)
+
+
+def _batches(lengths: Sequence[int], costs: Sequence[int], max_cost: int) -> list[list[int]]:
+    """Indices sorted by length, cut into groups whose summed cost stays under ``max_cost``."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    out: list[list[int]] = []
+    cur: list[int] = []
+    total = 0
+    for i in order.tolist():
+        if cur and total + costs[i] > max_cost:
+            out.append(cur)
+            cur, total = [], 0
+        cur.append(i)
+        total += costs[i]
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _head_logprobs(head: nn.Module, rows: Tensor, targets: Tensor, chunk: int = 4096) -> Tensor:
+    """log p(target) for hidden ``rows`` (N, h) through the head (N, vocab), ``chunk`` rows at a time."""
+    out = []
+    for i in range(0, rows.shape[0], chunk):
+        logits = head(rows[i:i + chunk]).float()  # (n, V)
+        out.append(logits.log_softmax(-1).gather(1, targets[i:i + chunk, None]).squeeze(1))
+    return torch.cat(out) if out else rows.new_zeros(0)
+
+
+# --- scorers -----------------------------------------------------------------------------------------
+
+def causal_scores(backbone: Backbone, head: nn.Module, special: SpecialTokens, enc: Encoded, sentinel: bool = False,
+                  batch_tokens: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of token log-probs, tokens scored) per sentence, given a beginning-of-text context."""
+    start = special.bos if special.bos is not None else special.eos
+    if sentinel:
+        if not special.sentinels or special.eos is None:
+            raise ConfigError("the causal-sentinel scorer needs a tokenizer with <extra_id_0> and an end token")
+        context, prefix_len = [special.sentinels[0], special.eos, special.sentinels[0]], 2
+    else:
+        if start is None:
+            raise ConfigError("causal scoring needs a beginning- or end-of-text token to start from")
+        context, prefix_len = [start], 0
+    n = len(enc.ids)
+    sums, counts = np.zeros(n), np.asarray([len(x) for x in enc.ids])
+    rows = [np.concatenate([np.asarray(context, dtype=np.int64), x]) for x in enc.ids]
+    device = next(backbone.parameters()).device
+    c = len(context)
+    for group in _batches([len(r) for r in rows], [len(r) for r in rows], batch_tokens):
+        width = max(len(rows[i]) for i in group)
+        ids = torch.full((len(group), width), special.pad, dtype=torch.long)
+        doc = torch.full((len(group), width), -1, dtype=torch.int32)
+        for b, i in enumerate(group):
+            ids[b, :len(rows[i])] = torch.from_numpy(rows[i])
+            doc[b, :len(rows[i])] = 0
+        prefix = None
+        if prefix_len:
+            prefix = torch.zeros(len(group), width, dtype=torch.bool)
+            prefix[:, :prefix_len] = True
+        layout = AttentionLayout(causal=True, doc_ids=doc.to(device), prefix=None if prefix is None else prefix.to(device))
+        hidden = backbone(ids.to(device), layout)  # (B, T, h)
+        # position t predicts token t + 1: read positions c-1 .. len-2 of each row
+        b_idx = torch.cat([torch.full((counts[i],), b, dtype=torch.long) for b, i in enumerate(group)])
+        t_idx = torch.cat([torch.arange(c - 1, c - 1 + counts[i]) for i in group])
+        lp = _head_logprobs(head, hidden[b_idx.to(device), t_idx.to(device)], ids[b_idx, t_idx + 1].to(device))
+        sums[group] = np.bincount(b_idx.numpy(), weights=lp.double().cpu().numpy(), minlength=len(group))
+    return sums, counts
+
+
+def masked_copies(n_pre: int, words: np.ndarray, word_l2r: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For a row of ``n_pre`` leading special tokens and len(words) sentence tokens: (copies, T) bool
+    masks (one copy per token) and the target position of each copy. With ``word_l2r`` a copy also
+    masks the tokens of the target's word to its right (Kauf & Ivanova, 2023)."""
+    n = len(words)
+    masks = np.eye(n, dtype=bool)
+    if word_l2r:
+        right = np.triu(np.ones((n, n), dtype=bool), 1)
+        masks |= right & (words[:, None] == words[None, :]) & (words[:, None] >= 0)
+    return masks, np.arange(n) + n_pre
+
+
+def pll_scores(backbone: Backbone, head: nn.Module, special: SpecialTokens, enc: Encoded, word_l2r: bool = True,
+               offset: int = 0, batch_tokens: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+    """(pseudo-log-likelihood, tokens scored) per sentence. Every token gets a copy of the row with it
+    (and, with ``word_l2r``, the rest of its word) replaced by the mask token; the copy's prediction
+    is read at the target position minus ``offset``."""
+    if special.mask is None:
+        raise ConfigError("pseudo-log-likelihood scoring needs a tokenizer with a mask token")
+    if special.cls is not None and special.sep is not None:
+        pre, post = [special.cls], [special.sep]
+    else:
+        start = special.bos if special.bos is not None else special.eos
+        pre, post = ([] if start is None else [start]), []
+    if offset > len(pre):
+        raise ConfigError(f"reading a prediction {offset} position(s) early needs {offset} leading token(s)")
+    n = len(enc.ids)
+    sums, counts = np.zeros(n), np.asarray([len(x) for x in enc.ids])
+    rows = [np.concatenate([np.asarray(pre, dtype=np.int64), x, np.asarray(post, dtype=np.int64)]) for x in enc.ids]
+    device = next(backbone.parameters()).device
+    lengths = [len(r) for r in rows]
+    for group in _batches(lengths, [len(r) * counts[i] for i, r in enumerate(rows)], batch_tokens):
+        width = max(lengths[i] for i in group)
+        copies = int(sum(counts[i] for i in group))
+        if copies == 0:
+            continue
+        ids = torch.full((copies, width), special.pad, dtype=torch.long)
+        doc = torch.full((copies, width), -1, dtype=torch.int32)
+        targets, reads, owner = [], [], []
+        k = 0
+        for i in group:
+            m = counts[i]
+            if m == 0:
+                continue
+            masks, pos = masked_copies(len(pre), enc.words[i], word_l2r)
+            block = np.broadcast_to(rows[i], (m, lengths[i])).copy()
+            block[:, len(pre):len(pre) + m][masks] = special.mask
+            ids[k:k + m, :lengths[i]] = torch.from_numpy(block)
+            doc[k:k + m, :lengths[i]] = 0
+            targets.append(rows[i][pos])
+            reads.append(pos - offset)
+            owner.append(np.full(m, i))
+            k += m
+        layout = AttentionLayout(causal=False, doc_ids=doc.to(device))
+        hidden = backbone(ids.to(device), layout)  # (copies, T, h)
+        read = torch.from_numpy(np.concatenate(reads)).to(device)
+        lp = _head_logprobs(head, hidden[torch.arange(copies, device=device), read],
+                            torch.from_numpy(np.concatenate(targets)).to(device))
+        np.add.at(sums, np.concatenate(owner), lp.double().cpu().numpy())
+    return sums, counts
+
+
+@torch.inference_mode()
+def score_sentences(scorer: Scorer, backbone: Backbone, heads: Mapping[str, nn.Module], tokenizer: Tokenizer,
+                    special: SpecialTokens, sentences: Sequence[str], batch_tokens: int = 16384) -> dict[str, np.ndarray]:
+    """Scores of every sentence under each of ``scorer.variants`` (higher = more acceptable)."""
+    backbone.eval()
+    head = heads[scorer.head]
+    head.eval()
+    enc = encode(tokenizer, sentences)
+    too_long = [i for i, x in enumerate(enc.ids) if len(x) + 3 > backbone.spec.max_positions]
+    if too_long:
+        raise ConfigError(f"sentence {too_long[0]} has {len(enc.ids[too_long[0]])} tokens; the model takes at most "
+                          f"{backbone.spec.max_positions} positions")
+    if scorer.kind == "causal":
+        sums, counts = causal_scores(backbone, head, special, enc, scorer.name == "causal-sentinel", batch_tokens)
+        return {scorer.name: sums, f"{scorer.name}-mean": sums / np.maximum(counts, 1)}
+    sums, _ = pll_scores(backbone, head, special, enc, scorer.name == "pll-word-l2r", scorer.offset, batch_tokens)
+    return {scorer.name: sums}

@@ -1,0 +1,287 @@
+"""``zoo bench --suite blimp|climp``: zero-shot minimal-pair accuracy, no training involved.
+
+Each model scores both sentences of every pair with the scorer(s) its objective supports
+(``lm_scoring.scorers_for``); a pair is correct when the good sentence scores strictly higher. The
+headline is the macro average over paradigms; phenomena average their paradigms. Results go into
+the model's ``bench.json`` under the suite name, in the layout GLUE/CLUE use (one "task" per
+paradigm, metric ``accuracy``, one "seed"), plus per-scorer accuracies and the per-pair correctness
+(``correct``: one ``0``/``1`` per pair, in file order) that paired comparisons need.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo import __version__
+from zoo.benchmarks.finetune import Progress, resolve_device
+from zoo.benchmarks.lm_scoring import Scorer, score_sentences, scorers_for
+from zoo.benchmarks.minimal_pairs import Paradigm, load_suite, phenomena
+from zoo.benchmarks.source import ModelSource, open_source
+from zoo.errors import CheckpointError, ConfigError
+from zoo.models.base import Backbone
+from zoo.objectives.base import TiedLinear
+from zoo.objectives.mlm import MaskedLMHead
+
+log = logging.getLogger(__name__)
+
+KIND = "minimal-pairs"
+AVERAGE_DEFINITION = ("macro average over paradigms of the share of pairs whose acceptable sentence scores strictly "
+                      "higher; a phenomenon is the mean over its paradigms")
+HF_TOKEN_HEADS = {"BertForMaskedLM": "mlm", "BertForPreTraining": "mlm", "GPT2LMHeadModel": "clm"}
+
+
+# --- models with their heads -------------------------------------------------------------------------
+
+@dataclass
+class ScoringModel:
+    source: ModelSource
+    backbone: Backbone
+    heads: dict[str, nn.Module]
+    objective: str  # the spec the scorers are chosen from (a baseline: the one of the model it mirrors)
+    from_scratch: bool = False
+
+
+def open_scoring_model(source: ModelSource, step: int | None = None, from_scratch: bool = False) -> ScoringModel:
+    """The backbone and heads of a run (its checkpoint, or a seed-0 random init of the same model) or of an
+    exported Hugging Face directory whose class has a token-level head."""
+    if source.path is None:
+        raise ConfigError(f"{source.name}: minimal pairs need a run or exported directory (the heads live there)")
+    if source.info.get("format") == "huggingface":
+        return _open_hf(source, from_scratch)
+    from zoo.runs import open_run
+
+    run = open_run(source.path)
+    if from_scratch:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model = run.build_model()
+    else:
+        model = run.load_model(step)
+    return ScoringModel(source, model.backbone, dict(model.heads.items()), run.objective_name, from_scratch)
+
+
+def _open_hf(source: ModelSource, from_scratch: bool) -> ScoringModel:
+    assert source.path is not None
+    config_path = source.path / "config.json"
+    arch = (json.loads(config_path.read_text(encoding="utf-8")).get("architectures") or ["?"])[0]
+    objective = HF_TOKEN_HEADS.get(arch)
+    if objective is None:
+        raise CheckpointError(f"{config_path}: {arch} has no token-level head (masked-LM or LM head) to score "
+                              f"sentences with; expected one of {', '.join(HF_TOKEN_HEADS)}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        backbone = source.scratch().backbone(0) if from_scratch else copy.deepcopy(source.backbone())
+        head: nn.Module
+        if objective == "mlm":
+            head = MaskedLMHead(backbone.spec, backbone.input_embedding())
+        else:
+            head = TiedLinear(backbone.input_embedding(), bias=False)
+    if not from_scratch and isinstance(head, MaskedLMHead):
+        from safetensors.torch import load_file
+
+        state = load_file(str(source.path / "model.safetensors"))
+        p = "cls.predictions."
+        try:
+            head.load_state_dict({
+                "dense.weight": state[p + "transform.dense.weight"], "dense.bias": state[p + "transform.dense.bias"],
+                "norm.weight": state[p + "transform.LayerNorm.weight"],
+                "norm.bias": state[p + "transform.LayerNorm.bias"],
+                "decoder.bias": state.get(p + "bias", state.get(p + "decoder.bias"))})
+        except (KeyError, RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"{source.path / 'model.safetensors'}: the {arch} masked-LM head is incomplete "
+                                  f"({exc})") from exc
+    return ScoringModel(source, backbone, {objective: head}, objective, from_scratch)
+
+
+# --- results -------------------------------------------------------------------------------------------
+
+@dataclass
+class PairsModelResult:
+    name: str
+    path: str | None
+    backbone: str
+    objective: str | None
+    checkpoint_id: str
+    from_scratch: bool
+    scorers: list[str]  # score variants, the headline one first
+    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # variant -> paradigm -> accuracy
+    correct: dict[str, dict[str, str]] = field(default_factory=dict)  # variant -> paradigm -> "0110..."
+    seconds: float = 0.0
+
+    def average(self, variant: str | None = None) -> float:
+        return float(np.mean(list(self.accuracy[variant or self.scorers[0]].values())))
+
+    def groups(self, groups: dict[str, list[str]], variant: str | None = None) -> dict[str, float]:
+        acc = self.accuracy[variant or self.scorers[0]]
+        return {g: float(np.mean([acc[p] for p in ps])) for g, ps in groups.items()}
+
+
+@dataclass
+class PairsResult:
+    suite: str
+    paradigms: list[str]
+    groups: dict[str, list[str]]  # phenomenon -> paradigms
+    fingerprints: dict[str, str]
+    pairs: dict[str, int]
+    data: str
+    max_eval_examples: int | None
+    models: list[PairsModelResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        models = []
+        for m in self.models:
+            head = m.scorers[0]
+            tasks = {}
+            for p in self.paradigms:
+                acc = m.accuracy[head][p]
+                tasks[p] = {"metrics": ["accuracy"], "score": acc,
+                            "summary": {"accuracy": {"median": acc, "min": acc, "max": acc, "std": 0.0}},
+                            "seeds": [{"seed": 0, "scores": {"accuracy": acc}, "train_examples": 0,
+                                       "eval_examples": {"pairs": self.pairs[p]}, "seconds": 0.0, "cached": False}],
+                            "recipe": {"scorer": head}, "data_fingerprint": self.fingerprints[p]}
+            models.append({
+                "name": m.name, "path": m.path, "backbone": m.backbone, "objective": m.objective,
+                "checkpoint_id": m.checkpoint_id, "from_scratch": m.from_scratch, "average": m.average(),
+                "scorer": head, "seconds": m.seconds, "groups": m.groups(self.groups), "tasks": tasks,
+                "scorers": {v: {"average": m.average(v), "groups": m.groups(self.groups, v), "tasks": m.accuracy[v]}
+                            for v in m.scorers},
+                "correct": m.correct})
+        return {"suite": self.suite, "kind": KIND, "tasks": self.paradigms, "groups": self.groups, "seeds": [0],
+                "data": self.data, "max_train_examples": None, "max_eval_examples": self.max_eval_examples,
+                "pairs": self.pairs, "zoo_version": __version__, "average_definition": AVERAGE_DEFINITION,
+                "models": models}
+
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """One row per phenomenon and the macro average; one column per (model, score variant)."""
+        cols = [(m, v) for m in self.models for v in m.scorers]
+        columns = ["phenomenon", "paradigms", *(f"{m.name} [{v}]" for m, v in cols)]
+        rows = [[g, str(len(ps)), *(f"{100 * m.groups(self.groups, v)[g]:.1f}" for m, v in cols)]
+                for g, ps in self.groups.items()]
+        rows.append(["macro average (paradigms)", str(len(self.paradigms)),
+                     *(f"{100 * m.average(v):.1f}" for m, v in cols)])
+        return columns, rows
+
+    def markdown(self) -> str:
+        columns, rows = self.table()
+        n = sorted(set(self.pairs.values()))
+        lines = [f"## {self.suite.upper()} (minimal pairs, zero-shot)", "",
+                 f"Accuracy x100 by phenomenon; {len(self.paradigms)} paradigms, {'/'.join(map(str, n))} pairs each. "
+                 f"Scorer in brackets. Data: {self.data}.", "",
+                 "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines) + "\n"
+
+
+def pairs_result_from_dict(d: dict[str, Any]) -> PairsResult:
+    """The inverse of ``PairsResult.to_dict`` (a ``bench.json`` suite entry)."""
+    models = [PairsModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
+                               m["from_scratch"], list(m["scorers"]), {v: s["tasks"] for v, s in m["scorers"].items()},
+                               m.get("correct", {}), m.get("seconds", 0.0)) for m in d["models"]]
+    fingerprints = {p: t["data_fingerprint"] for p, t in d["models"][0]["tasks"].items()} if d["models"] else {}
+    return PairsResult(d["suite"], d["tasks"], d["groups"], fingerprints, d["pairs"], d["data"],
+                       d.get("max_eval_examples"), models)
+
+
+def correctness(entry: dict[str, Any], variant: str | None = None) -> dict[str, np.ndarray]:
+    """Per-pair correctness of one model entry of a ``bench.json`` minimal-pair suite: paradigm -> bool
+    array in file order (for paired tests across models scored on the same pairs)."""
+    correct = entry["correct"][variant or entry["scorer"]]
+    return {p: np.frombuffer(s.encode(), dtype=np.uint8) == ord("1") for p, s in correct.items()}
+
+
+# --- the benchmark --------------------------------------------------------------------------------------
+
+def run_minimal_pairs(
+    models: Sequence[str | Path | ModelSource],
+    suite: str,
+    data_dir: str | Path | None = None,
+    max_eval_examples: int | None = None,
+    pll: str = "word-l2r",
+    from_scratch: bool = False,
+    device: str = "auto",
+    step: int | None = None,
+    batch_tokens: int = 16384,
+    write_reports: bool = True,
+    progress: Progress | None = None,
+) -> PairsResult:
+    """Score every pair of ``suite`` with every model (and, with ``from_scratch``, a seed-0 random init
+    of each, scored the same way)."""
+    if not models:
+        raise ConfigError("no model to benchmark: pass a run directory")
+    paradigms = load_suite(suite, data_dir, max_eval_examples)
+    sources = [m if isinstance(m, ModelSource) else open_source(m, step) for m in models]
+    # refuse head-less models before scoring anything
+    opened = []
+    for src in sources:
+        sm = open_scoring_model(src, step)
+        scorers = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, pll)
+        opened.append((sm, scorers))
+        if from_scratch:
+            opened.append((open_scoring_model(src, step, from_scratch=True), scorers))
+    result = PairsResult(suite, [p.name for p in paradigms], phenomena(paradigms),
+                         {p.name: p.fingerprint() for p in paradigms}, {p.name: len(p.pairs) for p in paradigms},
+                         str(Path(data_dir).resolve()) if data_dir is not None else "hub", max_eval_examples)
+    dev = resolve_device(device)
+    for sm, scorers in opened:
+        result.models.append(_score_model(sm, scorers, paradigms, dev, batch_tokens, progress))
+    if write_reports:
+        write_reports_of(result)
+    return result
+
+
+def _score_model(sm: ScoringModel, scorers: list[Scorer], paradigms: list[Paradigm], device: torch.device,
+                 batch_tokens: int, progress: Progress | None) -> PairsModelResult:
+    src = sm.source
+    name = f"{src.name} (from scratch)" if sm.from_scratch else src.name
+    res = PairsModelResult(name, str(src.path) if src.path else None, src.backbone_name, sm.objective,
+                           src.scratch().checkpoint_id if sm.from_scratch else src.checkpoint_id, sm.from_scratch,
+                           [v for s in scorers for v in s.variants])
+    backbone = sm.backbone.to(device)
+    heads = {k: h.to(device) for k, h in sm.heads.items()}
+    t0 = time.perf_counter()
+    # every sentence of every paradigm in one call per scorer: full batches, sorted by length
+    good = [x.good for p in paradigms for x in p.pairs]
+    bad = [x.bad for p in paradigms for x in p.pairs]
+    bounds = np.cumsum([0, *(len(p.pairs) for p in paradigms)])
+    for scorer in scorers:
+        if progress is not None:
+            progress.start(f"{name}: {scorer.name}", 1)
+        scores = score_sentences(scorer, backbone, heads, src.tokenizer, src.special, good + bad, batch_tokens)
+        for variant, s in scores.items():
+            ok = s[:len(good)] > s[len(good):]
+            for p, lo, hi in zip(paradigms, bounds[:-1], bounds[1:], strict=True):
+                res.accuracy.setdefault(variant, {})[p.name] = float(ok[lo:hi].mean())
+                res.correct.setdefault(variant, {})[p.name] = "".join("1" if x else "0" for x in ok[lo:hi])
+        if progress is not None:
+            progress.advance(1)
+            progress.finish()
+    res.seconds = time.perf_counter() - t0
+    log.info("%s: %s macro average %.1f (%.1f s)", name, res.scorers[0], 100 * res.average(), res.seconds)
+    return res
+
+
+def write_reports_of(result: PairsResult) -> list[Path]:
+    """The suite's entry in each model's ``bench.json`` / ``bench.md`` (a baseline goes beside its model)."""
+    from zoo.benchmarks.bench import merge_suite_report
+
+    written = []
+    by_path: dict[str, list[PairsModelResult]] = {}
+    for m in result.models:
+        if m.path is not None:
+            by_path.setdefault(m.path, []).append(m)
+    for path, models in by_path.items():
+        own = PairsResult(result.suite, result.paradigms, result.groups, result.fingerprints, result.pairs,
+                          result.data, result.max_eval_examples, models)
+        written += merge_suite_report(Path(path), result.suite, own.to_dict())
+    return written
