@@ -231,15 +231,10 @@ def _every_trainable_pair() -> list[tuple[str, str]]:
             for o in compatible_objectives(registry.load("backbone", b)) if o not in ("mlm+sop", "rtd+nsp")]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("objective,backbone", _every_trainable_pair())
-def test_every_objective_is_scored_or_refused(objective: str, backbone: str, corpus: Path, tmp_path: Path) -> None:
-    """A 1-step run of every registered objective on every backbone it trains: scored with the scorer its
-    declared attention gives, with its from-scratch twin scored the same way, or refused in one line."""
+def _tiny_run(objective: str, backbone: str, corpus: Path, out: Path) -> Path:
     from zoo.train.config import resolve
     from zoo.train.trainer import train
 
-    out = tmp_path / "run"
     train(resolve({
         "objective": objective, "backbone": backbone, "size": "tiny", "out": str(out),
         "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
@@ -247,6 +242,15 @@ def test_every_objective_is_scored_or_refused(objective: str, backbone: str, cor
         "tokenizer": {"vocab_size": 300, "num_sentinels": 20},
         "train": {"budget": "1steps", "seq_len": 32, "batch_size": 2, "eval_every": 0, "eval_batches": 1,
                   "prefetch": False}}))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective,backbone", _every_trainable_pair())
+def test_every_objective_is_scored_or_refused(objective: str, backbone: str, corpus: Path, tmp_path: Path) -> None:
+    """A 1-step run of every registered objective on every backbone it trains: scored with the scorer its
+    declared attention gives, with its from-scratch twin scored the same way, or refused in one line."""
+    out = _tiny_run(objective, backbone, corpus, tmp_path / "run")
     data = tmp_path / "blimp"
     data.mkdir()
     write_blimp(data / "toy.jsonl", "toy", PAIRS)
@@ -261,3 +265,27 @@ def test_every_objective_is_scored_or_refused(objective: str, backbone: str, cor
     expected = {"bert": "pll-word-l2r", "gpt": "causal-sentinel" if objective == "span" else "causal"}[backbone]
     assert model.scorers[0] == scratch.scorers[0] == expected
     assert len(model.correct[expected]["toy"]) == len(PAIRS)
+
+
+@pytest.mark.slow
+def test_compare_suite_blimp(corpus: Path, tmp_path: Path) -> None:
+    runs = [_tiny_run("mlm", "bert", corpus, tmp_path / "bert-mlm"), _tiny_run("clm", "gpt", corpus, tmp_path / "gpt-clm")]
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", PAIRS)
+    write_blimp(data / "toy_two.jsonl", "toy_two", PAIRS[::-1], term="binding")
+    result = CliRunner().invoke(cli, ["compare", *map(str, runs), "--suite", "blimp", "--data-dir", str(data),
+                                      "--device", "cpu", "--out", str(tmp_path / "study")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "study" / "results.json").read_text())
+    assert saved["tasks"] == ["toy", "toy_two"] and saved["bench"]["groups"] == {"binding": ["toy_two"],
+                                                                                "island_effects": ["toy"]}
+    assert [b["objective"] for b in saved["baselines"]] == ["from scratch"] * 2
+    report = (tmp_path / "study" / "report.md").read_text()
+    assert "| island_effects |" in report and "![Accuracy per phenomenon](scores.png)" in report
+    assert (tmp_path / "study" / "scores.png").is_file()
+    for run in runs:  # per-pair correctness for paired tests, beside each run
+        entry = json.loads((run / "bench.json").read_text())["suites"]["blimp"]["models"][0]
+        assert {p: len(v) for p, v in correctness(entry).items()} == {"toy": 2, "toy_two": 2}
+    code, out = _run_cli(str(runs[0]), "--suite", "blimp", "--data-dir", str(data), "--seeds", "3")
+    assert code == 2 and "--seeds: fine-tuning options do not apply" in out

@@ -214,9 +214,10 @@ def run_minimal_pairs(
     batch_tokens: int = 16384,
     write_reports: bool = True,
     progress: Progress | None = None,
+    include_models: bool = True,
 ) -> PairsResult:
     """Score every pair of ``suite`` with every model (and, with ``from_scratch``, a seed-0 random init
-    of each, scored the same way)."""
+    of each, scored the same way; without ``include_models`` only those)."""
     if not models:
         raise ConfigError("no model to benchmark: pass a run directory")
     paradigms = load_suite(suite, data_dir, max_eval_examples)
@@ -226,7 +227,8 @@ def run_minimal_pairs(
     for src in sources:
         sm = open_scoring_model(src, step)
         scorers = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, pll)
-        opened.append((sm, scorers))
+        if include_models:
+            opened.append((sm, scorers))
         if from_scratch:
             opened.append((open_scoring_model(src, step, from_scratch=True), scorers))
     result = PairsResult(suite, [p.name for p in paradigms], phenomena(paradigms),

@@ -63,7 +63,8 @@ def _figure(width: float, height: float) -> Figure:
 def figures(result: ComparisonResult) -> dict[str, Any]:
     """Every figure that has data: {name: matplotlib Figure}."""
     out = {}
-    for name, fn in (("curves", curves_figure), ("scores", scores_figure), ("pairs", pairs_figure),
+    per_task = phenomena_figure if result.bench.get("kind") == "minimal-pairs" else scores_figure
+    for name, fn in (("curves", curves_figure), ("scores", per_task), ("pairs", pairs_figure),
                      ("compute", compute_figure)):
         fig = fn(result)
         if fig is not None:
@@ -188,6 +189,36 @@ def scores_figure(result: ComparisonResult) -> Figure | None:
     fig.suptitle(f"Downstream scores ({result.suite.upper()} dev sets): dots = pretraining seeds, "
                  f"bar = {result.statistic}, whisker = 95% percentile bootstrap interval over "
                  f"{'/'.join(map(str, n_seeds))} seed(s)", fontsize=10)
+    return fig
+
+
+def phenomena_figure(result: ComparisonResult) -> Figure | None:
+    """Minimal pairs: accuracy per phenomenon (mean over its paradigms) and the macro average over
+    paradigms, one bar per (objective, backbone) group at its seeds' median; dots are the seeds."""
+    groups = [g for g in result.groups if g.runs]
+    phenomena: dict[str, list[str]] = result.bench.get("groups") or {}
+    if not groups or not phenomena:
+        return None
+    labels = [*phenomena, "macro average"]
+    fig = _figure(max(8.0, 0.9 * len(labels) * max(1, len(groups)) / 2), 4.8)
+    ax = fig.subplots()
+    width = 0.8 / len(groups)
+    for k, g in enumerate(groups):
+        per_seed = np.array([[np.mean([r.scores[p] for p in ps]) for ps in phenomena.values()]
+                             + [r.average(result.tasks) or np.nan] for r in g.runs])  # (seeds, labels)
+        x = np.arange(len(labels)) + (k - (len(groups) - 1) / 2) * width
+        color = objective_color(g.objective)
+        ax.bar(x, 100 * np.median(per_seed, axis=0), width, color=color, alpha=0.75, label=_group_label(g).replace("\n", " "))
+        if per_seed.shape[0] > 1:
+            for row in per_seed:
+                ax.scatter(x, 100 * row, s=8, color="black", alpha=0.5, zorder=3)
+    ax.axhline(50, color="#999999", linestyle=":", linewidth=1)  # chance: a coin flip per pair
+    ax.set_xticks(range(len(labels)), [lb.replace("_", " ") for lb in labels], rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("accuracy x100")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, ncols=min(4, len(groups)))
+    ax.set_title(f"{result.suite.upper()} minimal pairs by phenomenon (zero-shot; dotted line: chance)", fontsize=10)
     return fig
 
 

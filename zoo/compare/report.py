@@ -139,8 +139,10 @@ def markdown(result: ComparisonResult, figures: dict[str, Path]) -> str:
     if any(g.baseline for g in result.groups):
         lines += [f"`{BASELINE}` rows are the same architecture and tokenizer, randomly initialised with each "
                   "seed and fine-tuned with the same recipe: the distance to them is what pretraining bought.", ""]
+    if result.bench.get("kind") == "minimal-pairs":
+        lines += _phenomena_lines(result, figures)
     lines += _md(score_table(result)) + [""]
-    if "scores" in figures:
+    if "scores" in figures and result.bench.get("kind") != "minimal-pairs":
         lines += ["![Downstream scores per task and on average](scores.png)", ""]
     if result.pairs:
         stat = result.statistic
@@ -192,6 +194,26 @@ def markdown(result: ComparisonResult, figures: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
+def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path]) -> list[str]:
+    """Minimal pairs: accuracy per phenomenon (mean over its paradigms), then the per-paradigm table."""
+    phenomena: dict[str, list[str]] = result.bench.get("groups") or {}
+    groups = [g for g in result.groups if g.runs]
+    scorers = result.bench.get("scorers", {})
+    lines = [f"Zero-shot minimal pairs: a pair is right when the acceptable sentence scores higher (scorers: "
+             f"{', '.join(sorted(set(scorers.values()))) or '-'}). Rows: phenomena (mean over their paradigms) and "
+             f"the macro average over the {len(result.tasks)} paradigms; cells: {result.statistic} over seeds, x100. "
+             f"Per-pair correctness is in each run's bench.json, for paired tests on the same items.", "",
+             "| phenomenon | " + " | ".join(g.label for g in groups) + " |", "|---|" + "---|" * len(groups)]
+    for name, ps in phenomena.items():
+        cells = [100 * float(np.median([np.mean([r.scores[p] for p in ps]) for r in g.runs])) for g in groups]
+        lines.append(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+    lines.append("| macro average | " + " | ".join(fmt_estimate(g.average) for g in groups) + " |")
+    lines.append("")
+    if "scores" in figures:
+        lines += ["![Accuracy per phenomenon](scores.png)", ""]
+    return lines + ["Per paradigm:", ""]
+
+
 def _setup_lines(result: ComparisonResult) -> list[str]:
     s = result.settings
     b = result.bench
@@ -229,6 +251,12 @@ def _setup_lines(result: ComparisonResult) -> list[str]:
     recipes = b.get("recipes", {})
     recipe = next(iter(recipes.values()), {})
     varying = sorted({k for r in recipes.values() for k, v in r.items() if v != recipe.get(k)})
+    if b.get("kind") == "minimal-pairs":
+        n = b.get("max_eval_examples")
+        out.append(f"- **Benchmark:** {result.suite.upper()} minimal pairs, zero-shot (no fine-tuning), "
+                   f"{len(result.tasks)} paradigms from {b.get('data', 'hub')}"
+                   + (f"; the first {n:,} pairs of each" if n else "") + ".")
+        return out + [""]
     out.append(f"- **Benchmark:** {result.suite.upper()} {', '.join(result.task_titles.get(t, t) for t in result.tasks)}"
                f" dev sets from {b.get('data', 'hub')}" + (f"; {limits}" if limits else "")
                + f"; fine-tuning recipe lr {recipe.get('lr')}, {recipe.get('epochs')} epochs, batch "

@@ -139,8 +139,12 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
 
 def _check_tasks(options: BenchOptions) -> None:
     from zoo.benchmarks.finetune import recipes_for
+    from zoo.benchmarks.minimal_pairs import SUITES
     from zoo.benchmarks.tasks import resolve_tasks
 
+    if options.suite in SUITES:
+        _check_minimal_pairs(options)
+        return
     _, specs = resolve_tasks(options.suite, options.tasks)  # a typo fails before hours of training
     recipes_for([s.name for s in specs], None, options.overrides)
 
@@ -323,8 +327,12 @@ def _benchmark_and_collect(runs: list[RunInfo], options: BenchOptions, out: Path
                            notes: list[str], command: str | None, skipped: list[dict[str, str]],
                            tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
     from zoo.benchmarks.finetune import recipes_for
+    from zoo.benchmarks.minimal_pairs import SUITES
     from zoo.benchmarks.tasks import resolve_tasks
 
+    if options.suite in SUITES:
+        return _minimal_pairs_collect(runs, options, out, progress, study, mode=mode, settings=settings, notes=notes,
+                                      command=command, skipped=skipped, tokenizers=tokenizers)
     if bench_fn is None:
         from zoo.benchmarks.bench import run_bench as bench_fn
     suite, specs = resolve_tasks(options.suite, options.tasks)
@@ -399,3 +407,67 @@ def _baselines(done: list[RunInfo], out: Path, bench_fn: BenchFn, common: dict[s
     log.info("benchmarking %d from-scratch baseline(s)", len(sources))
     _fill_scores(infos, bench_fn(sources, **common))
     return infos
+
+
+# --- zero-shot minimal pairs ----------------------------------------------------------------------------------
+
+def _check_minimal_pairs(options: BenchOptions) -> None:
+    given = [f for f, v in (("--tasks", options.tasks), ("--bench-set", options.overrides),
+                            ("--bench-seeds", options.seeds != 1), ("--max-train-examples", options.max_train_examples))
+             if v]
+    if given:
+        raise ConfigError(f"{', '.join(given)}: fine-tuning options do not apply to the zero-shot suite {options.suite}")
+
+
+def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path, progress: BenchProgress | None,
+                           study: StudyFile | None, *, mode: str, settings: dict[str, Any], notes: list[str],
+                           command: str | None, skipped: list[dict[str, str]],
+                           tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
+    """Score every run zero-shot; the comparison's "tasks" are the paradigms (so the average is the macro
+    average over paradigms), grouped into phenomena for the report. The baseline of each backbone is the
+    seed-0 random init of its first run, scored with that run's scorer. Per-pair correctness stays in each
+    run's ``bench.json`` (``zoo.benchmarks.zeroshot.correctness``)."""
+    from zoo.benchmarks.zeroshot import run_minimal_pairs
+
+    _check_minimal_pairs(options)
+    done = [r for r in runs if r.status == "done"]
+    first = {r.backbone: r for r in reversed(done)}  # per backbone: its first run
+    result = None
+    with _progress(progress) as bar:
+        if done:
+            result = run_minimal_pairs([r.path for r in done], options.suite, options.data_dir,
+                                       options.max_eval_examples, device=options.device, progress=bar)
+        baselines = []
+        if options.baselines and first:
+            templates = [first[b] for b in dict.fromkeys(r.backbone for r in done)]
+            scratch = run_minimal_pairs([t.path for t in templates], options.suite, options.data_dir,
+                                        options.max_eval_examples, from_scratch=True, device=options.device,
+                                        write_reports=False, progress=bar, include_models=False)
+            for t, m in zip(templates, scratch.models, strict=True):
+                info = RunInfo(name=f"{t.backbone}-scratch-seed0", backbone=t.backbone, objective=BASELINE, seed=0,
+                               path=t.path, baseline=True)
+                _pairs_scores(info, m)
+                baselines.append(info)
+    if result is not None:
+        for info, m in zip(done, result.models, strict=True):
+            _pairs_scores(info, m)
+    if study is not None:
+        for r in done:
+            study.update(r.name, scores=r.scores)
+    paradigms = result.paradigms if result else []
+    bench_meta = {"suite": options.suite, "kind": "minimal-pairs", "data": options.data_dir or "hub",
+                  "max_eval_examples": options.max_eval_examples, "groups": result.groups if result else {},
+                  "scorers": {m.name: m.scorers[0] for m in result.models} if result else {}}
+    return ComparisonResult(
+        out=str(out), mode=mode, suite=options.suite or "", tasks=paradigms, task_titles={p: p for p in paradigms},
+        task_metrics={p: ["accuracy"] for p in paradigms}, runs=runs, baselines=baselines,
+        statistic=options.statistic, settings=settings, skipped=skipped, tokenizers=tokenizers, bench=bench_meta,
+        notes=notes, command=command)
+
+
+def _pairs_scores(info: RunInfo, model: Any) -> None:
+    """A minimal-pair result's headline accuracies as the run's task scores."""
+    for p, acc in model.accuracy[model.scorers[0]].items():
+        info.scores[p] = acc
+        info.metrics[p] = {"accuracy": acc}
+    info.bench_s += model.seconds
