@@ -71,11 +71,19 @@ def hf_models(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     return out
 
 
-def _ours(path: Path, sentences: list[str], pll: str = "word-l2r") -> dict[str, np.ndarray]:
+def _ours(path: Path, sentences: list[str], pll: str = "word-l2r", precision: str = "fp32") -> dict[str, np.ndarray]:
     src = open_source(path)
     sm = open_scoring_model(src)
     (scorer,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, pll)
-    return score_sentences(scorer, sm.backbone, sm.heads, src.tokenizer, src.special, sentences, batch_tokens=64)
+    return score_sentences(scorer, sm.backbone, sm.heads, src.tokenizer, src.special, sentences, batch_tokens=64,
+                           precision=precision)
+
+
+@pytest.mark.parametrize("name", ["gpt", "bert"])
+def test_bf16_scores_are_close_to_fp32(hf_models: dict[str, Path], name: str) -> None:
+    exact, fast = _ours(hf_models[name], SENTENCES), _ours(hf_models[name], SENTENCES, precision="bf16")
+    for k, v in exact.items():
+        np.testing.assert_allclose(fast[k], v, rtol=0.02)
 
 
 def test_causal_scores_equal_gpt2_lm_head_model(hf_models: dict[str, Path]) -> None:
@@ -219,6 +227,8 @@ def test_refusals_are_one_line(hf_models: dict[str, Path], shared_data: Path, tm
     code, out = _run_cli(str(hf_models["gpt"]), "--suite", "blimp", "--data-dir", str(shared_data / "blimp"),
                          "--epochs", "2")
     assert code == 2 and "--epochs: fine-tuning options do not apply to the zero-shot suite blimp" in out
+    code, out = _run_cli(str(hf_models["gpt"]), "--tasks", "sst2", "--pll", "original")
+    assert code == 2 and "--pll: apply to the zero-shot suites (blimp, climp) only" in out
     with pytest.raises(ZooError, match="no BLIMP files"):
         run_minimal_pairs([hf_models["gpt"]], "blimp", tmp_path, write_reports=False)
 

@@ -239,10 +239,25 @@ def pll_scores(backbone: Backbone, head: nn.Module, special: SpecialTokens, enc:
     return sums, counts
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @torch.inference_mode()
 def score_sentences(scorer: Scorer, backbone: Backbone, heads: Mapping[str, nn.Module], tokenizer: Tokenizer,
-                    special: SpecialTokens, sentences: Sequence[str], batch_tokens: int = 16384) -> dict[str, np.ndarray]:
-    """Scores of every sentence under each of ``scorer.variants`` (higher = more acceptable)."""
+                    special: SpecialTokens, sentences: Sequence[str], batch_tokens: int = 16384,
+                    precision: str = "fp32") -> dict[str, np.ndarray]:
+    """Scores of every sentence under each of ``scorer.variants`` (higher = more acceptable). With
+    ``precision="bf16"`` the matmuls run under bf16 autocast (log-softmax stays fp32): about twice as
+    fast on CPUs with bf16 instructions, at the cost of exactness (scores shift by ~1e-2)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = next(backbone.parameters()).device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        return _score(scorer, backbone, heads, tokenizer, special, sentences, batch_tokens)
+
+
+def _score(scorer: Scorer, backbone: Backbone, heads: Mapping[str, nn.Module], tokenizer: Tokenizer,
+           special: SpecialTokens, sentences: Sequence[str], batch_tokens: int) -> dict[str, np.ndarray]:
     backbone.eval()
     head = heads[scorer.head]
     head.eval()

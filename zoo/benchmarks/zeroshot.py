@@ -118,6 +118,7 @@ class PairsModelResult:
     accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # variant -> paradigm -> accuracy
     correct: dict[str, dict[str, str]] = field(default_factory=dict)  # variant -> paradigm -> "0110..."
     seconds: float = 0.0
+    precision: str = "fp32"
 
     def average(self, variant: str | None = None) -> float:
         return float(np.mean(list(self.accuracy[variant or self.scorers[0]].values())))
@@ -153,7 +154,7 @@ class PairsResult:
             models.append({
                 "name": m.name, "path": m.path, "backbone": m.backbone, "objective": m.objective,
                 "checkpoint_id": m.checkpoint_id, "from_scratch": m.from_scratch, "average": m.average(),
-                "scorer": head, "seconds": m.seconds, "groups": m.groups(self.groups), "tasks": tasks,
+                "scorer": head, "seconds": m.seconds, "precision": m.precision, "groups": m.groups(self.groups), "tasks": tasks,
                 "scorers": {v: {"average": m.average(v), "groups": m.groups(self.groups, v), "tasks": m.accuracy[v]}
                             for v in m.scorers},
                 "correct": m.correct})
@@ -187,7 +188,8 @@ def pairs_result_from_dict(d: dict[str, Any]) -> PairsResult:
     """The inverse of ``PairsResult.to_dict`` (a ``bench.json`` suite entry)."""
     models = [PairsModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
                                m["from_scratch"], list(m["scorers"]), {v: s["tasks"] for v, s in m["scorers"].items()},
-                               m.get("correct", {}), m.get("seconds", 0.0)) for m in d["models"]]
+                               m.get("correct", {}), m.get("seconds", 0.0), m.get("precision", "fp32"))
+              for m in d["models"]]
     fingerprints = {p: t["data_fingerprint"] for p, t in d["models"][0]["tasks"].items()} if d["models"] else {}
     return PairsResult(d["suite"], d["tasks"], d["groups"], fingerprints, d["pairs"], d["data"],
                        d.get("max_eval_examples"), models)
@@ -208,6 +210,7 @@ def run_minimal_pairs(
     data_dir: str | Path | None = None,
     max_eval_examples: int | None = None,
     pll: str = "word-l2r",
+    precision: str = "fp32",
     from_scratch: bool = False,
     device: str = "auto",
     step: int | None = None,
@@ -236,14 +239,14 @@ def run_minimal_pairs(
                          str(Path(data_dir).resolve()) if data_dir is not None else "hub", max_eval_examples)
     dev = resolve_device(device)
     for sm, scorers in opened:
-        result.models.append(_score_model(sm, scorers, paradigms, dev, batch_tokens, progress))
+        result.models.append(_score_model(sm, scorers, paradigms, dev, batch_tokens, precision, progress))
     if write_reports:
         write_reports_of(result)
     return result
 
 
 def _score_model(sm: ScoringModel, scorers: list[Scorer], paradigms: list[Paradigm], device: torch.device,
-                 batch_tokens: int, progress: Progress | None) -> PairsModelResult:
+                 batch_tokens: int, precision: str, progress: Progress | None) -> PairsModelResult:
     src = sm.source
     name = f"{src.name} (from scratch)" if sm.from_scratch else src.name
     res = PairsModelResult(name, str(src.path) if src.path else None, src.backbone_name, sm.objective,
@@ -259,7 +262,8 @@ def _score_model(sm: ScoringModel, scorers: list[Scorer], paradigms: list[Paradi
     for scorer in scorers:
         if progress is not None:
             progress.start(f"{name}: {scorer.name}", 1)
-        scores = score_sentences(scorer, backbone, heads, src.tokenizer, src.special, good + bad, batch_tokens)
+        scores = score_sentences(scorer, backbone, heads, src.tokenizer, src.special, good + bad, batch_tokens,
+                                 precision)
         for variant, s in scores.items():
             ok = s[:len(good)] > s[len(good):]
             for p, lo, hi in zip(paradigms, bounds[:-1], bounds[1:], strict=True):
@@ -268,7 +272,7 @@ def _score_model(sm: ScoringModel, scorers: list[Scorer], paradigms: list[Paradi
         if progress is not None:
             progress.advance(1)
             progress.finish()
-    res.seconds = time.perf_counter() - t0
+    res.seconds, res.precision = time.perf_counter() - t0, precision
     log.info("%s: %s macro average %.1f (%.1f s)", name, res.scorers[0], 100 * res.average(), res.seconds)
     return res
 
