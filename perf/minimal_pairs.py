@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default="../shared/data/blimp")
     p.add_argument("--max-pairs", type=int, default=None, help="first N pairs per paradigm (default: all)")
     p.add_argument("--pll", default="word-l2r", choices=["word-l2r", "original"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-tokens", type=int, default=16384)
     args = p.parse_args(argv)
@@ -45,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     for scorer in scorers_for(run.objective_name, model.backbone.spec.family, heads, args.pll):
         t0 = time.perf_counter()
         score_sentences(scorer, model.backbone, heads, run.tokenizer(), run.special_tokens(), sentences,
-                        args.batch_tokens)
+                        args.batch_tokens, args.precision)
         out.append({"scorer": scorer.name, "seconds": round(time.perf_counter() - t0, 1)})
     print(json.dumps({"run": args.run, "objective": run.objective_name, "backbone": run.backbone_name,
                       "size": run.config.size, "suite": args.suite, "pairs": len(sentences) // 2,
-                      "sentences": len(sentences), "threads": args.threads, "scorers": out,
+                      "sentences": len(sentences), "precision": args.precision, "threads": args.threads, "scorers": out,
                       "loadavg_before": [round(x, 1) for x in load_before],
                       "loadavg_after": [round(x, 1) for x in os.getloadavg()], "cpus": os.cpu_count()}))
     return 0
