@@ -68,7 +68,11 @@ def open_scoring_model(source: ModelSource, step: int | None = None, from_scratc
             model = run.build_model()
     else:
         model = run.load_model(step)
-    return ScoringModel(source, model.backbone, dict(model.heads.items()), run.objective_name, from_scratch)
+    heads = dict(model.heads.items())
+    # parts that share a head (a mixture's ``head_slots``: part name -> head key) find it under their name
+    slots = getattr(model.objective, "head_slots", None) or {}
+    heads.update({part: heads[slot] for part, slot in slots.items() if slot in heads and part not in heads})
+    return ScoringModel(source, model.backbone, heads, run.objective_name, from_scratch)
 
 
 def _open_hf(source: ModelSource, from_scratch: bool) -> ScoringModel:
