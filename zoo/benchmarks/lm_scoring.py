@@ -142,14 +142,14 @@ def _head_logprobs(head: nn.Module, rows: Tensor, targets: Tensor, chunk: int = 
 def causal_scores(backbone: Backbone, head: nn.Module, special: SpecialTokens, enc: Encoded, sentinel: bool = False,
                   batch_tokens: int = 16384) -> tuple[np.ndarray, np.ndarray]:
     """(sum of token log-probs, tokens scored) per sentence, given a beginning-of-text context."""
-    start = special.bos if special.bos is not None else special.eos
+    start = next((t for t in (special.bos, special.eos, special.cls) if t is not None), None)
     if sentinel:
         if not special.sentinels or special.eos is None:
             raise ConfigError("the causal-sentinel scorer needs a tokenizer with <extra_id_0> and an end token")
         context, prefix_len = [special.sentinels[0], special.eos, special.sentinels[0]], 2
     else:
         if start is None:
-            raise ConfigError("causal scoring needs a beginning- or end-of-text token to start from")
+            raise ConfigError("causal scoring needs a beginning-of-text, end-of-text or [CLS] token to start from")
         context, prefix_len = [start], 0
     n = len(enc.ids)
     sums, counts = np.zeros(n), np.asarray([len(x) for x in enc.ids])
