@@ -94,3 +94,11 @@ def test_climp_directory_and_no_hub(tmp_path: Path) -> None:
     assert len(p.pairs) == 1 and len(p.fingerprint()) == 64
     with pytest.raises(DataError, match="CLIMP: no copy on the Hugging Face hub"):
         load_suite("climp", None)
+
+
+def test_blimp_from_the_hub_offline_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub path is real; offline without a cached copy it fails naming the dataset and --data-dir."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"cannot load nyu-mll/blimp \(adjunct_island\) .* use --data-dir"):
+        load_suite("blimp", None)
