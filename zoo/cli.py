@@ -174,7 +174,7 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
               help="Minimal pairs: pseudo-log-likelihood of bidirectional models, with within-word masking "
                    "(Kauf & Ivanova 2023) or the original (Salazar et al. 2020).")
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
-              help="Minimal pairs: scoring precision (bf16 autocast is about twice as fast on CPUs with bf16 "
+              help="Minimal pairs: scoring precision (bf16 autocast is faster on CPUs and GPUs with bf16 "
                    "instructions; fp32 is exact).")
 def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_dir: str | None, seeds: int,
               overrides: tuple[str, ...], max_train_examples: int | None, max_eval_examples: int | None,

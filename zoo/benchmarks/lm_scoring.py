@@ -247,8 +247,8 @@ def score_sentences(scorer: Scorer, backbone: Backbone, heads: Mapping[str, nn.M
                     special: SpecialTokens, sentences: Sequence[str], batch_tokens: int = 16384,
                     precision: str = "fp32") -> dict[str, np.ndarray]:
     """Scores of every sentence under each of ``scorer.variants`` (higher = more acceptable). With
-    ``precision="bf16"`` the matmuls run under bf16 autocast (log-softmax stays fp32): about twice as
-    fast on CPUs with bf16 instructions, at the cost of exactness (scores shift by ~1e-2)."""
+    ``precision="bf16"`` the matmuls run under bf16 autocast (log-softmax stays fp32): faster where
+    the hardware has bf16 instructions, at the cost of exactness (scores shift by up to ~1e-2 relative)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = next(backbone.parameters()).device
