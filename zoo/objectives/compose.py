@@ -115,6 +115,27 @@ def check_compatible(spec: str, backbone_cls: type[Backbone]) -> None:
     raise IncompatibleError(f"objective {spec!r} cannot train backbone {bname!r}: {reason}{hint}")
 
 
+def declared_special_tokens(spec: str, configs: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, ...]:
+    """The extra special tokens the parts of ``spec`` declare with their ``[objectives.<name>]`` options,
+    in order, each once: what the run's tokenizer must reserve. Imports the named plugins only."""
+    configs = configs or {}
+    out: list[str] = []
+    for name, _ in parse_spec(spec):
+        cls = _load(name)
+        config = from_dict(cls.Config, configs.get(name), path=f"objectives.{name}")
+        out.extend(t for t in cls.declared_special_tokens(config) if t not in out)
+    return tuple(out)
+
+
+def _check_special_tokens(objective: Objective, tokens: SpecialTokens) -> None:
+    missing = [t for t in type(objective).declared_special_tokens(objective.config) if t not in tokens.extra]
+    if missing:
+        have = ", ".join(sorted(tokens.extra)) or "none"
+        raise ConfigError(f"objective {objective.name!r} needs the special token(s) {', '.join(missing)}, which "
+                          f"the tokenizer lacks (its extra special tokens: {have}); a tokenizer trained for this "
+                          f"run reserves them, a given one (tokenizer.path) must already have them")
+
+
 def build_objective(spec: str, configs: Mapping[str, Mapping[str, Any]] | None, tokens: SpecialTokens,
                     backbone_spec: BackboneSpec) -> Objective:
     """The objective named by ``spec``: one part as itself, several (or a weighted one) as a ``Composite``.
@@ -130,7 +151,9 @@ def build_objective(spec: str, configs: Mapping[str, Mapping[str, Any]] | None, 
     parts = []
     for (name, weight), (_, cls) in zip(parsed, classes, strict=True):
         config = from_dict(cls.Config, configs.get(name), path=f"objectives.{name}")
-        parts.append((cls(config, tokens, backbone_spec, name=name), weight))
+        part = cls(config, tokens, backbone_spec, name=name)
+        _check_special_tokens(part, tokens)
+        parts.append((part, weight))
     if len(parts) == 1 and parsed[0][1] == 1.0:
         return parts[0][0]
     return Composite(parts, tokens, backbone_spec)
