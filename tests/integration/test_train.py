@@ -169,7 +169,7 @@ def _cli(args: list[str]) -> tuple[int, str]:
         (["--set", "optim.schedule=exp"], "optim.schedule = 'exp' is not allowed; allowed values: 'linear', 'cosine', 'constant'"),
         (["--backbone", "bertt"], "unknown backbone 'bertt'"),
         (["--objective", "mlmm"], "unknown objective 'mlmm'"),
-        (["--objective", "clm"], "clm"),
+        (["--objective", "nsp", "--backbone", "gpt"], "nsp needs segment embeddings"),
         (["--set", "model.hidden=3"], "hidden"),
     ],
 )
