@@ -159,6 +159,11 @@ def test_scorer_selection_from_declared_attention_and_heads() -> None:
     assert names("mlm+nsp", "encoder", {"mlm": mlm, "nsp": pair}) == ["pll-word-l2r"]
     assert names("mlm:1|clm:1", "decoder", {"mlm": mlm, "clm": lm}) == ["pll-word-l2r", "causal"]  # a mixture
     assert scorers_for("mlm", "encoder", {"mlm": mlm})[0] == Scorer("pll-word-l2r", "pll", "mlm", 0)
+    # masked next-token prediction: bidirectional, the prediction for token i read at i - 1
+    assert scorers_for("mntp", "decoder", {"mntp": lm})[0] == Scorer("pll-word-l2r", "pll", "mntp", 1)
+    assert names("deshuffle", "decoder", {"deshuffle": lm}) == ["causal"]  # no sentinels: empty prefix
+    assert names("span-lm", "encoder", {"span-lm": lm}) == ["causal-sentinel"]
+    assert names("clm", "encoder", {"clm": lm}) == ["causal"]  # any objective on either architecture
     for spec, heads in (("nsp", {"nsp": pair}), ("sop", {"sop": pair})):
         with pytest.raises(ConfigError, match=f"objective '{spec}' has no token-level head"):
             scorers_for(spec, "encoder", heads)
@@ -234,11 +239,16 @@ def test_refusals_are_one_line(hf_models: dict[str, Path], shared_data: Path, tm
 
 
 def _every_trainable_pair() -> list[tuple[str, str]]:
+    """Every registered objective once, on the backbone of its own attention (bert for bidirectional,
+    gpt otherwise), plus the crossings and the composition that exercise other scorer paths."""
     from zoo import registry
-    from zoo.objectives.compose import compatible_objectives
 
-    return [(o, b) for b in registry.names("backbone")
-            for o in compatible_objectives(registry.load("backbone", b)) if o not in ("mlm+sop", "rtd+nsp")]
+    out = []
+    for name in registry.names("objective"):
+        layout = registry.load("objective", name).layout_for("encoder")
+        out.append((name, "bert" if layout == "bidirectional" else "gpt"))
+    extra = [("clm", "bert"), ("mlm", "gpt"), ("mntp", "gpt"), ("span", "gpt"), ("mlm+nsp", "bert")]
+    return out + [p for p in extra if p not in out]
 
 
 def _tiny_run(objective: str, backbone: str, corpus: Path, out: Path) -> Path:
@@ -264,7 +274,7 @@ def test_every_objective_is_scored_or_refused(objective: str, backbone: str, cor
     data = tmp_path / "blimp"
     data.mkdir()
     write_blimp(data / "toy.jsonl", "toy", PAIRS)
-    token_heads = {"mlm", "clm", "prefix", "span"}
+    token_heads = {"mlm", "clm", "prefix", "span", "span-lm", "span-mask", "mntp", "deshuffle"}
     parts = set(objective.replace("|", "+").split("+"))
     if not parts & token_heads:
         with pytest.raises(ConfigError, match="has no token-level head"):
@@ -272,7 +282,12 @@ def test_every_objective_is_scored_or_refused(objective: str, backbone: str, cor
         return
     res = run_minimal_pairs([out], "blimp", data, from_scratch=True, device="cpu", write_reports=False)
     model, scratch = res.models
-    expected = {"bert": "pll-word-l2r", "gpt": "causal-sentinel" if objective == "span" else "causal"}[backbone]
+    from zoo import registry
+
+    family = registry.load("backbone", backbone).family
+    layout = registry.load("objective", objective.split("+")[0]).layout_for(family)
+    expected = ("pll-word-l2r" if layout == "bidirectional" else
+                "causal-sentinel" if objective in ("span", "span-lm") and layout == "prefix" else "causal")
     assert model.scorers[0] == scratch.scorers[0] == expected
     assert len(model.correct[expected]["toy"]) == len(PAIRS)
 

@@ -44,6 +44,10 @@ PLL_VARIANTS = ("word-l2r", "original")
 # Objectives whose prediction of token i is read at position i - 1 (GPT-BERT's masked next-token
 # prediction): the masked-copy scorer reads there. This is the one place such an objective is named.
 READ_OFFSET = {"mntp": 1}
+# Objectives that rebuild rows into ``input | target`` with T5 sentinels (span corruption as a prefix LM):
+# a sentence is scored as the single noise span of an empty text. Other row-rebuilding prefix LMs
+# (deshuffling) are scored causally with an empty prefix.
+SENTINEL_TARGETS = {"span", "span-lm"}
 
 
 @dataclass(frozen=True)
@@ -79,10 +83,10 @@ def scorers_for(objective: str, family: str, heads: Mapping[str, nn.Module], pll
             if not is_token_head(heads.get(name)):
                 continue
             layout = cls.layout_for(family)
-            if layout == "causal" or (layout == "prefix" and not cls.rebuilds_rows_for(family)):
-                scorer = Scorer("causal", "causal", name)  # a prefix LM with an empty prefix
-            elif layout == "prefix":  # rows rebuilt into input | target (span corruption on a decoder)
+            if layout == "prefix" and cls.rebuilds_rows_for(family) and name in SENTINEL_TARGETS:
                 scorer = Scorer("causal-sentinel", "causal", name)
+            elif layout in ("causal", "prefix"):
+                scorer = Scorer("causal", "causal", name)  # a prefix LM with an empty prefix
             elif layout == "bidirectional":
                 scorer = Scorer(f"pll-{pll}", "pll", name, READ_OFFSET.get(name, 0))
             else:
