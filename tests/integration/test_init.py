@@ -260,3 +260,15 @@ def test_cli_one_line_error(scratch) -> None:
     result = CliRunner().invoke(cli, ["train", "--objective", "mlm", "--backbone", "gpt", "--init", str(exported)])
     assert result.exit_code == 2
     assert "--backbone gpt conflicts with --init" in result.output
+
+
+def test_compare_names_continued_runs() -> None:
+    from types import SimpleNamespace
+
+    from zoo.compare.runner import _consistency_notes
+    from zoo.train.config import InitConfig, RunConfig
+
+    runs = [SimpleNamespace(config=RunConfig(), info={}),
+            SimpleNamespace(config=RunConfig(init=InitConfig(source="runs/base")), info={})]
+    infos = [SimpleNamespace(name="scratch", steps=0), SimpleNamespace(name="continued", steps=0)]
+    assert any("continued (from runs/base)" in n for n in _consistency_notes(infos, runs))
