@@ -114,7 +114,9 @@ def test_transformers_saved_directory(corpus: Path, tmp_path: Path) -> None:
     (tmp_path / "vocab" / "vocab.txt").write_text(
         "".join(f"{t}\n" for t, _ in sorted(ours.get_vocab().items(), key=lambda kv: kv[1])))
     hf_dir = tmp_path / "hf"
-    BertTokenizerFast.from_pretrained(str(tmp_path / "vocab")).save_pretrained(str(hf_dir))
+    hf_tok = BertTokenizerFast.from_pretrained(str(tmp_path / "vocab"))
+    hf_tok.backend_tokenizer.enable_truncation(16)  # saved in tokenizer.json; must not cut the corpus
+    hf_tok.save_pretrained(str(hf_dir))
     torch.manual_seed(1)
     config = BertConfig(vocab_size=ours.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=48, max_position_embeddings=64)
@@ -123,6 +125,8 @@ def test_transformers_saved_directory(corpus: Path, tmp_path: Path) -> None:
     out = tmp_path / "continued"
     trainer = _setup({**_config(corpus, out, objective="mlm+nsp"), "init": {"source": str(hf_dir)}})
     assert trainer.cfg.model["intermediate_size"] == 48 and trainer.data.stats["tokenizer_source"] == "init"
+    assert json.loads((hf_dir / "tokenizer.json").read_text())["truncation"] is not None
+    assert trainer.data.train.num_tokens > 100 * trainer.data.train.num_documents()  # 16 per 4,000 characters if cut
     state = model.state_dict()
     for key, tensor in trainer.model.backbone.hf_state_dict().items():
         assert torch.equal(tensor, state[f"bert.{key}"]), key

@@ -142,6 +142,9 @@ def _transformers(source: str, p: Path, kind: str, revision: str = "") -> InitSo
     except CheckpointError as exc:
         raise CheckpointError(f"--init {source}: {exc}; --init uses the model's own tokenizer, save it with "
                               f"AutoTokenizer.from_pretrained(...).save_pretrained(dir)") from exc
+    if tok.truncation is not None or tok.padding is not None:  # a saved encoding setting would cut documents
+        tok.no_truncation()
+        tok.no_padding()
     check_tokenizer(tok.get_vocab_size(with_added_tokens=True), config.vocab_size,
                     f"--init {source}: tokenizer.json", "its config.json (vocab_size)")
     model = {k: v for k, v in to_dict(config).items() if k not in _NOT_RECORDED}
