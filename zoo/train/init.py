@@ -177,7 +177,10 @@ def init_settings(data: dict[str, Any]) -> dict[str, Any]:
         src = locate(source, str(init.get("revision", "")))
         found = {"backbone": src.backbone, "model": src.model, "vocab": src.vocab_size}
         what = f"--init {source} ({src.architecture})"
-        saved = _saved_config(f"runs/{src.backbone}-{data.get('objective', 'mlm+nsp')}", source)
+        from zoo.train.config import RunConfig
+
+        default = RunConfig(backbone=src.backbone, objective=data.get("objective", RunConfig.objective))
+        saved = _saved_config(data.get("out") or default.run_dir, source)
     else:  # the run exists: its configuration says what the source held; the source is not read again
         found = {"backbone": saved["backbone"], "model": saved.get("model", {}),
                  "vocab": saved.get("tokenizer", {}).get("vocab_size")}
