@@ -232,6 +232,10 @@ def test_bad_directories(scratch, corpus: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not fit config.json"):
         _setup({**_config(corpus, tmp_path / "x", objective="mlm"), "init": {"source": str(mismatch)}})
 
+    with pytest.raises(CheckpointError, match="has sha256 .* but init.sha256 is 0000"):
+        _setup({**_config(corpus, tmp_path / "y", objective="mlm"),
+                "init": {"source": str(exported), "sha256": "0" * 64}})
+
     with pytest.raises(CheckpointError, match="neither a transformers directory"):
         resolve({"objective": "mlm", "init": {"source": str(tmp_path)}})
 
