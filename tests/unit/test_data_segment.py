@@ -29,14 +29,15 @@ def test_missing_jieba_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="module")
-def zh(shared_data: Path):
+def zh(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):
     """60 zhwiki articles, a WordPiece tokenizer trained on them, and stores with and without jieba."""
     jieba = pytest.importorskip("jieba", reason="jieba not installed (pip install 'objective-zoo[zh]')")
     docs = (shared_data / "corpus" / "zh" / "zhwiki_sampled.txt").read_text(encoding="utf-8").splitlines()[:60]
     tok = train_tokenizer(docs, "wordpiece", vocab_size=3000, num_sentinels=0)
     seg = get_segmenter("jieba")
-    plain, _ = cached_store(docs, tok)
-    store, hit = cached_store(docs, tok, segmenter=seg)
+    cache = str(tmp_path_factory.mktemp("zh-cache"))  # module scope: built before $ZOO_CACHE_DIR is set
+    plain, _ = cached_store(docs, tok, cache)
+    store, hit = cached_store(docs, tok, cache, segmenter=seg)
     assert not hit and store.path != plain.path  # the segmenter is part of the cache key
     assert store.meta["segmenter"] == f"jieba-{jieba.__version__}"
     return docs, tok, store, plain
