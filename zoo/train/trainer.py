@@ -35,7 +35,7 @@ from zoo.objectives.base import LossOutput
 from zoo.objectives.compose import parse_spec
 from zoo.train import checkpoint as ckpt
 from zoo.train import distributed, faults, rng
-from zoo.train.build import build_backbone, build_objective, check_compatible
+from zoo.train.build import build_backbone, build_objective, check_compatible, tokenizer_config
 from zoo.train.config import Budget, RunConfig, config_diffs
 from zoo.train.init import apply_init, locate, recorded_init
 from zoo.train.metrics import Averager, JsonlSink, Record, Sinks, TensorBoardSink, truncate_after
@@ -106,15 +106,16 @@ class Trainer:
         # --init is read on a fresh start only: a resumed run continues from its own checkpoint
         self.init = locate(cfg.init.source, cfg.init.revision) if cfg.init.source and start is None else None
         given = self.init.tokenizer if self.init is not None else None
+        tok_cfg = tokenizer_config(cfg)
         if dry_run:
             existing = (self.run_dir / "tokenizer.json").exists()
-            self.data = build_datasets(cfg.data, cfg.tokenizer, family, self.run_dir if existing else None, given)
+            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir if existing else None, given)
         elif info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.data = build_datasets(cfg.data, cfg.tokenizer, family, self.run_dir, given)
+            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir, given)
         distributed.barrier(info)
         if not dry_run and not info.is_main:  # tokenizer and shard cache now exist: loading is instant
-            self.data = build_datasets(cfg.data, cfg.tokenizer, family, self.run_dir, given)
+            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir, given)
         self.tokens = self.data.special
         self.tokenizer_hash = tokenizer_hash(self.data.tokenizer)
 
