@@ -107,7 +107,7 @@ def _number(text: str, what: str, owner: str, spec: str) -> float:
     return value
 
 
-def _composition(text: str, spec: str, where: str) -> Composition:
+def _composition(text: str, spec: str, where: str, number: str = "weight") -> Composition:
     terms = []
     for raw in text.split("+"):
         name, sep, weight = raw.strip().partition(":")
@@ -116,7 +116,7 @@ def _composition(text: str, spec: str, where: str) -> Composition:
             raise ConfigError(f"objective spec {spec!r} has an empty part around '+'{where}; expected {EXAMPLE}")
         if any(c in name for c in "()|"):
             raise ConfigError(f"objective spec {spec!r}: {name!r} is not an objective name; expected {EXAMPLE}")
-        terms.append(Term(name, _number(weight, "weight", name, spec) if sep else 1.0))
+        terms.append(Term(name, _number(weight, number, name, spec) if sep else 1.0))
     return Composition(tuple(terms))
 
 
@@ -144,8 +144,9 @@ def parse(spec: str) -> Spec:
             if rest:
                 share = _number(rest[1:], "share", composition.label, spec)
         else:
-            composition = _composition(item, spec, where)
-            if mixture and len(composition.terms) == 1:  # "clm:15" in a mixture: the share of the part
+            single = mixture and "+" not in item
+            composition = _composition(item, spec, where, "share" if single else "weight")
+            if single:  # "clm:15" in a mixture: the share of the part
                 share, composition = composition.terms[0].weight, Composition((Term(composition.terms[0].name),))
         parts.append(MixturePart(composition, share))
     seen: set[str] = set()
