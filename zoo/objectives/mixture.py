@@ -233,12 +233,32 @@ class Mixture(Objective):
         return out
 
 
-def attention_of(objective: Objective) -> list[str]:
-    """The attention layouts ``objective`` trains with, one per part (None: whatever the rows have)."""
-    members = objective.members if isinstance(objective, Mixture) else [Member(objective.name, objective, 1.0)]
-    family = objective.spec.family
-    layouts: list[str] = []
-    for m in members:
-        layout = m.objective.attention if hasattr(m.objective, "parts") else m.objective.layout_for(family)
-        layouts.append(layout or ("causal" if family == "decoder" else "bidirectional"))
-    return layouts
+def trained_attention(spec: str, family: str) -> dict[str, str]:
+    """The attention pattern each part of ``spec`` trains a ``family`` backbone with: part label ->
+    "bidirectional" | "causal" | "prefix". Parts that keep the rows' own layout count as the family's
+    default (encoders bidirectional, decoders causal). Loads the named plugins, builds nothing."""
+    from zoo.objectives.spec import parse
+
+    default = "causal" if family == "decoder" else "bidirectional"
+    parsed = parse(spec)
+    out: dict[str, str] = {}
+    for part in parsed.parts:
+        names = part.composition.names
+        classes = [registry.load("objective", n) for n in names]
+        if len(classes) == 1 and isinstance(classes[0], type) and issubclass(classes[0], Mixture):
+            for comp in classes[0].components:
+                layout = registry.load("objective", comp.objective).layout_for(family)
+                out[comp.label] = layout or default
+            continue
+        layout = next((c.layout_for(family) for c in classes if c.layout_for(family) is not None), None)
+        out[part.label] = layout or default
+    return out
+
+
+def finetune_attention(spec: str | None, family: str) -> str:
+    """The attention a run of ``spec`` is fine-tuned with: "bidirectional" when any part trained with
+    fully bidirectional attention, else "causal" (causal and prefix-LM parts: the backbone never saw a
+    row without a causal part). Without a known objective: the family's default."""
+    if not spec:
+        return "causal" if family == "decoder" else "bidirectional"
+    return "bidirectional" if "bidirectional" in trained_attention(spec, family).values() else "causal"
