@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from zoo import registry
 from zoo.errors import PluginError
+from zoo.objectives import compat
 
 
 @dataclass
@@ -18,7 +19,7 @@ def compatibility(objective_name: str, backbone_name: str) -> str | None:
     """Why ``objective_name`` cannot train ``backbone_name`` (None if it can). Loads both plugins."""
     objective = registry.load("objective", objective_name)
     backbone = registry.load("backbone", backbone_name)
-    return objective.incompatibility(backbone.capabilities, backbone.family)
+    return compat.incompatibility([(objective_name, objective)], backbone)
 
 
 def listing() -> Listing:

@@ -169,7 +169,7 @@ def _cli(args: list[str]) -> tuple[int, str]:
         (["--set", "optim.schedule=exp"], "optim.schedule = 'exp' is not allowed; allowed values: 'linear', 'cosine', 'constant'"),
         (["--backbone", "bertt"], "unknown backbone 'bertt'"),
         (["--objective", "mlmm"], "unknown objective 'mlmm'"),
-        (["--objective", "clm"], "clm"),
+        (["--objective", "nsp", "--backbone", "gpt"], "nsp needs segment embeddings"),
         (["--set", "model.hidden=3"], "hidden"),
     ],
 )
@@ -186,8 +186,8 @@ def test_config_errors_are_clear(tmp_path: Path, args: list[str], message: str) 
 
 
 def test_incompatible_pair_fails_before_allocation(tmp_path: Path) -> None:
-    code, out = _cli(["train", "--objective", "clm", "--backbone", "bert", "--out", str(tmp_path / "r")])
-    assert code == 2 and "clm" in out and "bert" in out
+    code, out = _cli(["train", "--objective", "nsp", "--backbone", "gpt", "--out", str(tmp_path / "r")])
+    assert code == 2 and "nsp" in out and "gpt" in out and "segment embeddings" in out
     assert not (tmp_path / "r").exists()
 
 

@@ -76,8 +76,8 @@ def test_incompatible_part_is_named() -> None:
     msg = str(info.value)
     assert msg.startswith("objective 'mlm+nsp|clm' cannot train backbone 'gpt': mixture part 'mlm+nsp': ")
     assert "\n" not in msg
-    with pytest.raises(IncompatibleError, match="mixture part 'clm'"):
-        build_objective("span|clm:2", {}, TOKENS, tiny_backbone(BERT, TOKENS.vocab_size).spec)
+    with pytest.raises(IncompatibleError, match="mixture part 'sop': sop needs"):
+        build_objective("clm:2|sop", {}, TOKENS, tiny_backbone(GPT, TOKENS.vocab_size).spec)
     # parts that need different data units are not an error
     check_compatible("mlm+sop|span", BERT)
 
@@ -120,9 +120,12 @@ class _SharedMLM(MaskedLM):
 
 def test_heads_with_one_key_are_shared() -> None:
     gpt = tiny_backbone(GPT, TOKENS.vocab_size)
+    lm = Mixture([Member("clm", CausalLM(None, TOKENS, gpt.spec), 1),
+                  Member("prefix", PrefixLM(None, TOKENS, gpt.spec), 1)], TOKENS)
+    assert CausalLM.head_key == PrefixLM.head_key == "lm" and set(ZooModel(gpt, lm).heads) == {"lm"}
     plain = Mixture([Member("clm", CausalLM(None, TOKENS, gpt.spec), 1),
-                     Member("prefix", PrefixLM(None, TOKENS, gpt.spec), 1)], TOKENS)
-    assert set(ZooModel(gpt, plain).heads) == {"clm", "prefix"}
+                     Member("mlm", MaskedLM(None, TOKENS, gpt.spec), 1)], TOKENS)
+    assert set(ZooModel(gpt, plain).heads) == {"clm", "mlm"}  # keys differ: each part its own head
     bb = tiny_backbone(BERT, TOKENS.vocab_size)
     shared = Mixture([Member("a", _SharedMLM(None, TOKENS, bb.spec, name="a"), 1),
                       Member("b", _SharedMLM(MLMConfig(rate=0.3), TOKENS, bb.spec, name="b"), 1)], TOKENS)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -117,11 +118,28 @@ class Mixture(Objective):
     # --- compatibility (named mixtures: every component must fit) -------------------------------------
     @classmethod
     def incompatibility(cls, capabilities: frozenset[str], family: str) -> str | None:
+        """The first component the backbone cannot train, named, with the reason (the one rule of
+        ``zoo.objectives.compat``, applied to each component as to each ``|`` part of a spec)."""
+        from zoo.objectives import compat
+
+        backbone = SimpleNamespace(capabilities=capabilities, family=family)
         for comp in cls.components:
-            reason = registry.load("objective", comp.objective).incompatibility(capabilities, family)
+            reason = compat.incompatibility([(comp.objective, registry.load("objective", comp.objective))], backbone)
             if reason:
-                return f"part {comp.label} ({comp.objective}) {reason}"
+                return f"needs every part to fit; part {comp.label}: {reason}"
         return None
+
+    @classmethod
+    def declared_special_tokens(cls, config: Any | None) -> tuple[str, ...]:
+        """Every component's special tokens (e.g. UL2's paradigm tokens), each once."""
+        from zoo.config import from_dict
+
+        out: list[str] = list(cls.special_tokens)
+        for comp in cls.components:
+            part_cls = registry.load("objective", comp.objective)
+            part_config = from_dict(part_cls.Config, dict(comp.config), path=f"{cls.name}.{comp.label}")
+            out.extend(t for t in part_cls.declared_special_tokens(part_config) if t not in out)
+        return tuple(out)
 
     @classmethod
     def build(cls, tokens: SpecialTokens, spec: BackboneSpec, config: Any | None = None) -> Mixture:
