@@ -22,9 +22,9 @@ from zoo.train.parts import Parts
 from .conftest import CKPT_EVERY, STEPS, assert_same_run, final_step, invoke, spawn, train_args
 from .test_kill_resume import monkeypatched_kill
 
-# (spec, backbone): parts with different row lengths (span rebuilds decoder rows) and with different
-# data units (sentence pairs for mlm+sop, packed rows for span).
-MIXTURES = [("clm|span:2", "gpt"), ("mlm+sop|span", "bert")]
+# (spec, backbone): parts with different data units (sentence pairs for mlm+sop, packed rows for clm)
+# and with different row lengths (span on a decoder rebuilds its raw rows into prefix-LM rows).
+MIXTURES = [("mlm+sop|clm", "bert"), ("mlm|span:2", "gpt")]
 
 
 def _draws(run: Path, steps: int) -> list[str]:
@@ -101,8 +101,9 @@ def test_negative_control_without_restoring_the_part_samplers(references: dict[s
 
 
 def _two_ranks(out: Path, corpus: Path) -> list[str]:
-    # Seed 28 draws span, clm x 4, span in steps 1..7: the rarer part runs before and after the kill.
-    return train_args(out, corpus, "clm:15|span:1", "gpt", STEPS, CKPT_EVERY, "--batch-size", "2", "--nproc", "2",
+    # GPT-BERT's mixture. Seed 28 draws clm, clm, mntp x 4, clm in steps 1..7: the rarer part runs before
+    # and after the kill.
+    return train_args(out, corpus, "mntp:15|clm:1", "gpt", STEPS, CKPT_EVERY, "--batch-size", "2", "--nproc", "2",
                       "--seed", "28")
 
 
@@ -128,4 +129,4 @@ def test_two_ranks_mixture_killed_then_resumed_bitwise(tmp_path: Path, corpus: P
             child.kill()
     assert_same_run(ref_dir, job_dir)
     ran = [r["parts"][0] for r in read_records(job_dir / "metrics.jsonl", "train")]
-    assert ran == _draws(job_dir, STEPS) and ran.count("span") == 3
+    assert ran == _draws(job_dir, STEPS) and ran.count("clm") == 3
