@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from zoo.batch import Batch
+from zoo.batch import Batch, SpecialTokens
+from zoo.models.base import BackboneSpec
 from zoo.objectives.clm import LanguageModelBase, LMConfig, next_token_labels
 from zoo.objectives.common import IGNORE
 
@@ -71,6 +72,11 @@ class PrefixLM(LanguageModelBase):
     Config = PrefixConfig
     requires = frozenset({"prefix", "packed"})
     attention = "prefix"
+
+    def __init__(self, config: PrefixConfig | None, tokens: SpecialTokens, spec: BackboneSpec,
+                 name: str | None = None) -> None:
+        super().__init__(config, tokens, spec, name)
+        self.randomized = not self.config.target_fraction  # a fixed split draws nothing
 
     def row_length(self, seq_len: int) -> int:
         return seq_len - (self.lead is not None)
