@@ -189,8 +189,10 @@ def grid_checked(grid: Grid) -> Grid:
 
 
 def slug(cell: Cell) -> str:
-    """A directory-safe name for a cell (``bert-mlm+nsp``, ``bert-mlm_1.0+nsp_0.5``)."""
-    return re.sub(r"[^A-Za-z0-9+._-]", "_", f"{cell.backbone}-{cell.objective}")
+    """A directory-safe name for a cell (``bert-mlm+nsp``, ``bert-mlm_1.0+nsp_0.5``, ``gpt-mntp_15_or_clm_1``)."""
+    from zoo.objectives.spec import path_name
+
+    return re.sub(r"[^A-Za-z0-9+._-]", "_", f"{cell.backbone}-{path_name(cell.objective)}")
 
 
 def run_name(cell: Cell, seed: int) -> str:

@@ -17,6 +17,7 @@ it is a loss weight, and the composition's share is written after parentheses.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from zoo.errors import ConfigError, IncompatibleError
@@ -158,3 +159,10 @@ def parse(spec: str) -> Spec:
                 raise IncompatibleError(f"objective {name!r} appears twice in {spec!r}; list each part once ({hint})")
             seen.add(name)
     return Spec(tuple(parts), spec)
+
+
+def path_name(spec: str) -> str:
+    """``spec`` as part of a file name: ``|`` becomes ``_or_``, any other character that is not a letter,
+    digit or one of ``+._:-`` becomes ``_`` (``mntp:15|clm:1`` -> ``mntp:15_or_clm:1``; specs without
+    such characters are unchanged)."""
+    return re.sub(r"[^A-Za-z0-9+._:-]", "_", spec.replace(" ", "").replace("|", "_or_"))

@@ -123,7 +123,9 @@ class RunConfig:
 
     @property
     def run_dir(self) -> str:
-        return self.out or f"runs/{self.backbone}-{self.objective}"
+        from zoo.objectives.spec import path_name
+
+        return self.out or f"runs/{self.backbone}-{path_name(self.objective)}"
 
 
 def resolve(data: dict[str, Any]) -> RunConfig:
