@@ -13,21 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch import Tensor, nn
 
-from zoo.batch import Batch, SpecialTokens
-from zoo.models.base import Backbone, BackboneSpec
-from zoo.objectives.base import LossOutput, Objective
-from zoo.objectives.common import IGNORE, non_special_ids, require_tokens, special_mask_of
-from zoo.objectives.mlm import (
-    MaskedLMHead,
-    apply_kinds,
-    check_ratios,
-    check_vocab,
-    draw_kinds,
-    masked_lm_loss,
-    mlm_head_flops,
-)
+from zoo.batch import Batch
+from zoo.objectives.common import IGNORE, special_mask_of
+from zoo.objectives.mlm import MaskedLM, apply_kinds, check_ratios, draw_kinds
 from zoo.objectives.span import check_noise, noise_counts, random_spans_noise_mask
 
 
@@ -60,22 +49,11 @@ def span_mask_row(ids: np.ndarray, special: np.ndarray, density: float, mean_spa
     return chosen
 
 
-class SpanMasking(Objective):
-    """SpanBERT-style span masking with the masked-LM head, bidirectional attention."""
+class SpanMasking(MaskedLM):
+    """SpanBERT-style span masking; bidirectional attention, head and loss as ``mlm``'s."""
 
     name = "span-mask"
     Config = SpanMaskConfig
-    requires = frozenset({"bidirectional"})
-    attention = "bidirectional"
-    corrupts_inputs = True
-    head_key = "mlm"
-
-    def __init__(self, config: SpanMaskConfig | None, tokens: SpecialTokens, spec: BackboneSpec,
-                 name: str | None = None) -> None:
-        super().__init__(config, tokens, spec, name)
-        require_tokens(tokens, "mask", by=self.name)
-        check_vocab(tokens, spec, self.name)
-        self.pool = non_special_ids(tokens)
 
     def prepare(self, data: Batch | Any, rng: np.random.Generator) -> Batch:
         if not isinstance(data, Batch):
@@ -95,13 +73,3 @@ class SpanMasking(Objective):
             labels[b, :len(chosen)] = original[chosen]
         targets = {**data.targets, self.name: {"positions": positions, "labels": labels}}
         return data.replace(input_ids=ids, special_mask=special, causal=False, prefix=None, targets=targets)
-
-    def build_heads(self, backbone: Backbone) -> nn.Module:
-        return MaskedLMHead(backbone.spec, backbone.input_embedding())
-
-    def loss(self, heads: nn.Module | None, hidden: Tensor, batch: Batch) -> LossOutput:
-        t = batch.targets[self.name]
-        return masked_lm_loss(heads, hidden, t["positions"], t["labels"], self.config.chunk_rows)
-
-    def head_flops(self, batch: Batch) -> float:
-        return mlm_head_flops(self.spec, batch.targets[self.name]["positions"])
