@@ -166,3 +166,6 @@ def path_name(spec: str) -> str:
     digit or one of ``+._:-`` becomes ``_`` (``mntp:15|clm:1`` -> ``mntp:15_or_clm:1``; specs without
     such characters are unchanged)."""
     return re.sub(r"[^A-Za-z0-9+._:-]", "_", spec.replace(" ", "").replace("|", "_or_"))
+
+
+parse_objective_spec = parse  # the public name (``from zoo.objectives import parse_objective_spec``)
