@@ -15,7 +15,7 @@ from zoo.errors import ConfigError, IncompatibleError
 from zoo.model import ZooModel
 from zoo.objectives.clm import CausalLM
 from zoo.objectives.compose import Composite, build_objective, check_compatible, parse_spec
-from zoo.objectives.mixture import Member, Mixture
+from zoo.objectives.mixture import Member, Mixture, finetune_attention, trained_attention
 from zoo.objectives.mlm import MaskedLM, MLMConfig
 from zoo.objectives.prefix import PrefixLM
 from zoo.objectives.spec import Composition, MixturePart, Term, parse
@@ -165,3 +165,17 @@ def test_each_part_brings_its_batch_metrics_and_flops() -> None:
     decoder, _ = _mixture("clm|prefix:2")
     derived = decoder.derived_metrics({"prefix/loss": 2.0})
     assert derived == {"prefix/ppl": pytest.approx(np.exp(2.0))}  # only the parts that ran
+
+
+@pytest.mark.parametrize("spec,family,trained,finetune", [
+    ("mntp:15|clm:1", "decoder", {"mntp": "bidirectional", "clm": "causal"}, "bidirectional"),  # GPT-BERT
+    ("clm", "decoder", {"clm": "causal"}, "causal"),
+    ("clm", "encoder", {"clm": "causal"}, "causal"),
+    ("mlm", "decoder", {"mlm": "bidirectional"}, "bidirectional"),
+    ("span", "decoder", {"span": "prefix"}, "causal"),  # prefix-LM parts count as causal
+    ("mlm+sop|clm", "encoder", {"mlm+sop": "bidirectional", "clm": "causal"}, "bidirectional"),
+])
+def test_attention_a_run_trained_and_fine_tunes_with(spec: str, family: str, trained: dict, finetune: str) -> None:
+    assert trained_attention(spec, family) == trained
+    assert finetune_attention(spec, family) == finetune
+    assert finetune_attention(None, family) == ("causal" if family == "decoder" else "bidirectional")
