@@ -15,11 +15,17 @@ from zoo.errors import ConfigError, IncompatibleError
 from zoo.model import ZooModel
 from zoo.objectives.clm import CausalLM
 from zoo.objectives.compose import Composite, build_objective, check_compatible, parse_spec
-from zoo.objectives.mixture import Member, Mixture, finetune_attention, trained_attention
+from zoo.objectives.mixture import Component, Member, Mixture, finetune_attention, trained_attention
 from zoo.objectives.mlm import MaskedLM, MLMConfig
 from zoo.objectives.prefix import PrefixLM
 from zoo.objectives.spec import Composition, MixturePart, Term, parse
-from zoo.testing import special_tokens_for_tests, synthetic_rows, synthetic_segments, tiny_backbone
+from zoo.testing import (
+    check_objective,
+    special_tokens_for_tests,
+    synthetic_rows,
+    synthetic_segments,
+    tiny_backbone,
+)
 
 TOKENS = special_tokens_for_tests(vocab_size=400)
 BERT = registry.load("backbone", "bert")
@@ -179,3 +185,22 @@ def test_attention_a_run_trained_and_fine_tunes_with(spec: str, family: str, tra
     assert trained_attention(spec, family) == trained
     assert finetune_attention(spec, family) == finetune
     assert finetune_attention(None, family) == ("causal" if family == "decoder" else "bidirectional")
+
+
+class GPTBERT(Mixture):
+    """The named-mixture plugin of docs/plugins.md, verbatim."""
+
+    name = "gpt-bert"
+    components = (
+        Component("mntp", "mntp", share=15, config={"rate": 0.3}),
+        Component("clm", "clm", share=1),
+    )
+
+
+def test_the_documented_mixture_plugin_conforms() -> None:
+    (report,) = check_objective(GPTBERT, "gpt", batch_size=2, seq_len=32, steps=4)
+    assert "mixture of mntp, clm" in report.notes[0]
+    mix = GPTBERT.build(TOKENS, tiny_backbone(GPT, TOKENS.vocab_size).spec)
+    assert mix.by_label["mntp"].objective.config.rate == 0.3
+    assert mix.probabilities.tolist() == [15 / 16, 1 / 16]
+    assert GPTBERT.incompatibility(GPT.capabilities, GPT.family) is None
