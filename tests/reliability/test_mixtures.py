@@ -75,6 +75,11 @@ def test_interrupted_mixture_resumes_bitwise(references: dict[str, Path], corpus
         assert f"{r['parts'][0]}/loss" in r and r[f"{r['parts'][0]}/loss"] == r["loss"]
         others = {p.label for p in parse(spec).parts} - {r["parts"][0]}
         assert not any(f"{o}/loss" in r for o in others)
+    if spec == "mlm+sop|clm":  # FLOPs are charged for the part that ran: clm's head projects every position
+        flops = [r["flops"] for r in records]
+        spent = {label: [b - a for a, b, p in zip([0.0, *flops], flops, draws, strict=False) if p == label]
+                 for label in set(draws)}
+        assert min(spent["clm"]) > 1.2 * max(spent["mlm+sop"]), spent
     evals = read_records(run / "metrics.jsonl", "eval")
     assert evals and all(f"{p.label}/loss" in evals[-1] for p in parse(spec).parts)
     # each part's sampler advanced only in that part's steps
