@@ -111,22 +111,22 @@ def plan_heads(model: ZooModel, family: str) -> _Plan:
         head = model.heads[slot] if slot in model.heads else None
         if head is None:
             continue
-        what = f"{part.name} ({type(head).__name__})"
+        what = f"{slot} ({type(head).__name__})"
         if family == "bert" and isinstance(head, MaskedLMHead) and plan.mlm is None:
             plan.mlm = head
-            plan.heads[part.name] = "cls.predictions (masked-LM head)"
+            plan.heads[slot] = "cls.predictions (masked-LM head)"
         elif family == "bert" and isinstance(head, PairHead) and isinstance(part, NextSentencePrediction) \
                 and plan.nsp is None:
             plan.nsp = head
-            plan.heads[part.name] = "bert.pooler + cls.seq_relationship (next-sentence head)"
+            plan.heads[slot] = "bert.pooler + cls.seq_relationship (next-sentence head)"
         elif family == "bert" and isinstance(head, PairHead) and plan.pooler is None:
             plan.pooler = head
-            plan.heads[part.name] = "pooler only; its classifier has no transformers counterpart"
+            plan.heads[slot] = "pooler only; its classifier has no transformers counterpart"
         elif family == "gpt2" and isinstance(head, TiedLinear) and head.bias is None and plan.lm is None:
             plan.lm = head
-            plan.heads[part.name] = "lm_head (tied to the token embedding)"
+            plan.heads[slot] = "lm_head (tied to the token embedding)"
         else:
-            plan.heads[part.name] = "not exported: no transformers counterpart"
+            plan.heads[slot] = "not exported: no transformers counterpart"
             plan.notes.append(f"head {what} has no transformers counterpart; it is not exported")
     if plan.pooler is not None and (plan.nsp is not None or plan.mlm is not None):
         name = next(p for p, h in plan.heads.items() if h.startswith("pooler only"))

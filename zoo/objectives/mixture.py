@@ -228,10 +228,8 @@ class Mixture(Objective):
     def head_flops(self, batch: Batch) -> float:
         return self.part_of(batch).objective.head_flops(batch)
 
-    def backbone_passes(self, batch: Batch | None = None) -> int:
-        """Backbone passes of the part that prepared ``batch`` (the most of any part without one)."""
-        if batch is not None:
-            return self.part_of(batch).objective.backbone_passes()
+    def backbone_passes(self) -> int:
+        """The most of any part; the trainer charges each step with the passes of the part that ran."""
         return max(m.objective.backbone_passes() for m in self.members)
 
     def derived_metrics(self, means: dict[str, float]) -> dict[str, float]:
