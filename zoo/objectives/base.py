@@ -1,8 +1,9 @@
 """The objective contract.
 
 An objective
-  * declares the backbone capabilities it needs (``requires``, or ``incompatibility`` for rules
-    more subtle than a set),
+  * chooses the attention pattern of its batches (``attention``) and declares the backbone
+    capabilities it needs (``requires``, or ``incompatibility`` for rules more subtle than a set;
+    ``zoo.objectives.compat`` applies them, the one compatibility rule),
   * builds its heads from the backbone (``build_heads``), saved under ``heads.<name>.*``,
   * turns data into a batch (``prepare``, numpy, seeded by the ``rng`` it is given), and
   * computes ``loss(heads, hidden, batch) -> LossOutput(loss, count, metrics)``.
@@ -83,7 +84,10 @@ class Objective:
     # --- compatibility -----------------------------------------------------------------------
     @classmethod
     def incompatibility(cls, capabilities: frozenset[str], family: str) -> str | None:
-        """Why a backbone with these capabilities cannot be trained by this objective, or None."""
+        """Why a backbone with these capabilities cannot be trained by this objective, or None.
+
+        The per-objective hook of ``zoo.objectives.compat.incompatibility``; ``family`` is the
+        architecture's lineage, which decides nothing about attention: refuse only what is missing."""
         missing = sorted(cls.requires - capabilities)
         if missing:
             return f"needs backbone capabilities {missing}, the backbone has {sorted(capabilities)}"
