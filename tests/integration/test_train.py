@@ -40,12 +40,16 @@ def tiny_config(out: Path, corpus: Path, objective: str, backbone: str, steps: i
 
 
 def pairs() -> list[tuple[str, str]]:
+    """Every registered objective once, on the architecture whose own attention it uses (bert for
+    bidirectional objectives, gpt for causal and prefix ones), plus both across architectures."""
     out = []
     for obj in registry.names("objective"):
-        for bb in registry.names("backbone"):
-            if compatibility(obj, bb) is None:
-                out.append((obj, bb))
-    return out + [("mlm+nsp", "bert")]
+        cls = registry.load("objective", obj)
+        native = {bb: registry.load("backbone", bb) for bb in registry.names("backbone")
+                  if compatibility(obj, bb) is None}
+        fits = [bb for bb, b in native.items() if (cls.layout_for(b.family) == "bidirectional") == (b.family == "encoder")]
+        out.extend((obj, bb) for bb in (fits or list(native))[:1])
+    return out + [("mlm+nsp", "bert"), ("clm", "bert"), ("mlm", "gpt")]
 
 
 def final_state(run: Path) -> tuple[dict, dict]:

@@ -46,9 +46,10 @@ class TokenizerConfig:
             raise ValueError(f"tokenizer.vocab_size must be >= 32, got {self.vocab_size}")
         if self.num_sentinels < 0:
             raise ValueError(f"tokenizer.num_sentinels must be >= 0, got {self.num_sentinels}")
-        from zoo.data.tokenizer import check_extra_special_tokens
+        if self.special_tokens:
+            from zoo.data.tokenizer import check_extra_special_tokens  # imports `tokenizers`: only when needed
 
-        try:
-            self.special_tokens = list(check_extra_special_tokens(self.special_tokens))
-        except ValueError as exc:
-            raise ValueError(f"tokenizer.special_tokens: {exc}") from None
+            try:
+                self.special_tokens = list(check_extra_special_tokens(self.special_tokens))
+            except ValueError as exc:
+                raise ValueError(f"tokenizer.special_tokens: {exc}") from None
