@@ -68,10 +68,6 @@ class Parts:
     def of(self, batch: Batch) -> Part:
         return self.parts[0] if self.mixture is None else self.by_label[batch.part]
 
-    def labels(self, first: int, last: int) -> list[str]:
-        """Labels of the parts that steps ``first..last`` (inclusive) ran."""
-        return [self.at(s).label or "" for s in range(first, last + 1)]
-
     # --- sampler state ---------------------------------------------------------------------------
     def sampler_state(self) -> dict[str, Any]:
         if self.mixture is None:
