@@ -80,6 +80,7 @@ class Batch:
     causal: bool = False
     prefix: Array | None = None  # (B, T) bool: bidirectional prefix of a prefix-LM layout
     targets: dict[str, dict[str, Array]] = field(default_factory=dict)  # objective name -> its labels
+    part: str | None = None  # the mixture part that prepared this batch (see zoo.objectives.mixture)
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -164,6 +164,8 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
 @click.option("--batch-size", type=int, help="Recipe: training batch size.")
 @click.option("--max-length", type=int, help="Recipe: maximum tokens per example.")
 @click.option("--pooling", type=click.Choice(["auto", "cls", "last", "mean"]), help="Recipe: how the head reads the sequence.")
+@click.option("--attention", type=click.Choice(["auto", "bidirectional", "causal"]),
+              help="Recipe: fine-tuning attention (auto: bidirectional if any objective part trained bidirectionally).")
 @click.option("--set", "overrides", multiple=True, metavar="[TASK.]KEY=VALUE", help="Override a recipe key (for one task).")
 @click.option("--max-train-examples", type=int, help="Use at most this many training examples per task.")
 @click.option("--max-eval-examples", type=int,
@@ -323,6 +325,7 @@ def export_cmd(run: str, out: str, to: str, step: int | None, force: bool) -> No
     result = export(run, out, to=to, step=step, force=force)
     rows = [("directory", str(result.out)), ("class", result.architecture), ("step", str(result.step)),
             *((f"head {part}", where) for part, where in result.heads.items()),
+            ("trained attention", ", ".join(f"{part} {pattern}" for part, pattern in result.attention.items())),
             ("self-check", f"max |difference| {result.max_abs_diff:.2e} against the run's model")]
     console.table("Exported", ["", "value"], rows)
     for note in result.notes:

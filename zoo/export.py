@@ -39,6 +39,7 @@ from zoo.errors import CheckpointError, ConfigError, PluginError
 from zoo.model import ZooModel
 from zoo.models.attention import AttentionLayout
 from zoo.objectives.base import Objective, TiedLinear
+from zoo.objectives.mixture import finetune_attention, trained_attention
 from zoo.objectives.mlm import MaskedLMHead
 from zoo.objectives.nsp import NextSentencePrediction
 from zoo.objectives.pairs import PairHead
@@ -62,6 +63,7 @@ class ExportResult:
     step: int
     heads: dict[str, str]  # objective part -> where its head went (or why it was left out)
     notes: list[str] = field(default_factory=list)
+    attention: dict[str, str] = field(default_factory=dict)  # objective part -> pattern it trained with
     max_abs_diff: float = 0.0  # self-check: largest output difference, run model vs export
 
 
@@ -86,33 +88,45 @@ class _Plan:
         return "BertForNextSentencePrediction" if self.nsp is not None else "BertModel"
 
 
-def _parts(objective: Objective) -> list[Objective]:
-    return list(getattr(objective, "parts", None) or [objective])
+def _parts(objective: Objective) -> list[tuple[Objective, str]]:
+    """Every objective with a head, and the key of its head under ``model.heads`` (a mixture's parts
+    with one ``head_key`` share one head; it is planned once)."""
+    members = getattr(objective, "members", None)
+    leaves = [leaf for m in members for leaf in m.leaves()] if members else \
+        list(getattr(objective, "parts", None) or [objective])
+    slots = getattr(objective, "head_slots", {})
+    out, seen = [], set()
+    for leaf in leaves:
+        slot = slots.get(leaf.name, leaf.name)
+        if slot not in seen:
+            seen.add(slot)
+            out.append((leaf, slot))
+    return out
 
 
 def plan_heads(model: ZooModel, family: str) -> _Plan:
     """Map the model's heads onto a transformers architecture of ``family`` ("bert" / "gpt2")."""
     plan = _Plan(family)
-    for part in _parts(model.objective):
-        head = model.heads[part.name] if part.name in model.heads else None
+    for part, slot in _parts(model.objective):
+        head = model.heads[slot] if slot in model.heads else None
         if head is None:
             continue
-        what = f"{part.name} ({type(head).__name__})"
+        what = f"{slot} ({type(head).__name__})"
         if family == "bert" and isinstance(head, MaskedLMHead) and plan.mlm is None:
             plan.mlm = head
-            plan.heads[part.name] = "cls.predictions (masked-LM head)"
+            plan.heads[slot] = "cls.predictions (masked-LM head)"
         elif family == "bert" and isinstance(head, PairHead) and isinstance(part, NextSentencePrediction) \
                 and plan.nsp is None:
             plan.nsp = head
-            plan.heads[part.name] = "bert.pooler + cls.seq_relationship (next-sentence head)"
+            plan.heads[slot] = "bert.pooler + cls.seq_relationship (next-sentence head)"
         elif family == "bert" and isinstance(head, PairHead) and plan.pooler is None:
             plan.pooler = head
-            plan.heads[part.name] = "pooler only; its classifier has no transformers counterpart"
+            plan.heads[slot] = "pooler only; its classifier has no transformers counterpart"
         elif family == "gpt2" and isinstance(head, TiedLinear) and head.bias is None and plan.lm is None:
             plan.lm = head
-            plan.heads[part.name] = "lm_head (tied to the token embedding)"
+            plan.heads[slot] = "lm_head (tied to the token embedding)"
         else:
-            plan.heads[part.name] = "not exported: no transformers counterpart"
+            plan.heads[slot] = "not exported: no transformers counterpart"
             plan.notes.append(f"head {what} has no transformers counterpart; it is not exported")
     if plan.pooler is not None and (plan.nsp is not None or plan.mlm is not None):
         name = next(p for p, h in plan.heads.items() if h.startswith("pooler only"))
@@ -341,10 +355,18 @@ def export_hf(run: str | Path | Run, out: str | Path, *, step: int | None = None
         raise PluginError(f"the {plan.architecture} export of backbone {run.backbone_name!r} ({origin}) does not "
                           f"reproduce the run's model (max abs diff {diffs}, tolerance {SELF_CHECK_TOLERANCE}); "
                           f"nothing was written")
+    attention = trained_attention(run.objective_name, backbone.family)
+    native = "causal" if family == "gpt2" else "bidirectional"  # what the transformers class always runs
+    other = sorted({p for p in attention.values() if p != native})
+    if other:
+        plan.notes.append(f"the weights were trained with {', '.join(f'{k} {v}' for k, v in attention.items())} "
+                          f"attention; {plan.architecture} always attends {native}ly, so the {' and '.join(other)} "
+                          f"pattern(s) are not reproduced by it (zoo bench fine-tunes with "
+                          f"{finetune_attention(run.objective_name, backbone.family)} attention)")
     for note in plan.notes:
         log.info("%s", note)
     result = ExportResult(out=out, architecture=plan.architecture, step=step, heads=plan.heads, notes=plan.notes,
-                          max_abs_diff=worst)
+                          attention=attention, max_abs_diff=worst)
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=parent, prefix=f".{out.name}.export-") as tmp_name:
@@ -359,7 +381,9 @@ def export_hf(run: str | Path | Run, out: str | Path, *, step: int | None = None
         provenance = {"format": 1, "zoo_version": __version__, "run": str(run.path), "step": step,
                       "checkpoint_sha256": sha, "objective": run.objective_name, "backbone": run.backbone_name,
                       "plugins": run.info.get("plugins", {}), "architecture": plan.architecture,
-                      "heads": plan.heads, "notes": plan.notes, "self_check_max_abs_diff": diffs}
+                      "heads": plan.heads, "notes": plan.notes, "self_check_max_abs_diff": diffs,
+                      "attention": {"trained": attention, "architecture": native,
+                                    "fine_tuning": finetune_attention(run.objective_name, backbone.family)}}
         (tmp / "zoo_export.json").write_text(json.dumps(provenance, indent=1) + "\n", encoding="utf-8")
         _install(tmp, out)
     log.info("exported %s step %d to %s as %s (max |diff| %.2e)", run.path, step, out, plan.architecture, worst)

@@ -34,6 +34,11 @@ def describe(kind: str, name: str) -> str:
         backbones = [registry.load("backbone", b) for b in registry.names("backbone")]
     except PluginError:
         return ""
+    components = getattr(cls, "components", ())
+    if components:  # a named mixture
+        tokens = cls.declared_special_tokens(cls.Config())
+        return (f"mixture of {', '.join(c.label for c in components)}"
+                + (f", special tokens {' '.join(tokens)}" if tokens else ""))
     layouts = {b.name: cls.layout_for(b.family) or "the rows'" for b in backbones}
     if len(set(layouts.values())) <= 1:
         attention = f"{next(iter(layouts.values()), 'the rows')} attention"

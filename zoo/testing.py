@@ -40,8 +40,10 @@ from zoo.objectives.compose import (
     build_objective,
     check_compatible,
     compose,
-    parse_spec,
+    declared_special_tokens,
 )
+from zoo.objectives.mixture import Mixture
+from zoo.objectives.spec import parse
 
 LAYOUTS = (None, "bidirectional", "causal", "prefix")
 FAMILIES = ("encoder", "decoder")
@@ -229,9 +231,22 @@ def _fail(where: str, message: str) -> None:
 
 
 def _classes(objective: str | type[Objective]) -> list[tuple[str, type[Objective]]]:
+    """Every objective class the spec (or class) names, over all parts of a mixture."""
     if isinstance(objective, str):
-        return [(name, registry.load("objective", name)) for name, _ in parse_spec(objective)]
+        return [(name, registry.load("objective", name)) for name in parse(objective).names]
     return [(objective.name, objective)]
+
+
+def _incompatibility(objective: str | type[Objective], backbone: type[Backbone]) -> str | None:
+    """The one compatibility rule, applied per ``|`` part of a mixture spec."""
+    if not isinstance(objective, str):
+        return compat.incompatibility([(objective.name, objective)], backbone)
+    for part in parse(objective).parts:
+        reason = compat.incompatibility([(n, registry.load("objective", n)) for n in part.composition.names],
+                                        backbone)
+        if reason:
+            return reason
+    return None
 
 
 def _label(objective: str | type[Objective]) -> str:
@@ -245,13 +260,15 @@ def build(objective: str | type[Objective], tokens: SpecialTokens, backbone: Bac
     if isinstance(objective, str):
         return build_objective(objective, configs, tokens, backbone.spec)
     config = from_dict(objective.Config, configs.get(objective.name), path=f"objectives.{objective.name}")
+    if issubclass(objective, Mixture):  # a named mixture builds its components
+        return objective.build(tokens, backbone.spec, config)
     return objective(config, tokens, backbone.spec)
 
 
 def compatible_backbones(objective: str | type[Objective]) -> list[str]:
     """Registered backbones the objective (or spec) can train."""
-    parts = _classes(objective)
-    return [name for name in registry.names("backbone") if compat.compatible(parts, registry.load("backbone", name))]
+    return [name for name in registry.names("backbone") if _incompatibility(objective, registry.load("backbone", name))
+            is None]
 
 
 def check_capabilities(objective: str | type[Objective]) -> None:
@@ -290,10 +307,9 @@ def check_capabilities(objective: str | type[Objective]) -> None:
         spec = objective.name
     if spec is None:
         return
-    parts = _classes(objective)
     for bname in registry.names("backbone"):
         bcls = registry.load("backbone", bname)
-        reason = compat.incompatibility(parts, bcls)
+        reason = _incompatibility(objective, bcls)
         try:
             check_compatible(spec, bcls)
         except IncompatibleError as exc:
@@ -433,9 +449,9 @@ def _finite(x: Any) -> bool:
 
 
 def check_training(model: torch.nn.Module, objective: Objective, batch: Batch, steps: int = 8,
-                   lr: float = 3e-3, where: str = "") -> list[float]:
-    """Finite loss, count and metrics; gradients reach every head parameter; the loss decreases over
-    a few AdamW steps on the repeated batch."""
+                   lr: float = 3e-3, where: str = "", heads: Sequence[str] | None = None) -> list[float]:
+    """Finite loss, count and metrics; gradients reach every head parameter (of ``heads``, when given:
+    the heads a mixture part trains); the loss decreases over a few AdamW steps on the repeated batch."""
     where = where or objective.name
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     model.train()
@@ -456,6 +472,8 @@ def check_training(model: torch.nn.Module, objective: Objective, batch: Batch, s
         out.loss.backward()
         if step == 0:
             for name, p in model.heads.named_parameters():
+                if heads is not None and name.split(".", 1)[0] not in heads:
+                    continue
                 if p.requires_grad and (p.grad is None or not _finite(p.grad)):
                     _fail(where, f"head parameter heads.{name} gets no finite gradient")
         opt.step()
@@ -468,7 +486,8 @@ def check_training(model: torch.nn.Module, objective: Objective, batch: Batch, s
     flops = objective.head_flops(batch)
     if not math.isfinite(flops) or flops < 0:
         _fail(where, f"head_flops must be finite and >= 0, got {flops}")
-    if flops == 0 and any(True for _ in model.heads.parameters()):
+    if flops == 0 and any(True for n, _ in model.heads.named_parameters()
+                          if heads is None or n.split(".", 1)[0] in heads):
         _fail(where, "head_flops is 0 although the heads have parameters")
     return losses
 
@@ -481,7 +500,10 @@ def check_state_dict(model: torch.nn.Module, objective: Objective, fresh: torch.
 
     where = where or objective.name
     names = set(model.heads.keys())
-    allowed = {p.name for p in objective.parts} if isinstance(objective, Composite) else {objective.name}
+    if isinstance(objective, Mixture):  # per objective name, or the head_key that several parts share
+        allowed = set(objective.head_slots.values())
+    else:
+        allowed = {p.name for p in objective.parts} if isinstance(objective, Composite) else {objective.name}
     if not names <= allowed:
         _fail(where, f"heads {sorted(names - allowed)} are not named after the objective ({sorted(allowed)})")
     state = model.state_dict()
@@ -534,7 +556,7 @@ def check_objective(objective: str | type[Objective], backbone: str | type[Backb
     Objective class) on ``backbone`` (a name, a class, a list of them, or None for every compatible
     registered backbone). Raises ``ConformanceError`` on the first violation."""
     label = _label(objective)
-    tokens = tokens or special_tokens_for_tests()
+    tokens = tokens or _tokens_for(objective, configs, seq_len)
     check_capabilities(objective)
     if backbone is None:
         backbones: list[Any] = compatible_backbones(objective)
@@ -547,15 +569,19 @@ def check_objective(objective: str | type[Objective], backbone: str | type[Backb
         bname = bb if isinstance(bb, str) else getattr(bb, "name", bb.__name__)
         where = f"{label} on {bname}"
         bcls = registry.load("backbone", bb) if isinstance(bb, str) else bb
-        reason = compat.incompatibility(_classes(objective), bcls)
+        reason = _incompatibility(objective, bcls)
         if reason:
             _fail(where, f"the objective refuses this backbone: {reason}")
         report = ConformanceReport(objective=label, backbone=bname)
-        model, obj = _model(objective, tokens, bcls, configs, seed)
+        model, obj = _model(objective, tokens, bcls, configs, seed, seq_len)
+        if isinstance(obj, Mixture):
+            reports.append(_check_mixture(objective, model, obj, tokens, bcls, configs, seq_len, batch_size, steps,
+                                          lr, seed, report, where))
+            continue
         data = make_data(obj, tokens, bcls.family, batch_size, seq_len, seed)
         batch = check_prepare(obj, data, seq_len, seed, where).to("cpu")
         report.losses = check_training(model, obj, batch, steps, lr, where)
-        fresh, _ = _model(objective, tokens, bcls, configs, seed + 1)
+        fresh, _ = _model(objective, tokens, bcls, configs, seed + 1, seq_len)
         check_state_dict(model, obj, fresh, batch, where)
         partners = _partners(obj, bcls)
         if not partners:
@@ -569,11 +595,55 @@ def check_objective(objective: str | type[Objective], backbone: str | type[Backb
     return reports
 
 
+def _tokens_for(objective: str | type[Objective], configs: Mapping[str, Mapping[str, Any]] | None,
+                seq_len: int) -> SpecialTokens:
+    """The test vocabulary, with the extra special tokens the objective declares (ids after eos) and
+    sentinels for up to ``seq_len / 4`` noise spans."""
+    tokens = special_tokens_for_tests(num_sentinels=max(32, seq_len // 4))
+    if isinstance(objective, str):
+        declared = declared_special_tokens(objective, configs)
+    else:
+        config = from_dict(objective.Config, (configs or {}).get(objective.name), path=f"objectives.{objective.name}")
+        declared = objective.declared_special_tokens(config)
+    return dataclasses.replace(tokens, extra={t: 6 + i for i, t in enumerate(declared)}) if declared else tokens
+
+
+def _check_mixture(objective: str | type[Objective], model: torch.nn.Module, mixture: Mixture,
+                   tokens: SpecialTokens, bcls: type[Backbone], configs: Mapping[str, Mapping[str, Any]] | None,
+                   seq_len: int, batch_size: int, steps: int, lr: float, seed: int, report: ConformanceReport,
+                   where: str) -> ConformanceReport:
+    """Each part prepares its own batch (checked like any objective's), trains the shared backbone and
+    its own heads with metrics under its label; the draw is a pure function of (seed, step); the heads
+    survive a safetensors round trip."""
+    draws = [mixture.draw(seed, s).label for s in range(1, 65)]
+    if draws != [mixture.draw(seed, s).label for s in range(1, 65)]:
+        _fail(where, "Mixture.draw is not a pure function of (seed, step)")
+    batches = []
+    for member in mixture.members:
+        part_where = f"{where} [part {member.label}]"
+        data = make_data(member.objective, tokens, bcls.family, batch_size, seq_len, seed)
+        batch = check_prepare(member.objective, data, seq_len, seed, part_where).replace(part=member.label).to("cpu")
+        slots = {mixture.head_slots[leaf.name] for leaf in member.leaves()}
+        losses = check_training(model, mixture, batch, steps, lr, part_where, heads=sorted(slots))
+        with torch.no_grad():
+            out = model(batch)
+        if f"{member.label}/loss" not in out.metrics:
+            _fail(part_where, f"metrics lack {member.label}/loss (got {sorted(out.metrics)})")
+        report.losses = report.losses or losses
+        batches.append(batch)
+    fresh, _ = _model(objective, tokens, bcls, configs, seed + 1, seq_len)
+    check_state_dict(model, mixture, fresh, batches[-1], where)  # every head is in the state dict
+    report.notes.append(f"mixture of {', '.join(m.label for m in mixture.members)}: each part checked; "
+                        f"compositions not checked")
+    return report
+
+
 def _model(objective: str | type[Objective], tokens: SpecialTokens, bcls: type[Backbone],
-           configs: Mapping[str, Mapping[str, Any]] | None, seed: int) -> tuple[torch.nn.Module, Objective]:
+           configs: Mapping[str, Mapping[str, Any]] | None, seed: int,
+           seq_len: int = 0) -> tuple[torch.nn.Module, Objective]:
     from zoo.model import ZooModel
 
-    backbone = tiny_backbone(bcls, tokens.vocab_size, seed=seed)
+    backbone = tiny_backbone(bcls, tokens.vocab_size, seed=seed, max_positions=max(256, seq_len))
     obj = build(objective, tokens, backbone, configs)
     return ZooModel(backbone, obj), obj
 

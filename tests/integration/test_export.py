@@ -16,6 +16,7 @@ from zoo.cli import cli
 from zoo.errors import ConfigError
 from zoo.export import export_hf
 from zoo.models.attention import AttentionLayout
+from zoo.objectives.spec import parse, path_name
 from zoo.runs import open_run
 from zoo.train import checkpoint as ckpt
 from zoo.train.config import resolve
@@ -41,6 +42,7 @@ CASES = [
     ("clm", "gpt", "GPT2LMHeadModel", "AutoModelForCausalLM"),
     ("prefix", "gpt", "GPT2LMHeadModel", "AutoModelForCausalLM"),
     ("span", "gpt", "GPT2LMHeadModel", "AutoModelForCausalLM"),
+    ("mntp:15|clm:1", "gpt", "GPT2LMHeadModel", "AutoModelForCausalLM"),  # a mixture sharing the LM head
 ]
 TOLERANCE = 1e-5
 
@@ -54,7 +56,7 @@ def make_run(corpus: Path, tmp_path_factory: pytest.TempPathFactory):
 
     def make(objective: str, backbone: str) -> Path:
         if (objective, backbone) not in done:
-            out = root / f"{backbone}-{objective}"
+            out = root / f"{backbone}-{path_name(objective)}"
             train(resolve({
                 "objective": objective, "backbone": backbone, "size": "tiny", "out": str(out),
                 "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
@@ -96,7 +98,7 @@ def test_export_loads_in_transformers_and_matches(make_run, tmp_path: Path, obje
                                                   architecture: str, auto: str) -> None:
     import transformers
 
-    missing = [p for p in objective.split("+") if p not in registry.names("objective")]
+    missing = [p for p in parse(objective).names if p not in registry.names("objective")]
     if missing:
         pytest.skip(f"objective {missing[0]!r} is not installed (rtd: pip install ./examples/zoo-electra)")
     run_dir = make_run(objective, backbone)
@@ -144,7 +146,8 @@ def test_export_loads_in_transformers_and_matches(make_run, tmp_path: Path, obje
         elif architecture == "BertForNextSentencePrediction":
             diffs["nsp"] = _max_diff(heads["nsp"](hidden), theirs.logits, mask)
         elif architecture == "GPT2LMHeadModel":
-            diffs["lm"] = _max_diff(heads[objective](hidden), theirs.logits, mask)
+            head = heads["lm"] if "|" in objective else heads[objective]  # a mixture's parts share heads.lm
+            diffs["lm"] = _max_diff(head(hidden), theirs.logits, mask)
         else:  # backbone only
             diffs["hidden"] = _max_diff(hidden, theirs.last_hidden_state, mask)
             if objective == "sop":  # BertModel keeps the pooler SOP trained
@@ -237,3 +240,28 @@ def test_zoo_bench_reads_the_exported_directory(make_run, tmp_path: Path, object
     assert all(torch.equal(exported[k], trained[k]) for k in trained)
     with pytest.raises(ConfigError, match="--step 2: .* exported Hugging Face directory"):
         open_source(tmp_path / "hf", step=2)
+
+
+def test_export_and_bench_know_the_attention_a_mixture_trained_with(make_run, tmp_path: Path) -> None:
+    from zoo.benchmarks.finetune import Recipe, TaskHead, TaskModel
+    from zoo.benchmarks.source import open_source
+
+    run_dir = make_run("mntp:15|clm:1", "gpt")
+    code = CliRunner().invoke(cli, ["export", str(run_dir), str(tmp_path / "hf")])
+    assert code.exit_code == 0, code.output
+    assert "mntp bidirectional, clm causal" in " ".join(code.output.split())
+    note = json.loads((tmp_path / "hf" / "zoo_export.json").read_text())["attention"]
+    assert note == {"trained": {"mntp": "bidirectional", "clm": "causal"}, "architecture": "causal",
+                    "fine_tuning": "bidirectional"}
+    assert "GPT2LMHeadModel always attends causally" in " ".join(code.output.split())
+    # zoo bench: GPT-BERT fine-tunes bidirectionally, its from-scratch baseline too; --attention overrides
+    source = open_source(run_dir)
+    assert source.attention("auto", "decoder") == "bidirectional"
+    assert source.scratch().attention("auto", "decoder") == "bidirectional"
+    assert source.attention("causal", "decoder") == "causal"
+    backbone = source.backbone()
+    head = TaskHead(backbone.spec.hidden_size, 2, "last", 0.0, 0.02)
+    assert not TaskModel(backbone, head, "bidirectional").causal and TaskModel(backbone, head, "auto").causal
+    assert Recipe(attention="causal").hash() != Recipe().hash() == Recipe(attention="auto").hash()
+    with pytest.raises(ConfigError, match="invalid attention = 'sideways' \\(one of auto, bidirectional, causal\\)"):
+        Recipe(attention="sideways")

@@ -321,9 +321,10 @@ def test_bad_device_is_a_config_error(tmp_path: Path) -> None:
 def test_evaluation_uses_each_row_once(tmp_path: Path, corpus: Path) -> None:
     trainer = Trainer(resolve(tiny_config(tmp_path / "run", corpus, "clm", "gpt", 2, batch_size=4, eval_batches=5)))
     trainer.setup()
-    assert len(trainer.valid_source) >= 3
+    part = trainer.parts.parts[0]
+    assert len(part.valid) >= 3
     requested: list[int] = []
-    source = trainer.valid_source
+    source = part.valid
 
     class Few:  # a validation split of 3 rows, smaller than one batch
         def __len__(self) -> int:
@@ -333,7 +334,7 @@ def test_evaluation_uses_each_row_once(tmp_path: Path, corpus: Path) -> None:
             requested.extend(int(i) for i in ids)
             return source.get(ids)
 
-    trainer.valid_source = Few()
+    part.valid = Few()
     trainer.sinks = Sinks([], None)
     trainer.evaluate()
     assert requested == [0, 1, 2]

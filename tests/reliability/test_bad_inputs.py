@@ -259,6 +259,13 @@ CONFIG_ERRORS: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
                              ["[objectives.nsp] configures an objective that is not part of 'mlm'"]),
     "bad-composition-weight": (lambda t: ["--objective", "mlm:abc+nsp"], ["weight 'abc' of 'mlm' is not a number"]),
     "repeated-objective": (lambda t: ["--objective", "mlm+mlm"], ["objective 'mlm' appears twice in 'mlm+mlm'"]),
+    "mixture-empty-part": (lambda t: ["--objective", "mlm+sop|"], ["objective spec 'mlm+sop|' has an empty part "
+                                                                   "around '|'"]),
+    "mixture-bad-share": (lambda t: ["--objective", "mlm:0|clm"],
+                          ["share of 'mlm' must be a positive finite number, got 0"]),
+    "mixture-repeated-part": (lambda t: ["--objective", "mlm|mlm+sop"], ["objective 'mlm' appears twice in 'mlm|mlm+sop'"]),
+    "mixture-incompatible-part": (lambda t: ["--objective", "clm|mlm+nsp", "--backbone", "gpt"],
+                                  ["cannot train backbone 'gpt': mixture part 'mlm+nsp': nsp needs"]),
     "vocab-too-small": (lambda t: ["--vocab-size", "10"], ["tokenizer.vocab_size must be >= 32, got 10"]),
     "validation-fraction": (lambda t: ["--set", "data.validation_fraction=1"],
                             ["data.validation_fraction must be in [0, 1), got 1.0"]),

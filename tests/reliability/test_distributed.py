@@ -14,6 +14,7 @@ import pytest
 
 from zoo.train import checkpoint as ckpt
 from zoo.train.launch import worker_failure
+from zoo.train.metrics import read_records
 
 from .conftest import CKPT_EVERY, STEPS, assert_same_run, spawn, train_args
 
@@ -22,16 +23,25 @@ from .conftest import CKPT_EVERY, STEPS, assert_same_run, spawn, train_args
 TEARDOWN_LIMIT_S = 60
 
 
-def two_ranks(out: Path, corpus: Path) -> list[str]:
-    return train_args(out, corpus, "mlm", "bert", STEPS, CKPT_EVERY, "--batch-size", "2", "--nproc", "2")
+# (objective, backbone, extra arguments): a plain objective, and GPT-BERT's mixture, whose draws with seed 28
+# are clm, clm, mntp x 4, clm in steps 1..7, so the rarer part runs before and after the kill.
+JOBS = [("mlm", "bert", ()), ("mntp:15|clm:1", "gpt", ("--seed", "28"))]
+
+
+def two_ranks(out: Path, corpus: Path, objective: str = "mlm", backbone: str = "bert", *extra: str) -> list[str]:
+    return train_args(out, corpus, objective, backbone, STEPS, CKPT_EVERY, "--batch-size", "2", "--nproc", "2",
+                      *extra)
 
 
 @pytest.mark.slow
-def test_killed_rank_ends_the_job_and_the_rerun_resumes(tmp_path: Path, corpus: Path, cache_dir: Path) -> None:
+@pytest.mark.parametrize(("objective", "backbone", "extra"), JOBS, ids=[j[0] for j in JOBS])
+def test_killed_rank_ends_the_job_and_the_rerun_resumes(tmp_path: Path, corpus: Path, cache_dir: Path,
+                                                        objective: str, backbone: str, extra: tuple[str, ...]) -> None:
     step = random.Random("two-ranks").randint(CKPT_EVERY + 1, STEPS)  # after the first checkpoint
     ref_dir, job_dir = tmp_path / "uninterrupted", tmp_path / "job"
-    reference = spawn(two_ranks(ref_dir, corpus), tmp_path / "reference.log", cache_dir)
-    job = spawn(two_ranks(job_dir, corpus), tmp_path / "job.log", cache_dir, f"kill@rank=1,kill@step={step}")
+    job_args = (objective, backbone, *extra)
+    reference = spawn(two_ranks(ref_dir, corpus, *job_args), tmp_path / "reference.log", cache_dir)
+    job = spawn(two_ranks(job_dir, corpus, *job_args), tmp_path / "job.log", cache_dir, f"kill@rank=1,kill@step={step}")
     children = [reference, job]
     try:
         rc, log = job.wait(timeout=300)
@@ -47,7 +57,7 @@ def test_killed_rank_ends_the_job_and_the_rerun_resumes(tmp_path: Path, corpus: 
         survived = CKPT_EVERY * ((step - 1) // CKPT_EVERY)
         assert [s for s, _ in ckpt.steps(job_dir)] == [s for s in (3, 6) if s <= survived]
 
-        children.append(spawn(two_ranks(job_dir, corpus), tmp_path / "rerun.log", cache_dir))
+        children.append(spawn(two_ranks(job_dir, corpus, *job_args), tmp_path / "rerun.log", cache_dir))
         rc, log = children[-1].wait(timeout=300)
         assert rc == 0, log[-4000:]
         assert f"resuming from step-{survived:06d}" in log
@@ -57,6 +67,9 @@ def test_killed_rank_ends_the_job_and_the_rerun_resumes(tmp_path: Path, corpus: 
         for child in children:
             child.kill()
     assert_same_run(ref_dir, job_dir)
+    if "|" in objective:  # every rank ran the part the seed draws, in every step
+        ran = [r["parts"][0] for r in read_records(job_dir / "metrics.jsonl", "train")]
+        assert ran == ["clm", "clm", "mntp", "mntp", "mntp", "mntp", "clm"]
 
 
 def _failure(exitcode: int, timestamp: int, pid: int) -> SimpleNamespace:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,21 @@ def test_run_names_and_collisions() -> None:
     assert run_name(Cell("mlm:1.0+nsp:0.5", "bert"), 0) == "bert-mlm_1.0+nsp_0.5-seed0"
     with pytest.raises(ConfigError, match="share the run directory"):
         grid_checked(Grid([Cell("mlm:1+nsp", "bert"), Cell("mlm_1+nsp", "bert")], []))
+
+
+def test_a_same_architecture_grid_with_a_mixture() -> None:
+    """``--objectives "clm,mlm,mntp:15|clm:1" --backbones gpt``: commas split cells, pipes stay in a spec,
+    run directories are filesystem-safe."""
+    objectives = split_list("clm,mlm,mntp:15|clm:1", "--objectives")
+    assert objectives == ["clm", "mlm", "mntp:15|clm:1"]
+    grid = expand_grid(objectives, ["gpt"])
+    assert [c.objective for c in grid.cells] == objectives and not grid.skipped
+    names = [run_name(c, 0) for c in grid.cells]
+    assert names == ["gpt-clm-seed0", "gpt-mlm-seed0", "gpt-mntp_15_or_clm_1-seed0"]
+    assert all(re.fullmatch(r"[A-Za-z0-9+._-]+", n) for n in names)
+    assert run_name(Cell("(mlm+sop):3|clm", "bert"), 1) == "bert-_mlm+sop__3_or_clm-seed1"
+    skipped = expand_grid(["mntp|sop", "clm"], ["gpt"]).skipped
+    assert [(s.objective, s.reason.split(": ", 1)[0]) for s in skipped] == [("mntp|sop", "mixture part 'sop'")]
 
 
 def test_split_list() -> None:

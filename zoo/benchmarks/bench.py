@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -287,7 +287,8 @@ def _bench_task(src: ModelSource, spec: TaskSpec, data: TaskData, recipe: Recipe
         if prepared is None:
             prepared = prepare(data, src.tokenizer, src.special, backbone, recipe)
         t0 = time.perf_counter()
-        r = finetune(backbone, src.tokenizer, src.special, data, recipe, seed, device, progress, prepared,
+        tuned = replace(recipe, attention=src.attention(recipe.attention, backbone.family))
+        r = finetune(backbone, src.tokenizer, src.special, data, tuned, seed, device, progress, prepared,
                      label=f"{src.name}: {spec.name} seed {seed}")
         scores = SeedScores(seed, r.scores, r.train_examples, r.eval_examples, time.perf_counter() - t0)
         log.info("%s %s seed %d: %s (%.1f s)", src.name, spec.name, seed,

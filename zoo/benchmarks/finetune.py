@@ -40,6 +40,7 @@ from zoo.models.base import Backbone
 log = logging.getLogger(__name__)
 
 POOLINGS = ("auto", "cls", "last", "mean")
+ATTENTIONS = ("auto", "bidirectional", "causal")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class Recipe:
     dropout: float = 0.1  # head dropout (the backbone keeps its own)
     max_length: int = 128  # tokens, special tokens included
     pooling: str = "auto"  # auto (cls for encoders, last for decoders) | cls | last | mean
+    # auto (what the run's objective implies, see ``finetune_attention``) | bidirectional | causal
+    attention: str = "auto"
     grad_clip: float = 1.0  # 0 = off
     beta1: float = 0.9
     beta2: float = 0.999
@@ -70,20 +73,26 @@ class Recipe:
             "eval_batch_size": self.eval_batch_size >= 1, "warmup": 0 <= self.warmup < 1,
             "weight_decay": self.weight_decay >= 0, "dropout": 0 <= self.dropout < 1,
             "max_length": self.max_length >= 4, "pooling": self.pooling in POOLINGS,
-            "grad_clip": self.grad_clip >= 0,
+            "grad_clip": self.grad_clip >= 0, "attention": self.attention in ATTENTIONS,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             k = bad[0]
-            extra = f" (one of {', '.join(POOLINGS)})" if k == "pooling" else ""
+            extra = {"pooling": f" (one of {', '.join(POOLINGS)})",
+                     "attention": f" (one of {', '.join(ATTENTIONS)})"}.get(k, "")
             raise ConfigError(f"recipe: invalid {k} = {getattr(self, k)!r}{extra}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def hash(self) -> str:
-        """Stable id of the hyper-parameters (part of the result-cache key)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """Stable id of the hyper-parameters (part of the result-cache key). ``attention = "auto"`` is left
+        out: it resolves from the checkpoint alone (already in the key), and results cached before the
+        option existed stay valid."""
+        d = self.to_dict()
+        if d["attention"] == "auto":
+            del d["attention"]
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def recipes_for(tasks: Sequence[str], base: Recipe | None = None, overrides: Sequence[str] = ()) -> dict[str, Recipe]:
@@ -149,16 +158,27 @@ class TaskHead(nn.Module):
 class TaskModel(nn.Module):
     """A backbone and one task head."""
 
-    def __init__(self, backbone: Backbone, head: TaskHead) -> None:
+    def __init__(self, backbone: Backbone, head: TaskHead, attention: str = "auto") -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
         self.segments = "segments" in backbone.capabilities
+        self.causal = resolve_attention(attention, backbone) == "causal"
 
     def forward(self, batch: TaskBatch) -> Tensor:
         hidden = self.backbone(batch.input_ids, batch.layout,
                                token_type_ids=batch.token_type_ids if self.segments else None)  # (B, T, h)
         return self.head(hidden, batch.lengths)  # (B, num_outputs)
+
+
+def resolve_attention(attention: str, backbone: Backbone) -> str:
+    """"bidirectional" or "causal"; "auto" here (no objective known) is the family's default."""
+    if attention == "auto":
+        return "causal" if backbone.family == "decoder" else "bidirectional"
+    if attention not in backbone.capabilities:
+        raise ConfigError(f"--attention {attention}: backbone {backbone.name!r} cannot run {attention} attention "
+                          f"(it offers {', '.join(sorted(backbone.capabilities))})")
+    return attention
 
 
 def resolve_pooling(pooling: str, backbone: Backbone, special: SpecialTokens) -> str:
@@ -260,7 +280,7 @@ def finetune(backbone: Backbone, tokenizer: Tokenizer, special: SpecialTokens, d
         torch.manual_seed(seed)
         head = TaskHead(backbone.spec.hidden_size, spec.num_outputs, pooling, recipe.dropout,
                         backbone.spec.initializer_range)
-        model = TaskModel(copy.deepcopy(backbone), head).to(dev)
+        model = TaskModel(copy.deepcopy(backbone), head, recipe.attention).to(dev)
         steps, loss = _train(model, prepared.train, spec.is_regression, recipe, seed, dev, special.pad,
                              progress, label or f"{spec.name} seed {seed}")
         scores: dict[str, float] = {}
@@ -300,7 +320,7 @@ def _train(model: TaskModel, enc: Encoded, regression: bool, recipe: Recipe, see
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
     shuffle = torch.Generator().manual_seed(seed)
-    causal = model.backbone.family == "decoder"
+    causal = model.causal
     if progress is not None:
         progress.start(description, total)
     model.train()
@@ -341,7 +361,7 @@ def predict(model: TaskModel, enc: Encoded, regression: bool, batch_size: int, d
             pad_id: int) -> np.ndarray:
     """Class ids (N,) int64, or predicted values (N,) float64 for regression."""
     model.eval()
-    causal = model.backbone.family == "decoder"
+    causal = model.causal
     out = []
     for i in range(0, len(enc), batch_size):
         batch = collate(enc, np.arange(i, min(i + batch_size, len(enc))), pad_id, causal, dev)

@@ -78,9 +78,21 @@ class ModelSource:
     objective: str | None = None
     from_scratch: bool = False
     info: dict[str, Any] = field(default_factory=dict)
+    implied_attention: str | None = None  # fine-tuning attention when no objective says (a baseline's)
 
     def backbone(self, seed: int = 0) -> Backbone:
         return self.loader(seed)
+
+    def attention(self, requested: str, family: str) -> str:
+        """The fine-tuning attention: ``requested`` unless "auto", then what the run's objective implies
+        (``zoo.objectives.mixture.finetune_attention``); the family's default for a model without a run."""
+        if requested != "auto":
+            return requested
+        from zoo.objectives.mixture import finetune_attention
+
+        if self.implied_attention is not None:
+            return self.implied_attention
+        return finetune_attention(self.objective, family)
 
     def scratch(self) -> ModelSource:
         """The same architecture, randomly initialised per seed: the no-pretraining baseline."""
@@ -95,7 +107,8 @@ class ModelSource:
                 return cls(copy.deepcopy(config))
 
         return replace(self, name=f"{self.name} (from scratch)", checkpoint_id=f"scratch-{config_id[:24]}",
-                       loader=init, from_scratch=True, objective=None)
+                       loader=init, from_scratch=True, objective=None,
+                       implied_attention=self.attention("auto", template.family))  # fine-tuned as its model
 
 
 def from_backbone(backbone: Backbone, tokenizer: Tokenizer, special: SpecialTokens | None = None,

@@ -154,11 +154,12 @@ class Grid:
 def expand_grid(objectives: list[str], backbones: list[str]) -> Grid:
     """Every compatible (objective, backbone) pair in the order given; incompatible pairs are skipped
     with the reason. Unknown names are errors, not skips."""
-    from zoo.objectives.compose import check_compatible, parse_spec
+    from zoo.objectives.compose import check_compatible
+    from zoo.objectives.spec import parse
 
     classes = {b: registry.load("backbone", b) for b in backbones}  # PluginError for unknown backbones
     for spec in objectives:
-        for name, _ in parse_spec(spec):
+        for name in parse(spec).names:
             registry.info("objective", name)  # PluginError for unknown objectives
     cells, skipped = [], []
     for obj in objectives:
@@ -188,8 +189,10 @@ def grid_checked(grid: Grid) -> Grid:
 
 
 def slug(cell: Cell) -> str:
-    """A directory-safe name for a cell (``bert-mlm+nsp``, ``bert-mlm_1.0+nsp_0.5``)."""
-    return re.sub(r"[^A-Za-z0-9+._-]", "_", f"{cell.backbone}-{cell.objective}")
+    """A directory-safe name for a cell (``bert-mlm+nsp``, ``bert-mlm_1.0+nsp_0.5``, ``gpt-mntp_15_or_clm_1``)."""
+    from zoo.objectives.spec import path_name
+
+    return re.sub(r"[^A-Za-z0-9+._-]", "_", f"{cell.backbone}-{path_name(cell.objective)}")
 
 
 def run_name(cell: Cell, seed: int) -> str:

@@ -30,6 +30,10 @@ _EXPORTS = {
     "random_spans_noise_mask": "zoo.objectives.span", "noise_counts": "zoo.objectives.span",
     "SpanMasking": "zoo.objectives.span_mask", "span_mask_row": "zoo.objectives.span_mask",
     "SpanLM": "zoo.objectives.span_lm", "span_lm_pair": "zoo.objectives.span_lm",
+    # mixtures: named mixtures (plugins) subclass Mixture and list Components; specs parse into a Spec
+    "Mixture": "zoo.objectives.mixture", "Component": "zoo.objectives.mixture", "Member": "zoo.objectives.mixture",
+    "parse_objective_spec": "zoo.objectives.spec", "Spec": "zoo.objectives.spec",
+    "MixturePart": "zoo.objectives.spec", "Composition": "zoo.objectives.spec", "Term": "zoo.objectives.spec",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -52,6 +52,10 @@ def conflicts(parts: Sequence[Part], family: str) -> str | None:
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         return f"objective {dup!r} appears twice"
+    mixtures = [n for n, cls in parts if getattr(cls, "components", ())]  # named mixtures (zoo.objectives.mixture)
+    if mixtures and len(parts) > 1:
+        return (f"{mixtures[0]} is a mixture whose parts take turns by step; it cannot share a batch and "
+                f"forward pass with {' and '.join(n for n in names if n != mixtures[0])}")
     pairs = [n for n, cls in parts if cls.role == "pairs"]
     if len(pairs) > 1:
         return (f"{' and '.join(pairs)} both build sentence pairs from the data; a composition can "

@@ -9,7 +9,6 @@ anything is allocated, with the rule of ``zoo.objectives.compat``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,39 +24,15 @@ from zoo.models.base import Backbone, BackboneSpec
 from zoo.objectives import compat
 from zoo.objectives.base import LossOutput, Objective
 from zoo.objectives.compat import conflicts  # noqa: F401 - re-exported, part of the rule
+from zoo.objectives.spec import Spec, parse
 
 ROLE_ORDER = {"pairs": 0, "tokens": 1}
 
 
 def parse_spec(spec: str) -> list[tuple[str, float]]:
-    """``"mlm:1.0+nsp:0.5"`` -> [("mlm", 1.0), ("nsp", 0.5)]; a missing weight is 1.0."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ConfigError("objective spec is empty; expected e.g. 'mlm', 'mlm+nsp' or 'mlm:1.0+nsp:0.5'")
-    parts: list[tuple[str, float]] = []
-    for raw in spec.split("+"):
-        item = raw.strip()
-        name, sep, weight_text = item.partition(":")
-        name = name.strip()
-        if not name:
-            raise ConfigError(f"objective spec {spec!r} has an empty part; expected e.g. 'mlm+nsp'")
-        weight = 1.0
-        if sep:
-            try:
-                weight = float(weight_text)
-            except ValueError:
-                raise ConfigError(f"objective spec {spec!r}: weight {weight_text.strip()!r} of {name!r} "
-                                  f"is not a number") from None
-            if not math.isfinite(weight) or weight <= 0:
-                raise ConfigError(f"objective spec {spec!r}: weight of {name!r} must be a positive "
-                                  f"number, got {weight_text.strip()}")
-        parts.append((name, weight))
-    seen: set[str] = set()
-    for name, _ in parts:
-        if name in seen:
-            raise IncompatibleError(f"objective {name!r} appears twice in {spec!r}; list each part once "
-                                    f"(use a weight such as {name}:2.0 to scale it)")
-        seen.add(name)
-    return parts
+    """``"mlm:1.0+nsp:0.5"`` -> [("mlm", 1.0), ("nsp", 0.5)]; a missing weight is 1.0. A mixture
+    (``a|b``) is refused: parse it with ``zoo.objectives.spec.parse``."""
+    return [(t.name, t.weight) for t in parse(spec).composition.terms]
 
 
 def _load(name: str) -> type[Objective]:
@@ -96,23 +71,46 @@ def compatible_backbones(parts: Sequence[tuple[str, type[Objective]]]) -> list[s
     return out
 
 
+def _named_mixture(name: str) -> bool:
+    from zoo.objectives.mixture import Mixture
+
+    cls = _load(name)
+    return isinstance(cls, type) and issubclass(cls, Mixture)
+
+
+def _refuse_nested(parsed: Spec) -> None:
+    if len(parsed.parts) == 1 and parsed.parts[0].composition.single:
+        return  # one name alone, e.g. "ul2": a named mixture is fine on its own
+    for name in parsed.names:
+        if _named_mixture(name):
+            raise IncompatibleError(f"objective {name!r} in {parsed.text!r} is a mixture of its own; mixtures do not "
+                                    f"nest or compose: train {name} alone")
+
+
 def check_compatible(spec: str, backbone_cls: type[Backbone]) -> None:
     """Raise ``IncompatibleError`` (with the reason and what would work) unless ``spec`` can train
-    ``backbone_cls``. Imports the named plugins, allocates nothing."""
-    parts = [(name, _load(name)) for name, _ in parse_spec(spec)]
-    reason = compat.incompatibility(parts, backbone_cls)
-    if reason is None:
-        return
+    ``backbone_cls``. A mixture is checked part by part (``compat.incompatibility`` per ``|`` part) and
+    the error names the part. Imports the named plugins, allocates nothing."""
+    parsed = parse(spec)
+    _refuse_nested(parsed)
     bname = getattr(backbone_cls, "name", backbone_cls.__name__)
-    hints = []
-    backbones = [b for b in compatible_backbones(parts) if b != bname]
-    if backbones:
-        hints.append(f"--backbone {' or '.join(backbones)}")
-    objectives = compatible_objectives(backbone_cls)
-    if objectives:
-        hints.append(f"an objective for {bname}: {', '.join(objectives)}")
-    hint = f"; try {', or '.join(hints)}" if hints else ""
-    raise IncompatibleError(f"objective {spec!r} cannot train backbone {bname!r}: {reason}{hint}")
+    for part in parsed.parts:
+        parts = [(name, _load(name)) for name in part.composition.names]
+        reason = compat.incompatibility(parts, backbone_cls)
+        if reason is None:
+            continue
+        if parsed.is_mixture:
+            raise IncompatibleError(f"objective {spec!r} cannot train backbone {bname!r}: mixture part "
+                                    f"{part.label!r}: {reason}")
+        hints = []
+        backbones = [b for b in compatible_backbones(parts) if b != bname]
+        if backbones:
+            hints.append(f"--backbone {' or '.join(backbones)}")
+        objectives = compatible_objectives(backbone_cls)
+        if objectives:
+            hints.append(f"an objective for {bname}: {', '.join(objectives)}")
+        hint = f"; try {', or '.join(hints)}" if hints else ""
+        raise IncompatibleError(f"objective {spec!r} cannot train backbone {bname!r}: {reason}{hint}")
 
 
 def declared_special_tokens(spec: str, configs: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, ...]:
@@ -120,7 +118,7 @@ def declared_special_tokens(spec: str, configs: Mapping[str, Mapping[str, Any]] 
     in order, each once: what the run's tokenizer must reserve. Imports the named plugins only."""
     configs = configs or {}
     out: list[str] = []
-    for name, _ in parse_spec(spec):
+    for name in parse(spec).names:
         cls = _load(name)
         config = from_dict(cls.Config, configs.get(name), path=f"objectives.{name}")
         out.extend(t for t in cls.declared_special_tokens(config) if t not in out)
@@ -138,25 +136,38 @@ def _check_special_tokens(objective: Objective, tokens: SpecialTokens) -> None:
 
 def build_objective(spec: str, configs: Mapping[str, Mapping[str, Any]] | None, tokens: SpecialTokens,
                     backbone_spec: BackboneSpec) -> Objective:
-    """The objective named by ``spec``: one part as itself, several (or a weighted one) as a ``Composite``.
+    """The objective named by ``spec``: one part as itself, several (or a weighted one) as a ``Composite``,
+    parts separated by ``|`` (or a registered named mixture) as a ``Mixture``.
 
-    ``configs`` maps part names to their ``[objectives.<name>]`` tables.
+    ``configs`` maps objective names to their ``[objectives.<name>]`` tables.
     """
     configs = configs or {}
-    parsed = parse_spec(spec)
-    classes = [(name, _load(name)) for name, _ in parsed]
-    reason = compat.incompatibility(classes, backbone_spec)
-    if reason:
-        raise IncompatibleError(f"objective {spec!r} cannot train backbone {backbone_spec.name!r}: {reason}")
-    parts = []
-    for (name, weight), (_, cls) in zip(parsed, classes, strict=True):
-        config = from_dict(cls.Config, configs.get(name), path=f"objectives.{name}")
-        part = cls(config, tokens, backbone_spec, name=name)
-        _check_special_tokens(part, tokens)
-        parts.append((part, weight))
-    if len(parts) == 1 and parsed[0][1] == 1.0:
-        return parts[0][0]
-    return Composite(parts, tokens, backbone_spec)
+    parsed = parse(spec)
+    _refuse_nested(parsed)
+    built = []
+    for part in parsed.parts:
+        classes = [(t.name, _load(t.name)) for t in part.composition.terms]
+        reason = compat.incompatibility(classes, backbone_spec)
+        if reason:
+            where = f"mixture part {part.label!r}: " if parsed.is_mixture else ""
+            raise IncompatibleError(f"objective {spec!r} cannot train backbone {backbone_spec.name!r}: {where}{reason}")
+        objectives = []
+        for term, (name, cls) in zip(part.composition.terms, classes, strict=True):
+            config = from_dict(cls.Config, configs.get(name), path=f"objectives.{name}")
+            if _named_mixture(name):
+                objective: Objective = cls.build(tokens, backbone_spec, config)
+            else:
+                objective = cls(config, tokens, backbone_spec, name=name)
+            _check_special_tokens(objective, tokens)
+            objectives.append((objective, term.weight))
+        one = objectives[0][0] if part.composition.single else Composite(objectives, tokens, backbone_spec)
+        built.append((part, one))
+    if not parsed.is_mixture:
+        return built[0][1]
+    from zoo.objectives.mixture import Member, Mixture
+
+    return Mixture([Member(part.label, obj, part.share) for part, obj in built], tokens, backbone_spec,
+                   name=spec.replace(" ", ""))
 
 
 def compose(parts: Sequence[tuple[Objective, float]], tokens: SpecialTokens | None = None,

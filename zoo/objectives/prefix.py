@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from zoo.batch import Batch
+from zoo.batch import Batch, SpecialTokens
+from zoo.models.base import BackboneSpec
 from zoo.objectives.clm import LanguageModelBase, LMConfig, next_token_labels
 from zoo.objectives.common import IGNORE
 
@@ -24,6 +25,14 @@ from zoo.objectives.common import IGNORE
 @dataclass
 class PrefixConfig(LMConfig):
     paradigm: str = ""  # a special token leading every row (UL2: "[S]"); "" for none
+    # 0: split each document piece at a uniformly random point; f > 0: its last round(n * f) tokens
+    # are the target (UL2's S-denoiser, span mean L/4 at rate 25% in one span: f = 0.25)
+    target_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.target_fraction < 1.0:
+            raise ValueError(f"target_fraction must be in [0, 1), got {self.target_fraction}")
 
 
 def document_runs(doc_ids: np.ndarray) -> list[tuple[int, int]]:
@@ -64,8 +73,19 @@ class PrefixLM(LanguageModelBase):
     requires = frozenset({"prefix", "packed"})
     attention = "prefix"
 
+    def __init__(self, config: PrefixConfig | None, tokens: SpecialTokens, spec: BackboneSpec,
+                 name: str | None = None) -> None:
+        super().__init__(config, tokens, spec, name)
+        self.randomized = not self.config.target_fraction  # a fixed split draws nothing
+
     def row_length(self, seq_len: int) -> int:
         return seq_len - (self.lead is not None)
+
+    def _split(self, n: int, rng: np.random.Generator) -> int:
+        """Prefix length of a document piece of ``n >= 2`` tokens."""
+        if self.config.target_fraction > 0:
+            return min(max(n - int(np.round(n * self.config.target_fraction)), 1), n - 1)
+        return int(rng.integers(1, n))
 
     def prepare(self, data: Batch | Any, rng: np.random.Generator) -> Batch:
         if not isinstance(data, Batch):
@@ -78,7 +98,7 @@ class PrefixLM(LanguageModelBase):
         for b in range(ids.shape[0]):
             for start, end in document_runs(doc_ids[b]):
                 if end - start >= 2:
-                    prefix[b, start:start + int(rng.integers(1, end - start))] = True
+                    prefix[b, start:start + self._split(end - start, rng)] = True
         labels = next_token_labels(ids, doc_ids)
         labels[:, :-1][prefix[:, 1:]] = IGNORE  # prefix tokens are context, not targets
         targets = {**data.targets, self.name: {"labels": labels}}

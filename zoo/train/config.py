@@ -136,7 +136,9 @@ class RunConfig:
 
     @property
     def run_dir(self) -> str:
-        return self.out or f"runs/{self.backbone}-{self.objective}"
+        from zoo.objectives.spec import path_name
+
+        return self.out or f"runs/{self.backbone}-{path_name(self.objective)}"
 
 
 def resolve(data: dict[str, Any], read_init: bool = True) -> RunConfig:
@@ -192,9 +194,9 @@ def config_diffs(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ...]
 
 def _check_objectives(cfg: RunConfig) -> None:
     """Each ``[objectives.NAME]`` names a part of ``cfg.objective`` and holds only its Config's keys."""
-    from zoo.objectives.compose import parse_spec
+    from zoo.objectives.spec import parse
 
-    parts = [name for name, _ in parse_spec(cfg.objective)]
+    parts = parse(cfg.objective).names
     unknown = sorted(set(cfg.objectives) - set(parts))
     if unknown:
         raise ConfigError(f"[objectives.{unknown[0]}] configures an objective that is not part of "

@@ -143,8 +143,10 @@ def failed_ranks(failed: bool, info: DistInfo) -> list[int]:
     return [r for r in range(info.world_size) if flags[r]]
 
 
-def wrap(model: nn.Module, info: DistInfo, strategy: str, device: torch.device) -> nn.Module:
-    """DDP, or FSDP2 (``fully_shard`` per backbone layer, then the whole model)."""
+def wrap(model: nn.Module, info: DistInfo, strategy: str, device: torch.device,
+         find_unused: bool = False) -> nn.Module:
+    """DDP, or FSDP2 (``fully_shard`` per backbone layer, then the whole model). ``find_unused``: some
+    parameters get no gradient in some steps (a mixture's heads of the parts that did not run)."""
     if not info.enabled:
         return model
     if strategy == "fsdp":
@@ -155,4 +157,4 @@ def wrap(model: nn.Module, info: DistInfo, strategy: str, device: torch.device) 
         return fully_shard(model)
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    return DDP(model, device_ids=ddp_device_ids(device))
+    return DDP(model, device_ids=ddp_device_ids(device), find_unused_parameters=find_unused)

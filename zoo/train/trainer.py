@@ -28,11 +28,11 @@ import torch
 from zoo import __version__, registry
 from zoo.batch import Batch
 from zoo.config import dump_toml, to_dict
-from zoo.data import Sampler, build_datasets, make_source, tokenizer_hash
+from zoo.data import build_datasets, tokenizer_hash
 from zoo.errors import CheckpointError, ConfigError, NonFiniteLossError
 from zoo.model import ZooModel
 from zoo.objectives.base import LossOutput
-from zoo.objectives.compose import parse_spec
+from zoo.objectives.spec import parse
 from zoo.train import checkpoint as ckpt
 from zoo.train import distributed, faults, rng
 from zoo.train.build import build_backbone, build_objective, check_compatible, tokenizer_config
@@ -40,6 +40,7 @@ from zoo.train.config import Budget, RunConfig, config_diffs
 from zoo.train.init import apply_init, locate, recorded_init
 from zoo.train.metrics import Averager, JsonlSink, Record, Sinks, TensorBoardSink, truncate_after
 from zoo.train.optim import build_optimizer, load_optimizer_tensors, lr_at, optimizer_tensors, set_lr
+from zoo.train.parts import Part, Parts
 
 log = logging.getLogger(__name__)
 
@@ -127,19 +128,16 @@ class Trainer:
         self.model = model.to(self.device)
 
         seq_len = cfg.train.seq_len
-        row_len = self.objective.row_length(seq_len)
-        self.train_source = make_source(self.objective.unit, self.data.train, row_len, self.tokens, family)
-        self.valid_source = make_source(self.objective.unit, self.data.valid, row_len, self.tokens, family)
-        if len(self.train_source) == 0:
-            raise ConfigError(f"the training split yields no {self.objective.unit} at seq_len {seq_len}")
         rows_per_micro = cfg.train.batch_size
         per_micro_tokens = rows_per_micro * seq_len * info.world_size
         self.accum = max(1, math.ceil(cfg.train.batch_tokens / per_micro_tokens)) if cfg.train.batch_tokens else 1
         self.global_rows = rows_per_micro * self.accum * info.world_size
-        self.sampler = Sampler(len(self.train_source), self.global_rows, self.seed)
+        # One data source and sampler per part (a plain objective is one part).
+        self.parts = Parts(self.objective, self.data, seq_len, self.tokens, family, self.global_rows, self.seed)
 
         self.step, self.tokens_seen, self.flops, self.train_time = 0, 0, 0.0, 0.0
         self.interval = Averager()
+        self.interval_parts: list[str] = []  # labels of the mixture parts run since the last log
         self.interval_tokens, self.interval_time = 0, 0.0
         saved_optimizer: dict[str, torch.Tensor] | None = None
         if start is not None:
@@ -156,7 +154,9 @@ class Trainer:
         self.backbone_flops_per_token = backbone.flops_per_token(seq_len)
         if dry_run:
             return
-        self.wrapped = distributed.wrap(self.model, info, cfg.train.strategy, self.device)
+        # A mixture step leaves the other parts' heads without gradients, which DDP must be told.
+        self.wrapped = distributed.wrap(self.model, info, cfg.train.strategy, self.device,
+                                        find_unused=self.parts.mixture is not None)
         # After wrapping: FSDP replaces parameters with sharded ones, which the optimiser must hold.
         self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
         self.param_names = {id(p): n for n, p in self.model.named_parameters()}
@@ -240,7 +240,7 @@ class Trainer:
     def _write_run_files(self) -> None:
         (self.run_dir / "config.toml").write_text(dump_toml(to_dict(self.cfg)))
         (self.run_dir / "config.json").write_text(json.dumps(to_dict(self.cfg), indent=1))
-        parts = [name for name, _ in parse_spec(self.cfg.objective)]
+        parts = parse(self.cfg.objective).names
         versions = {f"objective:{p}": registry.info("objective", p).version for p in parts}
         versions[f"backbone:{self.cfg.backbone}"] = registry.info("backbone", self.cfg.backbone).version
         info = {
@@ -260,16 +260,17 @@ class Trainer:
         (self.run_dir / "run.json").write_text(json.dumps(info, indent=1, default=str))
 
     def plan(self) -> Plan:
-        shape_batch = self._peek_batch()
+        """FLOPs per step: a mixture's are the share-weighted mean over its parts."""
         tokens = self.global_rows * self.cfg.train.seq_len
+        total_share = sum(part.share for part in self.parts)
+        flops = sum(part.share / total_share * self._step_flops([self._peek_batch(part)]) for part in self.parts)
         return Plan(self.cfg, sum(p.numel() for p in self.model.parameters()),
                     self.model.backbone.num_parameters(exclude_embeddings=True),
-                    self._step_flops([shape_batch]) * self.accum * self.dist.world_size,
-                    tokens, self.accum, self.budget)
+                    flops * self.accum * self.dist.world_size, tokens, self.accum, self.budget)
 
-    def _peek_batch(self) -> Batch:
-        ids = np.arange(min(self.cfg.train.batch_size, len(self.train_source)))
-        return self.objective.prepare(self.train_source.get(ids), np.random.default_rng(0))
+    def _peek_batch(self, part: Part) -> Batch:
+        ids = np.arange(min(self.cfg.train.batch_size, len(part.train)))
+        return part.prepare(part.train.get(ids), np.random.default_rng(0))
 
     # --- checkpoints -----------------------------------------------------------------------------
     def _state(self, sampler_state: dict[str, Any]) -> ckpt.Checkpoint:
@@ -283,6 +284,8 @@ class Trainer:
             "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
             "world_size": self.dist.world_size, "zoo_version": __version__,
         }
+        if self.parts.mixture is not None:
+            state["interval_parts"] = list(self.interval_parts)
         return ckpt.Checkpoint(model_state, self._full_optimizer_state(), rng_tensors, state)
 
     @property
@@ -366,7 +369,7 @@ class Trainer:
             raise CheckpointError(f"checkpoint {path} does not fit this model: missing {missing[:3]}, "
                                   f"unexpected {unexpected[:3]}")
         try:
-            self.sampler.load_state_dict(st["sampler"])
+            self.parts.load_sampler_state(st["sampler"])
             rng.restore(saved.rng, st["rng"], self.dist, self.device)
             self.interval = Averager(st["interval"]["sums"], st["interval"]["weights"])
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
@@ -375,6 +378,7 @@ class Trainer:
         self.step, self.tokens_seen = st["step"], st["tokens"]
         self.flops, self.train_time = st["flops"], st["train_time_s"]
         self.interval_tokens, self.interval_time = st["interval_tokens"], st["interval_time"]
+        self.interval_parts = [str(label) for label in st.get("interval_parts", [])]
         if self.dist.is_main:
             dropped = truncate_after(self.run_dir / "metrics.jsonl", self.step)
             if dropped:
@@ -389,14 +393,15 @@ class Trainer:
         world, rank, rows = self.dist.world_size, self.dist.rank, self.cfg.train.batch_size
         while True:
             step += 1
-            indices = self.sampler.next_indices()
-            state = self.sampler.state_dict()
+            part = self.parts.at(step)  # every micro-batch and every rank: the same part
+            indices = part.sampler.next_indices()
+            state = self.parts.sampler_state()
             micro = []
             for k in range(self.accum):
                 m = k * world + rank
                 ids = indices[m * rows:(m + 1) * rows]
                 rng = np.random.default_rng([self.seed, step, m])
-                micro.append((ids, self.objective.prepare(self.train_source.get(ids), rng).to("cpu")))
+                micro.append((ids, part.prepare(part.train.get(ids), rng).to("cpu")))
             yield state, micro
 
     def _prefetched(self) -> Iterator[tuple[dict[str, Any], list[tuple[np.ndarray, Batch]]]]:
@@ -439,10 +444,10 @@ class Trainer:
     def _step_flops(self, batches: list[Batch]) -> float:
         """Training FLOPs (forward + backward = 3 x forward) of this rank's micro-batches."""
         total = 0.0
-        passes = self.objective.backbone_passes()
-        for b in batches:
+        for b in batches:  # a mixture's batches all come from the part that ran: charge that part
+            objective = self.parts.of(b).objective
             rows, seq = b.shape
-            total += self.backbone_flops_per_token * rows * seq * passes + self.objective.head_flops(b)
+            total += self.backbone_flops_per_token * rows * seq * objective.backbone_passes() + objective.head_flops(b)
         return 3.0 * total
 
     def _progress(self) -> float:
@@ -475,6 +480,8 @@ class Trainer:
                 self.tokens_seen += step_tokens
                 self.train_time += float(flags[1]) if self.budget.kind == "time" else dt
                 self.interval.add(out_metrics)
+                if self.parts.mixture is not None:
+                    self.interval_parts.append(self.parts.at(self.step).label)
                 self.interval_tokens += step_tokens
                 self.interval_time += dt
                 faults.maybe_kill_at_step(self.step, info.rank)
@@ -559,7 +566,7 @@ class Trainer:
         rows = ", ".join(str(int(i)) for i in indices[:8]) + (" ..." if len(indices) > 8 else "")
         raise NonFiniteLossError(
             f"non-finite loss {value} at step {self.step}, objective {self.cfg.objective}{which}, "
-            f"batch of training {self.objective.unit} [{rows}] (seed {self.seed}); no checkpoint was written "
+            f"batch of training {self.parts.at(self.step).objective.unit} [{rows}] (seed {self.seed}); no checkpoint was written "
             f"for this step; the newest checkpoint in {self.run_dir} is intact. Try a lower optim.lr or "
             f"--precision fp32")
 
@@ -574,6 +581,8 @@ class Trainer:
         record: Record = {"kind": "train", "step": self.step, "loss": means.pop("loss", float("nan"))}
         record.update({k: v for k, v in means.items() if k not in ("lr", "grad_norm")})
         record.update(self.objective.derived_metrics({"loss": record["loss"], **means}))
+        if self.parts.mixture is not None:  # the part each step of the interval ran, in order
+            record["parts"] = list(self.interval_parts)
         record.update({
             "lr": means.get("lr", 0.0), "grad_norm": means.get("grad_norm", 0.0), "tokens": self.tokens_seen,
             "flops": self.flops, "progress": min(1.0, self._progress()), "tokens_per_s": tps,
@@ -584,35 +593,32 @@ class Trainer:
             record["mfu"] = flops_per_s / (self.peak * self.dist.world_size)
         self.sinks.write(record)
         self.interval.reset()
+        self.interval_parts.clear()
         self.interval_tokens, self.interval_time = 0, 0.0
         return record
 
     @torch.no_grad()
     def evaluate(self) -> Record:
         """Loss and metrics on the held-out split: the same batches every time (the first
-        ``eval_batches`` x ``batch_size`` rows, each at most once), weighted by count."""
+        ``eval_batches`` x ``batch_size`` rows, each at most once), weighted by count. A mixture
+        evaluates every part on its own rows (``clm/loss``, ...); its ``loss`` is the share-weighted
+        mean of the parts' losses, the expected loss of a training step."""
         t0 = time.perf_counter()
         model = self.wrapped if self.cfg.train.strategy == "fsdp" and self.dist.enabled else self.model
         model.eval()
-        n = len(self.valid_source)
-        avg = Averager()
-        rows = self.cfg.train.batch_size
-        if n == 0:
-            log.warning("the validation split yields no %s; skipping evaluation", self.objective.unit)
-            model.train()
-            return {}
-        for i in range(self.cfg.train.eval_batches):
-            if i * rows >= n:
-                break  # the whole split has been seen: each row counts once
-            ids = np.arange(i * rows, min((i + 1) * rows, n))  # the last batch may be partial
-            batch = self.objective.prepare(self.valid_source.get(ids), np.random.default_rng([self.seed, 1 << 20, i]))
-            with self._autocast():
-                out = model(batch.to(self.device))
-            avg.add({"loss": float(out.loss), **{k: float(v) for k, v in out.metrics.items()}}, float(out.count),
-                    {k: float(v) for k, v in out.metric_counts.items()})
+        results = [(part, self._evaluate_part(model, part)) for part in self.parts]
         model.train()
-        means = avg.means()
-        record: Record = {"kind": "eval", "step": self.step, "loss": means.pop("loss")}
+        results = [(part, means) for part, means in results if means is not None]
+        if not results:
+            return {}
+        if self.parts.mixture is None:
+            means = results[0][1]
+            loss = means.pop("loss")
+        else:
+            means = {k: v for _, m in results for k, v in m.items() if k != "loss"}
+            total = sum(part.share for part, _ in results)
+            loss = sum(part.share / total * m["loss"] for part, m in results)
+        record: Record = {"kind": "eval", "step": self.step, "loss": loss}
         record.update(means)
         record.update(self.objective.derived_metrics({"loss": record["loss"], **means}))
         record.update({"tokens": self.tokens_seen, "flops": self.flops})
@@ -620,6 +626,25 @@ class Trainer:
         # Evaluation time is not training time: time budgets exclude it.
         log.debug("evaluation took %.2fs", time.perf_counter() - t0)
         return record
+
+    def _evaluate_part(self, model: torch.nn.Module, part: Part) -> dict[str, float] | None:
+        n = len(part.valid)
+        avg = Averager()
+        rows = self.cfg.train.batch_size
+        if n == 0:
+            log.warning("the validation split yields no %s%s; skipping evaluation", part.objective.unit,
+                        f" for mixture part {part.label}" if part.label else "")
+            return None
+        for i in range(self.cfg.train.eval_batches):
+            if i * rows >= n:
+                break  # the whole split has been seen: each row counts once
+            ids = np.arange(i * rows, min((i + 1) * rows, n))  # the last batch may be partial
+            batch = part.prepare(part.valid.get(ids), np.random.default_rng([self.seed, 1 << 20, i]))
+            with self._autocast():
+                out = model(batch.to(self.device))
+            avg.add({"loss": float(out.loss), **{k: float(v) for k, v in out.metrics.items()}}, float(out.count),
+                    {k: float(v) for k, v in out.metric_counts.items()})
+        return avg.means()
 
 
 # Keys of trainer.json that resuming needs (checkpoints of older versions may hold more).
