@@ -158,6 +158,13 @@ def test_scorer_selection_from_declared_attention_and_heads() -> None:
     assert names("mlm", "encoder", {"mlm": mlm}, "original") == ["pll-original"]
     assert names("mlm+nsp", "encoder", {"mlm": mlm, "nsp": pair}) == ["pll-word-l2r"]
     assert names("mlm:1|clm:1", "decoder", {"mlm": mlm, "clm": lm}) == ["pll-word-l2r", "causal"]  # a mixture
+    assert names("(mlm+sop):3|clm", "encoder", {"mlm": mlm, "sop": pair, "clm": lm}) == ["pll-word-l2r", "causal"]
+    # parts sharing a head_key find it under heads.<key>: mntp and clm share the LM head
+    assert [(s.name, s.head) for s in scorers_for("mntp:15|clm:1", "decoder", {"lm": lm})] == [
+        ("pll-word-l2r", "lm"), ("causal", "lm")]
+    # UL2's seven denoisers share the LM head; the run trained an S denoiser, so it is scored in S mode
+    for family in ("decoder", "encoder"):
+        assert scorers_for("ul2", family, {"lm": lm}) == [Scorer("causal[S]", "causal", "lm", paradigm="[S]")]
     assert scorers_for("mlm", "encoder", {"mlm": mlm})[0] == Scorer("pll-word-l2r", "pll", "mlm", 0)
     # masked next-token prediction: bidirectional, the prediction for token i read at i - 1
     assert scorers_for("mntp", "decoder", {"mntp": lm})[0] == Scorer("pll-word-l2r", "pll", "mntp", 1)
@@ -247,7 +254,8 @@ def _every_trainable_pair() -> list[tuple[str, str]]:
     for name in registry.names("objective"):
         layout = registry.load("objective", name).layout_for("encoder")
         out.append((name, "bert" if layout == "bidirectional" else "gpt"))
-    extra = [("clm", "bert"), ("mlm", "gpt"), ("mntp", "gpt"), ("span", "gpt"), ("mlm+nsp", "bert")]
+    extra = [("clm", "bert"), ("mlm", "gpt"), ("mntp", "gpt"), ("span", "gpt"), ("mlm+nsp", "bert"), ("ul2", "bert"),
+             ("(mlm+sop):3|clm", "bert")]
     return out + [p for p in extra if p not in out]
 
 
@@ -274,8 +282,8 @@ def test_every_objective_is_scored_or_refused(objective: str, backbone: str, cor
     data = tmp_path / "blimp"
     data.mkdir()
     write_blimp(data / "toy.jsonl", "toy", PAIRS)
-    token_heads = {"mlm", "clm", "prefix", "span", "span-lm", "span-mask", "mntp", "deshuffle"}
-    parts = set(objective.replace("|", "+").split("+"))
+    token_heads = {"mlm", "clm", "prefix", "span", "span-lm", "span-mask", "mntp", "deshuffle", "ul2"}
+    parts = {p.strip("()").split(":")[0] for p in objective.replace("|", "+").split("+")}
     if not parts & token_heads:
         with pytest.raises(ConfigError, match="has no token-level head"):
             run_minimal_pairs([out], "blimp", data, device="cpu", write_reports=False)
@@ -285,10 +293,12 @@ def test_every_objective_is_scored_or_refused(objective: str, backbone: str, cor
     from zoo import registry
 
     family = registry.load("backbone", backbone).family
-    layout = registry.load("objective", objective.split("+")[0]).layout_for(family)
-    expected = ("pll-word-l2r" if layout == "bidirectional" else
+    layout = registry.load("objective", objective.strip("(").split("+")[0]).layout_for(family)
+    expected = ("causal[S]" if objective == "ul2" else "pll-word-l2r" if layout == "bidirectional" else
                 "causal-sentinel" if objective in ("span", "span-lm") and layout == "prefix" else "causal")
     assert model.scorers[0] == scratch.scorers[0] == expected
+    if "|" in objective:  # each mixture part's own scorer ran too
+        assert model.scorers == scratch.scorers == ["pll-word-l2r", "causal", "causal-mean"]
     assert len(model.correct[expected]["toy"]) == len(PAIRS)
 
 

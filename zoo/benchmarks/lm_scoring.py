@@ -7,6 +7,10 @@ Scorers
   causal-sentinel a decoder trained with T5 span corruption, scored the way it trained: the sentence is
                   the one noise span of an empty text, ``<extra_id_0> eos | <extra_id_0> sentence``
                   (prefix bidirectional), so the score is log p(sentence | that prefix).
+  causal[P]       a run trained with paradigm tokens (UL2's mode switching, ``[R]``/``[S]``/``[X]``) is
+                  scored in one mode, named in brackets: ``causal[S]`` (the S denoiser, a prefix LM) puts
+                  the paradigm token after the start token and scores causally with an empty prefix;
+                  ``causal-sentinel[R]`` (no S denoiser) leads the sentinel context with it.
   pll-word-l2r    pseudo-log-likelihood (Salazar et al., 2020): each token is masked in its own copy of
                   the sentence and scored from the rest; within-word tokens to the right of the target
                   are masked too (Kauf & Ivanova, 2023, "PLL-word-l2r"), so the rest of a word never
@@ -29,14 +33,14 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
-from zoo import registry
 from zoo.batch import SpecialTokens
 from zoo.errors import ConfigError
 from zoo.models.attention import AttentionLayout
 from zoo.models.base import Backbone
 from zoo.objectives.base import TiedLinear
-from zoo.objectives.compose import parse_spec
+from zoo.objectives.mixture import Leaf, spec_leaves
 from zoo.objectives.mlm import MaskedLMHead
+from zoo.objectives.spec import parse
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +58,12 @@ SENTINEL_TARGETS = {"span", "span-lm"}
 class Scorer:
     """One way of scoring sentences with one of the model's heads."""
 
-    name: str  # reported: "causal", "causal-sentinel", "pll-word-l2r", "pll-original"
+    name: str  # reported: "causal", "causal-sentinel", "causal[S]", "pll-word-l2r", "pll-original"
     kind: str  # "causal" | "pll"
     head: str  # key in the model's heads
     offset: int = 0  # pll: the masked token i is read at position i - offset
+    sentinel: bool = False  # causal: the sentence is the one noise span of an empty text
+    paradigm: str = ""  # causal: a mode-switching token (UL2's "[S]") the context ends with; "" for none
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -69,30 +75,41 @@ def is_token_head(head: nn.Module | None) -> bool:
     return isinstance(head, (MaskedLMHead, TiedLinear))
 
 
+def _scorer(leaf: Leaf, family: str, heads: Mapping[str, nn.Module], pll: str) -> Scorer | None:
+    """How ``leaf``'s head scores a sentence, the way it trained (None: no token head, no layout)."""
+    key = leaf.name if leaf.name in heads else leaf.cls.head_key  # shared heads live under heads.<head_key>
+    if key is None or not is_token_head(heads.get(key)):
+        return None
+    objective = leaf.cls.name
+    paradigm = str(leaf.config.get("paradigm", ""))
+    layout = leaf.cls.layout_for(family)
+    if layout == "prefix" and leaf.cls.rebuilds_rows_for(family) and objective in SENTINEL_TARGETS:
+        return Scorer(f"causal-sentinel{paradigm}", "causal", key, sentinel=True, paradigm=paradigm)
+    if layout in ("causal", "prefix"):  # a prefix LM with an empty prefix
+        return Scorer(f"causal{paradigm}", "causal", key, paradigm=paradigm)
+    if layout == "bidirectional":
+        return Scorer(f"pll-{pll}", "pll", key, READ_OFFSET.get(objective, 0))
+    log.info("%s declares no attention layout on a %s; it is not used for scoring", leaf.name, family)
+    return None
+
+
 def scorers_for(objective: str, family: str, heads: Mapping[str, nn.Module], pll: str = "word-l2r") -> list[Scorer]:
-    """The scorers for a model trained with ``objective`` (a spec: ``a``, ``a+b``, ``a:15|b:1``) on a
-    backbone of ``family``, given its heads by name. Mixture parts (``|``) that predict tokens in
-    different ways each contribute their scorer; a composition (``+``) shares one layout, and its
-    token-predicting part is scored. ``ConfigError`` when no part has a token-level head."""
+    """The scorers for a model trained with ``objective`` (a spec: ``a``, ``a+b``, ``a:15|(b+c):1``, or a
+    named mixture such as ``ul2``) on a backbone of ``family``, given its heads by name. Mixture parts
+    that predict tokens in different ways each contribute their scorer; a composition (``+``) shares
+    one layout, and its token-predicting part is scored. Parts trained with a paradigm token (UL2's
+    mode switching) give one scorer between them: the S mode (causal, empty prefix) when some part
+    trained it, else the first part's mode. ``ConfigError`` when no part has a token-level head."""
     if pll not in PLL_VARIANTS:
         raise ConfigError(f"--pll must be one of {', '.join(PLL_VARIANTS)}, got {pll!r}")
+    found = [s for s in (_scorer(leaf, family, heads, pll) for leaf in spec_leaves(parse(objective))) if s]
+    modes = [s for s in found if s.paradigm]
+    mode = next((s for s in modes if not s.sentinel), modes[0]) if modes else None
     out: dict[str, Scorer] = {}
-    for alternative in objective.split("|"):
-        for name, _ in parse_spec(alternative):
-            cls = registry.load("objective", name)
-            if not is_token_head(heads.get(name)):
-                continue
-            layout = cls.layout_for(family)
-            if layout == "prefix" and cls.rebuilds_rows_for(family) and name in SENTINEL_TARGETS:
-                scorer = Scorer("causal-sentinel", "causal", name)
-            elif layout in ("causal", "prefix"):
-                scorer = Scorer("causal", "causal", name)  # a prefix LM with an empty prefix
-            elif layout == "bidirectional":
-                scorer = Scorer(f"pll-{pll}", "pll", name, READ_OFFSET.get(name, 0))
-            else:
-                log.info("%s declares no attention layout on a %s; it is not used for scoring", name, family)
-                continue
-            out.setdefault(scorer.name, scorer)
+    for s in found:
+        chosen = mode if s.paradigm else s
+        assert chosen is not None
+        out.setdefault(chosen.name, chosen)
     if not out:
         raise ConfigError(f"objective {objective!r} has no token-level head (masked-LM or LM head) to score "
                           f"sentences with; minimal pairs need a model trained to predict tokens (mlm, clm, "
@@ -143,18 +160,26 @@ def _head_logprobs(head: nn.Module, rows: Tensor, targets: Tensor, chunk: int = 
 
 # --- scorers -----------------------------------------------------------------------------------------
 
-def causal_scores(backbone: Backbone, head: nn.Module, special: SpecialTokens, enc: Encoded, sentinel: bool = False,
-                  batch_tokens: int = 16384) -> tuple[np.ndarray, np.ndarray]:
-    """(sum of token log-probs, tokens scored) per sentence, given a beginning-of-text context."""
-    start = next((t for t in (special.bos, special.eos, special.cls) if t is not None), None)
+def causal_context(special: SpecialTokens, sentinel: bool = False, paradigm: int | None = None) -> tuple[list[int], int]:
+    """(context tokens before the sentence, how many of them form the bidirectional prefix). Plain:
+    the start token alone, no prefix (a decoder's own scoring). With a ``paradigm`` token (UL2's mode
+    switch) the context is the start token then the paradigm token, as the prefix it trained as;
+    with ``sentinel`` it is ``[paradigm] <extra_id_0> eos <extra_id_0>``, all but the last the prefix."""
+    lead = [] if paradigm is None else [paradigm]
     if sentinel:
         if not special.sentinels or special.eos is None:
             raise ConfigError("the causal-sentinel scorer needs a tokenizer with <extra_id_0> and an end token")
-        context, prefix_len = [special.sentinels[0], special.eos, special.sentinels[0]], 2
-    else:
-        if start is None:
-            raise ConfigError("causal scoring needs a beginning-of-text, end-of-text or [CLS] token to start from")
-        context, prefix_len = [start], 0
+        return [*lead, special.sentinels[0], special.eos, special.sentinels[0]], len(lead) + 2
+    start = next((t for t in (special.bos, special.eos, special.cls) if t is not None), None)
+    if start is None:
+        raise ConfigError("causal scoring needs a beginning-of-text, end-of-text or [CLS] token to start from")
+    return [start, *lead], (1 + len(lead) if lead else 0)
+
+
+def causal_scores(backbone: Backbone, head: nn.Module, special: SpecialTokens, enc: Encoded, sentinel: bool = False,
+                  batch_tokens: int = 16384, paradigm: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of token log-probs, tokens scored) per sentence, given the context of ``causal_context``."""
+    context, prefix_len = causal_context(special, sentinel, paradigm)
     n = len(enc.ids)
     sums, counts = np.zeros(n), np.asarray([len(x) for x in enc.ids])
     rows = [np.concatenate([np.asarray(context, dtype=np.int64), x]) for x in enc.ids]
@@ -266,12 +291,16 @@ def _score(scorer: Scorer, backbone: Backbone, heads: Mapping[str, nn.Module], t
     head = heads[scorer.head]
     head.eval()
     enc = encode(tokenizer, sentences)
-    too_long = [i for i, x in enumerate(enc.ids) if len(x) + 3 > backbone.spec.max_positions]
+    too_long = [i for i, x in enumerate(enc.ids) if len(x) + 4 > backbone.spec.max_positions]
     if too_long:
         raise ConfigError(f"sentence {too_long[0]} has {len(enc.ids[too_long[0]])} tokens; the model takes at most "
                           f"{backbone.spec.max_positions} positions")
     if scorer.kind == "causal":
-        sums, counts = causal_scores(backbone, head, special, enc, scorer.name == "causal-sentinel", batch_tokens)
+        try:
+            paradigm = special.extra_id(scorer.paradigm, by=f"the {scorer.name} scorer") if scorer.paradigm else None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        sums, counts = causal_scores(backbone, head, special, enc, scorer.sentinel, batch_tokens, paradigm)
         return {scorer.name: sums, f"{scorer.name}-mean": sums / np.maximum(counts, 1)}
     sums, _ = pll_scores(backbone, head, special, enc, scorer.name == "pll-word-l2r", scorer.offset, batch_tokens)
     return {scorer.name: sums}

@@ -34,6 +34,7 @@ from zoo.batch import Batch, Segments, SpecialTokens
 from zoo.errors import ConfigError, IncompatibleError
 from zoo.models.base import Backbone, BackboneSpec
 from zoo.objectives.base import LossOutput, Objective
+from zoo.objectives.spec import Spec, parse
 
 # Second word of the draw generator's seed, so the draws never share a stream with the batch
 # preparation generators ([seed, step, micro-batch]) or the sampler's ([seed, epoch]).
@@ -249,26 +250,44 @@ class Mixture(Objective):
         return out
 
 
-def trained_attention(spec: str, family: str) -> dict[str, str]:
-    """The attention pattern each part of ``spec`` trains a ``family`` backbone with: part label ->
-    "bidirectional" | "causal" | "prefix". Parts that keep the rows' own layout count as the family's
-    default (encoders bidirectional, decoders causal). Loads the named plugins, builds nothing."""
-    from zoo.objectives.spec import parse
+@dataclass(frozen=True)
+class Leaf:
+    """One objective a spec trains, as a run holds it: ``part`` is its mixture part's label, ``name``
+    its name in the model (a named mixture's component label, else the objective name; its head lives
+    under that name or, when shared, its class's ``head_key``), ``cls`` its registered class."""
 
-    default = "causal" if family == "decoder" else "bidirectional"
-    parsed = parse(spec)
-    out: dict[str, str] = {}
+    part: str
+    name: str
+    cls: type[Objective]
+    config: Mapping[str, Any] = field(default_factory=dict)  # a named mixture's settings for it
+
+
+def spec_leaves(spec: str | Spec) -> list[Leaf]:
+    """Every objective of ``spec`` (a string or a parsed ``Spec``), named mixtures expanded into their
+    components, in order. Loads the named plugins, builds nothing."""
+    parsed = parse(spec) if isinstance(spec, str) else spec
+    out: list[Leaf] = []
     for part in parsed.parts:
         names = part.composition.names
         classes = [registry.load("objective", n) for n in names]
         if len(classes) == 1 and isinstance(classes[0], type) and issubclass(classes[0], Mixture):
-            for comp in classes[0].components:
-                layout = registry.load("objective", comp.objective).layout_for(family)
-                out[comp.label] = layout or default
-            continue
-        layout = next((c.layout_for(family) for c in classes if c.layout_for(family) is not None), None)
-        out[part.label] = layout or default
+            out.extend(Leaf(c.label, c.label, registry.load("objective", c.objective), c.config)
+                       for c in classes[0].components)
+        else:
+            out.extend(Leaf(part.label, n, c) for n, c in zip(names, classes, strict=True))
     return out
+
+
+def trained_attention(spec: str, family: str) -> dict[str, str]:
+    """The attention pattern each part of ``spec`` trains a ``family`` backbone with: part label ->
+    "bidirectional" | "causal" | "prefix". Parts that keep the rows' own layout count as the family's
+    default (encoders bidirectional, decoders causal). Loads the named plugins, builds nothing."""
+    default = "causal" if family == "decoder" else "bidirectional"
+    layouts: dict[str, str | None] = {}
+    for leaf in spec_leaves(spec):
+        if layouts.get(leaf.part) is None:  # a composition: its first part that declares a layout
+            layouts[leaf.part] = leaf.cls.layout_for(family)
+    return {part: layout or default for part, layout in layouts.items()}
 
 
 def finetune_attention(spec: str | None, family: str) -> str:
