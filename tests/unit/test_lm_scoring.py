@@ -77,3 +77,19 @@ def test_paradigm_mode_changes_the_scores_and_the_name() -> None:
     assert set(mode) == {"causal[S]", "causal[S]-mean"} and mode["causal[S]"][0] != plain["causal"][0]
     with pytest.raises(ConfigError, match=r"the causal\[S\] scorer needs the special token '\[S\]'"):
         score_sentences(scorer, backbone, heads, tok, dataclasses.replace(TOKENS, extra={}), ["a b a"])
+
+
+def test_without_an_s_denoiser_the_first_paradigm_mode_is_scored(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo.objectives.mixture import Component, Mixture
+
+    class RX(Mixture):
+        name = "rx"
+        components = (Component("r", "span-lm", 1, {"paradigm": "[R]"}), Component("x", "span-lm", 1,
+                                                                                  {"paradigm": "[X]"}),
+                      Component("lm", "clm", 1))
+
+    load = registry.load
+    monkeypatch.setattr(registry, "load", lambda kind, name: RX if name == "rx" else load(kind, name))
+    lm = TiedLinear(torch.nn.Embedding(10, 8), bias=False)
+    assert [(s.name, s.paradigm, s.sentinel) for s in scorers_for("rx", "decoder", {"lm": lm})] == [
+        ("causal-sentinel[R]", "[R]", True), ("causal", "", False)]  # the plain clm part keeps its own
