@@ -153,22 +153,24 @@ class Child:
             self.proc.wait()
 
 
-def child_env(cache: Path, fault: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "ZOO_FAULT"}
+def child_env(cache: Path, fault: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOO_FAULT")}
     env.update({"ZOO_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                 "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                 "COLUMNS": "200"})
     if fault:
         env["ZOO_FAULT"] = fault
+    env.update(extra or {})
     return env
 
 
-def spawn(args: list[str], log: Path, cache: Path, fault: str | None = None) -> Child:
+def spawn(args: list[str], log: Path, cache: Path, fault: str | None = None,
+          extra_env: dict[str, str] | None = None) -> Child:
     """Start ``python -m zoo *args`` (with ``ZOO_FAULT=fault``) without waiting for it."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "zoo", *args], stdout=out, stderr=subprocess.STDOUT,
-                                env=child_env(cache, fault), cwd=REPO, start_new_session=True)
+                                env=child_env(cache, fault, extra_env), cwd=REPO, start_new_session=True)
     return Child(args, proc, log)
 
 

@@ -123,6 +123,10 @@ class SpanCorruption(Objective):
         check_vocab(tokens, spec, self.name)
 
     @classmethod
+    def min_seq_len(cls, family: str) -> int:
+        return 4  # room for a span beside the tokens kept (and, on a decoder, its sentinel)
+
+    @classmethod
     def incompatibility(cls, capabilities: frozenset[str], family: str) -> str | None:
         if family == "encoder":
             if "bidirectional" not in capabilities:

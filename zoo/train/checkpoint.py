@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save_file
 
 from zoo.errors import CheckpointError
 from zoo.train import faults
@@ -208,6 +208,14 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def tensors_from_bytes(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """``load_tensors`` of a file already read into memory (``path`` names it in errors)."""
+    try:
+        return load(data)
+    except (SafetensorError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 

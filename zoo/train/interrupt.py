@@ -1,0 +1,76 @@
+"""Interruption that loses nothing: SIGINT (Ctrl-C) and SIGTERM (schedulers, ``kill``) become a
+request that the training loop honours after the step in progress, by writing a checkpoint and
+stopping with a message that says how to resume. A second Ctrl-C stops at once (the newest
+checkpoint stays intact). Plus the wall-time clock of the default periodic checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from zoo.errors import ZooError
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class TrainingInterrupted(ZooError):
+    """Training stopped on a signal after writing a checkpoint; ``exit_code`` is 128 + the signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class StopRequest:
+    """While installed, SIGINT/SIGTERM set ``signum`` instead of stopping the process mid-step."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # asked twice: stop now
+        self.signum = signum
+        log.warning("%s received: finishing this step, then writing a checkpoint (Ctrl-C again stops at once; "
+                    "the newest checkpoint stays intact)", signal.Signals(signum).name)
+
+    def install(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class CheckpointClock:
+    """Is a wall-time checkpoint due? Every ``minutes`` (0: never) since the last checkpoint."""
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = minutes * 60.0
+        self.reset()
+
+    def reset(self) -> None:
+        self._last = time.monotonic()
+
+    def due(self) -> bool:
+        return self.seconds > 0 and time.monotonic() - self._last >= self.seconds
