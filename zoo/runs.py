@@ -70,7 +70,22 @@ class Run:
         except ValueError as exc:
             raise CheckpointError(f"{self.path}: run.json or config.json is not valid JSON ({exc})") from exc
         self.config: RunConfig = from_dict(RunConfig, raw)
+        self._check_names()
         self._snapshots: dict[int | None, Snapshot] = {}
+
+    def _check_names(self) -> None:
+        """The objective and backbone named by config.json are registered plugins (found from metadata,
+        nothing imported): an edited or foreign config is refused before anything is built."""
+        from zoo import registry
+        from zoo.errors import ZooError
+        from zoo.objectives.compose import parse_spec
+
+        try:
+            registry.info("backbone", self.config.backbone)
+            for part, _ in parse_spec(self.config.objective):
+                registry.info("objective", part)
+        except ZooError as exc:
+            raise CheckpointError(f"{self.path / 'config.json'}: {exc}") from exc
 
     @property
     def name(self) -> str:
