@@ -103,3 +103,27 @@ def test_a_gzip_utf16_corpus_trains_through_the_cli(tmp_path: Path, corpus: Path
     bad.write_bytes("abc".encode("utf-16")[:-1])
     code, text = invoke(train_args(tmp_path / "run2", bad))
     assert_user_error(code, text, f"{bad}: starts with a UTF-16 byte-order mark but is not valid UTF-16-LE")
+
+
+def test_a_few_long_books_are_cut_into_pieces_for_pair_objectives(tmp_path: Path, cache_dir: Path) -> None:
+    """mlm+nsp on a folder of a few books: one held-out book could not give "random next sentences"."""
+    import json
+    import random
+
+    rnd = random.Random(0)
+    words = [f"w{i}" for i in range(300)]
+    books = tmp_path / "books"
+    books.mkdir()
+    for b in range(3):
+        paragraphs = [" ".join(" ".join(rnd.choices(words, k=9)).capitalize() + "." for _ in range(5))
+                      for _ in range(600)]
+        (books / f"book{b}.txt").write_text("\n\n".join(paragraphs))  # ~150,000 characters each
+    out = tmp_path / "run"
+    code, text = invoke(train_args(out, books, "mlm+nsp", "bert", 1, 1, "--set", "train.eval_batches=4"))
+    assert code == 0, text
+    # 3 books of ~386,000 characters: 100 pieces give 2 validation documents at the default 2%
+    assert "cut 3 of them at paragraph boundaries into pieces of about 3859 characters (99 documents now)" in \
+        " ".join(text.split())
+    stats = json.loads((out / "run.json").read_text())["data"]
+    assert stats["long_documents_cut_into_pieces"] == 3 and stats["valid_documents"] >= 2
+    assert stats["documents"] == stats["train_documents"] + stats["valid_documents"] > 15
