@@ -252,7 +252,7 @@ class SpanCorruption(Objective):
 
     def head_flops(self, batch: Batch) -> float:
         t = batch.targets[self.name]
-        return mlm_head_flops(self.spec, t["positions"]) if self.encoder else lm_head_flops(self.spec, t["labels"])
+        return mlm_head_flops(self.spec, t["positions"], t["labels"]) if self.encoder else lm_head_flops(self.spec, t["labels"])
 
     def derived_metrics(self, means: dict[str, float]) -> dict[str, float]:
         if self.encoder or "loss" not in means:
