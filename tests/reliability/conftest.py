@@ -131,6 +131,23 @@ def copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
+def edited_copy(src: Path, dst: Path, **config: object) -> Path:
+    """A copy of the run ``src`` whose ``config.json`` has the given top-level values."""
+    run = copy_run(src, dst)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, **config}))
+    return run
+
+
+def bench_sst2(run: Path, tmp: Path) -> tuple[int, str]:
+    """``zoo bench RUN --tasks sst2`` on a two-row SST-2 written under ``tmp``."""
+    glue = tmp / "glue" / "SST-2"
+    glue.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev"):
+        (glue / f"{split}.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
+    return invoke(["bench", str(run), "--tasks", "sst2", "--data-dir", str(glue.parent), "--device", "cpu"])
+
+
 # --- real processes --------------------------------------------------------------------------------
 
 @dataclass

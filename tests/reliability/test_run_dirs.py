@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import assert_user_error, copy_run, invoke, train_args, train_in_process
+from .conftest import assert_user_error, bench_sst2, edited_copy, invoke, train_args, train_in_process
 
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
@@ -123,15 +123,8 @@ def test_memory_estimate_counts_the_real_model() -> None:
 
 
 def test_bench_and_export_refuse_a_run_naming_an_unknown_objective(exported: Path, tmp_path: Path) -> None:
-    run = copy_run(exported.parent / "run", tmp_path / "run")
-    config = json.loads((run / "config.json").read_text())
-    config["objective"] = "mlm+nsq"
-    (run / "config.json").write_text(json.dumps(config))
-    glue = tmp_path / "glue" / "SST-2"
-    glue.mkdir(parents=True)
-    for split in ("train", "dev"):
-        (glue / f"{split}.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
-    code, out = invoke(["bench", str(run), "--tasks", "sst2", "--data-dir", str(glue.parent), "--device", "cpu"])
+    run = edited_copy(exported.parent / "run", tmp_path / "run", objective="mlm+nsq")
+    code, out = bench_sst2(run, tmp_path)
     assert_user_error(code, out, f"{run / 'config.json'}: unknown objective 'nsq'")
     assert not (run / "bench.json").exists()
     code, out = invoke(["export", str(run), str(tmp_path / "hf")])

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.data.config import DataConfig
-from zoo.data.encodings import plain_name, decompress, from_unicode_bom
+from zoo.data.encodings import decompress, from_unicode_bom, plain_name
 from zoo.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -37,9 +37,9 @@ from zoo.train import checkpoint as ckpt
 from zoo.train import distributed, faults, interrupt, rng, rundir
 from zoo.train.build import build_backbone, build_objective, check_compatible
 from zoo.train.config import Budget, RunConfig, config_changes
-from zoo.train.validate import validate
 from zoo.train.metrics import Averager, JsonlSink, Record, Sinks, TensorBoardSink, truncate_after
 from zoo.train.optim import build_optimizer, load_optimizer_tensors, lr_at, optimizer_tensors, set_lr
+from zoo.train.validate import validate
 
 log = logging.getLogger(__name__)
 
