@@ -5,6 +5,7 @@ two-rank run."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import time
@@ -135,3 +136,30 @@ def test_two_nodes_with_a_localhost_rendezvous_equal_one_node_of_two(tmp_path: P
     state = json.loads((two_nodes / "step-000007" / "trainer.json").read_text())
     assert state["world_size"] == 2 and sorted(state["rng"]) == ["rank0", "rank1"]  # both ranks
     assert_same_run(one_node, two_nodes)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_two_ranks_writes_one_checkpoint(tmp_path: Path, corpus: Path, cache_dir: Path) -> None:
+    """Ctrl-C reaches the launcher and both ranks (the terminal signals the whole process group, and the
+    launcher passes it on): they agree to stop after the same step, rank 0 writes its checkpoint, and
+    the launcher says how to resume, with no traceback."""
+    out, gate = tmp_path / "run", tmp_path / "gate"
+    job = spawn(train_args(out, corpus, "mlm", "bert", 12, 0, "--batch-size", "2", "--nproc", "2"),
+                tmp_path / "job.log", cache_dir, "hold@step=6", {"ZOO_FAULT_RELEASE": str(gate)})
+    try:
+        deadline = time.monotonic() + 240
+        while not ((out / "metrics.jsonl").is_file() and "\"step\": 2" in (out / "metrics.jsonl").read_text()):
+            assert job.proc.poll() is None and time.monotonic() < deadline, job.log.read_text()[-3000:]
+            time.sleep(0.05)
+        os.killpg(job.proc.pid, signal.SIGINT)
+        gate.touch()
+        rc, log = job.wait(timeout=240)
+    finally:
+        gate.touch()
+        job.kill()
+    assert rc == 128 + signal.SIGINT, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    steps = [s for s, _ in ckpt.steps(out)]
+    assert len(steps) == 1 and 2 <= steps[0] < 12, (steps, log[-3000:])
+    assert f"training interrupted by SIGINT after step {steps[0]}" in " ".join(log.split())
+    assert "error: stopped by SIGINT: the training processes finished their step and wrote a checkpoint" in log

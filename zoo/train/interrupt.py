@@ -18,6 +18,7 @@ from zoo.errors import ZooError
 log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+DUPLICATE_S = 2.0  # a second signal this soon after the first is the same request delivered twice
 
 
 class TrainingInterrupted(ZooError):
@@ -33,6 +34,7 @@ class StopRequest:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self._since = 0.0
         self._previous: dict[int, Any] = {}
 
     @property
@@ -44,9 +46,13 @@ class StopRequest:
         return signal.Signals(self.signum).name if self.signum is not None else ""
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # asked twice: stop now
-        self.signum = signum
+        if self.signum is not None:
+            # Ctrl-C reaches a launcher's processes twice (from the terminal and from the launcher): only
+            # a second Ctrl-C pressed later stops at once.
+            if signum == signal.SIGINT and time.monotonic() - self._since > DUPLICATE_S:
+                raise KeyboardInterrupt
+            return
+        self.signum, self._since = signum, time.monotonic()
         log.warning("%s received: finishing this step, then writing a checkpoint (Ctrl-C again stops at once; "
                     "the newest checkpoint stays intact)", signal.Signals(signum).name)
 
