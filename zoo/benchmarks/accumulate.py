@@ -38,8 +38,10 @@ def merge_suite(old: dict[str, Any], new: dict[str, Any], order: list[str]) -> d
 
     Per model (same name and checkpoint): every (task, recipe) result is kept, the newest one of each;
     ``tasks`` holds the newest result of each task and the average is over those. A model whose
-    checkpoint changed starts over (older weights' scores are not averaged with newer ones).
+    checkpoint changed starts over (older weights' scores are not averaged with newer ones). Tasks keep
+    the order they were first benchmarked in (a new invocation's tasks in its order), then ``order``.
     """
+    order = list(dict.fromkeys([*old.get("tasks", []), *new.get("tasks", []), *order]))
     models = []
     for model in new.get("models", []):
         prev = next((m for m in old.get("models", []) if isinstance(m, dict) and m.get("name") == model["name"]
