@@ -10,6 +10,7 @@ import logging
 import signal
 import threading
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -41,10 +42,6 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signum is not None
 
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum is not None else ""
-
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
             # Ctrl-C reaches a launcher's processes twice (from the terminal and from the launcher): only
@@ -66,6 +63,15 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+def interrupted(stop: StopRequest, step_name: str, run_dir: Path) -> TrainingInterrupted:
+    """The error a training stops with once it has written ``step_name`` after ``stop``."""
+    signum = stop.signum or signal.SIGTERM  # a rank that was not signalled itself stops with its peers
+    name = signal.Signals(signum).name
+    step = int(step_name.removeprefix("step-"))
+    return TrainingInterrupted(f"training interrupted by {name} after step {step}: checkpoint {step_name} written in "
+                               f"{run_dir}; run the same command again to resume from it", signum)
 
 
 class CheckpointClock:

@@ -490,21 +490,13 @@ class Trainer:
                     self._save(sampler_state)
                     clock.reset()
                 if stopping:
-                    raise self._interrupted(stop)
+                    raise interrupt.interrupted(stop, ckpt.step_name(self.step), self.run_dir)
         finally:
             stop.restore()
             batches.close()
             self.sinks.close()
         return TrainResult(self.run_dir, self.step, self.tokens_seen, self.flops, self.train_time, last_record,
                            last_eval, sum(p.numel() for p in self.model.parameters()))
-
-    def _interrupted(self, stop: interrupt.StopRequest) -> interrupt.TrainingInterrupted:
-        signum = stop.signum or 15  # a rank that was not signalled itself stops with its peers
-        name = stop.name or "SIGTERM"
-        message = (f"training interrupted by {name} after step {self.step}: checkpoint {ckpt.step_name(self.step)} "
-                   f"written in {self.run_dir}; run the same command again to resume from it")
-        log.info(message)
-        return interrupt.TrainingInterrupted(message, signum)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
