@@ -23,7 +23,8 @@ class ZooGroup(click.Group):
         except ZooError as exc:
             if ctx.obj and ctx.obj.get("verbose"):
                 console.print_traceback()
-            console.print_error(str(exc))
+            if not getattr(exc, "quiet", False):
+                console.print_error(str(exc))
             ctx.exit(getattr(exc, "exit_code", 2))  # an interrupted training: 128 + the signal
         except OSError as exc:  # a path the user gave cannot be read or written (permissions, full disk, ...)
             if ctx.obj and ctx.obj.get("verbose"):

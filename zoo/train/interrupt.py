@@ -25,9 +25,10 @@ DUPLICATE_S = 2.0  # a second signal this soon after the first is the same reque
 class TrainingInterrupted(ZooError):
     """Training stopped on a signal after writing a checkpoint; ``exit_code`` is 128 + the signal."""
 
-    def __init__(self, message: str, signum: int) -> None:
+    def __init__(self, message: str, signum: int, quiet: bool = False) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
+        self.quiet = quiet  # ranks other than 0: rank 0 says it
 
 
 class StopRequest:
@@ -65,13 +66,13 @@ class StopRequest:
         self._previous.clear()
 
 
-def interrupted(stop: StopRequest, step_name: str, run_dir: Path) -> TrainingInterrupted:
+def interrupted(stop: StopRequest, step_name: str, run_dir: Path, rank: int = 0) -> TrainingInterrupted:
     """The error a training stops with once it has written ``step_name`` after ``stop``."""
     signum = stop.signum or signal.SIGTERM  # a rank that was not signalled itself stops with its peers
     name = signal.Signals(signum).name
     step = int(step_name.removeprefix("step-"))
     return TrainingInterrupted(f"training interrupted by {name} after step {step}: checkpoint {step_name} written in "
-                               f"{run_dir}; run the same command again to resume from it", signum)
+                               f"{run_dir}; run the same command again to resume from it", signum, quiet=rank != 0)
 
 
 class CheckpointClock:

@@ -490,7 +490,7 @@ class Trainer:
                     self._save(sampler_state)
                     clock.reset()
                 if stopping:
-                    raise interrupt.interrupted(stop, ckpt.step_name(self.step), self.run_dir)
+                    raise interrupt.interrupted(stop, ckpt.step_name(self.step), self.run_dir, info.rank)
         finally:
             stop.restore()
             batches.close()
