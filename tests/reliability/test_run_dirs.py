@@ -60,11 +60,19 @@ def test_a_run_of_another_configuration_is_refused_with_old_and_new_values(tmp_p
     assert _snapshot(run) == before
 
 
-def test_a_failed_new_run_leaves_no_directory(tmp_path: Path) -> None:
+def test_a_failed_new_run_leaves_no_directory(tmp_path: Path, corpus: Path) -> None:
     out = tmp_path / "runs" / "new"
     code, text = invoke(train_args(out, tmp_path / "nowhere.txt"))
     assert_user_error(code, text, "corpus path not found")
     assert not out.exists()
+    # An empty directory made beforehand stays empty (its lock file aside), so the corrected command
+    # is not refused as "another configuration".
+    out.mkdir(parents=True)
+    code, text = invoke(train_args(out, tmp_path / "nowhere.txt", "mlm", "bert", 1, 1))
+    assert_user_error(code, text, "corpus path not found")
+    assert [p.name for p in out.iterdir()] == [".lock"]
+    code, text = invoke(train_args(out, corpus, "mlm", "bert", 1, 1))
+    assert code == 0, text
 
 
 def test_tokenizer_files_respect_the_umask(tmp_path: Path, corpus: Path, cache_dir: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,6 +99,7 @@ class RunClaim:
     def __init__(self, run_dir: Path, cfg: RunConfig, main: bool) -> None:
         self.run_dir, self.cfg, self.main = Path(run_dir), cfg, main
         self.created = False
+        self.before: set[str] = set()
         self.training = False
         self.lock: RunLock | None = None
 
@@ -107,6 +109,7 @@ class RunClaim:
         check_out(self.run_dir, self.cfg, compare=False)  # a file or a foreign directory: touch nothing
         self.created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.before = set(os.listdir(self.run_dir))
         self.lock = RunLock(self.run_dir).acquire()  # a second training is refused here, naming the first
         check_out(self.run_dir, self.cfg)  # under the lock: the configuration it holds is final
         if not (self.run_dir / "config.json").exists():  # marks the directory as this run's from the start
@@ -119,9 +122,19 @@ class RunClaim:
         self.training = True
 
     def abort(self) -> None:
-        if self.main and self.created and not self.training and self.lock is not None:
+        """A run that failed before training leaves the directory as it found it."""
+        if not self.main or self.training or self.lock is None:
+            return
+        if self.created:
             log.info("removing %s: the run failed before training", self.run_dir)
             shutil.rmtree(self.run_dir, ignore_errors=True)
+            return
+        for name in set(os.listdir(self.run_dir)) - self.before - {LOCK_FILE}:
+            path = self.run_dir / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self.lock is not None:
