@@ -28,7 +28,7 @@ class RunLockedError(ZooError):
 
 def holder(path: Path) -> str:
     """Who holds the lock file at ``path``, as recorded by the holder ("pid N on HOST since T")."""
-    for _ in range(20):  # the holder writes its pid right after locking: wait a moment for it
+    for _ in range(100):  # the holder writes its pid right after locking: wait a moment (5 s at most)
         try:
             info = json.loads(path.read_text() or "null")
         except (OSError, ValueError):
