@@ -108,8 +108,8 @@ def test_simulated_short_write_of_the_token_cache(tmp_path: Path, monkeypatch: p
     tok = train_tokenizer(["some words here", "and more words there"] * 5, "wordpiece", vocab_size=120)
     real = store.build_store
 
-    def build_store(documents, tokenizer, directory, content=None):
-        real(documents, tokenizer, directory, content)  # files written, then the disk fills
+    def build_store(*args, **kwargs):
+        real(*args, **kwargs)  # files written, then the disk fills
         raise OSError("102018 requested and 61822 written")  # numpy's tofile on a full disk: no errno
 
     monkeypatch.setattr(store, "build_store", build_store)
