@@ -23,8 +23,9 @@ class ZooGroup(click.Group):
         except ZooError as exc:
             if ctx.obj and ctx.obj.get("verbose"):
                 console.print_traceback()
-            console.print_error(str(exc))
-            ctx.exit(2)
+            if not getattr(exc, "quiet", False):
+                console.print_error(str(exc))
+            ctx.exit(getattr(exc, "exit_code", 2))  # an interrupted training: 128 + the signal
         except OSError as exc:  # a path the user gave cannot be read or written (permissions, full disk, ...)
             if ctx.obj and ctx.obj.get("verbose"):
                 console.print_traceback()
@@ -98,7 +99,8 @@ def list_cmd() -> None:
 @click.option("--batch-size", type=int, help="Rows per micro-batch per process.")
 @click.option("--vocab-size", type=int, help="Vocabulary size of the tokenizer trained for this run.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]))
-@click.option("--checkpoint-every", type=int, help="Steps between checkpoints (0: only at the end).")
+@click.option("--checkpoint-every", type=int,
+              help="Steps between checkpoints (0: every train.checkpoint_minutes of wall time and at the end).")
 @click.option("--out", help="Run directory (default runs/<backbone>-<objective>).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML run config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override any config key.")
@@ -112,6 +114,10 @@ def list_cmd() -> None:
 def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], resume: bool,
               resume_from: str | None, nproc: int, dry_run: bool, **flags: Any) -> None:
     """Pretrain a backbone with an objective."""
+    if nproc < 1:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"--nproc must be at least 1 (processes on this machine), got {nproc}")
     if nproc > 1:
         ctx.exit(_torchrun(nproc))
     from zoo import console

@@ -156,6 +156,37 @@ def test_bench_json_keeps_other_suites(tmp_path: Path) -> None:
     assert "## GLUE (sst2)" in (tmp_path / "a" / "bench.md").read_text()  # the unreadable entry is skipped
 
 
+def test_bench_json_accumulates_newest_per_task_and_recipe(tmp_path: Path) -> None:
+    """Benchmarking one task keeps the others; a new recipe keeps the earlier one's result beside it."""
+    data = write_data(tmp_path / "glue")
+    a = source("a", tmp_path / "a")
+    run_bench([a], tasks="sst2", data_dir=data, recipe=RECIPE, device="cpu", max_eval_examples=5)
+    run_bench([a], tasks="mnli", data_dir=data, recipe=RECIPE, device="cpu", max_eval_examples=5)
+    saved = json.loads((tmp_path / "a" / "bench.json").read_text())["suites"]["glue"]
+    model = saved["models"][0]
+    assert saved["tasks"] == ["sst2", "mnli"] and list(model["tasks"]) == ["sst2", "mnli"]
+    assert model["average"] == pytest.approx((model["tasks"]["sst2"]["score"] + model["tasks"]["mnli"]["score"]) / 2)
+    first = model["tasks"]["sst2"]
+    run_bench([a], tasks="sst2", data_dir=data, recipe=RECIPE, overrides=["lr=5e-4"], device="cpu",
+              max_eval_examples=5)
+    model = json.loads((tmp_path / "a" / "bench.json").read_text())["suites"]["glue"]["models"][0]
+    assert list(model["tasks"]) == ["sst2", "mnli"] and model["tasks"]["sst2"]["recipe"]["lr"] == 5e-4
+    assert [t["recipe_id"] for t in model["other_recipes"]] == [first["recipe_id"]]
+    md = (tmp_path / "a" / "bench.md").read_text()
+    assert "- a, SST-2: recipe " in md and "lr=0.0005" in md and "- a, MNLI: recipe " in md
+    assert "Earlier results with other recipes" in md and f"recipe {first['recipe_id'][:8]} (" in md
+    # a rerun of the first recipe makes it the newest again; nothing is duplicated
+    run_bench([a], tasks="sst2", data_dir=data, recipe=RECIPE, device="cpu", max_eval_examples=5)
+    model = json.loads((tmp_path / "a" / "bench.json").read_text())["suites"]["glue"]["models"][0]
+    assert model["tasks"]["sst2"]["recipe_id"] == first["recipe_id"] and len(model["other_recipes"]) == 1
+
+
+def test_average_definition_names_the_suite() -> None:
+    glue, clue = (bench.BenchResult(s, [], [0], [], "hub").to_dict()["average_definition"] for s in ("glue", "clue"))
+    assert glue.startswith("GLUE leaderboard")
+    assert clue.startswith("CLUE classification tasks") and "GLUE" not in clue and "never a CLUE score" in clue
+
+
 def test_bad_arguments(tmp_path: Path) -> None:
     a = source("a", tmp_path / "a")
     with pytest.raises(ConfigError, match="--seeds must be at least 1"):

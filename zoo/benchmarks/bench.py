@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo import __version__
+from zoo.benchmarks.accumulate import merge_suite, recipe_id, recipe_label
 from zoo.benchmarks.data import TaskData, load_task_data
 from zoo.benchmarks.finetune import Prepared, Progress, Recipe, finetune, prepare, recipes_for, resolve_device
 from zoo.benchmarks.scoring import suite_average, task_score
@@ -52,6 +53,7 @@ class TaskResult:
     seeds: list[SeedScores]
     recipe: dict[str, Any]
     data_fingerprint: str
+    created: float = field(default_factory=time.time)  # when it was benchmarked (bench.json keeps the newest)
 
     def values(self, metric: str) -> list[float]:
         return [s.scores[metric] for s in self.seeds]
@@ -102,15 +104,18 @@ class BenchResult:
         for m in self.models:
             tasks = {}
             for name, r in m.tasks.items():
-                tasks[name] = {"metrics": r.metrics, "summary": r.summary(), "score": r.score(),
+                tasks[name] = {"task": name, "metrics": r.metrics, "summary": r.summary(), "score": r.score(),
                                "seeds": [asdict(s) for s in r.seeds], "recipe": r.recipe,
-                               "data_fingerprint": r.data_fingerprint}
+                               "recipe_id": recipe_id(r.recipe), "data_fingerprint": r.data_fingerprint,
+                               "data": self.data, "max_train_examples": self.max_train_examples,
+                               "max_eval_examples": self.max_eval_examples, "created": r.created}
             models.append({"name": m.name, "path": m.path, "backbone": m.backbone, "objective": m.objective,
                            "checkpoint_id": m.checkpoint_id, "from_scratch": m.from_scratch,
                            "average": m.average(), "tasks": tasks})
         return {"suite": self.suite, "tasks": self.tasks, "seeds": self.seeds, "data": self.data,
                 "max_train_examples": self.max_train_examples, "max_eval_examples": self.max_eval_examples,
-                "zoo_version": __version__, "average_definition": AVERAGE_DEFINITION, "models": models}
+                "zoo_version": __version__, "average_definition": average_definition(self.suite),
+                "models": models}
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Columns and rows of the side-by-side table: one row per task metric, one column per model;
@@ -140,12 +145,26 @@ class BenchResult:
                  f"Data: {self.data}.", "",
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines += ["", "Fine-tuning recipe of each result:", ""]
+        for m in self.models:
+            lines += [f"- {m.name}, {get_task(t).title}: {recipe_label(r.recipe)}" for t, r in m.tasks.items()]
         return "\n".join(lines) + "\n"
 
 
-AVERAGE_DEFINITION = ("GLUE leaderboard: each task contributes the mean of its metrics (MRPC/QQP accuracy and F1, "
-                      "STS-B Pearson and Spearman, MNLI matched and mismatched accuracy); the average is the "
-                      "unweighted mean over the tasks run")
+AVERAGE_DEFINITIONS = {
+    "glue": ("GLUE leaderboard: each task contributes the mean of its metrics (MRPC/QQP accuracy and F1, STS-B "
+             "Pearson and Spearman, MNLI matched and mismatched accuracy); the average is the unweighted mean over "
+             "the tasks run"),
+    "clue": ("CLUE classification tasks: each task contributes its accuracy; the average is the unweighted mean "
+             "over the tasks run (the CLUE leaderboard score also counts reading-comprehension tasks that are not "
+             "run here, so this is never a CLUE score)"),
+}
+
+
+def average_definition(suite: str) -> str:
+    """How the ``average`` of a suite's results is computed, for ``bench.json``."""
+    return AVERAGE_DEFINITIONS.get(suite, "each task contributes the mean of its metrics; the average is the "
+                                          "unweighted mean over the tasks run")
 
 
 def _cell(s: dict[str, float]) -> str:
@@ -306,7 +325,8 @@ def _bench_task(src: ModelSource, spec: TaskSpec, data: TaskData, recipe: Recipe
 
 def write_model_reports(result: BenchResult) -> list[Path]:
     """``bench.json`` and ``bench.md`` in each model's directory (a scratch baseline goes beside its
-    model). Other suites already in ``bench.json`` are kept; this suite's entry is replaced."""
+    model). Other suites already in ``bench.json`` are kept; this suite's results are merged into its
+    entry (``accumulate.merge_suite``: newest per task and recipe)."""
     written = []
     by_path: dict[str, list[ModelResult]] = {}
     for m in result.models:
@@ -320,7 +340,8 @@ def write_model_reports(result: BenchResult) -> list[Path]:
 
 
 def merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> list[Path]:
-    """Put ``entry`` into ``directory/bench.json`` under ``suite`` (other suites kept) and rewrite
+    """Merge ``entry`` into ``directory/bench.json`` under ``suite`` (other suites kept; fine-tuning results
+    accumulate per task and recipe, see ``accumulate.merge_suite``) and rewrite
     ``bench.md`` from all of them. Returns the files written (none when the directory is read-only)."""
     target = directory / "bench.json"
     suites: dict[str, Any] = {}
@@ -329,7 +350,11 @@ def merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> li
             suites = json.loads(target.read_text(encoding="utf-8")).get("suites", {})
         except (OSError, json.JSONDecodeError, AttributeError):
             log.warning("%s is unreadable; rewriting it", target)
-    suites[suite] = entry
+    previous = suites.get(suite)
+    if entry.get("kind") == "minimal-pairs":
+        suites[suite] = entry  # zero-shot suites have no recipes: the newest scoring replaces the last
+    else:
+        suites[suite] = merge_suite(previous if isinstance(previous, dict) else {}, entry, _suite_tasks(suite))
     try:
         _write_json(target, {"suites": suites})
         md = directory / "bench.md"
@@ -347,7 +372,13 @@ def _markdown_of(suite_dict: dict[str, Any]) -> str:
             from zoo.benchmarks.zeroshot import pairs_result_from_dict
 
             return pairs_result_from_dict(suite_dict).markdown()
-        return bench_result_from_dict(suite_dict).markdown()
+        text = bench_result_from_dict(suite_dict).markdown()
+        others = [(m["name"], t) for m in suite_dict["models"] for t in m.get("other_recipes", [])]
+        if others:
+            text += "\nEarlier results with other recipes (kept, not in the table):\n\n" + "".join(
+                f"- {name}, {get_task(t['task']).title}: {100 * t['score']:.1f} with {recipe_label(t['recipe'])}\n"
+                for name, t in others)
+        return text
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("bench.json: skipping an unreadable suite entry in bench.md (%s)", exc)
         return ""
@@ -358,7 +389,7 @@ def bench_result_from_dict(d: dict[str, Any]) -> BenchResult:
     models = []
     for m in d["models"]:
         tasks = {name: TaskResult(name, t["metrics"], [SeedScores(**s) for s in t["seeds"]], t["recipe"],
-                                  t["data_fingerprint"]) for name, t in m["tasks"].items()}
+                                  t["data_fingerprint"], t.get("created", 0.0)) for name, t in m["tasks"].items()}
         models.append(ModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
                                   m["from_scratch"], tasks))
     return BenchResult(d["suite"], d["tasks"], d["seeds"], models, d["data"], d.get("max_train_examples"),
