@@ -22,7 +22,7 @@ from typing import Any
 from zoo import __version__
 from zoo.benchmarks.data import TaskData, load_task_data
 from zoo.benchmarks.finetune import Prepared, Progress, Recipe, finetune, prepare, recipes_for, resolve_device
-from zoo.benchmarks.scoring import suite_average, task_score
+from zoo.benchmarks.scoring import constant_predictor_scores, suite_average, task_score
 from zoo.benchmarks.source import ModelSource, open_source
 from zoo.benchmarks.tasks import TaskSpec, get_task, resolve_tasks
 from zoo.errors import ConfigError
@@ -43,6 +43,7 @@ class SeedScores:
     eval_examples: dict[str, int]
     seconds: float
     cached: bool = False
+    predictions: dict[str, list[float]] = field(default_factory=dict)  # eval split -> per-example prediction
 
 
 @dataclass
@@ -96,6 +97,8 @@ class BenchResult:
     data: str  # --data-dir or "hub"
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
+    references: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # task -> eval split -> labels
+    constant: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> constant predictor
 
     def to_dict(self) -> dict[str, Any]:
         models = []
@@ -103,7 +106,8 @@ class BenchResult:
             tasks = {}
             for name, r in m.tasks.items():
                 tasks[name] = {"metrics": r.metrics, "summary": r.summary(), "score": r.score(),
-                               "seeds": [asdict(s) for s in r.seeds], "recipe": r.recipe,
+                               "seeds": [{k: v for k, v in asdict(s).items() if k != "predictions"} for s in r.seeds],
+                               "recipe": r.recipe,
                                "data_fingerprint": r.data_fingerprint}
             models.append({"name": m.name, "path": m.path, "backbone": m.backbone, "objective": m.objective,
                            "checkpoint_id": m.checkpoint_id, "from_scratch": m.from_scratch,
@@ -186,7 +190,8 @@ def _read_cache(path: Path | None, key: str) -> SeedScores | None:
             return None
         return SeedScores(seed=data["seed"], scores={k: float(v) for k, v in data["scores"].items()},
                           train_examples=data["train_examples"], eval_examples=data["eval_examples"],
-                          seconds=data["seconds"], cached=True)
+                          seconds=data["seconds"], cached=True,
+                          predictions={k: list(v) for k, v in data.get("predictions", {}).items()})
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         log.warning("ignoring unreadable cached result %s (%s); recomputing", path, exc)
         return None
@@ -247,7 +252,10 @@ def run_bench(
     task_data = {s.name: _task_data(s, data_dir, max_train_examples, max_eval_examples) for s in specs}
     result = BenchResult(suite=suite, tasks=[s.name for s in specs], seeds=list(range(seeds)), models=[],
                          data=str(Path(data_dir).resolve()) if data_dir is not None else "hub",
-                         max_train_examples=max_train_examples, max_eval_examples=max_eval_examples)
+                         max_train_examples=max_train_examples, max_eval_examples=max_eval_examples,
+                         references={t: {k: [ex.label for ex in split.examples] for k, split in d.evals.items()}
+                                     for t, d in task_data.items()},
+                         constant={t: constant_predictor_scores(d) for t, d in task_data.items()})
     for src in sources:
         mres = ModelResult(name=src.name, path=str(src.path) if src.path else None, backbone=src.backbone_name,
                            objective=src.objective, checkpoint_id=src.checkpoint_id, from_scratch=src.from_scratch)
@@ -289,7 +297,8 @@ def _bench_task(src: ModelSource, spec: TaskSpec, data: TaskData, recipe: Recipe
         t0 = time.perf_counter()
         r = finetune(backbone, src.tokenizer, src.special, data, recipe, seed, device, progress, prepared,
                      label=f"{src.name}: {spec.name} seed {seed}")
-        scores = SeedScores(seed, r.scores, r.train_examples, r.eval_examples, time.perf_counter() - t0)
+        scores = SeedScores(seed, r.scores, r.train_examples, r.eval_examples, time.perf_counter() - t0,
+                            predictions=r.predictions)
         log.info("%s %s seed %d: %s (%.1f s)", src.name, spec.name, seed,
                  ", ".join(f"{k} {100 * v:.1f}" for k, v in r.scores.items()), scores.seconds)
         out.append(scores)
