@@ -114,12 +114,15 @@ class BenchResult:
                            "average": m.average(), "tasks": tasks})
         return {"suite": self.suite, "tasks": self.tasks, "seeds": self.seeds, "data": self.data,
                 "max_train_examples": self.max_train_examples, "max_eval_examples": self.max_eval_examples,
-                "zoo_version": __version__, "average_definition": AVERAGE_DEFINITION, "models": models}
+                "zoo_version": __version__, "average_definition": AVERAGE_DEFINITION, "models": models,
+                "constant": self.constant}
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Columns and rows of the side-by-side table: one row per task metric, one column per model;
-        cells are ``median`` (x100) with ``[min-max]`` over seeds when there are several."""
-        columns = ["task", "metric", *(m.name for m in self.models)]
+        cells are ``median`` (x100) with ``[min-max]`` over seeds when there are several. The last
+        column is the constant predictor (majority class of the training labels) when known."""
+        const = bool(self.constant)
+        columns = ["task", "metric", *(m.name for m in self.models), *([CONSTANT_COLUMN] if const else [])]
         rows = []
         for task in self.tasks:
             spec = get_task(task)
@@ -128,25 +131,38 @@ class BenchResult:
                 for m in self.models:
                     r = m.tasks.get(task)
                     row.append(_cell(r.summary()[metric]) if r else "-")
+                if const:
+                    value = self.constant.get(task, {}).get(metric)
+                    row.append(f"{100 * value:.1f}" if value is not None else "-")
                 rows.append(row)
         n = len(self.tasks)
         # GLUE's score is the mean over its nine tasks; CLUE's official score also counts reading
         # comprehension tasks that are not here, so it is only ever an average of the tasks run.
         full = self.suite == "glue" and n == len(_suite_tasks(self.suite))
         label = "GLUE score" if full else f"average ({n} task{'s' if n > 1 else ''})"
-        rows.append([label, "", *(f"{100 * a:.1f}" if (a := m.average()) is not None else "-" for m in self.models)])
+        rows.append([label, "", *(f"{100 * a:.1f}" if (a := m.average()) is not None else "-" for m in self.models),
+                     *([self._constant_average()] if const else [])])
         return columns, rows
+
+    def _constant_average(self) -> str:
+        if any(t not in self.constant for t in self.tasks):
+            return "-"
+        avg = suite_average({t: task_score(get_task(t), self.constant[t]) for t in self.tasks})
+        return f"{100 * avg:.1f}" if avg is not None else "-"
 
     def markdown(self) -> str:
         columns, rows = self.table()
         lines = [f"## {self.suite.upper()} ({', '.join(self.tasks)})", "",
                  f"Median over seeds {', '.join(map(str, self.seeds))}, x100; [min-max] over seeds. "
-                 f"Data: {self.data}.", "",
+                 f"Data: {self.data}." + (f" {CONSTANT_COLUMN.capitalize()}: the majority class of the training "
+                                          "labels (regression: their mean), official metrics." if self.constant else ""),
+                 "",
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines) + "\n"
 
 
+CONSTANT_COLUMN = "constant predictor"
 AVERAGE_DEFINITION = ("GLUE leaderboard: each task contributes the mean of its metrics (MRPC/QQP accuracy and F1, "
                       "STS-B Pearson and Spearman, MNLI matched and mismatched accuracy); the average is the "
                       "unweighted mean over the tasks run")
@@ -322,7 +338,7 @@ def write_model_reports(result: BenchResult) -> list[Path]:
             by_path.setdefault(m.path, []).append(m)
     for path, models in by_path.items():
         own = BenchResult(result.suite, result.tasks, result.seeds, models, result.data,
-                          result.max_train_examples, result.max_eval_examples)
+                          result.max_train_examples, result.max_eval_examples, constant=result.constant)
         target = Path(path) / "bench.json"
         suites: dict[str, Any] = {}
         if target.is_file():
@@ -360,4 +376,4 @@ def bench_result_from_dict(d: dict[str, Any]) -> BenchResult:
         models.append(ModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
                                   m["from_scratch"], tasks))
     return BenchResult(d["suite"], d["tasks"], d["seeds"], models, d["data"], d.get("max_train_examples"),
-                       d.get("max_eval_examples"))
+                       d.get("max_eval_examples"), constant=d.get("constant", {}))
