@@ -262,7 +262,11 @@ def compare_cmd(runs: tuple[str, ...], objectives: str | None, backbones: str, b
     console.table(f"Downstream scores (x100): {result.statistic} [interval, level in the last column] over seeds",
                   *report.score_table(result))
     if result.pairs:
-        console.table("Same backbone: A - B of the average score", *report.pair_table(result))
+        console.table("Same backbone, over seeds: A - B of the average score (exact sign-flip p, Holm)",
+                      *report.pair_table(result))
+    if any(p.items for p in result.pairs):
+        console.table("Same backbone, over dev items: A - B per task (hierarchical bootstrap, Holm)",
+                      *report.item_table(result))
     for note in result.notes:
         console.text(f"note: {note}")
     console.text(f"report: {Path(result.out) / 'report.md'}")

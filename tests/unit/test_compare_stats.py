@@ -170,11 +170,14 @@ def test_percentile_bootstrap_of_three_medians_covers_75_not_95_percent() -> Non
     assert 0.70 < hits < 0.80
 
 
-def test_hierarchical_bootstrap_coverage_with_seed_and_item_noise() -> None:
-    """5 seeds x 200 items, per-item correctness with item difficulty, a per-seed shift and per-(seed,
-    item) noise. Known truth: the expected accuracy difference over seeds and items. The interval
-    covers it at least at the stated level (resampling both levels is conservative)."""
-    delta, tau, seeds, items = 0.3, 0.15, 5, 200
+@pytest.mark.parametrize("tau,at_least", [
+    (0.15, 0.90),  # a seed-to-seed spread, 5 seeds: close to the stated 95%
+    (0.0, 0.95),  # no seed effect: resampling both levels counts the (seed, item) noise twice over: conservative
+])
+def test_hierarchical_bootstrap_coverage_with_seed_and_item_noise(tau: float, at_least: float) -> None:
+    """5 seeds x 200 items, per-item correctness with item difficulty, a per-seed shift of sd ``tau`` and
+    per-(seed, item) noise. Known truth: the expected accuracy difference over seeds and items."""
+    delta, seeds, items = 0.3, 5, 200
 
     def accuracy(shift: np.ndarray, z: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-(z + shift)))
@@ -183,7 +186,7 @@ def test_hierarchical_bootstrap_coverage_with_seed_and_item_noise() -> None:
     z = big.normal(0.5, 1.5, 400_000)
     truth = float(np.mean(accuracy(delta + big.normal(0, tau, z.size), z) - accuracy(big.normal(0, tau, z.size), z)))
     rng = np.random.default_rng(5)
-    hits, reps = 0, 120
+    hits, reps = 0, 100
     for r in range(reps):
         z = rng.normal(0.5, 1.5, items)  # the dev set: a sample of the task's items
         pa = accuracy(delta + rng.normal(0, tau, (seeds, 1)), z)
@@ -191,7 +194,7 @@ def test_hierarchical_bootstrap_coverage_with_seed_and_item_noise() -> None:
         a, b = (rng.random((seeds, items)) < pa).astype(float), (rng.random((seeds, items)) < pb).astype(float)
         est = hierarchical_bootstrap(a, b, n_resamples=300, seed=r).diff
         hits += est.low <= truth <= est.high
-    assert hits / reps >= 0.90
+    assert hits / reps >= at_least
 
 
 # --- bad input -------------------------------------------------------------------------------------------------

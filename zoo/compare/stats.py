@@ -28,7 +28,10 @@ Over evaluation items (hundreds or thousands of GLUE dev examples or BLiMP pairs
   the percentile interval of that distribution, p the two-sided bootstrap p
   ``min(1, 2 (min(#{d* <= 0}, #{d* >= 0}) + 1) / (R + 1))``. Metrics: ``mean`` (accuracy from 0/1
   correctness, or any per-item score such as BLiMP's), ``f1``, ``mcc`` and ``accuracy_f1`` (their
-  mean, MRPC's task score) from binary confusion codes (``2 * label + prediction``).
+  mean, MRPC's task score) from binary confusion codes (``2 * label + prediction``). Resampling
+  both crossed factors is Owen's (2007) pigeonhole bootstrap: conservative when the per-(seed,
+  item) noise dominates (it counts it about three times), slightly short when a large seed spread
+  meets few seeds.
 
 Many pairs: Holm's step-down adjustment of the p values (``holm``).
 Every random quantity comes from a seeded generator, so a report is reproducible.
