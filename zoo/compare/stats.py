@@ -264,39 +264,56 @@ def holm(pvalues: Sequence[float]) -> list[float]:
 
 # --- over items ----------------------------------------------------------------------------------------------
 
-def _confusion(codes: np.ndarray) -> tuple[np.ndarray, ...]:
-    """TN, FP, FN, TP counts over the last axis of binary confusion codes ``2 * label + prediction``."""
-    return tuple((codes == c).sum(-1).astype(np.float64) for c in range(4))
+# An item metric is computed from weighted sums over items: ``sums(weights, values)`` gives, for
+# item multiplicities ``weights`` (..., N) (ones for the data itself, bootstrap counts for a
+# resample), the sums a metric needs; ``finish`` turns them into the metric.
+
+def _confusion_sums(w: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """TN, FP, FN, TP counts of binary confusion codes ``2 * label + prediction``: (R, K, 4) for
+    weights (R, N) and codes (K, N)."""
+    return np.stack([w @ (v == c).T.astype(np.float64) for c in range(4)], axis=-1)
 
 
-def _f1(codes: np.ndarray) -> np.ndarray:
-    _, fp, fn, tp = _confusion(codes)
+def _f1(c: np.ndarray) -> np.ndarray:
+    _, fp, fn, tp = np.moveaxis(c, -1, 0)
     den = 2 * tp + fp + fn
     return np.divide(2 * tp, den, out=np.zeros_like(den), where=den > 0)
 
 
-def _mcc(codes: np.ndarray) -> np.ndarray:
-    tn, fp, fn, tp = _confusion(codes)
+def _mcc(c: np.ndarray) -> np.ndarray:
+    tn, fp, fn, tp = np.moveaxis(c, -1, 0)
     den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
     return np.divide(tp * tn - fp * fn, den, out=np.zeros_like(den), where=den > 0)  # sklearn's 0 convention
 
 
-def _accuracy_f1(codes: np.ndarray) -> np.ndarray:
+def _accuracy_f1(c: np.ndarray) -> np.ndarray:
     """GLUE's MRPC / QQP task score: the mean of accuracy and F1."""
-    tn, _, _, tp = _confusion(codes)
-    return 0.5 * ((tn + tp) / codes.shape[-1] + _f1(codes))
+    return 0.5 * ((c[..., 0] + c[..., 3]) / c.sum(-1) + _f1(c))
 
 
-ITEM_METRIC_FNS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "mean": lambda v: v.mean(-1), "f1": _f1, "mcc": _mcc, "accuracy_f1": _accuracy_f1,
+def _mean_sums(w: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.stack([w @ v.T, np.broadcast_to(w.sum(-1, keepdims=True), (w.shape[0], v.shape[0]))], axis=-1)
+
+
+# metric -> (sums, finish)
+_ITEM_METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], Callable[[np.ndarray], np.ndarray]]] = {
+    "mean": (_mean_sums, lambda c: c[..., 0] / c[..., 1]),
+    "f1": (_confusion_sums, _f1), "mcc": (_confusion_sums, _mcc), "accuracy_f1": (_confusion_sums, _accuracy_f1),
 }
+
+
+def _metric_fns(metric: str) -> tuple[Callable, Callable]:
+    if metric not in _ITEM_METRICS:
+        raise ValueError(f"unknown item metric {metric!r}; expected one of {', '.join(ITEM_METRICS)}")
+    return _ITEM_METRICS[metric]
 
 
 def item_metric(values: np.ndarray, metric: str = "mean") -> np.ndarray:
     """``metric`` over the last (items) axis of per-item values."""
-    if metric not in ITEM_METRIC_FNS:
-        raise ValueError(f"unknown item metric {metric!r}; expected one of {', '.join(ITEM_METRICS)}")
-    return ITEM_METRIC_FNS[metric](np.asarray(values))
+    sums, finish = _metric_fns(metric)
+    v = np.asarray(values, dtype=np.float64)
+    flat = v.reshape(-1, v.shape[-1])  # (K, N)
+    return finish(sums(np.ones((1, v.shape[-1])), flat))[0].reshape(v.shape[:-1])
 
 
 def _items_array(x: Sequence | np.ndarray, what: str) -> np.ndarray:
@@ -340,22 +357,28 @@ def hierarchical_bootstrap(a: Sequence | np.ndarray, b: Sequence | np.ndarray, m
     xa, xb = _items_array(a, "hierarchical_bootstrap (a)"), _items_array(b, "hierarchical_bootstrap (b)")
     if xa.shape[0] != xb.shape[0] or xa.shape[2] != xb.shape[2]:
         raise ValueError(f"paired per-item values need the same seeds and items, got shapes {xa.shape} and {xb.shape}")
-    fn = ITEM_METRIC_FNS.get(metric)
-    if fn is None:
-        raise ValueError(f"unknown item metric {metric!r}; expected one of {', '.join(ITEM_METRICS)}")
+    sums, finish = _metric_fns(metric)
     seeds, items = xa.shape[0], xa.shape[2]
-    per_seed = fn(xa).mean(-1) - fn(xb).mean(-1)  # (S,)
-    point = float(per_seed.mean())
+    va, vb = xa.reshape(-1, items), xb.reshape(-1, items)  # (S * F, N), seed-major
+    shape_a, shape_b = (seeds, xa.shape[1]), (seeds, xb.shape[1])
+
+    def per_seed(w: np.ndarray) -> np.ndarray:  # (R, N) item weights -> (R, S): metric(a) - metric(b) per seed
+        ma = finish(sums(w, va)).reshape(-1, *shape_a).mean(-1)  # mean over fine-tunes
+        mb = finish(sums(w, vb)).reshape(-1, *shape_b).mean(-1)
+        return ma - mb
+
+    point = float(per_seed(np.ones((1, items)))[0].mean())
     rng = np.random.default_rng(seed)
     dist = np.empty(n_resamples)
-    chunk = max(1, 2_000_000 // max(1, items * max(xa.shape[1], xb.shape[1]) * seeds))
+    chunk = max(1, 4_000_000 // items)
     for start in range(0, n_resamples, chunk):
         r = min(chunk, n_resamples - start)
-        s_idx = rng.integers(0, seeds, (r, seeds))  # (r, S): seeds drawn with replacement
-        i_idx = rng.integers(0, items, (r, 1, items))  # (r, 1, N): the same items for every drawn seed, A and B
-        ra = fn(np.take_along_axis(xa[s_idx], i_idx[..., None, :], axis=-1)).mean(-1)  # (r, S)
-        rb = fn(np.take_along_axis(xb[s_idx], i_idx[..., None, :], axis=-1)).mean(-1)
-        dist[start:start + r] = (ra - rb).mean(-1)
+        # items drawn with replacement, as multiplicities: the same items for every seed, A and B
+        idx = rng.integers(0, items, (r, items)) + items * np.arange(r)[:, None]
+        weights = np.bincount(idx.ravel(), minlength=r * items).reshape(r, items).astype(np.float64)
+        d = per_seed(weights)  # (r, S)
+        s_idx = rng.integers(0, seeds, (r, seeds))  # seeds drawn with replacement
+        dist[start:start + r] = np.take_along_axis(d, s_idx, axis=1).mean(-1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(dist, [alpha, 1 - alpha])
     tail = min(int(np.sum(dist <= 0)), int(np.sum(dist >= 0)))
