@@ -154,7 +154,7 @@ class BenchResult:
         columns, rows = self.table()
         lines = [f"## {self.suite.upper()} ({', '.join(self.tasks)})", "",
                  f"Median over seeds {', '.join(map(str, self.seeds))}, x100; [min-max] over seeds. "
-                 f"Data: {self.data}." + (f" {CONSTANT_COLUMN.capitalize()}: the majority class of the training "
+                 f"Data: {self.data}." + (" Constant: the constant predictor, the majority class of the training "
                                           "labels (regression: their mean), official metrics." if self.constant else ""),
                  "",
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -162,7 +162,7 @@ class BenchResult:
         return "\n".join(lines) + "\n"
 
 
-CONSTANT_COLUMN = "constant predictor"
+CONSTANT_COLUMN = "constant"
 AVERAGE_DEFINITION = ("GLUE leaderboard: each task contributes the mean of its metrics (MRPC/QQP accuracy and F1, "
                       "STS-B Pearson and Spearman, MNLI matched and mismatched accuracy); the average is the "
                       "unweighted mean over the tasks run")
