@@ -12,7 +12,7 @@ from matplotlib.colors import to_hex
 from zoo.compare.plots import OBJECTIVE_COLORS, curves_figure, figures, objective_color, scores_figure
 from zoo.compare.report import item_table, markdown, pair_table, score_table, write_report
 from zoo.compare.results import ComparisonResult, ItemValues, RunInfo
-from zoo.compare.stats import median_interval
+from zoo.compare.stats import median_interval, seeds_needed
 from zoo.compare.study import BASELINE
 
 TASKS = ["sst2", "mrpc"]
@@ -109,6 +109,8 @@ def test_markdown_report(tmp_path: Path) -> None:
     cell = f"{100 * mlm.tasks['sst2'].point:.1f} [{100 * mlm.tasks['sst2'].low:.1f}, {100 * mlm.tasks['sst2'].high:.1f}]"
     assert f"| bert | mlm | {cell} |" in text and "| 3 | 75% order-statistic |" in text
     assert "smallest p the sign-flip test can give is 2/2^3 = 0.25" in text and "4 pair(s) were tested" in text
+    sd = float(np.median([p.seeds.sd for p in result.pairs]))
+    assert f"(sd {100 * sd:.2f} points; 80% power, paired t test at 0.05): 0.5 points: {seeds_needed(0.005, sd)}," in text
     assert "1e+12 flops" in text  # the budget is stated
     assert "not on one scale" in text
     assert "![Validation loss vs training FLOPs](curves.png)" in text

@@ -114,6 +114,7 @@ def test_seeds_needed_matches_published_power_tables() -> None:
     assert seeds_needed(0.8, 1.0) == 15
     assert seeds_needed(-1.0, 1.0) == 10
     assert seeds_needed(5.0, 1.0) == 6  # a huge effect still needs the 6 seeds the sign-flip test needs
+    assert [seeds_needed(e, 1.0) for e in (3.0, 5.7, 50.0)] == [6, 6, 6]  # scipy's NaN far in the tail
     assert seeds_needed(0.0, 1.0) is None
 
 

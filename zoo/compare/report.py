@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.compare.results import ComparisonResult
-from zoo.compare.stats import Estimate, format_level
+from zoo.compare.stats import Estimate, format_level, seeds_needed
 from zoo.compare.study import BASELINE
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ def score_table(result: ComparisonResult) -> Table:
 
 CONSTANT = "constant predictor"
 ALPHA = 0.05
+PLANNED_DIFFERENCES = (0.5, 1.0, 2.0, 5.0)  # points (score x100) for the seeds-needed line
 
 
 def _p(p: float | None) -> str:
@@ -192,6 +193,14 @@ def _pair_notes(result: ComparisonResult) -> list[str]:
                   "a true difference as large as the observed one with probability 0.8, given the observed spread "
                   "of the per-seed differences (noncentral t; at least the sign-flip test's minimum): a rough "
                   "planning number, since both the difference and the spread are estimated from these seeds."]
+    sds = [p.seeds.sd for p in result.pairs if p.seeds.sd]
+    if sds:
+        sd = float(np.median(sds))
+        need = [(d, seeds_needed(d / 100, sd)) for d in PLANNED_DIFFERENCES]
+        lines += ["", f"Seeds needed for a given difference of the average score, at the median spread of the per-seed "
+                  f"differences here (sd {100 * sd:.2f} points; 80% power, paired t test at 0.05): "
+                  + ", ".join(f"{d:g} point{'s' if d != 1 else ''}: {n if n is not None else 'more than 10,000'}"
+                              for d, n in need) + "."]
     return lines
 
 

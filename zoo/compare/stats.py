@@ -193,7 +193,8 @@ def seeds_needed(delta: float, sd: float, alpha: float = 0.05, power: float = 0.
     for n in range(2, max_n + 1):
         crit = scipy.stats.t.ppf(1 - alpha / 2, n - 1)
         nc = effect * math.sqrt(n)
-        achieved = scipy.stats.nct.sf(crit, n - 1, nc) + scipy.stats.nct.cdf(-crit, n - 1, nc)
+        lower = scipy.stats.nct.cdf(-crit, n - 1, nc)  # NaN far in the tail (scipy): there it is 0
+        achieved = scipy.stats.nct.sf(crit, n - 1, nc) + (lower if math.isfinite(lower) else 0.0)
         if achieved >= power:
             return max(n, floor)
     return None
