@@ -67,6 +67,20 @@ def test_paired_item_bootstrap_with_one_seed_matches_scipy_paired_bootstrap() ->
     assert ours.diff.high == pytest.approx(ref.confidence_interval.high, abs=0.004)
 
 
+def test_item_level_p_is_the_paired_z_test_for_one_seed() -> None:
+    """One seed, accuracy: the bootstrap standard error of a paired mean difference is sd(d) / sqrt(N)
+    (up to sqrt((N-1)/N) and resampling noise), so p is the paired z test's; and far below 1/R."""
+    rng = np.random.default_rng(8)
+    a = (rng.random(2000) < 0.75).astype(float)
+    b = (rng.random(2000) < 0.70).astype(float)
+    d = a - b
+    z = d.mean() / (d.std(ddof=1) / math.sqrt(d.size))
+    ours = hierarchical_bootstrap(a[None], b[None], n_resamples=4000, seed=1)
+    assert ours.p == pytest.approx(2 * scipy.stats.norm.sf(abs(z)), rel=0.25)
+    assert ours.p == pytest.approx(scipy.stats.ttest_rel(a, b).pvalue, rel=0.3)
+    assert ours.p < 1 / 4000  # no floor at 1 / n_resamples
+
+
 def test_percentile_bootstrap_matches_scipy_with_the_same_generator() -> None:
     ref = scipy.stats.bootstrap((np.asarray(SCORES),), np.mean, method="percentile", n_resamples=5000,
                                 rng=np.random.default_rng(7), vectorized=True)

@@ -209,7 +209,8 @@ def _item_notes(result: ComparisonResult) -> list[str]:
     return [f"The same pairs, per task, over evaluation items: A - B of the task score (x100) computed from each "
             f"model's per-item predictions, with its {format_level(result.confidence)} hierarchical paired "
             "bootstrap interval (each resample draws pretraining seeds with replacement, then dev items with "
-            "replacement, the same items for A and B) and the two-sided bootstrap p. Items are many, so this test "
+            "replacement, the same items for A and B) and the two-sided p of the difference over its bootstrap "
+            "standard error. Items are many, so this test "
             "sees differences the seed-level test cannot; it treats the evaluation set as a sample of the task. "
             f"{m} test(s): p (Holm) is adjusted over all of them. Tasks without a per-item form here (regression, "
             "several evaluation splits) are left out."]

@@ -25,8 +25,9 @@ Over evaluation items (hundreds or thousands of GLUE dev examples or BLiMP pairs
   same items (``(seeds, items)`` arrays, or ``(seeds, fine-tunes, items)``), each resample draws
   seeds with replacement, then items with replacement (the same items for A and B, and for every
   drawn seed), and computes ``metric(A) - metric(B)`` averaged over the drawn seeds. The interval is
-  the percentile interval of that distribution, p the two-sided bootstrap p
-  ``min(1, 2 (min(#{d* <= 0}, #{d* >= 0}) + 1) / (R + 1))``. Metrics: ``mean`` (accuracy from 0/1
+  the percentile interval of that distribution, p the two-sided normal p of the observed difference
+  over the bootstrap standard error, ``2 (1 - Phi(|d| / sd(d*)))``: unlike a count of resamples past
+  0 it has no floor of ``1 / R``, which Holm over many tests would multiply past any threshold. Metrics: ``mean`` (accuracy from 0/1
   correctness, or any per-item score such as BLiMP's), ``f1``, ``mcc`` and ``accuracy_f1`` (their
   mean, MRPC's task score) from binary confusion codes (``2 * label + prediction``). Resampling
   both crossed factors is Owen's (2007) pigeonhole bootstrap: conservative when the per-(seed,
@@ -382,8 +383,8 @@ def hierarchical_bootstrap(a: Sequence | np.ndarray, b: Sequence | np.ndarray, m
         dist[start:start + r] = np.take_along_axis(d, s_idx, axis=1).mean(-1)
     alpha = (1 - confidence) / 2
     low, high = np.quantile(dist, [alpha, 1 - alpha])
-    tail = min(int(np.sum(dist <= 0)), int(np.sum(dist >= 0)))
-    p = min(1.0, 2 * (tail + 1) / (n_resamples + 1))
+    se = float(dist.std(ddof=1))  # bootstrap standard error: p has no floor of 1 / n_resamples
+    p = float(2 * scipy.stats.norm.sf(abs(point) / se)) if se > 0 else (1.0 if point == 0 else 0.0)
     est = Estimate(point, float(low), float(high), seeds, (), metric, confidence, "bootstrap")
     return ItemComparison(est, p, metric, seeds, items)
 
