@@ -212,8 +212,9 @@ def _item_notes(result: ComparisonResult) -> list[str]:
             "replacement, the same items for A and B) and the two-sided p of the difference over its bootstrap "
             "standard error. Items are many, so this test "
             "sees differences the seed-level test cannot; it treats the evaluation set as a sample of the task. "
-            f"{m} test(s): p (Holm) is adjusted over all of them. Tasks without a per-item form here (regression, "
-            "several evaluation splits) are left out."]
+            f"{m} test(s): p (Holm) is adjusted over all of them. Left out: tasks without a per-item form here "
+            "(regression, several evaluation splits), and runs whose cached fine-tuning results predate per-item "
+            "predictions (delete their `bench-cache/` to recompute)."]
 
 
 def markdown(result: ComparisonResult, figures: dict[str, Path]) -> str:
