@@ -160,6 +160,17 @@ def test_item_level_pairs_with_holm(tmp_path: Path) -> None:
     assert "over evaluation items" in markdown(result, {})
 
 
+def test_item_sets_beyond_the_tasks(tmp_path: Path) -> None:
+    """Per-item correctness under a key that is not a task (all pairs of a zero-shot suite) is compared too."""
+    items = {f"bert-{o}-seed{s}": {"all pairs": _items(s + (0 if o == "mlm" else 10), 300, 0.8 if o == "mlm" else 0.5)}
+             for o in ("mlm", "mlm+nsp") for s in range(3)}
+    result = synthetic(tmp_path, items=items)
+    first = result.pairs[0]
+    assert (first.a, first.b) == ("mlm", "mlm+nsp") and list(first.items) == ["all pairs"]
+    assert first.items["all pairs"].diff.low > 0.15 and first.items["all pairs"].items == 300
+    assert item_table(result)[1][0][3] == "all pairs"
+
+
 def test_score_table_single_seed_says_so(tmp_path: Path) -> None:
     one = RunInfo("bert-mlm-seed0", "bert", "mlm", 0, str(tmp_path), scores={"sst2": 0.8, "mrpc": 0.7})
     result = ComparisonResult(out=str(tmp_path), mode="runs", suite="glue", tasks=TASKS, task_titles={},

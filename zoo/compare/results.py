@@ -126,7 +126,7 @@ class Pair:
     a: str
     b: str
     seeds: SeedComparison
-    items: dict[str, ItemComparison] = field(default_factory=dict)  # task -> item-level comparison
+    items: dict[str, ItemComparison] = field(default_factory=dict)  # task (or other item set) -> comparison
 
     @property
     def diff(self) -> Estimate:
@@ -200,7 +200,9 @@ def _item_comparisons(ga: Group, gb: Group, tasks: list[str], items: dict[str, d
                       confidence: float) -> dict[str, ItemComparison]:
     out = {}
     runs_a, runs_b = sorted(ga.runs, key=lambda r: r.seed), sorted(gb.runs, key=lambda r: r.seed)
-    for t in tasks:
+    # the tasks, then any other item set the runs carry (e.g. every pair of a zero-shot suite at once)
+    keys = [*tasks, *dict.fromkeys(k for r in runs_a for k in items.get(r.name, {}) if k not in tasks)]
+    for t in keys:
         va = [items.get(r.name, {}).get(t) for r in runs_a]
         vb = [items.get(r.name, {}).get(t) for r in runs_b]
         values = [v for v in va + vb if v is not None]
