@@ -207,7 +207,7 @@ def test_colour_map_is_fixed_by_name() -> None:
 
 
 def test_write_report_files(tmp_path: Path) -> None:
-    result = synthetic(tmp_path)
+    result = synthetic(tmp_path, constant={"sst2": 0.509, "mrpc": 0.748})
     (tmp_path / "pairs.png").write_bytes(b"stale")
     path = write_report(result, tmp_path)
     assert path == tmp_path / "report.md"
@@ -216,6 +216,7 @@ def test_write_report_files(tmp_path: Path) -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [g["objective"] for g in saved["groups"]][:3] == ["mlm", "mlm+nsp", "clm"]
+    assert saved["constant"]["average"] == pytest.approx((0.509 + 0.748) / 2)
     assert saved["pairs"][0]["seeds"]["paired"] is True and saved["pairs"][0]["seeds"]["test"] == "sign-flip"
     assert saved["pairs"][0]["seeds"] == json.loads(json.dumps(result.pairs[0].seeds.to_dict()))
     # Without pairs (a single objective and no baseline) the old pairs.png must not linger.

@@ -178,7 +178,7 @@ def scores_figure(result: ComparisonResult) -> Figure | None:
         constant = result.constant_average() if task == "__average__" else result.constant.get(task)
         if constant is not None:
             ax.axhline(100 * constant, color="#777777", linestyle="--", linewidth=1, label="constant predictor")
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="best")
         first_baseline = next((i for i, g in enumerate(groups) if g.baseline), None)
         if first_baseline:
             ax.axvline(first_baseline - 0.5, color="#999999", linestyle=":", linewidth=1)
