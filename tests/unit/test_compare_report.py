@@ -128,7 +128,7 @@ def test_markdown_report(tmp_path: Path) -> None:
 def test_constant_predictor_row_and_readings(tmp_path: Path) -> None:
     result = synthetic(tmp_path, constant={"sst2": 0.509, "mrpc": 0.748})
     _, rows = score_table(result)
-    assert rows[-1] == ["-", "constant predictor", "50.9", "74.8", "62.9", "-", "exact"]
+    assert rows[-1] == ["-", "constant predictor", "50.9", "74.8", "62.9", "-", "none (no randomness)"]
     text = markdown(result, {})
     assert "majority class of the training labels" in text
 

@@ -59,7 +59,7 @@ def score_table(result: ComparisonResult) -> Table:
         avg = result.constant_average()
         rows.append(["-", CONSTANT, *(f"{100 * result.constant[t]:.1f}" if t in result.constant else "-"
                                       for t in result.tasks), f"{100 * avg:.1f}" if avg is not None else "-",
-                     "-", "exact"])
+                     "-", "none (no randomness)"])
     return columns, rows
 
 
