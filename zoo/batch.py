@@ -9,7 +9,7 @@ While objectives prepare a batch its arrays are numpy arrays (cheap, seeded with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
@@ -34,11 +34,23 @@ class SpecialTokens:
     bos: int | None = None
     eos: int | None = None
     sentinels: tuple[int, ...] = ()
+    # Further special tokens objectives declare (``Objective.special_tokens``), e.g. UL2's paradigm
+    # tokens: their text ("[R]") -> id.
+    extra: Mapping[str, int] = field(default_factory=dict, hash=False)
 
     @property
     def all_ids(self) -> frozenset[int]:
-        ids = {self.pad, self.unk, self.cls, self.sep, self.mask, self.bos, self.eos, *self.sentinels}
+        ids = {self.pad, self.unk, self.cls, self.sep, self.mask, self.bos, self.eos, *self.sentinels,
+               *self.extra.values()}
         return frozenset(i for i in ids if i is not None)
+
+    def extra_id(self, token: str, by: str) -> int:
+        """The id of the extra special token ``token``; ``ValueError`` naming ``by`` when the tokenizer lacks it."""
+        if token not in self.extra:
+            have = ", ".join(sorted(self.extra)) or "none"
+            raise ValueError(f"{by} needs the special token {token!r}, which the tokenizer lacks (its extra "
+                             f"special tokens: {have}); train the tokenizer with the objective that declares it")
+        return self.extra[token]
 
     @property
     def separator(self) -> int:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from zoo import registry
 from zoo.errors import PluginError
+from zoo.objectives import compat
 
 
 @dataclass
@@ -18,13 +19,38 @@ def compatibility(objective_name: str, backbone_name: str) -> str | None:
     """Why ``objective_name`` cannot train ``backbone_name`` (None if it can). Loads both plugins."""
     objective = registry.load("objective", objective_name)
     backbone = registry.load("backbone", backbone_name)
-    return objective.incompatibility(backbone.capabilities, backbone.family)
+    return compat.incompatibility([(objective_name, objective)], backbone)
+
+
+def describe(kind: str, name: str) -> str:
+    """What ``zoo list`` notes about a plugin: an objective's attention, head and extra special tokens,
+    a backbone's capabilities; "" when it cannot be loaded (the matrix shows why)."""
+    try:
+        cls = registry.load(kind, name)
+        if kind == "backbone":
+            return "capabilities: " + ", ".join(sorted(cls.capabilities))
+        if kind != "objective":
+            return ""
+        backbones = [registry.load("backbone", b) for b in registry.names("backbone")]
+    except PluginError:
+        return ""
+    layouts = {b.name: cls.layout_for(b.family) or "the rows'" for b in backbones}
+    if len(set(layouts.values())) <= 1:
+        attention = f"{next(iter(layouts.values()), 'the rows')} attention"
+    else:
+        attention = "; ".join(f"{v} attention on {b}" for b, v in layouts.items())
+    parts = [attention]
+    if cls.head_key:
+        parts.append(f"{cls.head_key} head")
+    if cls.special_tokens:
+        parts.append(f"special tokens {' '.join(cls.special_tokens)}")
+    return ", ".join(parts)
 
 
 def listing() -> Listing:
     plugins: dict[str, list[tuple[str, str, str]]] = {}
     for kind in registry.GROUPS:
-        rows = [(name, info.origin, "") for name, info in registry.find(kind).items()]
+        rows = [(name, info.origin, describe(kind, name)) for name, info in registry.find(kind).items()]
         for name, infos in registry.conflicts(kind).items():
             rows.append((name, ", ".join(i.ref for i in infos), "conflict: registered twice"))
         plugins[kind] = sorted(rows)

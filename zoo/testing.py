@@ -32,6 +32,7 @@ from zoo.batch import Batch, Chunk, Segments, SpecialTokens
 from zoo.config import from_dict
 from zoo.errors import IncompatibleError
 from zoo.models.base import Backbone
+from zoo.objectives import compat
 from zoo.objectives.base import LossOutput, Objective
 from zoo.objectives.common import IGNORE, unmaskable_ids
 from zoo.objectives.compose import (
@@ -39,7 +40,6 @@ from zoo.objectives.compose import (
     build_objective,
     check_compatible,
     compose,
-    conflicts,
     parse_spec,
 )
 
@@ -251,13 +251,7 @@ def build(objective: str | type[Objective], tokens: SpecialTokens, backbone: Bac
 def compatible_backbones(objective: str | type[Objective]) -> list[str]:
     """Registered backbones the objective (or spec) can train."""
     parts = _classes(objective)
-    out = []
-    for name in registry.names("backbone"):
-        cls = registry.load("backbone", name)
-        if all(c.incompatibility(cls.capabilities, cls.family) is None for _, c in parts) and \
-                conflicts(parts, cls.family) is None:
-            out.append(name)
-    return out
+    return [name for name in registry.names("backbone") if compat.compatible(parts, registry.load("backbone", name))]
 
 
 def check_capabilities(objective: str | type[Objective]) -> None:
@@ -299,19 +293,17 @@ def check_capabilities(objective: str | type[Objective]) -> None:
     parts = _classes(objective)
     for bname in registry.names("backbone"):
         bcls = registry.load("backbone", bname)
-        reasons = [c.incompatibility(bcls.capabilities, bcls.family) for _, c in parts]
-        reasons.append(conflicts(parts, bcls.family))
-        reasons = [r for r in reasons if r]
+        reason = compat.incompatibility(parts, bcls)
         try:
             check_compatible(spec, bcls)
         except IncompatibleError as exc:
-            if not reasons:
+            if reason is None:
                 _fail(label, f"check_compatible refused {bname} although every part accepts it: {exc}")
-            if not any(r in str(exc) for r in reasons):
+            if reason not in str(exc):
                 _fail(label, f"the refusal of {bname} does not give the reason: {exc}")
         else:
-            if reasons:
-                _fail(label, f"check_compatible accepted {bname} although: {reasons[0]}")
+            if reason is not None:
+                _fail(label, f"check_compatible accepted {bname} although: {reason}")
 
 
 def make_data(objective: Objective, tokens: SpecialTokens, family: str, batch_size: int, seq_len: int,
@@ -515,7 +507,7 @@ def check_state_dict(model: torch.nn.Module, objective: Objective, fresh: torch.
         _fail(where, f"loss after a safetensors round trip differs: {float(a)} != {float(b)}")
 
 
-def _partners(objective: Objective, family: str, capabilities: frozenset[str]) -> list[str]:
+def _partners(objective: Objective, backbone: type[Backbone]) -> list[str]:
     """Every registered objective this one composes with on the backbone (nsp for token objectives,
     mlm for pair builders first, then the rest by name)."""
     if isinstance(objective, Composite):
@@ -529,11 +521,8 @@ def _partners(objective: Objective, family: str, capabilities: frozenset[str]) -
             cls = registry.load("objective", name)
         except Exception:  # noqa: BLE001 - a broken third-party plugin is not this objective's fault
             continue
-        if cls.incompatibility(capabilities, family) is not None:
-            continue
-        if conflicts([(objective.name, type(objective)), (name, cls)], family) is not None:
-            continue
-        out.append(name)
+        if compat.compatible([(objective.name, type(objective)), (name, cls)], backbone):
+            out.append(name)
     return sorted(out, key=lambda n: (n != first, n))
 
 
@@ -558,9 +547,7 @@ def check_objective(objective: str | type[Objective], backbone: str | type[Backb
         bname = bb if isinstance(bb, str) else getattr(bb, "name", bb.__name__)
         where = f"{label} on {bname}"
         bcls = registry.load("backbone", bb) if isinstance(bb, str) else bb
-        parts = _classes(objective)
-        reason = next((r for r in (c.incompatibility(bcls.capabilities, bcls.family) for _, c in parts) if r),
-                      None) or conflicts(parts, bcls.family)
+        reason = compat.incompatibility(_classes(objective), bcls)
         if reason:
             _fail(where, f"the objective refuses this backbone: {reason}")
         report = ConformanceReport(objective=label, backbone=bname)
@@ -570,7 +557,7 @@ def check_objective(objective: str | type[Objective], backbone: str | type[Backb
         report.losses = check_training(model, obj, batch, steps, lr, where)
         fresh, _ = _model(objective, tokens, bcls, configs, seed + 1)
         check_state_dict(model, obj, fresh, batch, where)
-        partners = _partners(obj, bcls.family, bcls.capabilities)
+        partners = _partners(obj, bcls)
         if not partners:
             report.notes.append("composition not checked: no compatible partner objective")
         else:

@@ -47,8 +47,8 @@ class MutatingMLM(MaskedLM):
         return out
 
 
-class LyingCLM(CausalLM):
-    """Requires 'causal' but claims to train anything."""
+class LyingNSP(NextSentencePrediction):
+    """Requires segment embeddings but claims to train anything."""
 
     name = "lying"
 
@@ -112,7 +112,7 @@ class RowDroppingMLM(MaskedLM):
 @pytest.mark.parametrize("cls,message", [
     (StatefulMLM, "not deterministic under a seed"),
     (MutatingMLM, "modified its input"),
-    (LyingCLM, r"requires \['causal', 'packed'\] but incompatibility\(\) accepts bert"),
+    (LyingNSP, r"requires \['bidirectional', 'segments'\] but incompatibility\(\) accepts gpt"),
     (UnseededMLM, "identical batches for different seeds"),
     (FrozenMLM, "gets no finite gradient"),
     (LeakyPrefix, r"predicts token \d+, which is in the bidirectional prefix and so visible to it"),
@@ -121,16 +121,16 @@ class RowDroppingMLM(MaskedLM):
 ])
 def test_kit_catches_violations(cls, message: str) -> None:
     with pytest.raises(ConformanceError, match=message):
-        check_objective(cls, "gpt" if cls in (LyingCLM, LeakyPrefix, NarrowCLM) else "bert")
+        check_objective(cls, "gpt" if cls in (LyingNSP, LeakyPrefix, NarrowCLM) else "bert")
 
 
 def test_kit_would_have_caught_span_composed_with_prefix(monkeypatch) -> None:
     """Without the composition rule, span+prefix leaked span targets through prefix's redrawn prefix."""
-    from zoo.objectives import compose
+    from zoo.objectives import compat
     from zoo.objectives.span import SpanCorruption
     from zoo.testing import _check_composition
 
-    monkeypatch.setattr(compose, "conflicts", lambda parts, family: None)
+    monkeypatch.setattr(compat, "conflicts", lambda parts, family: None)
     gpt = registry.load("backbone", "gpt")
     span = SpanCorruption(None, TOKENS, tiny_backbone(gpt, TOKENS.vocab_size).spec)
     with pytest.raises(ConformanceError, match=r"targets\['span'\]: row \d+ position \d+ predicts token"):
@@ -143,13 +143,11 @@ def test_kit_composes_with_every_compatible_partner() -> None:
     bert, gpt = registry.load("backbone", "bert"), registry.load("backbone", "gpt")
     spec = tiny_backbone(bert, TOKENS.vocab_size).spec
     mlm = MaskedLM(None, TOKENS, spec)
-    assert _partners(mlm, "encoder", bert.capabilities)[:2] == ["nsp", "sop"]
+    assert _partners(mlm, bert)[:2] == ["nsp", "sop"]
     nsp = NextSentencePrediction(None, TOKENS, spec)
-    assert _partners(nsp, "encoder", bert.capabilities)[0] == "mlm" and "span" in _partners(
-        nsp, "encoder", bert.capabilities)
+    assert _partners(nsp, bert)[0] == "mlm" and "span" in _partners(nsp, bert)
     for obj in (CausalLM, PrefixLM):
-        assert _partners(obj(None, TOKENS, tiny_backbone(gpt, TOKENS.vocab_size).spec), "decoder",
-                         gpt.capabilities) == []
+        assert _partners(obj(None, TOKENS, tiny_backbone(gpt, TOKENS.vocab_size).spec), gpt) == []
 
 
 def test_synthetic_rows_skip_empty_documents() -> None:

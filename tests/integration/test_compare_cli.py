@@ -104,9 +104,9 @@ def test_clear_errors(tmp_path: Path, shared_data: Path) -> None:
     assert code == 2 and "--budget: training options do not apply to existing runs" in output
     code, output = invoke("compare", str(tmp_path))
     assert code == 2 and "not a zoo run directory" in output
-    code, output = invoke("compare", "--objectives", "clm", "--backbones", "bert", "--budget", "1e9flops",
+    code, output = invoke("compare", "--objectives", "nsp", "--backbones", "gpt", "--budget", "1e9flops",
                           "--tasks", "sst2", "--out", str(tmp_path / "y"))
-    assert code == 2 and "clm x bert" in output
+    assert code == 2 and "nsp x gpt" in output
     code, output = invoke("compare", "--objectives", "mlm", "--backbones", "bert", "--budget", "1e9flops",
                           "--tasks", "sst3", "--out", str(tmp_path / "z"))
     assert code == 2 and "unknown task 'sst3'" in output

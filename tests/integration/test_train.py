@@ -40,12 +40,16 @@ def tiny_config(out: Path, corpus: Path, objective: str, backbone: str, steps: i
 
 
 def pairs() -> list[tuple[str, str]]:
+    """Every registered objective once, on the architecture whose own attention it uses (bert for
+    bidirectional objectives, gpt for causal and prefix ones), plus both across architectures."""
     out = []
     for obj in registry.names("objective"):
-        for bb in registry.names("backbone"):
-            if compatibility(obj, bb) is None:
-                out.append((obj, bb))
-    return out + [("mlm+nsp", "bert")]
+        cls = registry.load("objective", obj)
+        native = {bb: registry.load("backbone", bb) for bb in registry.names("backbone")
+                  if compatibility(obj, bb) is None}
+        fits = [bb for bb, b in native.items() if (cls.layout_for(b.family) == "bidirectional") == (b.family == "encoder")]
+        out.extend((obj, bb) for bb in (fits or list(native))[:1])
+    return out + [("mlm+nsp", "bert"), ("clm", "bert"), ("mlm", "gpt")]
 
 
 def final_state(run: Path) -> tuple[dict, dict]:
@@ -169,7 +173,7 @@ def _cli(args: list[str]) -> tuple[int, str]:
         (["--set", "optim.schedule=exp"], "optim.schedule = 'exp' is not allowed; allowed values: 'linear', 'cosine', 'constant'"),
         (["--backbone", "bertt"], "unknown backbone 'bertt'"),
         (["--objective", "mlmm"], "unknown objective 'mlmm'"),
-        (["--objective", "clm"], "clm"),
+        (["--objective", "nsp", "--backbone", "gpt"], "nsp needs segment embeddings"),
         (["--set", "model.hidden=3"], "hidden"),
     ],
 )
@@ -186,8 +190,8 @@ def test_config_errors_are_clear(tmp_path: Path, args: list[str], message: str) 
 
 
 def test_incompatible_pair_fails_before_allocation(tmp_path: Path) -> None:
-    code, out = _cli(["train", "--objective", "clm", "--backbone", "bert", "--out", str(tmp_path / "r")])
-    assert code == 2 and "clm" in out and "bert" in out
+    code, out = _cli(["train", "--objective", "nsp", "--backbone", "gpt", "--out", str(tmp_path / "r")])
+    assert code == 2 and "nsp" in out and "gpt" in out and "segment embeddings" in out
     assert not (tmp_path / "r").exists()
 
 

@@ -121,10 +121,19 @@ def test_prefix_split_labels_and_visibility(gpt) -> None:
         assert not torch.allclose(h[b, where[0]], h_prefix[b, where[0]])
 
 
-def test_lm_objectives_refuse_an_encoder() -> None:
+def test_lm_objectives_train_an_encoder_architecture() -> None:
+    """Causal attention is the objective's choice: clm and prefix run on BERT's architecture too."""
     bert = tiny_backbone("bert", TOKENS.vocab_size)
     for name in ("clm", "prefix"):
-        with pytest.raises(IncompatibleError, match=f"objective '{name}' cannot train backbone 'bert'"):
-            check_compatible(name, type(bert))
-        with pytest.raises(IncompatibleError, match="decoder"):
-            build_objective(name, {}, TOKENS, bert.spec)
+        check_compatible(name, type(bert))
+        obj = build_objective(name, {}, TOKENS, bert.spec)
+        batch = obj.prepare(synthetic_rows(TOKENS, "encoder", 4, 32), np.random.default_rng(0)).to("cpu")
+        assert batch.causal and (batch.prefix is not None) == (name == "prefix")
+        out = ZooModel(bert, obj)(batch)
+        assert torch.isfinite(out.loss) and int(out.count) > 0
+
+    class NoCausal(type(bert)):
+        capabilities = frozenset({"bidirectional", "segments", "packed"})
+
+    with pytest.raises(IncompatibleError, match=r"clm needs backbone capabilities \['causal'\]"):
+        check_compatible("clm", NoCausal)

@@ -152,3 +152,30 @@ def test_encoder_span_masking() -> None:
     print(f"span (encoder): {n} spans; [MASK] {np.mean(kinds == MASK):.3f}, random {np.mean(kinds == RANDOM):.3f}")
     for kind, p in ((MASK, 0.8), (RANDOM, 0.1), (KEEP, 0.1)):
         assert abs(np.mean(kinds == kind) - p) <= 3 * math.sqrt(p * (1 - p) / n) + 1e-3
+
+
+@pytest.mark.parametrize("backbone,form,family", [(BERT, "span-mask", "encoder"), (GPT, "span-lm", "decoder")])
+def test_span_is_the_form_that_fits_the_backbone(backbone, form: str, family: str) -> None:
+    """``span`` on bert is span-mask, on gpt span-lm: the same batches from the same seed."""
+    alias = build_objective("span", {}, TOKENS, backbone)
+    named = build_objective(form, {}, TOKENS, backbone)
+    assert type(alias) is type(named) and type(named).name == form and alias.name == "span"
+    rows = synthetic_rows(TOKENS, family, 4, named.row_length(64))
+    a, b = alias.prepare(rows, np.random.default_rng(3)), named.prepare(rows, np.random.default_rng(3))
+    assert (a.input_ids == b.input_ids).all()
+    assert all((a.targets["span"][k] == b.targets[form][k]).all() for k in b.targets[form])
+
+
+@pytest.mark.parametrize("form,other,family", [("span-mask", GPT, "decoder"), ("span-lm", BERT, "encoder")])
+def test_both_forms_run_on_the_other_architecture(form: str, other, family: str) -> None:
+    obj = build_objective(form, {}, TOKENS, other)
+    batch = obj.prepare(synthetic_rows(TOKENS, family, 4, obj.row_length(64)), np.random.default_rng(0))
+    assert (batch.prefix is not None) == (form == "span-lm") and batch.causal == (form == "span-lm")
+
+
+def test_span_refuses_an_option_of_the_other_form() -> None:
+    with pytest.raises(ConfigError, match=r"objectives.span.mask_ratio is an option of the other form of span; "
+                                          r"on gpt span is span-lm"):
+        build_objective("span", {"span": {"mask_ratio": 0.5}}, TOKENS, GPT)
+    with pytest.raises(ConfigError, match=r"objectives.span.paradigm .* on bert span is span-mask"):
+        build_objective("span", {"span": {"paradigm": "[R]"}}, TOKENS, BERT)

@@ -18,7 +18,7 @@ from zoo.objectives.base import Objective
 
 class Good(Objective):
     name = "good"
-    requires = frozenset({"causal"})
+    requires = frozenset({"segments"})
 
 not_a_class = 42
 '''
@@ -120,11 +120,14 @@ def test_zoo_list_shows_plugins_origins_and_problems(fake_plugins: Path) -> None
     assert "fakeplug 1.0" in out and "built-in" in out
     assert "conflict" in out  # dup registered twice
     assert "Compatibility" in out
-    # 'good' needs a causal backbone: bert row says why not, gpt row says yes
+    # 'good' needs segment embeddings: gpt row says why not, bert row says yes
     line = [ln for ln in out.splitlines() if "│ good" in ln][-1]
     assert "yes" in line and "no [" in line
-    assert "good x bert: no: needs backbone capabilities ['causal']" in " ".join(out.split())
+    assert "good x gpt: no: good needs backbone capabilities ['segments']" in " ".join(out.split())
     assert "broken x bert: error:" in out and "fakeplug[broken]" in out
+    flat = " ".join(out.split())
+    assert "│ clm │ built-in │ causal attention, lm head │" in flat  # attention is the objective's
+    assert "│ gpt │ built-in │ capabilities: bidirectional, causal, packed, prefix │" in flat
 
 
 def test_cli_help_and_version() -> None:

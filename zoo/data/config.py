@@ -38,9 +38,18 @@ class TokenizerConfig:
     vocab_size: int = 8000
     lowercase: bool = True  # WordPiece only (BERT uncased); byte-level BPE is always exact and cased
     num_sentinels: int = 100  # <extra_id_0> .. <extra_id_{n-1}> for span corruption
+    # Further special tokens to reserve; a run adds those its objective declares (UL2's "[R]", ...).
+    special_tokens: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.vocab_size < 32:
             raise ValueError(f"tokenizer.vocab_size must be >= 32, got {self.vocab_size}")
         if self.num_sentinels < 0:
             raise ValueError(f"tokenizer.num_sentinels must be >= 0, got {self.num_sentinels}")
+        if self.special_tokens:
+            from zoo.data.tokenizer import check_extra_special_tokens  # imports `tokenizers`: only when needed
+
+            try:
+                self.special_tokens = list(check_extra_special_tokens(self.special_tokens))
+            except ValueError as exc:
+                raise ValueError(f"tokenizer.special_tokens: {exc}") from None

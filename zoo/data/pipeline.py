@@ -76,8 +76,9 @@ def split_documents(documents: Sequence[str], fraction: float) -> tuple[list[int
 
 def _training_key(tok_cfg: TokenizerConfig, kind: str, content: str) -> str:
     """What a trained tokenizer depends on: trainer, settings and the training split's content."""
+    extra = f"|{json.dumps(tok_cfg.special_tokens)}" if tok_cfg.special_tokens else ""  # older keys unchanged
     return hashlib.sha256(f"{TRAINER_VERSION}|{tokenizers.__version__}|{kind}|{tok_cfg.vocab_size}|"
-                          f"{tok_cfg.lowercase}|{tok_cfg.num_sentinels}|{content}".encode()).hexdigest()[:32]
+                          f"{tok_cfg.lowercase}|{tok_cfg.num_sentinels}{extra}|{content}".encode()).hexdigest()[:32]
 
 
 def _check_run_tokenizer(run_tok: Path, origin: dict[str, Any]) -> None:
@@ -114,7 +115,8 @@ def _trained_tokenizer(train_docs: list[str], tok_cfg: TokenizerConfig, kind: st
     t0 = time.perf_counter()
     pieces = [p for doc in train_docs for p in chunk_text(doc)]
     tok = train_tokenizer(pieces, kind, vocab_size=tok_cfg.vocab_size, lowercase=tok_cfg.lowercase,
-                          num_sentinels=tok_cfg.num_sentinels, length=len(pieces))
+                          num_sentinels=tok_cfg.num_sentinels, length=len(pieces),
+                          extra_special_tokens=tok_cfg.special_tokens)
     log.info("trained a %s tokenizer (%d entries) on %d documents in %.1fs", kind, tok.get_vocab_size(),
              len(train_docs), time.perf_counter() - t0)
     try:
@@ -174,6 +176,8 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
     if kind is not None:
         origin = {"kind": kind, "vocab_size": tok.vocab_size, "lowercase": tok.lowercase,
                   "num_sentinels": tok.num_sentinels, "source": data.source}
+        if tok.special_tokens:  # absent otherwise, as in runs written before the option existed
+            origin["special_tokens"] = list(tok.special_tokens)
         if tok_source == "run_dir":
             _check_run_tokenizer(run_tok, origin)
     special = special_tokens(tokenizer)

@@ -8,6 +8,11 @@ Trained tokenizers carry the special tokens every objective needs:
 * Byte-level BPE (GPT-2 style, cased, exact round trip): ``<|endoftext|>=0`` (end of document and
   separator), ``<|pad|>=1``, ``<|mask|>=2``, then the sentinels.
 
+Objectives may declare further special tokens (``Objective.special_tokens``, e.g. UL2's ``[R]``
+``[S]`` ``[X]``): ``train_tokenizer(..., extra_special_tokens=...)`` reserves them after the
+sentinels, ``special_tokens`` reports them in ``SpecialTokens.extra`` and ``save_tokenizer`` lists them
+with the sentinels as ``additional_special_tokens``.
+
 Files are Hugging Face ``tokenizer.json``; ``save_tokenizer`` also writes ``tokenizer_config.json``
 and ``special_tokens_map.json`` so ``transformers.AutoTokenizer.from_pretrained(dir)`` loads it.
 """
@@ -99,8 +104,23 @@ def _continuation_alphabet(tok: Tokenizer, texts: list[str]) -> list[str]:
     return [f"##{c}" for c in sorted(chars) if not c.isspace() and not _is_bert_punct(c) and not _is_cjk(c)]
 
 
+def check_extra_special_tokens(extra: Iterable[str], num_sentinels: int = 0) -> tuple[str, ...]:
+    """Validated extra special tokens, in order, each once; ``ValueError`` naming a bad one."""
+    out: list[str] = []
+    standard = {*WORDPIECE_SPECIALS, *BPE_SPECIALS, *(n for names in _NAMES.values() for n in names)}
+    for token in extra:
+        if not isinstance(token, str) or not token.strip() or token != token.strip():
+            raise ValueError(f"extra special token {token!r} must be a non-empty string without surrounding spaces")
+        if token in standard or _SENTINEL.match(token):
+            raise ValueError(f"extra special token {token!r} is already one of the standard special tokens")
+        if token not in out:
+            out.append(token)
+    return tuple(out)
+
+
 def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int = 8000, lowercase: bool = True,
-                    num_sentinels: int = 100, length: int | None = None) -> Tokenizer:
+                    num_sentinels: int = 100, length: int | None = None,
+                    extra_special_tokens: Iterable[str] = ()) -> Tokenizer:
     """Train a ``kind`` tokenizer on ``texts`` (pieces of a few thousand characters at most).
 
     Training is deterministic. The ``tokenizers`` WordPiece trainer numbers the ``##c``
@@ -110,7 +130,8 @@ def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int = 8000, low
     """
     tok = new_tokenizer(kind, lowercase)
     base = WORDPIECE_SPECIALS if kind == "wordpiece" else BPE_SPECIALS
-    specials = [*base, *(sentinel(i) for i in range(num_sentinels))]
+    extra = check_extra_special_tokens(extra_special_tokens)
+    specials = [*base, *(sentinel(i) for i in range(num_sentinels)), *extra]
     if kind == "wordpiece":
         texts = list(texts)
         reserved = _continuation_alphabet(tok, texts)
@@ -170,8 +191,11 @@ def special_tokens(tok: Tokenizer) -> SpecialTokens:
     sentinels = sorted(((int(m.group(1)), i) for t, i in vocab.items() if (m := _SENTINEL.match(t))))
     pad = found.pop("pad")
     assert pad is not None
+    standard = {n for names in _NAMES.values() for n in names}
+    extra = {t.content: i for i, t in sorted(tok.get_added_tokens_decoder().items())
+             if t.special and t.content not in standard and not _SENTINEL.match(t.content)}
     return SpecialTokens(vocab_size=tok.get_vocab_size(with_added_tokens=True), pad=pad,
-                         sentinels=tuple(i for _, i in sentinels), **found)
+                         sentinels=tuple(i for _, i in sentinels), extra=extra, **found)
 
 
 def tokenizer_kind(tok: Tokenizer) -> str:
@@ -203,8 +227,8 @@ def save_tokenizer(tok: Tokenizer, directory: str | Path) -> Path:
         i = getattr(sp, role)
         if i is not None:
             token_map[f"{role}_token"] = name(i)
-    if sp.sentinels:
-        token_map["additional_special_tokens"] = [name(i) for i in sp.sentinels]
+    if sp.sentinels or sp.extra:
+        token_map["additional_special_tokens"] = [*(name(i) for i in sp.sentinels), *sp.extra]
     kind = tokenizer_kind(tok)
     config: dict[str, object] = {
         "tokenizer_class": "PreTrainedTokenizerFast",

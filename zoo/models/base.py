@@ -117,7 +117,12 @@ class Backbone(nn.Module):
     """
 
     name: ClassVar[str]
-    family: ClassVar[str]  # "encoder" | "decoder"
+    # "encoder" | "decoder": the architecture's lineage, which picks the tokenizer and row format
+    # ([CLS] A [SEP] rows, WordPiece / end-of-text separated rows, byte-level BPE). It never limits the
+    # attention patterns: those are ``capabilities``, and the objective chooses one per batch.
+    family: ClassVar[str]
+    # What the architecture can run: "bidirectional", "causal", "prefix" (attention patterns, every
+    # one with padding), "packed" (block-diagonal documents), "segments" (segment embeddings).
     capabilities: ClassVar[frozenset[str]]
     Config: ClassVar[type] = BackboneConfig
     activation: ClassVar[str] = "gelu"  # "gelu" (erf) or "gelu_tanh", for heads that match it

@@ -2,7 +2,8 @@
 
 Numerically the same function as ``transformers.BertModel`` (without its pooler): the query,
 key and value projections are fused into one matmul, and ``hf_state_dict`` /
-``load_hf_state_dict`` translate to and from BertModel's parameter names and shapes.
+``load_hf_state_dict`` translate to and from BertModel's parameter names and shapes. The attention
+pattern is the batch's: bidirectional as BERT, or causal / prefix-LM when the objective asks for it.
 
 Two options depart from BertModel (cramming, Geiping & Goldstein 2023), off by default:
 ``norm_position = "pre"`` normalises each sublayer's input instead of the residual sum and adds
@@ -79,7 +80,7 @@ class BertLayer(nn.Module):
 class BertBackbone(Backbone):
     name = "bert"
     family = "encoder"
-    capabilities = frozenset({"bidirectional", "segments", "packed"})
+    capabilities = frozenset({"bidirectional", "causal", "prefix", "segments", "packed"})
     Config = BertConfig
 
     def __init__(self, config: BertConfig) -> None:
@@ -104,8 +105,6 @@ class BertBackbone(Backbone):
 
     def forward(self, input_ids: Tensor, layout: AttentionLayout, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None) -> Tensor:
-        if layout.causal:
-            raise ValueError("the bert backbone is bidirectional; it cannot serve a causal layout")
         batch, seq_len = input_ids.shape
         if position_ids is None:
             position_ids = default_positions(input_ids)

@@ -1,9 +1,10 @@
 """GPT-2 decoder: pre-LayerNorm transformer, learned positions, GELU (tanh), final LayerNorm.
 
 Numerically the same function as ``transformers.GPT2Model``. GPT-2 stores its projections as
-``Conv1D`` (weight shape (in, out)); ``hf_state_dict`` / ``load_hf_state_dict`` transpose.
-``bias = False`` (off by default) drops the biases of every linear layer and LayerNorm; such a
-model has no transformers class, so it does not export.
+``Conv1D`` (weight shape (in, out)); ``hf_state_dict`` / ``load_hf_state_dict`` transpose. The
+attention pattern is the batch's: causal as GPT-2, or prefix-LM / bidirectional when the objective
+asks for it. ``bias = False`` (off by default) drops the biases of every linear layer and
+LayerNorm; such a model has no transformers class, so it does not export.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class GPTBlock(nn.Module):
 class GPTBackbone(Backbone):
     name = "gpt"
     family = "decoder"
-    capabilities = frozenset({"causal", "prefix", "packed"})
+    capabilities = frozenset({"bidirectional", "causal", "prefix", "packed"})
     Config = GPTConfig
     activation = "gelu_tanh"
 
@@ -86,8 +87,6 @@ class GPTBackbone(Backbone):
 
     def forward(self, input_ids: Tensor, layout: AttentionLayout, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None) -> Tensor:
-        if not layout.causal:
-            raise ValueError("the gpt backbone is a decoder; it needs a causal (or prefix) layout")
         if token_type_ids is not None:
             raise ValueError("the gpt backbone has no segment embeddings; separate segments with a token")
         batch, seq_len = input_ids.shape

@@ -23,6 +23,13 @@ _EXPORTS = {
     "require_tokens": "zoo.objectives.common", "token_cross_entropy": "zoo.objectives.common",
     # BERT masking (prepare) and its head, for objectives that build on masked LM
     "MaskedLM": "zoo.objectives.mlm", "MLMConfig": "zoo.objectives.mlm", "MaskedLMHead": "zoo.objectives.mlm",
+    # next-token prediction: the tied LM head and loss, prefix-LM rows, paradigm tokens
+    "LanguageModelBase": "zoo.objectives.clm", "next_token_labels": "zoo.objectives.clm",
+    "prefix_lm_rows": "zoo.objectives.prefix", "prepend_token": "zoo.objectives.prefix",
+    # T5's span sampler and the two forms of span corruption
+    "random_spans_noise_mask": "zoo.objectives.span", "noise_counts": "zoo.objectives.span",
+    "SpanMasking": "zoo.objectives.span_mask", "span_mask_row": "zoo.objectives.span_mask",
+    "SpanLM": "zoo.objectives.span_lm", "span_lm_pair": "zoo.objectives.span_lm",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,8 +1,9 @@
 """The objective contract.
 
 An objective
-  * declares the backbone capabilities it needs (``requires``, or ``incompatibility`` for rules
-    more subtle than a set),
+  * chooses the attention pattern of its batches (``attention``) and declares the backbone
+    capabilities it needs (``requires``, or ``incompatibility`` for rules more subtle than a set;
+    ``zoo.objectives.compat`` applies them, the one compatibility rule),
   * builds its heads from the backbone (``build_heads``), saved under ``heads.<name>.*``,
   * turns data into a batch (``prepare``, numpy, seeded by the ``rng`` it is given), and
   * computes ``loss(heads, hidden, batch) -> LossOutput(loss, count, metrics)``.
@@ -63,6 +64,15 @@ class Objective:
     # given, as span corruption does on a decoder: any other part's targets and layout would refer to
     # rows that no longer exist, so a composition refuses such a part beside any other.
     rebuilds_rows: ClassVar[bool] = False
+    # Which output head this objective's predictions use: objectives with the same key read the same
+    # alignment through the same head and so may share one (a mixture such as ``mntp|clm`` trains a
+    # single LM head). "lm": the tied next-token projection of ``clm`` (prediction for token t + 1 read
+    # at t); "mlm": BERT's transform + tied decoder at the masked position; None: a head of its own.
+    head_key: ClassVar[str | None] = None
+    # Special tokens the objective needs beyond the standard ones (e.g. UL2's paradigm tokens "[R]",
+    # "[S]", "[X]"): the tokenizer reserves them when it is trained for a run of this objective, the
+    # run's tokenizer and ``zoo export`` carry them, and ``SpecialTokens.extra`` maps them to ids.
+    special_tokens: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: Any | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:
@@ -74,7 +84,10 @@ class Objective:
     # --- compatibility -----------------------------------------------------------------------
     @classmethod
     def incompatibility(cls, capabilities: frozenset[str], family: str) -> str | None:
-        """Why a backbone with these capabilities cannot be trained by this objective, or None."""
+        """Why a backbone with these capabilities cannot be trained by this objective, or None.
+
+        The per-objective hook of ``zoo.objectives.compat.incompatibility``; ``family`` is the
+        architecture's lineage, which decides nothing about attention: refuse only what is missing."""
         missing = sorted(cls.requires - capabilities)
         if missing:
             return f"needs backbone capabilities {missing}, the backbone has {sorted(capabilities)}"
@@ -89,6 +102,12 @@ class Objective:
     def rebuilds_rows_for(cls, family: str) -> bool:
         """Whether ``prepare`` rebuilds the rows on a backbone of ``family`` (see ``rebuilds_rows``)."""
         return cls.rebuilds_rows
+
+    @classmethod
+    def declared_special_tokens(cls, config: Any | None) -> tuple[str, ...]:
+        """The extra special tokens a run with ``config`` needs: ``special_tokens``, plus any a config
+        option names (a paradigm token, for example)."""
+        return cls.special_tokens
 
     # --- data ----------------------------------------------------------------------------------
     @property

@@ -16,6 +16,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from zoo.batch import Batch, SpecialTokens
+from zoo.errors import ConfigError
 from zoo.models.base import Backbone, BackboneSpec
 from zoo.objectives.base import LossOutput, Objective, TiedLinear, perplexity
 from zoo.objectives.common import IGNORE, labelled_rows, lm_flops, token_cross_entropy
@@ -39,6 +40,17 @@ def next_token_labels(ids: np.ndarray, doc_ids: np.ndarray) -> np.ndarray:
     return labels
 
 
+def paradigm_id(tokens: SpecialTokens, paradigm: str, by: str) -> int | None:
+    """The id of a configured paradigm token (None for ""); a ``ConfigError`` naming the option if the
+    tokenizer lacks it."""
+    if not paradigm:
+        return None
+    try:
+        return tokens.extra_id(paradigm, by=f"objectives.{by}.paradigm")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def lm_loss(head: TiedLinear, hidden: Tensor, labels: Tensor, chunk_rows: int) -> LossOutput:
     """Mean next-token cross-entropy over the labelled positions. hidden (B, T, h), labels (B, T)."""
     loss_sum, correct, count = token_cross_entropy(hidden, head.weight, head.bias, labels,
@@ -52,24 +64,26 @@ def lm_head_flops(spec: BackboneSpec, labels: Any) -> float:
     return lm_flops(labelled_rows(labels), spec.hidden_size, spec.vocab_size)
 
 
-def lm_incompatibility(capabilities: frozenset[str], family: str, needs: str, what: str) -> str | None:
-    if needs not in capabilities:
-        return (f"needs a backbone with {what} attention (a decoder); this {family} backbone offers "
-                f"{', '.join(sorted(capabilities))}")
-    if "packed" not in capabilities:
-        return f"needs packed-document attention (capability 'packed'); this {family} backbone lacks it"
-    return None
-
-
 class LanguageModelBase(Objective):
-    """Shared head, loss and accounting of the next-token objectives (clm, prefix)."""
+    """Shared head, loss and accounting of the next-token objectives (clm, prefix, span-lm, deshuffle).
+
+    A config with a ``paradigm`` option names a special token that leads every prepared row (UL2's
+    ``[R]`` / ``[S]`` / ``[X]``); ``self.lead`` is its id, or None.
+    """
 
     Config = LMConfig
+    head_key = "lm"
 
     def __init__(self, config: Any | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:
         super().__init__(config, tokens, spec, name)
         check_vocab(tokens, spec, self.name)
+        self.lead = paradigm_id(tokens, getattr(self.config, "paradigm", ""), self.name)
+
+    @classmethod
+    def declared_special_tokens(cls, config: Any | None) -> tuple[str, ...]:
+        paradigm = getattr(config, "paradigm", "")
+        return (*cls.special_tokens, *((paradigm,) if paradigm else ()))
 
     def build_heads(self, backbone: Backbone) -> nn.Module:
         return TiedLinear(backbone.input_embedding(), bias=False)
@@ -91,10 +105,6 @@ class CausalLM(LanguageModelBase):
     requires = frozenset({"causal", "packed"})
     attention = "causal"
     randomized = False
-
-    @classmethod
-    def incompatibility(cls, capabilities: frozenset[str], family: str) -> str | None:
-        return lm_incompatibility(capabilities, family, "causal", "causal")
 
     def prepare(self, data: Batch | Any, rng: np.random.Generator) -> Batch:
         if not isinstance(data, Batch):

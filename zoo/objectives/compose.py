@@ -4,7 +4,7 @@ A composition is itself an ``Objective``: parts prepare in a defined order (pair
 then the parts that mask or label the rows), the backbone runs once, each part computes its loss
 with its own head (``heads.<part>.*``), losses add with their weights, and metrics are namespaced
 (``mlm/acc``, ``nsp/loss``). ``check_compatible`` validates a spec against a backbone class before
-anything is allocated.
+anything is allocated, with the rule of ``zoo.objectives.compat``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from zoo.batch import Batch, Segments, SpecialTokens
 from zoo.config import from_dict
 from zoo.errors import ConfigError, IncompatibleError, PluginError
 from zoo.models.base import Backbone, BackboneSpec
+from zoo.objectives import compat
 from zoo.objectives.base import LossOutput, Objective
+from zoo.objectives.compat import conflicts  # noqa: F401 - re-exported, part of the rule
 
 ROLE_ORDER = {"pairs": 0, "tokens": 1}
 
@@ -58,69 +60,26 @@ def parse_spec(spec: str) -> list[tuple[str, float]]:
     return parts
 
 
-def conflicts(parts: Sequence[tuple[str, type[Objective]]], family: str) -> str | None:
-    """Why these parts cannot form one objective (on a backbone of ``family``), or None."""
-    names = [n for n, _ in parts]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        return f"objective {dup!r} appears twice"
-    pairs = [n for n, cls in parts if cls.role == "pairs"]
-    if len(pairs) > 1:
-        return (f"{' and '.join(pairs)} both build sentence pairs from the data; a composition can "
-                f"hold one pair builder")
-    corrupt = [n for n, cls in parts if cls.corrupts_inputs]
-    if len(corrupt) > 1:
-        return (f"{' and '.join(corrupt)} both corrupt the input ids (masking / span corruption); "
-                f"a composition can hold one of them")
-    rebuild = [n for n, cls in parts if cls.rebuilds_rows_for(family)]
-    if rebuild and len(parts) > 1:
-        others = [n for n in names if n != rebuild[0]]
-        return (f"{rebuild[0]} rebuilds every row on a {family} (new width, positions and attention layout), "
-                f"so the targets and layout of {' and '.join(others)} would no longer match the rows; "
-                f"train {rebuild[0]} alone on this backbone")
-    layouts = {n: cls.layout_for(family) for n, cls in parts}
-    prefix = [n for n, v in layouts.items() if v == "prefix"]
-    if len(prefix) > 1:
-        return (f"{' and '.join(prefix)} both draw the bidirectional prefix of a prefix-LM layout; the later "
-                f"draw would replace the earlier, making tokens the earlier part predicts visible to the "
-                f"positions that predict them")
-    set_layouts = {v for v in layouts.values() if v is not None}
-    if len(set_layouts) > 1:
-        detail = ", ".join(f"{n} {v}" for n, v in layouts.items() if v is not None)
-        return f"the parts need different attention layouts ({detail}); one forward pass cannot serve them"
-    return None
-
-
 def _load(name: str) -> type[Objective]:
     return registry.load("objective", name)
 
 
-def _incompatibility(parts: Sequence[tuple[str, type[Objective]]], capabilities: frozenset[str],
-                     family: str) -> str | None:
-    for name, cls in parts:
-        reason = cls.incompatibility(capabilities, family)
-        if reason:
-            return f"{name} {reason}"
-    return conflicts(parts, family)
-
-
 def compatible_objectives(backbone_cls: type[Backbone], limit: int = 8) -> list[str]:
     """Registered objectives (and pair-builder + token compositions) that can train ``backbone_cls``."""
-    caps, family = backbone_cls.capabilities, backbone_cls.family
     singles: list[tuple[str, type[Objective]]] = []
     for name in registry.names("objective"):
         try:
             cls = _load(name)
         except PluginError:
             continue
-        if cls.incompatibility(caps, family) is None:
+        if compat.compatible([(name, cls)], backbone_cls):
             singles.append((name, cls))
     out = [n for n, _ in singles]
     pairs = [(n, c) for n, c in singles if c.role == "pairs"]
     tokens = [(n, c) for n, c in singles if c.role != "pairs"]
     for t in tokens:
         for p in pairs:
-            if conflicts([t, p], family) is None:
+            if compat.compatible([t, p], backbone_cls):
                 out.append(f"{t[0]}+{p[0]}")
     return out[:limit]
 
@@ -132,7 +91,7 @@ def compatible_backbones(parts: Sequence[tuple[str, type[Objective]]]) -> list[s
             cls = registry.load("backbone", name)
         except PluginError:
             continue
-        if _incompatibility(parts, cls.capabilities, cls.family) is None:
+        if compat.compatible(parts, cls):
             out.append(name)
     return out
 
@@ -141,7 +100,7 @@ def check_compatible(spec: str, backbone_cls: type[Backbone]) -> None:
     """Raise ``IncompatibleError`` (with the reason and what would work) unless ``spec`` can train
     ``backbone_cls``. Imports the named plugins, allocates nothing."""
     parts = [(name, _load(name)) for name, _ in parse_spec(spec)]
-    reason = _incompatibility(parts, backbone_cls.capabilities, backbone_cls.family)
+    reason = compat.incompatibility(parts, backbone_cls)
     if reason is None:
         return
     bname = getattr(backbone_cls, "name", backbone_cls.__name__)
@@ -156,6 +115,27 @@ def check_compatible(spec: str, backbone_cls: type[Backbone]) -> None:
     raise IncompatibleError(f"objective {spec!r} cannot train backbone {bname!r}: {reason}{hint}")
 
 
+def declared_special_tokens(spec: str, configs: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, ...]:
+    """The extra special tokens the parts of ``spec`` declare with their ``[objectives.<name>]`` options,
+    in order, each once: what the run's tokenizer must reserve. Imports the named plugins only."""
+    configs = configs or {}
+    out: list[str] = []
+    for name, _ in parse_spec(spec):
+        cls = _load(name)
+        config = from_dict(cls.Config, configs.get(name), path=f"objectives.{name}")
+        out.extend(t for t in cls.declared_special_tokens(config) if t not in out)
+    return tuple(out)
+
+
+def _check_special_tokens(objective: Objective, tokens: SpecialTokens) -> None:
+    missing = [t for t in type(objective).declared_special_tokens(objective.config) if t not in tokens.extra]
+    if missing:
+        have = ", ".join(sorted(tokens.extra)) or "none"
+        raise ConfigError(f"objective {objective.name!r} needs the special token(s) {', '.join(missing)}, which "
+                          f"the tokenizer lacks (its extra special tokens: {have}); a tokenizer trained for this "
+                          f"run reserves them, a given one (tokenizer.path) must already have them")
+
+
 def build_objective(spec: str, configs: Mapping[str, Mapping[str, Any]] | None, tokens: SpecialTokens,
                     backbone_spec: BackboneSpec) -> Objective:
     """The objective named by ``spec``: one part as itself, several (or a weighted one) as a ``Composite``.
@@ -165,13 +145,15 @@ def build_objective(spec: str, configs: Mapping[str, Mapping[str, Any]] | None, 
     configs = configs or {}
     parsed = parse_spec(spec)
     classes = [(name, _load(name)) for name, _ in parsed]
-    reason = _incompatibility(classes, backbone_spec.capabilities, backbone_spec.family)
+    reason = compat.incompatibility(classes, backbone_spec)
     if reason:
         raise IncompatibleError(f"objective {spec!r} cannot train backbone {backbone_spec.name!r}: {reason}")
     parts = []
     for (name, weight), (_, cls) in zip(parsed, classes, strict=True):
         config = from_dict(cls.Config, configs.get(name), path=f"objectives.{name}")
-        parts.append((cls(config, tokens, backbone_spec, name=name), weight))
+        part = cls(config, tokens, backbone_spec, name=name)
+        _check_special_tokens(part, tokens)
+        parts.append((part, weight))
     if len(parts) == 1 and parsed[0][1] == 1.0:
         return parts[0][0]
     return Composite(parts, tokens, backbone_spec)
@@ -195,7 +177,7 @@ class Composite(Objective):
         first = parts[0][0]
         tokens = tokens or first.tokens
         spec = spec or first.spec
-        reason = conflicts([(p.name, type(p)) for p, _ in parts], spec.family)
+        reason = compat.incompatibility([(p.name, type(p)) for p, _ in parts], spec)
         if reason:
             raise IncompatibleError(f"cannot compose {'+'.join(p.name for p, _ in parts)}: {reason}")
         ordered = sorted(parts, key=lambda pw: ROLE_ORDER.get(pw[0].role, 1))  # stable

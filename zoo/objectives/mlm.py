@@ -177,6 +177,7 @@ class MaskedLM(Objective):
     requires = frozenset({"bidirectional"})
     attention = "bidirectional"
     corrupts_inputs = True
+    head_key = "mlm"
 
     def __init__(self, config: MLMConfig | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:
@@ -184,13 +185,6 @@ class MaskedLM(Objective):
         require_tokens(tokens, "mask", by=self.name)
         check_vocab(tokens, spec, self.name)
         self.pool = non_special_ids(tokens)
-
-    @classmethod
-    def incompatibility(cls, capabilities: frozenset[str], family: str) -> str | None:
-        if "bidirectional" not in capabilities:
-            return (f"needs a bidirectional backbone (an encoder); this {family} backbone offers "
-                    f"{', '.join(sorted(capabilities))}")
-        return None
 
     def prepare(self, data: Batch | Any, rng: np.random.Generator) -> Batch:
         if not isinstance(data, Batch):

@@ -171,6 +171,9 @@ class PairHead(nn.Module):
         }
 
 
+_WHAT = {"bidirectional": "bidirectional attention", "segments": "segment embeddings (capability 'segments')"}
+
+
 class PairObjective(Objective):
     """Base of sentence-pair objectives: builds rows from ``Segments`` and classifies the pair."""
 
@@ -189,8 +192,9 @@ class PairObjective(Objective):
     def incompatibility(cls, capabilities: frozenset[str], family: str) -> str | None:
         missing = [c for c in ("bidirectional", "segments") if c not in capabilities]
         if missing:
-            return (f"needs a bidirectional backbone with segment embeddings for {cls.task}; this "
-                    f"{family} backbone lacks {' and '.join(missing)}")
+            # [CLS] A [SEP] B [SEP] rows tell the two sides apart by their segment embeddings
+            return (f"needs {' and '.join(_WHAT[c] for c in missing)} for {cls.task}; this backbone "
+                    f"offers {', '.join(sorted(capabilities))}")
         return None
 
     def make_pair(self, chunk: Chunk, source: DocumentSource, max_tokens: int,

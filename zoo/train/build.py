@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from zoo import registry
 from zoo.batch import SpecialTokens
+from zoo.data.config import TokenizerConfig
 from zoo.errors import ConfigError
 from zoo.model import ZooModel
 from zoo.models.base import Backbone, config_for_size
@@ -47,6 +49,15 @@ def check_compatible(cfg: RunConfig) -> None:
     from zoo.objectives.compose import check_compatible as check
 
     check(cfg.objective, backbone_class(cfg))
+
+
+def tokenizer_config(cfg: RunConfig) -> TokenizerConfig:
+    """``cfg.tokenizer`` with the special tokens the objective declares added to ``special_tokens``."""
+    from zoo.objectives.compose import declared_special_tokens
+
+    declared = declared_special_tokens(cfg.objective, cfg.objectives)
+    extra = [*cfg.tokenizer.special_tokens, *(t for t in declared if t not in cfg.tokenizer.special_tokens)]
+    return replace(cfg.tokenizer, special_tokens=extra)
 
 
 def build_objective(cfg: RunConfig, tokens: SpecialTokens, backbone: Backbone) -> Objective:

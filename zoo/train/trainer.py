@@ -35,7 +35,7 @@ from zoo.objectives.base import LossOutput
 from zoo.objectives.compose import parse_spec
 from zoo.train import checkpoint as ckpt
 from zoo.train import distributed, faults, rng
-from zoo.train.build import build_backbone, build_objective, check_compatible
+from zoo.train.build import build_backbone, build_objective, check_compatible, tokenizer_config
 from zoo.train.config import Budget, RunConfig, config_diffs
 from zoo.train.metrics import Averager, JsonlSink, Record, Sinks, TensorBoardSink, truncate_after
 from zoo.train.optim import build_optimizer, load_optimizer_tensors, lr_at, optimizer_tensors, set_lr
@@ -102,15 +102,16 @@ class Trainer:
         check_compatible(cfg)  # before any allocation
         start = None if dry_run else self._resume_point()
         family = registry.load("backbone", cfg.backbone).family
+        tok_cfg = tokenizer_config(cfg)
         if dry_run:
             existing = (self.run_dir / "tokenizer.json").exists()
-            self.data = build_datasets(cfg.data, cfg.tokenizer, family, self.run_dir if existing else None)
+            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir if existing else None)
         elif info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.data = build_datasets(cfg.data, cfg.tokenizer, family, self.run_dir)
+            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir)
         distributed.barrier(info)
         if not dry_run and not info.is_main:  # tokenizer and shard cache now exist: loading is instant
-            self.data = build_datasets(cfg.data, cfg.tokenizer, family, self.run_dir)
+            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir)
         self.tokens = self.data.special
         self.tokenizer_hash = tokenizer_hash(self.data.tokenizer)
 

@@ -113,8 +113,8 @@ class ReplacedTokenDetection(Objective):
     @classmethod
     def incompatibility(cls, capabilities: frozenset[str], family: str) -> str | None:
         if "bidirectional" not in capabilities:
-            return (f"needs a bidirectional backbone (an encoder) as the discriminator; this {family} "
-                    f"backbone offers {', '.join(sorted(capabilities))}")
+            return (f"needs bidirectional attention for the discriminator; this backbone offers "
+                    f"{', '.join(sorted(capabilities))}")
         return None
 
     # --- data ----------------------------------------------------------------------------------

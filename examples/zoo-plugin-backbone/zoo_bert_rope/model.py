@@ -81,8 +81,6 @@ class RopeBertBackbone(BertBackbone):
 
     def forward(self, input_ids: Tensor, layout: AttentionLayout, token_type_ids: Tensor | None = None,
                 position_ids: Tensor | None = None) -> Tensor:
-        if layout.causal:
-            raise ValueError("the bert-rope backbone is bidirectional; it cannot serve a causal layout")
         c = self.config
         batch, seq_len = input_ids.shape
         if position_ids is None:
