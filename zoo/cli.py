@@ -90,6 +90,8 @@ def list_cmd() -> None:
 @click.option("--text-field", help="JSON lines field holding the text.")
 @click.option("--on-decode-error", type=click.Choice(["error", "skip", "replace"]),
               help="Invalid UTF-8 / NUL bytes in the corpus: fail (default), skip the line, or replace them.")
+@click.option("--init", "init", help="Start from trained weights: a transformers directory (BERT, GPT-2), "
+              "hf:NAME[@REVISION], or a zoo run or step directory; backbone, sizes and tokenizer come from it.")
 @click.option("--tokenizer", "tokenizer_path", help="Reuse this tokenizer.json instead of training one.")
 @click.option("--budget", help="10m | 90s | 2000steps | 3e14flops | 5e6tokens.")
 @click.option("--seq-len", type=int)
@@ -302,7 +304,7 @@ def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
         "tokenizer_path": ("tokenizer", "path"), "vocab_size": ("tokenizer", "vocab_size"),
         "budget": ("train", "budget"), "seq_len": ("train", "seq_len"), "batch_size": ("train", "batch_size"),
         "precision": ("train", "precision"), "checkpoint_every": ("train", "checkpoint_every"),
-        "seed": ("train", "seed"), "strategy": ("train", "strategy"),
+        "seed": ("train", "seed"), "strategy": ("train", "strategy"), "init": ("init", "source"),
     }
     out: dict[str, Any] = {}
     for flag, value in flags.items():

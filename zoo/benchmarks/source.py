@@ -42,6 +42,12 @@ def state_hash(module: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
+def padded_vocab_sizes(vocab_size: int) -> set[int]:
+    """Embedding-table sizes that fit a tokenizer of ``vocab_size`` tokens: its own, or rounded up to a
+    multiple of 8, 64 or 128 (tables padded for speed)."""
+    return {vocab_size} | {-(-vocab_size // m) * m for m in (8, 64, 128)}
+
+
 def check_tokenizer(vocab_size: int, model_vocab: int, tokenizer_ref: str, model_ref: str,
                     tok_hash: str | None = None, expected_hash: str | None = None) -> None:
     """Refuse a tokenizer that does not belong to the weights, naming both.
@@ -52,8 +58,7 @@ def check_tokenizer(vocab_size: int, model_vocab: int, tokenizer_ref: str, model
     if expected_hash is not None and tok_hash is not None and expected_hash != tok_hash:
         raise CheckpointError(f"tokenizer mismatch: {tokenizer_ref} has hash {tok_hash[:12]}, but {model_ref} "
                               f"was trained with tokenizer {expected_hash[:12]}")
-    padded = {-(-vocab_size // m) * m for m in (8, 64, 128)}
-    if model_vocab != vocab_size and model_vocab not in padded:
+    if model_vocab not in padded_vocab_sizes(vocab_size):
         raise CheckpointError(f"tokenizer mismatch: {tokenizer_ref} has {vocab_size} tokens but {model_ref} has a "
                               f"vocabulary of {model_vocab}")
 
@@ -146,25 +151,22 @@ def _open_run(p: Path, step: int | None) -> ModelSource:
     return source
 
 
-def _open_hf(p: Path) -> ModelSource:
-    from safetensors.torch import load_file
+def read_hf_config(p: Path) -> tuple[str, type[Backbone], Any, dict[str, Any]]:
+    """The backbone of a transformers directory from its ``config.json`` alone (no remote code):
+    (backbone name, backbone class, our config, the raw config.json)."""
     from transformers import AutoConfig
 
     try:
         raw = json.loads((p / "config.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{p / 'config.json'}: cannot read ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{p / 'config.json'}: expected a JSON object")
     model_type = raw.get("model_type")
     if model_type not in HF_MODEL_TYPES:
-        raise CheckpointError(f"{p / 'config.json'}: model_type {model_type!r} is not supported; expected one of "
-                              f"{', '.join(HF_MODEL_TYPES)}")
-    tok_path = p / "tokenizer.json"
-    if not tok_path.is_file():
-        raise CheckpointError(f"{p}: no tokenizer.json beside the weights")
-    try:
-        tok = Tokenizer.from_file(str(tok_path))
-    except Exception as exc:  # the tokenizers library raises plain Exceptions for bad files
-        raise CheckpointError(f"{tok_path}: not a tokenizers JSON file ({exc})") from exc
+        archs = ", ".join(raw.get("architectures") or []) or "no architectures listed"
+        raise CheckpointError(f"{p / 'config.json'}: model_type {model_type!r} ({archs}) is not supported; "
+                              f"expected one of {', '.join(HF_MODEL_TYPES)} (BERT or GPT-2)")
     try:
         hf_config = AutoConfig.from_pretrained(str(p))  # local files only, no remote code
     except (OSError, ValueError, TypeError) as exc:
@@ -177,6 +179,43 @@ def _open_hf(p: Path) -> ModelSource:
         raise CheckpointError(f"{p / 'config.json'}: {exc}") from exc
     except ValueError as exc:  # sizes our config refuses
         raise CheckpointError(f"{p / 'config.json'}: not a usable {model_type} config ({exc})") from exc
+    return name, cls, config, raw
+
+
+def read_hf_tokenizer(p: Path) -> Tokenizer:
+    """``tokenizer.json`` beside a transformers model."""
+    tok_path = p / "tokenizer.json"
+    if not tok_path.is_file():
+        raise CheckpointError(f"{p}: no tokenizer.json beside the weights")
+    try:
+        return Tokenizer.from_file(str(tok_path))
+    except Exception as exc:  # the tokenizers library raises plain Exceptions for bad files
+        raise CheckpointError(f"{tok_path}: not a tokenizers JSON file ({exc})") from exc
+
+
+def read_hf_weights(weights: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``model.safetensors`` file (safetensors only: nothing is unpickled)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error type for damaged files
+        raise CheckpointError(f"{weights}: cannot read the weights ({exc})") from exc
+
+
+def load_hf_backbone(backbone: Backbone, state: dict[str, torch.Tensor], weights: Path) -> None:
+    """Load transformers tensors into ``backbone``, strictly: every tensor present, no stray layers."""
+    try:
+        backbone.load_hf_state_dict(state, strict=True)
+    except (KeyError, ValueError, CheckpointError) as exc:
+        raise CheckpointError(f"{weights}: does not fit config.json ({exc})") from exc
+
+
+def _open_hf(p: Path) -> ModelSource:
+    name, cls, config, raw = read_hf_config(p)
+    model_type = raw["model_type"]
+    tok = read_hf_tokenizer(p)
+    tok_path = p / "tokenizer.json"
     check_tokenizer(tok.get_vocab_size(with_added_tokens=True), config.vocab_size, str(tok_path),
                     f"{p / 'config.json'} (vocab_size)")
     weights = p / "model.safetensors"
@@ -190,14 +229,7 @@ def _open_hf(p: Path) -> ModelSource:
     def load(seed: int) -> Backbone:
         if "bb" not in cache:
             backbone = cls(config)
-            try:
-                state = load_file(str(weights))
-            except Exception as exc:  # safetensors raises its own error type for damaged files
-                raise CheckpointError(f"{weights}: cannot read the weights ({exc})") from exc
-            try:
-                backbone.load_hf_state_dict(state, strict=True)
-            except (KeyError, ValueError, CheckpointError) as exc:
-                raise CheckpointError(f"{weights}: does not fit config.json ({exc})") from exc
+            load_hf_backbone(backbone, read_hf_weights(weights), weights)
             cache["bb"] = backbone
         return cache["bb"]
 

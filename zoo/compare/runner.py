@@ -289,6 +289,11 @@ def _consistency_notes(infos: list[RunInfo], runs: list[Any]) -> list[str]:
     for family, hashes in by_family.items():
         if len(hashes) > 1:
             notes.append(f"The {family} runs use {len(hashes)} different tokenizers.")
+    continued = [f"{i.name} (from {r.config.init.source})" for i, r in zip(infos, runs, strict=True)
+                 if r.config.init.source]
+    if continued:
+        notes.append(f"Continued from trained weights (--init), whose earlier compute is not counted: "
+                     f"{', '.join(continued)}.")
     unfinished = [i.name for i, r in zip(infos, runs, strict=True) if i.steps and _progress_of(i, r.config.budget) < 1.0]
     if unfinished:
         notes.append(f"Not trained to their budget: {', '.join(unfinished)}.")

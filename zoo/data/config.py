@@ -19,6 +19,7 @@ class DataConfig:
     max_documents: int = 0  # 0 = all; else the first N documents in reading order
     validation_fraction: float = 0.02  # share of documents held out (at least one when > 0)
     cache_dir: str | None = None  # shard cache root; else $ZOO_CACHE_DIR, else ~/.cache/objective-zoo
+    segmenter: Literal["none", "jieba"] = "none"  # word starts for whole-word masking of Chinese (zoo.data.segment)
 
     def __post_init__(self) -> None:
         if self.max_documents < 0:

@@ -21,6 +21,7 @@ from zoo.batch import SpecialTokens
 from zoo.data.config import DataConfig, TokenizerConfig
 from zoo.data.corpus import read_corpus
 from zoo.data.packing import RowSource, SegmentSource, make_source
+from zoo.data.segment import get_segmenter
 from zoo.data.sentences import chunk_text
 from zoo.data.store import TokenStore, cache_root, cached_store, content_hash
 from zoo.data.tokenizer import (
@@ -143,15 +144,18 @@ def check_tokenizer(special: SpecialTokens, family: str) -> None:
                         "or [SEP]; this one has neither")
 
 
-def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir: Path | str | None) -> DataBundle:
+def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir: Path | str | None,
+                   tokenizer: Tokenizer | None = None) -> DataBundle:
     """Read the corpus, split it by document, get the tokenizer, and build or reuse the token stores.
 
-    The tokenizer is ``run_dir/tokenizer.json`` when it exists (a resumed run), else
-    ``tok.path``, else one trained on the training split; it is saved to ``run_dir``.
+    The tokenizer is ``run_dir/tokenizer.json`` when it exists (a resumed run), else ``tokenizer``
+    (a checkpoint's own, used as is), else ``tok.path``, else one trained on the training split; it
+    is saved to ``run_dir``.
     ``family`` is the backbone family, 'encoder' or 'decoder'.
     """
     if family not in ("encoder", "decoder"):
         raise ValueError(f"unknown backbone family {family!r}; expected 'encoder' or 'decoder'")
+    segmenter = get_segmenter(data.segmenter)  # before any work: a missing extra fails at once
     t0 = time.perf_counter()
     corpus = read_corpus(data)
     t_read = time.perf_counter() - t0
@@ -162,14 +166,16 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
 
     t1 = time.perf_counter()
     run_tok = Path(run_dir) / "tokenizer.json" if run_dir is not None else None
-    kind = resolve_kind(tok, family) if tok.path is None else None
+    given, given_name = (tokenizer, "the --init checkpoint's tokenizer") if tokenizer is not None else \
+        (load_tokenizer(tok.path) if tok.path is not None else None, f"tokenizer.path {tok.path}")
+    kind = resolve_kind(tok, family) if given is None else None
     if run_tok is not None and run_tok.is_file():
         tokenizer, tok_source = load_tokenizer(run_tok), "run_dir"
-        if tok.path is not None and tokenizer_hash(load_tokenizer(tok.path)) != tokenizer_hash(tokenizer):
-            raise DataError(f"{run_tok} differs from tokenizer.path {tok.path}: a run keeps the tokenizer it "
+        if given is not None and tokenizer_hash(given) != tokenizer_hash(tokenizer):
+            raise DataError(f"{run_tok} differs from {given_name}: a run keeps the tokenizer it "
                             "started with; use a new run directory to change it")
-    elif tok.path is not None:
-        tokenizer, tok_source = load_tokenizer(tok.path), "path"
+    elif given is not None:
+        tokenizer, tok_source = given, "init" if tok.path is None else "path"
     else:
         tokenizer, tok_source = _trained_tokenizer(train_docs, tok, kind, train_content, data.cache_dir)
     origin = None
@@ -189,8 +195,8 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
     t_tok = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    train, train_hit = cached_store(train_docs, tokenizer, data.cache_dir, train_content)
-    valid, valid_hit = cached_store(valid_docs, tokenizer, data.cache_dir, valid_content)
+    train, train_hit = cached_store(train_docs, tokenizer, data.cache_dir, train_content, segmenter)
+    valid, valid_hit = cached_store(valid_docs, tokenizer, data.cache_dir, valid_content, segmenter)
     t_store = time.perf_counter() - t2
 
     stats: dict[str, Any] = {
@@ -201,7 +207,7 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
         "train_sentences": train.num_sentences, "valid_sentences": valid.num_sentences,
         "tokenizer_source": tok_source, "tokenizer_kind": tokenizer_kind(tokenizer),
         "tokenizer_hash": tokenizer_hash(tokenizer), "vocab_size": special.vocab_size,
-        "token_dtype": train.dtype.name,
+        "token_dtype": train.dtype.name, "segmenter": train.meta.get("segmenter"),
         "cache_hit": train_hit and valid_hit, "train_cache_hit": train_hit, "valid_cache_hit": valid_hit,
         "train_store": str(train.path), "valid_store": str(valid.path),
         "documents_without_tokens": int(train.meta.get("documents_without_tokens", 0))

@@ -38,6 +38,7 @@ import numpy as np
 import tokenizers
 from tokenizers import Tokenizer
 
+from zoo.data.segment import Segmenter, token_word_starts
 from zoo.data.sentences import MAX_SENTENCE_CHARS, SPLITTER_VERSION, sentence_boundaries
 from zoo.data.tokenizer import tokenizer_hash
 from zoo.errors import DataError
@@ -152,8 +153,9 @@ class TokenStore:
 
 
 def build_store(documents: Sequence[str], tokenizer: Tokenizer, directory: str | Path,
-                content: str | None = None) -> TokenStore:
-    """Tokenise ``documents`` into a new store at ``directory`` (which must not exist yet)."""
+                content: str | None = None, segmenter: Segmenter | None = None) -> TokenStore:
+    """Tokenise ``documents`` into a new store at ``directory`` (which must not exist yet). With a
+    ``segmenter``, a token starts a word only where the segmenter starts one too (``zoo.data.segment``)."""
     out = Path(directory)
     out.mkdir(parents=True)
     vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
@@ -188,6 +190,9 @@ def build_store(documents: Sequence[str], tokenizer: Tokenizer, directory: str |
                 starts = np.ones(len(ids), dtype=bool)
                 if len(ids):
                     starts[1:] = (wids[1:] != wids[:-1]) | (wids[1:] < 0)
+                    if segmenter is not None:
+                        starts &= np.concatenate([token_word_starts(segmenter, e, text)
+                                                  for e, text in zip(encs, pending, strict=True)])
                     first = np.cumsum(lengths) - lengths  # the first token of every sentence
                     starts[first[lengths > 0]] = True
                 if ids.size and int(ids.max()) >= vocab_size:
@@ -238,6 +243,7 @@ def build_store(documents: Sequence[str], tokenizer: Tokenizer, directory: str |
         "num_tokens": total, "num_documents": len(doc_offsets) - 1, "num_sentences": len(sent_offsets) - 1,
         "tokenizer_hash": tokenizer_hash(tokenizer), "content_hash": content or content_hash(documents),
         "tokenizers_version": tokenizers.__version__, "max_sentence_chars": MAX_SENTENCE_CHARS,
+        "segmenter": segmenter.key() if segmenter is not None else None,
         "build_seconds": round(seconds, 3), **stats,
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -281,17 +287,19 @@ def _sentence_lengths(enc: tokenizers.Encoding, starts: list[int], text_len: int
     return [bounds[j + 1] - bounds[j] for j in range(k)]
 
 
-def store_key(content: str, tok_hash: str) -> str:
+def store_key(content: str, tok_hash: str, segmenter: str = "") -> str:
     key = f"{FORMAT_VERSION}|{tokenizers.__version__}|{MAX_SENTENCE_CHARS}|{SPLITTER_VERSION}|{tok_hash}|{content}"
+    if segmenter:  # stores without one keep their keys
+        key += f"|segmenter={segmenter}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def cached_store(documents: Sequence[str], tokenizer: Tokenizer, cache_dir: str | None = None,
-                 content: str | None = None) -> tuple[TokenStore, bool]:
+                 content: str | None = None, segmenter: Segmenter | None = None) -> tuple[TokenStore, bool]:
     """The store of ``documents`` under the cache root, built if needed; returns (store, cache hit)."""
     content = content or content_hash(documents)
     root = cache_root(cache_dir) / "shards"
-    final = root / store_key(content, tokenizer_hash(tokenizer))
+    final = root / store_key(content, tokenizer_hash(tokenizer), segmenter.key() if segmenter is not None else "")
     if final.is_dir():
         try:
             return TokenStore(final), True
@@ -305,7 +313,7 @@ def cached_store(documents: Sequence[str], tokenizer: Tokenizer, cache_dir: str 
                         "(set data.cache_dir or $ZOO_CACHE_DIR)") from exc
     tmp = root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        build_store(documents, tokenizer, tmp, content)
+        build_store(documents, tokenizer, tmp, content, segmenter)
         try:
             os.rename(tmp, final)
         except OSError:

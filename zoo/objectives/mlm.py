@@ -134,17 +134,22 @@ class MaskedLMHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (..., h) -> (..., vocab)
         return self.decoder(self.transform(x))
 
+    def hf_parameters(self) -> dict[str, nn.Parameter]:
+        """The head's own parameters under ``transformers.BertForPreTraining`` names (export and
+        ``--init``); the decoder weight is the word embedding, its bias is ``cls.predictions.bias``."""
+        return {
+            "cls.predictions.transform.dense.weight": self.dense.weight,
+            "cls.predictions.transform.dense.bias": self.dense.bias,
+            "cls.predictions.transform.LayerNorm.weight": self.norm.weight,
+            "cls.predictions.transform.LayerNorm.bias": self.norm.bias,
+            "cls.predictions.bias": self.decoder.bias,
+        }
+
     def hf_state_dict(self) -> dict[str, Tensor]:
         """Parameters under ``transformers.BertForPreTraining`` names (decoder weight = embeddings)."""
-        bias = self.decoder.bias.detach().clone()
-        return {
-            "cls.predictions.transform.dense.weight": self.dense.weight.detach().clone(),
-            "cls.predictions.transform.dense.bias": self.dense.bias.detach().clone(),
-            "cls.predictions.transform.LayerNorm.weight": self.norm.weight.detach().clone(),
-            "cls.predictions.transform.LayerNorm.bias": self.norm.bias.detach().clone(),
-            "cls.predictions.bias": bias,
-            "cls.predictions.decoder.bias": bias.clone(),
-        }
+        out = {k: v.detach().clone() for k, v in self.hf_parameters().items()}
+        out["cls.predictions.decoder.bias"] = out["cls.predictions.bias"].clone()
+        return out
 
 
 def masked_lm_loss(head: MaskedLMHead, hidden: Tensor, positions: Tensor, labels: Tensor,

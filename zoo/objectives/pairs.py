@@ -161,14 +161,18 @@ class PairHead(nn.Module):
     def forward(self, hidden: Tensor) -> Tensor:  # (B, T, h) -> (B, 2)
         return self.classifier(torch.tanh(self.pooler(hidden[:, 0])))
 
+    def hf_parameters(self) -> dict[str, nn.Parameter]:
+        """The parameters under ``transformers.BertForPreTraining`` names (export and ``--init``)."""
+        return {
+            "bert.pooler.dense.weight": self.pooler.weight,
+            "bert.pooler.dense.bias": self.pooler.bias,
+            "cls.seq_relationship.weight": self.classifier.weight,
+            "cls.seq_relationship.bias": self.classifier.bias,
+        }
+
     def hf_state_dict(self) -> dict[str, Tensor]:
         """Parameters under ``transformers.BertForPreTraining`` names."""
-        return {
-            "bert.pooler.dense.weight": self.pooler.weight.detach().clone(),
-            "bert.pooler.dense.bias": self.pooler.bias.detach().clone(),
-            "cls.seq_relationship.weight": self.classifier.weight.detach().clone(),
-            "cls.seq_relationship.bias": self.classifier.bias.detach().clone(),
-        }
+        return {k: v.detach().clone() for k, v in self.hf_parameters().items()}
 
 
 _WHAT = {"bidirectional": "bidirectional attention", "segments": "segment embeddings (capability 'segments')"}

@@ -7,6 +7,7 @@ from typing import Any
 
 from zoo import registry
 from zoo.batch import SpecialTokens
+from zoo.benchmarks.source import padded_vocab_sizes
 from zoo.data.config import TokenizerConfig
 from zoo.errors import ConfigError
 from zoo.model import ZooModel
@@ -23,10 +24,11 @@ def backbone_config(cfg: RunConfig, vocab_size: int) -> Any:
     """Size preset + ``[model]`` overrides; vocabulary from the tokenizer; positions cover seq_len."""
     cls = backbone_class(cfg)
     overrides = dict(cfg.model)
-    if "vocab_size" in overrides and overrides["vocab_size"] != vocab_size:
+    if "vocab_size" in overrides and overrides["vocab_size"] != vocab_size and not (
+            cfg.init.source and overrides["vocab_size"] in padded_vocab_sizes(vocab_size)):  # a padded table
         raise ConfigError(f"model.vocab_size = {overrides['vocab_size']} but the tokenizer has {vocab_size} "
                           f"tokens; set tokenizer.vocab_size (--vocab-size) instead")
-    overrides["vocab_size"] = vocab_size
+    overrides.setdefault("vocab_size", vocab_size)
     try:
         config = config_for_size(cls.Config, cfg.size, **overrides)
     except ValueError as exc:

@@ -109,6 +109,18 @@ class TrainerConfig:
 
 
 @dataclass
+class InitConfig:
+    """Where a run's weights start (``--init``); empty ``source``: random initialisation.
+
+    ``revision`` and ``sha256`` may be given to pin a source; a fresh run records the hub commit and
+    the weights' sha256 it actually loaded (``zoo.train.init``)."""
+
+    source: str = ""  # transformers directory, hf:NAME[@REVISION], zoo run or step directory
+    revision: str = ""  # hub revision (hf:NAME@REVISION sets it too)
+    sha256: str = ""  # of the weights file
+
+
+@dataclass
 class RunConfig:
     objective: str = "mlm+nsp"
     backbone: str = "bert"
@@ -120,6 +132,7 @@ class RunConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainerConfig = field(default_factory=TrainerConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
     @property
     def budget(self) -> Budget:
@@ -130,8 +143,13 @@ class RunConfig:
         return self.out or f"runs/{self.backbone}-{self.objective}"
 
 
-def resolve(data: dict[str, Any]) -> RunConfig:
-    """Typed, fully checked run config (plugin sections are checked against the plugins' Configs)."""
+def resolve(data: dict[str, Any], read_init: bool = True) -> RunConfig:
+    """Typed, fully checked run config (plugin sections are checked against the plugins' Configs).
+    With ``init.source`` the backbone, its sizes and the tokenizer come from that checkpoint."""
+    if read_init and isinstance(data.get("init"), dict) and data["init"].get("source"):
+        from zoo.train.init import init_settings
+
+        data = init_settings(data)
     cfg = from_dict(RunConfig, data)
     from zoo import registry
     from zoo.models.base import config_for_size
@@ -160,7 +178,7 @@ def config_diffs(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ...]
     takes its default, which reproduces what the older version did: upgrading does not orphan runs.
     """
     try:
-        old: Any = to_dict(resolve(saved))
+        old: Any = to_dict(resolve(saved, read_init=False))  # a saved run never re-reads its --init
     except ConfigError:  # a key this version no longer knows: compare as written
         old = saved
     out: set[str] = set()

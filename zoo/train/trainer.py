@@ -37,6 +37,7 @@ from zoo.train import checkpoint as ckpt
 from zoo.train import distributed, faults, rng
 from zoo.train.build import build_backbone, build_objective, check_compatible, tokenizer_config
 from zoo.train.config import Budget, RunConfig, config_diffs
+from zoo.train.init import apply_init, locate, recorded_init
 from zoo.train.metrics import Averager, JsonlSink, Record, Sinks, TensorBoardSink, truncate_after
 from zoo.train.optim import build_optimizer, load_optimizer_tensors, lr_at, optimizer_tensors, set_lr
 
@@ -102,23 +103,28 @@ class Trainer:
         check_compatible(cfg)  # before any allocation
         start = None if dry_run else self._resume_point()
         family = registry.load("backbone", cfg.backbone).family
+        # --init is read on a fresh start only: a resumed run continues from its own checkpoint
+        self.init = locate(cfg.init.source, cfg.init.revision) if cfg.init.source and start is None else None
+        given = self.init.tokenizer if self.init is not None else None
         tok_cfg = tokenizer_config(cfg)
         if dry_run:
             existing = (self.run_dir / "tokenizer.json").exists()
-            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir if existing else None)
+            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir if existing else None, given)
         elif info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir)
+            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir, given)
         distributed.barrier(info)
         if not dry_run and not info.is_main:  # tokenizer and shard cache now exist: loading is instant
-            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir)
+            self.data = build_datasets(cfg.data, tok_cfg, family, self.run_dir, given)
         self.tokens = self.data.special
         self.tokenizer_hash = tokenizer_hash(self.data.tokenizer)
 
         torch.manual_seed(self.seed)  # identical initial weights on every rank
         backbone = build_backbone(cfg, self.tokens.vocab_size)
         self.objective = build_objective(cfg, self.tokens, backbone)
-        self.model = ZooModel(backbone, self.objective).to(self.device)
+        model = ZooModel(backbone, self.objective)
+        self.init_record = apply_init(self.init, model, cfg.init) if self.init is not None and not dry_run else None
+        self.model = model.to(self.device)
 
         seq_len = cfg.train.seq_len
         row_len = self.objective.row_length(seq_len)
@@ -249,6 +255,7 @@ class Trainer:
             "backbone_config": to_dict(self.model.backbone.config),
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "data": self.data.stats,
+            "init": self.init_record or recorded_init(self.run_dir),
         }
         (self.run_dir / "run.json").write_text(json.dumps(info, indent=1, default=str))
 
