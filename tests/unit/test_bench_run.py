@@ -108,8 +108,16 @@ def test_run_bench_seeds_cache_and_reports(tmp_path: Path, monkeypatch: pytest.M
     assert "| MNLI | m/accuracy |" in md and "| average (2 tasks) |" in md
     assert bench_result_from_dict(saved).to_dict()["models"] == saved["models"]
     columns, rows = result.table()
-    assert columns == ["task", "metric", "a", "b"] and [r[:2] for r in rows] == [
+    assert columns == ["task", "metric", "a", "b", "constant"] and [r[:2] for r in rows] == [
         ["SST-2", "accuracy"], ["MNLI", "m/accuracy"], ["MNLI", "mm/accuracy"], ["average (2 tasks)", ""]]
+    assert rows[0][-1] == f"{100 * result.constant['sst2']['accuracy']:.1f}"
+    assert bench_result_from_dict(saved).constant == result.constant == saved["constant"]
+    assert "| constant |" in md and "Constant: the constant predictor" in md
+    assert [len(s.predictions["dev"]) for s in sst2.seeds] == [5, 5, 5]  # per-item, for paired tests
+    assert len(result.references["sst2"]["dev"]) == 5 and set(result.references["sst2"]["dev"]) <= {0, 1}
+    accuracy = [sum(p == y for p, y in zip(s.predictions["dev"], result.references["sst2"]["dev"], strict=True)) / 5
+                for s in sst2.seeds]
+    assert accuracy == pytest.approx(sst2.values("accuracy"))  # the predictions are the scored ones
 
     # a rerun computes nothing
     def fail(*args, **kwargs):
@@ -119,6 +127,7 @@ def test_run_bench_seeds_cache_and_reports(tmp_path: Path, monkeypatch: pytest.M
     again = run_bench([a, b], suite="glue", tasks="sst2,mnli", data_dir=data, seeds=3, recipe=RECIPE,
                       max_eval_examples=5, device="cpu")
     assert all(s.cached for m in again.models for t in m.tasks.values() for s in t.seeds)
+    assert [s.predictions for s in again.models[0].tasks["sst2"].seeds] == [s.predictions for s in sst2.seeds]
     assert again.to_dict()["models"][0]["tasks"]["sst2"]["summary"] == result.to_dict()["models"][0]["tasks"]["sst2"]["summary"]
     # ... but a new recipe, seed or data subset is computed
     for kwargs in ({"overrides": ["lr=5e-4"]}, {"seeds": 4}, {"max_eval_examples": 6}):

@@ -61,8 +61,9 @@ class OptimConfig:
     weight_decay: float = 0.01  # decoupled; on every matrix (embeddings too, as BERT/HF do), not on biases and norms
     grad_clip: float = 1.0  # 0 disables
     warmup: float = 0.05  # fraction of the budget
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    schedule: Literal["linear", "cosine", "constant", "trapezoid"] = "linear"
     min_lr_ratio: float = 0.0  # final lr as a fraction of lr
+    cooldown: float = 0.2  # trapezoid only: the final fraction of the budget, a linear decay to the floor
     implementation: Literal["auto", "fused", "foreach", "for-loop"] = "auto"
 
     def __post_init__(self) -> None:
@@ -70,6 +71,9 @@ class OptimConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup is a fraction of the budget in [0, 1), got {self.warmup}")
+        if self.schedule == "trapezoid" and not (0 < self.cooldown <= 1 - self.warmup):
+            raise ValueError(f"cooldown is the final fraction of the budget, in (0, 1 - warmup] = "
+                             f"(0, {1 - self.warmup:g}], got {self.cooldown}")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ValueError("grad_clip and weight_decay must be >= 0")
 
