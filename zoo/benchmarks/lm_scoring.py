@@ -107,8 +107,7 @@ def scorers_for(objective: str, family: str, heads: Mapping[str, nn.Module], pll
     mode = next((s for s in modes if not s.sentinel), modes[0]) if modes else None
     out: dict[str, Scorer] = {}
     for s in found:
-        chosen = mode if s.paradigm else s
-        assert chosen is not None
+        chosen = (mode or s) if s.paradigm else s
         out.setdefault(chosen.name, chosen)
     if not out:
         raise ConfigError(f"objective {objective!r} has no token-level head (masked-LM or LM head) to score "
