@@ -23,8 +23,9 @@ class ZooGroup(click.Group):
         except ZooError as exc:
             if ctx.obj and ctx.obj.get("verbose"):
                 console.print_traceback()
-            console.print_error(str(exc))
-            ctx.exit(2)
+            if not getattr(exc, "quiet", False):
+                console.print_error(str(exc))
+            ctx.exit(getattr(exc, "exit_code", 2))  # an interrupted training: 128 + the signal
         except OSError as exc:  # a path the user gave cannot be read or written (permissions, full disk, ...)
             if ctx.obj and ctx.obj.get("verbose"):
                 console.print_traceback()
@@ -98,7 +99,8 @@ def list_cmd() -> None:
 @click.option("--batch-size", type=int, help="Rows per micro-batch per process.")
 @click.option("--vocab-size", type=int, help="Vocabulary size of the tokenizer trained for this run.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]))
-@click.option("--checkpoint-every", type=int, help="Steps between checkpoints (0: only at the end).")
+@click.option("--checkpoint-every", type=int,
+              help="Steps between checkpoints (0: every train.checkpoint_minutes of wall time and at the end).")
 @click.option("--out", help="Run directory (default runs/<backbone>-<objective>).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML run config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override any config key.")
@@ -112,6 +114,10 @@ def list_cmd() -> None:
 def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], resume: bool,
               resume_from: str | None, nproc: int, dry_run: bool, **flags: Any) -> None:
     """Pretrain a backbone with an objective."""
+    if nproc < 1:
+        from zoo.errors import ConfigError
+
+        raise ConfigError(f"--nproc must be at least 1 (processes on this machine), got {nproc}")
     if nproc > 1:
         ctx.exit(_torchrun(nproc))
     from zoo import console
@@ -235,7 +241,7 @@ def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None
 @click.option("--objectives", help="Objectives to train and compare, e.g. mlm,mlm+nsp,span,clm,prefix.")
 @click.option("--backbones", default="bert,gpt", show_default=True, help="Backbones; incompatible pairs are skipped.")
 @click.option("--budget", help="Training budget of every run: 3e14flops | 5e6tokens | 2000steps | 10m.")
-@click.option("--seeds", type=int, default=3, show_default=True, help="Pretraining seeds (0..N-1) per pair.")
+@click.option("--seeds", type=int, default=5, show_default=True, help="Pretraining seeds (0..N-1) per pair.")
 @click.option("--data", help="Pretraining corpus: file, directory or hf:NAME. Default: embedded corpus.")
 @click.option("--size", type=click.Choice(["tiny", "mini", "small", "medium", "base"]), default="mini",
               show_default=True, help="Model size preset of every run.")
@@ -261,7 +267,7 @@ def compare_cmd(runs: tuple[str, ...], objectives: str | None, backbones: str, b
                 bench_overrides: tuple[str, ...], bench_seeds: int, max_train_examples: int | None,
                 max_eval_examples: int | None, device: str, no_baseline: bool, statistic: str, out: str) -> None:
     """Which objective is better at equal compute? Train the (objective x backbone x seed) grid at one
-    budget, benchmark every run and a from-scratch baseline, report with bootstrap intervals.
+    budget, benchmark every run and a from-scratch baseline, report intervals and paired tests.
 
     \b
       zoo compare --objectives mlm,mlm+nsp,span,clm --budget 3e14flops --tasks sst2,cola,mrpc --data-dir glue/
@@ -301,10 +307,14 @@ def compare_cmd(runs: tuple[str, ...], objectives: str | None, backbones: str, b
                                  evals=evals, bench=bench)
         result = run_study(settings, out, command=command, train_progress=console.TrainProgress,
                            bench_progress=console.BenchProgress)
-    console.table("Downstream scores (x100): " + result.statistic + " [95% bootstrap interval] over seeds",
+    console.table(f"Downstream scores (x100): {result.statistic} [interval, level in the last column] over seeds",
                   *report.score_table(result))
     if result.pairs:
-        console.table("Same backbone: A - B of the average score", *report.pair_table(result))
+        console.table("Same backbone, over seeds: A - B of the average score (exact sign-flip p, Holm)",
+                      *report.pair_table(result))
+    if any(p.items for p in result.pairs):
+        console.table("Same backbone, over dev items: A - B per task (hierarchical bootstrap, Holm)",
+                      *report.item_table(result))
     for note in result.notes:
         console.text(f"note: {note}")
     console.text(f"report: {Path(result.out) / 'report.md'}")

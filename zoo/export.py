@@ -255,11 +255,12 @@ def _load(run: Run, step: int | None) -> tuple[ZooModel, int, str]:
     steps = run.steps()
     if not steps:
         raise CheckpointError(f"{run.path} has no checkpoints to export")
-    step = steps[-1] if step is None else step
     try:
+        snap = run.snapshot(step)  # the newest intact step, read once: a training may be writing the run
         model = run.load_model(step)
-        sha = run.checkpoint_id(step)
+        step, sha = snap.step, snap.model_sha256
     except CheckpointError as exc:
+        step = steps[-1] if step is None else step
         intact, _ = ckpt.newest_valid(run.path)
         hint = ""
         if intact is not None and intact.name != ckpt.step_name(step):

@@ -7,8 +7,10 @@ checkpoints (see ``zoo.train.checkpoint``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,37 @@ from zoo.train.metrics import Record, read_records
 
 log = logging.getLogger(__name__)
 
+READ_ATTEMPTS = 5  # a training that prunes old steps can remove the one chosen: take the newer one
+
+
+@dataclass
+class Snapshot:
+    """One checkpoint's weights and trainer state, read into memory and checked against its manifest,
+    so that a training writing and pruning the run meanwhile cannot mix two steps."""
+
+    path: Path
+    step: int
+    model_sha256: str
+    tensors: dict[str, Any]
+    state: dict[str, Any]
+
+
+def _read_snapshot(path: Path) -> Snapshot:
+    manifest = json.loads((path / ckpt.MANIFEST).read_text())
+    data = {}
+    for name in ("model.safetensors", "trainer.json"):
+        data[name] = (path / name).read_bytes()
+        actual = hashlib.sha256(data[name]).hexdigest()
+        if actual != manifest["files"][name]["sha256"]:
+            raise CheckpointError(f"checkpoint {path}: file {name} sha256 {actual} does not match manifest "
+                                  f"{manifest['files'][name]['sha256']}")
+    try:
+        state = json.loads(data["trainer.json"])
+    except ValueError as exc:
+        raise CheckpointError(f"{path / 'trainer.json'}: unreadable ({exc})") from exc
+    return Snapshot(path, int(manifest["step"]), manifest["files"]["model.safetensors"]["sha256"],
+                    ckpt.tensors_from_bytes(data["model.safetensors"], path / "model.safetensors"), state)
+
 
 class Run:
     def __init__(self, path: Path) -> None:
@@ -37,6 +70,22 @@ class Run:
         except ValueError as exc:
             raise CheckpointError(f"{self.path}: run.json or config.json is not valid JSON ({exc})") from exc
         self.config: RunConfig = from_dict(RunConfig, raw)
+        self._check_names()
+        self._snapshots: dict[int | None, Snapshot] = {}
+
+    def _check_names(self) -> None:
+        """The objective and backbone named by config.json are registered plugins (found from metadata,
+        nothing imported): an edited or foreign config is refused before anything is built."""
+        from zoo import registry
+        from zoo.errors import ZooError
+        from zoo.objectives.compose import parse_spec
+
+        try:
+            registry.info("backbone", self.config.backbone)
+            for part, _ in parse_spec(self.config.objective):
+                registry.info("objective", part)
+        except ZooError as exc:
+            raise CheckpointError(f"{self.path / 'config.json'}: {exc}") from exc
 
     @property
     def name(self) -> str:
@@ -92,14 +141,39 @@ class Run:
                                   f"intact one is step {step}; pass --step {step} to use it")
         return path
 
+    def snapshot(self, step: int | None = None) -> Snapshot:
+        """The weights and state of ``step`` (default: the newest intact step, chosen once per ``Run``:
+        every later call returns the same one), read into memory and checked."""
+        if step in self._snapshots:
+            return self._snapshots[step]
+        for _ in range(READ_ATTEMPTS):
+            before = self.steps()
+            path = None
+            try:
+                path = self.checkpoint(step)
+                snap = _read_snapshot(path)
+            except (FileNotFoundError, CheckpointError) as exc:
+                # A training of this run pruned the chosen step meanwhile: choose again.
+                vanished = isinstance(exc, FileNotFoundError) or self.steps() != before
+                if step is None and vanished:
+                    continue
+                if isinstance(exc, CheckpointError):
+                    raise
+                raise CheckpointError(f"checkpoint {path or self.path} was removed while it was being read (a "
+                                      f"training of {self.path} pruned it); choose a newer --step") from None
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"checkpoint {path}: {ckpt.MANIFEST} is unreadable: {exc}") from exc
+            self._snapshots[step] = snap
+            return snap
+        raise CheckpointError(f"{self.path}: its checkpoints kept being replaced while being read; try again")
+
     def checkpoint_id(self, step: int | None = None) -> str:
         """Stable id of the weights: the sha256 of ``model.safetensors`` from the manifest."""
-        manifest = ckpt.verify(self.checkpoint(step))
-        return manifest["files"]["model.safetensors"]["sha256"]
+        return self.snapshot(step).model_sha256
 
     def _checked_state(self, step: int | None) -> tuple[Path, dict[str, Any]]:
-        path = self.checkpoint(step)
-        state = json.loads((path / "trainer.json").read_text())
+        snap = self.snapshot(step)
+        path, state = snap.path, snap.state
         mine = self.tokenizer_hash()
         if state.get("tokenizer_hash") != mine or state.get("vocab_size") != self.special_tokens().vocab_size:
             raise CheckpointError(
@@ -122,7 +196,7 @@ class Run:
     def load_model(self, step: int | None = None) -> ZooModel:
         path, _ = self._checked_state(step)
         model = self.build_model()
-        tensors = ckpt.load_tensors(path / "model.safetensors")
+        tensors = self.snapshot(step).tensors
         missing, unexpected = model.load_state_dict(tensors, strict=False)
         if missing or unexpected:
             raise CheckpointError(f"{path}: weights do not fit the run's model (missing {missing[:3]}, "
@@ -132,7 +206,7 @@ class Run:
     def load_backbone(self, step: int | None = None) -> Backbone:
         path, _ = self._checked_state(step)
         backbone = self.build_backbone()
-        tensors = ckpt.load_tensors(path / "model.safetensors")
+        tensors = self.snapshot(step).tensors
         state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
         missing, unexpected = backbone.load_state_dict(state, strict=False)
         if missing or unexpected:

@@ -64,8 +64,18 @@ def test_study_end_to_end_then_existing_runs(corpus: Path, shared_data: Path, tm
     assert set(groups) == {("bert", "mlm"), ("bert", "span"), ("bert", BASELINE)}
     assert all(g["seeds"] == [0, 1] for g in groups.values())
     assert [(p["a"], p["b"]) for p in results["pairs"]] == [("mlm", "span"), ("mlm", BASELINE), ("span", BASELINE)]
+    # 2 seeds: the exact sign-flip test cannot go below 2/2^2; every pair is also tested over the 64 dev items
+    assert all(p["seeds"]["test"] == "sign-flip" and p["seeds"]["p"] >= 0.5 for p in results["pairs"])
+    assert all(p["items"]["sst2"]["items"] == 64 and p["items"]["sst2"]["seeds"] == 2 for p in results["pairs"])
+    by_run = {Path(r["path"]).name: r["scores"]["sst2"] for r in results["runs"]}
+    per_seed = [by_run[f"bert-mlm-seed{s}"] - by_run[f"bert-span-seed{s}"] for s in (0, 1)]
+    # the item-level statistic recomputed from the stored predictions is the official task score
+    assert results["pairs"][0]["items"]["sst2"]["difference"]["point"] == pytest.approx(sum(per_seed) / 2, abs=1e-12)
+    constant = results["constant"]["scores"]["sst2"]  # the majority class of the 64 training examples
+    assert 0.3 < constant < 0.7 and results["constant"]["metrics"]["sst2"] == {"accuracy": constant}
     report = (out / "report.md").read_text()
     assert "| bert | mlm |" in report and "![Validation loss vs training FLOPs](curves.png)" in report
+    assert f"| - | constant predictor | {100 * constant:.1f} |" in report and "over evaluation items" in report
 
     # The same runs as existing runs: nothing trained, every fine-tune comes from the cache.
     before = cache_files(out)
@@ -77,6 +87,7 @@ def test_study_end_to_end_then_existing_runs(corpus: Path, shared_data: Path, tm
     assert {r["name"]: r["scores"] for r in again["runs"]} == {
         Path(r["path"]).name: r["scores"] for r in results["runs"]}
     assert [b["scores"] for b in again["baselines"]] == [b["scores"] for b in results["baselines"]]
+    assert again["pairs"][0]["items"] == results["pairs"][0]["items"]  # predictions come back from the cache
     code, output = invoke("compare", str(out), *bench_args(glue))
     assert code == 2 and "is a study directory, not a run" in output
 

@@ -52,22 +52,23 @@ TOLERANCE = 1e-5
 def make_run(corpus: Path, tmp_path_factory: pytest.TempPathFactory):
     """Train (once per module) a tiny run for 2 steps; returns its directory."""
     root = tmp_path_factory.mktemp("runs")
-    done: dict[tuple[str, str], Path] = {}
+    done: dict[tuple, Path] = {}
 
-    def make(objective: str, backbone: str) -> Path:
-        if (objective, backbone) not in done:
-            out = root / f"{backbone}-{path_name(objective)}"
+    def make(objective: str, backbone: str, **model: object) -> Path:
+        key = (objective, backbone, *sorted(model.items()))
+        if key not in done:
+            out = root / "-".join(str(k) for k in (backbone, path_name(objective), *model.values()))
             train(resolve({
                 "objective": objective, "backbone": backbone, "size": "tiny", "out": str(out),
-                "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
+                "model": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, **model},
                 "data": {"source": str(corpus), "doc_boundary": "blank-line"},
                 "tokenizer": {"vocab_size": 400, "num_sentinels": 20},
                 "optim": {"lr": 1e-2, "warmup": 0.0},  # large steps: trained weights differ from the init
                 "train": {"budget": "2steps", "seq_len": 32, "batch_size": 4, "eval_every": 0,
                           "eval_batches": 1, "prefetch": False},
             }))
-            done[(objective, backbone)] = out
-        return done[(objective, backbone)]
+            done[key] = out
+        return done[key]
 
     return make
 
@@ -265,3 +266,17 @@ def test_export_and_bench_know_the_attention_a_mixture_trained_with(make_run, tm
     assert Recipe(attention="causal").hash() != Recipe().hash() == Recipe(attention="auto").hash()
     with pytest.raises(ConfigError, match="invalid attention = 'sideways' \\(one of auto, bidirectional, causal\\)"):
         Recipe(attention="sideways")
+
+
+@pytest.mark.parametrize("backbone,objective,option,value", [
+    ("bert", "mlm", "norm_position", "pre"), ("bert", "mlm", "bias", False), ("gpt", "clm", "bias", False),
+])
+def test_refuses_options_no_transformers_class_computes(make_run, tmp_path: Path, backbone: str, objective: str,
+                                                        option: str, value: object) -> None:
+    """Pre-LN BERT and bias-free layers train, but exporting them would write another function."""
+    run = str(make_run(objective, backbone, **{option: value}))
+    result = CliRunner().invoke(cli, ["export", run, "--to", "hf", str(tmp_path / "hf")])
+    assert result.exit_code != 0
+    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"model.{option} = {value!r} has no transformers counterpart" in lines[0], result.output
+    assert not (tmp_path / "hf" / "model.safetensors").exists()

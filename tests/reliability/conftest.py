@@ -131,6 +131,23 @@ def copy_run(src: Path, dst: Path) -> Path:
     return dst
 
 
+def edited_copy(src: Path, dst: Path, **config: object) -> Path:
+    """A copy of the run ``src`` whose ``config.json`` has the given top-level values."""
+    run = copy_run(src, dst)
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, **config}))
+    return run
+
+
+def bench_sst2(run: Path, tmp: Path) -> tuple[int, str]:
+    """``zoo bench RUN --tasks sst2`` on a two-row SST-2 written under ``tmp``."""
+    glue = tmp / "glue" / "SST-2"
+    glue.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev"):
+        (glue / f"{split}.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
+    return invoke(["bench", str(run), "--tasks", "sst2", "--data-dir", str(glue.parent), "--device", "cpu"])
+
+
 # --- real processes --------------------------------------------------------------------------------
 
 @dataclass
@@ -153,22 +170,24 @@ class Child:
             self.proc.wait()
 
 
-def child_env(cache: Path, fault: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "ZOO_FAULT"}
+def child_env(cache: Path, fault: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOO_FAULT")}
     env.update({"ZOO_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                 "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                 "COLUMNS": "200"})
     if fault:
         env["ZOO_FAULT"] = fault
+    env.update(extra or {})
     return env
 
 
-def spawn(args: list[str], log: Path, cache: Path, fault: str | None = None) -> Child:
+def spawn(args: list[str], log: Path, cache: Path, fault: str | None = None,
+          extra_env: dict[str, str] | None = None) -> Child:
     """Start ``python -m zoo *args`` (with ``ZOO_FAULT=fault``) without waiting for it."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "zoo", *args], stdout=out, stderr=subprocess.STDOUT,
-                                env=child_env(cache, fault), cwd=REPO, start_new_session=True)
+                                env=child_env(cache, fault, extra_env), cwd=REPO, start_new_session=True)
     return Child(args, proc, log)
 
 

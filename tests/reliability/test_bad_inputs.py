@@ -76,8 +76,8 @@ def _nul_byte(tmp: Path, prose: str) -> tuple[Path, list[str]]:
 
 
 def _utf16(tmp: Path, prose: str) -> tuple[Path, list[str]]:
-    p = write(tmp / "utf16.txt", prose[:200].encode("utf-16"))
-    return p, [f"{p}: invalid UTF-8", "at byte offset 0 (line 1)"]
+    p = write(tmp / "utf16.txt", prose[:200].encode("utf-16-le"))  # no byte-order mark (with one it is read)
+    return p, [f"{p}: NUL byte (binary data or a UTF-16 file?) at byte offset 1 (line 1)"]
 
 
 def _no_matching_files(tmp: Path, prose: str) -> tuple[Path, list[str]]:

@@ -163,12 +163,20 @@ def test_explicitly_named_damaged_checkpoint_is_an_error(run: Path, corpus: Path
     assert deterministic_records(run) == before  # nothing trained
 
 
-def test_resume_from_an_intact_checkpoint_and_from_nothing(run: Path, corpus: Path, single_thread: None) -> None:
+def test_resume_from_an_intact_checkpoint_and_from_nothing(run: Path, corpus: Path, single_thread: None,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     code, out = invoke(train_args(run, corpus, "mlm", "bert", 9, 3, "--resume-from", "step-000006"))
     assert code == 0, out
     assert "resuming from step-000006" in " ".join(out.split())
     code, out = invoke(train_args(run, corpus, "mlm", "bert", 9, 3, "--resume-from", "step-000042"))
-    assert_user_error(code, out, "step-000042", "manifest.json is missing")
+    assert_user_error(code, out, "--resume-from step-000042: no such checkpoint directory",
+                      f"checkpoints in {run}: step-000003, step-000006, step-000009")
+    # A path relative to the working directory is named as given, never joined to the run directory.
+    monkeypatch.chdir(run.parent)
+    code, out = invoke(train_args(Path(run.name), corpus, "mlm", "bert", 9, 3, "--resume-from",
+                                  f"{run.name}/step-000042"))
+    text = assert_user_error(code, out, f"--resume-from {run.name}/step-000042: no such checkpoint directory")
+    assert f"{run.name}/{run.name}" not in text.split("(neither")[0]
 
 
 def test_checkpoint_of_another_model_is_refused(run: Path, corpus: Path, tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ two-rank run."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import signal
 import time
@@ -98,3 +100,80 @@ def test_launcher_names_the_rank_that_failed_first() -> None:
     message, code = worker_failure({0: _failure(term, 101, 10), 1: _failure(term, 100, 11)}, 2)
     assert "rank 1 of 2 (pid 11) was killed by signal SIGTERM; the launcher stopped rank 0" in message
     assert code == 128 + signal.SIGTERM
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_nodes_with_a_localhost_rendezvous_equal_one_node_of_two(tmp_path: Path, corpus: Path,
+                                                                     cache_dir: Path) -> None:
+    """``torchrun --nnodes 2`` as two local agents (one process each) rendezvousing on localhost: global
+    ranks, data shards and checkpoints are those of ``--nproc 2`` on one node, bitwise."""
+    import subprocess
+    import sys
+
+    from .conftest import REPO, child_env
+
+    one_node, two_nodes = tmp_path / "one-node", tmp_path / "two-nodes"
+    reference = spawn(two_ranks(one_node, corpus), tmp_path / "one-node.log", cache_dir)
+    args = two_ranks(two_nodes, corpus)[:-2]  # without --nproc 2
+    port = _free_port()
+    agents = []
+    for node in (0, 1):
+        log = open(tmp_path / f"node{node}.log", "wb")
+        agents.append((subprocess.Popen(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+             "--node_rank", str(node), "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "zoo", *args],
+            stdout=log, stderr=subprocess.STDOUT, env=child_env(cache_dir), cwd=REPO, start_new_session=True), log))
+    try:
+        for node, (proc, log) in enumerate(agents):
+            rc = proc.wait(timeout=300)
+            log.close()
+            text = (tmp_path / f"node{node}.log").read_text(errors="replace")
+            assert rc == 0, f"node {node}:\n{text[-4000:]}"
+        rc, log = reference.wait(timeout=300)
+        assert rc == 0, log[-4000:]
+    finally:
+        for proc, _ in agents:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        reference.kill()
+    assert [s for s, _ in ckpt.steps(two_nodes)] == [3, 6, 7]  # written once, by global rank 0
+    state = json.loads((two_nodes / "step-000007" / "trainer.json").read_text())
+    assert state["world_size"] == 2 and sorted(state["rng"]) == ["rank0", "rank1"]  # both ranks
+    assert_same_run(one_node, two_nodes)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_two_ranks_writes_one_checkpoint(tmp_path: Path, corpus: Path, cache_dir: Path) -> None:
+    """Ctrl-C reaches the launcher and both ranks (the terminal signals the whole process group, and the
+    launcher passes it on): they agree to stop after the same step, rank 0 writes its checkpoint, and
+    the launcher says how to resume, with no traceback."""
+    out, gate = tmp_path / "run", tmp_path / "gate"
+    job = spawn(train_args(out, corpus, "mlm", "bert", 12, 0, "--batch-size", "2", "--nproc", "2"),
+                tmp_path / "job.log", cache_dir, "hold@step=6", {"ZOO_FAULT_RELEASE": str(gate)})
+    try:
+        deadline = time.monotonic() + 240
+        while not ((out / "metrics.jsonl").is_file() and "\"step\": 2" in (out / "metrics.jsonl").read_text()):
+            assert job.proc.poll() is None and time.monotonic() < deadline, job.log.read_text()[-3000:]
+            time.sleep(0.05)
+        os.killpg(job.proc.pid, signal.SIGINT)
+        gate.touch()
+        rc, log = job.wait(timeout=240)
+    finally:
+        gate.touch()
+        job.kill()
+    assert rc == 128 + signal.SIGINT, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    steps = [s for s, _ in ckpt.steps(out)]
+    assert len(steps) == 1 and 2 <= steps[0] < 12, (steps, log[-3000:])
+    said = [line for line in log.splitlines() if line.startswith("error: training interrupted by SIGINT")]
+    assert len(said) == 1 and f"after step {steps[0]}: checkpoint" in said[0], log[-3000:]  # by rank 0 only
+    assert "error: stopped by SIGINT: the training processes finished their step and wrote a checkpoint" in log

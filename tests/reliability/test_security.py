@@ -20,7 +20,7 @@ from safetensors import safe_open
 from zoo import registry
 from zoo.errors import PluginError
 
-from .conftest import REPO, assert_user_error, copy_run, invoke, train_args, train_in_process
+from .conftest import REPO, assert_user_error, bench_sst2, edited_copy, invoke, train_args, train_in_process
 
 SCANNED = ("zoo", "examples", "perf")
 UNPICKLERS = {f"{m}.{f}" for m in ("pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib")
@@ -224,14 +224,7 @@ def test_a_tampered_run_cannot_make_zoo_import_a_module(tiny_run: Path, tmp_path
     marker = tmp_path / "imported"
     (tmp_path / "evil_backbone.py").write_text(f"open({str(marker)!r}, 'w').close()\nclass Backbone: pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    run = copy_run(tiny_run, tmp_path / "run")
-    config = json.loads((run / "config.json").read_text())
-    config["backbone"] = "evil_backbone:Backbone"
-    (run / "config.json").write_text(json.dumps(config))
-    glue = tmp_path / "glue" / "SST-2"
-    glue.mkdir(parents=True)
-    for split in ("train", "dev"):
-        (glue / f"{split}.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
-    code, out = invoke(["bench", str(run), "--tasks", "sst2", "--data-dir", str(glue.parent), "--device", "cpu"])
+    run = edited_copy(tiny_run, tmp_path / "run", backbone="evil_backbone:Backbone")
+    code, out = bench_sst2(run, tmp_path)
     assert_user_error(code, out, "unknown backbone 'evil_backbone:Backbone'")
     assert not marker.exists() and "evil_backbone" not in sys.modules

@@ -108,8 +108,16 @@ def test_run_bench_seeds_cache_and_reports(tmp_path: Path, monkeypatch: pytest.M
     assert "| MNLI | m/accuracy |" in md and "| average (2 tasks) |" in md
     assert bench_result_from_dict(saved).to_dict()["models"] == saved["models"]
     columns, rows = result.table()
-    assert columns == ["task", "metric", "a", "b"] and [r[:2] for r in rows] == [
+    assert columns == ["task", "metric", "a", "b", "constant"] and [r[:2] for r in rows] == [
         ["SST-2", "accuracy"], ["MNLI", "m/accuracy"], ["MNLI", "mm/accuracy"], ["average (2 tasks)", ""]]
+    assert rows[0][-1] == f"{100 * result.constant['sst2']['accuracy']:.1f}"
+    assert bench_result_from_dict(saved).constant == result.constant == saved["constant"]
+    assert "| constant |" in md and "Constant: the constant predictor" in md
+    assert [len(s.predictions["dev"]) for s in sst2.seeds] == [5, 5, 5]  # per-item, for paired tests
+    assert len(result.references["sst2"]["dev"]) == 5 and set(result.references["sst2"]["dev"]) <= {0, 1}
+    accuracy = [sum(p == y for p, y in zip(s.predictions["dev"], result.references["sst2"]["dev"], strict=True)) / 5
+                for s in sst2.seeds]
+    assert accuracy == pytest.approx(sst2.values("accuracy"))  # the predictions are the scored ones
 
     # a rerun computes nothing
     def fail(*args, **kwargs):
@@ -119,6 +127,7 @@ def test_run_bench_seeds_cache_and_reports(tmp_path: Path, monkeypatch: pytest.M
     again = run_bench([a, b], suite="glue", tasks="sst2,mnli", data_dir=data, seeds=3, recipe=RECIPE,
                       max_eval_examples=5, device="cpu")
     assert all(s.cached for m in again.models for t in m.tasks.values() for s in t.seeds)
+    assert [s.predictions for s in again.models[0].tasks["sst2"].seeds] == [s.predictions for s in sst2.seeds]
     assert again.to_dict()["models"][0]["tasks"]["sst2"]["summary"] == result.to_dict()["models"][0]["tasks"]["sst2"]["summary"]
     # ... but a new recipe, seed or data subset is computed
     for kwargs in ({"overrides": ["lr=5e-4"]}, {"seeds": 4}, {"max_eval_examples": 6}):
@@ -154,6 +163,37 @@ def test_bench_json_keeps_other_suites(tmp_path: Path) -> None:
     suites = json.loads((tmp_path / "a" / "bench.json").read_text())["suites"]
     assert suites["clue"] == {"kept": True} and "glue" in suites
     assert "## GLUE (sst2)" in (tmp_path / "a" / "bench.md").read_text()  # the unreadable entry is skipped
+
+
+def test_bench_json_accumulates_newest_per_task_and_recipe(tmp_path: Path) -> None:
+    """Benchmarking one task keeps the others; a new recipe keeps the earlier one's result beside it."""
+    data = write_data(tmp_path / "glue")
+    a = source("a", tmp_path / "a")
+    run_bench([a], tasks="sst2", data_dir=data, recipe=RECIPE, device="cpu", max_eval_examples=5)
+    run_bench([a], tasks="mnli", data_dir=data, recipe=RECIPE, device="cpu", max_eval_examples=5)
+    saved = json.loads((tmp_path / "a" / "bench.json").read_text())["suites"]["glue"]
+    model = saved["models"][0]
+    assert saved["tasks"] == ["sst2", "mnli"] and list(model["tasks"]) == ["sst2", "mnli"]
+    assert model["average"] == pytest.approx((model["tasks"]["sst2"]["score"] + model["tasks"]["mnli"]["score"]) / 2)
+    first = model["tasks"]["sst2"]
+    run_bench([a], tasks="sst2", data_dir=data, recipe=RECIPE, overrides=["lr=5e-4"], device="cpu",
+              max_eval_examples=5)
+    model = json.loads((tmp_path / "a" / "bench.json").read_text())["suites"]["glue"]["models"][0]
+    assert list(model["tasks"]) == ["sst2", "mnli"] and model["tasks"]["sst2"]["recipe"]["lr"] == 5e-4
+    assert [t["recipe_id"] for t in model["other_recipes"]] == [first["recipe_id"]]
+    md = (tmp_path / "a" / "bench.md").read_text()
+    assert "- a, SST-2: recipe " in md and "lr=0.0005" in md and "- a, MNLI: recipe " in md
+    assert "Earlier results with other recipes" in md and f"recipe {first['recipe_id'][:8]} (" in md
+    # a rerun of the first recipe makes it the newest again; nothing is duplicated
+    run_bench([a], tasks="sst2", data_dir=data, recipe=RECIPE, device="cpu", max_eval_examples=5)
+    model = json.loads((tmp_path / "a" / "bench.json").read_text())["suites"]["glue"]["models"][0]
+    assert model["tasks"]["sst2"]["recipe_id"] == first["recipe_id"] and len(model["other_recipes"]) == 1
+
+
+def test_average_definition_names_the_suite() -> None:
+    glue, clue = (bench.BenchResult(s, [], [0], [], "hub").to_dict()["average_definition"] for s in ("glue", "clue"))
+    assert glue.startswith("GLUE leaderboard")
+    assert clue.startswith("CLUE classification tasks") and "GLUE" not in clue and "never a CLUE score" in clue
 
 
 def test_bad_arguments(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ import pytest
 from matplotlib.colors import to_hex
 
 from zoo.compare.plots import OBJECTIVE_COLORS, curves_figure, figures, objective_color, scores_figure
-from zoo.compare.report import markdown, pair_table, score_table, write_report
-from zoo.compare.results import ComparisonResult, RunInfo
-from zoo.compare.stats import bootstrap_ci
+from zoo.compare.report import item_table, markdown, pair_table, score_table, write_report
+from zoo.compare.results import ComparisonResult, ItemValues, RunInfo
+from zoo.compare.stats import median_interval, seeds_needed
 from zoo.compare.study import BASELINE
 
 TASKS = ["sst2", "mrpc"]
@@ -40,7 +40,7 @@ def _run(backbone: str, objective: str, seed: int, scores: tuple[float, float], 
     return info
 
 
-def synthetic(tmp: Path, failed: bool = False, drop_seed: bool = False) -> ComparisonResult:
+def synthetic(tmp: Path, failed: bool = False, drop_seed: bool = False, **extra: object) -> ComparisonResult:
     runs, baselines = [], []
     for (bb, obj), per_seed in SCORES.items():
         for seed, scores in enumerate(per_seed):
@@ -57,20 +57,24 @@ def synthetic(tmp: Path, failed: bool = False, drop_seed: bool = False) -> Compa
                                                            "objectives": ["mlm", "mlm+nsp", "clm"]},
                             skipped=[{"objective": "mlm", "backbone": "gpt", "reason": "needs a bidirectional backbone"}],
                             bench={"fine_tune_seeds": 1, "data": "glue/", "recipes": {"sst2": {"lr": 1e-4}}},
-                            command="zoo compare --objectives mlm,mlm+nsp,clm --budget 1e12flops")
+                            command="zoo compare --objectives mlm,mlm+nsp,clm --budget 1e12flops",
+                            **extra)  # type: ignore[arg-type]
 
 
-def test_groups_hold_medians_and_bootstrap_intervals(tmp_path: Path) -> None:
+def test_groups_hold_medians_and_order_statistic_intervals(tmp_path: Path) -> None:
     result = synthetic(tmp_path)
     labels = [g.label for g in result.groups]
     assert labels == ["bert mlm", "bert mlm+nsp", "gpt clm", f"bert {BASELINE}", f"gpt {BASELINE}"]
     mlm = result.groups[0]
     sst2 = [s[0] for s in SCORES[("bert", "mlm")]]
-    assert mlm.tasks["sst2"] == bootstrap_ci(sst2, "median")
+    assert mlm.tasks["sst2"] == median_interval(sst2)
     assert mlm.tasks["sst2"].point == pytest.approx(0.80)
     averages = [np.mean(s) for s in SCORES[("bert", "mlm")]]
     assert mlm.average.point == pytest.approx(np.median(averages))
     assert (mlm.average.low, mlm.average.high) == pytest.approx((min(averages), max(averages)))  # n = 3, median
+    assert mlm.average.confidence == pytest.approx(0.75) and mlm.average.label == "75% order-statistic"
+    mean = synthetic(tmp_path, statistic="mean").groups[0].average
+    assert mean.label == "95% t" and mean.point == pytest.approx(np.mean(averages))
 
 
 def test_pairs_are_same_backbone_and_paired_by_seed(tmp_path: Path) -> None:
@@ -82,8 +86,11 @@ def test_pairs_are_same_backbone_and_paired_by_seed(tmp_path: Path) -> None:
     assert first.paired
     diffs = [np.mean(a) - np.mean(b) for a, b in zip(SCORES[("bert", "mlm")], SCORES[("bert", "mlm+nsp")],
                                                      strict=True)]
-    assert first.diff.point == pytest.approx(np.median(diffs))
+    assert first.diff.point == pytest.approx(np.mean(diffs)) and first.diff.label == "95% t"
     assert first.wins == sum(d > 0 for d in diffs) == 3
+    assert first.seeds.p == pytest.approx(2 / 2**3)  # all 3 seeds ahead: the smallest p 3 seeds allow
+    # Holm over the 4 pairs: all have p = 0.25, so every adjusted p is min(1, 4 x 0.25) = 1
+    assert [p.seeds.p_holm for p in result.pairs] == pytest.approx([1.0] * 4)
     assert all(p.diff.excludes(0.0) for p in result.pairs[1:])  # pretraining beats scratch on every seed
 
 
@@ -91,17 +98,19 @@ def test_missing_seed_makes_the_pair_unpaired(tmp_path: Path) -> None:
     result = synthetic(tmp_path, drop_seed=True)
     first = result.pairs[0]
     assert not first.paired and first.wins is None
-    assert first.diff.n == 2
+    assert first.diff.n == 2 and first.seeds.test == "welch" and not first.items
 
 
 def test_markdown_report(tmp_path: Path) -> None:
     result = synthetic(tmp_path, failed=True)
     text = markdown(result, {"scores": tmp_path / "scores.png", "curves": tmp_path / "curves.png"})
-    assert "| backbone | objective | SST-2 | MRPC | average | seeds |" in text
+    assert "| backbone | objective | SST-2 | MRPC | average | seeds | interval |" in text
     mlm = result.groups[0]
     cell = f"{100 * mlm.tasks['sst2'].point:.1f} [{100 * mlm.tasks['sst2'].low:.1f}, {100 * mlm.tasks['sst2'].high:.1f}]"
-    assert f"| bert | mlm | {cell} |" in text
-    assert "With 3 seeds this interval is wide" in text
+    assert f"| bert | mlm | {cell} |" in text and "| 3 | 75% order-statistic |" in text
+    assert "smallest p the sign-flip test can give is 2/2^3 = 0.25" in text and "4 pair(s) were tested" in text
+    sd = float(np.median([p.seeds.sd for p in result.pairs]))
+    assert f"(sd {100 * sd:.2f} points; 80% power, paired t test at 0.05): 0.5 points: {seeds_needed(0.005, sd)}," in text
     assert "1e+12 flops" in text  # the budget is stated
     assert "not on one scale" in text
     assert "![Validation loss vs training FLOPs](curves.png)" in text
@@ -110,8 +119,56 @@ def test_markdown_report(tmp_path: Path) -> None:
     assert "`gpt-span-seed0`: non-finite loss" in text
     assert "| MRPC accuracy | MRPC f1 |" in text.replace("SST-2 accuracy | ", "")
     columns, rows = pair_table(result)
-    assert rows[0][:3] == ["bert", "mlm", "mlm+nsp"] and rows[0][4] == "3/3 seeds"
-    assert rows[1][5] == "mlm better"
+    assert rows[0][:3] == ["bert", "mlm", "mlm+nsp"] and rows[0][6] == "3/3 seeds"
+    # the interval excludes 0, but 3 seeds cannot make a significant sign-flip test after Holm
+    assert rows[1][8] == "mlm ahead, not significant after Holm"
+    assert "constant predictor" not in text  # no constant scores given: no row
+
+
+def test_constant_predictor_row_and_readings(tmp_path: Path) -> None:
+    result = synthetic(tmp_path, constant={"sst2": 0.509, "mrpc": 0.748})
+    _, rows = score_table(result)
+    assert rows[-1] == ["-", "constant predictor", "50.9", "74.8", "62.9", "-", "none (no randomness)"]
+    text = markdown(result, {})
+    assert "majority class of the training labels" in text
+
+
+def _items(seed: int, n: int, p: float) -> ItemValues:
+    return ItemValues("mean", (np.random.default_rng(seed).random((1, n)) < p).astype(float))
+
+
+def test_item_level_pairs_with_holm(tmp_path: Path) -> None:
+    """Per-item correctness on SST-2: mlm right on 90% of 400 items, mlm+nsp on 60%: distinguishable over
+    items even with 3 seeds; clm has no per-item values and gets no item-level test."""
+    items = {f"bert-mlm-seed{s}": {"sst2": _items(s, 400, 0.9)} for s in range(3)}
+    items |= {f"bert-mlm+nsp-seed{s}": {"sst2": _items(10 + s, 400, 0.6)} for s in range(3)}
+    items |= {f"bert-{BASELINE}-seed{s}": {"sst2": _items(20 + s, 400, 0.6)} for s in range(3)}
+    result = synthetic(tmp_path, items=items)
+    by_key = {(p.a, p.b): p for p in result.pairs}
+    first = by_key[("mlm", "mlm+nsp")].items["sst2"]
+    assert first.diff.point == pytest.approx(0.3, abs=0.05) and first.diff.low > 0.2 and first.p < 0.001
+    assert first.seeds == 3 and first.items == 400
+    null = by_key[("mlm+nsp", BASELINE)].items["sst2"]
+    assert null.diff.low < 0 < null.diff.high  # same accuracy: not distinguishable
+    assert not by_key[("clm", BASELINE)].items
+    ps = sorted(p.items["sst2"].p for p in result.pairs if p.items)
+    holms = sorted(p.items["sst2"].p_holm for p in result.pairs if p.items)
+    assert holms[0] == pytest.approx(min(1.0, 3 * ps[0]))
+    _, rows = item_table(result)
+    assert [r[:4] for r in rows][0] == ["bert", "mlm", "mlm+nsp", "SST-2"] and rows[0][-1] == "mlm better"
+    assert any(r[-1] == "not distinguishable" for r in rows)
+    assert "over evaluation items" in markdown(result, {})
+
+
+def test_item_sets_beyond_the_tasks(tmp_path: Path) -> None:
+    """Per-item correctness under a key that is not a task (all pairs of a zero-shot suite) is compared too."""
+    items = {f"bert-{o}-seed{s}": {"all pairs": _items(s + (0 if o == "mlm" else 10), 300, 0.8 if o == "mlm" else 0.5)}
+             for o in ("mlm", "mlm+nsp") for s in range(3)}
+    result = synthetic(tmp_path, items=items)
+    first = result.pairs[0]
+    assert (first.a, first.b) == ("mlm", "mlm+nsp") and list(first.items) == ["all pairs"]
+    assert first.items["all pairs"].diff.low > 0.15 and first.items["all pairs"].items == 300
+    assert item_table(result)[1][0][3] == "all pairs"
 
 
 def test_score_table_single_seed_says_so(tmp_path: Path) -> None:
@@ -119,7 +176,7 @@ def test_score_table_single_seed_says_so(tmp_path: Path) -> None:
     result = ComparisonResult(out=str(tmp_path), mode="runs", suite="glue", tasks=TASKS, task_titles={},
                               task_metrics={}, runs=[one], baselines=[])
     _, rows = score_table(result)
-    assert rows == [["bert", "mlm", "80.0 (1 seed)", "70.0 (1 seed)", "75.0 (1 seed)", "1"]]
+    assert rows == [["bert", "mlm", "80.0 (1 seed)", "70.0 (1 seed)", "75.0 (1 seed)", "1", "-"]]
 
 
 def test_figures_one_panel_per_objective_and_fixed_colours(tmp_path: Path) -> None:
@@ -150,7 +207,7 @@ def test_colour_map_is_fixed_by_name() -> None:
 
 
 def test_write_report_files(tmp_path: Path) -> None:
-    result = synthetic(tmp_path)
+    result = synthetic(tmp_path, constant={"sst2": 0.509, "mrpc": 0.748})
     (tmp_path / "pairs.png").write_bytes(b"stale")
     path = write_report(result, tmp_path)
     assert path == tmp_path / "report.md"
@@ -159,7 +216,9 @@ def test_write_report_files(tmp_path: Path) -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     saved = json.loads((tmp_path / "results.json").read_text())
     assert [g["objective"] for g in saved["groups"]][:3] == ["mlm", "mlm+nsp", "clm"]
-    assert saved["pairs"][0]["paired"] is True
+    assert saved["constant"]["average"] == pytest.approx((0.509 + 0.748) / 2)
+    assert saved["pairs"][0]["seeds"]["paired"] is True and saved["pairs"][0]["seeds"]["test"] == "sign-flip"
+    assert saved["pairs"][0]["seeds"] == json.loads(json.dumps(result.pairs[0].seeds.to_dict()))
     # Without pairs (a single objective and no baseline) the old pairs.png must not linger.
     lone = ComparisonResult(out=str(tmp_path), mode="runs", suite="glue", tasks=TASKS, task_titles={},
                             task_metrics={}, runs=[r for r in result.runs if r.objective == "mlm"], baselines=[])

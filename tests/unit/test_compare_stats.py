@@ -1,102 +1,241 @@
-"""Bootstrap intervals: against scipy.stats.bootstrap (percentile), exact enumeration, and known cases."""
+"""Statistics of a comparison: against scipy on the same data, published values, hand-computed cases,
+and coverage on simulated data whose truth is known (seeded, small)."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import numpy as np
 import pytest
 import scipy.stats
+from sklearn.metrics import f1_score, matthews_corrcoef
 
-from zoo.compare.stats import bootstrap_ci, bootstrap_diff_ci, bootstrap_distribution
+from zoo.compare.results import item_values
+from zoo.compare.stats import (
+    bootstrap_ci,
+    compare_seeds,
+    hierarchical_bootstrap,
+    holm,
+    item_metric,
+    median_interval,
+    order_coverage,
+    seed_estimate,
+    seeds_needed,
+    sign_flip_test,
+    t_interval,
+)
 
 SCORES = [0.61, 0.55, 0.70, 0.64, 0.58, 0.66, 0.52]
 
 
-@pytest.mark.parametrize("statistic", ["mean", "median"])
-def test_matches_scipy_percentile_bootstrap(statistic: str) -> None:
-    fn = np.mean if statistic == "mean" else np.median
-    ref = scipy.stats.bootstrap((np.asarray(SCORES),), fn, method="percentile", confidence_level=0.95,
-                                n_resamples=20_000, rng=np.random.default_rng(12345), vectorized=True)
-    est = bootstrap_ci(SCORES, statistic, n_resamples=20_000, seed=0)  # a different random stream
-    assert est.point == pytest.approx(float(fn(SCORES)))
-    # Two independent Monte Carlo estimates of the same quantiles: equal up to resampling noise.
-    assert est.low == pytest.approx(ref.confidence_interval.low, abs=0.005)
-    assert est.high == pytest.approx(ref.confidence_interval.high, abs=0.005)
-    assert est.low < est.point < est.high
+# --- against scipy -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("diffs", [
+    [0.3, -0.1, 0.5, 0.2, 0.4, 0.1],
+    [0.02, 0.01, 0.03, -0.01, 0.015],
+    [1.0, -1.0, 1.0, -1.0],  # ties of |mean| across patterns
+    [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5],
+    [-0.2, 0.1, -0.4, 0.05, -0.3, -0.1, 0.2],
+])
+def test_sign_flip_test_equals_scipy_exact_paired_permutation_test(diffs: list[float]) -> None:
+    d = np.asarray(diffs)
+    ref = scipy.stats.permutation_test((d, np.zeros_like(d)), lambda x, y, axis: np.mean(x - y, axis=axis),
+                                       permutation_type="samples", n_resamples=np.inf, vectorized=True,
+                                       alternative="two-sided")
+    p, exact = sign_flip_test(d)
+    assert exact and p == pytest.approx(ref.pvalue, abs=1e-12)
 
 
-def test_same_generator_gives_scipys_interval() -> None:
-    """Same resampling scheme as scipy: with the same generator, the same numbers."""
+def test_sign_flip_test_counts_patterns() -> None:
+    """All n positive: only the all-positive and all-negative patterns reach |mean|: p = 2 / 2^n."""
+    for n in (1, 3, 5, 6, 10):
+        assert sign_flip_test(np.linspace(0.1, 0.5, n))[0] == pytest.approx(2 / 2**n)
+    assert sign_flip_test([0.0, 0.0, 0.0])[0] == 1.0
+
+
+def test_paired_item_bootstrap_with_one_seed_matches_scipy_paired_bootstrap() -> None:
+    rng = np.random.default_rng(4)
+    a = (rng.random(300) < 0.72).astype(float)
+    b = (rng.random(300) < 0.64).astype(float)
+    ref = scipy.stats.bootstrap((a, b), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+                                paired=True, vectorized=True, method="percentile", n_resamples=20_000,
+                                rng=np.random.default_rng(1))
+    ours = hierarchical_bootstrap(a[None], b[None], n_resamples=20_000, seed=2)  # one seed: items only
+    assert ours.diff.point == pytest.approx(a.mean() - b.mean())
+    # two independent Monte Carlo estimates of the same quantiles: equal up to resampling noise
+    assert ours.diff.low == pytest.approx(ref.confidence_interval.low, abs=0.004)
+    assert ours.diff.high == pytest.approx(ref.confidence_interval.high, abs=0.004)
+
+
+def test_item_level_p_is_the_paired_z_test_for_one_seed() -> None:
+    """One seed, accuracy: the bootstrap standard error of a paired mean difference is sd(d) / sqrt(N)
+    (up to sqrt((N-1)/N) and resampling noise), so p is the paired z test's; and far below 1/R."""
+    rng = np.random.default_rng(8)
+    a = (rng.random(2000) < 0.75).astype(float)
+    b = (rng.random(2000) < 0.70).astype(float)
+    d = a - b
+    z = d.mean() / (d.std(ddof=1) / math.sqrt(d.size))
+    ours = hierarchical_bootstrap(a[None], b[None], n_resamples=4000, seed=1)
+    assert ours.p == pytest.approx(2 * scipy.stats.norm.sf(abs(z)), rel=0.25)
+    assert ours.p == pytest.approx(scipy.stats.ttest_rel(a, b).pvalue, rel=0.3)
+    assert ours.p < 1 / 4000  # no floor at 1 / n_resamples
+
+
+def test_percentile_bootstrap_matches_scipy_with_the_same_generator() -> None:
     ref = scipy.stats.bootstrap((np.asarray(SCORES),), np.mean, method="percentile", n_resamples=5000,
                                 rng=np.random.default_rng(7), vectorized=True)
     est = bootstrap_ci(SCORES, "mean", n_resamples=5000, seed=7)
     assert (est.low, est.high) == pytest.approx((ref.confidence_interval.low, ref.confidence_interval.high), abs=1e-9)
 
 
-def test_against_exact_enumeration_of_all_resamples() -> None:
-    """n = 4: all 4**4 equally likely resamples give the exact bootstrap distribution of the mean."""
-    x = np.array([0.2, 0.5, 0.55, 0.9])
-    exact = np.sort([x[list(idx)].mean() for idx in itertools.product(range(4), repeat=4)])
-    lo, hi = np.quantile(exact, [0.025, 0.975])
-    est = bootstrap_ci(x, "mean", n_resamples=50_000, seed=3)
-    assert est.low == pytest.approx(lo, abs=0.02)
-    assert est.high == pytest.approx(hi, abs=0.02)
+def test_t_interval_and_welch_match_scipy() -> None:
+    est = t_interval(SCORES)
+    lo, hi = scipy.stats.t.interval(0.95, len(SCORES) - 1, loc=np.mean(SCORES), scale=scipy.stats.sem(SCORES))
+    assert (est.point, est.low, est.high) == pytest.approx((np.mean(SCORES), lo, hi), rel=1e-12)
+    a, b = [0.9, 0.92, 0.91, 0.95], [0.5, 0.52, 0.49, 0.6, 0.55]
+    ours = compare_seeds(a, b, paired=False)
+    ref = scipy.stats.ttest_ind(a, b, equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    assert ours.p == pytest.approx(ref.pvalue, rel=1e-9)
+    assert (ours.diff.low, ours.diff.high) == pytest.approx((ci.low, ci.high), rel=1e-9)
 
 
-def test_three_seeds_median_interval_is_the_range() -> None:
-    """The median of a resample of 3 values is the smallest with probability 7/27 (> 2.5%), so the
-    95% interval of the median is exactly [min, max]: three seeds cannot say more."""
-    est = bootstrap_ci([0.71, 0.64, 0.80], "median")
-    assert (est.point, est.low, est.high) == (0.71, 0.64, 0.80)
-    dist = bootstrap_distribution([0.71, 0.64, 0.80], "median", n_resamples=27_000, seed=1)
-    assert np.mean(dist == 0.64) == pytest.approx(7 / 27, abs=0.01)
+# --- published and hand-computed values ----------------------------------------------------------------------
+
+def test_order_statistic_coverage_known_values() -> None:
+    assert order_coverage(3, 1) == pytest.approx(0.75)  # [min, max] of 3 values
+    assert order_coverage(5, 1) == pytest.approx(1 - 2 / 32)  # 93.75%
+    assert order_coverage(20, 6) == pytest.approx(0.9586, abs=1e-4)  # the textbook (6th, 15th) of 20
+    est = median_interval(np.arange(20.0))
+    assert (est.low, est.high) == (5.0, 14.0) and est.label == "95.9% order-statistic"
+    five = median_interval([3.0, 1.0, 5.0, 2.0, 4.0])
+    assert (five.point, five.low, five.high, five.label) == (3.0, 1.0, 5.0, "93.8% order-statistic")
 
 
-def test_one_value_has_no_interval_and_constant_values_a_point_interval() -> None:
-    one = bootstrap_ci([0.5])
-    assert one.point == 0.5 and not one.has_interval and math.isnan(one.low)
-    assert not one.excludes(0.0)
-    same = bootstrap_ci([0.5, 0.5, 0.5], "mean")
-    assert (same.low, same.high) == (0.5, 0.5)
+def test_holm_hand_computed() -> None:
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> raised to 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.2]) == pytest.approx([0.5, 0.4])
+    assert holm([0.3, 0.6, 0.9]) == pytest.approx([0.9, 1.0, 1.0])  # capped at 1
+    out = holm([0.01, float("nan"), 0.02])  # NaN neither counts nor moves
+    assert out[0] == pytest.approx(0.02) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
+    assert holm([]) == []
 
 
-def test_deterministic_for_a_seed_and_different_across_seeds() -> None:
-    a = bootstrap_ci(SCORES, "mean", n_resamples=2000, seed=5)
-    b = bootstrap_ci(SCORES, "mean", n_resamples=2000, seed=5)
-    c = bootstrap_ci(SCORES, "mean", n_resamples=2000, seed=6)
-    assert a == b
-    assert (a.low, a.high) != (c.low, c.high)
+def test_seeds_needed_matches_published_power_tables() -> None:
+    """Paired t test, alpha 0.05 two-sided, power 0.8 (G*Power / Cohen): d = 0.5 -> 34, 0.8 -> 15, 1.0 -> 10."""
+    assert seeds_needed(0.5, 1.0) == 34
+    assert seeds_needed(0.8, 1.0) == 15
+    assert seeds_needed(-1.0, 1.0) == 10
+    assert seeds_needed(5.0, 1.0) == 6  # a huge effect still needs the 6 seeds the sign-flip test needs
+    assert [seeds_needed(e, 1.0) for e in (3.0, 5.7, 50.0)] == [6, 6, 6]  # scipy's NaN far in the tail
+    assert seeds_needed(0.0, 1.0) is None
 
 
-def test_paired_difference_resamples_per_seed_differences() -> None:
-    a = [0.70, 0.62, 0.75, 0.66]
-    b = [0.65, 0.60, 0.71, 0.60]  # b is below a on every seed, by 0.02 .. 0.06
-    paired = bootstrap_diff_ci(a, b, paired=True, statistic="mean")
-    direct = bootstrap_ci(np.subtract(a, b), "mean")
-    assert (paired.point, paired.low, paired.high) == pytest.approx((direct.point, direct.low, direct.high))
-    assert paired.excludes(0.0) and paired.low >= 0.02 - 1e-12
-    # Unpaired, the between-seed spread (0.60 .. 0.75) swamps the 0.04 difference.
-    unpaired = bootstrap_diff_ci(a, b, paired=False, statistic="mean")
-    assert unpaired.point == pytest.approx(np.mean(a) - np.mean(b))
-    assert unpaired.low < 0 < unpaired.high
+def test_item_metrics_equal_sklearn_on_the_same_predictions() -> None:
+    rng = np.random.default_rng(3)
+    y, pred = rng.integers(0, 2, 500), rng.integers(0, 2, 500)
+    codes = (2 * y + pred).astype(float)
+    assert item_metric(codes, "f1") == pytest.approx(f1_score(y, pred))
+    assert item_metric(codes, "mcc") == pytest.approx(matthews_corrcoef(y, pred))
+    assert item_metric(codes, "accuracy_f1") == pytest.approx(((y == pred).mean() + f1_score(y, pred)) / 2)
+    assert item_metric(np.zeros(10) + 2, "mcc") == 0.0  # constant prediction: 0, as sklearn says
 
 
-def test_unpaired_difference_of_separated_groups_excludes_zero() -> None:
-    est = bootstrap_diff_ci([0.9, 0.92, 0.91], [0.5, 0.52, 0.49, 0.51], paired=False, statistic="median")
-    assert est.point == pytest.approx(0.91 - 0.505)
-    assert est.low > 0.3 and est.excludes(0.0)
+def test_item_values_by_task_kind() -> None:
+    refs = {"dev": [1, 0, 1, 1]}
+    preds = [{"dev": [1, 1, 1, 0]}, {"dev": [1, 0, 1, 1]}]
+    acc = item_values(("accuracy",), False, 1, preds, refs)
+    assert acc.metric == "mean" and acc.values.tolist() == [[1, 0, 1, 0], [1, 1, 1, 1]]
+    mrpc = item_values(("accuracy", "f1"), False, 1, preds, refs)
+    assert mrpc.metric == "accuracy_f1" and mrpc.values.tolist() == [[3, 1, 3, 2], [3, 0, 3, 3]]
+    assert item_values(("matthews_correlation",), False, 1, preds, refs).metric == "mcc"
+    assert item_values(("pearson", "spearmanr"), True, 1, preds, refs) is None  # regression
+    assert item_values(("accuracy",), False, 2, preds, refs) is None  # MNLI: two splits
+    assert item_values(("accuracy",), False, 1, [{}], refs) is None  # cached before predictions were kept
+    assert item_values(("f1",), False, 1, [{"dev": [2, 0, 1, 1]}], {"dev": [2, 0, 1, 1]}) is None  # not binary
 
 
-def test_bad_input_is_rejected() -> None:
-    with pytest.raises(ValueError, match="at least one value"):
-        bootstrap_ci([])
+# --- coverage on simulated data with known truth ----------------------------------------------------------
+
+def test_t_interval_covers_95_percent_of_normal_samples() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(0.7, 0.03, (4000, 5))  # 4000 studies of 5 seeds, true mean 0.7
+    hits = np.mean([(e := t_interval(x)).low <= 0.7 <= e.high for x in data])
+    assert hits == pytest.approx(0.95, abs=0.012)  # binomial sd 0.0034
+
+
+@pytest.mark.parametrize("n,level", [(3, 0.75), (5, 0.9375), (9, 0.9609)])
+def test_median_interval_covers_its_stated_level(n: int, level: float) -> None:
+    rng = np.random.default_rng(n)
+    data = rng.gamma(2.0, 1.0, (4000, n))  # skewed: the median interval is distribution-free
+    true_median = scipy.stats.gamma(2.0).median()
+    ests = [median_interval(x) for x in data]
+    assert ests[0].confidence == pytest.approx(level, abs=1e-4)
+    hits = np.mean([e.low <= true_median <= e.high for e in ests])
+    assert hits == pytest.approx(level, abs=0.02)
+
+
+def test_percentile_bootstrap_of_three_medians_covers_75_not_95_percent() -> None:
+    """Why seed intervals are not percentile bootstraps: labelled 95%, it covers about 75%."""
+    rng = np.random.default_rng(1)
+    data = rng.normal(0.0, 1.0, (600, 3))
+    hits = np.mean([(e := bootstrap_ci(x, "median", n_resamples=400, seed=i)).low <= 0.0 <= e.high
+                    for i, x in enumerate(data)])
+    assert 0.70 < hits < 0.80
+
+
+@pytest.mark.parametrize("tau,at_least", [
+    (0.15, 0.90),  # a seed-to-seed spread, 5 seeds: close to the stated 95%
+    (0.0, 0.95),  # no seed effect: resampling both levels counts the (seed, item) noise twice over: conservative
+])
+def test_hierarchical_bootstrap_coverage_with_seed_and_item_noise(tau: float, at_least: float) -> None:
+    """5 seeds x 200 items, per-item correctness with item difficulty, a per-seed shift of sd ``tau`` and
+    per-(seed, item) noise. Known truth: the expected accuracy difference over seeds and items."""
+    delta, seeds, items = 0.3, 5, 200
+
+    def accuracy(shift: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return 1 / (1 + np.exp(-(z + shift)))
+
+    big = np.random.default_rng(99)
+    z = big.normal(0.5, 1.5, 400_000)
+    truth = float(np.mean(accuracy(delta + big.normal(0, tau, z.size), z) - accuracy(big.normal(0, tau, z.size), z)))
+    rng = np.random.default_rng(5)
+    hits, reps = 0, 100
+    for r in range(reps):
+        z = rng.normal(0.5, 1.5, items)  # the dev set: a sample of the task's items
+        pa = accuracy(delta + rng.normal(0, tau, (seeds, 1)), z)
+        pb = accuracy(rng.normal(0, tau, (seeds, 1)), z)
+        a, b = (rng.random((seeds, items)) < pa).astype(float), (rng.random((seeds, items)) < pb).astype(float)
+        est = hierarchical_bootstrap(a, b, n_resamples=300, seed=r).diff
+        hits += est.low <= truth <= est.high
+    assert hits / reps >= at_least
+
+
+# --- bad input -------------------------------------------------------------------------------------------------
+
+def test_bad_input_errors() -> None:
+    with pytest.raises(ValueError, match="need at least one value"):
+        t_interval([])
     with pytest.raises(ValueError, match="finite"):
-        bootstrap_ci([0.5, float("nan")])
+        median_interval([0.5, float("nan")])
     with pytest.raises(ValueError, match="equal sizes"):
-        bootstrap_diff_ci([0.1, 0.2], [0.3], paired=True)
+        compare_seeds([0.1, 0.2], [0.3], paired=True)
     with pytest.raises(ValueError, match="unknown statistic"):
-        bootstrap_ci([0.1, 0.2], "mode")
+        seed_estimate([0.1, 0.2], "mode")
     with pytest.raises(ValueError, match="confidence"):
-        bootstrap_ci([0.1, 0.2], confidence=1.5)
+        t_interval([0.1, 0.2], confidence=1.5)
+    with pytest.raises(ValueError, match="same seeds and items"):
+        hierarchical_bootstrap(np.zeros((3, 10)), np.zeros((3, 11)))
+    with pytest.raises(ValueError, match=r"shaped \(seeds, items\)"):
+        hierarchical_bootstrap(np.zeros(10), np.zeros(10))
+    with pytest.raises(ValueError, match="unknown item metric"):
+        hierarchical_bootstrap(np.zeros((2, 4)), np.zeros((2, 4)), "auc")
+
+
+def test_single_seed_has_no_interval_and_results_are_seeded() -> None:
+    one = seed_estimate([0.5])
+    assert one.n == 1 and not one.has_interval and not one.excludes(0.0)
+    a = hierarchical_bootstrap(np.eye(4)[None], np.ones((1, 4, 4)) * 0.5, n_resamples=200, seed=5)
+    b = hierarchical_bootstrap(np.eye(4)[None], np.ones((1, 4, 4)) * 0.5, n_resamples=200, seed=5)
+    assert a == b

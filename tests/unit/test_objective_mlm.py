@@ -205,7 +205,17 @@ def test_head_is_sparse_tied_and_namespaced() -> None:
     acc = (logits.argmax(-1)[dense != IGNORE] == dense[dense != IGNORE]).float().mean()
     assert torch.allclose(out.metrics["acc"], acc)
     h, v, rows = 32, tokens.vocab_size, 4 * 6
-    assert objective.head_flops(batch) == 2.0 * rows * h * h + 2.0 * rows * h * v
+    assert objective.head_flops(batch) == 2.0 * rows * h * h + 2.0 * int(keep.sum()) * h * v
+    # Rows with fewer maskable tokens leave slots empty: the vocabulary projection, which runs only at
+    # filled slots, is charged only for those.
+    rows = synthetic_rows(tokens, "encoder", 4, 40)
+    ids = np.array(rows.input_ids, copy=True)
+    ids[2:, 10:] = tokens.pad  # two rows of 8 tokens then padding: 1 prediction each, not 6
+    batch = objective.prepare(rows.replace(input_ids=ids), np.random.default_rng(0)).to("cpu")
+    labels = batch.targets["mlm"]["labels"]
+    filled = int((labels != IGNORE).sum())
+    assert filled < labels.numel()  # empty slots exist
+    assert objective.head_flops(batch) == 2.0 * labels.numel() * h * h + 2.0 * filled * h * v
 
 
 def test_unk_is_masked_like_text_as_in_google_bert() -> None:

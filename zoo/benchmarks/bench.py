@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from zoo import __version__
+from zoo.benchmarks.accumulate import merge_suite, recipe_id, recipe_label
 from zoo.benchmarks.data import TaskData, load_task_data
 from zoo.benchmarks.finetune import Prepared, Progress, Recipe, finetune, prepare, recipes_for, resolve_device
-from zoo.benchmarks.scoring import suite_average, task_score
+from zoo.benchmarks.scoring import constant_predictor_scores, suite_average, task_score
 from zoo.benchmarks.source import ModelSource, open_source
 from zoo.benchmarks.tasks import TaskSpec, get_task, resolve_tasks
 from zoo.errors import ConfigError
@@ -43,6 +44,7 @@ class SeedScores:
     eval_examples: dict[str, int]
     seconds: float
     cached: bool = False
+    predictions: dict[str, list[float]] = field(default_factory=dict)  # eval split -> per-example prediction
 
 
 @dataclass
@@ -52,6 +54,7 @@ class TaskResult:
     seeds: list[SeedScores]
     recipe: dict[str, Any]
     data_fingerprint: str
+    created: float = field(default_factory=time.time)  # when it was benchmarked (bench.json keeps the newest)
 
     def values(self, metric: str) -> list[float]:
         return [s.scores[metric] for s in self.seeds]
@@ -96,26 +99,34 @@ class BenchResult:
     data: str  # --data-dir or "hub"
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
+    references: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # task -> eval split -> labels
+    constant: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> constant predictor
 
     def to_dict(self) -> dict[str, Any]:
         models = []
         for m in self.models:
             tasks = {}
             for name, r in m.tasks.items():
-                tasks[name] = {"metrics": r.metrics, "summary": r.summary(), "score": r.score(),
-                               "seeds": [asdict(s) for s in r.seeds], "recipe": r.recipe,
-                               "data_fingerprint": r.data_fingerprint}
+                tasks[name] = {"task": name, "metrics": r.metrics, "summary": r.summary(), "score": r.score(),
+                               "seeds": [{k: v for k, v in asdict(s).items() if k != "predictions"} for s in r.seeds], "recipe": r.recipe,
+                               "recipe_id": recipe_id(r.recipe), "data_fingerprint": r.data_fingerprint,
+                               "data": self.data, "max_train_examples": self.max_train_examples,
+                               "max_eval_examples": self.max_eval_examples, "created": r.created}
             models.append({"name": m.name, "path": m.path, "backbone": m.backbone, "objective": m.objective,
                            "checkpoint_id": m.checkpoint_id, "from_scratch": m.from_scratch,
                            "average": m.average(), "tasks": tasks})
         return {"suite": self.suite, "tasks": self.tasks, "seeds": self.seeds, "data": self.data,
                 "max_train_examples": self.max_train_examples, "max_eval_examples": self.max_eval_examples,
-                "zoo_version": __version__, "average_definition": AVERAGE_DEFINITION, "models": models}
+                "zoo_version": __version__, "average_definition": average_definition(self.suite),
+                "models": models,
+                "constant": self.constant}
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Columns and rows of the side-by-side table: one row per task metric, one column per model;
-        cells are ``median`` (x100) with ``[min-max]`` over seeds when there are several."""
-        columns = ["task", "metric", *(m.name for m in self.models)]
+        cells are ``median`` (x100) with ``[min-max]`` over seeds when there are several. The last
+        column is the constant predictor (majority class of the training labels) when known."""
+        const = bool(self.constant)
+        columns = ["task", "metric", *(m.name for m in self.models), *([CONSTANT_COLUMN] if const else [])]
         rows = []
         for task in self.tasks:
             spec = get_task(task)
@@ -124,28 +135,55 @@ class BenchResult:
                 for m in self.models:
                     r = m.tasks.get(task)
                     row.append(_cell(r.summary()[metric]) if r else "-")
+                if const:
+                    value = self.constant.get(task, {}).get(metric)
+                    row.append(f"{100 * value:.1f}" if value is not None else "-")
                 rows.append(row)
         n = len(self.tasks)
         # GLUE's score is the mean over its nine tasks; CLUE's official score also counts reading
         # comprehension tasks that are not here, so it is only ever an average of the tasks run.
         full = self.suite == "glue" and n == len(_suite_tasks(self.suite))
         label = "GLUE score" if full else f"average ({n} task{'s' if n > 1 else ''})"
-        rows.append([label, "", *(f"{100 * a:.1f}" if (a := m.average()) is not None else "-" for m in self.models)])
+        rows.append([label, "", *(f"{100 * a:.1f}" if (a := m.average()) is not None else "-" for m in self.models),
+                     *([self._constant_average()] if const else [])])
         return columns, rows
+
+    def _constant_average(self) -> str:
+        if any(t not in self.constant for t in self.tasks):
+            return "-"
+        avg = suite_average({t: task_score(get_task(t), self.constant[t]) for t in self.tasks})
+        return f"{100 * avg:.1f}" if avg is not None else "-"
 
     def markdown(self) -> str:
         columns, rows = self.table()
         lines = [f"## {self.suite.upper()} ({', '.join(self.tasks)})", "",
                  f"Median over seeds {', '.join(map(str, self.seeds))}, x100; [min-max] over seeds. "
-                 f"Data: {self.data}.", "",
+                 f"Data: {self.data}." + (" Constant: the constant predictor, the majority class of the training "
+                                          "labels (regression: their mean), official metrics." if self.constant else ""),
+                 "",
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines += ["", "Fine-tuning recipe of each result:", ""]
+        for m in self.models:
+            lines += [f"- {m.name}, {get_task(t).title}: {recipe_label(r.recipe)}" for t, r in m.tasks.items()]
         return "\n".join(lines) + "\n"
 
 
-AVERAGE_DEFINITION = ("GLUE leaderboard: each task contributes the mean of its metrics (MRPC/QQP accuracy and F1, "
-                      "STS-B Pearson and Spearman, MNLI matched and mismatched accuracy); the average is the "
-                      "unweighted mean over the tasks run")
+CONSTANT_COLUMN = "constant"
+AVERAGE_DEFINITIONS = {
+    "glue": ("GLUE leaderboard: each task contributes the mean of its metrics (MRPC/QQP accuracy and F1, STS-B "
+             "Pearson and Spearman, MNLI matched and mismatched accuracy); the average is the unweighted mean over "
+             "the tasks run"),
+    "clue": ("CLUE classification tasks: each task contributes its accuracy; the average is the unweighted mean "
+             "over the tasks run (the CLUE leaderboard score also counts reading-comprehension tasks that are not "
+             "run here, so this is never a CLUE score)"),
+}
+
+
+def average_definition(suite: str) -> str:
+    """How the ``average`` of a suite's results is computed, for ``bench.json``."""
+    return AVERAGE_DEFINITIONS.get(suite, "each task contributes the mean of its metrics; the average is the "
+                                          "unweighted mean over the tasks run")
 
 
 def _cell(s: dict[str, float]) -> str:
@@ -186,7 +224,8 @@ def _read_cache(path: Path | None, key: str) -> SeedScores | None:
             return None
         return SeedScores(seed=data["seed"], scores={k: float(v) for k, v in data["scores"].items()},
                           train_examples=data["train_examples"], eval_examples=data["eval_examples"],
-                          seconds=data["seconds"], cached=True)
+                          seconds=data["seconds"], cached=True,
+                          predictions={k: list(v) for k, v in data.get("predictions", {}).items()})
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         log.warning("ignoring unreadable cached result %s (%s); recomputing", path, exc)
         return None
@@ -247,7 +286,10 @@ def run_bench(
     task_data = {s.name: _task_data(s, data_dir, max_train_examples, max_eval_examples) for s in specs}
     result = BenchResult(suite=suite, tasks=[s.name for s in specs], seeds=list(range(seeds)), models=[],
                          data=str(Path(data_dir).resolve()) if data_dir is not None else "hub",
-                         max_train_examples=max_train_examples, max_eval_examples=max_eval_examples)
+                         max_train_examples=max_train_examples, max_eval_examples=max_eval_examples,
+                         references={t: {k: [ex.label for ex in split.examples] for k, split in d.evals.items()}
+                                     for t, d in task_data.items()},
+                         constant={t: constant_predictor_scores(d) for t, d in task_data.items()})
     for src in sources:
         mres = ModelResult(name=src.name, path=str(src.path) if src.path else None, backbone=src.backbone_name,
                            objective=src.objective, checkpoint_id=src.checkpoint_id, from_scratch=src.from_scratch)
@@ -290,7 +332,8 @@ def _bench_task(src: ModelSource, spec: TaskSpec, data: TaskData, recipe: Recipe
         tuned = replace(recipe, attention=src.attention(recipe.attention, backbone.family))
         r = finetune(backbone, src.tokenizer, src.special, data, tuned, seed, device, progress, prepared,
                      label=f"{src.name}: {spec.name} seed {seed}")
-        scores = SeedScores(seed, r.scores, r.train_examples, r.eval_examples, time.perf_counter() - t0)
+        scores = SeedScores(seed, r.scores, r.train_examples, r.eval_examples, time.perf_counter() - t0,
+                            predictions=r.predictions)
         log.info("%s %s seed %d: %s (%.1f s)", src.name, spec.name, seed,
                  ", ".join(f"{k} {100 * v:.1f}" for k, v in r.scores.items()), scores.seconds)
         out.append(scores)
@@ -306,7 +349,8 @@ def _bench_task(src: ModelSource, spec: TaskSpec, data: TaskData, recipe: Recipe
 
 def write_model_reports(result: BenchResult) -> list[Path]:
     """``bench.json`` and ``bench.md`` in each model's directory (a scratch baseline goes beside its
-    model). Other suites already in ``bench.json`` are kept; this suite's entry is replaced."""
+    model). Other suites already in ``bench.json`` are kept; this suite's results are merged into its
+    entry (``accumulate.merge_suite``: newest per task and recipe)."""
     written = []
     by_path: dict[str, list[ModelResult]] = {}
     for m in result.models:
@@ -314,13 +358,14 @@ def write_model_reports(result: BenchResult) -> list[Path]:
             by_path.setdefault(m.path, []).append(m)
     for path, models in by_path.items():
         own = BenchResult(result.suite, result.tasks, result.seeds, models, result.data,
-                          result.max_train_examples, result.max_eval_examples)
+                          result.max_train_examples, result.max_eval_examples, constant=result.constant)
         written += merge_suite_report(Path(path), result.suite, own.to_dict())
     return written
 
 
 def merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> list[Path]:
-    """Put ``entry`` into ``directory/bench.json`` under ``suite`` (other suites kept) and rewrite
+    """Merge ``entry`` into ``directory/bench.json`` under ``suite`` (other suites kept; fine-tuning results
+    accumulate per task and recipe, see ``accumulate.merge_suite``) and rewrite
     ``bench.md`` from all of them. Returns the files written (none when the directory is read-only)."""
     target = directory / "bench.json"
     suites: dict[str, Any] = {}
@@ -329,7 +374,11 @@ def merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> li
             suites = json.loads(target.read_text(encoding="utf-8")).get("suites", {})
         except (OSError, json.JSONDecodeError, AttributeError):
             log.warning("%s is unreadable; rewriting it", target)
-    suites[suite] = entry
+    previous = suites.get(suite)
+    if entry.get("kind") == "minimal-pairs":
+        suites[suite] = entry  # zero-shot suites have no recipes: the newest scoring replaces the last
+    else:
+        suites[suite] = merge_suite(previous if isinstance(previous, dict) else {}, entry, _suite_tasks(suite))
     try:
         _write_json(target, {"suites": suites})
         md = directory / "bench.md"
@@ -347,7 +396,13 @@ def _markdown_of(suite_dict: dict[str, Any]) -> str:
             from zoo.benchmarks.zeroshot import pairs_result_from_dict
 
             return pairs_result_from_dict(suite_dict).markdown()
-        return bench_result_from_dict(suite_dict).markdown()
+        text = bench_result_from_dict(suite_dict).markdown()
+        others = [(m["name"], t) for m in suite_dict["models"] for t in m.get("other_recipes", [])]
+        if others:
+            text += "\nEarlier results with other recipes (kept, not in the table):\n\n" + "".join(
+                f"- {name}, {get_task(t['task']).title}: {100 * t['score']:.1f} with {recipe_label(t['recipe'])}\n"
+                for name, t in others)
+        return text
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("bench.json: skipping an unreadable suite entry in bench.md (%s)", exc)
         return ""
@@ -358,8 +413,8 @@ def bench_result_from_dict(d: dict[str, Any]) -> BenchResult:
     models = []
     for m in d["models"]:
         tasks = {name: TaskResult(name, t["metrics"], [SeedScores(**s) for s in t["seeds"]], t["recipe"],
-                                  t["data_fingerprint"]) for name, t in m["tasks"].items()}
+                                  t["data_fingerprint"], t.get("created", 0.0)) for name, t in m["tasks"].items()}
         models.append(ModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
                                   m["from_scratch"], tasks))
     return BenchResult(d["suite"], d["tasks"], d["seeds"], models, d["data"], d.get("max_train_examples"),
-                       d.get("max_eval_examples"))
+                       d.get("max_eval_examples"), constant=d.get("constant", {}))

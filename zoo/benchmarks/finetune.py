@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -222,6 +222,7 @@ class FinetuneResult:
     steps: int
     train_loss: float  # mean training loss over the last epoch
     seconds: float
+    predictions: dict[str, list[float]] = field(default_factory=dict)  # eval split -> per-example prediction
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -284,14 +285,16 @@ def finetune(backbone: Backbone, tokenizer: Tokenizer, special: SpecialTokens, d
         steps, loss = _train(model, prepared.train, spec.is_regression, recipe, seed, dev, special.pad,
                              progress, label or f"{spec.name} seed {seed}")
         scores: dict[str, float] = {}
+        predictions: dict[str, list[float]] = {}
         for split, enc in prepared.evals.items():
             preds = predict(model, enc, spec.is_regression, recipe.eval_batch_size, dev, special.pad)
+            predictions[split] = preds.tolist()
             assert enc.labels is not None
             metrics = compute_metrics(spec, preds, enc.labels)
             prefix = f"{split}/" if len(spec.eval_splits) > 1 else ""
             scores.update({prefix + k: v for k, v in metrics.items()})
     return FinetuneResult(scores, len(prepared.train), {k: len(v) for k, v in prepared.evals.items()},
-                          steps, loss, time.perf_counter() - start)
+                          steps, loss, time.perf_counter() - start, predictions)
 
 
 def _autocast(dev: torch.device) -> Any:

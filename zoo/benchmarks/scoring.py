@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,30 @@ def task_score(spec: TaskSpec, scores: Mapping[str, float]) -> float:
 def suite_average(task_scores: Mapping[str, float]) -> float | None:
     """Unweighted mean over tasks of their task scores; None without tasks."""
     return float(np.mean(list(task_scores.values()))) if task_scores else None
+
+
+def constant_predictor_scores(data: Any) -> dict[str, float]:
+    """The official metrics of the trivial baseline on ``data.evals`` (``TaskData``): the majority class of
+    the training labels (ties: the lowest class id), or for regression the training mean. Metric names
+    as fine-tuning reports them (``split/metric`` for tasks with several evaluation splits). A
+    correlation of a constant is undefined and scored 0, as Matthews' coefficient of a constant is."""
+    spec = data.spec
+    labels = [ex.label for ex in data.train.examples if ex.label is not None]
+    if not labels:
+        raise DataError(f"{spec.name}: the training split has no labels for the constant predictor")
+    if spec.is_regression:
+        constant: float | int = float(np.mean(labels))
+    else:
+        values, counts = np.unique(np.asarray(labels, dtype=np.int64), return_counts=True)
+        constant = int(values[np.argmax(counts)])
+    out: dict[str, float] = {}
+    for split, examples in data.evals.items():
+        refs = [ex.label for ex in examples.examples]
+        if not refs:
+            continue
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scipy's ConstantInputWarning for correlations of a constant
+            metrics = compute_metrics(spec, [constant] * len(refs), refs)
+        prefix = f"{split}/" if len(spec.eval_splits) > 1 else ""
+        out.update({prefix + k: (0.0 if not np.isfinite(v) else v) for k, v in metrics.items()})
+    return out

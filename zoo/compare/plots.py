@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from zoo.compare.results import ComparisonResult, Group
+from zoo.compare.stats import format_level
 from zoo.compare.study import BASELINE
 
 if TYPE_CHECKING:
@@ -148,7 +149,8 @@ def _group_label(g: Group) -> str:
 
 
 def scores_figure(result: ComparisonResult) -> Figure | None:
-    """Per task and on average: each seed's score, the median and its 95% bootstrap interval."""
+    """Per task and on average: each seed's score, the statistic and its interval over seeds, and the
+    constant predictor as a dashed line."""
     groups = [g for g in result.groups if g.average is not None or g.tasks]
     if not groups:
         return None
@@ -174,6 +176,10 @@ def scores_figure(result: ComparisonResult) -> Figure | None:
                 ax.errorbar(i, 100 * est.point, yerr=[[100 * (est.point - est.low)], [100 * (est.high - est.point)]],
                             fmt="none", ecolor=color, elinewidth=2, capsize=5)
             ax.scatter([i], [100 * est.point], s=70, color=color, marker="_", linewidths=2.5, zorder=3)
+        constant = result.constant_average() if task == "__average__" else result.constant.get(task)
+        if constant is not None:
+            ax.axhline(100 * constant, color="#777777", linestyle="--", linewidth=1, label="constant predictor")
+            ax.legend(fontsize=7, loc="best")
         first_baseline = next((i for i, g in enumerate(groups) if g.baseline), None)
         if first_baseline:
             ax.axvline(first_baseline - 0.5, color="#999999", linestyle=":", linewidth=1)
@@ -186,8 +192,9 @@ def scores_figure(result: ComparisonResult) -> Figure | None:
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     n_seeds = sorted({len(g.runs) for g in groups})
+    levels = sorted({g.average.label for g in groups if g.average is not None and g.average.has_interval})
     fig.suptitle(f"Downstream scores ({result.suite.upper()} dev sets): dots = pretraining seeds, "
-                 f"bar = {result.statistic}, whisker = 95% percentile bootstrap interval over "
+                 f"bar = {result.statistic}, whisker = {' / '.join(levels) or 'no'} interval over "
                  f"{'/'.join(map(str, n_seeds))} seed(s)", fontsize=10)
     return fig
 
@@ -242,7 +249,8 @@ def pairs_figure(result: ComparisonResult) -> Figure | None:
     kinds = {p.paired for p in pairs}
     how = "paired by seed" if kinds == {True} else ("unpaired" if kinds == {False} else "paired where seeds match")
     fig.suptitle(f"A - B of the average score on the same backbone ({how})\n"
-                 f"dot: {result.statistic}, line: 95% bootstrap interval; right of 0: A is better", fontsize=10)
+                 f"dot: mean of the per-seed differences, line: its {format_level(result.confidence)} t interval; "
+                 "right of 0: A is better", fontsize=10)
     return fig
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.compare.results import ComparisonResult, Pair
-from zoo.compare.stats import DEFAULT_RESAMPLES, DEFAULT_SEED, Estimate
+from zoo.compare.results import ComparisonResult
+from zoo.compare.stats import Estimate, format_level, seeds_needed
 from zoo.compare.study import BASELINE
 
 log = logging.getLogger(__name__)
@@ -42,33 +42,76 @@ def _seconds(x: float | None) -> str:
     return f"{x:.0f} s" if x < 600 else f"{x / 60:.1f} min"
 
 
+def _level(est: Estimate | None) -> str:
+    return est.label if est is not None and est.has_interval else "-"
+
+
 def score_table(result: ComparisonResult) -> Table:
-    """One row per (backbone, objective), baselines included: each task and the average, with intervals."""
-    columns = ["backbone", "objective", *(result.task_titles.get(t, t) for t in result.tasks), "average", "seeds"]
+    """One row per (backbone, objective), baselines included, and the constant predictor: each task and
+    the average, with intervals over seeds whose actual level is the last column."""
+    columns = ["backbone", "objective", *(result.task_titles.get(t, t) for t in result.tasks), "average", "seeds",
+               "interval"]
     rows = []
     for g in result.groups:
         rows.append([g.backbone, g.objective, *(fmt_estimate(g.tasks.get(t)) for t in result.tasks),
-                     fmt_estimate(g.average), str(len(g.runs))])
+                     fmt_estimate(g.average), str(len(g.runs)), _level(g.average)])
+    if result.constant:
+        avg = result.constant_average()
+        rows.append(["-", CONSTANT, *(f"{100 * result.constant[t]:.1f}" if t in result.constant else "-"
+                                      for t in result.tasks), f"{100 * avg:.1f}" if avg is not None else "-",
+                     "-", "none (no randomness)"])
     return columns, rows
 
 
-def verdict(p: Pair) -> str:
-    if not p.diff.has_interval:
+CONSTANT = "constant predictor"
+ALPHA = 0.05
+PLANNED_DIFFERENCES = (0.5, 1.0, 2.0, 5.0)  # points (score x100) for the seeds-needed line
+
+
+def _p(p: float | None) -> str:
+    if p is None or math.isnan(p):
+        return "-"
+    return f"{p:.2g}" if p >= 0.001 else "<0.001"
+
+
+def reading(diff: Estimate, p_holm: float | None, a: str, b: str) -> str:
+    """``not distinguishable`` when the interval contains 0; a winner only when the Holm-adjusted p is
+    also below 0.05."""
+    if not diff.has_interval:
         return "no interval (1 seed)"
-    if p.diff.low > 0:
-        return f"{p.a} better"
-    if p.diff.high < 0:
-        return f"{p.b} better"
-    return "unclear (interval includes 0)"
+    if not diff.excludes(0.0):
+        return "not distinguishable"
+    ahead = a if diff.point > 0 else b
+    if p_holm is not None and p_holm < ALPHA:
+        return f"{ahead} better"
+    return f"{ahead} ahead, not significant after Holm"
 
 
 def pair_table(result: ComparisonResult) -> Table:
-    columns = ["backbone", "A", "B", "A - B (avg x100)", "A ahead", "reading"]
+    columns = ["backbone", "A", "B", "A - B (avg x100)", "p", "p (Holm)", "A ahead", "seeds for 80% power",
+               "reading"]
     rows = []
     for p in result.pairs:
-        wins = f"{p.wins}/{p.diff.n} seeds" if p.wins is not None else "unpaired"
-        rows.append([p.backbone, p.a, p.b, fmt_estimate(p.diff, signed=True), wins, verdict(p)])
+        c = p.seeds
+        wins = f"{c.wins}/{c.diff.n} seeds" if c.wins is not None else "unpaired"
+        need = "-" if c.seeds_needed is None else str(c.seeds_needed)
+        rows.append([p.backbone, p.a, p.b, fmt_estimate(c.diff, signed=True), _p(c.p), _p(c.p_holm), wins, need,
+                     reading(c.diff, c.p_holm, p.a, p.b)])
     return columns, rows
+
+
+def item_table(result: ComparisonResult) -> Table:
+    columns = ["backbone", "A", "B", "task", "metric", "items", "A - B (x100)", "p", "p (Holm)", "reading"]
+    rows = []
+    for p in result.pairs:
+        for t, c in p.items.items():
+            rows.append([p.backbone, p.a, p.b, result.task_titles.get(t, t), ITEM_METRIC_NAMES.get(c.metric, c.metric),
+                         f"{c.items:,}", fmt_estimate(c.diff, signed=True), _p(c.p), _p(c.p_holm),
+                         reading(c.diff, c.p_holm, p.a, p.b)])
+    return columns, rows
+
+
+ITEM_METRIC_NAMES = {"mean": "accuracy", "mcc": "MCC", "f1": "F1", "accuracy_f1": "(accuracy + F1) / 2"}
 
 
 def compute_table(result: ComparisonResult) -> Table:
@@ -113,19 +156,65 @@ def _n_seeds(result: ComparisonResult) -> int:
 def statistics_note(result: ComparisonResult) -> str:
     n = _n_seeds(result)
     stat = result.statistic
+    level = format_level(result.confidence)
+    how = (f"the distribution-free order-statistic interval of the median, at the largest level {n} seed(s) "
+           f"allow up to {level}: with few seeds it is [min, max], whose actual level is printed (3 seeds: 75%, "
+           f"5 seeds: 93.8%), never more than it is" if stat == "median" else
+           f"the {level} Student t interval of the mean")
     text = (f"Cells are the {stat} over pretraining seeds of each run's task score (x100; a task's score is the mean "
             f"of its official metrics, MRPC accuracy and F1 for instance, each the median over "
-            f"{result.bench.get('fine_tune_seeds', 1)} fine-tuning seed(s)); brackets are the 95% percentile "
-            f"bootstrap interval over pretraining seeds ({DEFAULT_RESAMPLES:,} resamples, RNG seed {DEFAULT_SEED}). "
-            f"The average is the {stat} over seeds of each run's mean task score.")
-    if n and n <= 5:
-        extra = (f" With {n} seeds this interval is wide and only descriptive: the bootstrap distribution of the "
-                 f"{stat} of {n} values")
-        extra += (" takes only the observed values, so the interval is about the range of the seeds, and a "
-                  "percentile bootstrap covers the true value less often than 95% at such small n."
-                  if stat == "median" else " is coarse, and a percentile bootstrap under-covers at such small n.")
-        text += extra
+            f"{result.bench.get('fine_tune_seeds', 1)} fine-tuning seed(s)); brackets are {how} (the `interval` "
+            f"column). The average is the {stat} over seeds of each run's mean task score.")
+    if result.constant:
+        text += (f" The `{CONSTANT}` row always answers the majority class of the training labels (the training "
+                 "mean for regression), scored on the same dev examples with the official metrics: a model near "
+                 "it has learned nothing usable for the task.")
     return text
+
+
+def _pair_notes(result: ComparisonResult) -> list[str]:
+    n = _n_seeds(result)
+    m = len(result.pairs)
+    lines = [f"Difference of the average score, A - B (x100): the mean of the per-seed differences with its "
+             f"{format_level(result.confidence)} t interval when both sides have the same seeds (seed s of both "
+             "starts from the same initial weights and uses the same fine-tuning seeds), Welch's interval "
+             "otherwise. p is the exact sign-flip permutation test of the per-seed differences (all 2^n sign "
+             "patterns enumerated; Welch's t test when unpaired). Objectives on different backbones are not "
+             "paired: their difference mixes the objective with the architecture.",
+             "",
+             f"{m} pair(s) were tested: p (Holm) is adjusted for that many comparisons (Holm's step-down method, "
+             "family-wise error at most 5%). \"Not distinguishable\" means the interval contains 0; a winner is "
+             "named only when the interval excludes 0 and the Holm-adjusted p is below 0.05."]
+    if n:
+        lines += ["", f"With {n} seeds the smallest p the sign-flip test can give is 2/2^{n} = {2 / 2**n:.3g}"
+                  + (": no difference can reach p < 0.05 over seeds, however large; 6 seeds are the minimum."
+                     if 2 / 2**n >= ALPHA else ".")
+                  + " \"Seeds for 80% power\" is the number of seeds a paired t test at 0.05 would need to detect "
+                  "a true difference as large as the observed one with probability 0.8, given the observed spread "
+                  "of the per-seed differences (noncentral t; at least the sign-flip test's minimum): a rough "
+                  "planning number, since both the difference and the spread are estimated from these seeds."]
+    sds = [p.seeds.sd for p in result.pairs if p.seeds.sd]
+    if sds:
+        sd = float(np.median(sds))
+        need = [(d, seeds_needed(d / 100, sd)) for d in PLANNED_DIFFERENCES]
+        lines += ["", f"Seeds needed for a given difference of the average score, at the median spread of the per-seed "
+                  f"differences here (sd {100 * sd:.2f} points; 80% power, paired t test at 0.05): "
+                  + ", ".join(f"{d:g} point{'s' if d != 1 else ''}: {n if n is not None else 'more than 10,000'}"
+                              for d, n in need) + "."]
+    return lines
+
+
+def _item_notes(result: ComparisonResult) -> list[str]:
+    m = sum(len(p.items) for p in result.pairs)
+    return [f"The same pairs, per task, over evaluation items: A - B of the task score (x100) computed from each "
+            f"model's per-item predictions, with its {format_level(result.confidence)} hierarchical paired "
+            "bootstrap interval (each resample draws pretraining seeds with replacement, then dev items with "
+            "replacement, the same items for A and B) and the two-sided p of the difference over its bootstrap "
+            "standard error. Items are many, so this test "
+            "sees differences the seed-level test cannot; it treats the evaluation set as a sample of the task. "
+            f"{m} test(s): p (Holm) is adjusted over all of them. Left out: tasks without a per-item form here "
+            "(regression, several evaluation splits), and runs whose cached fine-tuning results predate per-item "
+            "predictions (delete their `bench-cache/` to recompute)."]
 
 
 def markdown(result: ComparisonResult, figures: dict[str, Path]) -> str:
@@ -145,24 +234,13 @@ def markdown(result: ComparisonResult, figures: dict[str, Path]) -> str:
     if "scores" in figures and result.bench.get("kind") != "minimal-pairs":
         lines += ["![Downstream scores per task and on average](scores.png)", ""]
     if result.pairs:
-        stat = result.statistic
-        how = (f"paired by seed: seed s of both objectives starts from the same initial weights and uses the same "
-               f"fine-tuning seeds, so the point is the {stat} of the per-seed differences and the interval "
-               f"resamples them" if all(p.paired for p in result.pairs)
-               else f"paired by seed where both groups have the same seeds; otherwise the {stat} of A minus the "
-                    f"{stat} of B, each group resampled independently")
-        lines += ["## Paired comparison (same backbone)", "",
-                  f"Difference of the average score, A - B (x100), with its 95% bootstrap interval ({how}). "
-                  "Objectives on different backbones are not paired here: their difference mixes the objective "
-                  "with the architecture.", ""]
+        lines += ["## Paired comparison over seeds (same backbone)", "", *_pair_notes(result), ""]
         lines += _md(pair_table(result)) + [""]
-        n = _n_seeds(result)
-        if n <= 5:
-            lines += [f"\"A better\" only means the interval excludes 0. With {n} seeds that is weak evidence: "
-                      "the interval spans the per-seed differences and a percentile bootstrap under-covers at "
-                      "this n, so treat it as a hint to confirm with more seeds.", ""]
         if "pairs" in figures:
             lines += ["![Differences of average score](pairs.png)", ""]
+        if any(p.items for p in result.pairs):
+            lines += ["## Paired comparison over evaluation items", "", *_item_notes(result), ""]
+            lines += _md(item_table(result)) + [""]
     lines += ["## Compute used", ""]
     lines += ["Training FLOPs count the backbone and the objective's heads, forward and backward (3 x forward), as "
               "the trainer's budget does. Train time is the training loop alone; wall time adds data loading, "

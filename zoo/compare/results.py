@@ -1,22 +1,32 @@
-"""What a comparison found: per run, per (backbone, objective) group with bootstrap intervals over
-seeds, and per pair of objectives on the same backbone. Plain data; the report and plots read it.
+"""What a comparison found: per run, per (backbone, objective) group with intervals over seeds, and
+per pair of objectives on the same backbone, tested over seeds and over evaluation items. Plain
+data; the report and plots read it. The statistics are in ``zoo.compare.stats``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zoo.compare.stats import Estimate, bootstrap_ci, bootstrap_diff_ci
+from zoo.compare.stats import (
+    DEFAULT_CONFIDENCE,
+    Estimate,
+    ItemComparison,
+    SeedComparison,
+    compare_seeds,
+    hierarchical_bootstrap,
+    holm,
+    seed_estimate,
+)
 from zoo.compare.study import BASELINE
 
-RESULTS_FORMAT = 1
+RESULTS_FORMAT = 2
 
 
 @dataclass
@@ -78,18 +88,61 @@ class Group:
 
 
 @dataclass
+class ItemValues:
+    """One run's per-item results on one task: ``values`` (fine-tunes, items) in the item order of the
+    dev set, summarised by ``metric`` (``zoo.compare.stats.ITEM_METRICS``) into the task score."""
+
+    metric: str  # "mean" of 0/1 correctness, or "f1" / "mcc" / "accuracy_f1" of confusion codes
+    values: np.ndarray  # (F, N)
+
+
+def item_values(metrics: list[str] | tuple[str, ...], regression: bool, eval_splits: int,
+                predictions: list[dict[str, list[float]]], references: dict[str, list[float]]) -> ItemValues | None:
+    """Per-item values whose item metric is the task score: 0/1 correctness for accuracy, confusion
+    codes ``2 * label + prediction`` for binary F1 / MCC. None when the task has no such form here
+    (regression, several evaluation splits, F1 or MCC beyond two classes) or predictions are missing."""
+    if regression or eval_splits != 1 or len(references) != 1 or not predictions:
+        return None
+    (split, refs), = references.items()
+    if any(split not in p or len(p[split]) != len(refs) for p in predictions):
+        return None
+    y = np.asarray(refs, dtype=np.int64)  # (N,)
+    pred = np.asarray([p[split] for p in predictions], dtype=np.int64)  # (F, N)
+    kind = tuple(metrics)
+    if kind == ("accuracy",):
+        return ItemValues("mean", (pred == y).astype(np.float64))
+    binary = bool(np.all((y == 0) | (y == 1)) and np.all((pred == 0) | (pred == 1)))
+    metric = {("accuracy", "f1"): "accuracy_f1", ("matthews_correlation",): "mcc", ("f1",): "f1"}.get(kind)
+    if metric is None or not binary:
+        return None
+    return ItemValues(metric, (2 * y + pred).astype(np.float64))
+
+
+@dataclass
 class Pair:
-    """``a - b`` of the average score on one backbone."""
+    """``a - b`` on one backbone: the average score over seeds, and each task over evaluation items."""
 
     backbone: str
     a: str
     b: str
-    diff: Estimate
-    paired: bool
-    wins: int | None  # seeds where a beat b (paired only)
+    seeds: SeedComparison
+    items: dict[str, ItemComparison] = field(default_factory=dict)  # task (or other item set) -> comparison
+
+    @property
+    def diff(self) -> Estimate:
+        return self.seeds.diff
+
+    @property
+    def paired(self) -> bool:
+        return self.seeds.paired
+
+    @property
+    def wins(self) -> int | None:
+        return self.seeds.wins
 
 
-def summarize(runs: list[RunInfo], tasks: list[str], statistic: str = "median") -> list[Group]:
+def summarize(runs: list[RunInfo], tasks: list[str], statistic: str = "median",
+              confidence: float = DEFAULT_CONFIDENCE) -> list[Group]:
     """One group per (backbone, objective) in first-seen order, from-scratch baselines last per backbone."""
     keyed: dict[tuple[str, str], list[RunInfo]] = {}
     for r in runs:
@@ -105,19 +158,23 @@ def summarize(runs: list[RunInfo], tasks: list[str], statistic: str = "median") 
         for t in tasks:
             values = [r.scores[t] for r in members if t in r.scores]
             if values:
-                ests[t] = bootstrap_ci(values, statistic)
+                ests[t] = seed_estimate(values, statistic, confidence)
         avgs = [a for r in members if (a := r.average(tasks)) is not None]
         groups.append(Group(bb, obj, obj == BASELINE, members, ests,
-                            bootstrap_ci(avgs, statistic) if avgs else None))
+                            seed_estimate(avgs, statistic, confidence) if avgs else None))
     return groups
 
 
-def pairwise(groups: list[Group], tasks: list[str], statistic: str = "median") -> list[Pair]:
+def pairwise(groups: list[Group], tasks: list[str], items: dict[str, dict[str, ItemValues]] | None = None,
+             confidence: float = DEFAULT_CONFIDENCE) -> list[Pair]:
     """Every pair of objectives on the same backbone (baseline included), ``a`` before ``b`` in group order.
 
     Paired by seed when both groups hold the same distinct seeds: seed ``s`` of each shares its
-    initial weights and fine-tuning seeds, so the per-seed differences cancel that variation.
+    initial weights and fine-tuning seeds, so the per-seed differences cancel that variation. Paired
+    pairs with per-item values (``items``: run name -> task -> values) of every seed on a task are also
+    compared over that task's items. p values are Holm-adjusted over all pairs, separately per level.
     """
+    items = items or {}
     out = []
     for ga, gb in combinations(groups, 2):
         if ga.backbone != gb.backbone or ga.average is None or gb.average is None:
@@ -129,12 +186,40 @@ def pairwise(groups: list[Group], tasks: list[str], statistic: str = "median") -
         if paired:
             da, db = dict(a), dict(b)
             xa, xb = [da[s] for s in sorted(da)], [db[s] for s in sorted(da)]
-            wins: int | None = sum(x > y for x, y in zip(xa, xb, strict=True))
         else:
-            xa, xb, wins = [v for _, v in a], [v for _, v in b], None
-        out.append(Pair(ga.backbone, ga.objective, gb.objective, bootstrap_diff_ci(xa, xb, paired, statistic),
-                        paired, wins))
+            xa, xb = [v for _, v in a], [v for _, v in b]
+        pair = Pair(ga.backbone, ga.objective, gb.objective, compare_seeds(xa, xb, paired, confidence))
+        if paired:
+            pair.items = _item_comparisons(ga, gb, tasks, items, confidence)
+        out.append(pair)
+    _adjust(out)
     return out
+
+
+def _item_comparisons(ga: Group, gb: Group, tasks: list[str], items: dict[str, dict[str, ItemValues]],
+                      confidence: float) -> dict[str, ItemComparison]:
+    out = {}
+    runs_a, runs_b = sorted(ga.runs, key=lambda r: r.seed), sorted(gb.runs, key=lambda r: r.seed)
+    # the tasks, then any other item set the runs carry (e.g. every pair of a zero-shot suite at once)
+    keys = [*tasks, *dict.fromkeys(k for r in runs_a for k in items.get(r.name, {}) if k not in tasks)]
+    for t in keys:
+        va = [items.get(r.name, {}).get(t) for r in runs_a]
+        vb = [items.get(r.name, {}).get(t) for r in runs_b]
+        values = [v for v in va + vb if v is not None]
+        if len(values) != len(va) + len(vb) or len({(v.metric, v.values.shape) for v in values}) != 1:
+            continue  # a seed without per-item results, or runs scored on different items
+        out[t] = hierarchical_bootstrap(np.stack([v.values for v in va]), np.stack([v.values for v in vb]),
+                                        values[0].metric, confidence)
+    return out
+
+
+def _adjust(pairs: list[Pair]) -> None:
+    """Holm over the seed-level tests of all pairs, and over the item-level tests of all (pair, task)."""
+    for p, adj in zip(pairs, holm([p.seeds.p for p in pairs]), strict=True):
+        p.seeds = replace(p.seeds, p_holm=None if math.isnan(adj) else adj)
+    keys = [(p, t) for p in pairs for t in p.items]
+    for (p, t), adj in zip(keys, holm([p.items[t].p for p, t in keys]), strict=True):
+        p.items[t] = replace(p.items[t], p_holm=adj)
 
 
 @dataclass
@@ -157,10 +242,20 @@ class ComparisonResult:
     notes: list[str] = field(default_factory=list)
     command: str | None = None
     wall_s: float | None = None
+    constant: dict[str, float] = field(default_factory=dict)  # task -> task score of the constant predictor
+    constant_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> value
+    items: dict[str, dict[str, ItemValues]] = field(default_factory=dict)  # run name -> task -> per-item values
+    confidence: float = DEFAULT_CONFIDENCE
 
     def __post_init__(self) -> None:
-        self.groups = summarize([*self.runs, *self.baselines], self.tasks, self.statistic)
-        self.pairs = pairwise(self.groups, self.tasks, self.statistic)
+        self.groups = summarize([*self.runs, *self.baselines], self.tasks, self.statistic, self.confidence)
+        self.pairs = pairwise(self.groups, self.tasks, self.items, self.confidence)
+
+    def constant_average(self) -> float | None:
+        """The constant predictor's mean task score, when every task has one."""
+        if not self.tasks or any(t not in self.constant for t in self.tasks):
+            return None
+        return float(np.mean([self.constant[t] for t in self.tasks]))
 
     @property
     def failed(self) -> list[RunInfo]:
@@ -182,9 +277,11 @@ class ComparisonResult:
             "statistic": self.statistic, "settings": self.settings, "command": self.command, "wall_s": self.wall_s,
             "skipped": self.skipped, "tokenizers": self.tokenizers, "bench": self.bench, "notes": self.notes,
             "runs": [asdict(r) for r in self.runs], "baselines": [asdict(r) for r in self.baselines],
-            "groups": [group(g) for g in self.groups],
-            "pairs": [{"backbone": p.backbone, "a": p.a, "b": p.b, "paired": p.paired, "wins": p.wins,
-                       "difference": p.diff.to_dict()} for p in self.pairs],
+            "groups": [group(g) for g in self.groups], "confidence": self.confidence,
+            "constant": {"scores": self.constant, "metrics": self.constant_metrics,
+                         "average": self.constant_average()},
+            "pairs": [{"backbone": p.backbone, "a": p.a, "b": p.b, "seeds": p.seeds.to_dict(),
+                       "items": {t: c.to_dict() for t, c in p.items.items()}} for p in self.pairs],
         }
 
     def write_json(self, path: Path) -> None:

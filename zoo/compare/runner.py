@@ -17,7 +17,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from zoo.compare.results import ComparisonResult, RunInfo
+from zoo.compare.results import ComparisonResult, ItemValues, RunInfo, item_values
 from zoo.compare.study import (
     BASELINE,
     BenchOptions,
@@ -351,6 +351,7 @@ def _benchmark_and_collect(runs: list[RunInfo], options: BenchOptions, out: Path
                            tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
     from zoo.benchmarks.finetune import recipes_for
     from zoo.benchmarks.minimal_pairs import SUITES
+    from zoo.benchmarks.scoring import task_score
     from zoo.benchmarks.tasks import resolve_tasks
 
     if options.suite in SUITES:
@@ -365,13 +366,17 @@ def _benchmark_and_collect(runs: list[RunInfo], options: BenchOptions, out: Path
               "overrides": list(options.overrides), "max_train_examples": options.max_train_examples,
               "max_eval_examples": options.max_eval_examples, "device": options.device, "use_cache": True}
     baselines: list[RunInfo] = []
+    items: dict[str, dict[str, ItemValues]] = {}
+    constant: dict[str, dict[str, float]] = {}
     with _progress(progress) as bar:
         common["progress"] = bar
         if done:
             log.info("benchmarking %d run(s) on %s", len(done), ", ".join(tasks))
-            _fill_scores(done, bench_fn([r.path for r in done], **common))
+            bench = bench_fn([r.path for r in done], **common)
+            _fill_scores(done, bench, items)
+            constant = dict(getattr(bench, "constant", {}) or {})
         if options.baselines and done:
-            baselines = _baselines(done, out, bench_fn, common)
+            baselines = _baselines(done, out, bench_fn, common, items)
     if study is not None:
         for r in runs:
             if r.status == "done":
@@ -386,22 +391,34 @@ def _benchmark_and_collect(runs: list[RunInfo], options: BenchOptions, out: Path
         out=str(out), mode=mode, suite=suite, tasks=tasks, task_titles={s.name: s.title for s in specs},
         task_metrics={s.name: s.metric_names() for s in specs}, runs=runs, baselines=baselines,
         statistic=options.statistic, settings=settings, skipped=skipped, tokenizers=tokenizers, bench=bench_meta,
-        notes=notes, command=command)
+        notes=notes, command=command, items=items, constant_metrics=constant,
+        constant={s.name: task_score(s, constant[s.name]) for s in specs if s.name in constant})
 
 
-def _fill_scores(infos: list[RunInfo], result: Any) -> None:
+def _fill_scores(infos: list[RunInfo], result: Any, items: dict[str, dict[str, ItemValues]] | None = None) -> None:
     """Copy a ``BenchResult``'s per-model task scores (medians over fine-tuning seeds) into ``infos``
-    (same order as the models given to ``run_bench``)."""
+    (same order as the models given to ``run_bench``), and per-item values into ``items`` (run name ->
+    task -> values) where the result holds predictions and references."""
+    from zoo.benchmarks.tasks import get_task
+
     if len(result.models) != len(infos):
         raise RuntimeError(f"run_bench returned {len(result.models)} models for {len(infos)} inputs")
+    references = getattr(result, "references", {}) or {}
     for info, model in zip(infos, result.models, strict=True):
         for task, tr in model.tasks.items():
             info.scores[task] = float(tr.score())
             info.metrics[task] = {m: float(s["median"]) for m, s in tr.summary().items()}
             info.bench_s += float(sum(s.seconds for s in tr.seeds))
+            if items is not None and task in references:
+                spec = get_task(task)
+                values = item_values(spec.metrics, spec.is_regression, len(spec.eval_splits),
+                                     [s.predictions for s in tr.seeds], references[task])
+                if values is not None:
+                    items.setdefault(info.name, {})[task] = values
 
 
-def _baselines(done: list[RunInfo], out: Path, bench_fn: BenchFn, common: dict[str, Any]) -> list[RunInfo]:
+def _baselines(done: list[RunInfo], out: Path, bench_fn: BenchFn, common: dict[str, Any],
+               items: dict[str, dict[str, ItemValues]] | None = None) -> list[RunInfo]:
     """Per backbone and seed: the run's architecture and tokenizer, randomly initialised with that seed,
     fine-tuned exactly like the pretrained runs (results cached under ``out/baselines/``)."""
     import torch
@@ -428,7 +445,7 @@ def _baselines(done: list[RunInfo], out: Path, bench_fn: BenchFn, common: dict[s
             infos.append(RunInfo(name=name, backbone=backbone, objective=BASELINE, seed=seed, path=str(path),
                                  baseline=True, params=sum(p.numel() for p in bb.parameters())))
     log.info("benchmarking %d from-scratch baseline(s)", len(sources))
-    _fill_scores(infos, bench_fn(sources, **common))
+    _fill_scores(infos, bench_fn(sources, **common), items)
     return infos
 
 

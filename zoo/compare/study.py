@@ -29,14 +29,16 @@ from zoo.train.config import config_diffs as train_config_diffs
 log = logging.getLogger(__name__)
 
 STUDY_FORMAT = 1
+DEFAULT_SEEDS = 5  # pretraining seeds per (objective, backbone); see zoo.compare.stats on what 5 can show
 BASELINE = "from scratch"  # the objective label of the no-pretraining baseline
 # Keys a study sets itself for each run; --set may not change them.
 RESERVED_KEYS = ("objective", "backbone", "out", "train.seed", "train.budget", "tokenizer.path")
 # Settings that may change between invocations of the same study (they change no trained weights).
 MUTABLE_SETTINGS = ("objectives", "backbones", "seeds", "evals", "bench")
 # Config keys a finished run may differ in and still be reused (they do not change the weights).
-REUSABLE_DIFFS = ("out", "train.log_every", "train.eval_every", "train.checkpoint_every", "train.keep_last",
-                  "train.tensorboard", "train.prefetch", "data.cache_dir", "train.device", "train.dist_timeout_s")
+REUSABLE_DIFFS = ("out", "train.log_every", "train.eval_every", "train.checkpoint_every", "train.checkpoint_minutes",
+                  "train.keep_last", "train.tensorboard", "train.prefetch", "data.cache_dir", "train.device",
+                  "train.dist_timeout_s")
 
 
 @dataclass
@@ -52,7 +54,7 @@ class BenchOptions:
     max_eval_examples: int | None = None
     device: str = "auto"
     baselines: bool = True  # a from-scratch replicate per backbone and seed
-    statistic: str = "median"  # over pretraining seeds, with a percentile bootstrap interval
+    statistic: str = "median"  # over pretraining seeds: median (order-statistic interval) or mean (t interval)
 
     def __post_init__(self) -> None:
         if self.seeds < 1:
@@ -72,7 +74,7 @@ class StudySettings:
     objectives: list[str]
     backbones: list[str]
     budget: str
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] = field(default_factory=lambda: list(range(DEFAULT_SEEDS)))
     data: str | None = None  # pretraining corpus (None: the embedded default corpus)
     size: str = "mini"
     seq_len: int | None = None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.data.config import DataConfig
+from zoo.data.encodings import decompress, from_unicode_bom, plain_name
 from zoo.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -152,19 +153,58 @@ def _read_local(cfg: DataConfig) -> Corpus:
     return corpus
 
 
+def _walk(root: Path, stats: Counter) -> list[Path]:
+    """Every entry under ``root`` that is not a directory, sorted; linked folders are followed, each
+    folder and file read once (a link loop or a second link to the same place is skipped, counted and
+    logged with its target); an unreadable folder is an error, never a silent gap."""
+    def unreadable(exc: OSError) -> None:
+        raise DataError(f"cannot read directory {exc.filename}: {exc.strerror or exc}")
+
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: dict[tuple[int, int], Path] = {}
+    out: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable, followlinks=True):
+        here = Path(dirpath)
+        st = os.stat(here)
+        if (st.st_dev, st.st_ino) in seen_dirs:
+            stats["linked_folders_skipped"] += 1
+            log.warning("skipping %s: it links to %s, which is already read (a symbolic link loop or a second "
+                        "link to the same folder)", here, os.path.realpath(here))
+            dirnames[:] = []
+            continue
+        seen_dirs.add((st.st_dev, st.st_ino))
+        dirnames.sort()
+        for name in filenames:
+            path = here / name
+            try:
+                fst = path.stat()
+            except OSError:
+                out.append(path)  # a broken link: reported when it matches
+                continue
+            key = (fst.st_dev, fst.st_ino)
+            if stat.S_ISREG(fst.st_mode) and key in seen_files:
+                stats["linked_files_skipped"] += 1
+                log.warning("skipping %s: it is the same file as %s (read once)", path, seen_files[key])
+                continue
+            seen_files.setdefault(key, path)
+            out.append(path)
+    return sorted(out)
+
+
 def _list_files(root: Path, include: list[str], stats: Counter) -> list[Path]:
-    """Files under ``root`` (recursively, sorted) whose name or relative path matches ``include``."""
+    """Files under ``root`` (recursively, sorted) whose name or relative path matches ``include``
+    (``a.txt.gz`` matches ``*.txt``: compressed files are read transparently)."""
     matched: list[Path] = []
     others: list[str] = []
-    for path in sorted(root.rglob("*")):
+    for path in _walk(root, stats):
         rel = path.relative_to(root)
         if any(part.startswith(".") for part in rel.parts):
             if path.is_file():
                 stats["hidden_files_ignored"] += 1
             continue
-        if path.is_dir():
-            continue
-        if any(fnmatch.fnmatch(path.name, pat) or fnmatch.fnmatch(rel.as_posix(), pat) for pat in include):
+        names = {path.name, plain_name(path.name)}
+        rels = {rel.as_posix(), plain_name(rel.as_posix())}
+        if any(fnmatch.fnmatch(n, pat) for pat in include for n in names | rels):
             if not path.is_file():  # a broken link, a FIFO (reading would block), a socket, a device
                 raise DataError(f"cannot read {path}: {_not_regular(path)}")
             matched.append(path)
@@ -194,11 +234,12 @@ def _not_regular(path: Path) -> str:
 def _read_bytes(path: Path) -> bytes:
     try:
         with open(path, "rb") as f:
-            return f.read()
+            data = f.read()
     except PermissionError as exc:
         raise DataError(f"cannot read {path}: permission denied") from exc
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return decompress(path, data)
 
 
 def _location(data: bytes, offset: int) -> str:
@@ -208,11 +249,12 @@ def _location(data: bytes, offset: int) -> str:
 
 def _read_file(path: Path, cfg: DataConfig, in_dir: bool, stats: Counter) -> Iterator[str]:
     data = _read_bytes(path)
+    data = from_unicode_bom(path, data, stats)
     if not data.strip():
         stats["empty_files"] += 1
         log.warning("%s is empty or whitespace-only; no documents from it", path)
         return
-    if path.suffix.lower() in JSON_SUFFIXES:
+    if Path(plain_name(path.name)).suffix.lower() in JSON_SUFFIXES:
         yield from _read_json(path, data, cfg, stats)
         return
     mode = cfg.doc_boundary
@@ -291,7 +333,7 @@ def _units(text: str, mode: str, stats: Counter) -> Iterator[str]:
 
 def _read_json(path: Path, data: bytes, cfg: DataConfig, stats: Counter) -> Iterator[str]:
     bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
-    if path.suffix.lower() == ".json" and data[bom:].lstrip()[:1] == b"[":  # one JSON array of records
+    if Path(plain_name(path.name)).suffix.lower() == ".json" and data[bom:].lstrip()[:1] == b"[":  # one JSON array of records
         if cfg.on_decode_error == "skip" and _first_problem(data, bom) is not None:
             cfg = replace(cfg, on_decode_error="error")  # a JSON array has no lines to skip
         try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import time
 import uuid
@@ -73,6 +75,51 @@ def split_documents(documents: Sequence[str], fraction: float) -> tuple[list[int
     valid = sorted(i for _, i in keys[:k])
     chosen = set(valid)
     return [i for i in range(n) if i not in chosen], valid
+
+
+# A corpus of a few long documents (a dozen books) would hold out one whole document for validation,
+# and pair objectives draw "random next sentences" from another document of the same split: such a
+# corpus is cut into pieces of about PIECE_CHARS characters at paragraph (else line) boundaries.
+LONG_DOCUMENT_CHARS = 100_000
+PIECE_CHARS = 20_000  # at most; less when needed for 2 validation documents, never under MIN_PIECE_CHARS
+MIN_PIECE_CHARS = 1_000
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    units = [u for para in re.split(r"\n\s*\n", text)
+             for u in (para.split("\n") if len(para) > 2 * size else [para])]
+    out, current, length = [], [], 0
+    for unit in units:
+        current.append(unit)
+        length += len(unit) + 2
+        if length >= size:
+            out.append("\n\n".join(current))
+            current, length = [], 0
+    if current:
+        out.append("\n\n".join(current))
+    return [p for p in (p.strip() for p in out) if p]
+
+
+def split_long_documents(documents: list[str], fraction: float) -> tuple[list[str], int]:
+    """When holding out ``fraction`` of ``documents`` would leave fewer than 2 validation documents and
+    some document is longer than ``LONG_DOCUMENT_CHARS``, the long documents are cut into pieces of at
+    most ``PIECE_CHARS`` characters, fewer if 2 / ``fraction`` pieces need it. Returns the documents
+    and how many were cut."""
+    if fraction <= 0 or round(fraction * len(documents)) >= 2 or \
+            not any(len(d) > LONG_DOCUMENT_CHARS for d in documents):
+        return documents, 0
+    size = max(MIN_PIECE_CHARS, min(PIECE_CHARS, sum(map(len, documents)) // math.ceil(2 / fraction)))
+    out: list[str] = []
+    cut = 0
+    for doc in documents:
+        pieces = _pieces(doc, size) if len(doc) > size else [doc]
+        cut += len(pieces) > 1
+        out.extend(pieces)
+    log.info("the corpus holds only %d document(s), some over %d characters: cut %d of them at paragraph "
+             "boundaries into pieces of about %d characters (%d documents now), so that the validation split "
+             "and next-sentence sampling draw on several of them", len(documents), LONG_DOCUMENT_CHARS, cut,
+             size, len(out))
+    return out, cut
 
 
 def _training_key(tok_cfg: TokenizerConfig, kind: str, content: str) -> str:
@@ -158,6 +205,9 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
     segmenter = get_segmenter(data.segmenter)  # before any work: a missing extra fails at once
     t0 = time.perf_counter()
     corpus = read_corpus(data)
+    corpus.documents, cut = split_long_documents(corpus.documents, data.validation_fraction)
+    if cut:
+        corpus.stats["long_documents_cut_into_pieces"] = cut
     t_read = time.perf_counter() - t0
     train_idx, valid_idx = split_documents(corpus.documents, data.validation_fraction)
     train_docs = [corpus.documents[i] for i in train_idx]

@@ -38,6 +38,7 @@ import numpy as np
 import tokenizers
 from tokenizers import Tokenizer
 
+from zoo import diskspace
 from zoo.data.segment import Segmenter, token_word_starts
 from zoo.data.sentences import MAX_SENTENCE_CHARS, SPLITTER_VERSION, sentence_boundaries
 from zoo.data.tokenizer import tokenizer_hash
@@ -313,7 +314,16 @@ def cached_store(documents: Sequence[str], tokenizer: Tokenizer, cache_dir: str 
                         "(set data.cache_dir or $ZOO_CACHE_DIR)") from exc
     tmp = root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
-        build_store(documents, tokenizer, tmp, content, segmenter)
+        try:
+            build_store(documents, tokenizer, tmp, content, segmenter)
+        except OSError as exc:
+            if not diskspace.is_full(exc):
+                raise
+            chars = sum(len(d) for d in documents)  # ~1 token per 3 characters: ids and word starts
+            needed = chars / 3 * (token_dtype(tokenizer.get_vocab_size(with_added_tokens=True)).itemsize + 1)
+            raise DataError(f"{diskspace.no_space(root, needed, f'the token store of {len(documents)} documents')}"
+                            f"; the partial store was removed. Free some space or set data.cache_dir "
+                            f"($ZOO_CACHE_DIR) to a disk with room") from exc
         try:
             os.rename(tmp, final)
         except OSError:

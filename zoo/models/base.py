@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from zoo.errors import CheckpointError
+from zoo.errors import CheckpointError, ConfigError
 from zoo.models.attention import KERNELS, AttentionLayout
 
 CAPABILITIES = ("bidirectional", "causal", "prefix", "segments", "packed")
@@ -65,6 +65,7 @@ class BackboneConfig:
     initializer_range: float = 0.02
     attention: str = "auto"  # auto | eager | sdpa | xformers
     activation_checkpointing: bool = False
+    bias: bool = True  # False: no biases in linear layers and LayerNorms (cramming); no transformers counterpart
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_layers", "max_positions"):
@@ -204,11 +205,21 @@ def init_weights(module: nn.Module, std: float) -> None:
             nn.init.normal_(m.weight, mean=0.0, std=std)
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def default_positions(input_ids: Tensor) -> Tensor:
     return torch.arange(input_ids.shape[1], device=input_ids.device)[None].expand_as(input_ids)
+
+
+def check_hf_exportable(config: Any, backbone: str, options: dict[str, Any]) -> None:
+    """Refuse to describe ``config`` as a transformers model when a field differs from ``options``
+    (field -> the value transformers computes): the export would be another function."""
+    for key, value in options.items():
+        if getattr(config, key, value) != value:
+            raise ConfigError(f"model.{key} = {getattr(config, key)!r} has no transformers counterpart: the "
+                              f"{backbone} backbone exports only with {key} = {value!r}")
 
 
 def check_hf_options(hf: Any, backbone: str, options: dict[str, tuple[Any, tuple[Any, ...], str]]) -> None:

@@ -4,6 +4,11 @@ Numerically the same function as ``transformers.BertModel`` (without its pooler)
 key and value projections are fused into one matmul, and ``hf_state_dict`` /
 ``load_hf_state_dict`` translate to and from BertModel's parameter names and shapes. The attention
 pattern is the batch's: bidirectional as BERT, or causal / prefix-LM when the objective asks for it.
+
+Two options depart from BertModel (cramming, Geiping & Goldstein 2023), off by default:
+``norm_position = "pre"`` normalises each sublayer's input instead of the residual sum and adds
+a final LayerNorm (as GPT-2 does); ``bias = False`` drops the biases of every linear layer and
+LayerNorm. Such a model has no transformers class, so it does not export.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from zoo.models.base import (
     Backbone,
     BackboneConfig,
     UsedKeys,
+    check_hf_exportable,
     check_hf_options,
     default_positions,
     init_weights,
@@ -32,6 +38,15 @@ from zoo.models.base import (
 class BertConfig(BackboneConfig):
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
+    norm_position: str = "post"  # post (BERT) | pre (each sublayer's input, plus a final LayerNorm)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.norm_position not in NORM_POSITIONS:
+            raise ValueError(f"norm_position = {self.norm_position!r}; expected one of {', '.join(NORM_POSITIONS)}")
+
+
+NORM_POSITIONS = ("post", "pre")
 
 
 class BertLayer(nn.Module):
@@ -39,22 +54,27 @@ class BertLayer(nn.Module):
         super().__init__()
         h = c.hidden_size
         self.num_heads = c.num_heads
-        self.qkv = nn.Linear(h, 3 * h)
-        self.attn_out = nn.Linear(h, h)
-        self.attn_norm = nn.LayerNorm(h, eps=c.layer_norm_eps)
-        self.ffn_in = nn.Linear(h, c.intermediate_size)
-        self.ffn_out = nn.Linear(c.intermediate_size, h)
-        self.ffn_norm = nn.LayerNorm(h, eps=c.layer_norm_eps)
+        self.pre_norm = c.norm_position == "pre"
+        self.qkv = nn.Linear(h, 3 * h, bias=c.bias)
+        self.attn_out = nn.Linear(h, h, bias=c.bias)
+        self.attn_norm = nn.LayerNorm(h, eps=c.layer_norm_eps, bias=c.bias)
+        self.ffn_in = nn.Linear(h, c.intermediate_size, bias=c.bias)
+        self.ffn_out = nn.Linear(c.intermediate_size, h, bias=c.bias)
+        self.ffn_norm = nn.LayerNorm(h, eps=c.layer_norm_eps, bias=c.bias)
         self.dropout = nn.Dropout(c.dropout)
         self.attention_dropout = c.attention_dropout
 
     def forward(self, x: Tensor, mask: attn.PreparedMask) -> Tensor:
         batch, seq_len, hidden = x.shape  # (B, T, h)
-        q, k, v = self.qkv(x).view(batch, seq_len, 3, self.num_heads, -1).unbind(2)  # 3 x (B, T, H, D)
+        y = self.attn_norm(x) if self.pre_norm else x
+        q, k, v = self.qkv(y).view(batch, seq_len, 3, self.num_heads, -1).unbind(2)  # 3 x (B, T, H, D)
         a = attn.attend(q, k, v, mask, self.attention_dropout if self.training else 0.0)
-        x = self.attn_norm(x + self.dropout(self.attn_out(a.reshape(batch, seq_len, hidden))))
-        y = self.ffn_out(F.gelu(self.ffn_in(x)))  # (B, T, h)
-        return self.ffn_norm(x + self.dropout(y))
+        x = x + self.dropout(self.attn_out(a.reshape(batch, seq_len, hidden)))
+        if not self.pre_norm:
+            x = self.attn_norm(x)
+        y = self.ffn_out(F.gelu(self.ffn_in(self.ffn_norm(x) if self.pre_norm else x)))  # (B, T, h)
+        x = x + self.dropout(y)
+        return x if self.pre_norm else self.ffn_norm(x)
 
 
 class BertBackbone(Backbone):
@@ -69,9 +89,12 @@ class BertBackbone(Backbone):
         self.tok_emb = nn.Embedding(c.vocab_size, c.hidden_size)
         self.pos_emb = nn.Embedding(c.max_positions, c.hidden_size)
         self.type_emb = nn.Embedding(c.type_vocab_size, c.hidden_size)
-        self.emb_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.emb_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps, bias=c.bias)
         self.emb_dropout = nn.Dropout(c.dropout)
         self.layers = nn.ModuleList(BertLayer(c) for _ in range(c.num_layers))
+        # pre-LN leaves the residual stream unnormalised: normalise the output once, as GPT-2 does
+        self.final_norm = (nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps, bias=c.bias)
+                           if c.norm_position == "pre" else None)
         init_weights(self, c.initializer_range)
 
     def input_embedding(self) -> nn.Embedding:
@@ -91,10 +114,13 @@ class BertBackbone(Backbone):
         kernel = attn.resolve_kernel(self.config.attention, x.device)
         mask = attn.prepare(layout, kernel, batch, seq_len, self.config.num_heads, x.device, x.dtype)
         x = self.run_layers(x, self.layers, mask)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
         return x  # (B, T, h)
 
     # --- Hugging Face BertModel layout ---------------------------------------------------------
     def hf_state_dict(self) -> dict[str, Tensor]:
+        check_hf_exportable(self.config, self.name, _BERT_HF_OPTIONS)
         h = self.config.hidden_size
         out = {
             "embeddings.word_embeddings.weight": self.tok_emb.weight,
@@ -137,6 +163,7 @@ class BertBackbone(Backbone):
         from transformers import BertConfig as HFBertConfig
 
         c = self.config
+        check_hf_exportable(c, self.name, _BERT_HF_OPTIONS)
         return HFBertConfig(
             vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
             num_attention_heads=c.num_heads, intermediate_size=c.intermediate_size, hidden_act="gelu",
@@ -166,6 +193,9 @@ class BertBackbone(Backbone):
 # BertForPreTraining / task-model tensors and buffers that are not part of the encoder.
 _BERT_NOT_BACKBONE = ("pooler.*", "cls.*", "classifier.*", "qa_outputs.*", "embeddings.position_ids",
                       "embeddings.token_type_ids")
+
+# Fields whose other values compute a function BertModel cannot (the export refuses them).
+_BERT_HF_OPTIONS = {"norm_position": "post", "bias": True}
 
 _BERT_LAYER_NAMES = {
     "attn_out": "attention.output.dense",

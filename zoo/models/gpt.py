@@ -3,7 +3,8 @@
 Numerically the same function as ``transformers.GPT2Model``. GPT-2 stores its projections as
 ``Conv1D`` (weight shape (in, out)); ``hf_state_dict`` / ``load_hf_state_dict`` transpose. The
 attention pattern is the batch's: causal as GPT-2, or prefix-LM / bidirectional when the objective
-asks for it.
+asks for it. ``bias = False`` (off by default) drops the biases of every linear layer and
+LayerNorm; such a model has no transformers class, so it does not export.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from zoo.models.base import (
     Backbone,
     BackboneConfig,
     UsedKeys,
+    check_hf_exportable,
     check_hf_options,
     default_positions,
     init_weights,
@@ -39,12 +41,12 @@ class GPTBlock(nn.Module):
         super().__init__()
         h = c.hidden_size
         self.num_heads = c.num_heads
-        self.ln_1 = nn.LayerNorm(h, eps=c.layer_norm_eps)
-        self.qkv = nn.Linear(h, 3 * h)
-        self.attn_out = nn.Linear(h, h)
-        self.ln_2 = nn.LayerNorm(h, eps=c.layer_norm_eps)
-        self.ffn_in = nn.Linear(h, c.intermediate_size)
-        self.ffn_out = nn.Linear(c.intermediate_size, h)
+        self.ln_1 = nn.LayerNorm(h, eps=c.layer_norm_eps, bias=c.bias)
+        self.qkv = nn.Linear(h, 3 * h, bias=c.bias)
+        self.attn_out = nn.Linear(h, h, bias=c.bias)
+        self.ln_2 = nn.LayerNorm(h, eps=c.layer_norm_eps, bias=c.bias)
+        self.ffn_in = nn.Linear(h, c.intermediate_size, bias=c.bias)
+        self.ffn_out = nn.Linear(c.intermediate_size, h, bias=c.bias)
         self.dropout = nn.Dropout(c.dropout)
         self.attention_dropout = c.attention_dropout
 
@@ -71,7 +73,7 @@ class GPTBackbone(Backbone):
         self.pos_emb = nn.Embedding(c.max_positions, c.hidden_size)
         self.emb_dropout = nn.Dropout(c.dropout)
         self.layers = nn.ModuleList(GPTBlock(c) for _ in range(c.num_layers))
-        self.ln_f = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.ln_f = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps, bias=c.bias)
         init_weights(self, c.initializer_range)
         for layer in self.layers:  # GPT-2: residual projections scaled by 1/sqrt(2 * n_layer)
             for proj in (layer.attn_out, layer.ffn_out):
@@ -98,6 +100,7 @@ class GPTBackbone(Backbone):
 
     # --- Hugging Face GPT2Model layout -----------------------------------------------------------
     def hf_state_dict(self) -> dict[str, Tensor]:
+        check_hf_exportable(self.config, self.name, _GPT_HF_OPTIONS)
         out = {"wte.weight": self.tok_emb.weight, "wpe.weight": self.pos_emb.weight,
                "ln_f.weight": self.ln_f.weight, "ln_f.bias": self.ln_f.bias}
         for i, layer in enumerate(self.layers):
@@ -127,6 +130,7 @@ class GPTBackbone(Backbone):
         from transformers import GPT2Config
 
         c = self.config
+        check_hf_exportable(c, self.name, _GPT_HF_OPTIONS)
         return GPT2Config(
             vocab_size=c.vocab_size, n_positions=c.max_positions, n_embd=c.hidden_size,
             n_layer=c.num_layers, n_head=c.num_heads, n_inner=c.intermediate_size,
@@ -159,6 +163,9 @@ class GPTBackbone(Backbone):
 
 # GPT2LMHeadModel / task-model tensors and the attention-mask buffers of older checkpoints.
 _GPT_NOT_BACKBONE = ("lm_head.*", "score.*", "h.*.attn.bias", "h.*.attn.masked_bias")
+
+# Fields whose other values compute a function GPT2Model cannot (the export refuses them).
+_GPT_HF_OPTIONS = {"bias": True}
 
 _GPT_LAYER_NAMES = {
     "ln_1": "ln_1", "qkv": "attn.c_attn", "attn_out": "attn.c_proj",

@@ -99,6 +99,12 @@ class Objective:
         return cls.attention
 
     @classmethod
+    def min_seq_len(cls, family: str) -> int:
+        """The shortest rows this objective can fill on a backbone of ``family`` (checked before any
+        data work): an encoder row needs [CLS], a token and [SEP]; a decoder row a token and its successor."""
+        return 3 if family == "encoder" else 2
+
+    @classmethod
     def rebuilds_rows_for(cls, family: str) -> bool:
         """Whether ``prepare`` rebuilds the rows on a backbone of ``family`` (see ``rebuilds_rows``)."""
         return cls.rebuilds_rows

@@ -35,6 +35,10 @@ class Deshuffle(LanguageModelBase):
     corrupts_inputs = True
     rebuilds_rows = True  # one prefix-LM row of twice the text per raw row
 
+    @classmethod
+    def min_seq_len(cls, family: str) -> int:
+        return 6  # the text twice plus two end tokens
+
     def row_length(self, seq_len: int) -> int:
         length = (seq_len - 2) // 2
         if length < 2:

@@ -130,6 +130,12 @@ class Mixture(Objective):
         return None
 
     @classmethod
+    def min_seq_len(cls, family: str) -> int:
+        """The longest of the components' shortest rows: every part must fill the rows it is given."""
+        return max((registry.load("objective", c.objective).min_seq_len(family) for c in cls.components),
+                   default=super().min_seq_len(family))
+
+    @classmethod
     def declared_special_tokens(cls, config: Any | None) -> tuple[str, ...]:
         """Every component's special tokens (e.g. UL2's paradigm tokens), each once."""
         from zoo.config import from_dict

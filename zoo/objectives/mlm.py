@@ -168,10 +168,13 @@ def masked_lm_loss(head: MaskedLMHead, hidden: Tensor, positions: Tensor, labels
     return LossOutput(loss, count, {"loss": loss.detach(), "acc": correct / denom})
 
 
-def mlm_head_flops(spec: BackboneSpec, positions: Any) -> float:
-    rows = int(np.prod(tuple(positions.shape)))
+def mlm_head_flops(spec: BackboneSpec, positions: Any, labels: Any) -> float:
+    """What ``masked_lm_loss`` computes: the transform at all B * P gathered slots, the vocabulary
+    projection only at the filled (labelled) ones."""
+    slots = int(np.prod(tuple(positions.shape)))
+    filled = int((labels != IGNORE).sum())
     h = spec.hidden_size
-    return 2.0 * rows * h * h + lm_flops(rows, h, spec.vocab_size)
+    return 2.0 * slots * h * h + lm_flops(filled, h, spec.vocab_size)
 
 
 class MaskedLM(Objective):
@@ -231,4 +234,5 @@ class MaskedLM(Objective):
         return masked_lm_loss(heads, hidden, t["positions"], t["labels"], self.config.chunk_rows)
 
     def head_flops(self, batch: Batch) -> float:
-        return mlm_head_flops(self.spec, batch.targets[self.name]["positions"])
+        t = batch.targets[self.name]
+        return mlm_head_flops(self.spec, t["positions"], t["labels"])

@@ -186,6 +186,10 @@ class PairObjective(Objective):
     attention = "bidirectional"
     task: ClassVar[str] = "sentence pairs"
 
+    @classmethod
+    def min_seq_len(cls, family: str) -> int:
+        return 5  # [CLS] A [SEP] B [SEP], one token on each side
+
     def __init__(self, config: Any | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:
         super().__init__(config, tokens, spec, name)

@@ -144,6 +144,10 @@ class SpanCorruption(Objective):
         return cls.form(family).rebuilds_rows_for(family)
 
     @classmethod
+    def min_seq_len(cls, family: str) -> int:
+        return cls.form(family).min_seq_len(family)
+
+    @classmethod
     def declared_special_tokens(cls, config: Any | None) -> tuple[str, ...]:
         paradigm = getattr(config, "paradigm", "")
         return (paradigm,) if paradigm else ()

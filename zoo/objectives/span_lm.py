@@ -77,6 +77,10 @@ class SpanLM(LanguageModelBase):
     corrupts_inputs = True
     rebuilds_rows = True  # one new prefix-LM row of another width per raw row
 
+    @classmethod
+    def min_seq_len(cls, family: str) -> int:
+        return 6  # at the default noise density: kept tokens, a span, its sentinels and the end token
+
     def __init__(self, config: SpanLMConfig | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:
         super().__init__(config, tokens, spec, name)

@@ -55,6 +55,10 @@ class SpanMasking(MaskedLM):
     name = "span-mask"
     Config = SpanMaskConfig
 
+    @classmethod
+    def min_seq_len(cls, family: str) -> int:
+        return 4  # [CLS], a span and a token around it, [SEP]
+
     def prepare(self, data: Batch | Any, rng: np.random.Generator) -> Batch:
         if not isinstance(data, Batch):
             raise TypeError(f"{self.name} prepares packed rows (a Batch), got {type(data).__name__}")

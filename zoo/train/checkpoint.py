@@ -29,8 +29,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save_file
 
+from zoo import diskspace
 from zoo.errors import CheckpointError
 from zoo.train import faults
 
@@ -82,6 +83,42 @@ def write(run_dir: Path, step: int, ckpt: Checkpoint, keep_last: int) -> Path:
     tmp = run_dir / f".tmp-{step_name(step)}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
+    try:
+        _write_files(tmp, step, ckpt)
+    except (OSError, SafetensorError) as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a partial checkpoint behind
+        if not diskspace.is_full(exc):
+            raise
+        previous = steps(run_dir)
+        kept = (f"the previous checkpoint {previous[-1][1].name} is intact" if previous
+                else "no earlier checkpoint exists")
+        raise CheckpointError(f"{diskspace.no_space(run_dir, _size(ckpt), f'checkpoint {step_name(step)}')}; "
+                              f"{kept} and the partial files were removed. Free some space (or lower "
+                              f"train.keep_last) and run the same command again to resume") from exc
+    faults.maybe_kill_in_checkpoint("before-rename")
+    if final.exists():  # re-written after a resume at the same step
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    latest_tmp = run_dir / f".{LATEST}.tmp"
+    try:
+        latest_tmp.write_text(step_name(step) + "\n")
+        os.replace(latest_tmp, run_dir / LATEST)
+    except OSError as exc:  # the step is complete; ``latest`` is only a pointer for people and scripts
+        latest_tmp.unlink(missing_ok=True)
+        if not diskspace.is_full(exc):
+            raise
+        log.warning("could not update %s: %s", run_dir / LATEST, exc)
+    prune(run_dir, keep_last, keep=final)
+    return final
+
+
+def _size(ckpt: Checkpoint) -> float:
+    tensors = [*ckpt.model.values(), *ckpt.optimizer.values(), *ckpt.rng.values()]
+    return float(sum(t.numel() * t.element_size() for t in tensors)) + len(json.dumps(ckpt.state))
+
+
+def _write_files(tmp: Path, step: int, ckpt: Checkpoint) -> None:
+    """Every file of a step directory, into ``tmp``."""
     tmp.mkdir(parents=True)
     save_file(ckpt.model, str(tmp / "model.safetensors"), metadata={"format": "objective-zoo"})
     faults.maybe_kill_in_checkpoint("after-weights")
@@ -96,15 +133,6 @@ def write(run_dir: Path, step: int, ckpt: Checkpoint, keep_last: int) -> Path:
     manifest = {"format": FORMAT_VERSION, "step": step, "files": files}
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
     _fsync(tmp / MANIFEST)
-    faults.maybe_kill_in_checkpoint("before-rename")
-    if final.exists():  # re-written after a resume at the same step
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    latest_tmp = run_dir / f".{LATEST}.tmp"
-    latest_tmp.write_text(step_name(step) + "\n")
-    os.replace(latest_tmp, run_dir / LATEST)
-    prune(run_dir, keep_last, keep=final)
-    return final
 
 
 def steps(run_dir: Path) -> list[tuple[int, Path]]:
@@ -208,6 +236,14 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
+
+
+def tensors_from_bytes(data: bytes, path: Path) -> dict[str, torch.Tensor]:
+    """``load_tensors`` of a file already read into memory (``path`` names it in errors)."""
+    try:
+        return load(data)
+    except (SafetensorError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from exc
 
 

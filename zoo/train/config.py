@@ -8,6 +8,7 @@ against the plugins' own Config dataclasses, before anything is allocated.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -35,6 +36,8 @@ class Budget:
                 f"budget {text!r} not understood; expected e.g. 10m, 90s, 1.5h, 2000steps, 3e14flops, 5e6tokens"
             )
         number, unit = float(m.group(1)), m.group(2)
+        if not math.isfinite(number):
+            raise ValueError(f"budget {text!r} is not a finite number (it overflows a 64-bit float); a run must end")
         if number <= 0:
             raise ValueError(f"budget {text!r} must be positive")
         if unit in _SECONDS:
@@ -58,8 +61,9 @@ class OptimConfig:
     weight_decay: float = 0.01  # decoupled; on every matrix (embeddings too, as BERT/HF do), not on biases and norms
     grad_clip: float = 1.0  # 0 disables
     warmup: float = 0.05  # fraction of the budget
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    schedule: Literal["linear", "cosine", "constant", "trapezoid"] = "linear"
     min_lr_ratio: float = 0.0  # final lr as a fraction of lr
+    cooldown: float = 0.2  # trapezoid only: the final fraction of the budget, a linear decay to the floor
     implementation: Literal["auto", "fused", "foreach", "for-loop"] = "auto"
 
     def __post_init__(self) -> None:
@@ -67,6 +71,9 @@ class OptimConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0 <= self.warmup < 1:
             raise ValueError(f"warmup is a fraction of the budget in [0, 1), got {self.warmup}")
+        if self.schedule == "trapezoid" and not (0 < self.cooldown <= 1 - self.warmup):
+            raise ValueError(f"cooldown is the final fraction of the budget, in (0, 1 - warmup] = "
+                             f"(0, {1 - self.warmup:g}], got {self.cooldown}")
         if self.grad_clip < 0 or self.weight_decay < 0:
             raise ValueError("grad_clip and weight_decay must be >= 0")
 
@@ -85,7 +92,8 @@ class TrainerConfig:
     log_every: int = 10
     eval_every: int = 200  # steps; 0 = only at the end
     eval_batches: int = 20
-    checkpoint_every: int = 0  # steps; 0 = only at the end
+    checkpoint_every: int = 0  # steps; 0 = only the wall-time ones and the end
+    checkpoint_minutes: float = 5.0  # wall time between checkpoints; 0 = by steps only (and at the end)
     keep_last: int = 3
     peak_flops: float = 0.0  # for MFU; 0 = known GPU default (H100/H200 bf16), none on CPU
     tensorboard: bool = False
@@ -100,6 +108,8 @@ class TrainerConfig:
         for name in ("batch_tokens", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.checkpoint_minutes < math.inf:
+            raise ValueError(f"checkpoint_minutes must be >= 0 and finite, got {self.checkpoint_minutes}")
         if not self.dist_timeout_s > 0:
             raise ValueError(f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
 
@@ -165,8 +175,27 @@ def resolve(data: dict[str, Any], read_init: bool = True) -> RunConfig:
 # What may differ between a run's saved configuration and a command resuming it: none of it changes
 # what is computed (docs/training.md lists them).
 RESUMABLE_CHANGES = ("out", "train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
-                     "train.keep_last", "train.tensorboard", "train.prefetch", "train.dist_timeout_s",
-                     "data.cache_dir")
+                     "train.checkpoint_minutes", "train.keep_last", "train.tensorboard", "train.prefetch",
+                     "train.dist_timeout_s", "data.cache_dir")
+
+
+def _differences(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> (saved value, ``cfg`` value) where they differ, except ``allowed`` keys."""
+    try:
+        old: Any = to_dict(resolve(saved, read_init=False))  # a saved run never re-reads its --init
+    except ConfigError:  # a key this version no longer knows: compare as written
+        old = saved
+    out: dict[str, tuple[Any, Any]] = {}
+
+    def walk(a: Any, b: Any, path: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in set(a) | set(b):
+                walk(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+        elif a != b:
+            out[path] = (a, b)
+
+    walk(old, to_dict(cfg), "")
+    return {k: v for k, v in sorted(out.items()) if k not in allowed}
 
 
 def config_diffs(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ...] = RESUMABLE_CHANGES) -> list[str]:
@@ -175,21 +204,12 @@ def config_diffs(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ...]
     The saved configuration is resolved first, so a setting it lacks (one added by a later version)
     takes its default, which reproduces what the older version did: upgrading does not orphan runs.
     """
-    try:
-        old: Any = to_dict(resolve(saved, read_init=False))  # a saved run never re-reads its --init
-    except ConfigError:  # a key this version no longer knows: compare as written
-        old = saved
-    out: set[str] = set()
+    return list(_differences(saved, cfg, allowed))
 
-    def walk(a: Any, b: Any, path: str) -> None:
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in set(a) | set(b):
-                walk(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-        elif a != b:
-            out.add(path)
 
-    walk(old, to_dict(cfg), "")
-    return sorted(d for d in out if d not in allowed)
+def config_changes(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ...] = RESUMABLE_CHANGES) -> list[str]:
+    """``config_diffs`` with the values: ``"train.seed 0 -> 1"`` (saved value first)."""
+    return [f"{k} {a!r} -> {b!r}" for k, (a, b) in _differences(saved, cfg, allowed).items()]
 
 
 def _check_objectives(cfg: RunConfig) -> None:

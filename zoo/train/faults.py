@@ -5,6 +5,7 @@
   kill@ckpt=PHASE     SIGKILL while writing a checkpoint; PHASE is after-weights, after-optimizer
                       or before-rename (the first checkpoint written)
   nan@step=N          make the loss of step N non-finite
+  hold@step=N         after optimiser step N, wait until the file named by ZOO_FAULT_RELEASE exists
   kill@rank=R         (with kill@step) only rank R dies
   nan@rank=R          (with nan@step) only rank R's loss is non-finite
 Unset in normal use; reading it costs one dict lookup per step.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 _ENV = "ZOO_FAULT"
 
@@ -35,6 +37,13 @@ def maybe_kill_at_step(step: int, rank: int = 0) -> None:
     rules = _rules()
     if rules.get("kill@step") == str(step) and _rank_matches(rules, rank):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def maybe_hold_at_step(step: int) -> None:
+    if _rules().get("hold@step") == str(step):
+        release = os.environ.get("ZOO_FAULT_RELEASE", "")
+        while release and not os.path.exists(release):
+            time.sleep(0.05)
 
 
 def maybe_kill_in_checkpoint(phase: str) -> None:

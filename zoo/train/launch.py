@@ -26,6 +26,7 @@ def strip_nproc(argv: list[str]) -> list[str]:
 def launch(nproc: int, args: list[str]) -> tuple[str | None, int]:
     """Run ``python -m zoo ARGS`` on ``nproc`` local processes (the torchrun agent runs in this
     process). Returns (None, 0), or a message naming the failed rank and the exit code to use."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -33,6 +34,9 @@ def launch(nproc: int, args: list[str]) -> tuple[str | None, int]:
         run(parse_args(["--standalone", "--nproc_per_node", str(nproc), "-m", "zoo", *args]))
     except ChildFailedError as exc:
         return worker_failure(exc.failures, nproc)
+    except SignalException as exc:  # Ctrl-C / SIGTERM: the agent passed it on and waited for the processes
+        return (f"stopped by {exc.sigval.name}: the training processes finished their step and wrote a "
+                f"checkpoint (see above); run the same command again to resume"), 128 + int(exc.sigval)
     return None, 0
 
 

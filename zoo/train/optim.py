@@ -38,14 +38,22 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) ->
 def lr_at(progress: float, cfg: OptimConfig) -> float:
     """Learning rate at ``progress`` in [0, 1], the fraction of the budget spent before the step:
     linear warmup, then the schedule. With a steps budget N, step k (0-based) is at k / N, which
-    gives exactly transformers' ``get_linear/cosine_schedule_with_warmup`` (warmup = warmup x N)."""
+    gives exactly transformers' ``get_linear/cosine_schedule_with_warmup`` (warmup = warmup x N).
+
+    ``trapezoid`` holds the peak after warmup and decays linearly to the floor over the final
+    ``cooldown`` fraction. ``linear`` with ``warmup = 0.5`` is cramming's one-cycle (Geiping &
+    Goldstein 2023): a linear rise to the peak at half the budget, then a linear fall to zero.
+    """
     progress = min(max(progress, 0.0), 1.0)
     if cfg.warmup > 0 and progress < cfg.warmup:
         return cfg.lr * progress / cfg.warmup
     if cfg.schedule == "constant":
         return cfg.lr
-    t = (progress - cfg.warmup) / max(1e-12, 1.0 - cfg.warmup)  # 0 -> 1 after warmup
     floor = cfg.lr * cfg.min_lr_ratio
+    if cfg.schedule == "trapezoid":
+        t = max(0.0, (progress - (1.0 - cfg.cooldown)) / cfg.cooldown)  # 0 until the cooldown, then -> 1
+        return cfg.lr - (cfg.lr - floor) * t
+    t = (progress - cfg.warmup) / max(1e-12, 1.0 - cfg.warmup)  # 0 -> 1 after warmup
     if cfg.schedule == "cosine":
         return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
     return floor + (cfg.lr - floor) * (1.0 - t)

@@ -34,13 +34,14 @@ from zoo.model import ZooModel
 from zoo.objectives.base import LossOutput
 from zoo.objectives.spec import parse
 from zoo.train import checkpoint as ckpt
-from zoo.train import distributed, faults, rng
+from zoo.train import distributed, faults, interrupt, rng, rundir
 from zoo.train.build import build_backbone, build_objective, check_compatible, tokenizer_config
-from zoo.train.config import Budget, RunConfig, config_diffs
+from zoo.train.config import Budget, RunConfig, config_changes
 from zoo.train.init import apply_init, locate, recorded_init
 from zoo.train.metrics import Averager, JsonlSink, Record, Sinks, TensorBoardSink, truncate_after
 from zoo.train.optim import build_optimizer, load_optimizer_tensors, lr_at, optimizer_tensors, set_lr
 from zoo.train.parts import Part, Parts
+from zoo.train.validate import validate
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +186,12 @@ class Trainer:
             ckpt.clean_temporaries(self.run_dir)
         distributed.barrier(self.dist)
         if self.resume_from is not None:
-            path = Path(self.resume_from)
-            if not path.is_absolute() and not path.exists():
-                path = self.run_dir / self.resume_from
+            given = Path(self.resume_from)
+            path = next((p for p in (given, self.run_dir / given) if p.is_dir()), None)
+            if path is None:
+                have = ", ".join(p.name for _, p in ckpt.steps(self.run_dir)) or "none"
+                raise CheckpointError(f"--resume-from {given}: no such checkpoint directory (neither {given} nor "
+                                      f"{self.run_dir / given} exists); checkpoints in {self.run_dir}: {have}")
             manifest = ckpt.verify(path)  # an explicitly named bad checkpoint is an error, not a fallback
             self._check_same_config()
             step = manifest.get("step")
@@ -232,7 +236,7 @@ class Trainer:
                                   f"resumed run must match") from exc
         if not isinstance(old, dict):
             raise CheckpointError(f"{saved}: expected a JSON object (the run's configuration)")
-        diffs = config_diffs(old, self.cfg)
+        diffs = config_changes(old, self.cfg)
         if diffs:
             raise ConfigError(f"{self.run_dir} holds a run with a different configuration ({', '.join(diffs[:6])}); "
                               f"resume it with the same settings or choose another --out")
@@ -464,6 +468,8 @@ class Trainer:
             log.info("budget %s already reached at step %d", self.budget, self.step)
         batches = self._prefetched()
         self.model.train()
+        stop = interrupt.StopRequest().install()
+        clock = interrupt.CheckpointClock(cfg.train.checkpoint_minutes)
         try:
             while self._progress() < 1.0:
                 t0 = time.perf_counter()
@@ -473,7 +479,9 @@ class Trainer:
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 dt = time.perf_counter() - t0
-                flags = torch.tensor([step_flops, dt if self.budget.kind == "time" else 0.0], dtype=torch.float64)
+                # Ranks agree on the step time of a time budget, on a stop request and on a wall-time checkpoint.
+                flags = torch.tensor([step_flops, dt if self.budget.kind == "time" else 0.0, stop.requested,
+                                      clock.due()], dtype=torch.float64)
                 distributed.all_reduce(flags[:1], info, "sum")
                 distributed.all_reduce(flags[1:], info, "max")
                 self.flops += float(flags[0])
@@ -485,14 +493,21 @@ class Trainer:
                 self.interval_tokens += step_tokens
                 self.interval_time += dt
                 faults.maybe_kill_at_step(self.step, info.rank)
+                faults.maybe_hold_at_step(self.step)
                 finished = self._progress() >= 1.0
                 if self.step % cfg.train.log_every == 0 or finished:
                     last_record = self._log()
                 if (cfg.train.eval_every and self.step % cfg.train.eval_every == 0) or finished:
                     last_eval = self.evaluate()
-                if (cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0) or finished:
+                stopping = bool(flags[2]) and not finished
+                if (cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0) or finished \
+                        or stopping or bool(flags[3]):
                     self._save(sampler_state)
+                    clock.reset()
+                if stopping:
+                    raise interrupt.interrupted(stop, ckpt.step_name(self.step), self.run_dir, info.rank)
         finally:
+            stop.restore()
             batches.close()
             self.sinks.close()
         return TrainResult(self.run_dir, self.step, self.tokens_seen, self.flops, self.train_time, last_record,
@@ -654,16 +669,22 @@ _STATE_KEYS = ("step", "tokens", "flops", "train_time_s", "sampler", "rng", "int
 
 def train(cfg: RunConfig, *, resume: bool = False, resume_from: str | None = None,
           callback: Callable[[Record], None] | None = None) -> TrainResult:
+    """Check the settings, claim and lock the run directory, then build and train (or resume)."""
+    validate(cfg)
     trainer = Trainer(cfg, resume=resume, resume_from=resume_from, callback=callback)
     try:
-        trainer.setup()
-        return trainer.fit()
+        with rundir.claim(trainer.run_dir, cfg, trainer.dist.is_main) as claim:
+            distributed.barrier(trainer.dist)
+            trainer.setup()
+            claim.started()
+            return trainer.fit()
     finally:
         distributed.shutdown()
 
 
 def plan(cfg: RunConfig) -> Plan:
     """Everything ``--dry-run`` reports, without writing a run directory."""
+    validate(cfg)
     trainer = Trainer(cfg)
     try:
         trainer.setup(dry_run=True)

@@ -1,0 +1,122 @@
+"""One training per run directory, and readers that never mix two checkpoints.
+
+Two real ``zoo train`` processes race for one ``--out``: the loser is refused before it reads any
+data, naming the winner's pid, and the run holds the winner's configuration and records only.
+The lock dies with its process (``kill -9`` leaves nothing that blocks the next run). ``zoo bench``
+and ``zoo export`` read a run while a training writes and prunes its checkpoints: every read is one
+whole checkpoint (weights, state and manifest of the same step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from zoo.runs import open_run
+from zoo.train import checkpoint as ckpt
+from zoo.train.lock import RunLock, RunLockedError
+from zoo.train.metrics import read_records
+
+from .conftest import REPO, flat, spawn, train_args, train_in_process
+
+
+def _wait_for(condition, timeout: float = 240.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_two_trainings_of_one_directory_the_second_is_refused_naming_the_first(
+        tmp_path: Path, corpus: Path, cache_dir: Path) -> None:
+    out, release = tmp_path / "run", tmp_path / "release"
+    # Both start together with different seeds; whichever locks first trains a step and then holds the
+    # directory until released, so the other one always finds it taken.
+    hold = {"ZOO_FAULT_RELEASE": str(release)}
+    children = [spawn(train_args(out, corpus, "mlm", "bert", 3, 3, "--seed", str(seed)), tmp_path / f"{seed}.log",
+                      cache_dir, "hold@step=1", hold) for seed in (0, 1)]
+    try:
+        _wait_for(lambda: any(c.proc.poll() is not None for c in children), what="one process to be refused")
+        loser = next(c for c in children if c.proc.poll() is not None)
+        winner = next(c for c in children if c is not loser)
+        rc, log = loser.wait()
+        errors = [line for line in log.splitlines() if line.startswith("error:")]
+        assert rc == 2 and len(errors) == 1 and "Traceback" not in log, log
+        text = flat(log)
+        assert f"{out} is being trained by another process (pid {winner.proc.pid} on" in text, text
+        assert "choose another --out" in text
+        assert winner.proc.poll() is None  # still holding the directory
+        release.touch()
+        rc, log = winner.wait()
+        assert rc == 0, log[-3000:]
+    finally:
+        release.touch()
+        for c in children:
+            c.kill()
+    seed = int(winner.args[winner.args.index("--seed") + 1])
+    assert json.loads((out / "config.json").read_text())["train"]["seed"] == seed
+    assert [r["step"] for r in read_records(out / "metrics.jsonl", "train")] == [1, 2, 3]
+    assert [s for s, _ in ckpt.steps(out)] == [3]
+    assert (out / ".lock").read_text() == ""  # released: nobody holds it
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from zoo.train.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+        "print('locked', flush=True); time.sleep(600)"), str(tmp_path)], stdout=subprocess.PIPE, cwd=REPO, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=rf"pid {holder.pid} on "):
+            RunLock(tmp_path).acquire()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=60)
+        with RunLock(tmp_path):  # the kernel released it with the process
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_readers_get_one_whole_checkpoint_while_a_training_writes(tmp_path: Path, corpus: Path,
+                                                                   cache_dir: Path) -> None:
+    run = train_in_process(tmp_path / "run", corpus, cache_dir, "mlm", "bert", 1, 1)
+    base = ckpt.read(ckpt.steps(run)[-1][1])
+    stop = threading.Event()
+
+    def write(step: int) -> None:  # each step's weights hold its number
+        model = {k: torch.full_like(v, float(step)) for k, v in base.model.items()}
+        ckpt.write(run, step, ckpt.Checkpoint(model, base.optimizer, base.rng, {**base.state, "step": step}),
+                   keep_last=1)
+
+    def training() -> None:  # steps 3, 4, ... keeping only the newest, as fast as it can
+        step = 2
+        while not stop.is_set():
+            step += 1
+            write(step)
+
+    write(2)
+    writer = threading.Thread(target=training)
+    writer.start()
+    seen = set()
+    try:
+        for _ in range(40):
+            snap = open_run(run).snapshot()
+            values = {float(t.flatten()[0]) for t in snap.tensors.values() if t.numel()}
+            assert values == {float(snap.step)}, (snap.step, values)  # never weights of another step
+            assert snap.state["step"] == snap.step
+            seen.add(snap.step)
+    finally:
+        stop.set()
+        writer.join()
+    assert len(seen) > 1  # the reads did overlap the writes
