@@ -154,3 +154,36 @@ def test_changed_settings_are_refused_before_training(corpus: Path, tmp_path: Pa
     with pytest.raises(ConfigError, match=r"bert-mlm-seed0 holds a run trained with other settings \(optim.lr\)"):
         run_study(changed, out, train_fn=never, bench_fn=FakeBench())
     assert never.runs == []
+
+
+def test_a_family_shares_one_tokenizer_reserving_every_declared_token(corpus: Path, tmp_path: Path) -> None:
+    from zoo.data import load_tokenizer, special_tokens, tokenizer_hash
+
+    out = tmp_path / "study"
+    settings = tiny_settings(corpus, objectives=["clm", "ul2"], backbones=["gpt"], budget="2steps", seeds=[0],
+                             seq_len=64)
+    result = run_study(settings, out, bench_fn=FakeBench(), write_report=False)
+    assert {r.objective: r.status for r in result.runs} == {"clm": "done", "ul2": "done"}
+    shared = load_tokenizer(out / "tokenizers" / "decoder" / "tokenizer.json")
+    assert list(special_tokens(shared).extra) == ["[R]", "[S]", "[X]"]
+    for run in ("gpt-clm-seed0", "gpt-ul2-seed0"):
+        assert tokenizer_hash(load_tokenizer(out / "runs" / run / "tokenizer.json")) == tokenizer_hash(shared)
+    study = json.loads((out / "study.json").read_text())
+    assert study["tokenizers"]["decoder"]["special_tokens"] == ["[R]", "[S]", "[X]"]
+    never = CountingTrain()
+    run_study(settings, out, train_fn=never, bench_fn=FakeBench(), write_report=False)  # resumes: nothing to do
+    assert never.runs == []
+
+
+def test_a_resumed_study_keeps_its_tokenizer(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "study"
+    settings = tiny_settings(corpus, objectives=["clm"], backbones=["gpt"], budget="1steps", seeds=[0])
+    run_study(settings, out, bench_fn=FakeBench(), write_report=False)
+    study = json.loads((out / "study.json").read_text())
+    assert "special_tokens" not in study["tokenizers"]["decoder"]  # as studies written before declared tokens
+    never = CountingTrain()
+    run_study(settings, out, train_fn=never, bench_fn=FakeBench(), write_report=False)
+    with pytest.raises(ConfigError, match=r"decoder tokenizer lacks the special token\(s\) \[R\], \[S\], \[X\]"):
+        run_study(tiny_settings(corpus, objectives=["clm", "ul2"], backbones=["gpt"], budget="1steps", seeds=[0]),
+                  out, train_fn=never, bench_fn=FakeBench(), write_report=False)
+    assert never.runs == []

@@ -109,3 +109,14 @@ def test_declared_tokens_reach_the_run_tokenizer_config() -> None:
     cfg = resolve({"objective": "prefix", "backbone": "gpt", "objectives": {"prefix": {"paradigm": "[S]"}},
                    "tokenizer": {"special_tokens": ["[R]"]}})
     assert tokenizer_config(cfg).special_tokens == ["[R]", "[S]"]
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ("prefix:1|span-lm:2", ("[S]", "[X]")),       # each part's tokens, in order of appearance
+    ("(mlm+sop):3|span-lm", ("[X]",)),             # a composition as a mixture part
+    ("span-lm|(prefix+clm):2", ("[X]", "[S]")),
+    ("ul2", ("[R]", "[S]", "[X]")),                # a named mixture: through its components, each once
+])
+def test_declared_tokens_of_mixture_specs(spec: str, expected: tuple[str, ...]) -> None:
+    configs = {"span-lm": {"paradigm": "[X]"}, "prefix": {"paradigm": "[S]"}}
+    assert declared_special_tokens(spec, configs) == expected

@@ -31,6 +31,7 @@ from zoo.compare.study import (
     run_config,
     run_name,
     run_state,
+    shared_tokenizer_config,
     slug,
 )
 from zoo.errors import ConfigError, ZooError
@@ -171,16 +172,33 @@ def _ensure_tokenizers(settings: StudySettings, grid: Grid, out: Path, study: St
             continue
         directory = out / "tokenizers" / family
         path = directory / "tokenizer.json"
+        tok_cfg = shared_tokenizer_config(settings, grid, family)
         if not path.is_file() or family not in recorded:
             cfg = resolve({**base_config(settings, backbone), "objective": grid.cells[0].objective})
             log.info("tokenizer for the %s family (%s): building it and the token stores", family, backbone)
-            bundle = build_datasets(cfg.data, cfg.tokenizer, family, directory)
+            bundle = build_datasets(cfg.data, tok_cfg, family, directory)
             recorded[family] = {"path": str(path), "backbone": backbone, **{k: bundle.stats.get(k) for k in (
                 "tokenizer_kind", "tokenizer_hash", "vocab_size", "source", "documents", "train_documents",
                 "valid_documents", "train_tokens", "valid_tokens")}}
+            if tok_cfg.special_tokens:  # absent otherwise, as in studies written before objectives declared any
+                recorded[family]["special_tokens"] = list(tok_cfg.special_tokens)
             study.save()
+        else:
+            _check_reserved(path, family, tok_cfg.special_tokens)
         paths[family] = path
     return paths
+
+
+def _check_reserved(path: Path, family: str, needed: list[str]) -> None:
+    """A resumed study keeps its tokenizer: refuse objectives that need special tokens it lacks."""
+    from zoo.data import load_tokenizer, special_tokens
+
+    have = special_tokens(load_tokenizer(path)).extra
+    missing = [t for t in needed if t not in have]
+    if missing:
+        raise ConfigError(f"{path}: the study's {family} tokenizer lacks the special token(s) {', '.join(missing)} "
+                          f"that objectives of this grid declare (it has: {', '.join(have) or 'none'}); a study keeps "
+                          f"the tokenizer its runs were trained with: train these objectives in a new --out")
 
 
 def _eval_every(settings: StudySettings, cell: Cell, tokenizer: Path, out: Path, study: StudyFile) -> int | None:

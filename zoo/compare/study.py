@@ -2,8 +2,9 @@
 
 Every run of a study shares the budget, corpus, model size, sequence length, batch size and
 ``--set`` overrides; runs of one backbone family share one tokenizer, trained once into
-``OUT/tokenizers/<family>/`` and passed to every run as ``tokenizer.path``. Only the objective,
-the backbone and the seed vary.
+``OUT/tokenizers/<family>/`` and passed to every run as ``tokenizer.path``; it reserves every special
+token the family's objectives declare (UL2's ``[R]`` ``[S]`` ``[X]``), so each run of the family reads
+the same tokens. Only the objective, the backbone and the seed vary.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from zoo import registry
 from zoo.config import apply_overrides
+from zoo.data.config import TokenizerConfig
 from zoo.errors import ConfigError, IncompatibleError
 from zoo.train import checkpoint as ckpt
 from zoo.train.config import Budget, RunConfig, resolve
@@ -214,6 +216,24 @@ def base_config(settings: StudySettings, backbone: str) -> dict[str, Any]:
         if getattr(settings, key) is not None:
             data["train"][key] = getattr(settings, key)
     return apply_overrides(data, list(settings.train_overrides))
+
+
+def shared_tokenizer_config(settings: StudySettings, grid: Grid, family: str) -> TokenizerConfig:
+    """The tokenizer settings of ``family``'s shared tokenizer: the study's, reserving the union of the
+    special tokens its cells' objectives declare, in grid order (first seen first)."""
+    from zoo.train.build import tokenizer_config
+
+    families = grid.families()
+    cells = [c for c in grid.cells if families[c.backbone] == family]
+    if not cells:
+        raise ValueError(f"the grid has no {family} cells")
+    reserved: list[str] = []
+    tok_cfg = None
+    for cell in cells:
+        tok_cfg = tokenizer_config(resolve({**base_config(settings, cell.backbone), "objective": cell.objective}))
+        reserved.extend(t for t in tok_cfg.special_tokens if t not in reserved)
+    assert tok_cfg is not None
+    return replace(tok_cfg, special_tokens=reserved)
 
 
 def run_config(settings: StudySettings, cell: Cell, seed: int, run_dir: Path, tokenizer: Path,
