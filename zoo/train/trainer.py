@@ -677,7 +677,12 @@ def train(cfg: RunConfig, *, resume: bool = False, resume_from: str | None = Non
             distributed.barrier(trainer.dist)
             trainer.setup()
             claim.started()
-            return trainer.fit()
+            result = trainer.fit()
+            # Drain gloo's worker thread before teardown: it frees each finished collective's tensors
+            # under the GIL, and the DDP reducer's destructor joins that thread while holding the GIL,
+            # which deadlocks when a free is still pending (a rank then hangs after its run finished).
+            distributed.barrier(trainer.dist)
+            return result
     finally:
         distributed.shutdown()
 
