@@ -45,13 +45,6 @@ from zoo.objectives.spec import parse
 log = logging.getLogger(__name__)
 
 PLL_VARIANTS = ("word-l2r", "original")
-# Objectives whose prediction of token i is read at position i - 1 (GPT-BERT's masked next-token
-# prediction): the masked-copy scorer reads there. This is the one place such an objective is named.
-READ_OFFSET = {"mntp": 1}
-# Objectives that rebuild rows into ``input | target`` with T5 sentinels (span corruption as a prefix LM):
-# a sentence is scored as the single noise span of an empty text. Other row-rebuilding prefix LMs
-# (deshuffling) are scored causally with an empty prefix.
-SENTINEL_TARGETS = {"span", "span-lm"}
 
 
 @dataclass(frozen=True)
@@ -80,15 +73,16 @@ def _scorer(leaf: Leaf, family: str, heads: Mapping[str, nn.Module], pll: str) -
     key = leaf.name if leaf.name in heads else leaf.cls.head_key  # shared heads live under heads.<head_key>
     if key is None or not is_token_head(heads.get(key)):
         return None
-    objective = leaf.cls.name
     paradigm = str(leaf.config.get("paradigm", ""))
     layout = leaf.cls.layout_for(family)
-    if layout == "prefix" and leaf.cls.rebuilds_rows_for(family) and objective in SENTINEL_TARGETS:
+    # Span corruption as a prefix LM (``Objective.sentinel_targets``): the sentence is the single noise span
+    # of an empty text; other row-rebuilding prefix LMs (deshuffling) are scored causally, empty prefix.
+    if layout == "prefix" and leaf.cls.rebuilds_rows_for(family) and leaf.cls.sentinel_targets:
         return Scorer(f"causal-sentinel{paradigm}", "causal", key, sentinel=True, paradigm=paradigm)
     if layout in ("causal", "prefix"):  # a prefix LM with an empty prefix
         return Scorer(f"causal{paradigm}", "causal", key, paradigm=paradigm)
     if layout == "bidirectional":
-        return Scorer(f"pll-{pll}", "pll", key, READ_OFFSET.get(objective, 0))
+        return Scorer(f"pll-{pll}", "pll", key, leaf.cls.read_offset)
     log.info("%s declares no attention layout on a %s; it is not used for scoring", leaf.name, family)
     return None
 

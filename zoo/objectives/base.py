@@ -69,6 +69,11 @@ class Objective:
     # single LM head). "lm": the tied next-token projection of ``clm`` (prediction for token t + 1 read
     # at t); "mlm": BERT's transform + tied decoder at the masked position; None: a head of its own.
     head_key: ClassVar[str | None] = None
+    # How a token-level head's predictions line up with the tokens, for zero-shot scoring: the
+    # prediction for token i is read at position i - ``read_offset`` (1 for masked next-token
+    # prediction); ``sentinel_targets``: rows are rebuilt as ``input | target`` with T5 sentinels.
+    read_offset: ClassVar[int] = 0
+    sentinel_targets: ClassVar[bool] = False
     # Special tokens the objective needs beyond the standard ones (e.g. UL2's paradigm tokens "[R]",
     # "[S]", "[X]"): the tokenizer reserves them when it is trained for a run of this objective, the
     # run's tokenizer and ``zoo export`` carry them, and ``SpecialTokens.extra`` maps them to ids.

@@ -66,6 +66,7 @@ class MaskedNextTokenPrediction(LanguageModelBase):
     requires = frozenset({"bidirectional"})
     attention = "bidirectional"
     corrupts_inputs = True
+    read_offset = 1
 
     def __init__(self, config: MNTPConfig | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:

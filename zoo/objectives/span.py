@@ -104,6 +104,7 @@ class SpanCorruption(Objective):
     """
 
     name = "span"
+    sentinel_targets = True  # in its decoder form (span-lm); the encoder form is scored bidirectionally
     Config = SpanConfig
     corrupts_inputs = True
 

@@ -76,6 +76,7 @@ class SpanLM(LanguageModelBase):
     attention = "prefix"
     corrupts_inputs = True
     rebuilds_rows = True  # one new prefix-LM row of another width per raw row
+    sentinel_targets = True
 
     @classmethod
     def min_seq_len(cls, family: str) -> int:
