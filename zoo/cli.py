@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 from typing import Any
@@ -236,6 +237,12 @@ def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None
                           "in <run>/bench.json")
 
 
+def _compare_presets() -> list[str]:
+    from zoo.compare.presets import PRESETS
+
+    return list(PRESETS)
+
+
 @cli.command("compare")
 @click.argument("runs", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @click.option("--objectives", help="Objectives to train and compare, e.g. mlm,mlm+nsp,span,clm,prefix.")
@@ -250,9 +257,12 @@ def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None
 @click.option("--vocab-size", type=int, help="Vocabulary size of each family's tokenizer.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Training config override (every run).")
 @click.option("--evals", type=int, default=8, show_default=True, help="Validation points per run (loss curves).")
-@click.option("--suite", help="Benchmark suite: glue, clue (default: from --tasks, else glue).")
+@click.option("--suite", help="Benchmark suite(s), comma-separated: glue, clue, blimp, climp (default: from --tasks, "
+              "else glue); e.g. blimp,glue scores every model on both.")
 @click.option("--tasks", help="Comma-separated benchmark tasks, e.g. sst2,cola,mrpc.")
-@click.option("--data-dir", type=click.Path(exists=True, file_okay=False), help="Official benchmark files (see zoo bench).")
+@click.option("--data-dir", type=click.Path(exists=True, file_okay=False),
+              help="Official benchmark files (see zoo bench); with several suites, a directory with one folder per "
+                   "suite (blimp/, glue/).")
 @click.option("--bench-set", "bench_overrides", multiple=True, metavar="[TASK.]KEY=VALUE", help="Fine-tuning recipe override.")
 @click.option("--bench-seeds", type=int, default=1, show_default=True, help="Fine-tunes per model (median taken).")
 @click.option("--max-train-examples", type=int, help="Fine-tune on at most this many examples per task.")
@@ -260,17 +270,24 @@ def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None
 @click.option("--device", default="auto", show_default=True, help="Fine-tuning device.")
 @click.option("--no-baseline", is_flag=True, help="Skip the from-scratch baseline.")
 @click.option("--statistic", type=click.Choice(["median", "mean"]), default="median", show_default=True)
+@click.option("--max-pairs", type=int, help="Pairs per paradigm of a zero-shot suite (default: --max-eval-examples).")
+@click.option("--preset", help="Start from a named study preset (" + ", ".join(_compare_presets()) + "); options "
+              "given explicitly replace its values, --set/--bench-set add to them.")
 @click.option("--out", default="studies/study", show_default=True, help="Study directory (study.json, runs, report).")
-def compare_cmd(runs: tuple[str, ...], objectives: str | None, backbones: str, budget: str | None, seeds: int,
-                data: str | None, size: str, seq_len: int | None, batch_size: int | None, vocab_size: int | None,
-                overrides: tuple[str, ...], evals: int, suite: str | None, tasks: str | None, data_dir: str | None,
-                bench_overrides: tuple[str, ...], bench_seeds: int, max_train_examples: int | None,
-                max_eval_examples: int | None, device: str, no_baseline: bool, statistic: str, out: str) -> None:
+@click.pass_context
+def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | None, backbones: str, budget: str | None,
+                seeds: int, data: str | None, size: str, seq_len: int | None, batch_size: int | None,
+                vocab_size: int | None, overrides: tuple[str, ...], evals: int, suite: str | None, tasks: str | None,
+                data_dir: str | None, bench_overrides: tuple[str, ...], bench_seeds: int,
+                max_train_examples: int | None, max_eval_examples: int | None, max_pairs: int | None, device: str,
+                no_baseline: bool, statistic: str, preset: str | None, out: str) -> None:
     """Which objective is better at equal compute? Train the (objective x backbone x seed) grid at one
     budget, benchmark every run and a from-scratch baseline, report intervals and paired tests.
 
     \b
       zoo compare --objectives mlm,mlm+nsp,span,clm --budget 3e14flops --tasks sst2,cola,mrpc --data-dir glue/
+      zoo compare --preset cpu-hour --out studies/cpu-hour     # every setting from the preset
+      zoo compare --suite blimp,glue --tasks sst2 --data-dir data/ ...   # several suites (data/blimp, data/glue)
       zoo compare runs/a runs/b        # existing runs: benchmark what is missing and report
     """
     import shlex
@@ -282,10 +299,32 @@ def compare_cmd(runs: tuple[str, ...], objectives: str | None, backbones: str, b
     from zoo.compare.study import BenchOptions, StudySettings, split_list
     from zoo.errors import ConfigError
 
+    if preset is not None:
+        from zoo.compare.presets import get_preset
+
+        if runs:
+            raise ConfigError("--preset trains a study; it does not apply to existing run directories")
+        values = get_preset(preset).options()
+        given = {k for k in values if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+        for key, value in values.items():
+            if key in ("overrides", "bench_overrides"):
+                value = (*value, *(overrides if key == "overrides" else bench_overrides))
+            elif key in given:
+                continue
+            ctx.params[key] = value
+        p = ctx.params
+        objectives, backbones, budget, seeds, data, size = (p["objectives"], p["backbones"], p["budget"], p["seeds"],
+                                                            p["data"], p["size"])
+        seq_len, batch_size, vocab_size, overrides, evals = (p["seq_len"], p["batch_size"], p["vocab_size"],
+                                                             p["overrides"], p["evals"])
+        suite, tasks, data_dir, bench_overrides, bench_seeds = (p["suite"], p["tasks"], p["data_dir"],
+                                                                p["bench_overrides"], p["bench_seeds"])
+        max_train_examples, max_eval_examples, max_pairs = (p["max_train_examples"], p["max_eval_examples"],
+                                                            p["max_pairs"])
     bench = BenchOptions(suite=suite, tasks=split_list(tasks, "--tasks") or None, data_dir=data_dir,
                          overrides=list(bench_overrides), seeds=bench_seeds, max_train_examples=max_train_examples,
-                         max_eval_examples=max_eval_examples, device=device, baselines=not no_baseline,
-                         statistic=statistic)
+                         max_eval_examples=max_eval_examples, max_pairs=max_pairs, device=device,
+                         baselines=not no_baseline, statistic=statistic)
     command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if runs:
         training = {"--objectives": objectives, "--budget": budget, "--data": data, "--seq-len": seq_len,
@@ -307,17 +346,29 @@ def compare_cmd(runs: tuple[str, ...], objectives: str | None, backbones: str, b
                                  evals=evals, bench=bench)
         result = run_study(settings, out, command=command, train_progress=console.TrainProgress,
                            bench_progress=console.BenchProgress)
-    console.table(f"Downstream scores (x100): {result.statistic} [interval, level in the last column] over seeds",
-                  *report.score_table(result))
-    if result.pairs:
-        console.table("Same backbone, over seeds: A - B of the average score (exact sign-flip p, Holm)",
-                      *report.pair_table(result))
-    if any(p.items for p in result.pairs):
-        console.table("Same backbone, over dev items: A - B per task (hierarchical bootstrap, Holm)",
-                      *report.item_table(result))
+    for part in (result, *result.others):
+        suite = f"{part.suite.upper()} " if result.others else ""
+        console.table(f"{suite}scores (x100): {part.statistic} [interval, level in the last column] over seeds",
+                      *report.score_table(part))
+        if part.pairs:
+            console.table(f"{suite}same backbone, over seeds: A - B of the average score (exact sign-flip p, Holm)",
+                          *report.pair_table(part))
+        if any(p.items for p in part.pairs):
+            console.table(f"{suite}same backbone, over items: A - B (hierarchical bootstrap p, Holm)",
+                          *report.item_table(part))
     for note in result.notes:
         console.text(f"note: {note}")
     console.text(f"report: {Path(result.out) / 'report.md'}")
+
+
+def _preset_help() -> str:
+    from zoo.compare.presets import PRESETS
+
+    return "\n\n".join(f"Preset {p.name}: {p.summary}\n\n\b\n" + "\n".join(f"  {o}" for o in p.describe())
+                         for p in PRESETS.values())
+
+
+compare_cmd.help = f"{inspect.cleandoc(compare_cmd.help or '')}\n\n{_preset_help()}"
 
 
 @cli.command("export")

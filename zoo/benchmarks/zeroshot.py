@@ -52,19 +52,20 @@ class ScoringModel:
     from_scratch: bool = False
 
 
-def open_scoring_model(source: ModelSource, step: int | None = None, from_scratch: bool = False) -> ScoringModel:
-    """The backbone and heads of a run (its checkpoint, or a seed-0 random init of the same model) or of an
-    exported Hugging Face directory whose class has a token-level head."""
+def open_scoring_model(source: ModelSource, step: int | None = None, from_scratch: bool = False,
+                       scratch_seed: int = 0) -> ScoringModel:
+    """The backbone and heads of a run (its checkpoint, or a random init of the same model with
+    ``scratch_seed``) or of an exported Hugging Face directory whose class has a token-level head."""
     if source.path is None:
         raise ConfigError(f"{source.name}: minimal pairs need a run or exported directory (the heads live there)")
     if source.info.get("format") == "huggingface":
-        return _open_hf(source, from_scratch)
+        return _open_hf(source, from_scratch, scratch_seed)
     from zoo.runs import open_run
 
     run = open_run(source.path)
     if from_scratch:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
+            torch.manual_seed(scratch_seed)
             model = run.build_model()
     else:
         model = run.load_model(step)
@@ -75,7 +76,7 @@ def open_scoring_model(source: ModelSource, step: int | None = None, from_scratc
     return ScoringModel(source, model.backbone, heads, run.objective_name, from_scratch)
 
 
-def _open_hf(source: ModelSource, from_scratch: bool) -> ScoringModel:
+def _open_hf(source: ModelSource, from_scratch: bool, scratch_seed: int = 0) -> ScoringModel:
     assert source.path is not None
     config_path = source.path / "config.json"
     arch = (json.loads(config_path.read_text(encoding="utf-8")).get("architectures") or ["?"])[0]
@@ -85,7 +86,7 @@ def _open_hf(source: ModelSource, from_scratch: bool) -> ScoringModel:
                               f"sentences with; expected one of {', '.join(HF_TOKEN_HEADS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        backbone = source.scratch().backbone(0) if from_scratch else copy.deepcopy(source.backbone())
+        backbone = source.scratch().backbone(scratch_seed) if from_scratch else copy.deepcopy(source.backbone())
         head: nn.Module
         if objective == "mlm":
             head = MaskedLMHead(backbone.spec, backbone.input_embedding())
@@ -222,9 +223,10 @@ def run_minimal_pairs(
     write_reports: bool = True,
     progress: Progress | None = None,
     include_models: bool = True,
+    scratch_seed: int = 0,
 ) -> PairsResult:
-    """Score every pair of ``suite`` with every model (and, with ``from_scratch``, a seed-0 random init
-    of each, scored the same way; without ``include_models`` only those)."""
+    """Score every pair of ``suite`` with every model (and, with ``from_scratch``, a random init of each
+    with ``scratch_seed``, scored the same way; without ``include_models`` only those)."""
     if not models:
         raise ConfigError("no model to benchmark: pass a run directory")
     paradigms = load_suite(suite, data_dir, max_eval_examples)
@@ -237,7 +239,7 @@ def run_minimal_pairs(
         if include_models:
             opened.append((sm, scorers))
         if from_scratch:
-            opened.append((open_scoring_model(src, step, from_scratch=True), scorers))
+            opened.append((open_scoring_model(src, step, from_scratch=True, scratch_seed=scratch_seed), scorers))
     result = PairsResult(suite, [p.name for p in paradigms], phenomena(paradigms),
                          {p.name: p.fingerprint() for p in paradigms}, {p.name: len(p.pairs) for p in paradigms},
                          str(Path(data_dir).resolve()) if data_dir is not None else "hub", max_eval_examples)

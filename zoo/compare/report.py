@@ -88,8 +88,8 @@ def reading(diff: Estimate, p_holm: float | None, a: str, b: str) -> str:
 
 
 def pair_table(result: ComparisonResult) -> Table:
-    columns = ["backbone", "A", "B", "A - B (avg x100)", "p", "p (Holm)", "A ahead", "seeds for 80% power",
-               "reading"]
+    columns = ["backbone", "A", "B", "A - B (avg x100)", "p (sign-flip, seeds)", "p (Holm)", "A ahead",
+               "seeds for 80% power", "reading"]
     rows = []
     for p in result.pairs:
         c = p.seeds
@@ -101,7 +101,8 @@ def pair_table(result: ComparisonResult) -> Table:
 
 
 def item_table(result: ComparisonResult) -> Table:
-    columns = ["backbone", "A", "B", "task", "metric", "items", "A - B (x100)", "p", "p (Holm)", "reading"]
+    columns = ["backbone", "A", "B", "task", "metric", "items", "A - B (x100)", "p (bootstrap, items)", "p (Holm)",
+               "reading"]
     rows = []
     for p in result.pairs:
         for t, c in p.items.items():
@@ -193,6 +194,10 @@ def _pair_notes(result: ComparisonResult) -> list[str]:
                   "a true difference as large as the observed one with probability 0.8, given the observed spread "
                   "of the per-seed differences (noncentral t; at least the sign-flip test's minimum): a rough "
                   "planning number, since both the difference and the spread are estimated from these seeds."]
+        if any(p.items for p in result.pairs):
+            lines += ["", "Smaller p values than the sign-flip floor can only come from the item-level test (next "
+                      "section: the hierarchical paired bootstrap over evaluation items, column "
+                      "`p (bootstrap, items)`), not from this table."]
     sds = [p.seeds.sd for p in result.pairs if p.seeds.sd]
     if sds:
         sd = float(np.median(sds))
@@ -217,30 +222,45 @@ def _item_notes(result: ComparisonResult) -> list[str]:
             "predictions (delete their `bench-cache/` to recompute)."]
 
 
-def markdown(result: ComparisonResult, figures: dict[str, Path]) -> str:
+def scores_section(result: ComparisonResult, figures: dict[str, Path], suite_title: bool = False,
+                   prefix: str = "") -> list[str]:
+    """The scores of one suite: the score table (per phenomenon first for minimal pairs), the paired
+    comparisons over seeds and over evaluation items; figure links are ``prefix`` + file name."""
+    suite = f" ({result.suite.upper()})" if suite_title else ""
+    lines = [f"## Downstream scores{suite}", "", statistics_note(result), ""]
+    if any(g.baseline for g in result.groups):
+        how = ("scored zero-shot with the scorer of the model it mirrors" if result.bench.get("kind") == "minimal-pairs"
+               else "fine-tuned with the same recipe")
+        lines += [f"`{BASELINE}` rows are the same architecture and tokenizer, randomly initialised with each "
+                  f"seed and {how}: the distance to them is what pretraining bought.", ""]
+    if result.bench.get("kind") == "minimal-pairs":
+        lines += _phenomena_lines(result, figures, prefix)
+    lines += _md(score_table(result)) + [""]
+    if "scores" in figures and result.bench.get("kind") != "minimal-pairs":
+        lines += [f"![Downstream scores per task and on average]({prefix}scores.png)", ""]
+    if result.pairs:
+        lines += [f"## Paired comparison over seeds (same backbone){suite}", "", *_pair_notes(result), ""]
+        lines += _md(pair_table(result)) + [""]
+        if "pairs" in figures:
+            lines += [f"![Differences of average score]({prefix}pairs.png)", ""]
+        if any(p.items for p in result.pairs):
+            lines += [f"## Paired comparison over evaluation items{suite}", "", *_item_notes(result), ""]
+            lines += _md(item_table(result)) + [""]
+    return lines
+
+
+def markdown(result: ComparisonResult, figures: dict[str, Path],
+             others_figures: list[dict[str, Path]] | None = None) -> str:
     lines = ["# Objective comparison" + (" at equal compute" if result.mode == "study" else ""), ""]
     if result.command:
         lines += ["```", result.command, "```", ""]
     lines += _setup_lines(result)
     for note in result.notes:
         lines += [f"> **Note.** {note}", ""]
-    lines += ["## Downstream scores", "", statistics_note(result), ""]
-    if any(g.baseline for g in result.groups):
-        lines += [f"`{BASELINE}` rows are the same architecture and tokenizer, randomly initialised with each "
-                  "seed and fine-tuned with the same recipe: the distance to them is what pretraining bought.", ""]
-    if result.bench.get("kind") == "minimal-pairs":
-        lines += _phenomena_lines(result, figures)
-    lines += _md(score_table(result)) + [""]
-    if "scores" in figures and result.bench.get("kind") != "minimal-pairs":
-        lines += ["![Downstream scores per task and on average](scores.png)", ""]
-    if result.pairs:
-        lines += ["## Paired comparison over seeds (same backbone)", "", *_pair_notes(result), ""]
-        lines += _md(pair_table(result)) + [""]
-        if "pairs" in figures:
-            lines += ["![Differences of average score](pairs.png)", ""]
-        if any(p.items for p in result.pairs):
-            lines += ["## Paired comparison over evaluation items", "", *_item_notes(result), ""]
-            lines += _md(item_table(result)) + [""]
+    several = bool(result.others)
+    lines += scores_section(result, figures, suite_title=several)
+    for other, other_figures in zip(result.others, others_figures or [{}] * len(result.others), strict=True):
+        lines += scores_section(other, other_figures, suite_title=True, prefix=f"{other.suite}/")
     lines += ["## Compute used", ""]
     lines += ["Training FLOPs count the backbone and the objective's heads, forward and backward (3 x forward), as "
               "the trainer's budget does. Train time is the training loop alone; wall time adds data loading, "
@@ -272,7 +292,7 @@ def markdown(result: ComparisonResult, figures: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path]) -> list[str]:
+def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path], prefix: str = "") -> list[str]:
     """Minimal pairs: accuracy per phenomenon (mean over its paradigms), then the per-paradigm table."""
     phenomena: dict[str, list[str]] = result.bench.get("groups") or {}
     groups = [g for g in result.groups if g.runs]
@@ -288,13 +308,12 @@ def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path]) -> list
     lines.append("| macro average | " + " | ".join(fmt_estimate(g.average) for g in groups) + " |")
     lines.append("")
     if "scores" in figures:
-        lines += ["![Accuracy per phenomenon](scores.png)", ""]
+        lines += [f"![Accuracy per phenomenon]({prefix}scores.png)", ""]
     return lines + ["Per paradigm:", ""]
 
 
 def _setup_lines(result: ComparisonResult) -> list[str]:
     s = result.settings
-    b = result.bench
     out = ["## Setup", ""]
     if result.mode == "study":
         from zoo.train.config import Budget
@@ -323,6 +342,11 @@ def _setup_lines(result: ComparisonResult) -> list[str]:
             t.get("tokenizer_hash") and f"hash {str(t['tokenizer_hash'])[:12]}",
             t.get("train_tokens") and f"{t['train_tokens']:,} training tokens") if x)
         out.append(f"- **Tokenizer ({family}s):** one for every run of the family ({detail}).")
+    return out + [_benchmark_line(r) for r in (result, *result.others)] + [""]
+
+
+def _benchmark_line(result: ComparisonResult) -> str:
+    b = result.bench
     limits = ", ".join(x for x in (
         b.get("max_train_examples") and f"at most {b['max_train_examples']:,} training examples per task",
         b.get("max_eval_examples") and f"at most {b['max_eval_examples']:,} evaluation examples") if x)
@@ -331,16 +355,14 @@ def _setup_lines(result: ComparisonResult) -> list[str]:
     varying = sorted({k for r in recipes.values() for k, v in r.items() if v != recipe.get(k)})
     if b.get("kind") == "minimal-pairs":
         n = b.get("max_eval_examples")
-        out.append(f"- **Benchmark:** {result.suite.upper()} minimal pairs, zero-shot (no fine-tuning), "
-                   f"{len(result.tasks)} paradigms from {b.get('data', 'hub')}"
-                   + (f"; the first {n:,} pairs of each" if n else "") + ".")
-        return out + [""]
-    out.append(f"- **Benchmark:** {result.suite.upper()} {', '.join(result.task_titles.get(t, t) for t in result.tasks)}"
+        return (f"- **Benchmark:** {result.suite.upper()} minimal pairs, zero-shot (no fine-tuning), "
+                f"{len(result.tasks)} paradigms from {b.get('data', 'hub')}"
+                + (f"; the first {n:,} pairs of each" if n else "") + ".")
+    return (f"- **Benchmark:** {result.suite.upper()} {', '.join(result.task_titles.get(t, t) for t in result.tasks)}"
                f" dev sets from {b.get('data', 'hub')}" + (f"; {limits}" if limits else "")
                + f"; fine-tuning recipe lr {recipe.get('lr')}, {recipe.get('epochs')} epochs, batch "
                f"{recipe.get('batch_size')}, max length {recipe.get('max_length')}"
                + (f" (per task: {', '.join(varying)} differ)" if varying else "") + ".")
-    return out + [""]
 
 
 def write_report(result: ComparisonResult, out: str | Path) -> Path:
@@ -350,8 +372,12 @@ def write_report(result: ComparisonResult, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     figures = plot_all(result, out)
+    others_figures = []
+    for other in result.others:  # each further suite's figures in OUT/<suite>/
+        (out / other.suite).mkdir(exist_ok=True)
+        others_figures.append(plot_all(other, out / other.suite))
     result.write_json(out / "results.json")
     path = out / "report.md"
-    path.write_text(markdown(result, figures), encoding="utf-8")
+    path.write_text(markdown(result, figures, others_figures), encoding="utf-8")
     log.info("report: %s (%s)", path, ", ".join(p.name for p in figures.values()) or "no figures")
     return path

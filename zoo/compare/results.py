@@ -246,6 +246,7 @@ class ComparisonResult:
     constant_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> value
     items: dict[str, dict[str, ItemValues]] = field(default_factory=dict)  # run name -> task -> per-item values
     confidence: float = DEFAULT_CONFIDENCE
+    others: list[ComparisonResult] = field(default_factory=list)  # the same runs on the study's other suites
 
     def __post_init__(self) -> None:
         self.groups = summarize([*self.runs, *self.baselines], self.tasks, self.statistic, self.confidence)
@@ -282,6 +283,7 @@ class ComparisonResult:
                          "average": self.constant_average()},
             "pairs": [{"backbone": p.backbone, "a": p.a, "b": p.b, "seeds": p.seeds.to_dict(),
                        "items": {t: c.to_dict() for t, c in p.items.items()}} for p in self.pairs],
+            "others": [o.to_dict() for o in self.others],
         }
 
     def write_json(self, path: Path) -> None:

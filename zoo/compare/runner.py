@@ -143,11 +143,13 @@ def _check_tasks(options: BenchOptions) -> None:
     from zoo.benchmarks.minimal_pairs import SUITES
     from zoo.benchmarks.tasks import resolve_tasks
 
-    if options.suite in SUITES:
-        _check_minimal_pairs(options)
-        return
-    _, specs = resolve_tasks(options.suite, options.tasks)  # a typo fails before hours of training
-    recipes_for([s.name for s in specs], None, options.overrides)
+    for suite in options.suites:
+        opts = options.for_suite(suite)
+        if suite in SUITES:
+            _check_minimal_pairs(opts)
+            continue
+        _, specs = resolve_tasks(suite, opts.tasks)  # a typo fails before hours of training
+        recipes_for([s.name for s in specs], None, opts.overrides)
 
 
 @contextlib.contextmanager
@@ -349,13 +351,42 @@ def _benchmark_and_collect(runs: list[RunInfo], options: BenchOptions, out: Path
                            progress: BenchProgress | None, study: StudyFile | None, *, mode: str, settings: dict[str, Any],
                            notes: list[str], command: str | None, skipped: list[dict[str, str]],
                            tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
+    """Benchmark every run on each suite of ``options``; the first suite's result carries the others'
+    (``ComparisonResult.others``), and ``study.json`` gets every run's and baseline's scores of all suites."""
+    results = []
+    for suite in options.suites:
+        copies = [replace(r, scores={}, metrics={}, bench_s=0.0) for r in runs] if results else runs
+        results.append(_collect_suite(copies, options.for_suite(suite), out, bench_fn, progress, mode=mode,
+                                      settings=settings, notes=notes, command=command, skipped=skipped,
+                                      tokenizers=tokenizers))
+    if study is not None:
+        for res in results:
+            for r in res.runs:
+                if r.status == "done":
+                    study.update(r.name, scores={**(study.run(r.name).get("scores") or {}), **r.scores})
+            for b in res.baselines:
+                old = study.data.get("baselines", {}).get(b.name, {}).get("scores") or {}
+                study.update(b.name, section="baselines", backbone=b.backbone, seed=b.seed,
+                             scores={**old, **b.scores})
+                study.data["baselines"][b.name].setdefault("path", b.path)
+        study.data["suites"] = {res.suite: res.tasks for res in results}
+        study.save()
+    first, *others = results
+    first.others = others
+    return first
+
+
+def _collect_suite(runs: list[RunInfo], options: BenchOptions, out: Path, bench_fn: BenchFn | None,
+                   progress: BenchProgress | None, *, mode: str, settings: dict[str, Any], notes: list[str],
+                   command: str | None, skipped: list[dict[str, str]],
+                   tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
     from zoo.benchmarks.finetune import recipes_for
     from zoo.benchmarks.minimal_pairs import SUITES
     from zoo.benchmarks.scoring import task_score
     from zoo.benchmarks.tasks import resolve_tasks
 
     if options.suite in SUITES:
-        return _minimal_pairs_collect(runs, options, out, progress, study, mode=mode, settings=settings, notes=notes,
+        return _minimal_pairs_collect(runs, options, out, progress, mode=mode, settings=settings, notes=notes,
                                       command=command, skipped=skipped, tokenizers=tokenizers)
     if bench_fn is None:
         from zoo.benchmarks.bench import run_bench as bench_fn
@@ -377,12 +408,6 @@ def _benchmark_and_collect(runs: list[RunInfo], options: BenchOptions, out: Path
             constant = dict(getattr(bench, "constant", {}) or {})
         if options.baselines and done:
             baselines = _baselines(done, out, bench_fn, common, items)
-    if study is not None:
-        for r in runs:
-            if r.status == "done":
-                study.update(r.name, scores=r.scores)
-        for b in baselines:
-            study.update(b.name, section="baselines", backbone=b.backbone, seed=b.seed, path=b.path, scores=b.scores)
     bench_meta = {"suite": suite, "data": options.data_dir or "hub", "fine_tune_seeds": options.seeds,
                   "max_train_examples": options.max_train_examples,
                   "max_eval_examples": options.max_eval_examples,
@@ -460,40 +485,40 @@ def _check_minimal_pairs(options: BenchOptions) -> None:
 
 
 def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path, progress: BenchProgress | None,
-                           study: StudyFile | None, *, mode: str, settings: dict[str, Any], notes: list[str],
-                           command: str | None, skipped: list[dict[str, str]],
-                           tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
+                           *, mode: str, settings: dict[str, Any], notes: list[str], command: str | None,
+                           skipped: list[dict[str, str]], tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
     """Score every run zero-shot; the comparison's "tasks" are the paradigms (so the average is the macro
-    average over paradigms), grouped into phenomena for the report. The baseline of each backbone is the
-    seed-0 random init of its first run, scored with that run's scorer. Per-pair correctness stays in each
-    run's ``bench.json`` (``zoo.benchmarks.zeroshot.correctness``)."""
+    average over paradigms), grouped into phenomena for the report. The baseline of each backbone and
+    seed s is the random init with seed s of that seed's first run (the run's own initial weights when it
+    is the run's seed), scored with that run's scorer. Per-pair correctness of every model becomes the
+    item set "all pairs", for the paired bootstrap over pairs."""
     from zoo.benchmarks.zeroshot import run_minimal_pairs
 
     _check_minimal_pairs(options)
     done = [r for r in runs if r.status == "done"]
-    first = {r.backbone: r for r in reversed(done)}  # per backbone: its first run
+    items: dict[str, dict[str, ItemValues]] = {}
     result = None
+    baselines = []
     with _progress(progress) as bar:
         if done:
             result = run_minimal_pairs([r.path for r in done], options.suite, options.data_dir,
                                        options.max_eval_examples, device=options.device, progress=bar)
-        baselines = []
-        if options.baselines and first:
-            templates = [first[b] for b in dict.fromkeys(r.backbone for r in done)]
-            scratch = run_minimal_pairs([t.path for t in templates], options.suite, options.data_dir,
-                                        options.max_eval_examples, from_scratch=True, device=options.device,
-                                        write_reports=False, progress=bar, include_models=False)
-            for t, m in zip(templates, scratch.models, strict=True):
-                info = RunInfo(name=f"{t.backbone}-scratch-seed0", backbone=t.backbone, objective=BASELINE, seed=0,
-                               path=t.path, baseline=True)
-                _pairs_scores(info, m)
-                baselines.append(info)
-    if result is not None:
-        for info, m in zip(done, result.models, strict=True):
-            _pairs_scores(info, m)
-    if study is not None:
+            for info, m in zip(done, result.models, strict=True):
+                _pairs_scores(info, m, items)
+        templates: dict[tuple[str, int], RunInfo] = {}
         for r in done:
-            study.update(r.name, scores=r.scores)
+            templates.setdefault((r.backbone, r.seed), r)
+        for seed in sorted({s for _, s in templates}) if options.baselines else []:
+            group = [t for (_, s), t in templates.items() if s == seed]
+            scratch = run_minimal_pairs([t.path for t in group], options.suite, options.data_dir,
+                                        options.max_eval_examples, from_scratch=True, scratch_seed=seed,
+                                        device=options.device, write_reports=False, progress=bar,
+                                        include_models=False)
+            for t, m in zip(group, scratch.models, strict=True):
+                info = RunInfo(name=f"{t.backbone}-scratch-seed{seed}", backbone=t.backbone, objective=BASELINE,
+                               seed=seed, path=t.path, baseline=True)
+                _pairs_scores(info, m, items)
+                baselines.append(info)
     paradigms = result.paradigms if result else []
     bench_meta = {"suite": options.suite, "kind": "minimal-pairs", "data": options.data_dir or "hub",
                   "max_eval_examples": options.max_eval_examples, "groups": result.groups if result else {},
@@ -502,12 +527,24 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
         out=str(out), mode=mode, suite=options.suite or "", tasks=paradigms, task_titles={p: p for p in paradigms},
         task_metrics={p: ["accuracy"] for p in paradigms}, runs=runs, baselines=baselines,
         statistic=options.statistic, settings=settings, skipped=skipped, tokenizers=tokenizers, bench=bench_meta,
-        notes=notes, command=command)
+        notes=notes, command=command, items=items)
 
 
-def _pairs_scores(info: RunInfo, model: Any) -> None:
-    """A minimal-pair result's headline accuracies as the run's task scores."""
-    for p, acc in model.accuracy[model.scorers[0]].items():
+ALL_PAIRS = "all pairs"  # the item set of a zero-shot suite: every pair of every paradigm
+
+
+def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValues]] | None = None) -> None:
+    """A minimal-pair result's headline accuracies as the run's task scores, and its per-pair correctness
+    (paradigms in name order, pairs in file order) as the item set ``ALL_PAIRS`` in ``items``."""
+    import numpy as np
+
+    head = model.scorers[0]
+    for p, acc in model.accuracy[head].items():
         info.scores[p] = acc
         info.metrics[p] = {"accuracy": acc}
     info.bench_s += model.seconds
+    correct = model.correct.get(head, {})
+    if items is not None and correct:
+        bits = "".join(correct[p] for p in sorted(correct))
+        values = (np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")).astype(np.float64)
+        items.setdefault(info.name, {})[ALL_PAIRS] = ItemValues("mean", values[None, :])  # (1 fine-tune, N)

@@ -52,6 +52,7 @@ class BenchOptions:
     seeds: int = 1  # fine-tunes per model; their median is the model's score
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
+    max_pairs: int | None = None  # pairs per paradigm of a zero-shot suite (None: max_eval_examples)
     device: str = "auto"
     baselines: bool = True  # a from-scratch replicate per backbone and seed
     statistic: str = "median"  # over pretraining seeds: median (order-statistic interval) or mean (t interval)
@@ -61,10 +62,35 @@ class BenchOptions:
             raise ConfigError(f"--bench-seeds must be at least 1, got {self.seeds}")
         if self.statistic not in ("median", "mean"):
             raise ConfigError(f"--statistic must be median or mean, got {self.statistic!r}")
-        for name in ("max_train_examples", "max_eval_examples"):
+        for name in ("max_train_examples", "max_eval_examples", "max_pairs"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.suite is not None:
+            split_list(self.suite, "--suite")  # no empty or repeated suite
+
+    @property
+    def suites(self) -> list[str | None]:
+        """The suites every model is scored on, in the order given (``[None]``: from the tasks)."""
+        return list(split_list(self.suite, "--suite")) if self.suite else [None]
+
+    def for_suite(self, suite: str | None) -> BenchOptions:
+        """These options for one of the suites: its own data folder (``data_dir/<suite>`` when that is a
+        directory), and, for a zero-shot suite, ``max_pairs`` pairs per paradigm and no fine-tuning options."""
+        from zoo.benchmarks.minimal_pairs import SUITES
+
+        if len(self.suites) == 1:
+            if suite in SUITES and self.max_pairs is not None:
+                return replace(self, max_eval_examples=self.max_pairs, max_pairs=None)
+            return self
+        data_dir = self.data_dir
+        if data_dir and suite and (Path(data_dir) / suite).is_dir():
+            data_dir = str(Path(data_dir) / suite)
+        if suite in SUITES:
+            pairs = self.max_pairs if self.max_pairs is not None else self.max_eval_examples
+            return replace(self, suite=suite, data_dir=data_dir, tasks=None, overrides=[], seeds=1,
+                           max_train_examples=None, max_eval_examples=pairs, max_pairs=None)
+        return replace(self, suite=suite, data_dir=data_dir, max_pairs=None)
 
 
 @dataclass

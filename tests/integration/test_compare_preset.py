@@ -1,0 +1,115 @@
+"""``zoo compare --preset``: a preset's values, explicit options over them, and a tiny study scored on two
+suites at once (BLiMP zero-shot and SST-2 fine-tuning) with per-seed baselines and item-level tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from zoo.cli import cli
+from zoo.compare.presets import PRESETS, StudyPreset
+from zoo.compare.study import BASELINE
+
+from ..unit.test_minimal_pairs_data import write_blimp
+from .test_minimal_pairs import PAIRS
+
+TINY = ["--size", "tiny", "--seq-len", "32", "--batch-size", "4", "--vocab-size", "400", "--budget", "7e7flops",
+        "--set", "data.doc_boundary=blank-line", "--set", "model.hidden_size=32", "--set", "model.num_heads=2",
+        "--set", "model.intermediate_size=64", "--set", "tokenizer.num_sentinels=20", "--set", "train.eval_batches=2"]
+BENCH = ["--max-train-examples", "32", "--max-eval-examples", "32", "--max-pairs", "2", "--bench-set", "epochs=1",
+         "--bench-set", "batch_size=16", "--bench-set", "max_length=32", "--device", "cpu"]
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+def test_unknown_preset_is_a_one_line_error() -> None:
+    code, out = invoke("compare", "--preset", "cpu-day")
+    assert code == 2 and out.strip() == f"error: --preset: unknown preset 'cpu-day'; known presets: {', '.join(PRESETS)}"
+
+
+def test_preset_with_run_directories_is_refused(tmp_path: Path) -> None:
+    code, out = invoke("compare", str(tmp_path), "--preset", "cpu-hour")
+    assert code == 2 and "--preset trains a study" in out
+
+
+@pytest.mark.parametrize("preset", list(PRESETS.values()), ids=list(PRESETS))
+def test_preset_is_consistent(preset: StudyPreset) -> None:
+    """Every objective trains the preset's backbones (one architecture, nothing skipped), the training
+    overrides resolve, and the help lists every value."""
+    from zoo.compare.study import StudySettings, base_config, expand_grid
+    from zoo.train.config import resolve
+
+    grid = expand_grid(list(preset.objectives), list(preset.backbones))
+    assert not grid.skipped and len(grid.cells) == len(preset.objectives) * len(preset.backbones)
+    settings = StudySettings(objectives=list(preset.objectives), backbones=list(preset.backbones),
+                             budget=preset.budget, size=preset.size, seq_len=preset.seq_len,
+                             batch_size=preset.batch_size, vocab_size=preset.vocab_size,
+                             train_overrides=list(preset.overrides))
+    for bb in preset.backbones:
+        cfg = resolve({**base_config(settings, bb), "objective": preset.objectives[0]})
+        assert cfg.train.seq_len == preset.seq_len and cfg.size == preset.size
+    code, out = invoke("compare", "--help")
+    assert code == 0 and all(line in out for line in preset.describe())
+
+
+def test_explicit_options_replace_preset_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import zoo.compare.runner as runner
+    from zoo.compare.results import ComparisonResult
+
+    seen = {}
+
+    def fake_run_study(settings, out, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen["settings"] = settings
+        return ComparisonResult(out=str(out), mode="study", suite="glue", tasks=[], task_titles={}, task_metrics={},
+                                runs=[], baselines=[])
+
+    monkeypatch.setattr(runner, "run_study", fake_run_study)
+    code, out = invoke("compare", "--preset", "cpu-hour", "--seeds", "1", "--budget", "1e12flops",
+                       "--set", "optim.lr=3e-3", "--max-pairs", "7", "--out", str(tmp_path / "s"))
+    assert code == 0, out
+    s, p = seen["settings"], PRESETS["cpu-hour"]
+    assert s.seeds == [0] and s.budget == "1e12flops" and s.bench.max_pairs == 7  # given: replaced
+    assert s.objectives == list(p.objectives) and s.backbones == list(p.backbones) and s.size == p.size
+    assert s.train_overrides == [*p.overrides, "optim.lr=3e-3"]  # --set adds after the preset's (later wins)
+    assert s.bench.suite == p.suite and s.bench.tasks == list(p.tasks)
+    assert s.bench.max_train_examples == p.max_train_examples
+
+
+@pytest.mark.slow
+def test_preset_study_on_two_suites(corpus: Path, shared_data: Path, tmp_path: Path) -> None:
+    """The preset shrunk to a tiny model: one command scores every run and a per-seed baseline on BLiMP
+    (zero-shot, per-pair correctness into the item-level test) and on SST-2 (fine-tuned)."""
+    data = tmp_path / "bench"
+    (data / "blimp").mkdir(parents=True)
+    write_blimp(data / "blimp" / "toy.jsonl", "toy", PAIRS * 2)
+    write_blimp(data / "blimp" / "toy_two.jsonl", "toy_two", PAIRS[::-1] * 2, term="binding")
+    (data / "glue").symlink_to(shared_data / "glue")
+    out = tmp_path / "study"
+    code, text = invoke("compare", "--preset", "cpu-hour", "--objectives", "clm,mntp:15|clm:1", "--seeds", "2",
+                        "--data", str(corpus), "--data-dir", str(data), *TINY, *BENCH, "--out", str(out))
+    assert code == 0, text
+    results = json.loads((out / "results.json").read_text())
+    (glue,) = results["others"]
+    assert results["suite"] == "blimp" and results["tasks"] == ["toy", "toy_two"]
+    assert glue["suite"] == "glue" and glue["tasks"] == ["sst2"] and glue["constant"]["scores"]["sst2"] > 0.4
+    for part in (results, glue):  # a from-scratch baseline per seed, the runs' own initial weights
+        assert sorted((b["name"], b["seed"]) for b in part["baselines"]) == [("gpt-scratch-seed0", 0),
+                                                                            ("gpt-scratch-seed1", 1)]
+    vs_scratch = [p for p in results["pairs"] if p["b"] == BASELINE]
+    assert len(vs_scratch) == 2 and all(p["items"]["all pairs"]["items"] == 4 and p["items"]["all pairs"]["seeds"] == 2
+                                        for p in vs_scratch)
+    study = json.loads((out / "study.json").read_text())
+    assert study["suites"] == {"blimp": ["toy", "toy_two"], "glue": ["sst2"]}
+    for entry in [*study["runs"].values(), *study["baselines"].values()]:
+        assert set(entry["scores"]) == {"toy", "toy_two", "sst2"}  # per-seed scores of both suites
+    report = (out / "report.md").read_text()
+    assert "## Downstream scores (BLIMP)" in report and "## Downstream scores (GLUE)" in report
+    assert "| constant predictor |" in report and "p (bootstrap, items)" in report and "all pairs" in report
+    assert "![Downstream scores per task and on average](glue/scores.png)" in report
+    assert (out / "glue" / "scores.png").is_file() and (out / "scores.png").is_file()

@@ -1,0 +1,113 @@
+"""Named study presets: every setting of a ``zoo compare`` study in one typed record.
+
+``zoo compare --preset NAME`` starts from a preset's values; any option given explicitly on the
+command line replaces the preset's value for that option (``--set`` and ``--bench-set`` are added
+after the preset's own). Paths in a preset are relative to the directory the command runs from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from zoo.errors import ConfigError
+
+# The training recipe every run of the cpu-hour study uses (the ``--set`` overrides): pre-LN backbone
+# without dropout or linear-layer biases, a high peak learning rate with a long warmup and linear decay.
+CPU_HOUR_RECIPE: tuple[str, ...] = (
+    "model.dropout=0",
+    "model.attention_dropout=0",
+    "model.bias=false",
+    "optim.lr=1e-3",
+    "optim.schedule=linear",
+    "optim.warmup=0.3",
+    "data.on_decode_error=replace",
+)
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    """The values a preset gives the ``zoo compare`` options of the same name."""
+
+    name: str
+    summary: str
+    objectives: tuple[str, ...]
+    backbones: tuple[str, ...]
+    seeds: int
+    budget: str
+    data: str | None
+    size: str
+    seq_len: int | None
+    batch_size: int | None
+    vocab_size: int | None
+    overrides: tuple[str, ...]  # --set, every run
+    evals: int
+    suite: str  # comma-separated suites, each scored on every model
+    tasks: tuple[str, ...]  # fine-tuning tasks of the fine-tuning suite(s)
+    data_dir: str | None  # a directory holding one folder per suite (``blimp/``, ``glue/``)
+    bench_overrides: tuple[str, ...]  # --bench-set
+    bench_seeds: int
+    max_train_examples: int | None
+    max_eval_examples: int | None
+    max_pairs: int | None  # pairs per paradigm of a zero-shot suite
+
+    def options(self) -> dict[str, Any]:
+        """Option name (the ``zoo compare`` parameter) -> value, lists joined as the CLI spells them."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in ("name", "summary"):
+                continue
+            value = getattr(self, f.name)
+            if f.name in ("objectives", "backbones", "tasks"):
+                value = ",".join(value)
+            out[f.name] = value
+        return out
+
+    def describe(self) -> list[str]:
+        """The preset as command-line options, one per line (``--help`` and the docs show them)."""
+        shown = []
+        for key, value in self.options().items():
+            if isinstance(value, tuple):
+                shown.extend(f"--{_flag(key)} {v}" for v in value)
+            elif value is not None:
+                shown.append(f"--{_flag(key)} {value}")
+        return shown
+
+
+def _flag(key: str) -> str:
+    return {"overrides": "set", "bench_overrides": "bench-set"}.get(key, key.replace("_", "-"))
+
+
+CPU_HOUR = StudyPreset(
+    name="cpu-hour",
+    summary="six objectives on one pre-LN gpt architecture, 5 seeds, BLiMP zero-shot and SST-2 fine-tuning, "
+            "sized for about 45 minutes on 2 CPU cores.",
+    objectives=("clm", "mlm", "mntp:15|clm:1", "span", "prefix", "ul2"),
+    backbones=("gpt",),
+    seeds=5,
+    budget="1.5e13flops",
+    data="../shared/data/corpus/en",
+    size="mini",
+    seq_len=128,
+    batch_size=32,
+    vocab_size=8192,
+    overrides=CPU_HOUR_RECIPE,
+    evals=4,
+    suite="blimp,glue",
+    tasks=("sst2",),
+    data_dir="../shared/data",
+    bench_overrides=(),
+    bench_seeds=1,
+    max_train_examples=4000,
+    max_eval_examples=None,
+    max_pairs=50,
+)
+
+PRESETS: dict[str, StudyPreset] = {p.name: p for p in (CPU_HOUR,)}
+
+
+def get_preset(name: str) -> StudyPreset:
+    """The preset called ``name``; a ConfigError naming the known ones otherwise."""
+    if name not in PRESETS:
+        raise ConfigError(f"--preset: unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
