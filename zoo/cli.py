@@ -347,14 +347,14 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
         result = run_study(settings, out, command=command, train_progress=console.TrainProgress,
                            bench_progress=console.BenchProgress)
     for part in (result, *result.others):
-        suite = f"{part.suite.upper()} " if result.others else ""
-        console.table(f"{suite}scores (x100): {part.statistic} [interval, level in the last column] over seeds",
-                      *report.score_table(part))
+        suite = f" ({part.suite.upper()})" if result.others else ""
+        console.table(f"Downstream scores{suite} (x100): {part.statistic} [interval, level in the last column] over "
+                      "seeds", *report.score_table(part))
         if part.pairs:
-            console.table(f"{suite}same backbone, over seeds: A - B of the average score (exact sign-flip p, Holm)",
+            console.table(f"Same backbone{suite}, over seeds: A - B of the average score (exact sign-flip p, Holm)",
                           *report.pair_table(part))
         if any(p.items for p in part.pairs):
-            console.table(f"{suite}same backbone, over items: A - B (hierarchical bootstrap p, Holm)",
+            console.table(f"Same backbone{suite}, over items: A - B per task (hierarchical bootstrap p, Holm)",
                           *report.item_table(part))
     for note in result.notes:
         console.text(f"note: {note}")

@@ -69,7 +69,7 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
     Rerunning with the same settings resumes: finished runs (a checkpoint that reached the budget) are
     reused, interrupted runs continue from their newest checkpoint, fine-tuning results come from the cache.
     """
-    t_start = time.perf_counter()
+    t_start, c_start = time.perf_counter(), time.process_time()
     if train_fn is None:
         from zoo.train.trainer import train as train_fn
     out = Path(out).resolve()
@@ -107,18 +107,21 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
         log.info("[%d/%d] %s %s (%s)", i, len(order), what, name, budget)
         study.update(name, status="training", objective=cell.objective, backbone=cell.backbone, seed=seed,
                      path=str(run_dir), error=None)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             with _progress(train_progress, f"[{i}/{len(order)}] {cell.backbone} {cell.objective} seed {seed}") as cb:
                 train_fn(cfg, callback=cb)
         except ZooError as exc:
             log.error("%s failed: %s", name, exc)
             study.update(name, status="failed", error=str(exc),
-                         wall_s=study.run(name).get("wall_s", 0.0) + time.perf_counter() - t0)
+                         wall_s=study.run(name).get("wall_s", 0.0) + time.perf_counter() - t0,
+                         cpu_s=study.run(name).get("cpu_s", 0.0) + time.process_time() - c0)
             infos[name] = RunInfo(name, cell.backbone, cell.objective, seed, str(run_dir), status="failed",
                                   error=str(exc), budget=settings.budget)
             continue
-        study.update(name, status="done", wall_s=study.run(name).get("wall_s", 0.0) + time.perf_counter() - t0)
+        # process CPU time (every thread): unlike wall time, not inflated by other processes on the machine
+        study.update(name, status="done", wall_s=study.run(name).get("wall_s", 0.0) + time.perf_counter() - t0,
+                     cpu_s=study.run(name).get("cpu_s", 0.0) + time.process_time() - c0)
         infos[name] = _run_info(run_dir, name, study.run(name))
     runs = [infos[run_name(c, s)] for c in grid.cells for s in settings.seeds]
 
@@ -130,6 +133,7 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
                                     tokenizers=study.data.get("tokenizers", {}))
     result.wall_s = study.data.get("wall_s_total", 0.0) + time.perf_counter() - t_start
     study.data["wall_s_total"] = result.wall_s
+    study.data["cpu_s_total"] = study.data.get("cpu_s_total", 0.0) + time.process_time() - c_start
     study.save()
     if write_report:
         from zoo.compare.report import write_report as write
@@ -353,13 +357,16 @@ def _benchmark_and_collect(runs: list[RunInfo], options: BenchOptions, out: Path
                            tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
     """Benchmark every run on each suite of ``options``; the first suite's result carries the others'
     (``ComparisonResult.others``), and ``study.json`` gets every run's and baseline's scores of all suites."""
-    results = []
+    results, cpu = [], {}
     for suite in options.suites:
         copies = [replace(r, scores={}, metrics={}, bench_s=0.0) for r in runs] if results else runs
+        c0 = time.process_time()
         results.append(_collect_suite(copies, options.for_suite(suite), out, bench_fn, progress, mode=mode,
                                       settings=settings, notes=notes, command=command, skipped=skipped,
                                       tokenizers=tokenizers))
+        cpu[results[-1].suite] = time.process_time() - c0
     if study is not None:
+        study.data["bench_cpu_s"] = cpu  # this invocation's (cached results cost nothing)
         for res in results:
             for r in res.runs:
                 if r.status == "done":
