@@ -108,6 +108,7 @@ def test_preset_study_on_two_suites(corpus: Path, shared_data: Path, tmp_path: P
     assert study["suites"] == {"blimp": ["toy", "toy_two"], "glue": ["sst2"]}
     for entry in [*study["runs"].values(), *study["baselines"].values()]:
         assert set(entry["scores"]) == {"toy", "toy_two", "sst2"}  # per-seed scores of both suites
+    assert all(r["cpu_s"] > 0 for r in study["runs"].values()) and set(study["bench_cpu_s"]) == {"blimp", "glue"}
     report = (out / "report.md").read_text()
     assert "## Downstream scores (BLIMP)" in report and "## Downstream scores (GLUE)" in report
     assert "| constant predictor |" in report and "p (bootstrap, items)" in report and "all pairs" in report

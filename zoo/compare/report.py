@@ -116,16 +116,16 @@ ITEM_METRIC_NAMES = {"mean": "accuracy", "mcc": "MCC", "f1": "F1", "accuracy_f1"
 
 
 def compute_table(result: ComparisonResult) -> Table:
-    columns = ["run", "status", "steps", "train FLOPs", "tokens", "train time", "wall time", "final val loss",
-               "fine-tuning"]
+    columns = ["run", "status", "steps", "train FLOPs", "tokens", "train time", "wall time", "CPU time",
+               "final val loss", "fine-tuning"]
     rows = []
     for r in result.runs:
         loss = r.final_eval_loss()
         rows.append([r.name, r.status if r.status == "done" else f"{r.status}: {r.error or ''}"[:80], str(r.steps),
-                     _si(r.flops), f"{r.tokens:,}", _seconds(r.train_time_s), _seconds(r.wall_s),
+                     _si(r.flops), f"{r.tokens:,}", _seconds(r.train_time_s), _seconds(r.wall_s), _seconds(r.cpu_s),
                      f"{loss:.3f}" if loss is not None else "-", _seconds(r.bench_s) if r.scores else "-"])
     for b in result.baselines:
-        rows.append([b.name, "baseline", "0", "0", "0", "-", "-", "-", _seconds(b.bench_s)])
+        rows.append([b.name, "baseline", "0", "0", "0", "-", "-", "-", "-", _seconds(b.bench_s)])
     return columns, rows
 
 
@@ -264,7 +264,9 @@ def markdown(result: ComparisonResult, figures: dict[str, Path],
     lines += ["## Compute used", ""]
     lines += ["Training FLOPs count the backbone and the objective's heads, forward and backward (3 x forward), as "
               "the trainer's budget does. Train time is the training loop alone; wall time adds data loading, "
-              "evaluation and checkpoints. Equal FLOPs is not equal tokens: an objective with a costly head (a "
+              "evaluation and checkpoints; CPU time is the training call's process CPU time over all its threads "
+              "(unlike wall time, not inflated by other jobs on the machine). Equal FLOPs is not equal tokens: an "
+              "objective with a costly head (a "
               "full-vocabulary softmax at every position) sees fewer tokens.", ""]
     lines += _md(compute_table(result)) + [""]
     if "compute" in figures:

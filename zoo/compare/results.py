@@ -47,6 +47,7 @@ class RunInfo:
     tokens: int = 0
     train_time_s: float = 0.0  # training loop only (the trainer's clock)
     wall_s: float | None = None  # the whole training call (data, evaluation, checkpoints), when measured
+    cpu_s: float | None = None  # its process CPU time (every thread), when measured
     params: int | None = None
     evals: list[dict[str, Any]] = field(default_factory=list)  # ``kind: eval`` records of metrics.jsonl
     scores: dict[str, float] = field(default_factory=dict)  # task -> task score (fine-tune seed median)
