@@ -51,8 +51,8 @@ def test_preset_is_consistent(preset: StudyPreset) -> None:
                              budget=preset.budget, size=preset.size, seq_len=preset.seq_len,
                              batch_size=preset.batch_size, vocab_size=preset.vocab_size,
                              train_overrides=list(preset.overrides))
-    for bb in preset.backbones:
-        cfg = resolve({**base_config(settings, bb), "objective": preset.objectives[0]})
+    for cell in grid.cells:  # every override applies to every run (no objective-specific keys)
+        cfg = resolve({**base_config(settings, cell.backbone), "objective": cell.objective})
         assert cfg.train.seq_len == preset.seq_len and cfg.size == preset.size
     code, out = invoke("compare", "--help")
     assert code == 0 and all(line in out for line in preset.describe())

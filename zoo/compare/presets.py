@@ -18,9 +18,10 @@ CPU_HOUR_RECIPE: tuple[str, ...] = (
     "model.dropout=0",
     "model.attention_dropout=0",
     "model.bias=false",
-    "optim.lr=1e-3",
+    "optim.lr=2e-3",
     "optim.schedule=linear",
     "optim.warmup=0.3",
+    "train.precision=bf16",
     "data.on_decode_error=replace",
 )
 
