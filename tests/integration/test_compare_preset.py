@@ -98,7 +98,7 @@ def test_preset_study_on_two_suites(corpus: Path, shared_data: Path, tmp_path: P
     (glue,) = results["others"]
     assert results["suite"] == "blimp" and results["tasks"] == ["toy", "toy_two"]
     assert glue["suite"] == "glue" and glue["tasks"] == ["sst2"] and glue["constant"]["scores"]["sst2"] > 0.4
-    for part in (results, glue):  # a from-scratch baseline per seed, the runs' own initial weights
+    for part in (results, glue):  # a from-scratch baseline per seed
         assert sorted((b["name"], b["seed"]) for b in part["baselines"]) == [("gpt-scratch-seed0", 0),
                                                                             ("gpt-scratch-seed1", 1)]
     vs_scratch = [p for p in results["pairs"] if p["b"] == BASELINE]

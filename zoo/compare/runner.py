@@ -496,8 +496,8 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
                            skipped: list[dict[str, str]], tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
     """Score every run zero-shot; the comparison's "tasks" are the paradigms (so the average is the macro
     average over paradigms), grouped into phenomena for the report. The baseline of each backbone and
-    seed s is the random init with seed s of that seed's first run (the run's own initial weights when it
-    is the run's seed), scored with that run's scorer. Per-pair correctness of every model becomes the
+    seed s is a random init with seed s of that seed's first run (heads included), scored with that run's
+    scorer. Per-pair correctness of every model becomes the
     item set "all pairs", for the paired bootstrap over pairs."""
     from zoo.benchmarks.zeroshot import run_minimal_pairs
 
