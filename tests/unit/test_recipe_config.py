@@ -1,8 +1,14 @@
 """configs/*.toml resolve for every objective of the same-architecture comparison."""
 
+import sys
 from pathlib import Path
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 from zoo import registry
 from zoo.config import apply_overrides, load_toml, merge
@@ -27,3 +33,10 @@ def test_cpu_hour_masking_rate_is_set_per_run() -> None:
     data = merge(load_toml(Path(__file__).parents[2] / "configs" / "cpu-hour.toml"), {"objective": "mlm"})
     cfg = resolve(apply_overrides(data, ["objectives.mlm.rate=0.3"]))
     assert cfg.objectives["mlm"]["rate"] == 0.3
+
+
+def test_docs_show_the_cpu_hour_config() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+    section = docs.split("## A recipe for small compute", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert tomllib.loads(block) == load_toml(Path(__file__).parents[2] / "configs" / "cpu-hour.toml")
