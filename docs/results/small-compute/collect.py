@@ -1,6 +1,6 @@
 """Gather the numbers behind "A recipe for small compute" in docs/training.md: run from the
 repository root after the commands there (runs in RUNS, default runs/small-compute). Writes runs.json
-(settings, eval curves, BLiMP averages from each run's bench.json) and loss.png (eval loss against FLOPs)."""
+(settings, eval curves, BLiMP averages from each run's bench.json) and loss.png (eval loss against FLOPs: defaults, the recipe at batch 32, and at batch 16)."""
 
 import json
 import os
@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 pairs = [(n[: -len("-base")], n) for n in runs if n.endswith("-base")]
 fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 2.8), squeeze=False)
 for ax, (obj, base) in zip(axes[0], pairs, strict=True):
-    for name, style in ((base, "--"), (f"{obj}-recipe", "-")):
+    for name, style in ((base, "--"), (f"{obj}-recipe", "-"), (f"{obj}-batch16", ":")):
         if name in runs:
             ev = runs[name]["evals"]
             ax.plot([e["flops"] for e in ev], [e["loss"] for e in ev], style, marker=".", label=name)
