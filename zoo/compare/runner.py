@@ -323,8 +323,7 @@ def _consistency_notes(infos: list[RunInfo], runs: list[Any]) -> list[str]:
 
 
 def _progress_of(info: RunInfo, budget: Budget) -> float:
-    done = {"steps": info.steps, "flops": info.flops, "tokens": info.tokens, "time": info.train_time_s}
-    return done[budget.kind] / budget.value
+    return budget.progress(info.steps, info.tokens, info.flops, info.train_time_s)
 
 
 # --- shared: run records, benchmarking, baselines ------------------------------------------------------------

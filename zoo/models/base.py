@@ -17,18 +17,12 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from zoo.errors import CheckpointError, ConfigError
+from zoo.family import Family
 from zoo.models.attention import KERNELS, AttentionLayout
+from zoo.sizes import SIZES
 
 CAPABILITIES = ("bidirectional", "causal", "prefix", "segments", "packed")
 
-# name -> (layers, hidden); heads = hidden / 64, FFN = 4 x hidden.
-SIZES: dict[str, tuple[int, int]] = {
-    "tiny": (2, 128),
-    "mini": (4, 256),
-    "small": (4, 512),
-    "medium": (8, 512),
-    "base": (12, 768),
-}
 
 
 @dataclass(frozen=True)
@@ -36,7 +30,7 @@ class BackboneSpec:
     """What heads need to know about a backbone."""
 
     name: str
-    family: str  # "encoder" | "decoder"
+    family: Family
     capabilities: frozenset[str]
     vocab_size: int
     hidden_size: int
@@ -117,10 +111,9 @@ class Backbone(nn.Module):
     """
 
     name: ClassVar[str]
-    # "encoder" | "decoder": the architecture's lineage, which picks the tokenizer and row format
-    # ([CLS] A [SEP] rows, WordPiece / end-of-text separated rows, byte-level BPE). It never limits the
-    # attention patterns: those are ``capabilities``, and the objective chooses one per batch.
-    family: ClassVar[str]
+    # The architecture's lineage (``zoo.family.Family``, or its string), which picks the tokenizer and
+    # row format; it never limits the attention patterns: those are ``capabilities``.
+    family: ClassVar[Family | str]
     # What the architecture can run: "bidirectional", "causal", "prefix" (attention patterns, every
     # one with padding), "packed" (block-diagonal documents), "segments" (segment embeddings).
     capabilities: ClassVar[frozenset[str]]
@@ -136,7 +129,7 @@ class Backbone(nn.Module):
         """Built from the config's standard fields; backbones with other configs override this."""
         c = self.config
         return BackboneSpec(
-            name=self.name, family=self.family, capabilities=self.capabilities,
+            name=self.name, family=Family.of(self.family), capabilities=self.capabilities,
             vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_layers=c.num_layers,
             num_heads=c.num_heads, intermediate_size=c.intermediate_size, max_positions=c.max_positions,
             type_vocab_size=getattr(c, "type_vocab_size", 0), layer_norm_eps=getattr(c, "layer_norm_eps", 1e-5),

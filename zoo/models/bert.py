@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.family import Family
 from zoo.models import attention as attn
 from zoo.models.attention import AttentionLayout
 from zoo.models.base import (
@@ -79,7 +80,7 @@ class BertLayer(nn.Module):
 
 class BertBackbone(Backbone):
     name = "bert"
-    family = "encoder"
+    family = Family.ENCODER
     capabilities = frozenset({"bidirectional", "causal", "prefix", "segments", "packed"})
     Config = BertConfig
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.family import Family
 from zoo.models import attention as attn
 from zoo.models.attention import AttentionLayout
 from zoo.models.base import (
@@ -61,7 +62,7 @@ class GPTBlock(nn.Module):
 
 class GPTBackbone(Backbone):
     name = "gpt"
-    family = "decoder"
+    family = Family.DECODER
     capabilities = frozenset({"bidirectional", "causal", "prefix", "packed"})
     Config = GPTConfig
     activation = "gelu_tanh"

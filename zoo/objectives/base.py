@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.batch import Batch, Segments, SpecialTokens
+from zoo.family import Family
 from zoo.models.base import Backbone, BackboneSpec
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ class Objective:
     def min_seq_len(cls, family: str) -> int:
         """The shortest rows this objective can fill on a backbone of ``family`` (checked before any
         data work): an encoder row needs [CLS], a token and [SEP]; a decoder row a token and its successor."""
-        return 3 if family == "encoder" else 2
+        return 3 if family == Family.ENCODER else 2
 
     @classmethod
     def rebuilds_rows_for(cls, family: str) -> bool:

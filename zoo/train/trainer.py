@@ -32,7 +32,6 @@ from zoo.data import build_datasets, tokenizer_hash
 from zoo.errors import CheckpointError, ConfigError, NonFiniteLossError
 from zoo.model import ZooModel
 from zoo.objectives.base import LossOutput
-from zoo.objectives.spec import parse
 from zoo.train import checkpoint as ckpt
 from zoo.train import distributed, faults, interrupt, rng, rundir
 from zoo.train.build import build_backbone, build_objective, check_compatible, tokenizer_config
@@ -244,7 +243,7 @@ class Trainer:
     def _write_run_files(self) -> None:
         (self.run_dir / "config.toml").write_text(dump_toml(to_dict(self.cfg)))
         (self.run_dir / "config.json").write_text(json.dumps(to_dict(self.cfg), indent=1))
-        parts = parse(self.cfg.objective).names
+        parts = self.cfg.spec.names
         versions = {f"objective:{p}": registry.info("objective", p).version for p in parts}
         versions[f"backbone:{self.cfg.backbone}"] = registry.info("backbone", self.cfg.backbone).version
         info = {
@@ -455,9 +454,7 @@ class Trainer:
         return 3.0 * total
 
     def _progress(self) -> float:
-        kind, value = self.budget.kind, self.budget.value
-        done = {"steps": self.step, "flops": self.flops, "tokens": self.tokens_seen, "time": self.train_time}[kind]
-        return done / value
+        return self.budget.progress(self.step, self.tokens_seen, self.flops, self.train_time)
 
     # --- the loop ----------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
