@@ -60,7 +60,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def list_cmd() -> None:
     """Objectives, backbones and tasks, their origin, and which objective trains which backbone."""
     from zoo import console
-    from zoo.plugins import listing
+    from zoo.listing import listing
 
     result = listing()
     titles = {"objective": "Objectives", "backbone": "Backbones", "task": "Tasks"}

@@ -26,8 +26,8 @@ from zoo.compare.study import (
     StudyFile,
     StudySettings,
     base_config,
-    config_diffs,
     expand_grid,
+    reuse_diffs,
     run_config,
     run_name,
     run_state,
@@ -231,7 +231,7 @@ def _check_reusable(settings: StudySettings, cell: Cell, seed: int, run_dir: Pat
     import json
 
     saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    diffs = config_diffs(saved, run_config(settings, cell, seed, run_dir, tokenizer))
+    diffs = reuse_diffs(saved, run_config(settings, cell, seed, run_dir, tokenizer))
     if diffs:
         raise ConfigError(f"{run_dir} holds a run trained with other settings ({', '.join(diffs[:6])}); "
                           f"rerun the study with its original settings, or choose another --out")

@@ -251,7 +251,7 @@ def run_config(settings: StudySettings, cell: Cell, seed: int, run_dir: Path, to
     return resolve(data)
 
 
-def config_diffs(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
+def reuse_diffs(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
     """Keys (dotted) where a run's saved ``config.json`` differs from ``cfg``, ignoring REUSABLE_DIFFS."""
     return train_config_diffs(saved, cfg, REUSABLE_DIFFS)
 

@@ -182,7 +182,7 @@ def _trained_tokenizer(train_docs: list[str], tok_cfg: TokenizerConfig, kind: st
     return tok, "trained"
 
 
-def check_tokenizer(special: SpecialTokens, family: str) -> None:
+def check_row_tokens(special: SpecialTokens, family: str) -> None:
     """Fail early when the tokenizer lacks what rows of this backbone family need."""
     if family == Family.ENCODER and (special.cls is None or special.sep is None):
         raise DataError("an encoder backbone needs a tokenizer with [CLS] and [SEP] tokens; this one has none: use "
@@ -237,7 +237,7 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
         if tok_source == "run_dir":
             _check_run_tokenizer(run_tok, origin)
     special = special_tokens(tokenizer)
-    check_tokenizer(special, family)
+    check_row_tokens(special, family)
     if run_tok is not None and not run_tok.is_file():
         save_tokenizer(tokenizer, run_tok.parent)
         if origin is not None:

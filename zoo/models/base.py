@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 import torch
@@ -42,6 +42,22 @@ class BackboneSpec:
     layer_norm_eps: float
     activation: str  # "gelu" (erf) or "gelu_tanh"
     initializer_range: float
+
+
+@dataclass(frozen=True)
+class HFNames:
+    """How a backbone is called in ``transformers`` (the interop hook's names; ``zoo.interop`` uses them).
+
+    ``heads`` maps the sorted roles of the exported heads (``zoo.interop.ROLES``) to the class holding
+    them, e.g. ``("mlm", "nsp") -> "BertForPreTraining"``; with no exported head the export is ``base``.
+    """
+
+    model_type: str  # config.json "model_type", e.g. "bert"
+    base: str  # the class of the backbone alone, e.g. "BertModel"
+    prefix: str  # the base model's attribute inside the head classes, e.g. "bert" (``bert.encoder...``)
+    heads: dict[tuple[str, ...], str] = field(default_factory=dict)
+    pooler: bool = False  # ``base`` can hold a trained pooler (BertModel's ``add_pooling_layer``)
+    generated: tuple[str, ...] = ()  # tensors the transformers class computes itself (sinusoid tables)
 
 
 @dataclass
@@ -161,15 +177,26 @@ class Backbone(nn.Module):
         encoded another way (rotary, relative)."""
         return None
 
-    # --- Hugging Face state-dict layout (BertModel / GPT2Model names and shapes) -------------
+    # --- the transformers hook (optional; docs/plugins.md). ``zoo.interop`` is its only user ---------
+    # The transformers names of this architecture; None: it has no transformers counterpart.
+    hf: ClassVar[HFNames | None] = None
+
     def hf_state_dict(self) -> dict[str, Tensor]:
+        """The weights under the parameter names and shapes of ``hf.base``."""
         raise NotImplementedError
 
     def load_hf_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> None:
+        """Load weights of ``hf.base`` (or of a head class, under ``hf.prefix``)."""
         raise NotImplementedError
 
     def hf_config(self) -> Any:
-        """The matching ``transformers`` config object (BertConfig / GPT2Config)."""
+        """The matching ``transformers`` config object (e.g. BertConfig)."""
+        raise NotImplementedError
+
+    @classmethod
+    def config_from_hf(cls, hf: Any) -> Any:
+        """This backbone's Config for a ``transformers`` config; ``CheckpointError`` for options it does
+        not compute."""
         raise NotImplementedError
 
     # --- compute accounting ------------------------------------------------------------------

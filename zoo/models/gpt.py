@@ -22,6 +22,7 @@ from zoo.models.attention import AttentionLayout
 from zoo.models.base import (
     Backbone,
     BackboneConfig,
+    HFNames,
     UsedKeys,
     check_hf_exportable,
     check_hf_options,
@@ -63,6 +64,7 @@ class GPTBlock(nn.Module):
 class GPTBackbone(Backbone):
     name = "gpt"
     family = Family.DECODER
+    hf = HFNames("gpt2", "GPT2Model", "transformer", heads={("lm",): "GPT2LMHeadModel"})
     capabilities = frozenset({"bidirectional", "causal", "prefix", "packed"})
     Config = GPTConfig
     activation = "gelu_tanh"

@@ -185,6 +185,11 @@ class TiedLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (..., h) -> (..., vocab)
         return nn.functional.linear(x, self.weight, self.bias)
 
+    @property
+    def hf_role(self) -> str | None:
+        """The transformers hook (``zoo.interop``): without a bias, a tied causal-LM head (``lm_head``)."""
+        return "lm" if self.bias is None else None
+
 
 def position_embedding(backbone: Backbone) -> nn.Embedding | None:
     """The backbone's learned absolute position table, for heads that share it (ELECTRA's generator
@@ -195,10 +200,6 @@ def position_embedding(backbone: Backbone) -> nn.Embedding | None:
     saved twice.
     """
     return backbone.position_embedding()
-
-
-def masked_mean(values: Tensor, count: Tensor | int) -> Tensor:
-    return values.sum() / max(int(count), 1) if isinstance(count, int) else values.sum() / count.clamp(min=1)
 
 
 def perplexity(loss: float) -> float:

@@ -233,19 +233,12 @@ class Composite(Objective):
             out.update(part.heads(backbone))
         return out
 
-    def build_heads(self, backbone: Backbone) -> nn.Module:
-        return nn.ModuleDict(self.heads(backbone))
-
     def _own_compute(self, part: Objective) -> bool:
         return type(part).compute is not Objective.compute
 
-    def loss(self, heads: Any, hidden: Tensor, batch: Batch) -> LossOutput:
-        """Weighted sum of the parts' losses; ``heads`` maps part names to heads (``model.heads``)."""
-        outs = {p.name: p.loss(heads[p.name] if p.name in heads else None, hidden, batch)
-                for p in self.parts}
-        return self._combine(outs, batch)
-
     def compute(self, model: Any, batch: Batch) -> LossOutput:
+        """Weighted sum of the parts' losses: one backbone pass for the parts that use ``Objective.compute``
+        (their ``loss`` on the shared hidden states), each other part's own ``compute``."""
         outs: dict[str, LossOutput] = {}
         shared = [p for p in self.parts if not self._own_compute(p)]
         hidden = model.backbone(**batch.backbone_inputs()) if shared else None
