@@ -11,6 +11,7 @@ import click
 
 from zoo import __version__
 from zoo.errors import ConfigError, ZooError
+from zoo.sizes import SIZES
 
 
 class ZooGroup(click.Group):
@@ -60,7 +61,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 def list_cmd() -> None:
     """Objectives, backbones and tasks, their origin, and which objective trains which backbone."""
     from zoo import console
-    from zoo.plugins import listing
+    from zoo.listing import listing
 
     result = listing()
     titles = {"objective": "Objectives", "backbone": "Backbones", "task": "Tasks"}
@@ -87,7 +88,7 @@ def list_cmd() -> None:
 @cli.command("train")
 @click.option("--objective", help="Objective name or composition, e.g. mlm+nsp or mlm:1.0+nsp:0.5.")
 @click.option("--backbone", help="Backbone name (see zoo list).")
-@click.option("--size", type=click.Choice(["tiny", "mini", "small", "medium", "base"]), help="Model size preset.")
+@click.option("--size", type=click.Choice(list(SIZES)), help="Model size preset.")
 @click.option("--data", "data", help="Corpus: file, directory or hf:NAME[:CONFIG][@split]. Default: embedded corpus.")
 @click.option("--text-field", help="JSON lines field holding the text.")
 @click.option("--on-decode-error", type=click.Choice(["error", "skip", "replace"]),
@@ -250,7 +251,7 @@ def _compare_presets() -> list[str]:
 @click.option("--budget", help="Training budget of every run: 3e14flops | 5e6tokens | 2000steps | 10m.")
 @click.option("--seeds", type=int, default=5, show_default=True, help="Pretraining seeds (0..N-1) per pair.")
 @click.option("--data", help="Pretraining corpus: file, directory or hf:NAME. Default: embedded corpus.")
-@click.option("--size", type=click.Choice(["tiny", "mini", "small", "medium", "base"]), default="mini",
+@click.option("--size", type=click.Choice(list(SIZES)), default="mini",
               show_default=True, help="Model size preset of every run.")
 @click.option("--seq-len", type=int)
 @click.option("--batch-size", type=int, help="Pretraining rows per micro-batch.")

@@ -5,7 +5,7 @@ What is written (``OUT/``): ``config.json`` (with ``architectures`` and the spec
 (``vocab.txt`` for WordPiece), ``README.md`` (a short model card) and ``zoo_export.json``
 (provenance: run, step, checkpoint hash, what became of each head).
 
-Which class the heads map onto:
+Which class the heads map onto is the backbone's to declare (``zoo.interop``, the transformers hook):
 
     bert  MLM head (mlm, span)  + NSP head   BertForPreTraining
           MLM head only (mlm, mlm+sop, span) BertForMaskedLM
@@ -36,13 +36,10 @@ from torch import Tensor, nn
 from zoo import __version__, registry
 from zoo.batch import SpecialTokens
 from zoo.errors import CheckpointError, ConfigError, PluginError
+from zoo.family import Family
+from zoo.interop import build_hf_model, compare_outputs, hf_state_dict, plan_heads, require_hf
 from zoo.model import ZooModel
-from zoo.models.attention import AttentionLayout
-from zoo.objectives.base import Objective, TiedLinear
 from zoo.objectives.mixture import finetune_attention, trained_attention
-from zoo.objectives.mlm import MaskedLMHead
-from zoo.objectives.nsp import NextSentencePrediction
-from zoo.objectives.pairs import PairHead
 from zoo.runs import Run, open_run
 from zoo.train import checkpoint as ckpt
 
@@ -67,175 +64,12 @@ class ExportResult:
     max_abs_diff: float = 0.0  # self-check: largest output difference, run model vs export
 
 
-@dataclass
-class _Plan:
-    """Which heads go where."""
-
-    family: str  # "bert" | "gpt2"
-    mlm: MaskedLMHead | None = None
-    nsp: PairHead | None = None
-    pooler: PairHead | None = None  # a sentence-pair head whose pooler BertModel can keep
-    lm: TiedLinear | None = None
-    heads: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def architecture(self) -> str:
-        if self.family == "gpt2":
-            return "GPT2LMHeadModel" if self.lm is not None else "GPT2Model"
-        if self.mlm is not None:
-            return "BertForPreTraining" if self.nsp is not None else "BertForMaskedLM"
-        return "BertForNextSentencePrediction" if self.nsp is not None else "BertModel"
-
-
-def _parts(objective: Objective) -> list[tuple[Objective, str]]:
-    """Every objective with a head, and the key of its head under ``model.heads`` (a mixture's parts
-    with one ``head_key`` share one head; it is planned once)."""
-    members = getattr(objective, "members", None)
-    leaves = [leaf for m in members for leaf in m.leaves()] if members else \
-        list(getattr(objective, "parts", None) or [objective])
-    slots = getattr(objective, "head_slots", {})
-    out, seen = [], set()
-    for leaf in leaves:
-        slot = slots.get(leaf.name, leaf.name)
-        if slot not in seen:
-            seen.add(slot)
-            out.append((leaf, slot))
-    return out
-
-
-def plan_heads(model: ZooModel, family: str) -> _Plan:
-    """Map the model's heads onto a transformers architecture of ``family`` ("bert" / "gpt2")."""
-    plan = _Plan(family)
-    for part, slot in _parts(model.objective):
-        head = model.heads[slot] if slot in model.heads else None
-        if head is None:
-            continue
-        what = f"{slot} ({type(head).__name__})"
-        if family == "bert" and isinstance(head, MaskedLMHead) and plan.mlm is None:
-            plan.mlm = head
-            plan.heads[slot] = "cls.predictions (masked-LM head)"
-        elif family == "bert" and isinstance(head, PairHead) and isinstance(part, NextSentencePrediction) \
-                and plan.nsp is None:
-            plan.nsp = head
-            plan.heads[slot] = "bert.pooler + cls.seq_relationship (next-sentence head)"
-        elif family == "bert" and isinstance(head, PairHead) and plan.pooler is None:
-            plan.pooler = head
-            plan.heads[slot] = "pooler only; its classifier has no transformers counterpart"
-        elif family == "gpt2" and isinstance(head, TiedLinear) and head.bias is None and plan.lm is None:
-            plan.lm = head
-            plan.heads[slot] = "lm_head (tied to the token embedding)"
-        else:
-            plan.heads[slot] = "not exported: no transformers counterpart"
-            plan.notes.append(f"head {what} has no transformers counterpart; it is not exported")
-    if plan.pooler is not None and (plan.nsp is not None or plan.mlm is not None):
-        name = next(p for p, h in plan.heads.items() if h.startswith("pooler only"))
-        if plan.nsp is None:  # BertForMaskedLM has no pooler
-            plan.heads[name] = "not exported: BertForMaskedLM has no pooler and no sentence-pair classifier"
-            plan.notes.append(f"head {name} (pooler and classifier) is not exported: BertForMaskedLM has neither")
-        plan.pooler = None
-    elif plan.pooler is not None:
-        plan.notes.append("the sentence-pair classifier has no transformers counterpart; BertModel keeps the "
-                          "pooler it trained")
-    if plan.architecture in ("BertModel", "GPT2Model"):
-        plan.notes.append(f"exported the backbone only, as {plan.architecture}: no head of "
-                          f"{model.objective.name!r} has a transformers counterpart")
-        if family == "bert" and plan.pooler is None:
-            plan.notes.append("no pooler was trained; BertModel is exported without one (transformers "
-                              "initialises a fresh pooler if you load it with AutoModel)")
-    return plan
-
-
-def _hf_classes(architecture: str) -> Any:
-    import transformers
-
-    return getattr(transformers, architecture)
-
-
-def hf_state_dict(model: ZooModel, plan: _Plan) -> dict[str, Tensor]:
-    """Tensors under the parameter names of ``plan.architecture`` (tied weights left out)."""
-    base = model.backbone.hf_state_dict()
-    arch = plan.architecture
-    prefix = {"BertModel": "", "GPT2Model": "", "GPT2LMHeadModel": "transformer."}.get(arch, "bert.")
-    state = {prefix + k: v for k, v in base.items()}
-    if plan.mlm is not None:
-        state.update(plan.mlm.hf_state_dict())
-    if plan.nsp is not None:
-        state.update(plan.nsp.hf_state_dict())
-    if plan.pooler is not None:  # BertModel: the pooler only, without the "bert." prefix
-        state.update({k.removeprefix("bert."): v for k, v in plan.pooler.hf_state_dict().items()
-                      if k.startswith("bert.pooler.")})
-    return state
-
-
-def _set_token_ids(config: Any, tokens: SpecialTokens, family: str) -> None:
-    config.pad_token_id = tokens.pad
-    eos = tokens.eos
-    # GPT-2 convention: <|endoftext|> begins and ends texts; an encoder has neither unless the tokenizer does
-    config.bos_token_id = tokens.bos if tokens.bos is not None else (eos if family == "gpt2" else None)
-    config.eos_token_id = eos
-    for role in ("cls", "sep", "mask"):
-        value = getattr(tokens, role)
-        if value is not None:
-            setattr(config, f"{role}_token_id", value)
-
-
-def build_hf_model(model: ZooModel, plan: _Plan, tokens: SpecialTokens) -> nn.Module:
-    """The transformers model holding the run's weights (eval mode)."""
-    config = model.backbone.hf_config()
-    _set_token_ids(config, tokens, plan.family)
-    cls = _hf_classes(plan.architecture)
-    hf = cls(config, add_pooling_layer=plan.pooler is not None) if plan.architecture == "BertModel" else cls(config)
-    state = hf_state_dict(model, plan)
-    missing, unexpected = hf.load_state_dict(state, strict=False)
-    tied = set(getattr(hf, "_tied_weights_keys", None) or {})
-    untied = sorted(set(missing) - tied)
-    if untied or unexpected:
-        raise PluginError(f"backbone {model.backbone.name!r}: its hf_state_dict() does not fit {plan.architecture}: "
-                          f"missing {untied[:4]}, unexpected {sorted(unexpected)[:4]}")
-    if hasattr(hf, "tie_weights"):
-        hf.tie_weights()
-    return hf.eval()
-
-
 def _probe(tokens: SpecialTokens, max_positions: int) -> Tensor:
     ordinary = [i for i in range(tokens.vocab_size) if i not in tokens.all_ids]
     length = min(12, max_positions)
     g = torch.Generator().manual_seed(0)
     pick = torch.randint(0, len(ordinary), (2, length), generator=g)
     return torch.tensor(ordinary)[pick]  # (2, length)
-
-
-@torch.no_grad()
-def compare_outputs(model: ZooModel, hf: nn.Module, plan: _Plan, input_ids: Tensor,
-                    token_type_ids: Tensor | None = None) -> dict[str, float]:
-    """Max |difference| of every exported output, run model vs transformers model, on ``input_ids``
-    (B, T) without padding. Keys: hidden, pooler, mlm, nsp, lm (those that exist)."""
-    model.eval()
-    causal = plan.family == "gpt2"
-    layout = AttentionLayout(causal=causal, doc_ids=torch.zeros_like(input_ids, dtype=torch.int32))
-    hidden = model.backbone(input_ids, layout, token_type_ids=None if causal else token_type_ids)  # (B, T, h)
-    kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
-    if not causal and token_type_ids is not None:
-        kwargs["token_type_ids"] = token_type_ids
-    out = hf(**kwargs)
-    diffs: dict[str, float] = {}
-
-    def diff(name: str, ours: Tensor, theirs: Tensor) -> None:
-        diffs[name] = float((ours.float() - theirs.float()).abs().max())
-
-    arch = plan.architecture
-    if arch in ("BertModel", "GPT2Model"):
-        diff("hidden", hidden, out.last_hidden_state)
-        if plan.pooler is not None:
-            diff("pooler", torch.tanh(plan.pooler.pooler(hidden[:, 0])), out.pooler_output)
-    if plan.mlm is not None:
-        diff("mlm", plan.mlm(hidden), out.prediction_logits if arch == "BertForPreTraining" else out.logits)
-    if plan.nsp is not None:
-        diff("nsp", plan.nsp(hidden), out.seq_relationship_logits if arch == "BertForPreTraining" else out.logits)
-    if plan.lm is not None:
-        diff("lm", plan.lm(hidden), out.logits)
-    return diffs
 
 
 def _check_out(out: Path, run: Run, force: bool) -> None:
@@ -331,21 +165,12 @@ def export_hf(run: str | Path | Run, out: str | Path, *, step: int | None = None
     model, step, sha = _load(run, step)
     model.eval()
     backbone = model.backbone
-    try:
-        config = backbone.hf_config()
-        backbone.hf_state_dict()
-    except NotImplementedError as exc:
-        origin = registry.info("backbone", run.backbone_name).origin
-        raise PluginError(f"backbone {run.backbone_name!r} ({origin}) has no transformers counterpart: it does "
-                          f"not implement hf_config() / hf_state_dict()") from exc
-    family = getattr(config, "model_type", None)
-    if family not in ("bert", "gpt2"):
-        raise PluginError(f"backbone {run.backbone_name!r} exports a {family!r} config; zoo export writes "
-                          f"bert and gpt2 models")
-    plan = plan_heads(model, family)
+    names = require_hf(backbone, registry.info("backbone", run.backbone_name).origin)
+    plan = plan_heads(model, names)
     tokens = run.special_tokens()
     hf = build_hf_model(model, plan, tokens)
-    token_types = None if family == "gpt2" else torch.zeros(2, 12, dtype=torch.long)
+    segments = plan.family == Family.ENCODER and backbone.spec.type_vocab_size > 0
+    token_types = torch.zeros(2, 12, dtype=torch.long) if segments else None
     probe = _probe(tokens, backbone.spec.max_positions)
     if token_types is not None:
         token_types = token_types[:, :probe.shape[1]]
@@ -357,7 +182,7 @@ def export_hf(run: str | Path | Run, out: str | Path, *, step: int | None = None
                           f"reproduce the run's model (max abs diff {diffs}, tolerance {SELF_CHECK_TOLERANCE}); "
                           f"nothing was written")
     attention = trained_attention(run.objective_name, backbone.family)
-    native = "causal" if family == "gpt2" else "bidirectional"  # what the transformers class always runs
+    native = plan.family.default_attention  # what the transformers class always runs
     other = sorted({p for p in attention.values() if p != native})
     if other:
         plan.notes.append(f"the weights were trained with {', '.join(f'{k} {v}' for k, v in attention.items())} "

@@ -78,11 +78,9 @@ class Run:
         nothing imported): an edited or foreign config is refused before anything is built."""
         from zoo import registry
         from zoo.errors import ZooError
-        from zoo.objectives.spec import parse
-
         try:
             registry.info("backbone", self.config.backbone)
-            for part in parse(self.config.objective).names:
+            for part in self.config.spec.names:
                 registry.info("objective", part)
         except ZooError as exc:
             raise CheckpointError(f"{self.path / 'config.json'}: {exc}") from exc

@@ -31,6 +31,7 @@ from zoo import registry
 from zoo.batch import Batch, Chunk, Segments, SpecialTokens
 from zoo.config import from_dict
 from zoo.errors import IncompatibleError
+from zoo.family import Family
 from zoo.models.base import Backbone
 from zoo.objectives import compat
 from zoo.objectives.base import LossOutput, Objective
@@ -46,7 +47,7 @@ from zoo.objectives.mixture import Mixture
 from zoo.objectives.spec import parse
 
 LAYOUTS = (None, "bidirectional", "causal", "prefix")
-FAMILIES = ("encoder", "decoder")
+FAMILIES = tuple(f.value for f in Family)
 
 
 class ConformanceError(AssertionError):
@@ -120,7 +121,7 @@ def synthetic_source(tokens: SpecialTokens, num_documents: int = 64, seed: int =
     return InMemorySource(docs, starts)
 
 
-def synthetic_rows(tokens: SpecialTokens, family: str = "encoder", batch_size: int = 8, seq_len: int = 64,
+def synthetic_rows(tokens: SpecialTokens, family: str = Family.ENCODER, batch_size: int = 8, seq_len: int = 64,
                    seed: int = 0, source: InMemorySource | None = None, pad_last: bool = True) -> Batch:
     """Packed rows as the data pipeline makes them.
 
@@ -132,7 +133,7 @@ def synthetic_rows(tokens: SpecialTokens, family: str = "encoder", batch_size: i
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     rng = np.random.default_rng(seed)
     source = source or synthetic_source(tokens, seed=seed)
-    encoder = family == "encoder"
+    encoder = family == Family.ENCODER
     order = rng.permutation(source.num_documents())
     ids = np.full((batch_size, seq_len), tokens.pad, dtype=np.int64)
     doc_ids = np.full((batch_size, seq_len), -1, dtype=np.int32)

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 from zoo import registry
 from zoo.cli import cli
 from zoo.errors import DataError
+from zoo.listing import listing
 from zoo.models.attention import AttentionLayout
-from zoo.plugins import listing
 from zoo.testing import check_objective, special_tokens_for_tests, tiny_backbone
 
 try:
@@ -124,11 +124,37 @@ def test_rotary_attention_sees_only_relative_positions(plugins: Path) -> None:
         vocab_size=64, hidden_size=32, num_heads=2)), "pos_emb")
 
 
-def test_export_explains_the_backbone_has_no_transformers_counterpart(rope_run: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["export", str(rope_run), "--to", "hf", str(tmp_path / "hf")], terminal_width=300)
-    assert result.exit_code == 2
-    assert "backbone 'bert-rope' (zoo-plugin-backbone 0.1.0) has no transformers counterpart" in \
-        " ".join(result.output.split())
+def test_the_plugin_backbone_exports_to_roformer_and_benches_from_it(rope_run: Path, tmp_path: Path) -> None:
+    """The transformers hook of docs/plugins.md: ``zoo export`` writes RoFormerForMaskedLM, which
+    transformers' own class loads and runs as the run's model; ``zoo bench`` reads it back."""
+    import json
+
+    from transformers import RoFormerForMaskedLM
+    from zoo_polarity.make_tsv import make_tsv
+
+    from zoo.benchmarks.source import open_source
+    from zoo.runs import open_run
+
+    out = tmp_path / "hf"
+    result = CliRunner().invoke(cli, ["export", str(rope_run), "--to", "hf", str(out)], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["RoFormerForMaskedLM"]
+    model = open_run(rope_run).load_model().eval()
+    ids = torch.randint(10, model.backbone.spec.vocab_size, (2, 20))
+    layout = AttentionLayout(doc_ids=torch.zeros(2, 20, dtype=torch.int32))
+    hf = RoFormerForMaskedLM.from_pretrained(str(out)).eval()
+    with torch.no_grad():
+        ours = model.backbone(ids, layout)  # (B, T, h)
+        torch.testing.assert_close(model.heads["mlm"](ours), hf(input_ids=ids).logits, rtol=0, atol=1e-4)
+        source = open_source(out)  # read back into the plugin backbone through the same hook
+        assert source.backbone_name == "bert-rope"
+        torch.testing.assert_close(source.loader(0).eval()(ids, layout), ours, rtol=0, atol=0)
+    make_tsv(_reviews(tmp_path / "src", per_class=16), tmp_path / "data")
+    result = CliRunner().invoke(cli, ["bench", str(out), "--tasks", "polarity", "--data-dir", str(tmp_path / "data"),
+                                      "--epochs", "1", "--batch-size", "8", "--max-length", "48", "--device", "cpu"],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "Polarity" in result.output
 
 
 # --- task plugin -------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from zoo import registry
 from zoo.cli import cli
 from zoo.errors import CheckpointError, NonFiniteLossError
-from zoo.plugins import compatibility
+from zoo.listing import compatibility
 from zoo.train import checkpoint as ckpt
 from zoo.train import faults
 from zoo.train.config import resolve

@@ -14,7 +14,7 @@ from zoo import registry
 from zoo.benchmarks.data import Example, Split, TaskData, load_task_data
 from zoo.benchmarks.encoding import collate, encode, plain_tokenizer, truncate_pair
 from zoo.benchmarks.finetune import Recipe, TaskHead, finetune, pool, recipes_for, resolve_pooling
-from zoo.benchmarks.source import check_tokenizer, from_backbone
+from zoo.benchmarks.source import check_tokenizer_fits, from_backbone
 from zoo.benchmarks.tasks import get_task
 from zoo.data import special_tokens as special_tokens_of
 from zoo.errors import CheckpointError, ConfigError
@@ -240,7 +240,7 @@ def test_tokenizer_that_does_not_fit_the_model_is_refused() -> None:
     from_backbone(backbone("bert", -(-n // 64) * 64), tok)  # an embedding padded to a multiple of 64 is fine
     with pytest.raises(CheckpointError, match=r"tok.json has hash aaaaaaaaaaaa, but run was trained with tokenizer "
                                               r"bbbbbbbbbbbb"):
-        check_tokenizer(10, 10, "tok.json", "run", "a" * 64, "b" * 64)
+        check_tokenizer_fits(10, 10, "tok.json", "run", "a" * 64, "b" * 64)
 
 
 def test_real_mrpc_pairs_go_through_the_bert_layout(shared_data: Path) -> None:

@@ -13,9 +13,9 @@ from zoo.compare.study import (
     Grid,
     StudyFile,
     StudySettings,
-    config_diffs,
     expand_grid,
     grid_checked,
+    reuse_diffs,
     run_config,
     run_name,
     split_list,
@@ -112,8 +112,8 @@ def test_runs_differ_only_in_objective_backbone_seed_and_tokenizer(tmp_path: Pat
     assert (c["train"]["eval_every"], c["train"]["checkpoint_every"]) == (7, 7)
     assert a["size"] == c["size"] == "tiny" and a["train"]["seq_len"] == c["train"]["seq_len"] == 64
     # A finished run may differ in how often it logged; not in what it trained.
-    assert config_diffs(c, run_config(s, Cell("clm", "gpt"), 0, tmp_path / "elsewhere", tok)) == []
-    assert config_diffs(a, run_config(settings(budget="1e14flops"), Cell("mlm", "bert"), 0, tmp_path / "a", tok)) \
+    assert reuse_diffs(c, run_config(s, Cell("clm", "gpt"), 0, tmp_path / "elsewhere", tok)) == []
+    assert reuse_diffs(a, run_config(settings(budget="1e14flops"), Cell("mlm", "bert"), 0, tmp_path / "a", tok)) \
         == ["train.budget"]
 
 

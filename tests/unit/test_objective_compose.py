@@ -105,7 +105,7 @@ def test_composite_sums_weighted_losses_with_namespaced_metrics() -> None:
     assert torch.allclose(out.metrics["mlm/acc"], mlm.metrics["acc"])
     assert out.metric_counts["mlm/acc"] == mlm.count and out.metric_counts["nsp/acc"] == nsp.count
     assert int(out.count) == 8
-    same = objective.loss(model.heads, hidden, batch)
+    same = objective.compute(model, batch)
     assert torch.allclose(same.loss, out.loss)
     assert objective.head_flops(batch) == objective.parts[0].head_flops(batch) + objective.parts[1].head_flops(batch)
 

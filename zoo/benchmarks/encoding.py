@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 from zoo.batch import SpecialTokens
 from zoo.benchmarks.data import Example
 from zoo.errors import DataError
+from zoo.family import Family
 from zoo.models.attention import AttentionLayout
 
 
@@ -61,10 +62,10 @@ def truncate_pair(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
 def encode(examples: Sequence[Example], tokenizer: Tokenizer, special: SpecialTokens, family: str,
            segments: bool, max_length: int, regression: bool = False) -> Encoded:
     """Token ids for ``examples`` (``tokenizer`` must not pad or truncate: see ``plain_tokenizer``)."""
-    if family == "encoder":
+    if family == Family.ENCODER:
         prefix = [special.cls] if special.cls is not None else []
         middle = end = special.separator
-    elif family == "decoder":
+    elif family == Family.DECODER:
         end = special.eos if special.eos is not None else special.sep
         if end is None:
             raise DataError("the tokenizer has no end-of-text or separator token to end a decoder's input")

@@ -35,6 +35,7 @@ from zoo.benchmarks.encoding import Encoded, TaskBatch, collate, encode, plain_t
 from zoo.benchmarks.scoring import compute_metrics
 from zoo.config import apply_overrides, from_dict
 from zoo.errors import ConfigError, DataError, NonFiniteLossError
+from zoo.family import Family
 from zoo.models.base import Backbone
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,7 @@ class TaskModel(nn.Module):
 def resolve_attention(attention: str, backbone: Backbone) -> str:
     """"bidirectional" or "causal"; "auto" here (no objective known) is the family's default."""
     if attention == "auto":
-        return "causal" if backbone.family == "decoder" else "bidirectional"
+        return Family.of(backbone.family).default_attention
     if attention not in backbone.capabilities:
         raise ConfigError(f"--attention {attention}: backbone {backbone.name!r} cannot run {attention} attention "
                           f"(it offers {', '.join(sorted(backbone.capabilities))})")
@@ -183,9 +184,9 @@ def resolve_attention(attention: str, backbone: Backbone) -> str:
 
 def resolve_pooling(pooling: str, backbone: Backbone, special: SpecialTokens) -> str:
     if pooling == "auto":
-        return "cls" if backbone.family == "encoder" and special.cls is not None else (
-            "last" if backbone.family == "decoder" else "mean")
-    if pooling == "cls" and backbone.family == "decoder":
+        return "cls" if backbone.family == Family.ENCODER and special.cls is not None else (
+            "last" if backbone.family == Family.DECODER else "mean")
+    if pooling == "cls" and backbone.family == Family.DECODER:
         raise ConfigError("--pooling cls needs a bidirectional backbone: a decoder's first token sees only "
                           "itself; use last or mean")
     if pooling == "cls" and special.cls is None:

@@ -20,16 +20,14 @@ from typing import Any
 import torch
 from tokenizers import Tokenizer
 
-from zoo import registry
 from zoo.batch import SpecialTokens
 from zoo.config import to_dict
 from zoo.data.tokenizer import special_tokens, tokenizer_hash
 from zoo.errors import CheckpointError, ConfigError
+from zoo.interop import load_hf_backbone, read_hf_config, read_hf_tokenizer, read_hf_weights
 from zoo.models.base import Backbone
 
 log = logging.getLogger(__name__)
-
-HF_MODEL_TYPES = {"bert": "bert", "gpt2": "gpt"}  # config.json model_type -> our backbone name
 
 
 def state_hash(module: torch.nn.Module) -> str:
@@ -48,7 +46,7 @@ def padded_vocab_sizes(vocab_size: int) -> set[int]:
     return {vocab_size} | {-(-vocab_size // m) * m for m in (8, 64, 128)}
 
 
-def check_tokenizer(vocab_size: int, model_vocab: int, tokenizer_ref: str, model_ref: str,
+def check_tokenizer_fits(vocab_size: int, model_vocab: int, tokenizer_ref: str, model_ref: str,
                     tok_hash: str | None = None, expected_hash: str | None = None) -> None:
     """Refuse a tokenizer that does not belong to the weights, naming both.
 
@@ -116,7 +114,7 @@ def from_backbone(backbone: Backbone, tokenizer: Tokenizer, special: SpecialToke
     """A source for a backbone object already in memory (checked against the tokenizer)."""
     special = special or special_tokens(tokenizer)
     thash = tokenizer_hash(tokenizer)
-    check_tokenizer(tokenizer.get_vocab_size(with_added_tokens=True), backbone.spec.vocab_size,
+    check_tokenizer_fits(tokenizer.get_vocab_size(with_added_tokens=True), backbone.spec.vocab_size,
                     "the tokenizer", f"backbone {name}")
     frozen = copy.deepcopy(backbone).cpu()
     return ModelSource(name=name, backbone_name=backbone.name, tokenizer=tokenizer, special=special,
@@ -126,7 +124,7 @@ def from_backbone(backbone: Backbone, tokenizer: Tokenizer, special: SpecialToke
 
 def open_source(path: str | Path, step: int | None = None) -> ModelSource:
     """A run directory written by ``zoo train``, or an exported Hugging Face directory
-    (``config.json`` of model_type bert/gpt2, ``model.safetensors``, ``tokenizer.json``)."""
+    (``config.json`` of a model_type some backbone declares, ``model.safetensors``, ``tokenizer.json``)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise CheckpointError(f"{p}: no such run or model directory")
@@ -152,7 +150,7 @@ def _open_run(p: Path, step: int | None) -> ModelSource:
     def load(seed: int) -> Backbone:
         if "bb" not in cache:
             bb = run.load_backbone(step)
-            check_tokenizer(tok.get_vocab_size(with_added_tokens=True), bb.spec.vocab_size,
+            check_tokenizer_fits(tok.get_vocab_size(with_added_tokens=True), bb.spec.vocab_size,
                             f"{p}'s tokenizer", f"its checkpoint{'' if step is None else f' at step {step}'}")
             cache["bb"] = bb
         return cache["bb"]
@@ -164,72 +162,12 @@ def _open_run(p: Path, step: int | None) -> ModelSource:
     return source
 
 
-def read_hf_config(p: Path) -> tuple[str, type[Backbone], Any, dict[str, Any]]:
-    """The backbone of a transformers directory from its ``config.json`` alone (no remote code):
-    (backbone name, backbone class, our config, the raw config.json)."""
-    from transformers import AutoConfig
-
-    try:
-        raw = json.loads((p / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{p / 'config.json'}: cannot read ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{p / 'config.json'}: expected a JSON object")
-    model_type = raw.get("model_type")
-    if model_type not in HF_MODEL_TYPES:
-        archs = ", ".join(raw.get("architectures") or []) or "no architectures listed"
-        raise CheckpointError(f"{p / 'config.json'}: model_type {model_type!r} ({archs}) is not supported; "
-                              f"expected one of {', '.join(HF_MODEL_TYPES)} (BERT or GPT-2)")
-    try:
-        hf_config = AutoConfig.from_pretrained(str(p))  # local files only, no remote code
-    except (OSError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{p / 'config.json'}: not a usable {model_type} config ({exc})") from exc
-    name = HF_MODEL_TYPES[model_type]
-    cls = registry.load("backbone", name)
-    try:
-        config = cls.config_from_hf(hf_config)
-    except CheckpointError as exc:  # an option our backbone does not compute
-        raise CheckpointError(f"{p / 'config.json'}: {exc}") from exc
-    except ValueError as exc:  # sizes our config refuses
-        raise CheckpointError(f"{p / 'config.json'}: not a usable {model_type} config ({exc})") from exc
-    return name, cls, config, raw
-
-
-def read_hf_tokenizer(p: Path) -> Tokenizer:
-    """``tokenizer.json`` beside a transformers model."""
-    tok_path = p / "tokenizer.json"
-    if not tok_path.is_file():
-        raise CheckpointError(f"{p}: no tokenizer.json beside the weights")
-    try:
-        return Tokenizer.from_file(str(tok_path))
-    except Exception as exc:  # the tokenizers library raises plain Exceptions for bad files
-        raise CheckpointError(f"{tok_path}: not a tokenizers JSON file ({exc})") from exc
-
-
-def read_hf_weights(weights: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a ``model.safetensors`` file (safetensors only: nothing is unpickled)."""
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(str(weights))
-    except Exception as exc:  # safetensors raises its own error type for damaged files
-        raise CheckpointError(f"{weights}: cannot read the weights ({exc})") from exc
-
-
-def load_hf_backbone(backbone: Backbone, state: dict[str, torch.Tensor], weights: Path) -> None:
-    """Load transformers tensors into ``backbone``, strictly: every tensor present, no stray layers."""
-    try:
-        backbone.load_hf_state_dict(state, strict=True)
-    except (KeyError, ValueError, CheckpointError) as exc:
-        raise CheckpointError(f"{weights}: does not fit config.json ({exc})") from exc
-
-
 def _open_hf(p: Path) -> ModelSource:
     name, cls, config, raw = read_hf_config(p)
     model_type = raw["model_type"]
     tok = read_hf_tokenizer(p)
     tok_path = p / "tokenizer.json"
-    check_tokenizer(tok.get_vocab_size(with_added_tokens=True), config.vocab_size, str(tok_path),
+    check_tokenizer_fits(tok.get_vocab_size(with_added_tokens=True), config.vocab_size, str(tok_path),
                     f"{p / 'config.json'} (vocab_size)")
     weights = p / "model.safetensors"
     digest = hashlib.sha256()

@@ -135,13 +135,8 @@ def curves_figure(result: ComparisonResult) -> Figure | None:
 
 
 def _budget_flops(result: ComparisonResult) -> float | None:
-    budget = result.settings.get("budget")
-    if not budget:
-        return None
-    from zoo.train.config import Budget
-
-    b = Budget.parse(budget)
-    return b.value if b.kind == "flops" else None
+    b = result.budget
+    return b.value if b is not None and b.kind == "flops" else None
 
 
 def _group_label(g: Group) -> str:

@@ -318,15 +318,13 @@ def _setup_lines(result: ComparisonResult) -> list[str]:
     s = result.settings
     out = ["## Setup", ""]
     if result.mode == "study":
-        from zoo.train.config import Budget
-
         overrides = ", ".join(f"`{o}`" for o in s.get("train_overrides", [])) or "none"
         params = {}
         for r in result.runs:
             if r.params and r.status == "done":
                 params.setdefault(r.label, r.params)
         out += [
-            f"- **Budget per run:** {Budget.parse(s['budget'])}; every run has the same budget, corpus, model size "
+            f"- **Budget per run:** {result.budget}; every run has the same budget, corpus, model size "
             "and training settings; only the objective, backbone and seed change.",
             f"- **Pretraining seeds:** {', '.join(map(str, s['seeds']))}.",
             f"- **Model:** size `{s['size']}`"

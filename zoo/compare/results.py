@@ -25,6 +25,7 @@ from zoo.compare.stats import (
     seed_estimate,
 )
 from zoo.compare.study import BASELINE
+from zoo.train.config import Budget
 
 RESULTS_FORMAT = 2
 
@@ -252,6 +253,12 @@ class ComparisonResult:
     def __post_init__(self) -> None:
         self.groups = summarize([*self.runs, *self.baselines], self.tasks, self.statistic, self.confidence)
         self.pairs = pairwise(self.groups, self.tasks, self.items, self.confidence)
+
+    @property
+    def budget(self) -> Budget | None:
+        """The study's budget (``settings["budget"]``, parsed); None for a comparison of existing runs."""
+        text = self.settings.get("budget")
+        return Budget.parse(text) if text else None
 
     def constant_average(self) -> float | None:
         """The constant predictor's mean task score, when every task has one."""

@@ -26,8 +26,8 @@ from zoo.compare.study import (
     StudyFile,
     StudySettings,
     base_config,
-    config_diffs,
     expand_grid,
+    reuse_diffs,
     run_config,
     run_name,
     run_state,
@@ -237,7 +237,7 @@ def _check_reusable(settings: StudySettings, cell: Cell, seed: int, run_dir: Pat
     import json
 
     saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    diffs = config_diffs(saved, run_config(settings, cell, seed, run_dir, tokenizer))
+    diffs = reuse_diffs(saved, run_config(settings, cell, seed, run_dir, tokenizer))
     if diffs:
         raise ConfigError(f"{run_dir} holds a run trained with other settings ({', '.join(diffs[:6])}); "
                           f"rerun the study with its original settings, or choose another --out")
@@ -329,8 +329,7 @@ def _consistency_notes(infos: list[RunInfo], runs: list[Any]) -> list[str]:
 
 
 def _progress_of(info: RunInfo, budget: Budget) -> float:
-    done = {"steps": info.steps, "flops": info.flops, "tokens": info.tokens, "time": info.train_time_s}
-    return done[budget.kind] / budget.value
+    return budget.progress(info.steps, info.tokens, info.flops, info.train_time_s)
 
 
 # --- shared: run records, benchmarking, baselines ------------------------------------------------------------

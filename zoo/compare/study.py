@@ -124,7 +124,7 @@ class StudySettings:
         if isinstance(self.bench, dict):
             self.bench = BenchOptions(**self.bench)
         try:
-            Budget.parse(self.budget)
+            self._budget = Budget.parse(self.budget)  # parsed once; read as ``budget_spec``
         except ValueError as exc:
             raise ConfigError(f"--budget: {exc}") from exc
         for item in self.train_overrides:
@@ -135,7 +135,7 @@ class StudySettings:
 
     @property
     def budget_spec(self) -> Budget:
-        return Budget.parse(self.budget)
+        return self._budget
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -277,7 +277,7 @@ def run_config(settings: StudySettings, cell: Cell, seed: int, run_dir: Path, to
     return resolve(data)
 
 
-def config_diffs(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
+def reuse_diffs(saved: dict[str, Any], cfg: RunConfig) -> list[str]:
     """Keys (dotted) where a run's saved ``config.json`` differs from ``cfg``, ignoring REUSABLE_DIFFS."""
     return train_config_diffs(saved, cfg, REUSABLE_DIFFS)
 
@@ -293,8 +293,7 @@ class RunState:
     checkpoint: str
 
     def progress(self, budget: Budget) -> float:
-        done = {"steps": self.step, "flops": self.flops, "tokens": self.tokens, "time": self.train_time_s}
-        return done[budget.kind] / budget.value
+        return budget.progress(self.step, self.tokens, self.flops, self.train_time_s)
 
 
 def run_state(run_dir: Path) -> RunState | None:

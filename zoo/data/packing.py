@@ -33,6 +33,7 @@ import numpy as np
 from zoo.batch import Batch, Chunk, Segments, SpecialTokens
 from zoo.data.store import TokenStore
 from zoo.errors import DataError
+from zoo.family import Family
 
 
 def default_min_piece(room: int) -> int:
@@ -45,10 +46,9 @@ class RowSource:
 
     def __init__(self, store: TokenStore, seq_len: int, special: SpecialTokens, family: str,
                  min_piece: int | None = None) -> None:
-        if family not in ("encoder", "decoder"):
-            raise ValueError(f"unknown backbone family {family!r}; expected 'encoder' or 'decoder'")
+        family = Family.of(family)
         self.store, self.seq_len, self.special, self.family = store, seq_len, special, family
-        if family == "encoder":
+        if family == Family.ENCODER:
             if special.cls is None or special.sep is None:
                 raise DataError("encoder rows need [CLS] and [SEP] tokens, which this tokenizer lacks; use a "
                                 "WordPiece tokenizer (tokenizer.kind = 'wordpiece') or one that has them")
@@ -69,7 +69,7 @@ class RowSource:
 
     def _build_index(self) -> None:
         T, o, mp = self.seq_len, self.lead + self.trail, self.min_piece
-        eos = 1 if self.family == "decoder" else 0
+        eos = 1 if self.family == Family.DECODER else 0
         row_ptr, col, start, ntok, ends = array("q", [0]), array("q"), array("q"), array("q"), array("b")
         offsets = self.store.doc_offsets.tolist()
         used = 0  # tokens used in the current row
@@ -138,7 +138,7 @@ class RowSource:
         word_starts = np.zeros((B, T), dtype=bool)
         tokens, starts = self.store.tokens, self.store.word_starts
         arange = np.arange(T, dtype=np.int64)
-        decoder = self.family == "decoder"
+        decoder = self.family == Family.DECODER
         for b, r in enumerate(idx.tolist()):
             for k, p in enumerate(range(self.row_ptr[r], self.row_ptr[r + 1])):
                 c, s, n = int(self.piece_col[p]), int(self.piece_start[p]), int(self.piece_tokens[p])

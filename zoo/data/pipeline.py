@@ -36,6 +36,7 @@ from zoo.data.tokenizer import (
     train_tokenizer,
 )
 from zoo.errors import DataError
+from zoo.family import Family
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class DataBundle:
     train: TokenStore
     valid: TokenStore
     stats: dict[str, Any] = field(default_factory=dict)
-    family: str = "encoder"
+    family: Family = Family.ENCODER
 
     def source(self, unit: str, seq_len: int, split: str = "train", seed: int = 0) -> RowSource | SegmentSource:
         """``make_source`` over the train or validation store."""
@@ -181,12 +182,12 @@ def _trained_tokenizer(train_docs: list[str], tok_cfg: TokenizerConfig, kind: st
     return tok, "trained"
 
 
-def check_tokenizer(special: SpecialTokens, family: str) -> None:
+def check_row_tokens(special: SpecialTokens, family: str) -> None:
     """Fail early when the tokenizer lacks what rows of this backbone family need."""
-    if family == "encoder" and (special.cls is None or special.sep is None):
+    if family == Family.ENCODER and (special.cls is None or special.sep is None):
         raise DataError("an encoder backbone needs a tokenizer with [CLS] and [SEP] tokens; this one has none: use "
                         "tokenizer.kind = 'wordpiece' (or 'auto') or a tokenizer that has them")
-    if family == "decoder" and special.eos is None and special.sep is None:
+    if family == Family.DECODER and special.eos is None and special.sep is None:
         raise DataError("a decoder backbone needs a tokenizer with an end-of-text token (<|endoftext|>, </s>) "
                         "or [SEP]; this one has neither")
 
@@ -200,8 +201,7 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
     is saved to ``run_dir``.
     ``family`` is the backbone family, 'encoder' or 'decoder'.
     """
-    if family not in ("encoder", "decoder"):
-        raise ValueError(f"unknown backbone family {family!r}; expected 'encoder' or 'decoder'")
+    family = Family.of(family)
     segmenter = get_segmenter(data.segmenter)  # before any work: a missing extra fails at once
     t0 = time.perf_counter()
     corpus = read_corpus(data)
@@ -237,7 +237,7 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
         if tok_source == "run_dir":
             _check_run_tokenizer(run_tok, origin)
     special = special_tokens(tokenizer)
-    check_tokenizer(special, family)
+    check_row_tokens(special, family)
     if run_tok is not None and not run_tok.is_file():
         save_tokenizer(tokenizer, run_tok.parent)
         if origin is not None:

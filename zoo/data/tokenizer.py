@@ -33,6 +33,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from zoo.batch import SpecialTokens
 from zoo.data.config import TokenizerConfig
 from zoo.errors import DataError
+from zoo.family import Family
 
 WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 EOT, BPE_PAD, BPE_MASK = "<|endoftext|>", "<|pad|>", "<|mask|>"
@@ -59,9 +60,7 @@ def resolve_kind(cfg: TokenizerConfig, family: str) -> str:
     """'wordpiece' or 'bpe' for a backbone family ('encoder' / 'decoder')."""
     if cfg.kind != "auto":
         return cfg.kind
-    if family not in ("encoder", "decoder"):
-        raise ValueError(f"unknown backbone family {family!r}; expected 'encoder' or 'decoder'")
-    return "wordpiece" if family == "encoder" else "bpe"
+    return "wordpiece" if Family.of(family) == Family.ENCODER else "bpe"
 
 
 def new_tokenizer(kind: str, lowercase: bool = True) -> Tokenizer:

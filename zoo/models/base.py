@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar
 
 import torch
@@ -17,18 +17,12 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from zoo.errors import CheckpointError, ConfigError
+from zoo.family import Family
 from zoo.models.attention import KERNELS, AttentionLayout
+from zoo.sizes import SIZES
 
 CAPABILITIES = ("bidirectional", "causal", "prefix", "segments", "packed")
 
-# name -> (layers, hidden); heads = hidden / 64, FFN = 4 x hidden.
-SIZES: dict[str, tuple[int, int]] = {
-    "tiny": (2, 128),
-    "mini": (4, 256),
-    "small": (4, 512),
-    "medium": (8, 512),
-    "base": (12, 768),
-}
 
 
 @dataclass(frozen=True)
@@ -36,7 +30,7 @@ class BackboneSpec:
     """What heads need to know about a backbone."""
 
     name: str
-    family: str  # "encoder" | "decoder"
+    family: Family
     capabilities: frozenset[str]
     vocab_size: int
     hidden_size: int
@@ -48,6 +42,22 @@ class BackboneSpec:
     layer_norm_eps: float
     activation: str  # "gelu" (erf) or "gelu_tanh"
     initializer_range: float
+
+
+@dataclass(frozen=True)
+class HFNames:
+    """How a backbone is called in ``transformers`` (the interop hook's names; ``zoo.interop`` uses them).
+
+    ``heads`` maps the sorted roles of the exported heads (``zoo.interop.ROLES``) to the class holding
+    them, e.g. ``("mlm", "nsp") -> "BertForPreTraining"``; with no exported head the export is ``base``.
+    """
+
+    model_type: str  # config.json "model_type", e.g. "bert"
+    base: str  # the class of the backbone alone, e.g. "BertModel"
+    prefix: str  # the base model's attribute inside the head classes, e.g. "bert" (``bert.encoder...``)
+    heads: dict[tuple[str, ...], str] = field(default_factory=dict)
+    pooler: bool = False  # ``base`` can hold a trained pooler (BertModel's ``add_pooling_layer``)
+    generated: tuple[str, ...] = ()  # tensors the transformers class computes itself (sinusoid tables)
 
 
 @dataclass
@@ -117,10 +127,9 @@ class Backbone(nn.Module):
     """
 
     name: ClassVar[str]
-    # "encoder" | "decoder": the architecture's lineage, which picks the tokenizer and row format
-    # ([CLS] A [SEP] rows, WordPiece / end-of-text separated rows, byte-level BPE). It never limits the
-    # attention patterns: those are ``capabilities``, and the objective chooses one per batch.
-    family: ClassVar[str]
+    # The architecture's lineage (``zoo.family.Family``, or its string), which picks the tokenizer and
+    # row format; it never limits the attention patterns: those are ``capabilities``.
+    family: ClassVar[Family | str]
     # What the architecture can run: "bidirectional", "causal", "prefix" (attention patterns, every
     # one with padding), "packed" (block-diagonal documents), "segments" (segment embeddings).
     capabilities: ClassVar[frozenset[str]]
@@ -136,7 +145,7 @@ class Backbone(nn.Module):
         """Built from the config's standard fields; backbones with other configs override this."""
         c = self.config
         return BackboneSpec(
-            name=self.name, family=self.family, capabilities=self.capabilities,
+            name=self.name, family=Family.of(self.family), capabilities=self.capabilities,
             vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_layers=c.num_layers,
             num_heads=c.num_heads, intermediate_size=c.intermediate_size, max_positions=c.max_positions,
             type_vocab_size=getattr(c, "type_vocab_size", 0), layer_norm_eps=getattr(c, "layer_norm_eps", 1e-5),
@@ -168,15 +177,26 @@ class Backbone(nn.Module):
         encoded another way (rotary, relative)."""
         return None
 
-    # --- Hugging Face state-dict layout (BertModel / GPT2Model names and shapes) -------------
+    # --- the transformers hook (optional; docs/plugins.md). ``zoo.interop`` is its only user ---------
+    # The transformers names of this architecture; None: it has no transformers counterpart.
+    hf: ClassVar[HFNames | None] = None
+
     def hf_state_dict(self) -> dict[str, Tensor]:
+        """The weights under the parameter names and shapes of ``hf.base``."""
         raise NotImplementedError
 
     def load_hf_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> None:
+        """Load weights of ``hf.base`` (or of a head class, under ``hf.prefix``)."""
         raise NotImplementedError
 
     def hf_config(self) -> Any:
-        """The matching ``transformers`` config object (BertConfig / GPT2Config)."""
+        """The matching ``transformers`` config object (e.g. BertConfig)."""
+        raise NotImplementedError
+
+    @classmethod
+    def config_from_hf(cls, hf: Any) -> Any:
+        """This backbone's Config for a ``transformers`` config; ``CheckpointError`` for options it does
+        not compute."""
         raise NotImplementedError
 
     # --- compute accounting ------------------------------------------------------------------

@@ -20,11 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.family import Family
 from zoo.models import attention as attn
 from zoo.models.attention import AttentionLayout
 from zoo.models.base import (
     Backbone,
     BackboneConfig,
+    HFNames,
     UsedKeys,
     check_hf_exportable,
     check_hf_options,
@@ -79,9 +81,11 @@ class BertLayer(nn.Module):
 
 class BertBackbone(Backbone):
     name = "bert"
-    family = "encoder"
+    family = Family.ENCODER
     capabilities = frozenset({"bidirectional", "causal", "prefix", "segments", "packed"})
     Config = BertConfig
+    hf = HFNames("bert", "BertModel", "bert", pooler=True, heads={
+        ("mlm", "nsp"): "BertForPreTraining", ("mlm",): "BertForMaskedLM", ("nsp",): "BertForNextSentencePrediction"})
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config.resolved())
@@ -124,11 +128,12 @@ class BertBackbone(Backbone):
         h = self.config.hidden_size
         out = {
             "embeddings.word_embeddings.weight": self.tok_emb.weight,
-            "embeddings.position_embeddings.weight": self.pos_emb.weight,
             "embeddings.token_type_embeddings.weight": self.type_emb.weight,
             "embeddings.LayerNorm.weight": self.emb_norm.weight,
             "embeddings.LayerNorm.bias": self.emb_norm.bias,
         }
+        if self.position_embedding() is not None:  # a subclass may encode positions another way
+            out["embeddings.position_embeddings.weight"] = self.pos_emb.weight
         for i, layer in enumerate(self.layers):
             p = f"encoder.layer.{i}."
             for j, part in enumerate(("query", "key", "value")):
@@ -142,14 +147,16 @@ class BertBackbone(Backbone):
 
     def load_hf_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> None:
         """Load BertModel weights (``bert.`` prefixes stripped; pooler and heads ignored)."""
-        src = UsedKeys({k.removeprefix("bert."): v for k, v in state.items()})
+        prefix = f"{self.hf.prefix}." if self.hf is not None else "bert."
+        src = UsedKeys({k.removeprefix(prefix): v for k, v in state.items()})
         ours: dict[str, Tensor] = {
             "tok_emb.weight": src.get("embeddings.word_embeddings.weight"),
-            "pos_emb.weight": src.get("embeddings.position_embeddings.weight"),
             "type_emb.weight": src.get("embeddings.token_type_embeddings.weight"),
             "emb_norm.weight": src.get("embeddings.LayerNorm.weight"),
             "emb_norm.bias": src.get("embeddings.LayerNorm.bias"),
         }
+        if self.position_embedding() is not None:
+            ours["pos_emb.weight"] = src.get("embeddings.position_embeddings.weight")
         for i in range(len(self.layers)):
             p = f"encoder.layer.{i}."
             for kind in ("weight", "bias"):
@@ -157,7 +164,8 @@ class BertBackbone(Backbone):
                 ours[f"layers.{i}.qkv.{kind}"] = None if any(t is None for t in parts) else torch.cat(parts)
                 for mine, theirs in _BERT_LAYER_NAMES.items():
                     ours[f"layers.{i}.{mine}.{kind}"] = src.get(f"{p}{theirs}.{kind}")
-        load_mapped(self, ours, strict, "BertModel", src.unexpected(_BERT_NOT_BACKBONE))
+        ignored = _BERT_NOT_BACKBONE + (self.hf.generated if self.hf is not None else ())
+        load_mapped(self, ours, strict, self.hf.base if self.hf is not None else "BertModel", src.unexpected(ignored))
 
     def hf_config(self) -> Any:
         from transformers import BertConfig as HFBertConfig

@@ -16,11 +16,13 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zoo.family import Family
 from zoo.models import attention as attn
 from zoo.models.attention import AttentionLayout
 from zoo.models.base import (
     Backbone,
     BackboneConfig,
+    HFNames,
     UsedKeys,
     check_hf_exportable,
     check_hf_options,
@@ -61,7 +63,8 @@ class GPTBlock(nn.Module):
 
 class GPTBackbone(Backbone):
     name = "gpt"
-    family = "decoder"
+    family = Family.DECODER
+    hf = HFNames("gpt2", "GPT2Model", "transformer", heads={("lm",): "GPT2LMHeadModel"})
     capabilities = frozenset({"bidirectional", "causal", "prefix", "packed"})
     Config = GPTConfig
     activation = "gelu_tanh"

@@ -15,7 +15,7 @@ _EXPORTS = {
     # the contract
     "Objective": "zoo.objectives.base", "LossOutput": "zoo.objectives.base", "NoConfig": "zoo.objectives.base",
     "TiedLinear": "zoo.objectives.base", "position_embedding": "zoo.objectives.base",
-    "masked_mean": "zoo.objectives.base", "perplexity": "zoo.objectives.base",
+"perplexity": "zoo.objectives.base",
     # helpers for token-level objectives
     "IGNORE": "zoo.objectives.common", "gather_positions": "zoo.objectives.common",
     "special_mask_of": "zoo.objectives.common", "non_special_ids": "zoo.objectives.common",

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.batch import Batch, Segments, SpecialTokens
+from zoo.family import Family
 from zoo.models.base import Backbone, BackboneSpec
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ class Objective:
     def min_seq_len(cls, family: str) -> int:
         """The shortest rows this objective can fill on a backbone of ``family`` (checked before any
         data work): an encoder row needs [CLS], a token and [SEP]; a decoder row a token and its successor."""
-        return 3 if family == "encoder" else 2
+        return 3 if family == Family.ENCODER else 2
 
     @classmethod
     def rebuilds_rows_for(cls, family: str) -> bool:
@@ -184,6 +185,11 @@ class TiedLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (..., h) -> (..., vocab)
         return nn.functional.linear(x, self.weight, self.bias)
 
+    @property
+    def hf_role(self) -> str | None:
+        """The transformers hook (``zoo.interop``): without a bias, a tied causal-LM head (``lm_head``)."""
+        return "lm" if self.bias is None else None
+
 
 def position_embedding(backbone: Backbone) -> nn.Embedding | None:
     """The backbone's learned absolute position table, for heads that share it (ELECTRA's generator
@@ -194,10 +200,6 @@ def position_embedding(backbone: Backbone) -> nn.Embedding | None:
     saved twice.
     """
     return backbone.position_embedding()
-
-
-def masked_mean(values: Tensor, count: Tensor | int) -> Tensor:
-    return values.sum() / max(int(count), 1) if isinstance(count, int) else values.sum() / count.clamp(min=1)
 
 
 def perplexity(loss: float) -> float:

@@ -24,7 +24,7 @@ from zoo.models.base import Backbone, BackboneSpec
 from zoo.objectives import compat
 from zoo.objectives.base import LossOutput, Objective
 from zoo.objectives.compat import conflicts  # noqa: F401 - re-exported, part of the rule
-from zoo.objectives.spec import Spec, parse
+from zoo.objectives.spec import Spec, as_spec, parse
 
 ROLE_ORDER = {"pairs": 0, "tokens": 1}
 
@@ -87,11 +87,12 @@ def _refuse_nested(parsed: Spec) -> None:
                                     f"nest or compose: train {name} alone")
 
 
-def check_compatible(spec: str, backbone_cls: type[Backbone]) -> None:
+def check_compatible(spec: str | Spec, backbone_cls: type[Backbone]) -> None:
     """Raise ``IncompatibleError`` (with the reason and what would work) unless ``spec`` can train
     ``backbone_cls``. A mixture is checked part by part (``compat.incompatibility`` per ``|`` part) and
     the error names the part. Imports the named plugins, allocates nothing."""
-    parsed = parse(spec)
+    parsed = as_spec(spec)
+    spec = parsed.text
     _refuse_nested(parsed)
     bname = getattr(backbone_cls, "name", backbone_cls.__name__)
     for part in parsed.parts:
@@ -113,12 +114,12 @@ def check_compatible(spec: str, backbone_cls: type[Backbone]) -> None:
         raise IncompatibleError(f"objective {spec!r} cannot train backbone {bname!r}: {reason}{hint}")
 
 
-def declared_special_tokens(spec: str, configs: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, ...]:
+def declared_special_tokens(spec: str | Spec, configs: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, ...]:
     """The extra special tokens the parts of ``spec`` declare with their ``[objectives.<name>]`` options,
     in order, each once: what the run's tokenizer must reserve. Imports the named plugins only."""
     configs = configs or {}
     out: list[str] = []
-    for name in parse(spec).names:
+    for name in as_spec(spec).names:
         cls = _load(name)
         config = from_dict(cls.Config, configs.get(name), path=f"objectives.{name}")
         out.extend(t for t in cls.declared_special_tokens(config) if t not in out)
@@ -134,7 +135,7 @@ def _check_special_tokens(objective: Objective, tokens: SpecialTokens) -> None:
                           f"run reserves them, a given one (tokenizer.path) must already have them")
 
 
-def build_objective(spec: str, configs: Mapping[str, Mapping[str, Any]] | None, tokens: SpecialTokens,
+def build_objective(spec: str | Spec, configs: Mapping[str, Mapping[str, Any]] | None, tokens: SpecialTokens,
                     backbone_spec: BackboneSpec) -> Objective:
     """The objective named by ``spec``: one part as itself, several (or a weighted one) as a ``Composite``,
     parts separated by ``|`` (or a registered named mixture) as a ``Mixture``.
@@ -142,7 +143,8 @@ def build_objective(spec: str, configs: Mapping[str, Mapping[str, Any]] | None, 
     ``configs`` maps objective names to their ``[objectives.<name>]`` tables.
     """
     configs = configs or {}
-    parsed = parse(spec)
+    parsed = as_spec(spec)
+    spec = parsed.text
     _refuse_nested(parsed)
     built = []
     for part in parsed.parts:
@@ -231,19 +233,12 @@ class Composite(Objective):
             out.update(part.heads(backbone))
         return out
 
-    def build_heads(self, backbone: Backbone) -> nn.Module:
-        return nn.ModuleDict(self.heads(backbone))
-
     def _own_compute(self, part: Objective) -> bool:
         return type(part).compute is not Objective.compute
 
-    def loss(self, heads: Any, hidden: Tensor, batch: Batch) -> LossOutput:
-        """Weighted sum of the parts' losses; ``heads`` maps part names to heads (``model.heads``)."""
-        outs = {p.name: p.loss(heads[p.name] if p.name in heads else None, hidden, batch)
-                for p in self.parts}
-        return self._combine(outs, batch)
-
     def compute(self, model: Any, batch: Batch) -> LossOutput:
+        """Weighted sum of the parts' losses: one backbone pass for the parts that use ``Objective.compute``
+        (their ``loss`` on the shared hidden states), each other part's own ``compute``."""
         outs: dict[str, LossOutput] = {}
         shared = [p for p in self.parts if not self._own_compute(p)]
         hidden = model.backbone(**batch.backbone_inputs()) if shared else None

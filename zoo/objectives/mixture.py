@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from zoo import registry
 from zoo.batch import Batch, Segments, SpecialTokens
 from zoo.errors import ConfigError, IncompatibleError
+from zoo.family import Family
 from zoo.models.base import Backbone, BackboneSpec
 from zoo.objectives.base import LossOutput, Objective
 from zoo.objectives.spec import Spec, parse
@@ -288,7 +289,7 @@ def trained_attention(spec: str, family: str) -> dict[str, str]:
     """The attention pattern each part of ``spec`` trains a ``family`` backbone with: part label ->
     "bidirectional" | "causal" | "prefix". Parts that keep the rows' own layout count as the family's
     default (encoders bidirectional, decoders causal). Loads the named plugins, builds nothing."""
-    default = "causal" if family == "decoder" else "bidirectional"
+    default = Family.of(family).default_attention
     layouts: dict[str, str | None] = {}
     for leaf in spec_leaves(spec):
         if layouts.get(leaf.part) is None:  # a composition: its first part that declares a layout
@@ -301,5 +302,5 @@ def finetune_attention(spec: str | None, family: str) -> str:
     fully bidirectional attention, else "causal" (causal and prefix-LM parts: the backbone never saw a
     row without a causal part). Without a known objective: the family's default."""
     if not spec:
-        return "causal" if family == "decoder" else "bidirectional"
+        return Family.of(family).default_attention
     return "bidirectional" if "bidirectional" in trained_attention(spec, family).values() else "causal"

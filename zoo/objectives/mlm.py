@@ -119,6 +119,8 @@ def choose_whole_words(candidates: np.ndarray, starts: np.ndarray, num: int,
 class MaskedLMHead(nn.Module):
     """BERT's ``cls.predictions``: dense -> GELU -> LayerNorm, then a decoder tied to the input embedding."""
 
+    hf_role = "mlm"  # the transformers hook (zoo.interop): a masked-LM head, ``cls.predictions``
+
     def __init__(self, spec: BackboneSpec, embedding: nn.Embedding) -> None:
         super().__init__()
         h = spec.hidden_size
@@ -135,7 +137,7 @@ class MaskedLMHead(nn.Module):
         return self.decoder(self.transform(x))
 
     def hf_parameters(self) -> dict[str, nn.Parameter]:
-        """The head's own parameters under ``transformers.BertForPreTraining`` names (export and
+        """The head's own parameters under the names of transformers' masked-LM classes (export and
         ``--init``); the decoder weight is the word embedding, its bias is ``cls.predictions.bias``."""
         return {
             "cls.predictions.transform.dense.weight": self.dense.weight,
@@ -146,7 +148,7 @@ class MaskedLMHead(nn.Module):
         }
 
     def hf_state_dict(self) -> dict[str, Tensor]:
-        """Parameters under ``transformers.BertForPreTraining`` names (decoder weight = embeddings)."""
+        """``hf_parameters`` and the decoder bias (transformers stores it twice); weight = embeddings."""
         out = {k: v.detach().clone() for k, v in self.hf_parameters().items()}
         out["cls.predictions.decoder.bias"] = out["cls.predictions.bias"].clone()
         return out

@@ -34,6 +34,7 @@ class NextSentencePrediction(PairObjective):
     name = "nsp"
     Config = NSPConfig
     task = "next-sentence prediction"
+    hf_role = "nsp"  # BERT's own pre-training head: pooler + cls.seq_relationship
 
     def make_pair(self, chunk: Chunk, source: DocumentSource, max_tokens: int,
                   rng: np.random.Generator) -> Pair:

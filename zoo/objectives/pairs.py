@@ -150,10 +150,14 @@ def pair_rows(pairs: list[Pair], seq_len: int, tokens: SpecialTokens) -> Batch:
 
 
 class PairHead(nn.Module):
-    """BERT's pooler (dense + tanh on [CLS]) and a two-way classifier."""
+    """BERT's pooler (dense + tanh on [CLS]) and a two-way classifier.
 
-    def __init__(self, spec: BackboneSpec) -> None:
+    ``hf_role`` (the transformers hook, ``zoo.interop``): "nsp" when the classifier is BERT's
+    next-sentence head ``cls.seq_relationship``, else "pooler" (only the pooler has a counterpart)."""
+
+    def __init__(self, spec: BackboneSpec, hf_role: str = "pooler") -> None:
         super().__init__()
+        self.hf_role = hf_role
         self.pooler = nn.Linear(spec.hidden_size, spec.hidden_size)
         self.classifier = nn.Linear(spec.hidden_size, 2)
         init_weights(self, spec.initializer_range)
@@ -162,7 +166,8 @@ class PairHead(nn.Module):
         return self.classifier(torch.tanh(self.pooler(hidden[:, 0])))
 
     def hf_parameters(self) -> dict[str, nn.Parameter]:
-        """The parameters under ``transformers.BertForPreTraining`` names (export and ``--init``)."""
+        """The parameters under ``transformers.BertForPreTraining`` names (export and ``--init``; the
+        base model's ``bert.`` becomes another class's prefix in ``zoo.interop``)."""
         return {
             "bert.pooler.dense.weight": self.pooler.weight,
             "bert.pooler.dense.bias": self.pooler.bias,
@@ -171,7 +176,7 @@ class PairHead(nn.Module):
         }
 
     def hf_state_dict(self) -> dict[str, Tensor]:
-        """Parameters under ``transformers.BertForPreTraining`` names."""
+        """``hf_parameters``, detached copies."""
         return {k: v.detach().clone() for k, v in self.hf_parameters().items()}
 
 
@@ -185,6 +190,7 @@ class PairObjective(Objective):
     requires = frozenset({"bidirectional", "segments"})
     attention = "bidirectional"
     task: ClassVar[str] = "sentence pairs"
+    hf_role: ClassVar[str] = "pooler"  # its head's transformers counterpart (``PairHead``)
 
     @classmethod
     def min_seq_len(cls, family: str) -> int:
@@ -228,7 +234,7 @@ class PairObjective(Objective):
         return batch
 
     def build_heads(self, backbone: Backbone) -> nn.Module:
-        return PairHead(backbone.spec)
+        return PairHead(backbone.spec, self.hf_role)
 
     def loss(self, heads: nn.Module | None, hidden: Tensor, batch: Batch) -> LossOutput:
         labels = batch.targets[self.name]["labels"]  # (B,)

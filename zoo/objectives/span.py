@@ -26,6 +26,7 @@ import numpy as np
 
 from zoo.batch import SpecialTokens
 from zoo.errors import ConfigError
+from zoo.family import Family
 from zoo.models.base import BackboneSpec
 from zoo.objectives.base import Objective
 from zoo.objectives.mlm import check_ratios
@@ -111,7 +112,7 @@ class SpanCorruption(Objective):
     @staticmethod
     def form(family: str) -> type[Objective]:
         """The objective class ``span`` stands for on a backbone of ``family``."""
-        if family == "encoder":
+        if family == Family.ENCODER:
             from zoo.objectives.span_mask import SpanMasking
 
             return SpanMasking

@@ -161,6 +161,12 @@ def parse(spec: str) -> Spec:
     return Spec(tuple(parts), spec)
 
 
+def as_spec(spec: str | Spec) -> Spec:
+    """``spec`` itself when already parsed, else ``parse(spec)``: the training path parses a run's
+    objective once (``RunConfig.spec``) and hands the tree down."""
+    return spec if isinstance(spec, Spec) else parse(spec)
+
+
 def path_name(spec: str) -> str:
     """``spec`` as part of a file name: ``|`` becomes ``_or_``, any other character that is not a letter,
     digit or one of ``+._:-`` becomes ``_`` (``mntp:15|clm:1`` -> ``mntp:15_or_clm:1``; specs without

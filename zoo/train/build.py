@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from zoo import registry
 from zoo.batch import SpecialTokens
@@ -13,7 +15,13 @@ from zoo.errors import ConfigError
 from zoo.model import ZooModel
 from zoo.models.base import Backbone, config_for_size
 from zoo.objectives.base import Objective
-from zoo.train.config import RunConfig
+from zoo.train.config import RunConfig, TrainerConfig
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from zoo.data import DataBundle
+    from zoo.train.distributed import DistInfo
 
 
 def backbone_class(cfg: RunConfig) -> type[Backbone]:
@@ -50,24 +58,51 @@ def check_compatible(cfg: RunConfig) -> None:
     """Fail before anything is allocated if the objective cannot train the backbone."""
     from zoo.objectives.compose import check_compatible as check
 
-    check(cfg.objective, backbone_class(cfg))
+    check(cfg.spec, backbone_class(cfg))
 
 
 def tokenizer_config(cfg: RunConfig) -> TokenizerConfig:
     """``cfg.tokenizer`` with the special tokens the objective declares added to ``special_tokens``."""
     from zoo.objectives.compose import declared_special_tokens
 
-    declared = declared_special_tokens(cfg.objective, cfg.objectives)
+    declared = declared_special_tokens(cfg.spec, cfg.objectives)
     extra = [*cfg.tokenizer.special_tokens, *(t for t in declared if t not in cfg.tokenizer.special_tokens)]
     return replace(cfg.tokenizer, special_tokens=extra)
 
 
-def build_objective(cfg: RunConfig, tokens: SpecialTokens, backbone: Backbone) -> Objective:
+def accumulation(train: TrainerConfig, world: int) -> int:
+    """Micro-batches per optimiser step on each process: enough to reach ``train.batch_tokens``."""
+    if not train.batch_tokens:
+        return 1
+    return max(1, math.ceil(train.batch_tokens / (train.batch_size * train.seq_len * world)))
+
+
+def build_data(cfg: RunConfig, family: str, dist: DistInfo, tokenizer: Tokenizer | None, dry_run: bool) -> DataBundle:
+    """The run's tokenizer and token stores: rank 0 builds them in the run directory (a dry run only
+    reads a tokenizer already there), the other ranks then load what it built."""
+    from zoo.data import build_datasets
+    from zoo.train import distributed
+
+    run_dir, tok_cfg = Path(cfg.run_dir), tokenizer_config(cfg)
+    data = None
+    if dry_run:
+        existing = (run_dir / "tokenizer.json").exists()
+        data = build_datasets(cfg.data, tok_cfg, family, run_dir if existing else None, tokenizer)
+    elif dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        data = build_datasets(cfg.data, tok_cfg, family, run_dir, tokenizer)
+    distributed.barrier(dist)
+    if data is None:  # tokenizer and shard cache now exist: loading is instant
+        data = build_datasets(cfg.data, tok_cfg, family, run_dir, tokenizer)
+    return data
+
+
+def build_run_objective(cfg: RunConfig, tokens: SpecialTokens, backbone: Backbone) -> Objective:
     from zoo.objectives.compose import build_objective as build
 
-    return build(cfg.objective, cfg.objectives, tokens, backbone.spec)
+    return build(cfg.spec, cfg.objectives, tokens, backbone.spec)
 
 
 def build_model(cfg: RunConfig, tokens: SpecialTokens) -> ZooModel:
     backbone = build_backbone(cfg, tokens.vocab_size)
-    return ZooModel(backbone, build_objective(cfg, tokens, backbone))
+    return ZooModel(backbone, build_run_objective(cfg, tokens, backbone))

@@ -16,6 +16,8 @@ from typing import Any, Literal
 from zoo.config import from_dict, to_dict
 from zoo.data import DataConfig, TokenizerConfig
 from zoo.errors import ConfigError
+from zoo.objectives.spec import Spec, parse, path_name
+from zoo.sizes import Size
 
 _BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(s|m|h|steps?|flops?|tokens?)\s*$")
 _SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -46,6 +48,12 @@ class Budget:
         if kind == "steps" and not number.is_integer():
             raise ValueError(f"budget {text!r}: a step budget must be a whole number")
         return cls(kind, number)  # type: ignore[arg-type]
+
+    def progress(self, steps: int, tokens: float, flops: float, seconds: float) -> float:
+        """The fraction of this budget that ``steps`` optimiser steps, ``tokens``, ``flops`` and
+        ``seconds`` of training time have used (>= 1.0: the budget is reached)."""
+        done = {"steps": steps, "tokens": tokens, "flops": flops, "time": seconds}[self.kind]
+        return done / self.value
 
     def __str__(self) -> str:
         if self.kind == "time":
@@ -101,7 +109,7 @@ class TrainerConfig:
     dist_timeout_s: float = 1800.0  # collective timeout with several processes (rank 0 alone builds data, writes checkpoints)
 
     def __post_init__(self) -> None:
-        Budget.parse(self.budget)
+        self._budget = Budget.parse(self.budget)  # parsed here, once; read as ``RunConfig.budget``
         for name in ("seq_len", "batch_size", "log_every", "eval_batches", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -112,6 +120,10 @@ class TrainerConfig:
             raise ValueError(f"checkpoint_minutes must be >= 0 and finite, got {self.checkpoint_minutes}")
         if not self.dist_timeout_s > 0:
             raise ValueError(f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
+
+    @property
+    def parsed_budget(self) -> Budget:
+        return self._budget
 
 
 @dataclass
@@ -130,7 +142,7 @@ class InitConfig:
 class RunConfig:
     objective: str = "mlm+nsp"
     backbone: str = "bert"
-    size: Literal["tiny", "mini", "small", "medium", "base"] = "mini"
+    size: Size = "mini"
     out: str = ""  # default: runs/<backbone>-<objective>
     model: dict[str, Any] = field(default_factory=dict)  # backbone Config fields (override the size preset)
     objectives: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-objective Config fields
@@ -142,12 +154,21 @@ class RunConfig:
 
     @property
     def budget(self) -> Budget:
-        return Budget.parse(self.train.budget)
+        """``train.budget``, parsed once when the config was built."""
+        return self.train.parsed_budget
+
+    def __post_init__(self) -> None:
+        self._spec: Spec | None = None
+
+    @property
+    def spec(self) -> Spec:
+        """``objective``, parsed once into a typed tree; everything downstream takes this."""
+        if self._spec is None or self._spec.text != self.objective:
+            self._spec = parse(self.objective)
+        return self._spec
 
     @property
     def run_dir(self) -> str:
-        from zoo.objectives.spec import path_name
-
         return self.out or f"runs/{self.backbone}-{path_name(self.objective)}"
 
 
@@ -214,9 +235,7 @@ def config_changes(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ..
 
 def _check_objectives(cfg: RunConfig) -> None:
     """Each ``[objectives.NAME]`` names a part of ``cfg.objective`` and holds only its Config's keys."""
-    from zoo.objectives.spec import parse
-
-    parts = parse(cfg.objective).names
+    parts = cfg.spec.names
     unknown = sorted(set(cfg.objectives) - set(parts))
     if unknown:
         raise ConfigError(f"[objectives.{unknown[0]}] configures an objective that is not part of "

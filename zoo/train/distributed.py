@@ -110,6 +110,17 @@ def all_reduce(values: torch.Tensor, info: DistInfo, op: str = "sum") -> torch.T
     return values
 
 
+def mean_over_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
+    """The mean of each value over the ranks (every rank holds the same keys); ``values`` alone when
+    there is one process."""
+    if not info.enabled:
+        return values
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    all_reduce(t, info, "sum")
+    return {k: float(v) / info.world_size for k, v in zip(keys, t, strict=True)}
+
+
 def all_gather_bytes(data: torch.Tensor, info: DistInfo) -> list[torch.Tensor]:
     """Gather one uint8 tensor of the same length from every rank (no pickling)."""
     if not info.enabled:

@@ -8,7 +8,8 @@
   hold@step=N         after optimiser step N, wait until the file named by ZOO_FAULT_RELEASE exists
   kill@rank=R         (with kill@step) only rank R dies
   nan@rank=R          (with nan@step) only rank R's loss is non-finite
-Unset in normal use; reading it costs one dict lookup per step.
+Unset in normal use; reading it costs one dict lookup per step. The training loop reaches these
+rules only through ``StepFaults``.
 """
 
 from __future__ import annotations
@@ -54,3 +55,17 @@ def maybe_kill_in_checkpoint(phase: str) -> None:
 def nan_at_step(step: int, rank: int = 0) -> bool:
     rules = _rules()
     return rules.get("nan@step") == str(step) and _rank_matches(rules, rank, "nan")
+
+
+class StepFaults:
+    """The per-step fault hooks of one rank: what the training loop calls after each step and on each loss."""
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+
+    def after_step(self, step: int) -> None:
+        maybe_kill_at_step(step, self.rank)
+        maybe_hold_at_step(step)
+
+    def nan(self, step: int) -> bool:
+        return nan_at_step(step, self.rank)

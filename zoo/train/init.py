@@ -119,7 +119,8 @@ def _hub_snapshot(name: str, revision: str | None) -> tuple[Path, str]:
 
 
 def _transformers(source: str, p: Path, kind: str, revision: str = "") -> InitSource:
-    from zoo.benchmarks.source import check_tokenizer, read_hf_config, read_hf_tokenizer
+    from zoo.benchmarks.source import check_tokenizer_fits
+    from zoo.interop import read_hf_config, read_hf_tokenizer
 
     try:
         name, _, config, raw = read_hf_config(p)
@@ -145,7 +146,7 @@ def _transformers(source: str, p: Path, kind: str, revision: str = "") -> InitSo
     if tok.truncation is not None or tok.padding is not None:  # a saved encoding setting would cut documents
         tok.no_truncation()
         tok.no_padding()
-    check_tokenizer(tok.get_vocab_size(with_added_tokens=True), config.vocab_size,
+    check_tokenizer_fits(tok.get_vocab_size(with_added_tokens=True), config.vocab_size,
                     f"--init {source}: tokenizer.json", "its config.json (vocab_size)")
     model = {k: v for k, v in to_dict(config).items() if k not in _NOT_RECORDED}
     return InitSource(source, kind, p, name, model, archs[0] if archs else raw["model_type"], tok, revision)
@@ -296,76 +297,9 @@ def _read_zoo(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_transformers(src: InitSource, model: nn.Module) -> tuple[dict[str, str], list[str]]:
-    from zoo.benchmarks.source import load_hf_backbone, read_hf_weights
-    from zoo.objectives.base import TiedLinear
-    from zoo.objectives.mlm import MaskedLMHead
-    from zoo.objectives.nsp import NextSentencePrediction
-    from zoo.objectives.pairs import PairHead
+    from zoo.interop import load_hf_model
 
-    state = read_hf_weights(src.weights)
-    load_hf_backbone(model.backbone, state, src.weights)
-    _check_tied(src, state)
-    parts = {p.name: p for p in getattr(model.objective, "parts", None) or [model.objective]}
-    used: set[str] = set()  # keys of ``state`` copied into a head
-    heads: dict[str, str] = {}
-    for name, head in model.heads.items():
-        nsp = isinstance(parts.get(name), NextSentencePrediction)
-        if isinstance(head, MaskedLMHead):
-            heads[name] = "cls.predictions" if _copy_hf(src, head.hf_parameters(), state, used) else "new"
-        elif isinstance(head, PairHead):  # the classifier of any pair task but NSP has no counterpart
-            params = {k: v for k, v in head.hf_parameters().items() if nsp or k.startswith("bert.pooler.")}
-            got = _copy_hf(src, params, state, used)
-            heads[name] = "new" if not got else ("bert.pooler + cls.seq_relationship" if nsp
-                                                 else "bert.pooler; classifier new")
-        elif isinstance(head, TiedLinear) and not list(head.parameters()) and "lm_head.weight" in state:
-            used.add("lm_head.weight")
-            heads[name] = "lm_head (tied to the token embedding)"
-        elif isinstance(head, TiedLinear) and not list(head.parameters()) and src.architecture == "GPT2LMHeadModel":
-            heads[name] = "lm_head (tied to the token embedding)"  # saved without the tied copy
-        else:
-            heads[name] = "new"
-    groups = ("cls.predictions", "cls.seq_relationship", "bert.pooler", "pooler", "lm_head")
-    unused = sorted({g.removeprefix("bert.") for k in state if k not in used and k != "cls.predictions.decoder.weight"
-                     for g in groups if k.startswith(g + ".")})
-    return heads, unused
-
-
-def _copy_hf(src: InitSource, params: dict[str, nn.Parameter], state: dict[str, torch.Tensor],
-             used: set[str]) -> bool:
-    """Copy one head's tensors from ``state`` (BertModel's keys lack the ``bert.`` prefix); False when
-    the checkpoint holds none of them."""
-    keys = {k: k if k in state else k.removeprefix("bert.") for k in params}
-    present = [k for k, key in keys.items() if key in state]
-    if not present:
-        return False
-    missing = [k for k, key in keys.items() if key not in state]
-    if missing:
-        raise CheckpointError(f"--init {src.source}: {src.weights} holds part of a head ({present[0]}) but not "
-                              f"{missing[0]}")
-    with torch.no_grad():
-        for k, param in params.items():
-            t = state[keys[k]]
-            if t.shape != param.shape:
-                raise CheckpointError(f"--init {src.source}: {keys[k]} has shape {tuple(t.shape)}, expected "
-                                      f"{tuple(param.shape)}")
-            param.copy_(t)
-    used.update(keys.values())
-    if "cls.predictions.bias" in keys:  # the decoder's bias, stored twice by transformers
-        used.add("cls.predictions.decoder.bias")
-    return True
-
-
-def _check_tied(src: InitSource, state: dict[str, torch.Tensor]) -> None:
-    """Our output heads are tied to the token embedding; refuse a checkpoint whose decoder is not."""
-    pairs = (("cls.predictions.decoder.weight", ("bert.embeddings.word_embeddings.weight",
-                                                 "embeddings.word_embeddings.weight")),
-             ("lm_head.weight", ("transformer.wte.weight", "wte.weight")))
-    for head, embeddings in pairs:
-        if head in state:
-            emb = next((state[e] for e in embeddings if e in state), None)
-            if emb is None or not torch.equal(state[head], emb):
-                raise CheckpointError(f"--init {src.source}: {head} is not tied to the token embedding; "
-                                      f"objective-zoo's output heads are tied, so these weights cannot be loaded")
+    return load_hf_model(model, src.weights, f"--init {src.source}", src.architecture)
 
 
 def recorded_init(run_dir: Path) -> dict[str, Any] | None:

@@ -14,6 +14,9 @@ from zoo.errors import ConfigError
 log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
+# Dense (no sparsity) bf16 peak of known accelerators by device-name fragment, for model FLOPs
+# utilisation; the first fragment found in the name wins, so the PCIe and NVL H100s come first.
+PEAK_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
 # Fields that measure the machine, not the computation; they differ between identical runs.
 TIMING_FIELDS = ("tokens_per_s", "elapsed_s", "step_time_s", "mfu", "wall_time")
 
@@ -89,6 +92,14 @@ class Sinks:
         self.sinks = sinks
         self.callback = callback
 
+    @classmethod
+    def for_run(cls, run_dir: Path, tensorboard: bool, callback: Callable[[Record], None] | None) -> Sinks:
+        """The main process's sinks: ``metrics.jsonl``, TensorBoard when asked for, and ``callback``."""
+        sinks: list[Any] = [JsonlSink(run_dir / "metrics.jsonl")]
+        if tensorboard:
+            sinks.append(TensorBoardSink(run_dir / "tensorboard"))
+        return cls(sinks, callback)
+
     def write(self, record: Record) -> None:
         for sink in self.sinks:
             sink.write(record)
@@ -123,3 +134,13 @@ class Averager:
     def reset(self) -> None:
         self.sums.clear()
         self.weights.clear()
+
+
+def default_peak_flops(device: Any) -> float:
+    """The bf16 peak of ``device`` (a ``torch.device``) when it is a known GPU, else 0 (no MFU)."""
+    if device.type != "cuda":
+        return 0.0
+    import torch
+
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), 0.0)

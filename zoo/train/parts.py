@@ -8,6 +8,7 @@ steps that run that part, and all the samplers' states are saved under ``{"mixtu
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,11 @@ class Part:
     def prepare(self, data: Any, rng: np.random.Generator) -> Batch:
         batch = self.objective.prepare(data, rng)
         return batch if self.label is None else batch.replace(part=self.label)
+
+    def peek(self, rows: int) -> Batch:
+        """The first ``rows`` training rows prepared with a fixed seed (for estimates such as FLOPs)."""
+        ids = np.arange(min(rows, len(self.train)))
+        return self.prepare(self.train.get(ids), np.random.default_rng(0))
 
 
 class Parts:
@@ -67,6 +73,34 @@ class Parts:
 
     def of(self, batch: Batch) -> Part:
         return self.parts[0] if self.mixture is None else self.by_label[batch.part]
+
+    def step_batches(self, step: int, accum: int, world: int, rank: int, rows: int,
+                     ) -> Iterator[tuple[dict[str, Any], list[tuple[np.ndarray, Batch]]]]:
+        """For each step after ``step``: the sampler state after it, and this rank's ``accum`` prepared
+        micro-batches of ``rows`` rows (micro-batch ``m = k * world + rank`` is chunk ``m`` of the step's
+        global batch), each with the indices of its rows."""
+        while True:
+            step += 1
+            part = self.at(step)  # every micro-batch and every rank: the same part
+            indices = part.sampler.next_indices()
+            state = self.sampler_state()
+            micro = []
+            for k in range(accum):
+                m = k * world + rank
+                ids = indices[m * rows:(m + 1) * rows]
+                rng = np.random.default_rng([self.seed, step, m])
+                micro.append((ids, part.prepare(part.train.get(ids), rng).to("cpu")))
+            yield state, micro
+
+    def training_flops(self, batches: list[Batch], backbone_flops_per_token: float) -> float:
+        """Training FLOPs (forward + backward = 3 x forward) of ``batches``; a mixture's batches all come
+        from the part that ran, which is charged with its backbone passes and head FLOPs."""
+        total = 0.0
+        for b in batches:
+            objective = self.of(b).objective
+            rows, seq = b.shape
+            total += backbone_flops_per_token * rows * seq * objective.backbone_passes() + objective.head_flops(b)
+        return 3.0 * total
 
     # --- sampler state ---------------------------------------------------------------------------
     def sampler_state(self) -> dict[str, Any]:

@@ -15,6 +15,15 @@ from zoo.train import distributed
 from zoo.train.distributed import DistInfo
 
 
+def seed_fresh(seed: int, rank: int) -> None:
+    """The generators of a fresh start (after the model is built with ``seed`` on every rank):
+    dropout streams differ per rank; python's and numpy's global generators, which a plugin may
+    use, are seeded too (and saved and restored like torch's)."""
+    torch.manual_seed(seed + 1 + rank)
+    random.seed(seed + rank)
+    np.random.seed((seed + rank) % 2**32)
+
+
 def _json_state() -> dict[str, Any]:
     np_state = np.random.get_state()
     py_state = random.getstate()

@@ -81,6 +81,23 @@ def check_out(run_dir: Path, cfg: RunConfig, compare: bool = True) -> None:
                           f"resume it with the same settings or choose another --out")
 
 
+def write_config(run_dir: Path, cfg: RunConfig) -> None:
+    """``config.toml`` (to read and edit) and ``config.json`` (what resuming compares against)."""
+    (run_dir / "config.toml").write_text(dump_toml(to_dict(cfg)))
+    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
+
+
+def write_run_info(run_dir: Path, cfg: RunConfig, info: dict[str, Any]) -> None:
+    """``run.json``: ``info`` (what the trainer built) after the format, version and plugin versions."""
+    from zoo import __version__, registry
+
+    versions = {f"objective:{p}": registry.info("objective", p).version for p in cfg.spec.names}
+    versions[f"backbone:{cfg.backbone}"] = registry.info("backbone", cfg.backbone).version
+    head = {"format": 1, "zoo_version": __version__, "objective": cfg.objective, "backbone": cfg.backbone,
+            "plugins": versions}
+    (run_dir / "run.json").write_text(json.dumps({**head, **info}, indent=1, default=str))
+
+
 @contextmanager
 def claim(run_dir: Path, cfg: RunConfig, main: bool) -> Iterator[RunClaim]:
     """Check and lock ``run_dir`` (on the main process); on an error before ``started()``, remove
@@ -113,8 +130,7 @@ class RunClaim:
         self.lock = RunLock(self.run_dir).acquire()  # a second training is refused here, naming the first
         check_out(self.run_dir, self.cfg)  # under the lock: the configuration it holds is final
         if not (self.run_dir / "config.json").exists():  # marks the directory as this run's from the start
-            (self.run_dir / "config.toml").write_text(dump_toml(to_dict(self.cfg)))
-            (self.run_dir / "config.json").write_text(json.dumps(to_dict(self.cfg), indent=1))
+            write_config(self.run_dir, self.cfg)
         return self
 
     def started(self) -> None:

@@ -11,7 +11,6 @@ import torch
 
 from zoo import registry
 from zoo.errors import ConfigError
-from zoo.objectives.spec import parse
 from zoo.train.config import RunConfig
 
 
@@ -24,7 +23,7 @@ def validate(cfg: RunConfig) -> None:
 def check_seq_len(cfg: RunConfig) -> None:
     """``train.seq_len`` must leave room for the tokens every part of the objective needs."""
     family = registry.load("backbone", cfg.backbone).family
-    for name in parse(cfg.objective).names:  # every part of a mixture draws rows of this length
+    for name in cfg.spec.names:  # every part of a mixture draws rows of this length
         cls = registry.load("objective", name)
         need = cls.min_seq_len(family) if hasattr(cls, "min_seq_len") else 1
         if cfg.train.seq_len < need:

@@ -4,6 +4,9 @@ The built-in BERT encoder with one change: no learned position table; instead ea
 queries and keys by an angle proportional to the token's position (the "rotate half" layout of
 GPT-NeoX and Llama), so attention scores depend only on relative positions. Packed documents
 restart their ``position_ids`` at 0, exactly as for ``bert``.
+
+Through zoo's transformers hook (``hf``, ``hf_config``, ``hf_state_dict``, ...) it exports as
+``transformers.RoFormerModel`` / ``RoFormerForMaskedLM`` and benches from such a directory.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from torch import Tensor, nn
 
 from zoo.models import AttentionLayout, Backbone
 from zoo.models import attention as attn
-from zoo.models.base import default_positions, init_weights
+from zoo.models.base import HFNames, check_hf_exportable, check_hf_options, default_positions, init_weights
 from zoo.models.bert import BertBackbone, BertConfig, BertLayer
 
 
@@ -94,13 +97,59 @@ class RopeBertBackbone(BertBackbone):
         x = self.run_layers(x, self.layers, mask, cos, sin)
         return x  # (B, T, h)
 
-    # No transformers class has this exact layout (RoFormer rotates interleaved pairs), so there is
-    # no Hugging Face export: ``zoo export`` says so, ``zoo bench`` reads run directories directly.
+    # --- the transformers hook: RoFormer ------------------------------------------------------------
+    # RoFormer is this function with queries and keys rotated in interleaved pairs (2i, 2i+1) instead
+    # of halves (i, i + D/2), at the same frequencies when rope_base is 10000. Permuting the rows of
+    # each head's query and key projections (the same permutation for both, so scores are unchanged)
+    # turns one layout into the other.
+    hf = HFNames("roformer", "RoFormerModel", "roformer", heads={("mlm",): "RoFormerForMaskedLM"},
+                 generated=("encoder.embed_positions.weight",))
+
+    def _interleave(self, inverse: bool = False) -> Tensor:
+        """Row order of a query/key projection: ours -> RoFormer's (or back, with ``inverse``)."""
+        c = self.config
+        d = c.hidden_size // c.num_heads
+        half = torch.arange(d // 2)
+        per_head = torch.stack([half, half + d // 2], dim=-1).flatten()  # (D,): 0, D/2, 1, D/2+1, ...
+        if inverse:
+            per_head = torch.argsort(per_head)
+        return (torch.arange(c.num_heads)[:, None] * d + per_head).flatten()  # (H * D,)
+
+    def _permute_qk(self, state: dict[str, Tensor], order: Tensor, prefix: str = "") -> dict[str, Tensor]:
+        out = dict(state)
+        for i in range(self.config.num_layers):
+            for part in ("query", "key"):
+                for kind in ("weight", "bias"):
+                    key = f"{prefix}encoder.layer.{i}.attention.self.{part}.{kind}"
+                    if key in out:
+                        out[key] = out[key][order].contiguous()
+        return out
+
     def hf_state_dict(self) -> dict[str, Tensor]:
-        raise NotImplementedError("bert-rope has no transformers counterpart")
+        check_hf_exportable(self.config, self.name, {"rope_base": 10000.0})
+        return self._permute_qk(super().hf_state_dict(), self._interleave())
 
     def load_hf_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> None:
-        raise NotImplementedError("bert-rope has no transformers counterpart")
+        prefix = "roformer." if any(k.startswith("roformer.") for k in state) else ""
+        super().load_hf_state_dict(self._permute_qk(state, self._interleave(inverse=True), prefix), strict)
 
     def hf_config(self) -> Any:
-        raise NotImplementedError("bert-rope has no transformers counterpart")
+        from transformers import RoFormerConfig
+
+        c = self.config
+        check_hf_exportable(c, self.name, {"rope_base": 10000.0, "norm_position": "post", "bias": True})
+        return RoFormerConfig(
+            vocab_size=c.vocab_size, embedding_size=c.hidden_size, hidden_size=c.hidden_size,
+            num_hidden_layers=c.num_layers, num_attention_heads=c.num_heads, intermediate_size=c.intermediate_size,
+            hidden_act="gelu", hidden_dropout_prob=c.dropout, attention_probs_dropout_prob=c.attention_dropout,
+            max_position_embeddings=c.max_positions, type_vocab_size=c.type_vocab_size,
+            initializer_range=c.initializer_range, layer_norm_eps=c.layer_norm_eps, rotary_value=False,
+        )
+
+    @classmethod
+    def config_from_hf(cls, hf: Any) -> RopeBertConfig:
+        check_hf_options(hf, cls.name, {
+            "rotary_value": (False, (False,), "rotation of queries and keys only"),
+            "embedding_size": (hf.hidden_size, (hf.hidden_size,), "embeddings of the hidden size"),
+        })
+        return RopeBertConfig(**vars(super().config_from_hf(hf)))  # BERT's fields and checks

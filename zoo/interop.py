@@ -1,0 +1,377 @@
+"""Transformers interop, in one place: which ``transformers`` classes a backbone and its heads are,
+and the translation of configs and weights both ways (``zoo export``, and ``zoo bench`` / ``--init``
+reading a transformers directory).
+
+It relies on an optional hook (docs/plugins.md), the same for built-in and plugin backbones:
+
+* a backbone class declares ``hf = HFNames(model_type, base, prefix, heads, ...)`` and implements
+  ``hf_config()``, ``hf_state_dict()``, ``load_hf_state_dict(state, strict)`` and the classmethod
+  ``config_from_hf(hf_config)``; a backbone without ``hf`` has no transformers counterpart;
+* a head module declares ``hf_role`` (one of ``ROLES``) and ``hf_parameters()``: its parameters under
+  the names of BERT's head classes (``cls.predictions.*``, ``bert.pooler.*``), where ``bert.`` stands
+  for the base model and becomes the backbone's ``hf.prefix``.
+
+Which class an export becomes: the sorted roles of the exported heads looked up in ``hf.heads``
+(``("mlm", "nsp")`` -> ``BertForPreTraining``), else ``hf.base`` (the backbone alone).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tokenizers import Tokenizer
+from torch import Tensor, nn
+
+from zoo import registry
+from zoo.batch import SpecialTokens
+from zoo.errors import CheckpointError, PluginError
+from zoo.family import Family
+from zoo.model import ZooModel
+from zoo.models.attention import AttentionLayout
+from zoo.models.base import Backbone, HFNames
+from zoo.objectives.base import Objective
+
+log = logging.getLogger(__name__)
+
+# Head roles: a masked-LM head (cls.predictions), BERT's next-sentence head (pooler + cls.seq_relationship),
+# a pooler whose classifier has no counterpart, a tied causal-LM head (lm_head).
+ROLES = ("mlm", "nsp", "pooler", "lm")
+_WHERE = {"mlm": "cls.predictions (masked-LM head)", "nsp": "{prefix}.pooler + cls.seq_relationship (next-sentence head)",
+          "pooler": "pooler only; its classifier has no transformers counterpart",
+          "lm": "lm_head (tied to the token embedding)"}
+
+
+def hf_names(backbone: Backbone | type[Backbone]) -> HFNames | None:
+    return getattr(backbone, "hf", None)
+
+
+def resolve(name: str, prefix: str) -> str:
+    """A head parameter name with the base model's ``bert.`` replaced by ``prefix`` (or dropped for the
+    base class itself: ``prefix`` "")."""
+    if not name.startswith("bert."):
+        return name
+    return f"{prefix}.{name[5:]}" if prefix else name[5:]
+
+
+# --- reading a transformers directory --------------------------------------------------------------------
+
+def backbones_by_model_type() -> dict[str, str]:
+    """config.json ``model_type`` -> registered backbone that declares it (loads the backbones; a
+    plugin that fails to load is skipped; with two for one type, the first by name wins)."""
+    out: dict[str, str] = {}
+    for name in registry.names("backbone"):
+        try:
+            names = hf_names(registry.load("backbone", name))
+        except PluginError:
+            continue
+        if names is not None:
+            out.setdefault(names.model_type, name)
+    return out
+
+
+def read_hf_config(p: Path) -> tuple[str, type[Backbone], Any, dict[str, Any]]:
+    """The backbone of a transformers directory from its ``config.json`` alone (no remote code):
+    (backbone name, backbone class, our config, the raw config.json)."""
+    from transformers import AutoConfig
+
+    try:
+        raw = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{p / 'config.json'}: cannot read ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{p / 'config.json'}: expected a JSON object")
+    model_type = raw.get("model_type")
+    types = backbones_by_model_type()
+    if model_type not in types:
+        archs = ", ".join(raw.get("architectures") or []) or "no architectures listed"
+        raise CheckpointError(f"{p / 'config.json'}: model_type {model_type!r} ({archs}) is not supported; "
+                              f"expected one of {', '.join(types)} (backbones {', '.join(types.values())})")
+    try:
+        hf_config = AutoConfig.from_pretrained(str(p))  # local files only, no remote code
+    except (OSError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{p / 'config.json'}: not a usable {model_type} config ({exc})") from exc
+    name = types[model_type]
+    cls = registry.load("backbone", name)
+    try:
+        config = cls.config_from_hf(hf_config)
+    except CheckpointError as exc:  # an option our backbone does not compute
+        raise CheckpointError(f"{p / 'config.json'}: {exc}") from exc
+    except ValueError as exc:  # sizes our config refuses
+        raise CheckpointError(f"{p / 'config.json'}: not a usable {model_type} config ({exc})") from exc
+    return name, cls, config, raw
+
+
+def read_hf_tokenizer(p: Path) -> Tokenizer:
+    """``tokenizer.json`` beside a transformers model."""
+    tok_path = p / "tokenizer.json"
+    if not tok_path.is_file():
+        raise CheckpointError(f"{p}: no tokenizer.json beside the weights")
+    try:
+        return Tokenizer.from_file(str(tok_path))
+    except Exception as exc:  # the tokenizers library raises plain Exceptions for bad files
+        raise CheckpointError(f"{tok_path}: not a tokenizers JSON file ({exc})") from exc
+
+
+def read_hf_weights(weights: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``model.safetensors`` file (safetensors only: nothing is unpickled)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error type for damaged files
+        raise CheckpointError(f"{weights}: cannot read the weights ({exc})") from exc
+
+
+def load_hf_backbone(backbone: Backbone, state: dict[str, torch.Tensor], weights: Path) -> None:
+    """Load transformers tensors into ``backbone``, strictly: every tensor present, no stray layers."""
+    try:
+        backbone.load_hf_state_dict(state, strict=True)
+    except (KeyError, ValueError, CheckpointError) as exc:
+        raise CheckpointError(f"{weights}: does not fit config.json ({exc})") from exc
+
+
+def load_hf_model(model: nn.Module, weights: Path, where: str, architecture: str) -> tuple[dict[str, str], list[str]]:
+    """Load a transformers checkpoint (``weights`` of class ``architecture``) into a ``ZooModel``: the
+    backbone strictly, each head whose role the checkpoint holds. Returns (head -> where it came from,
+    or "new"; the checkpoint's head groups nothing used). ``where`` starts each error (``--init X``)."""
+    state = read_hf_weights(weights)
+    load_hf_backbone(model.backbone, state, weights)
+    _check_tied(where, state)
+    names = hf_names(model.backbone)
+    prefix = names.prefix if names is not None else ""
+    used: set[str] = set()  # keys of ``state`` copied into a head
+    heads: dict[str, str] = {}
+    for name, head in model.heads.items():
+        role = getattr(head, "hf_role", None)  # the transformers hook (zoo.interop)
+        if role == "mlm":
+            heads[name] = "cls.predictions" if _copy_hf(where, weights, head.hf_parameters(), state, used, prefix) else "new"
+        elif role in ("nsp", "pooler"):  # the classifier of any pair task but NSP has no counterpart
+            nsp = role == "nsp"
+            params = {k: v for k, v in head.hf_parameters().items() if nsp or k.startswith("bert.pooler.")}
+            got = _copy_hf(where, weights, params, state, used, prefix)
+            heads[name] = "new" if not got else (f"{prefix}.pooler + cls.seq_relationship" if nsp
+                                                 else f"{prefix}.pooler; classifier new")
+        elif role == "lm" and "lm_head.weight" in state:
+            used.add("lm_head.weight")
+            heads[name] = "lm_head (tied to the token embedding)"
+        elif role == "lm" and architecture == "GPT2LMHeadModel":
+            heads[name] = "lm_head (tied to the token embedding)"  # saved without the tied copy
+        else:
+            heads[name] = "new"
+    groups = ("cls.predictions", "cls.seq_relationship", "bert.pooler", "pooler", "lm_head")
+    unused = sorted({g.removeprefix("bert.") for k in state if k not in used and k != "cls.predictions.decoder.weight"
+                     for g in groups if k.startswith(g + ".")})
+    return heads, unused
+
+
+def _copy_hf(where: str, weights: Path, params: dict[str, nn.Parameter], state: dict[str, torch.Tensor],
+             used: set[str], prefix: str) -> bool:
+    """Copy one head's tensors from ``state`` (a base class's keys lack the ``prefix``, e.g. ``bert.``);
+    False when the checkpoint holds none of them."""
+    keys = {k: resolve(k, prefix) if resolve(k, prefix) in state else resolve(k, "") for k in params}
+    present = [k for k, key in keys.items() if key in state]
+    if not present:
+        return False
+    missing = [k for k, key in keys.items() if key not in state]
+    if missing:
+        raise CheckpointError(f"{where}: {weights} holds part of a head ({present[0]}) but not "
+                              f"{missing[0]}")
+    with torch.no_grad():
+        for k, param in params.items():
+            t = state[keys[k]]
+            if t.shape != param.shape:
+                raise CheckpointError(f"{where}: {keys[k]} has shape {tuple(t.shape)}, expected "
+                                      f"{tuple(param.shape)}")
+            param.copy_(t)
+    used.update(keys.values())
+    if "cls.predictions.bias" in keys:  # the decoder's bias, stored twice by transformers
+        used.add("cls.predictions.decoder.bias")
+    return True
+
+
+def _check_tied(where: str, state: dict[str, torch.Tensor]) -> None:
+    """Our output heads are tied to the token embedding; refuse a checkpoint whose decoder is not."""
+    pairs = (("cls.predictions.decoder.weight", ("bert.embeddings.word_embeddings.weight",
+                                                 "embeddings.word_embeddings.weight")),
+             ("lm_head.weight", ("transformer.wte.weight", "wte.weight")))
+    for head, embeddings in pairs:
+        if head in state:
+            emb = next((state[e] for e in embeddings if e in state), None)
+            if emb is None or not torch.equal(state[head], emb):
+                raise CheckpointError(f"{where}: {head} is not tied to the token embedding; "
+                                      f"objective-zoo's output heads are tied, so these weights cannot be loaded")
+
+
+# --- writing one: which heads go where ----------------------------------------------------------------------
+
+@dataclass
+class HeadPlan:
+    """Which of a model's heads a transformers class holds, by role."""
+
+    names: HFNames
+    family: Family
+    chosen: dict[str, nn.Module] = field(default_factory=dict)  # role -> head ("pooler": see below)
+    pooler: nn.Module | None = None  # a sentence-pair head whose pooler the base class can keep
+    heads: dict[str, str] = field(default_factory=dict)  # head slot -> where it went
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def architecture(self) -> str:
+        return self.names.heads.get(tuple(sorted(self.chosen)), self.names.base)
+
+    @property
+    def prefix(self) -> str:
+        """Where the backbone's tensors live in ``architecture``: "" for the base class."""
+        return "" if self.architecture == self.names.base else self.names.prefix
+
+
+def _parts(objective: Objective) -> list[tuple[Objective, str]]:
+    """Every objective with a head, and the key of its head under ``model.heads`` (a mixture's parts
+    with one ``head_key`` share one head; it is planned once)."""
+    members = getattr(objective, "members", None)
+    leaves = [leaf for m in members for leaf in m.leaves()] if members else \
+        list(getattr(objective, "parts", None) or [objective])
+    slots = getattr(objective, "head_slots", {})
+    out, seen = [], set()
+    for leaf in leaves:
+        slot = slots.get(leaf.name, leaf.name)
+        if slot not in seen:
+            seen.add(slot)
+            out.append((leaf, slot))
+    return out
+
+
+def plan_heads(model: ZooModel, names: HFNames | None = None) -> HeadPlan:
+    """Map the model's heads onto the transformers classes its backbone declares."""
+    names = names or hf_names(model.backbone)
+    if names is None:
+        raise PluginError(f"backbone {model.backbone.name!r} declares no transformers names (hf = HFNames(...))")
+    plan = HeadPlan(names, Family.of(model.backbone.family))
+    offered = {role for key in names.heads for role in key} | ({"pooler"} if names.pooler else set())
+    for _, slot in _parts(model.objective):
+        head = model.heads[slot] if slot in model.heads else None
+        if head is None:
+            continue
+        role = getattr(head, "hf_role", None)
+        if role in offered and role not in plan.chosen and not (role == "pooler" and plan.pooler is not None):
+            if role == "pooler":
+                plan.pooler = head
+            else:
+                plan.chosen[role] = head
+            plan.heads[slot] = _WHERE[role].format(prefix=names.prefix)
+        else:
+            plan.heads[slot] = "not exported: no transformers counterpart"
+            plan.notes.append(f"head {slot} ({type(head).__name__}) has no transformers counterpart; it is not exported")
+    if plan.pooler is not None and plan.chosen:
+        name = next(p for p, h in plan.heads.items() if h.startswith("pooler only"))
+        if "nsp" not in plan.chosen:  # a head class without a pooler
+            plan.heads[name] = f"not exported: {plan.architecture} has no pooler and no sentence-pair classifier"
+            plan.notes.append(f"head {name} (pooler and classifier) is not exported: {plan.architecture} has neither")
+        plan.pooler = None
+    elif plan.pooler is not None:
+        plan.notes.append(f"the sentence-pair classifier has no transformers counterpart; {names.base} keeps the "
+                          f"pooler it trained")
+    if plan.architecture == names.base:
+        plan.notes.append(f"exported the backbone only, as {plan.architecture}: no head of "
+                          f"{model.objective.name!r} has a transformers counterpart")
+        if names.pooler and plan.pooler is None:
+            plan.notes.append(f"no pooler was trained; {names.base} is exported without one (transformers "
+                              f"initialises a fresh pooler if you load it with AutoModel)")
+    return plan
+
+
+def hf_state_dict(model: ZooModel, plan: HeadPlan) -> dict[str, Tensor]:
+    """Tensors under the parameter names of ``plan.architecture`` (tied weights left out)."""
+    prefix = plan.prefix
+    state = {(f"{prefix}." if prefix else "") + k: v for k, v in model.backbone.hf_state_dict().items()}
+    for head in plan.chosen.values():
+        if hasattr(head, "hf_state_dict"):
+            state.update({resolve(k, prefix): v for k, v in head.hf_state_dict().items()})
+    if plan.pooler is not None:  # the base class: the pooler only
+        state.update({resolve(k, ""): v for k, v in plan.pooler.hf_state_dict().items() if k.startswith("bert.pooler.")})
+    return state
+
+
+def _set_token_ids(config: Any, tokens: SpecialTokens, family: Family) -> None:
+    config.pad_token_id = tokens.pad
+    eos = tokens.eos
+    # GPT-2 convention: <|endoftext|> begins and ends texts; an encoder has neither unless the tokenizer does
+    config.bos_token_id = tokens.bos if tokens.bos is not None else (eos if family == Family.DECODER else None)
+    config.eos_token_id = eos
+    for role in ("cls", "sep", "mask"):
+        value = getattr(tokens, role)
+        if value is not None:
+            setattr(config, f"{role}_token_id", value)
+
+
+def build_hf_model(model: ZooModel, plan: HeadPlan, tokens: SpecialTokens) -> nn.Module:
+    """The transformers model holding the run's weights (eval mode)."""
+    import transformers
+
+    config = model.backbone.hf_config()
+    _set_token_ids(config, tokens, plan.family)
+    cls = getattr(transformers, plan.architecture)
+    hf = cls(config, add_pooling_layer=plan.pooler is not None) if plan.architecture == plan.names.base \
+        and plan.names.pooler else cls(config)
+    missing, unexpected = hf.load_state_dict(hf_state_dict(model, plan), strict=False)
+    tied = set(getattr(hf, "_tied_weights_keys", None) or {})
+    prefix = f"{plan.prefix}." if plan.prefix else ""
+    generated = {prefix + k for k in plan.names.generated}
+    untied = sorted(set(missing) - tied - generated)
+    if untied or unexpected:
+        raise PluginError(f"backbone {model.backbone.name!r}: its hf_state_dict() does not fit {plan.architecture}: "
+                          f"missing {untied[:4]}, unexpected {sorted(unexpected)[:4]}")
+    if hasattr(hf, "tie_weights"):
+        hf.tie_weights()
+    return hf.eval()
+
+
+@torch.no_grad()
+def compare_outputs(model: ZooModel, hf: nn.Module, plan: HeadPlan, input_ids: Tensor,
+                    token_type_ids: Tensor | None = None) -> dict[str, float]:
+    """Max |difference| of every exported output, run model vs transformers model, on ``input_ids``
+    (B, T) without padding. Keys: hidden, pooler, mlm, nsp, lm (those that exist)."""
+    model.eval()
+    causal = plan.family == Family.DECODER
+    layout = AttentionLayout(causal=causal, doc_ids=torch.zeros_like(input_ids, dtype=torch.int32))
+    hidden = model.backbone(input_ids, layout, token_type_ids=None if causal else token_type_ids)  # (B, T, h)
+    kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+    if not causal and token_type_ids is not None:
+        kwargs["token_type_ids"] = token_type_ids
+    out = hf(**kwargs)
+    diffs: dict[str, float] = {}
+
+    def diff(name: str, ours: Tensor, theirs: Tensor) -> None:
+        diffs[name] = float((ours.float() - theirs.float()).abs().max())
+
+    if plan.architecture == plan.names.base:
+        diff("hidden", hidden, out.last_hidden_state)
+        if plan.pooler is not None:
+            diff("pooler", torch.tanh(plan.pooler.pooler(hidden[:, 0])), out.pooler_output)
+    both = len(plan.chosen) > 1  # a pre-training class names each head's logits
+    for role, head in plan.chosen.items():
+        theirs = {"mlm": "prediction_logits", "nsp": "seq_relationship_logits"}.get(role) if both else "logits"
+        diff(role, head(hidden), getattr(out, theirs or "logits"))
+    return diffs
+
+
+def require_hf(backbone: Backbone, origin: str) -> HFNames:
+    """The backbone's transformers names and config, or a ``PluginError`` saying it has none."""
+    names = hf_names(backbone)
+    try:
+        if names is None:
+            raise NotImplementedError
+        config = backbone.hf_config()
+        backbone.hf_state_dict()
+    except NotImplementedError as exc:
+        raise PluginError(f"backbone {backbone.name!r} ({origin}) has no transformers counterpart: it does not "
+                          f"declare the transformers hook (hf = HFNames(...), hf_config(), hf_state_dict())") from exc
+    if getattr(config, "model_type", None) != names.model_type:
+        raise PluginError(f"backbone {backbone.name!r} ({origin}) exports a {getattr(config, 'model_type', None)!r} "
+                          f"config but declares model_type {names.model_type!r}")
+    return names

@@ -1,0 +1,16 @@
+"""Model size presets, the one list of their names (``--size``, ``size =`` in a config, ``zoo compare``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# name -> (layers, hidden); heads = hidden / 64, FFN = 4 x hidden.
+SIZES: dict[str, tuple[int, int]] = {
+    "tiny": (2, 128),
+    "mini": (4, 256),
+    "small": (4, 512),
+    "medium": (8, 512),
+    "base": (12, 768),
+}
+
+Size = Literal[tuple(SIZES)]  # type: ignore[valid-type]  # the names above, checked by typed configs
