@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -123,6 +124,9 @@ class PairsModelResult:
     correct: dict[str, dict[str, str]] = field(default_factory=dict)  # variant -> paradigm -> "0110..."
     seconds: float = 0.0
     precision: str = "fp32"
+    cpu_seconds: float = 0.0  # process CPU time of the scoring, all threads (a shared machine inflates wall time)
+    threads: int = 0
+    loadavg: list[float] = field(default_factory=list)  # 1-minute load average before and after the scoring
 
     def average(self, variant: str | None = None) -> float:
         return float(np.mean(list(self.accuracy[variant or self.scorers[0]].values())))
@@ -158,7 +162,8 @@ class PairsResult:
             models.append({
                 "name": m.name, "path": m.path, "backbone": m.backbone, "objective": m.objective,
                 "checkpoint_id": m.checkpoint_id, "from_scratch": m.from_scratch, "average": m.average(),
-                "scorer": head, "seconds": m.seconds, "precision": m.precision, "groups": m.groups(self.groups), "tasks": tasks,
+                "scorer": head, "seconds": m.seconds, "cpu_seconds": m.cpu_seconds, "threads": m.threads,
+                "loadavg": m.loadavg, "precision": m.precision, "groups": m.groups(self.groups), "tasks": tasks,
                 "scorers": {v: {"average": m.average(v), "groups": m.groups(self.groups, v), "tasks": m.accuracy[v]}
                             for v in m.scorers},
                 "correct": m.correct})
@@ -192,7 +197,8 @@ def pairs_result_from_dict(d: dict[str, Any]) -> PairsResult:
     """The inverse of ``PairsResult.to_dict`` (a ``bench.json`` suite entry)."""
     models = [PairsModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
                                m["from_scratch"], list(m["scorers"]), {v: s["tasks"] for v, s in m["scorers"].items()},
-                               m.get("correct", {}), m.get("seconds", 0.0), m.get("precision", "fp32"))
+                               m.get("correct", {}), m.get("seconds", 0.0), m.get("precision", "fp32"),
+                               m.get("cpu_seconds", 0.0), m.get("threads", 0), m.get("loadavg", []))
               for m in d["models"]]
     fingerprints = {p: t["data_fingerprint"] for p, t in d["models"][0]["tasks"].items()} if d["models"] else {}
     return PairsResult(d["suite"], d["tasks"], d["groups"], fingerprints, d["pairs"], d["data"],
@@ -258,7 +264,7 @@ def _score_model(sm: ScoringModel, scorers: list[Scorer], paradigms: list[Paradi
                            [v for s in scorers for v in s.variants])
     backbone = sm.backbone.to(device)
     heads = {k: h.to(device) for k, h in sm.heads.items()}
-    t0 = time.perf_counter()
+    load0, t0, c0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
     # every sentence of every paradigm in one call per scorer: full batches, sorted by length
     good = [x.good for p in paradigms for x in p.pairs]
     bad = [x.bad for p in paradigms for x in p.pairs]
@@ -276,8 +282,10 @@ def _score_model(sm: ScoringModel, scorers: list[Scorer], paradigms: list[Paradi
         if progress is not None:
             progress.advance(1)
             progress.finish()
-    res.seconds, res.precision = time.perf_counter() - t0, precision
-    log.info("%s: %s macro average %.1f (%.1f s)", name, res.scorers[0], 100 * res.average(), res.seconds)
+    res.seconds, res.cpu_seconds, res.precision = time.perf_counter() - t0, time.process_time() - c0, precision
+    res.threads, res.loadavg = torch.get_num_threads(), [round(load0, 1), round(os.getloadavg()[0], 1)]
+    log.info("%s: %s macro average %.1f (%.1f s, %.1f CPU s)", name, res.scorers[0], 100 * res.average(), res.seconds,
+             res.cpu_seconds)
     return res
 
 
