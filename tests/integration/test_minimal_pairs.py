@@ -324,3 +324,47 @@ def test_compare_suite_blimp(corpus: Path, tmp_path: Path) -> None:
         assert {p: len(v) for p, v in correctness(entry).items()} == {"toy": 2, "toy_two": 2}
     code, out = _run_cli(str(runs[0]), "--suite", "blimp", "--data-dir", str(data), "--seeds", "3")
     assert code == 2 and "--seeds: fine-tuning options do not apply" in out
+
+
+def test_result_cache_scores_only_what_is_missing(hf_models: dict[str, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    import zoo.benchmarks.zeroshot as zs
+
+    model = Path(shutil.copytree(hf_models["gpt"], tmp_path / "gpt"))
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", PAIRS)
+    write_blimp(data / "toy_two.jsonl", "toy_two", PAIRS[::-1], term="binding")
+    scored: list[int] = []  # sentences per scoring call
+    real = zs.score_sentences
+
+    def counting(*args: object) -> dict[str, np.ndarray]:
+        scored.append(len(args[5]))  # type: ignore[arg-type]
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zs, "score_sentences", counting)
+
+    def run(**kw: object) -> tuple[list[int], zs.PairsModelResult]:
+        scored.clear()
+        (m,) = run_minimal_pairs([model], "blimp", data, device="cpu", write_reports=False, **kw).models  # type: ignore[arg-type]
+        return list(scored), m
+
+    calls, first = run()
+    assert calls == [8]  # both paradigms, 4 pairs, in one call
+    calls, again = run()  # the second run reads the cache
+    assert calls == [] and again.correct == first.correct and again.accuracy == first.accuracy
+    assert {p.name.split("-")[1] for p in (model / "bench-cache").glob("blimp-*.json")} == {"toy", "toy_two"}
+    write_blimp(data / "toy_two.jsonl", "toy_two", PAIRS, term="binding")  # its data fingerprint changes
+    assert run()[0] == [4]
+    assert run(precision="bf16")[0] == [8] and run(max_eval_examples=1)[0] == [4]  # changed keys recompute
+    assert run(from_scratch=True, include_models=False)[0] == [8]
+    assert len(list((model / "bench-cache").glob("blimp-toy-scratch-causal-*.json"))) == 1
+    for path in (model / "bench-cache").glob("blimp-toy-causal-*.json"):
+        path.write_text('{"key": "truncat', encoding="utf-8")
+    with caplog.at_level("WARNING", logger="zoo.benchmarks.zeroshot"):
+        calls, redone = run()
+    assert calls == [4] and "ignoring unreadable cached result" in caplog.text and "recomputing" in caplog.text
+    assert redone.correct["causal"]["toy"] == first.correct["causal"]["toy"]
+    assert run()[0] == [] and run(use_cache=False)[0] == [8]
