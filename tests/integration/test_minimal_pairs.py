@@ -368,3 +368,47 @@ def test_result_cache_scores_only_what_is_missing(hf_models: dict[str, Path], tm
     assert calls == [4] and "ignoring unreadable cached result" in caplog.text and "recomputing" in caplog.text
     assert redone.correct["causal"]["toy"] == first.correct["causal"]["toy"]
     assert run()[0] == [] and run(use_cache=False)[0] == [8]
+
+
+def test_bench_climp_with_a_chinese_tokenizer(tmp_path: Path) -> None:
+    """``zoo bench --suite climp`` on files in the official layout (a BOM, no final newline, a pair whose
+    unacceptable row comes first), scored by a BERT whose WordPiece tokenizer splits Chinese into characters."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from ..unit.test_minimal_pairs_data import CLIMP_ROWS
+
+    classifier = [("classifier_noun_agreement", "classifier", "我买了一本书。", "1"),
+                  ("classifier_noun_agreement", "classifier", "我买了一匹书。", "0"),
+                  ("classifier_noun_agreement", "classifier", "她看见了一本猫。", "0"),
+                  ("classifier_noun_agreement", "classifier", "她看见了一只猫。", "1")]
+    data = tmp_path / "climp"
+    data.mkdir()
+    write_climp(data / "anaphor_agreement_gender_1000.csv", bom=True)
+    write_climp(data / "classifier_1000.csv", classifier, final_newline=True)
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(handle_chinese_chars=True, lowercase=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    sentences = [r[2] for r in CLIMP_ROWS + classifier]
+    tok.train_from_iterator(sentences, trainers.WordPieceTrainer(
+        vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False))
+    torch.manual_seed(0)
+    model = tmp_path / "bert-zh"
+    BertForMaskedLM(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=64)).eval().save_pretrained(
+        str(model), safe_serialization=True)
+    tok.save(str(model / "tokenizer.json"))
+    enc = encode(tok, sentences)
+    assert all((w == np.arange(len(w))).all() for w in enc.words)  # one word per character
+    assert tok.token_to_id("[UNK]") not in np.concatenate(enc.ids)
+
+    code, out = _run_cli(str(model), "--suite", "climp", "--data-dir", str(data), "--device", "cpu")
+    assert code == 0, out
+    assert "CLIMP: minimal-pair accuracy" in out and "classifier_noun_agreement" in out
+    saved = json.loads((model / "bench.json").read_text())["suites"]["climp"]
+    assert saved["pairs"] == {"anaphor_agreement_gender": 2, "classifier": 2}
+    assert saved["groups"] == {"anaphor_agreement": ["anaphor_agreement_gender"],
+                               "classifier_noun_agreement": ["classifier"]}
+    (entry,) = saved["models"]
+    assert entry["scorer"] == "pll-word-l2r"
+    scores = _ours(model, ["我买了一本书。", "我买了一匹书。", "她看见了一只猫。", "她看见了一本猫。"])["pll-word-l2r"]
+    assert correctness(entry)["classifier"].tolist() == [bool(scores[0] > scores[1]), bool(scores[2] > scores[3])]
