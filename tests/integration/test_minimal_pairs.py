@@ -355,6 +355,7 @@ def test_result_cache_scores_only_what_is_missing(hf_models: dict[str, Path], tm
     assert calls == [8]  # both paradigms, 4 pairs, in one call
     calls, again = run()  # the second run reads the cache
     assert calls == [] and again.correct == first.correct and again.accuracy == first.accuracy
+    assert first.cached == 0 and again.cached == 2
     assert {p.name.split("-")[1] for p in (model / "bench-cache").glob("blimp-*.json")} == {"toy", "toy_two"}
     write_blimp(data / "toy_two.jsonl", "toy_two", PAIRS, term="binding")  # its data fingerprint changes
     assert run()[0] == [4]

@@ -133,6 +133,7 @@ class PairsModelResult:
     cpu_seconds: float = 0.0  # process CPU time of the scoring, all threads (a shared machine inflates wall time)
     threads: int = 0
     loadavg: list[float] = field(default_factory=list)  # 1-minute load average before and after the scoring
+    cached: int = 0  # (scorer, paradigm) results read from the result cache: their time is not in ``seconds``
 
     def average(self, variant: str | None = None) -> float:
         return float(np.mean(list(self.accuracy[variant or self.scorers[0]].values())))
@@ -169,7 +170,7 @@ class PairsResult:
                 "name": m.name, "path": m.path, "backbone": m.backbone, "objective": m.objective,
                 "checkpoint_id": m.checkpoint_id, "from_scratch": m.from_scratch, "average": m.average(),
                 "scorer": head, "seconds": m.seconds, "cpu_seconds": m.cpu_seconds, "threads": m.threads,
-                "loadavg": m.loadavg, "precision": m.precision, "groups": m.groups(self.groups), "tasks": tasks,
+                "loadavg": m.loadavg, "cached": m.cached, "precision": m.precision, "groups": m.groups(self.groups), "tasks": tasks,
                 "scorers": {v: {"average": m.average(v), "groups": m.groups(self.groups, v), "tasks": m.accuracy[v]}
                             for v in m.scorers},
                 "correct": m.correct})
@@ -204,7 +205,7 @@ def pairs_result_from_dict(d: dict[str, Any]) -> PairsResult:
     models = [PairsModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
                                m["from_scratch"], list(m["scorers"]), {v: s["tasks"] for v, s in m["scorers"].items()},
                                m.get("correct", {}), m.get("seconds", 0.0), m.get("precision", "fp32"),
-                               m.get("cpu_seconds", 0.0), m.get("threads", 0), m.get("loadavg", []))
+                               m.get("cpu_seconds", 0.0), m.get("threads", 0), m.get("loadavg", []), m.get("cached", 0))
               for m in d["models"]]
     fingerprints = {p: t["data_fingerprint"] for p, t in d["models"][0]["tasks"].items()} if d["models"] else {}
     return PairsResult(d["suite"], d["tasks"], d["groups"], fingerprints, d["pairs"], d["data"],
@@ -281,6 +282,7 @@ def _score_model(sm: ScoringModel, scorers: list[Scorer], paradigms: list[Paradi
             if cache is not None and (hit := cache.read(scorer, p)) is not None:
                 correct[p.name] = hit
         todo = [p for p in paradigms if p.name not in correct]
+        res.cached += len(paradigms) - len(todo)
         if todo:
             correct.update(_score_paradigms(scorer, sm, backbone, heads, todo, batch_tokens, precision, progress, name))
             if cache is not None:
