@@ -214,11 +214,16 @@ def test_demo_command_and_dry_run(tmp_path: Path, corpus: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_processes_match_one_process(tmp_path: Path, corpus: Path, strategy: str) -> None:
+@pytest.mark.parametrize("strategy,objective,backbone", [
+    ("ddp", "mlm", "bert"), ("fsdp", "mlm", "bert"),
+    # A mixture under FSDP: every rank must draw the same part each step, and the parts' heads (mntp and
+    # clm share the LM head) must be sharded and gathered like any other parameter.
+    ("fsdp", "mntp|clm", "gpt")])
+def test_two_processes_match_one_process(tmp_path: Path, corpus: Path, strategy: str, objective: str,
+                                         backbone: str) -> None:
     """2 ranks (gloo) x 1 micro-batch == 1 rank x 2 accumulated micro-batches, same global batch."""
-    base = ["--objective", "mlm", "--backbone", "bert", "--size", "tiny", "--data", str(corpus),
-            "--budget", "3steps", "--seq-len", "32", "--batch-size", "2", "--vocab-size", "400",
+    base = ["--objective", objective, "--backbone", backbone, "--size", "tiny", "--data", str(corpus),
+            "--budget", "4steps", "--seq-len", "32", "--batch-size", "2", "--vocab-size", "400",
             "--set", "model.hidden_size=32", "--set", "model.num_heads=2", "--set", "model.dropout=0.0",
             "--set", "model.attention_dropout=0.0", "--set", "train.prefetch=false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -235,6 +240,10 @@ def test_two_processes_match_one_process(tmp_path: Path, corpus: Path, strategy:
         assert torch.allclose(ma[k], mb[k], atol=1e-5, rtol=1e-4), k
     ra, rb = read_records(one / "metrics.jsonl", "train"), read_records(two / "metrics.jsonl", "train")
     assert [r["tokens"] for r in ra] == [r["tokens"] for r in rb]
+    assert [r.get("parts") for r in ra] == [r.get("parts") for r in rb]
+    if "|" in objective:
+        ran = {p for r in rb for p in r["parts"]}
+        assert ran == set(objective.split("|")), f"both parts must run in the 4 steps, ran {ran}"
     # Adam's update hardly depends on the gradient's scale (nor does a clipped one): compare the gradients
     # themselves, whose global norm (before clipping) each step logs, so that summing the ranks' gradients
     # instead of averaging them (a norm twice as large) fails here.
