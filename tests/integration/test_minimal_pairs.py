@@ -332,7 +332,8 @@ def test_result_cache_scores_only_what_is_missing(hf_models: dict[str, Path], tm
 
     import zoo.benchmarks.zeroshot as zs
 
-    model = Path(shutil.copytree(hf_models["gpt"], tmp_path / "gpt"))
+    # a copy without the results other tests left beside the model
+    model = Path(shutil.copytree(hf_models["gpt"], tmp_path / "gpt", ignore=shutil.ignore_patterns("bench*")))
     data = tmp_path / "blimp"
     data.mkdir()
     write_blimp(data / "toy.jsonl", "toy", PAIRS)
