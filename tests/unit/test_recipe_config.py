@@ -1,0 +1,42 @@
+"""configs/*.toml resolve for every objective of the same-architecture comparison."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from zoo import registry
+from zoo.config import apply_overrides, load_toml, merge
+from zoo.models.base import config_for_size
+from zoo.train.config import resolve
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
+OBJECTIVES = ("clm", "mlm", "mntp:15|clm:1", "span", "prefix", "ul2")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("objective", OBJECTIVES)
+def test_config_resolves_for_every_objective(path: Path, objective: str) -> None:
+    cfg = resolve(merge(load_toml(path), {"objective": objective}))
+    assert cfg.objective == objective
+    model = config_for_size(registry.load("backbone", cfg.backbone).Config, cfg.size, **cfg.model)
+    assert model.dropout == model.attention_dropout == 0.0 and model.bias is False
+    assert cfg.budget.kind == "flops"
+
+
+def test_cpu_hour_masking_rate_is_set_per_run() -> None:
+    data = merge(load_toml(Path(__file__).parents[2] / "configs" / "cpu-hour.toml"), {"objective": "mlm"})
+    cfg = resolve(apply_overrides(data, ["objectives.mlm.rate=0.3"]))
+    assert cfg.objectives["mlm"]["rate"] == 0.3
+
+
+def test_docs_show_the_cpu_hour_config() -> None:
+    docs = (Path(__file__).parents[2] / "docs" / "training.md").read_text()
+    section = docs.split("## A recipe for small compute", 1)[1]
+    block = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert tomllib.loads(block) == load_toml(Path(__file__).parents[2] / "configs" / "cpu-hour.toml")
