@@ -208,7 +208,8 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
         if fine_tuning:
             raise ConfigError(f"{', '.join(fine_tuning)}: fine-tuning options do not apply to the zero-shot suite "
                               f"{suite}")
-        _bench_minimal_pairs(runs, suite, data_dir, max_eval_examples, pll, precision, from_scratch, device, step)
+        _bench_minimal_pairs(runs, suite, data_dir, max_eval_examples, pll, precision, from_scratch, device, step,
+                             not no_cache)
         return
     if zero_shot_only:
         raise ConfigError(f"{', '.join(zero_shot_only)}: apply to the zero-shot suites ({', '.join(SUITES)}) only")
@@ -224,14 +225,15 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
 
 
 def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None, max_eval_examples: int | None,
-                         pll: str, precision: str, from_scratch: bool, device: str, step: int | None) -> None:
+                         pll: str, precision: str, from_scratch: bool, device: str, step: int | None,
+                         use_cache: bool = True) -> None:
     from zoo import console
     from zoo.benchmarks.zeroshot import run_minimal_pairs
 
     with console.BenchProgress() as progress:
         result = run_minimal_pairs(list(runs), suite, data_dir=data_dir, max_eval_examples=max_eval_examples,
                                    pll=pll, precision=precision, from_scratch=from_scratch, device=device, step=step,
-                                   progress=progress)
+                                   progress=progress, use_cache=use_cache)
     columns, rows = result.table()
     console.table(f"{suite.upper()}: minimal-pair accuracy x100 by phenomenon", columns, rows,
                   caption="scorer in brackets; headline: macro average over paradigms; per-pair correctness "

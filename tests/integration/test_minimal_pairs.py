@@ -324,3 +324,96 @@ def test_compare_suite_blimp(corpus: Path, tmp_path: Path) -> None:
         assert {p: len(v) for p, v in correctness(entry).items()} == {"toy": 2, "toy_two": 2}
     code, out = _run_cli(str(runs[0]), "--suite", "blimp", "--data-dir", str(data), "--seeds", "3")
     assert code == 2 and "--seeds: fine-tuning options do not apply" in out
+
+
+def test_result_cache_scores_only_what_is_missing(hf_models: dict[str, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    import zoo.benchmarks.zeroshot as zs
+
+    # a copy without the results other tests left beside the model
+    model = Path(shutil.copytree(hf_models["gpt"], tmp_path / "gpt", ignore=shutil.ignore_patterns("bench*")))
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", PAIRS)
+    write_blimp(data / "toy_two.jsonl", "toy_two", PAIRS[::-1], term="binding")
+    scored: list[int] = []  # sentences per scoring call
+    real = zs.score_sentences
+
+    def counting(*args: object) -> dict[str, np.ndarray]:
+        scored.append(len(args[5]))  # type: ignore[arg-type]
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zs, "score_sentences", counting)
+
+    def run(**kw: object) -> tuple[list[int], zs.PairsModelResult]:
+        scored.clear()
+        (m,) = run_minimal_pairs([model], "blimp", data, device="cpu", write_reports=False, **kw).models  # type: ignore[arg-type]
+        return list(scored), m
+
+    calls, first = run()
+    assert calls == [8]  # both paradigms, 4 pairs, in one call
+    calls, again = run()  # the second run reads the cache
+    assert calls == [] and again.correct == first.correct and again.accuracy == first.accuracy
+    assert first.cached == 0 and again.cached == 2
+    assert {p.name.split("-")[1] for p in (model / "bench-cache").glob("blimp-*.json")} == {"toy", "toy_two"}
+    write_blimp(data / "toy_two.jsonl", "toy_two", PAIRS, term="binding")  # its data fingerprint changes
+    assert run()[0] == [4]
+    assert run(precision="bf16")[0] == [8] and run(max_eval_examples=1)[0] == [4]  # changed keys recompute
+    assert run(from_scratch=True, include_models=False)[0] == [8]
+    assert len(list((model / "bench-cache").glob("blimp-toy-scratch0-causal-*.json"))) == 1
+    # each seed's random init is its own model: seed 1 is scored, then read back
+    assert run(from_scratch=True, include_models=False, scratch_seed=1)[0] == [8]
+    assert run(from_scratch=True, include_models=False, scratch_seed=1)[0] == []
+    for path in (model / "bench-cache").glob("blimp-toy-causal-*.json"):
+        path.write_text('{"key": "truncat', encoding="utf-8")
+    with caplog.at_level("WARNING", logger="zoo.benchmarks.zeroshot"):
+        calls, redone = run()
+    assert calls == [4] and "ignoring unreadable cached result" in caplog.text and "recomputing" in caplog.text
+    assert redone.correct["causal"]["toy"] == first.correct["causal"]["toy"]
+    assert run()[0] == [] and run(use_cache=False)[0] == [8]
+
+
+def test_bench_climp_with_a_chinese_tokenizer(tmp_path: Path) -> None:
+    """``zoo bench --suite climp`` on files in the official layout (a BOM, no final newline, a pair whose
+    unacceptable row comes first), scored by a BERT whose WordPiece tokenizer splits Chinese into characters."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    from ..unit.test_minimal_pairs_data import CLIMP_ROWS
+
+    classifier = [("classifier_noun_agreement", "classifier", "我买了一本书。", "1"),
+                  ("classifier_noun_agreement", "classifier", "我买了一匹书。", "0"),
+                  ("classifier_noun_agreement", "classifier", "她看见了一本猫。", "0"),
+                  ("classifier_noun_agreement", "classifier", "她看见了一只猫。", "1")]
+    data = tmp_path / "climp"
+    data.mkdir()
+    write_climp(data / "anaphor_agreement_gender_1000.csv", bom=True)
+    write_climp(data / "classifier_1000.csv", classifier, final_newline=True)
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(handle_chinese_chars=True, lowercase=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    sentences = [r[2] for r in CLIMP_ROWS + classifier]
+    tok.train_from_iterator(sentences, trainers.WordPieceTrainer(
+        vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], show_progress=False))
+    torch.manual_seed(0)
+    model = tmp_path / "bert-zh"
+    BertForMaskedLM(BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=64)).eval().save_pretrained(
+        str(model), safe_serialization=True)
+    tok.save(str(model / "tokenizer.json"))
+    enc = encode(tok, sentences)
+    assert all((w == np.arange(len(w))).all() for w in enc.words)  # one word per character
+    assert tok.token_to_id("[UNK]") not in np.concatenate(enc.ids)
+
+    code, out = _run_cli(str(model), "--suite", "climp", "--data-dir", str(data), "--device", "cpu")
+    assert code == 0, out
+    assert "CLIMP: minimal-pair accuracy" in out and "classifier_noun_agreement" in out
+    saved = json.loads((model / "bench.json").read_text())["suites"]["climp"]
+    assert saved["pairs"] == {"anaphor_agreement_gender": 2, "classifier": 2}
+    assert saved["groups"] == {"anaphor_agreement": ["anaphor_agreement_gender"],
+                               "classifier_noun_agreement": ["classifier"]}
+    (entry,) = saved["models"]
+    assert entry["scorer"] == "pll-word-l2r"
+    scores = _ours(model, ["我买了一本书。", "我买了一匹书。", "她看见了一只猫。", "她看见了一本猫。"])["pll-word-l2r"]
+    assert correctness(entry)["classifier"].tolist() == [bool(scores[0] > scores[1]), bool(scores[2] > scores[3])]

@@ -31,12 +31,9 @@ def _fed(sentinel: bool = False, paradigm: int | None = None, special=TOKENS) ->
     forward = backbone.forward
 
     def recording(ids: torch.Tensor, layout: AttentionLayout) -> torch.Tensor:
-        valid = layout.doc_ids >= 0
-        rows.extend(r[v].tolist() for r, v in zip(ids, valid, strict=True))
-        if layout.prefix is None:
-            prefixes.extend([None] * len(ids))
-        else:
-            prefixes.extend(p[v].tolist() for p, v in zip(layout.prefix, valid, strict=True))
+        assert layout.doc_ids is None  # a batch holds sentences of one length: no padding
+        rows.extend(ids.tolist())
+        prefixes.extend([None] * len(ids) if layout.prefix is None else layout.prefix.tolist())
         return forward(ids, layout)
 
     backbone.forward = recording  # type: ignore[method-assign]

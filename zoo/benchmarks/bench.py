@@ -1,7 +1,8 @@
 """``zoo bench``: fine-tune every model on every task for N seeds, cache, aggregate, report.
 
 Results are cached per (checkpoint id, tokenizer, task, seed, recipe hash, data fingerprint) in
-``<run>/bench-cache/``, so a rerun only computes what is missing. Each model directory gets
+``<run>/bench-cache/`` (zero-shot suites per scorer and paradigm, see ``zeroshot.py``), so a rerun only
+computes what is missing. Each model directory gets
 ``bench.json`` (per suite: per-task per-seed scores, medians, spreads, the suite average) and
 ``bench.md`` (the same as Markdown tables).
 """
@@ -202,9 +203,13 @@ def _suite_tasks(suite: str) -> list[str]:
 
 def cache_key(source: ModelSource, task: str, seed: int, recipe: Recipe, fingerprint: str, device: str) -> str:
     """What a result depends on; the device type too (CUDA fine-tunes under bf16 autocast, CPU in fp32)."""
-    parts = {"v": CACHE_VERSION, "checkpoint": source.checkpoint_id, "tokenizer": source.tokenizer_hash,
-             "task": task, "seed": seed, "recipe": recipe.hash(), "data": fingerprint,
-             "device": resolve_device(device).type}
+    return hash_key({"v": CACHE_VERSION, "checkpoint": source.checkpoint_id, "tokenizer": source.tokenizer_hash,
+                     "task": task, "seed": seed, "recipe": recipe.hash(), "data": fingerprint,
+                     "device": resolve_device(device).type})
+
+
+def hash_key(parts: dict[str, Any]) -> str:
+    """sha256 of what a cached result depends on (JSON, sorted keys)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -24,12 +24,14 @@ that are read go through the vocabulary projection.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
@@ -126,13 +128,14 @@ def encode(tokenizer: Tokenizer, sentences: Sequence[str]) -> Encoded:
 
 
 def _batches(lengths: Sequence[int], costs: Sequence[int], max_cost: int) -> list[list[int]]:
-    """Indices sorted by length, cut into groups whose summed cost stays under ``max_cost``."""
+    """Indices grouped by equal length (no padding, so no attention mask), each group cut so that its
+    summed cost stays under ``max_cost``; groups in order of length, indices in input order."""
     order = np.argsort(np.asarray(lengths), kind="stable")
     out: list[list[int]] = []
     cur: list[int] = []
     total = 0
     for i in order.tolist():
-        if cur and total + costs[i] > max_cost:
+        if cur and (total + costs[i] > max_cost or lengths[i] != lengths[cur[0]]):
             out.append(cur)
             cur, total = [], 0
         cur.append(i)
@@ -142,13 +145,27 @@ def _batches(lengths: Sequence[int], costs: Sequence[int], max_cost: int) -> lis
     return out
 
 
-def _head_logprobs(head: nn.Module, rows: Tensor, targets: Tensor, chunk: int = 4096) -> Tensor:
-    """log p(target) for hidden ``rows`` (N, h) through the head (N, vocab), ``chunk`` rows at a time."""
-    out = []
-    for i in range(0, rows.shape[0], chunk):
-        logits = head(rows[i:i + chunk]).float()  # (n, V)
-        out.append(logits.log_softmax(-1).gather(1, targets[i:i + chunk, None]).squeeze(1))
-    return torch.cat(out) if out else rows.new_zeros(0)
+class VocabProjection:
+    """A token head as (transform, vocabulary projection), the projection's weight cast once to ``dtype``
+    (under bf16 autocast: the cast autocast would make at every call, made once)."""
+
+    def __init__(self, head: nn.Module, dtype: torch.dtype = torch.float32) -> None:
+        decoder = head.decoder if isinstance(head, MaskedLMHead) else head
+        if not isinstance(decoder, TiedLinear):
+            raise TypeError(f"{type(head).__name__} is not a token-level head")
+        self.transform = head.transform if isinstance(head, MaskedLMHead) else None
+        self.weight = decoder.weight.detach().to(dtype)  # (V, h)
+        self.bias = None if decoder.bias is None else decoder.bias.detach().to(dtype)
+
+    def logprobs(self, rows: Tensor, targets: Tensor, chunk: int = 256) -> Tensor:
+        """log p(target) for hidden ``rows`` (N, h), the log-softmax in fp32, ``chunk`` rows at a time (their
+        (chunk, V) logits stay in cache)."""
+        out = []
+        for i in range(0, rows.shape[0], chunk):
+            x = rows[i:i + chunk]
+            logits = F.linear(x if self.transform is None else self.transform(x), self.weight, self.bias)  # (n, V)
+            out.append(logits.log_softmax(-1, dtype=torch.float32).gather(1, targets[i:i + chunk, None]).squeeze(1))
+        return torch.cat(out) if out else rows.new_zeros(0, dtype=torch.float32)
 
 
 # --- scorers -----------------------------------------------------------------------------------------
@@ -169,50 +186,53 @@ def causal_context(special: SpecialTokens, sentinel: bool = False, paradigm: int
     return [start, *lead], (1 + len(lead) if lead else 0)
 
 
-def causal_scores(backbone: Backbone, head: nn.Module, special: SpecialTokens, enc: Encoded, sentinel: bool = False,
-                  batch_tokens: int = 16384, paradigm: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _projection(head: nn.Module | VocabProjection) -> VocabProjection:
+    return head if isinstance(head, VocabProjection) else VocabProjection(head)
+
+
+def causal_scores(backbone: Backbone, head: nn.Module | VocabProjection, special: SpecialTokens, enc: Encoded,
+                  sentinel: bool = False, batch_tokens: int = 16384,
+                  paradigm: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(sum of token log-probs, tokens scored) per sentence, given the context of ``causal_context``."""
     context, prefix_len = causal_context(special, sentinel, paradigm)
+    proj = _projection(head)
     n = len(enc.ids)
     sums, counts = np.zeros(n), np.asarray([len(x) for x in enc.ids])
-    rows = [np.concatenate([np.asarray(context, dtype=np.int64), x]) for x in enc.ids]
     device = next(backbone.parameters()).device
     c = len(context)
-    for group in _batches([len(r) for r in rows], [len(r) for r in rows], batch_tokens):
-        width = max(len(rows[i]) for i in group)
-        ids = torch.full((len(group), width), special.pad, dtype=torch.long)
-        doc = torch.full((len(group), width), -1, dtype=torch.int32)
-        for b, i in enumerate(group):
-            ids[b, :len(rows[i])] = torch.from_numpy(rows[i])
-            doc[b, :len(rows[i])] = 0
+    widths = counts + c
+    for group in _batches(widths, widths, batch_tokens):
+        m = int(counts[group[0]])  # every sentence of the group has m tokens
+        if m == 0:
+            continue
+        ids = torch.from_numpy(np.concatenate([np.broadcast_to(np.asarray(context, dtype=np.int64), (len(group), c)),
+                                               np.stack([enc.ids[i] for i in group])], axis=1)).to(device)  # (B, c+m)
         prefix = None
         if prefix_len:
-            prefix = torch.zeros(len(group), width, dtype=torch.bool)
+            prefix = torch.zeros(ids.shape, dtype=torch.bool, device=device)
             prefix[:, :prefix_len] = True
-        layout = AttentionLayout(causal=True, doc_ids=doc.to(device), prefix=None if prefix is None else prefix.to(device))
-        hidden = backbone(ids.to(device), layout)  # (B, T, h)
-        # position t predicts token t + 1: read positions c-1 .. len-2 of each row
-        b_idx = torch.cat([torch.full((counts[i],), b, dtype=torch.long) for b, i in enumerate(group)])
-        t_idx = torch.cat([torch.arange(c - 1, c - 1 + counts[i]) for i in group])
-        lp = _head_logprobs(head, hidden[b_idx.to(device), t_idx.to(device)], ids[b_idx, t_idx + 1].to(device))
-        sums[group] = np.bincount(b_idx.numpy(), weights=lp.double().cpu().numpy(), minlength=len(group))
+        hidden = backbone(ids, AttentionLayout(causal=True, prefix=prefix))  # (B, c+m, h)
+        # position t predicts token t + 1: positions c-1 .. c+m-2 predict the sentence
+        lp = proj.logprobs(hidden[:, c - 1:c - 1 + m].reshape(-1, hidden.shape[-1]), ids[:, c:].reshape(-1))
+        sums[group] = lp.view(len(group), m).double().sum(1).cpu().numpy()
     return sums, counts
 
 
 def masked_copies(n_pre: int, words: np.ndarray, word_l2r: bool) -> tuple[np.ndarray, np.ndarray]:
-    """For a row of ``n_pre`` leading special tokens and len(words) sentence tokens: (copies, T) bool
-    masks (one copy per token) and the target position of each copy. With ``word_l2r`` a copy also
-    masks the tokens of the target's word to its right (Kauf & Ivanova, 2023)."""
-    n = len(words)
-    masks = np.eye(n, dtype=bool)
+    """For rows of ``n_pre`` leading special tokens and L sentence tokens whose word indices are ``words``
+    (L,) or (B, L): (..., L, L) bool masks, copy j masking token j (one copy per token), and the (L,)
+    target position of each copy. With ``word_l2r`` a copy also masks the tokens of the target's word
+    to its right (Kauf & Ivanova, 2023)."""
+    n = words.shape[-1]
+    masks = np.broadcast_to(np.eye(n, dtype=bool), (*words.shape[:-1], n, n))
     if word_l2r:
-        right = np.triu(np.ones((n, n), dtype=bool), 1)
-        masks |= right & (words[:, None] == words[None, :]) & (words[:, None] >= 0)
+        w = words[..., :, None]  # the target's word, (..., L, 1)
+        masks = masks | (np.triu(np.ones((n, n), dtype=bool), 1) & (w == words[..., None, :]) & (w >= 0))
     return masks, np.arange(n) + n_pre
 
 
-def pll_scores(backbone: Backbone, head: nn.Module, special: SpecialTokens, enc: Encoded, word_l2r: bool = True,
-               offset: int = 0, batch_tokens: int = 16384) -> tuple[np.ndarray, np.ndarray]:
+def pll_scores(backbone: Backbone, head: nn.Module | VocabProjection, special: SpecialTokens, enc: Encoded,
+               word_l2r: bool = True, offset: int = 0, batch_tokens: int = 16384) -> tuple[np.ndarray, np.ndarray]:
     """(pseudo-log-likelihood, tokens scored) per sentence. Every token gets a copy of the row with it
     (and, with ``word_l2r``, the rest of its word) replaced by the mask token; the copy's prediction
     is read at the target position minus ``offset``."""
@@ -225,39 +245,27 @@ def pll_scores(backbone: Backbone, head: nn.Module, special: SpecialTokens, enc:
         pre, post = ([] if start is None else [start]), []
     if offset > len(pre):
         raise ConfigError(f"reading a prediction {offset} position(s) early needs {offset} leading token(s)")
+    proj = _projection(head)
     n = len(enc.ids)
     sums, counts = np.zeros(n), np.asarray([len(x) for x in enc.ids])
-    rows = [np.concatenate([np.asarray(pre, dtype=np.int64), x, np.asarray(post, dtype=np.int64)]) for x in enc.ids]
     device = next(backbone.parameters()).device
-    lengths = [len(r) for r in rows]
-    for group in _batches(lengths, [len(r) * counts[i] for i, r in enumerate(rows)], batch_tokens):
-        width = max(lengths[i] for i in group)
-        copies = int(sum(counts[i] for i in group))
-        if copies == 0:
+    p, widths = len(pre), counts + len(pre) + len(post)
+    for group in _batches(widths, widths * counts, batch_tokens):
+        m, b = int(counts[group[0]]), len(group)  # every sentence of the group has m tokens: m copies each
+        if m == 0:
             continue
-        ids = torch.full((copies, width), special.pad, dtype=torch.long)
-        doc = torch.full((copies, width), -1, dtype=torch.int32)
-        targets, reads, owner = [], [], []
-        k = 0
-        for i in group:
-            m = counts[i]
-            if m == 0:
-                continue
-            masks, pos = masked_copies(len(pre), enc.words[i], word_l2r)
-            block = np.broadcast_to(rows[i], (m, lengths[i])).copy()
-            block[:, len(pre):len(pre) + m][masks] = special.mask
-            ids[k:k + m, :lengths[i]] = torch.from_numpy(block)
-            doc[k:k + m, :lengths[i]] = 0
-            targets.append(rows[i][pos])
-            reads.append(pos - offset)
-            owner.append(np.full(m, i))
-            k += m
-        layout = AttentionLayout(causal=False, doc_ids=doc.to(device))
-        hidden = backbone(ids.to(device), layout)  # (copies, T, h)
-        read = torch.from_numpy(np.concatenate(reads)).to(device)
-        lp = _head_logprobs(head, hidden[torch.arange(copies, device=device), read],
-                            torch.from_numpy(np.concatenate(targets)).to(device))
-        np.add.at(sums, np.concatenate(owner), lp.double().cpu().numpy())
+        sent = np.stack([enc.ids[i] for i in group])  # (b, m)
+        rows = np.concatenate([np.broadcast_to(np.asarray(pre, dtype=np.int64), (b, p)), sent,
+                               np.broadcast_to(np.asarray(post, dtype=np.int64), (b, len(post)))], axis=1)
+        masks, pos = masked_copies(p, np.stack([enc.words[i] for i in group]), word_l2r)  # (b, m, m), (m,)
+        copies = np.repeat(rows[:, None, :], m, axis=1)  # (b, m copies, T)
+        copies[:, :, p:p + m][masks] = special.mask
+        hidden = backbone(torch.from_numpy(copies.reshape(b * m, -1)).to(device),
+                          AttentionLayout(causal=False))  # (b*m, T, h)
+        read = torch.from_numpy(pos - offset).to(device)
+        at = hidden.view(b, m, *hidden.shape[1:])[:, torch.arange(m, device=device), read]  # (b, m, h): copy j at its target
+        lp = proj.logprobs(at.reshape(b * m, -1), torch.from_numpy(sent.reshape(-1)).to(device))
+        sums[group] = lp.view(b, m).double().sum(1).cpu().numpy()
     return sums, counts
 
 
@@ -269,20 +277,32 @@ def score_sentences(scorer: Scorer, backbone: Backbone, heads: Mapping[str, nn.M
                     special: SpecialTokens, sentences: Sequence[str], batch_tokens: int = 16384,
                     precision: str = "fp32") -> dict[str, np.ndarray]:
     """Scores of every sentence under each of ``scorer.variants`` (higher = more acceptable). With
-    ``precision="bf16"`` the matmuls run under bf16 autocast (log-softmax stays fp32): faster where
-    the hardware has bf16 instructions, at the cost of exactness (scores shift by up to ~1e-2 relative)."""
+    ``precision="bf16"`` the matmuls run under bf16 autocast (layer norms, softmax and the log-softmax stay
+    fp32): faster where the hardware has bf16 instructions, at the cost of exactness (scores shift by
+    up to ~1e-2 relative). The model is not changed."""
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = next(backbone.parameters()).device
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        return _score(scorer, backbone, heads, tokenizer, special, sentences, batch_tokens)
+    bf16 = precision == "bf16"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        return _score(scorer, bf16_linears(backbone) if bf16 else backbone,
+                      VocabProjection(heads[scorer.head].eval(), torch.bfloat16 if bf16 else torch.float32),
+                      tokenizer, special, sentences, batch_tokens)
 
 
-def _score(scorer: Scorer, backbone: Backbone, heads: Mapping[str, nn.Module], tokenizer: Tokenizer,
+def bf16_linears(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` whose linear layers hold bf16 weights: under bf16 autocast it computes the same
+    as ``module`` (autocast casts those weights to bf16 at every call), without the casts."""
+    copied = copy.deepcopy(module)
+    for m in copied.modules():
+        if isinstance(m, nn.Linear):
+            m.to(torch.bfloat16)
+    return copied
+
+
+def _score(scorer: Scorer, backbone: Backbone, head: VocabProjection, tokenizer: Tokenizer,
            special: SpecialTokens, sentences: Sequence[str], batch_tokens: int) -> dict[str, np.ndarray]:
     backbone.eval()
-    head = heads[scorer.head]
-    head.eval()
     enc = encode(tokenizer, sentences)
     too_long = [i for i, x in enumerate(enc.ids) if len(x) + 4 > backbone.spec.max_positions]
     if too_long:

@@ -6,6 +6,10 @@ headline is the macro average over paradigms; phenomena average their paradigms.
 the model's ``bench.json`` under the suite name, in the layout GLUE/CLUE use (one "task" per
 paradigm, metric ``accuracy``, one "seed"), plus per-scorer accuracies and the per-pair correctness
 (``correct``: one ``0``/``1`` per pair, in file order) that paired comparisons need.
+
+Results are cached like fine-tuning results (``bench.py``), in ``<model>/bench-cache/``, one file per
+(scorer, paradigm) keyed by checkpoint, tokenizer, objective, scorer, precision, device type,
+``max_eval_examples`` and the paradigm's data fingerprint: a rerun scores only what is missing.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +30,7 @@ import torch
 from torch import nn
 
 from zoo import __version__
+from zoo.benchmarks.bench import CACHE_DIR, CACHE_VERSION, _write_json, hash_key
 from zoo.benchmarks.finetune import Progress, resolve_device
 from zoo.benchmarks.lm_scoring import Scorer, score_sentences, scorers_for
 from zoo.benchmarks.minimal_pairs import Paradigm, load_suite, phenomena
@@ -124,6 +131,10 @@ class PairsModelResult:
     correct: dict[str, dict[str, str]] = field(default_factory=dict)  # variant -> paradigm -> "0110..."
     seconds: float = 0.0
     precision: str = "fp32"
+    cpu_seconds: float = 0.0  # process CPU time of the scoring, all threads (a shared machine inflates wall time)
+    threads: int = 0
+    loadavg: list[float] = field(default_factory=list)  # 1-minute load average before and after the scoring
+    cached: int = 0  # (scorer, paradigm) results read from the result cache: their time is not in ``seconds``
 
     def average(self, variant: str | None = None) -> float:
         return float(np.mean(list(self.accuracy[variant or self.scorers[0]].values())))
@@ -159,7 +170,8 @@ class PairsResult:
             models.append({
                 "name": m.name, "path": m.path, "backbone": m.backbone, "objective": m.objective,
                 "checkpoint_id": m.checkpoint_id, "from_scratch": m.from_scratch, "average": m.average(),
-                "scorer": head, "seconds": m.seconds, "precision": m.precision, "groups": m.groups(self.groups), "tasks": tasks,
+                "scorer": head, "seconds": m.seconds, "cpu_seconds": m.cpu_seconds, "threads": m.threads,
+                "loadavg": m.loadavg, "cached": m.cached, "precision": m.precision, "groups": m.groups(self.groups), "tasks": tasks,
                 "scorers": {v: {"average": m.average(v), "groups": m.groups(self.groups, v), "tasks": m.accuracy[v]}
                             for v in m.scorers},
                 "correct": m.correct})
@@ -193,7 +205,8 @@ def pairs_result_from_dict(d: dict[str, Any]) -> PairsResult:
     """The inverse of ``PairsResult.to_dict`` (a ``bench.json`` suite entry)."""
     models = [PairsModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
                                m["from_scratch"], list(m["scorers"]), {v: s["tasks"] for v, s in m["scorers"].items()},
-                               m.get("correct", {}), m.get("seconds", 0.0), m.get("precision", "fp32"))
+                               m.get("correct", {}), m.get("seconds", 0.0), m.get("precision", "fp32"),
+                               m.get("cpu_seconds", 0.0), m.get("threads", 0), m.get("loadavg", []), m.get("cached", 0))
               for m in d["models"]]
     fingerprints = {p: t["data_fingerprint"] for p, t in d["models"][0]["tasks"].items()} if d["models"] else {}
     return PairsResult(d["suite"], d["tasks"], d["groups"], fingerprints, d["pairs"], d["data"],
@@ -224,9 +237,11 @@ def run_minimal_pairs(
     progress: Progress | None = None,
     include_models: bool = True,
     scratch_seed: int = 0,
+    use_cache: bool = True,
 ) -> PairsResult:
     """Score every pair of ``suite`` with every model (and, with ``from_scratch``, a random init of each
-    with ``scratch_seed``, scored the same way; without ``include_models`` only those)."""
+    with ``scratch_seed``, scored the same way; without ``include_models`` only those). Paradigms already
+    scored with the same key are read from the model's ``bench-cache/`` (``use_cache``)."""
     if not models:
         raise ConfigError("no model to benchmark: pass a run directory")
     paradigms = load_suite(suite, data_dir, max_eval_examples)
@@ -245,14 +260,16 @@ def run_minimal_pairs(
                          str(Path(data_dir).resolve()) if data_dir is not None else "hub", max_eval_examples)
     dev = resolve_device(device)
     for sm, scorers in opened:
-        result.models.append(_score_model(sm, scorers, paradigms, dev, batch_tokens, precision, progress))
+        cache = _PairsCache(sm, suite, precision, max_eval_examples, dev, scratch_seed) if use_cache else None
+        result.models.append(_score_model(sm, scorers, paradigms, dev, batch_tokens, precision, progress, cache))
     if write_reports:
         write_reports_of(result)
     return result
 
 
 def _score_model(sm: ScoringModel, scorers: list[Scorer], paradigms: list[Paradigm], device: torch.device,
-                 batch_tokens: int, precision: str, progress: Progress | None) -> PairsModelResult:
+                 batch_tokens: int, precision: str, progress: Progress | None,
+                 cache: _PairsCache | None = None) -> PairsModelResult:
     src = sm.source
     name = f"{src.name} (from scratch)" if sm.from_scratch else src.name
     res = PairsModelResult(name, str(src.path) if src.path else None, src.backbone_name, sm.objective,
@@ -260,27 +277,104 @@ def _score_model(sm: ScoringModel, scorers: list[Scorer], paradigms: list[Paradi
                            [v for s in scorers for v in s.variants])
     backbone = sm.backbone.to(device)
     heads = {k: h.to(device) for k, h in sm.heads.items()}
-    t0 = time.perf_counter()
-    # every sentence of every paradigm in one call per scorer: full batches, sorted by length
+    load0, t0, c0 = os.getloadavg()[0], time.perf_counter(), time.process_time()
+    for scorer in scorers:
+        correct: dict[str, dict[str, str]] = {}  # paradigm -> variant -> "0110..."
+        for p in paradigms:
+            if cache is not None and (hit := cache.read(scorer, p)) is not None:
+                correct[p.name] = hit
+        todo = [p for p in paradigms if p.name not in correct]
+        res.cached += len(paradigms) - len(todo)
+        if todo:
+            correct.update(_score_paradigms(scorer, sm, backbone, heads, todo, batch_tokens, precision, progress, name))
+            if cache is not None:
+                for p in todo:
+                    cache.write(scorer, p, correct[p.name])
+        if len(todo) < len(paradigms):
+            log.info("%s: %s: %d of %d paradigms from the result cache", name, scorer.name,
+                     len(paradigms) - len(todo), len(paradigms))
+        for p in paradigms:
+            for variant, bits in correct[p.name].items():
+                res.correct.setdefault(variant, {})[p.name] = bits
+                res.accuracy.setdefault(variant, {})[p.name] = bits.count("1") / len(bits)
+    res.seconds, res.cpu_seconds, res.precision = time.perf_counter() - t0, time.process_time() - c0, precision
+    res.threads, res.loadavg = torch.get_num_threads(), [round(load0, 1), round(os.getloadavg()[0], 1)]
+    log.info("%s: %s macro average %.1f (%.1f s, %.1f CPU s)", name, res.scorers[0], 100 * res.average(), res.seconds,
+             res.cpu_seconds)
+    return res
+
+
+def _score_paradigms(scorer: Scorer, sm: ScoringModel, backbone: Backbone, heads: dict[str, nn.Module],
+                     paradigms: list[Paradigm], batch_tokens: int, precision: str, progress: Progress | None,
+                     name: str) -> dict[str, dict[str, str]]:
+    """paradigm -> score variant -> per-pair correctness; all sentences in one call (full, length-sorted batches)."""
     good = [x.good for p in paradigms for x in p.pairs]
     bad = [x.bad for p in paradigms for x in p.pairs]
     bounds = np.cumsum([0, *(len(p.pairs) for p in paradigms)])
-    for scorer in scorers:
-        if progress is not None:
-            progress.start(f"{name}: {scorer.name}", 1)
-        scores = score_sentences(scorer, backbone, heads, src.tokenizer, src.special, good + bad, batch_tokens,
-                                 precision)
-        for variant, s in scores.items():
-            ok = s[:len(good)] > s[len(good):]
-            for p, lo, hi in zip(paradigms, bounds[:-1], bounds[1:], strict=True):
-                res.accuracy.setdefault(variant, {})[p.name] = float(ok[lo:hi].mean())
-                res.correct.setdefault(variant, {})[p.name] = "".join("1" if x else "0" for x in ok[lo:hi])
-        if progress is not None:
-            progress.advance(1)
-            progress.finish()
-    res.seconds, res.precision = time.perf_counter() - t0, precision
-    log.info("%s: %s macro average %.1f (%.1f s)", name, res.scorers[0], 100 * res.average(), res.seconds)
-    return res
+    if progress is not None:
+        progress.start(f"{name}: {scorer.name}", 1)
+    scores = score_sentences(scorer, backbone, heads, sm.source.tokenizer, sm.source.special, good + bad,
+                             batch_tokens, precision)
+    out: dict[str, dict[str, str]] = {}
+    for variant, s in scores.items():
+        ok = s[:len(good)] > s[len(good):]
+        for p, lo, hi in zip(paradigms, bounds[:-1], bounds[1:], strict=True):
+            out.setdefault(p.name, {})[variant] = "".join("1" if x else "0" for x in ok[lo:hi])
+    if progress is not None:
+        progress.advance(1)
+        progress.finish()
+    return out
+
+
+class _PairsCache:
+    """Per-pair correctness of one model, per (scorer, paradigm), in ``<model>/bench-cache/``."""
+
+    def __init__(self, sm: ScoringModel, suite: str, precision: str, max_eval_examples: int | None,
+                 device: torch.device, scratch_seed: int = 0) -> None:
+        src = sm.source
+        self.dir = None if src.path is None else src.path / CACHE_DIR
+        self.suite, self.from_scratch = suite, sm.from_scratch
+        self.parts = {"v": CACHE_VERSION, "kind": KIND, "suite": suite, "objective": sm.objective,
+                      "checkpoint": src.scratch().checkpoint_id if sm.from_scratch else src.checkpoint_id,
+                      "tokenizer": src.tokenizer_hash, "precision": precision, "max_eval_examples": max_eval_examples,
+                      "device": device.type}
+        if sm.from_scratch:  # each seed's random init is a different model
+            self.parts["scratch_seed"] = scratch_seed
+
+    def _where(self, scorer: Scorer, p: Paradigm) -> tuple[Path | None, str]:
+        key = hash_key({**self.parts, "scorer": scorer.name, "paradigm": p.name, "data": p.fingerprint()})
+        if self.dir is None:
+            return None, key
+        scratch = f"scratch{self.parts['scratch_seed']}-" if self.from_scratch else ""
+        label = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{self.suite}-{p.name}-{scratch}{scorer.name}")
+        return self.dir / f"{label}-{key[:16]}.json", key
+
+    def read(self, scorer: Scorer, p: Paradigm) -> dict[str, str] | None:
+        path, key = self._where(scorer, p)
+        if path is None or not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("key") != key:
+                return None
+            correct = {v: str(data["correct"][v]) for v in scorer.variants}
+            if any(len(bits) != len(p.pairs) or bits.strip("01") for bits in correct.values()):
+                raise ValueError(f"expected {len(p.pairs)} 0/1 flags per score")
+            return correct
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("ignoring unreadable cached result %s (%s); recomputing", path, exc)
+            return None
+
+    def write(self, scorer: Scorer, p: Paradigm, correct: dict[str, str]) -> None:
+        path, key = self._where(scorer, p)
+        if path is None:
+            return
+        try:
+            _write_json(path, {"key": key, **self.parts, "scorer": scorer.name, "paradigm": p.name,
+                               "data_fingerprint": p.fingerprint(), "pairs": len(p.pairs), "correct": correct,
+                               "created": time.time()})
+        except OSError as exc:
+            log.warning("cannot write the result cache %s (%s); results are not cached", path, exc)
 
 
 def write_reports_of(result: PairsResult) -> list[Path]:
