@@ -102,11 +102,11 @@ def batches(cfg: Config, objective: Any, n: int, seed: int = 0) -> list[Any]:
 
 def build_zoo(cfg: Config, device: torch.device) -> tuple[Any, Any, list[Any], Any]:
     from zoo import registry
-    from zoo.model import ZooModel
     from zoo.objectives.compose import build_objective
     from zoo.testing import special_tokens_for_tests
     from zoo.train.config import OptimConfig
     from zoo.train.optim import build_optimizer
+    from zoo.zoo_model import ZooModel
 
     bcls = registry.load("backbone", cfg.model)
     backbone = bcls(bcls.Config(vocab_size=cfg.vocab, hidden_size=cfg.hidden, num_layers=cfg.layers,

@@ -123,8 +123,8 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
     if nproc > 1:
         ctx.exit(_torchrun(nproc))
     from zoo import console
-    from zoo.config import apply_overrides, dump_toml, load_toml, merge, to_dict
     from zoo.train.config import resolve
+    from zoo.typed_config import apply_overrides, dump_toml, load_toml, merge, to_dict
 
     data: dict[str, Any] = load_toml(config_path) if config_path else {}
     data = merge(data, _train_flags(flags))

@@ -38,10 +38,10 @@ from zoo.batch import SpecialTokens
 from zoo.errors import CheckpointError, ConfigError, PluginError
 from zoo.family import Family
 from zoo.interop import build_hf_model, compare_outputs, hf_state_dict, plan_heads, require_hf
-from zoo.model import ZooModel
 from zoo.objectives.mixture import finetune_attention, trained_attention
 from zoo.runs import Run, open_run
 from zoo.train import checkpoint as ckpt
+from zoo.zoo_model import ZooModel
 
 log = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from zoo import registry
 from zoo.batch import SpecialTokens
 from zoo.errors import CheckpointError, PluginError
 from zoo.family import Family
-from zoo.model import ZooModel
 from zoo.models.attention import AttentionLayout
 from zoo.models.base import Backbone, HFNames
 from zoo.objectives.base import Objective
+from zoo.zoo_model import ZooModel
 
 log = logging.getLogger(__name__)
 

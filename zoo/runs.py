@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from zoo.batch import SpecialTokens
-from zoo.config import from_dict
 from zoo.errors import CheckpointError
-from zoo.model import ZooModel
 from zoo.models.base import Backbone
 from zoo.train import checkpoint as ckpt
 from zoo.train.config import RunConfig
 from zoo.train.metrics import Record, read_records
+from zoo.typed_config import from_dict
+from zoo.zoo_model import ZooModel
 
 log = logging.getLogger(__name__)
 

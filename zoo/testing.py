@@ -29,7 +29,6 @@ import torch
 
 from zoo import registry
 from zoo.batch import Batch, Chunk, Segments, SpecialTokens
-from zoo.config import from_dict
 from zoo.errors import IncompatibleError
 from zoo.family import Family
 from zoo.models.base import Backbone
@@ -45,6 +44,7 @@ from zoo.objectives.compose import (
 )
 from zoo.objectives.mixture import Mixture
 from zoo.objectives.spec import parse
+from zoo.typed_config import from_dict
 
 LAYOUTS = (None, "bidirectional", "causal", "prefix")
 FAMILIES = tuple(f.value for f in Family)
@@ -642,7 +642,7 @@ def _check_mixture(objective: str | type[Objective], model: torch.nn.Module, mix
 def _model(objective: str | type[Objective], tokens: SpecialTokens, bcls: type[Backbone],
            configs: Mapping[str, Mapping[str, Any]] | None, seed: int,
            seq_len: int = 0) -> tuple[torch.nn.Module, Objective]:
-    from zoo.model import ZooModel
+    from zoo.zoo_model import ZooModel
 
     backbone = tiny_backbone(bcls, tokens.vocab_size, seed=seed, max_positions=max(256, seq_len))
     obj = build(objective, tokens, backbone, configs)
@@ -652,7 +652,7 @@ def _model(objective: str | type[Objective], tokens: SpecialTokens, bcls: type[B
 def _check_composition(objective: Objective, partner: str, tokens: SpecialTokens, bcls: type[Backbone],
                        configs: Mapping[str, Mapping[str, Any]] | None, seq_len: int, batch_size: int,
                        steps: int, lr: float, seed: int, where: str) -> None:
-    from zoo.model import ZooModel
+    from zoo.zoo_model import ZooModel
 
     backbone = tiny_backbone(bcls, tokens.vocab_size, seed=seed)
     own = type(objective)(objective.config, tokens, backbone.spec, name=objective.name)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoo.config import from_dict
 from zoo.data import (
     DataBundle,
     DataConfig,
@@ -21,6 +20,7 @@ from zoo.data import (
     split_documents,
 )
 from zoo.errors import ConfigError, DataError
+from zoo.typed_config import from_dict
 
 
 def no_space(text: str) -> str:

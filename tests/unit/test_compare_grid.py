@@ -20,8 +20,8 @@ from zoo.compare.study import (
     run_name,
     split_list,
 )
-from zoo.config import to_dict
 from zoo.errors import ConfigError, PluginError
+from zoo.typed_config import to_dict
 
 
 def test_grid_keeps_compatible_pairs_and_lists_the_rest_with_reasons() -> None:

@@ -8,8 +8,8 @@ from typing import Literal
 
 import pytest
 
-from zoo.config import apply_overrides, dump_toml, from_dict, load_toml, parse_value, to_dict
 from zoo.errors import ConfigError
+from zoo.typed_config import apply_overrides, dump_toml, from_dict, load_toml, parse_value, to_dict
 
 
 @dataclass

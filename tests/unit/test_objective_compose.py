@@ -10,9 +10,9 @@ import torch
 
 from zoo import registry
 from zoo.errors import ConfigError, IncompatibleError, PluginError
-from zoo.model import ZooModel
 from zoo.objectives.compose import Composite, build_objective, check_compatible, parse_spec
 from zoo.testing import special_tokens_for_tests, synthetic_rows, synthetic_segments, tiny_backbone
+from zoo.zoo_model import ZooModel
 
 TOKENS = special_tokens_for_tests(vocab_size=400)
 BERT = registry.load("backbone", "bert")

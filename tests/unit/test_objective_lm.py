@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from zoo.errors import IncompatibleError
-from zoo.model import ZooModel
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective, check_compatible
 from zoo.testing import special_tokens_for_tests, synthetic_rows, tiny_backbone
+from zoo.zoo_model import ZooModel
 
 TOKENS = special_tokens_for_tests(vocab_size=500)
 

@@ -12,7 +12,6 @@ from scipy import stats
 
 from zoo import registry
 from zoo.errors import ConfigError, IncompatibleError
-from zoo.model import ZooModel
 from zoo.objectives.clm import CausalLM
 from zoo.objectives.compose import Composite, build_objective, check_compatible, parse_spec
 from zoo.objectives.mixture import Component, Member, Mixture, finetune_attention, trained_attention
@@ -26,6 +25,7 @@ from zoo.testing import (
     synthetic_segments,
     tiny_backbone,
 )
+from zoo.zoo_model import ZooModel
 
 TOKENS = special_tokens_for_tests(vocab_size=400)
 BERT = registry.load("backbone", "bert")

@@ -9,9 +9,7 @@ import pytest
 import torch
 
 from zoo.batch import SpecialTokens
-from zoo.config import from_dict
 from zoo.errors import ConfigError, DataError
-from zoo.model import ZooModel
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective
 from zoo.objectives.mlm import MaskedLM, MLMConfig
@@ -21,6 +19,8 @@ from zoo.testing import (
     synthetic_source,
     tiny_backbone,
 )
+from zoo.typed_config import from_dict
+from zoo.zoo_model import ZooModel
 
 TOKENS = special_tokens_for_tests(vocab_size=8000)
 

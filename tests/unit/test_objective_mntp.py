@@ -8,10 +8,10 @@ import torch
 from scipy import stats
 
 from zoo.errors import ConfigError
-from zoo.model import ZooModel
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective
 from zoo.testing import special_tokens_for_tests, synthetic_rows, tiny_backbone
+from zoo.zoo_model import ZooModel
 
 TOKENS = special_tokens_for_tests()
 

@@ -156,7 +156,7 @@ def test_pair_errors() -> None:
 
 
 def test_pair_head_matches_bert_pooler_names() -> None:
-    from zoo.model import ZooModel
+    from zoo.zoo_model import ZooModel
 
     backbone = tiny_backbone("bert", TOKENS.vocab_size)
     model = ZooModel(backbone, build_objective("sop", {}, TOKENS, backbone.spec))

@@ -7,10 +7,10 @@ import pytest
 import torch
 import transformers
 
-from zoo.model import ZooModel
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective
 from zoo.testing import special_tokens_for_tests, synthetic_rows, synthetic_segments, tiny_backbone
+from zoo.zoo_model import ZooModel
 
 TOL = 1e-5
 

@@ -12,12 +12,12 @@ import pytest
 from zoo import registry
 from zoo.batch import Batch
 from zoo.errors import IncompatibleError
-from zoo.model import ZooModel
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective, check_compatible, declared_special_tokens
 from zoo.objectives.mixture import Mixture
 from zoo.objectives.ul2 import UL2
 from zoo.testing import special_tokens_for_tests, tiny_backbone
+from zoo.zoo_model import ZooModel
 
 PARADIGMS = {"[R]": 6, "[S]": 7, "[X]": 8}
 TOKENS = dataclasses.replace(special_tokens_for_tests(vocab_size=8000, num_sentinels=300), extra=PARADIGMS)

@@ -11,9 +11,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from zoo import registry
-from zoo.config import apply_overrides, load_toml, merge
 from zoo.models.base import config_for_size
 from zoo.train.config import resolve
+from zoo.typed_config import apply_overrides, load_toml, merge
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))
 OBJECTIVES = ("clm", "mlm", "mntp:15|clm:1", "span", "prefix", "ul2")

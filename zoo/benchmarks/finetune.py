@@ -33,10 +33,10 @@ from zoo.batch import SpecialTokens
 from zoo.benchmarks.data import TaskData
 from zoo.benchmarks.encoding import Encoded, TaskBatch, collate, encode, plain_tokenizer
 from zoo.benchmarks.scoring import compute_metrics
-from zoo.config import apply_overrides, from_dict
 from zoo.errors import ConfigError, DataError, NonFiniteLossError
 from zoo.family import Family
 from zoo.models.base import Backbone
+from zoo.typed_config import apply_overrides, from_dict
 
 log = logging.getLogger(__name__)
 

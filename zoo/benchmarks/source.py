@@ -21,11 +21,11 @@ import torch
 from tokenizers import Tokenizer
 
 from zoo.batch import SpecialTokens
-from zoo.config import to_dict
 from zoo.data.tokenizer import special_tokens, tokenizer_hash
 from zoo.errors import CheckpointError, ConfigError
 from zoo.interop import load_hf_backbone, read_hf_config, read_hf_tokenizer, read_hf_weights
 from zoo.models.base import Backbone
+from zoo.typed_config import to_dict
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from zoo import registry
-from zoo.config import apply_overrides
 from zoo.data.config import TokenizerConfig
 from zoo.errors import ConfigError, IncompatibleError
 from zoo.train import checkpoint as ckpt
 from zoo.train.config import Budget, RunConfig, resolve
 from zoo.train.config import config_diffs as train_config_diffs
+from zoo.typed_config import apply_overrides
 
 log = logging.getLogger(__name__)
 

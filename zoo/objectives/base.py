@@ -27,7 +27,7 @@ from zoo.family import Family
 from zoo.models.base import Backbone, BackboneSpec
 
 if TYPE_CHECKING:
-    from zoo.model import ZooModel
+    from zoo.zoo_model import ZooModel
 
 
 @dataclass

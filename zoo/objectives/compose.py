@@ -18,13 +18,13 @@ from torch import Tensor, nn
 
 from zoo import registry
 from zoo.batch import Batch, Segments, SpecialTokens
-from zoo.config import from_dict
 from zoo.errors import ConfigError, IncompatibleError, PluginError
 from zoo.models.base import Backbone, BackboneSpec
 from zoo.objectives import compat
 from zoo.objectives.base import LossOutput, Objective
 from zoo.objectives.compat import conflicts  # noqa: F401 - re-exported, part of the rule
 from zoo.objectives.spec import Spec, as_spec, parse
+from zoo.typed_config import from_dict
 
 ROLE_ORDER = {"pairs": 0, "tokens": 1}
 

@@ -140,7 +140,7 @@ class Mixture(Objective):
     @classmethod
     def declared_special_tokens(cls, config: Any | None) -> tuple[str, ...]:
         """Every component's special tokens (e.g. UL2's paradigm tokens), each once."""
-        from zoo.config import from_dict
+        from zoo.typed_config import from_dict
 
         out: list[str] = list(cls.special_tokens)
         for comp in cls.components:
@@ -152,7 +152,7 @@ class Mixture(Objective):
     @classmethod
     def build(cls, tokens: SpecialTokens, spec: BackboneSpec, config: Any | None = None) -> Mixture:
         """A named mixture from its ``components`` (``config`` is the mixture's own ``Config``)."""
-        from zoo.config import from_dict
+        from zoo.typed_config import from_dict
 
         if not cls.components:
             raise ConfigError(f"mixture {cls.name!r} lists no components")

@@ -12,10 +12,10 @@ from zoo.batch import SpecialTokens
 from zoo.benchmarks.source import padded_vocab_sizes
 from zoo.data.config import TokenizerConfig
 from zoo.errors import ConfigError
-from zoo.model import ZooModel
 from zoo.models.base import Backbone, config_for_size
 from zoo.objectives.base import Objective
 from zoo.train.config import RunConfig, TrainerConfig
+from zoo.zoo_model import ZooModel
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

@@ -13,11 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from zoo.config import from_dict, to_dict
 from zoo.data import DataConfig, TokenizerConfig
 from zoo.errors import ConfigError
 from zoo.objectives.spec import Spec, parse, path_name
 from zoo.sizes import Size
+from zoo.typed_config import from_dict, to_dict
 
 _BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(s|m|h|steps?|flops?|tokens?)\s*$")
 _SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}

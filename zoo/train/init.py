@@ -31,9 +31,9 @@ import torch
 from tokenizers import Tokenizer
 from torch import nn
 
-from zoo.config import to_dict
 from zoo.errors import CheckpointError, ConfigError
 from zoo.models.base import SIZES
+from zoo.typed_config import to_dict
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from zoo.config import dump_toml, to_dict
 from zoo.errors import CheckpointError, ConfigError
 from zoo.train import checkpoint as ckpt
 from zoo.train.config import RunConfig, config_changes
 from zoo.train.lock import LOCK_FILE, RunLock
+from zoo.typed_config import dump_toml, to_dict
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,7 @@ import torch
 
 from zoo import registry
 from zoo.batch import Batch
-from zoo.config import to_dict
 from zoo.data import tokenizer_hash
-from zoo.model import ZooModel
 from zoo.objectives.base import LossOutput
 from zoo.train import checkpoint as ckpt
 from zoo.train import distributed, faults, interrupt, rundir
@@ -45,6 +43,8 @@ from zoo.train.parts import Parts
 from zoo.train.prefetch import prefetched
 from zoo.train.state import StateIO, Totals, resume_point
 from zoo.train.validate import validate
+from zoo.typed_config import to_dict
+from zoo.zoo_model import ZooModel
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from zoo_electra import ReplacedTokenDetection, RTDConfig, replace_tokens  # noq
 
 from zoo import registry  # noqa: E402
 from zoo.cli import cli  # noqa: E402
-from zoo.model import ZooModel  # noqa: E402
 from zoo.objectives import IGNORE, gather_positions  # noqa: E402
 from zoo.testing import check_objective, special_tokens_for_tests, synthetic_rows, tiny_backbone  # noqa: E402
+from zoo.zoo_model import ZooModel  # noqa: E402
 
 if "rtd" not in registry.names("objective"):
     pytest.skip("zoo_electra is importable but its entry point is not registered (install the package)",
