@@ -40,3 +40,18 @@ def test_docs_show_the_cpu_hour_config() -> None:
     section = docs.split("## A recipe for small compute", 1)[1]
     block = section.split("```toml\n", 1)[1].split("```", 1)[0]
     assert tomllib.loads(block) == load_toml(Path(__file__).parents[2] / "configs" / "cpu-hour.toml")
+
+
+def test_the_cpu_hour_preset_trains_with_the_recipe_file() -> None:
+    """The preset (package code) and configs/cpu-hour.toml (the documented recipe) spell the same
+    recipe twice; everything but the budget must agree."""
+    from zoo.compare.presets import CPU_HOUR
+
+    toml = load_toml(Path(__file__).parents[2] / "configs" / "cpu-hour.toml")
+    preset = apply_overrides({}, list(CPU_HOUR.overrides))
+    recipe = {k: toml[k] for k in ("model", "optim")}
+    assert {k: preset[k] for k in recipe} == recipe
+    assert preset["train"]["precision"] == toml["train"]["precision"]
+    assert (CPU_HOUR.backbones, CPU_HOUR.size, CPU_HOUR.seq_len, CPU_HOUR.batch_size, CPU_HOUR.vocab_size) == (
+        (toml["backbone"],), toml["size"], toml["train"]["seq_len"], toml["train"]["batch_size"],
+        toml["tokenizer"]["vocab_size"])

@@ -92,7 +92,7 @@ def _open_hf(source: ModelSource, from_scratch: bool, scratch_seed: int = 0) -> 
         raise CheckpointError(f"{config_path}: {arch} has no token-level head (masked-LM or LM head) to score "
                               f"sentences with; expected one of {', '.join(HF_TOKEN_HEADS)}")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.manual_seed(scratch_seed)  # the heads' random init, with the backbone's seed
         backbone = source.scratch().backbone(scratch_seed) if from_scratch else copy.deepcopy(source.backbone())
         head: nn.Module
         if objective == "mlm":
@@ -217,7 +217,12 @@ def correctness(entry: dict[str, Any], variant: str | None = None) -> dict[str, 
     """Per-pair correctness of one model entry of a ``bench.json`` minimal-pair suite: paradigm -> bool
     array in file order (for paired tests across models scored on the same pairs)."""
     correct = entry["correct"][variant or entry["scorer"]]
-    return {p: np.frombuffer(s.encode(), dtype=np.uint8) == ord("1") for p, s in correct.items()}
+    return {p: flags(s) for p, s in correct.items()}
+
+
+def flags(bits: str) -> np.ndarray:
+    """A stored per-pair correctness string (``"0110..."``) as a bool array."""
+    return np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")
 
 
 # --- the benchmark --------------------------------------------------------------------------------------

@@ -542,7 +542,7 @@ ALL_PAIRS = "all pairs"  # the item set of a zero-shot suite: every pair of ever
 def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValues]] | None = None) -> None:
     """A minimal-pair result's headline accuracies as the run's task scores, and its per-pair correctness
     (paradigms in name order, pairs in file order) as the item set ``ALL_PAIRS`` in ``items``."""
-    import numpy as np
+    from zoo.benchmarks.zeroshot import flags
 
     head = model.scorers[0]
     for p, acc in model.accuracy[head].items():
@@ -552,5 +552,5 @@ def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValu
     correct = model.correct.get(head, {})
     if items is not None and correct:
         bits = "".join(correct[p] for p in sorted(correct))
-        values = (np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")).astype(np.float64)
+        values = flags(bits).astype(float)
         items.setdefault(info.name, {})[ALL_PAIRS] = ItemValues("mean", values[None, :])  # (1 fine-tune, N)

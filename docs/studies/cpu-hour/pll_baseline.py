@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest
 
-from zoo.benchmarks.zeroshot import run_minimal_pairs
+from zoo.benchmarks.zeroshot import flags, run_minimal_pairs
 
 study = Path(sys.argv[1])
 rows, pooled = [], {"model": [], "scratch": []}
@@ -26,7 +26,7 @@ for seed in range(5):
     res = run_minimal_pairs([run], "blimp", "../shared/data/blimp", max_eval_examples=50, from_scratch=True,
                             scratch_seed=seed, write_reports=False)
     model, scratch = res.models
-    ok = {name: np.concatenate([np.array([c == "1" for c in m.correct["pll-word-l2r"][p]]) for p in res.paradigms])
+    ok = {name: np.concatenate([flags(m.correct["pll-word-l2r"][p]) for p in res.paradigms])
           for name, m in (("model", model), ("scratch", scratch))}
     for k in ok:
         pooled[k].append(ok[k])
