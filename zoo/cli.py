@@ -380,7 +380,7 @@ compare_cmd.help = f"{inspect.cleandoc(compare_cmd.help or '')}\n\n{_preset_help
 @click.option("--to", "to", type=click.Choice(["hf"]), default="hf", show_default=True,
               help="Format: hf = a Hugging Face transformers directory (from_pretrained).")
 @click.option("--step", type=int, help="Checkpoint step to export (default: the newest).")
-@click.option("--force", is_flag=True, help="Overwrite the exported files in a non-empty OUT.")
+@click.option("--force", is_flag=True, help="Replace an earlier export in OUT as a whole (never other files).")
 def export_cmd(run: str, out: str, to: str, step: int | None, force: bool) -> None:
     """Export a run to OUT, e.g. zoo export runs/bert-mlm+nsp --to hf hf/bert-mlm+nsp."""
     from zoo import console
@@ -391,6 +391,8 @@ def export_cmd(run: str, out: str, to: str, step: int | None, force: bool) -> No
             *((f"head {part}", where) for part, where in result.heads.items()),
             ("trained attention", ", ".join(f"{part} {pattern}" for part, pattern in result.attention.items())),
             ("self-check", f"max |difference| {result.max_abs_diff:.2e} against the run's model")]
+    if result.replaced:
+        console.text(f"replaced {result.replaced} in {result.out}")
     console.table("Exported", ["", "value"], rows)
     for note in result.notes:
         console.text(f"note: {note}")

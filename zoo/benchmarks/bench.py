@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zoo import __version__
+from zoo import __version__, fileio
 from zoo.benchmarks.accumulate import merge_suite, recipe_id, recipe_label
 from zoo.benchmarks.data import TaskData, load_task_data
 from zoo.benchmarks.finetune import Prepared, Progress, Recipe, finetune, prepare, recipes_for, resolve_device
@@ -28,6 +27,7 @@ from zoo.benchmarks.scoring import constant_predictor_scores, suite_average, tas
 from zoo.benchmarks.source import ModelSource, open_source
 from zoo.benchmarks.tasks import TaskSpec, get_task, resolve_tasks
 from zoo.errors import ConfigError
+from zoo.train.lock import BenchLock
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +239,7 @@ def _read_cache(path: Path | None, key: str) -> SeedScores | None:
 def _write_json(path: Path, data: Any) -> None:
     """Write atomically: a temporary file renamed over the target."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    fileio.write_json(path, data, indent=2, ensure_ascii=False)
 
 
 # --- the benchmark --------------------------------------------------------------------------------------
@@ -372,6 +370,11 @@ def merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> li
     """Merge ``entry`` into ``directory/bench.json`` under ``suite`` (other suites kept; fine-tuning results
     accumulate per task and recipe, see ``accumulate.merge_suite``) and rewrite
     ``bench.md`` from all of them. Returns the files written (none when the directory is read-only)."""
+    with BenchLock(directory):  # two benchmarks of one model merge one after the other
+        return _merge_suite_report(directory, suite, entry)
+
+
+def _merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> list[Path]:
     target = directory / "bench.json"
     suites: dict[str, Any] = {}
     if target.is_file():
@@ -387,8 +390,7 @@ def merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> li
     try:
         _write_json(target, {"suites": suites})
         md = directory / "bench.md"
-        md.write_text("# Benchmark results\n\n" + "\n".join(_markdown_of(d) for d in suites.values()),
-                      encoding="utf-8")
+        fileio.write_text(md, "# Benchmark results\n\n" + "\n".join(_markdown_of(d) for d in suites.values()))
     except OSError as exc:
         log.warning("cannot write results into %s (%s)", directory, exc)
         return []

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from zoo import fileio
 from zoo.compare.results import ComparisonResult, Group
 from zoo.compare.stats import format_level
 from zoo.compare.study import BASELINE
@@ -81,7 +82,8 @@ def plot_all(result: ComparisonResult, out: Path) -> dict[str, Path]:
     for name in ("curves", "scores", "pairs", "compute"):
         path = out / f"{name}.png"
         if name in made:
-            made[name].savefig(path)
+            with fileio.staged(path) as tmp:
+                made[name].savefig(tmp, format="png")
             written[name] = path
         elif path.exists():
             path.unlink()  # a stale figure from an earlier report would contradict this one

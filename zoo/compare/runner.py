@@ -26,6 +26,7 @@ from zoo.compare.study import (
     StudyFile,
     StudySettings,
     base_config,
+    claim_study,
     expand_grid,
     reuse_diffs,
     run_config,
@@ -68,7 +69,16 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
 
     Rerunning with the same settings resumes: finished runs (a checkpoint that reached the budget) are
     reused, interrupted runs continue from their newest checkpoint, fine-tuning results come from the cache.
+    ``out`` is locked for the whole command (a second ``zoo compare`` into it is refused).
     """
+    with claim_study(Path(out).resolve()):
+        return _run_study(settings, out, command=command, train_fn=train_fn, bench_fn=bench_fn,
+                          train_progress=train_progress, bench_progress=bench_progress, write_report=write_report)
+
+
+def _run_study(settings: StudySettings, out: str | Path, *, command: str | None, train_fn: TrainFn | None,
+               bench_fn: BenchFn | None, train_progress: TrainProgress | None, bench_progress: BenchProgress | None,
+               write_report: bool) -> ComparisonResult:
     t_start, c_start = time.perf_counter(), time.process_time()
     if train_fn is None:
         from zoo.train.trainer import train as train_fn
@@ -258,7 +268,18 @@ def _budget_notes(budget: Budget) -> list[str]:
 def compare_runs(paths: Sequence[str | Path], out: str | Path, options: BenchOptions, *,
                  command: str | None = None, bench_fn: BenchFn | None = None, bench_progress: BenchProgress | None = None,
                  write_report: bool = True) -> ComparisonResult:
-    """Benchmark (what is not cached) and report runs that already exist; nothing is trained."""
+    """Benchmark (what is not cached) and report runs that already exist; nothing is trained. ``out`` is
+    locked and marked as a study, as ``run_study``'s is."""
+    if not paths:
+        raise ConfigError("zoo compare: name run directories, or pass --objectives and --budget to train a study")
+    with claim_study(Path(out).resolve()):
+        return _compare_runs(paths, out, options, command=command, bench_fn=bench_fn, bench_progress=bench_progress,
+                             write_report=write_report)
+
+
+def _compare_runs(paths: Sequence[str | Path], out: str | Path, options: BenchOptions, *, command: str | None,
+                  bench_fn: BenchFn | None, bench_progress: BenchProgress | None,
+                  write_report: bool) -> ComparisonResult:
     from zoo.runs import open_run
 
     t_start = time.perf_counter()

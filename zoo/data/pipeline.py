@@ -19,6 +19,7 @@ from typing import Any
 import tokenizers
 from tokenizers import Tokenizer
 
+from zoo import fileio
 from zoo.batch import SpecialTokens
 from zoo.data.config import DataConfig, TokenizerConfig
 from zoo.data.corpus import read_corpus
@@ -173,8 +174,9 @@ def _trained_tokenizer(train_docs: list[str], tok_cfg: TokenizerConfig, kind: st
         tmp = cached.parent.with_name(f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         tmp.mkdir()
         tok.save(str(tmp / "tokenizer.json"))
+        fileio.fsync_tree(tmp)
         try:
-            os.rename(tmp, cached.parent)
+            fileio.rename(tmp, cached.parent)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)  # another process cached it first
     except OSError as exc:
@@ -241,7 +243,7 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
     if run_tok is not None and not run_tok.is_file():
         save_tokenizer(tokenizer, run_tok.parent)
         if origin is not None:
-            (run_tok.parent / ORIGIN_FILE).write_text(json.dumps(origin, indent=1) + "\n", encoding="utf-8")
+            fileio.write_json(run_tok.parent / ORIGIN_FILE, origin)
     t_tok = time.perf_counter() - t1
 
     t2 = time.perf_counter()

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zoo import fileio
 from zoo.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -22,20 +23,23 @@ TIMING_FIELDS = ("tokens_per_s", "elapsed_s", "step_time_s", "mfu", "wall_time")
 
 
 class JsonlSink:
+    """``metrics.jsonl``: appended to, one durable write per record, never rewritten in place."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._log = fileio.AppendLog(self.path)
 
     def write(self, record: Record) -> None:
-        self._file.write(json.dumps(record, sort_keys=False) + "\n")
-        self._file.flush()
+        self._log.append(json.dumps(record, sort_keys=False))
 
     def close(self) -> None:
-        self._file.close()
+        self._log.close()
 
 
 def truncate_after(path: Path, step: int) -> int:
-    """Drop records logged after ``step`` (written by a run that died before its next checkpoint)."""
+    """Drop records logged after ``step`` (written by a run that died before its next checkpoint), and
+    lines cut by a kill mid-write. The file is replaced by a new one (atomically), and only when
+    something is dropped."""
     path = Path(path)
     if not path.exists():
         return 0
@@ -48,7 +52,8 @@ def truncate_after(path: Path, step: int) -> int:
             continue  # a line cut by a kill mid-write
         if rec.get("step", 0) <= step:
             kept.append(line if line.endswith("\n") else line + "\n")
-    path.write_text("".join(kept), encoding="utf-8")
+    if kept != lines:
+        fileio.write_text(path, "".join(kept))
     return len(lines) - len(kept)
 
 
