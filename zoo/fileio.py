@@ -90,7 +90,7 @@ def fsync_dir(directory: Path) -> None:
     except OSError:
         return
     try:
-        _fsync(fd)
+        os.fsync(fd)
     except OSError:
         pass
     finally:
@@ -181,17 +181,23 @@ def fsync_tree(directory: Path) -> None:
     """fsync every file of ``directory`` and the directory itself (before renaming it into place)."""
     for p in sorted(Path(directory).rglob("*")):
         if p.is_file() and not p.is_symlink():
-            fd = _open(p, os.O_RDONLY)
             try:
-                _fsync(fd)
-            finally:
-                os.close(fd)
+                fd = _open(p, os.O_RDONLY)
+                try:
+                    _fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                _reraise(exc, p, p.stat().st_size)
     fsync_dir(Path(directory))
 
 
 def rename(src: str | Path, dst: str | Path) -> None:
     """Rename a finished file or directory into place (``os.replace``) and make it durable."""
-    _replace(src, dst)
+    try:
+        _replace(src, dst)
+    except OSError as exc:
+        _reraise(exc, Path(dst), 0)
     fsync_dir(Path(dst).parent)
 
 
@@ -201,15 +207,18 @@ def replace_dir(new: Path, target: Path) -> None:
     new, target = Path(new), Path(target)
     fsync_tree(new)
     old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
-        _replace(target, old)
     try:
-        _replace(new, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+            _replace(target, old)
+        try:
+            _replace(new, target)
+        except BaseException:
+            if old is not None:
+                os.replace(old, target)
+            raise
+    except OSError as exc:
+        _reraise(exc, target, 0)
     fsync_dir(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -221,7 +230,10 @@ class AppendLog:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._fd: int | None = _open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _mode())
+        try:
+            self._fd: int | None = _open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, _mode())
+        except OSError as exc:
+            _reraise(exc, self.path, 0)
         self._ends_cleanly()
 
     def _ends_cleanly(self) -> None:

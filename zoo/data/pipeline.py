@@ -173,12 +173,16 @@ def _trained_tokenizer(train_docs: list[str], tok_cfg: TokenizerConfig, kind: st
         cached.parent.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.parent.with_name(f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         tmp.mkdir()
-        tok.save(str(tmp / "tokenizer.json"))
-        fileio.fsync_tree(tmp)
         try:
-            fileio.rename(tmp, cached.parent)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)  # another process cached it first
+            tok.save(str(tmp / "tokenizer.json"))
+            fileio.fsync_tree(tmp)
+            try:
+                fileio.rename(tmp, cached.parent)
+            except OSError:
+                if not (cached.parent / "tokenizer.json").is_file():  # not another process caching it first
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing partial is left in the cache
     except OSError as exc:
         log.warning("could not cache the tokenizer under %s: %s", cached.parent, exc)
     return tok, "trained"

@@ -319,7 +319,10 @@ def cached_store(documents: Sequence[str], tokenizer: Tokenizer, cache_dir: str 
             build_store(documents, tokenizer, tmp, content, segmenter)
         except OSError as exc:
             if not diskspace.is_full(exc):
-                raise
+                err = fileio.explain(exc, tmp, 0)
+                if err is exc:
+                    raise
+                raise DataError(f"{err}; the partial token store was removed") from exc
             chars = sum(len(d) for d in documents)  # ~1 token per 3 characters: ids and word starts
             needed = chars / 3 * (token_dtype(tokenizer.get_vocab_size(with_added_tokens=True)).itemsize + 1)
             raise DataError(f"{diskspace.no_space(root, needed, f'the token store of {len(documents)} documents')}"

@@ -88,8 +88,10 @@ def write(run_dir: Path, step: int, ckpt: Checkpoint, keep_last: int) -> Path:
         shutil.rmtree(tmp)
     try:
         _write_files(tmp, step, ckpt)
-    except (OSError, SafetensorError) as exc:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)  # never leave a partial checkpoint behind
+        if not isinstance(exc, (OSError, SafetensorError)):
+            raise
         if not diskspace.is_full(exc):
             err = fileio.explain(exc, tmp, _size(ckpt))  # "file too large", naming the file
             if err is exc:
@@ -105,7 +107,11 @@ def write(run_dir: Path, step: int, ckpt: Checkpoint, keep_last: int) -> Path:
     faults.maybe_kill_in_checkpoint("before-rename")
     if final.exists():  # re-written after a resume at the same step
         shutil.rmtree(final)
-    fileio.rename(tmp, final)
+    try:
+        fileio.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     fileio.fsync_dir(run_dir)
     try:
         fileio.write_text(run_dir / LATEST, step_name(step) + "\n", if_changed=True)

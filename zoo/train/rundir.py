@@ -68,14 +68,22 @@ def write_config(run_dir: Path, cfg: RunConfig) -> None:
 
 
 def write_run_info(run_dir: Path, cfg: RunConfig, info: dict[str, Any]) -> None:
-    """``run.json``: ``info`` (what the trainer built) after the format, version and plugin versions."""
+    """``run.json``: ``info`` (what the trainer built) after the format, version and plugin versions;
+    rewritten (atomically) only when that changed."""
     from zoo import __version__, registry
 
     versions = {f"objective:{p}": registry.info("objective", p).version for p in cfg.spec.names}
     versions[f"backbone:{cfg.backbone}"] = registry.info("backbone", cfg.backbone).version
     head = {"format": 1, "zoo_version": __version__, "objective": cfg.objective, "backbone": cfg.backbone,
             "plugins": versions}
-    fileio.write_json(run_dir / "run.json", {**head, **info}, default=str, if_changed=True)
+    record = {**head, **info}
+    try:
+        old = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        old = None
+    if isinstance(old, dict) and "data" in record and "data" in old:
+        record["data"] = old["data"]  # how the data was first built (a resume times its cache reads)
+    fileio.write_json(run_dir / "run.json", record, default=str, if_changed=True)
 
 
 @contextmanager
@@ -103,14 +111,16 @@ class RunClaim:
     def open(self) -> RunClaim:
         if not self.main:
             return self
-        check_out(self.run_dir, self.cfg, compare=False)  # a file or a foreign directory: touch nothing
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            check_out(self.run_dir, self.cfg)  # a file: refused, untouched
         self.created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.before = set(os.listdir(self.run_dir))
-        # A second training is refused here, naming the first; the lock writes nothing, so a foreign
-        # directory found below (made meanwhile) is left as it was.
+        # First the lock (it writes nothing): a second training is refused here, naming the first,
+        # whatever the first has written so far; then, under the lock, what the directory holds is
+        # final, and a foreign one is refused untouched.
         self.lock = RunLock(self.run_dir).acquire()
-        found = check_out(self.run_dir, self.cfg)  # under the lock: what the directory holds is final
+        found = check_out(self.run_dir, self.cfg)
         self.lock.record()
         if found is None or found.kind != "run":
             if found is not None and found.kind == "legacy-run":
