@@ -140,5 +140,10 @@ def identify(directory: Path) -> Found:
     if legacy_study(directory, entries):
         return Found("legacy-study", "a zoo study (written by an earlier version)")
     if "config.json" in entries:
-        return Found("other", _describe_config(_json(directory / "config.json")))
+        config = _json(directory / "config.json")
+        if is_run_config(config):
+            extra = [n for n in entries if not (n in _RUN_FILES or _RUN_PATTERNS.match(n))]
+            return Found("other", f"a zoo run configuration without the run marker, beside files a run does not "
+                                  f"write ({_shown(extra) or 'run.json of another program'})")
+        return Found("other", _describe_config(config))
     return Found("files", _shown(entries))

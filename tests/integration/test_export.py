@@ -193,20 +193,25 @@ def test_bert_directory_also_loads_as_bare_model(make_run, tmp_path: Path) -> No
     assert torch.equal(bare.pooler.dense.weight, head.pooler.weight)
 
 
-def test_refuses_a_non_empty_directory_unless_forced(make_run, tmp_path: Path) -> None:
+def test_refuses_a_non_empty_directory_and_forces_only_over_an_export(make_run, tmp_path: Path) -> None:
     run = str(make_run("clm", "gpt"))
     out = tmp_path / "hf"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    (out / "vocab.txt").write_text("[PAD]\n")  # left over from an earlier (WordPiece) export
+    (out / "vocab.txt").write_text("[PAD]\n")
     runner = CliRunner()
-    refused = runner.invoke(cli, ["export", run, "--to", "hf", str(out)])
-    assert refused.exit_code == 2 and "is not empty" in refused.output and "--force" in refused.output
-    assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "vocab.txt"]
-    forced = runner.invoke(cli, ["export", run, "--to", "hf", str(out), "--force"])
+    for extra in ([], ["--force"]):  # files that are not an export are never replaced
+        refused = runner.invoke(cli, ["export", run, "--to", "hf", str(out), *extra])
+        assert refused.exit_code == 2 and "is not empty and not a zoo export (it holds mine.txt, vocab.txt)" in \
+            " ".join(refused.output.split())
+        assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "vocab.txt"]
+    fresh = tmp_path / "hf2"
+    assert runner.invoke(cli, ["export", run, "--to", "hf", str(fresh)]).exit_code == 0
+    again = runner.invoke(cli, ["export", run, "--to", "hf", str(fresh)])
+    assert again.exit_code == 2 and "--force" in again.output
+    forced = runner.invoke(cli, ["export", run, "--to", "hf", str(fresh), "--force"])
     assert forced.exit_code == 0, forced.output
-    names = {p.name for p in out.iterdir()}
-    assert "mine.txt" in names and "vocab.txt" not in names and "model.safetensors" in names
+    assert "replaced a Hugging Face model (gpt2) exported by zoo export" in " ".join(forced.output.split())
     inside = runner.invoke(cli, ["export", run, "--to", "hf", run, "--force"])
     assert inside.exit_code == 2 and "run directory" in inside.output
 

@@ -260,7 +260,6 @@ def _actions(base_run: Path, corpus: Path) -> list[Action]:
 
     def build_data(root: Path) -> tuple[int, str]:  # the tokenizer and token-store caches, a run's tokenizer
         from zoo.data import DataConfig, TokenizerConfig, build_datasets
-
         from zoo.errors import ZooError
 
         try:

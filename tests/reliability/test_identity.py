@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from zoo import markers
 from zoo.errors import CheckpointError
 from zoo.train import checkpoint as ckpt
-from zoo.train.lock import RunLock, StudyLock
+from zoo.train.lock import RunLock
 from zoo.train.metrics import read_records
 
 from .conftest import (
@@ -198,6 +197,8 @@ def test_a_start_that_meets_a_half_written_directory_is_told_it_is_held(tmp_path
 
 
 def test_a_second_compare_into_one_study_is_refused(tmp_path: Path, finished: Path) -> None:
+    from zoo.train.lock import StudyLock
+
     out = tmp_path / "study"
     out.mkdir()
     with StudyLock(out):
@@ -210,6 +211,8 @@ def test_a_second_compare_into_one_study_is_refused(tmp_path: Path, finished: Pa
 # --- directories of earlier versions --------------------------------------------------------------------------------
 
 def test_a_run_of_an_earlier_version_is_recognised_and_marked(tmp_path: Path, finished: Path, corpus: Path) -> None:
+    from zoo import markers
+
     run = copy_run(finished, tmp_path / "run")
     (run / markers.RUN_MARKER).unlink()
     (run / "bench.json").write_text("{}")  # written by zoo bench into the run
@@ -219,10 +222,13 @@ def test_a_run_of_an_earlier_version_is_recognised_and_marked(tmp_path: Path, fi
     assert markers.identify(run).kind == "run" and [s for s, _ in ckpt.steps(run)] == [1, 2, 3]
     (run / markers.RUN_MARKER).unlink()
     (run / "results.csv").write_text("mine")  # not a file a run writes: no longer recognisable
-    assert markers.identify(run).kind == "files"
+    found = markers.identify(run)
+    assert found.kind == "other" and found.what.endswith("beside files a run does not write (results.csv)")
 
 
 def test_the_committed_study_is_recognised_as_a_study(tmp_path: Path) -> None:
+    from zoo import markers
+
     study = tmp_path / "cpu-hour"
     shutil.copytree(REPO / "docs" / "studies" / "cpu-hour", study)
     assert markers.identify(study).kind == "legacy-study"
@@ -234,6 +240,8 @@ def test_the_committed_study_is_recognised_as_a_study(tmp_path: Path) -> None:
 
 
 def test_a_marker_of_a_newer_format_is_refused(tmp_path: Path, corpus: Path) -> None:
+    from zoo import markers
+
     run = tmp_path / "run"
     run.mkdir()
     (run / markers.RUN_MARKER).write_text('{"kind": "run", "format": 99}')
