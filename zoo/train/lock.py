@@ -69,7 +69,8 @@ class DirLock:
         except OSError as exc:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
+                raise ZooError(f"cannot lock {self.dir} ({exc.strerror or exc}); its filesystem may not support "
+                               f"flock: choose a directory on a local disk") from exc
             raise RunLockedError(self.busy.format(dir=self.dir, holder=holder(self.path))) from None
         self._fd = fd
         return self
