@@ -94,7 +94,7 @@ def test_wall_time_checkpoints_keep_the_last_k(tmp_path: Path, corpus: Path) -> 
     # A period of a few microseconds: a wall-time checkpoint after every step.
     train(resolve(_tiny(run, corpus, "5steps", checkpoint_minutes=1e-7, keep_last=2)))
     assert [s for s, _ in ckpt.steps(run)] == [4, 5]
-    with pytest.raises(ConfigError, match="checkpoint_minutes must be >= 0 and finite, got inf"):
+    with pytest.raises(ConfigError, match="train.checkpoint_minutes must be a finite number >= 0, got inf"):
         resolve(_tiny(run, corpus, "5steps", checkpoint_minutes=float("inf")))
 
 
