@@ -149,3 +149,12 @@ def test_bench_names_the_shapes_when_config_json_no_longer_matches_the_weights(e
                       "backbone.layers.0.ffn_in.weight (64, 32) in the checkpoint, (48, 32) in the model",
                       "that file no longer matches the run's checkpoints")
     assert not (run / "bench.json").exists()
+
+
+def test_a_dangling_out_symlink_is_named(tmp_path: Path, corpus: Path) -> None:
+    """Before: "File exists" from creating the directory."""
+    out = tmp_path / "run"
+    out.symlink_to(tmp_path / "gone")
+    code, text = invoke(train_args(out, corpus))
+    assert_user_error(code, text, f"--out {out} is a symbolic link to {tmp_path / 'gone'}, which does not exist")
+    assert out.is_symlink() and not (tmp_path / "gone").exists()

@@ -335,20 +335,29 @@ def train(cfg: RunConfig, *, resume: bool = False, resume_from: str | None = Non
           callback: Callable[[Record], None] | None = None, force: bool = False) -> TrainResult:
     """Check the settings, claim and lock the run directory, then build and train (or resume).
     ``force``: train a budget estimated to take longer than a year too."""
-    validate(cfg, force)
-    trainer = Trainer(cfg, resume=resume, resume_from=resume_from, callback=callback)
+    setup_stop = interrupt.SetupStop().install()  # until training starts, a signal stops at once
+    claim: rundir.RunClaim | None = None
+    rank = 0
     try:
+        validate(cfg, force)
+        trainer = Trainer(cfg, resume=resume, resume_from=resume_from, callback=callback)
+        rank = trainer.dist.rank
         with rundir.claim(trainer.run_dir, cfg, trainer.dist.is_main) as claim:
             distributed.barrier(trainer.dist)
             trainer.setup()
             claim.started()
+            setup_stop.restore()  # from here on the training loop's StopRequest answers signals
             result = trainer.fit()
             # Drain gloo's worker thread before teardown: it frees each finished collective's tensors
             # under the GIL, and the DDP reducer's destructor joins that thread while holding the GIL,
             # which deadlocks when a free is still pending (a rank then hangs after its run finished).
             distributed.barrier(trainer.dist)
             return result
+    except interrupt.SetupSignal as exc:
+        removed = claim is not None and claim.created and not claim.run_dir.exists()
+        raise interrupt.setup_interrupted(exc, Path(cfg.run_dir), removed, rank) from None
     finally:
+        setup_stop.restore()
         distributed.shutdown()
 
 
