@@ -120,9 +120,10 @@ def could_take_a_year(budget: Budget, cost: StepCost) -> bool:
     return budget_steps(budget, cost, None) * per_step > YEAR_S
 
 
-def measure(cfg: RunConfig, device: torch.device) -> Throughput:
+def measure(cfg: RunConfig, device: torch.device, vocab_size: int | None = None) -> Throughput:
     """Time a few optimiser steps of ``cfg``'s backbone with a full-vocabulary output layer (see the
-    module docstring); nothing of the run's RNG state is used or changed."""
+    module docstring); nothing of the run's RNG state is used or changed. ``vocab_size``: the
+    tokenizer's, when known (else ``tokenizer.vocab_size``, the size a trained tokenizer aims at)."""
     from zoo.models.attention import AttentionLayout
     from zoo.train.build import accumulation, build_backbone
     from zoo.train.optim import build_optimizer
@@ -133,7 +134,7 @@ def measure(cfg: RunConfig, device: torch.device) -> Throughput:
     autocast = cfg.train.precision == "bf16" or (device.type == "cuda" and cfg.train.precision == "auto")
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(0)
-        backbone = build_backbone(cfg, cfg.tokenizer.vocab_size).to(device)
+        backbone = build_backbone(cfg, vocab_size or cfg.tokenizer.vocab_size).to(device)
         backbone.train()
         optimizer = build_optimizer(backbone, cfg.optim, device)
         vocab = backbone.spec.vocab_size

@@ -369,7 +369,7 @@ def plan(cfg: RunConfig) -> Plan:
         trainer.setup(dry_run=True)
         p = trainer.plan()
         cost = estimate.StepCost(p.tokens_per_step, p.flops_per_step, p.accum, trainer.dist.world_size)
-        p.estimate = estimate.estimate(cfg, cost, estimate.measure(cfg, trainer.device))
+        p.estimate = estimate.estimate(cfg, cost, estimate.measure(cfg, trainer.device, trainer.tokens.vocab_size))
         return p
     finally:
         distributed.shutdown()
