@@ -86,8 +86,11 @@ def list_cmd() -> None:
             console.text(f"  [{i}] {reason}")
 
 @cli.command("train")
-@click.option("--objective", help="Objective name or composition, e.g. mlm+nsp or mlm:1.0+nsp:0.5.")
-@click.option("--backbone", help="Backbone name (see zoo list).")
+@click.option("--objective", help="Objective name or composition, e.g. mlm+nsp or mlm:1.0+nsp:0.5. "
+              "Default: mlm+nsp.")
+@click.option("--backbone", help="Backbone name (see zoo list). Default: bert, also with another --objective "
+              "(--objective clm alone trains clm on bert, causal attention on the BERT architecture; add "
+              "--backbone gpt for GPT-2's).")
 @click.option("--size", type=click.Choice(list(SIZES)), help="Model size preset.")
 @click.option("--data", "data", help="Corpus: file, directory or hf:NAME[:CONFIG][@split]. Default: embedded corpus.")
 @click.option("--text-field", help="JSON lines field holding the text.")
@@ -111,41 +114,43 @@ def list_cmd() -> None:
 @click.option("--seed", type=int)
 @click.option("--strategy", type=click.Choice(["ddp", "fsdp"]), help="Multi-process strategy.")
 @click.option("--nproc", type=int, default=1, show_default=True, help="Processes (wraps torchrun).")
-@click.option("--dry-run", is_flag=True, help="Print the resolved config, parameters and FLOPs per step; train nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config (defaults included), parameters, FLOPs, "
+              "the budget in steps, tokens and FLOPs, and the estimated time; write and train nothing.")
+@click.option("--force", is_flag=True, help="Train even a budget estimated to take longer than a year here.")
 @click.pass_context
 def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], resume: bool,
-              resume_from: str | None, nproc: int, dry_run: bool, **flags: Any) -> None:
-    """Pretrain a backbone with an objective."""
+              resume_from: str | None, nproc: int, dry_run: bool, force: bool, **flags: Any) -> None:
+    """Pretrain a backbone with an objective (default: mlm+nsp on bert, size mini, 2 minutes on the
+    embedded corpus; --dry-run shows everything a command resolves to)."""
     if nproc < 1:
         from zoo.errors import ConfigError
 
         raise ConfigError(f"--nproc must be at least 1 (processes on this machine), got {nproc}")
-    if nproc > 1:
-        ctx.exit(_torchrun(nproc))
     from zoo import console
     from zoo.train.config import resolve
-    from zoo.typed_config import apply_overrides, dump_toml, load_toml, merge, to_dict
+    from zoo.typed_config import apply_overrides, dump_toml, load_toml, merge
 
     data: dict[str, Any] = load_toml(config_path) if config_path else {}
     data = merge(data, _train_flags(flags))
     cfg = resolve(apply_overrides(data, list(overrides)))
+    if nproc > 1:
+        if not dry_run:  # once here, before the processes start (they skip it)
+            from zoo.train.validate import check_budget_time
+
+            check_budget_time(cfg, nproc, force)
+        ctx.exit(_torchrun(nproc))
     if dry_run:
         from zoo.train.trainer import plan
 
         p = plan(cfg)
-        console.text(dump_toml(to_dict(cfg)))
-        console.train_summary([
-            ("parameters", f"{p.params:,} ({p.params_no_embeddings:,} without embeddings)"),
-            ("tokens per step", f"{p.tokens_per_step:,} ({p.accum} accumulation step(s))"),
-            ("FLOPs per step (train)", f"{p.flops_per_step:.3e}"),
-            ("budget", str(p.budget)),
-        ])
+        console.text(dump_toml(p.resolved or {}))
+        console.train_summary(_plan_rows(p))
         return
     from zoo.train.trainer import train
 
     title = f"{cfg.backbone} {cfg.objective}"
     with console.TrainProgress(title) as progress:
-        result = train(cfg, resume=resume, resume_from=resume_from, callback=progress)
+        result = train(cfg, resume=resume, resume_from=resume_from, callback=progress, force=force)
     rows = [("run", str(result.run_dir)), ("steps", str(result.step)), ("tokens", f"{result.tokens:,}"),
             ("FLOPs", f"{result.flops:.3e}"), ("train time", f"{result.train_time_s:.1f}s"),
             ("parameters", f"{result.params:,}")]
@@ -396,6 +401,28 @@ def export_cmd(run: str, out: str, to: str, step: int | None, force: bool) -> No
     console.table("Exported", ["", "value"], rows)
     for note in result.notes:
         console.text(f"note: {note}")
+
+
+def _plan_rows(p: Any) -> list[tuple[str, str]]:
+    """The ``--dry-run`` summary of a ``zoo.train.trainer.Plan``."""
+    from zoo.train.estimate import YEAR_S
+
+    est = p.estimate
+    rows = [
+        ("parameters", f"{p.params:,} ({p.params_no_embeddings:,} without embeddings)"),
+        ("FLOPs per token (forward, backbone)", f"{p.backbone_flops_per_token:.3e}"),
+        ("FLOPs per token (training)", f"{p.flops_per_step / p.tokens_per_step:.3e}"),
+        ("tokens per step", f"{p.tokens_per_step:,} ({p.accum} accumulation step(s))"),
+        ("FLOPs per step (train)", f"{p.flops_per_step:.3e}"),
+        ("budget", str(p.budget)),
+    ]
+    if est is not None:
+        steps = f"{est.steps:,.0f}" if est.steps < 1e9 else f"{est.steps:.3e}"
+        rows.append(("budget in steps, tokens, FLOPs", f"{steps} steps, {est.tokens:.3e} tokens, "
+                                                        f"{est.flops:.3e} FLOPs"))
+        late = " - more than a year: zoo train refuses it without --force" if est.seconds > YEAR_S else ""
+        rows.append(("estimated time", est.describe() + late))
+    return rows
 
 
 def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from zoo.compare.study import (
 )
 from zoo.errors import ConfigError, ZooError
 from zoo.train.config import Budget, RunConfig, resolve
+from zoo.train.interrupt import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ def _run_study(settings: StudySettings, out: str | Path, *, command: str | None,
         try:
             with _progress(train_progress, f"[{i}/{len(order)}] {cell.backbone} {cell.objective} seed {seed}") as cb:
                 train_fn(cfg, callback=cb)
+        except TrainingInterrupted:  # a signal stops the study too (the run resumes when it is rerun)
+            raise
         except ZooError as exc:
             log.error("%s failed: %s", name, exc)
             study.update(name, status="failed", error=str(exc),

@@ -196,6 +196,8 @@ class StateIO:
         """Write the checkpoint of step ``totals.step`` (rank 0 writes; every rank gathers and learns
         whether the write worked)."""
         rng_tensors, rng_states = rng.capture(self.dist, self.device)
+        # Each rank's metric sums since the last log record (their means are averaged over ranks when logged).
+        intervals = distributed.all_gather_blobs(json.dumps(totals.interval.state()).encode(), self.dist)
         model_state = {k: v.detach().cpu().contiguous() for k, v in self._full_model_state().items()}
         state = {
             **totals.to_state(mixture), "sampler": sampler_state, "rng": rng_states,
@@ -203,6 +205,8 @@ class StateIO:
             "world_size": self.dist.world_size, "zoo_version": __version__,
             "config": to_dict(self.cfg),  # what resuming checks against when config.json is lost
         }
+        if self.dist.enabled:
+            state["interval_ranks"] = {f"rank{r}": json.loads(blob) for r, blob in enumerate(intervals)}
         checkpoint = ckpt.Checkpoint(model_state, self._full_optimizer_state(), rng_tensors, state)
         error: Exception | None = None
         if self.dist.is_main:
@@ -265,6 +269,9 @@ class StateIO:
             restore_sampler(st["sampler"])
             rng.restore(saved.rng, st["rng"], self.dist, self.device)
             totals = Totals.from_state(st)
+            own = st.get("interval_ranks", {}).get(f"rank{self.dist.rank}")
+            if own is not None and st.get("world_size", 1) == self.dist.world_size:
+                totals.interval = Averager(own["sums"], own["weights"])
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             raise CheckpointError(f"checkpoint {path}: sampler, RNG or metric state unusable "
                                   f"({type(exc).__name__}: {exc})") from exc

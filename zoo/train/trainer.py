@@ -26,9 +26,10 @@ from zoo.batch import Batch
 from zoo.data import tokenizer_hash
 from zoo.objectives.base import LossOutput
 from zoo.train import checkpoint as ckpt
-from zoo.train import distributed, faults, interrupt, rundir
+from zoo.train import distributed, estimate, faults, interrupt, rundir
 from zoo.train.build import accumulation, build_backbone, build_data, build_run_objective, check_compatible
 from zoo.train.config import Budget, RunConfig
+from zoo.train.estimate import TimeEstimate
 from zoo.train.evaluate import evaluate_parts
 from zoo.train.finite import Bad, check_finite
 from zoo.train.init import apply_init, locate, recorded_init
@@ -43,7 +44,7 @@ from zoo.train.parts import Parts
 from zoo.train.prefetch import prefetched
 from zoo.train.state import StateIO, Totals, resume_point
 from zoo.train.validate import validate
-from zoo.typed_config import to_dict
+from zoo.typed_config import from_dict, to_dict
 from zoo.zoo_model import ZooModel
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ class Plan:
     tokens_per_step: int
     accum: int
     budget: Budget
+    backbone_flops_per_token: float = 0.0  # forward pass, without heads
+    resolved: dict[str, Any] | None = None  # the run config with the backbone's and objectives' full settings
+    estimate: TimeEstimate | None = None  # the budget in steps, tokens, FLOPs and seconds here
 
 
 def _precision(name: str, device: torch.device) -> torch.dtype | None:
@@ -162,9 +166,15 @@ class Trainer:
         total_share = sum(part.share for part in self.parts)
         flops = sum(part.share / total_share * self._step_flops([part.peek(self.cfg.train.batch_size)])
                     for part in self.parts)
+        resolved = to_dict(self.cfg)
+        resolved["model"] = to_dict(self.model.backbone.config)
+        resolved["objectives"] = {name: to_dict(from_dict(registry.load("objective", name).Config,
+                                                          self.cfg.objectives.get(name), path=f"objectives.{name}"))
+                                  for name in self.cfg.spec.names}
         return Plan(self.cfg, sum(p.numel() for p in self.model.parameters()),
                     self.model.backbone.num_parameters(exclude_embeddings=True),
-                    flops * self.accum * self.dist.world_size, tokens, self.accum, self.budget)
+                    flops * self.accum * self.dist.world_size, tokens, self.accum, self.budget,
+                    self.backbone_flops_per_token, resolved)
 
     # --- data ------------------------------------------------------------------------------------
     def _step_batches(self) -> Iterator[tuple[dict[str, Any], list[tuple[np.ndarray, Batch]]]]:
@@ -322,32 +332,45 @@ class Trainer:
 
 
 def train(cfg: RunConfig, *, resume: bool = False, resume_from: str | None = None,
-          callback: Callable[[Record], None] | None = None) -> TrainResult:
-    """Check the settings, claim and lock the run directory, then build and train (or resume)."""
-    validate(cfg)
-    trainer = Trainer(cfg, resume=resume, resume_from=resume_from, callback=callback)
+          callback: Callable[[Record], None] | None = None, force: bool = False) -> TrainResult:
+    """Check the settings, claim and lock the run directory, then build and train (or resume).
+    ``force``: train a budget estimated to take longer than a year too."""
+    setup_stop = interrupt.SetupStop().install()  # until training starts, a signal stops at once
+    claim: rundir.RunClaim | None = None
+    rank = 0
     try:
+        validate(cfg, force)
+        trainer = Trainer(cfg, resume=resume, resume_from=resume_from, callback=callback)
+        rank = trainer.dist.rank
         with rundir.claim(trainer.run_dir, cfg, trainer.dist.is_main) as claim:
             distributed.barrier(trainer.dist)
             trainer.setup()
             claim.started()
+            setup_stop.restore()  # from here on the training loop's StopRequest answers signals
             result = trainer.fit()
             # Drain gloo's worker thread before teardown: it frees each finished collective's tensors
             # under the GIL, and the DDP reducer's destructor joins that thread while holding the GIL,
             # which deadlocks when a free is still pending (a rank then hangs after its run finished).
             distributed.barrier(trainer.dist)
             return result
+    except interrupt.SetupSignal as exc:
+        removed = claim is not None and claim.created and not claim.run_dir.exists()
+        raise interrupt.setup_interrupted(exc, Path(cfg.run_dir), removed, rank) from None
     finally:
+        setup_stop.restore()
         distributed.shutdown()
 
 
 def plan(cfg: RunConfig) -> Plan:
     """Everything ``--dry-run`` reports, without writing a run directory."""
-    validate(cfg)
+    validate(cfg, check_time=False)  # the dry run reports the estimate instead of refusing
     trainer = Trainer(cfg)
     try:
         trainer.setup(dry_run=True)
-        return trainer.plan()
+        p = trainer.plan()
+        cost = estimate.StepCost(p.tokens_per_step, p.flops_per_step, p.accum, trainer.dist.world_size)
+        p.estimate = estimate.estimate(cfg, cost, estimate.measure(cfg, trainer.device, trainer.tokens.vocab_size))
+        return p
     finally:
         distributed.shutdown()
 
