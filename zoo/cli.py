@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from zoo import __version__
-from zoo.errors import ConfigError, ZooError
+from zoo.errors import ConfigError, PartialFailure, ZooError
 from zoo.sizes import SIZES
 
 
@@ -68,6 +68,9 @@ def list_cmd() -> None:
     for kind, rows in result.plugins.items():
         console.table(titles[kind], ["name", "origin", "note"] if any(r[2] for r in rows) else ["name", "origin"],
                       [r if r[2] else r[:2] for r in rows] or [("(none)", "")])
+    from zoo.benchmarks.tasks import known_suites
+
+    console.table("Suites (zoo bench --suite)", ["name", "what"], list(known_suites().items()))
     if result.matrix:
         backbones = sorted({b for row in result.matrix.values() for b in row})
         reasons: list[str] = []
@@ -238,6 +241,8 @@ def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None
     console.table(f"{suite.upper()}: minimal-pair accuracy x100 by phenomenon", columns, rows,
                   caption="scorer in brackets; headline: macro average over paradigms; per-pair correctness "
                           "in <run>/bench.json")
+    if result.failed:
+        raise PartialFailure(result.failed)
 
 
 def _compare_presets() -> list[str]:

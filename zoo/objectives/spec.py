@@ -126,6 +126,12 @@ def parse(spec: str) -> Spec:
     and a name appearing twice an ``IncompatibleError``, both naming the offending part."""
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"objective spec is empty; expected {EXAMPLE}")
+    depth = 0
+    for ch in spec:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "|" and depth > 0:
+            raise ConfigError(f"objective spec {spec!r}: '|' cannot sit inside parentheses: a mixture is the top "
+                              f"level and parentheses group a composition, e.g. 'mlm|clm' or '(mlm+sop):3|clm'")
     pieces = spec.split("|")
     mixture = len(pieces) > 1
     parts = []
