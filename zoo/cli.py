@@ -146,6 +146,9 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
         return
     from zoo.train.trainer import train
 
+    if os.environ.get("RANK", "0") != "0":  # under --nproc N only rank 0 speaks
+        train(cfg, resume=resume, resume_from=resume_from)
+        return
     title = f"{cfg.backbone} {cfg.objective}"
     with console.TrainProgress(title) as progress:
         result = train(cfg, resume=resume, resume_from=resume_from, callback=progress)
@@ -225,6 +228,8 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
     columns, rows = result.table()
     console.table(f"{result.suite.upper()}: median over {len(result.seeds)} seed(s), x100", columns, rows,
                   caption="cells: median, then min-max over seeds when they differ; saved in <run>/bench.json, bench.md")
+    if result.failed:
+        raise PartialFailure(result.failed, "model(s) could not be benchmarked")
 
 
 def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None, max_eval_examples: int | None,
@@ -264,7 +269,8 @@ def _compare_presets() -> list[str]:
 @click.option("--batch-size", type=int, help="Pretraining rows per micro-batch.")
 @click.option("--vocab-size", type=int, help="Vocabulary size of each family's tokenizer.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Training config override (every run).")
-@click.option("--evals", type=int, default=8, show_default=True, help="Validation points per run (loss curves).")
+@click.option("--evals", type=int, default=0, help="Validation points (and checkpoints) per run, for the loss "
+                                                  "curves. Default: one per ~50 steps, 4 to 50.")
 @click.option("--suite", help="Benchmark suite(s), comma-separated: glue, clue, blimp, climp (default: from --tasks, "
               "else glue); e.g. blimp,glue scores every model on both.")
 @click.option("--tasks", help="Comma-separated benchmark tasks, e.g. sst2,cola,mrpc.")
@@ -367,6 +373,9 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
     for note in result.notes:
         console.text(f"note: {note}")
     console.text(f"report: {Path(result.out) / 'report.md'}")
+    if result.failed:
+        raise PartialFailure({r.name: r.error or "failed" for r in result.failed}, "run(s) failed or were not scored, "
+                             f"marked in {Path(result.out) / 'report.md'}")
 
 
 def _preset_help() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -19,6 +20,8 @@ err_console = Console(stderr=True)
 def setup_logging(verbose: bool) -> None:
     """Rich log lines on a terminal; one plain line per record otherwise (files and CI: no wrapping)."""
     level = logging.DEBUG if verbose else logging.INFO
+    if os.environ.get("RANK", "0") != "0":  # under torchrun the other ranks say only what goes wrong
+        level = logging.WARNING
     handler: logging.Handler
     if err_console.is_terminal:
         handler = RichHandler(console=err_console, show_path=verbose, show_time=False, markup=False)

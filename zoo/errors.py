@@ -36,7 +36,6 @@ class PartialFailure(ZooError):
 
     exit_code = 1
 
-    def __init__(self, failed: dict[str, str]) -> None:
+    def __init__(self, failed: dict[str, str], what: str = "model(s) could not be scored") -> None:
         shown = "; ".join(f"{name}: {why}" for name, why in failed.items())
-        super().__init__(f"{len(failed)} model(s) could not be scored (the others' results are above and saved): "
-                         f"{shown}")
+        super().__init__(f"{len(failed)} {what} (the others' results are above and saved): {shown}")

@@ -451,6 +451,15 @@ def test_span_lm_on_bert_is_scored_and_one_failure_keeps_the_others(corpus: Path
     assert "bert-span-lm [failed]" in flat and "gpt-clm [causal]" in flat
     assert "1 model(s) could not be scored" in flat and "cannot score this one" in flat
     assert json.loads((clm / "bench.json").read_text())["suites"]["blimp"]["models"][0]["scorer"] == "causal"
+    # zoo compare writes its report with the failed run marked, and exits 1
+    study = tmp_path / "study"
+    result = CliRunner().invoke(cli, ["compare", str(span), str(clm), "--suite", "blimp", "--data-dir", str(data),
+                                      "--device", "cpu", "--out", str(study), "--no-baseline"])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert "1 run(s) failed or were not scored" in flat and "report.md" in flat
+    report = (study / "report.md").read_text()
+    assert "not scored: cannot score this one" in report and "gpt-clm" in report
 
 
 def test_pll_original_on_a_causal_model_is_refused(corpus: Path, tmp_path: Path) -> None:

@@ -174,10 +174,10 @@ def as_spec(spec: str | Spec) -> Spec:
 
 
 def path_name(spec: str) -> str:
-    """``spec`` as part of a file name: ``|`` becomes ``_or_``, any other character that is not a letter,
-    digit or one of ``+._:-`` becomes ``_`` (``mntp:15|clm:1`` -> ``mntp:15_or_clm:1``; specs without
-    such characters are unchanged)."""
-    return re.sub(r"[^A-Za-z0-9+._:-]", "_", spec.replace(" ", "").replace("|", "_or_"))
+    """``spec`` as part of a portable file name: ``|`` becomes ``_or_``, any other character that is not a
+    letter, digit or one of ``+._-`` becomes ``_`` (``mntp:15|clm:1`` -> ``mntp_15_or_clm_1``; no ``:``,
+    which Windows paths and ``scp`` treat specially). ``zoo train`` and ``zoo compare`` name runs with it."""
+    return re.sub(r"[^A-Za-z0-9+._-]", "_", spec.replace(" ", "").replace("|", "_or_"))
 
 
 parse_objective_spec = parse  # the public name (``from zoo.objectives import parse_objective_spec``)
