@@ -94,8 +94,10 @@ def list_cmd() -> None:
 @click.option("--size", type=click.Choice(list(SIZES)), help="Model size preset.")
 @click.option("--data", "data", help="Corpus: file, directory or hf:NAME[:CONFIG][@split]. Default: embedded corpus.")
 @click.option("--text-field", help="JSON lines field holding the text.")
-@click.option("--on-decode-error", type=click.Choice(["error", "skip", "replace"]),
-              help="Invalid UTF-8 / NUL bytes in the corpus: fail (default), skip the line, or replace them.")
+@click.option("--on-decode-error", type=click.Choice(["auto", "error", "skip", "replace"]),
+              help="Invalid UTF-8 / NUL bytes in the corpus. auto (default): replace invalid UTF-8 with U+FFFD "
+                   "(one summary warning), refuse NUL bytes; error: refuse both; skip: drop their lines; replace: "
+                   "replace both.")
 @click.option("--init", "init", help="Start from trained weights: a transformers directory (BERT, GPT-2), "
               "hf:NAME[@REVISION], or a zoo run or step directory; backbone, sizes and tokenizer come from it.")
 @click.option("--tokenizer", "tokenizer_path", help="Reuse this tokenizer.json instead of training one.")
