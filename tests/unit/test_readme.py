@@ -44,4 +44,4 @@ def test_the_tested_torch_version_is_stated_once_and_the_range_explained() -> No
     readme = (REPO / "README.md").read_text()
     pinned = re.search(r'"torch==([0-9.]+)"', INSTALL).group(1)  # type: ignore[union-attr]
     assert f"tested with torch {pinned}" in readme and "torch>=2.6" in readme
-    assert f"tested with {pinned}" in (REPO / "pyproject.toml").read_text()
+    assert 'README, "torch versions"' in (REPO / "pyproject.toml").read_text()  # pointing there, no second number
