@@ -230,6 +230,7 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
     columns, rows = result.table()
     console.table(f"{result.suite.upper()}: median over {len(result.seeds)} seed(s), x100", columns, rows,
                   caption="cells: median, then min-max over seeds when they differ; saved in <run>/bench.json, bench.md")
+    _say_written(result.written)
     if result.failed:
         raise PartialFailure(result.failed, "model(s) could not be benchmarked")
 
@@ -248,8 +249,17 @@ def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None
     console.table(f"{suite.upper()}: minimal-pair accuracy x100 by phenomenon", columns, rows,
                   caption="scorer in brackets; headline: macro average over paradigms; per-pair correctness "
                           "in <run>/bench.json")
+    _say_written(result.written)
     if result.failed:
         raise PartialFailure(result.failed)
+
+
+def _say_written(paths: list[str]) -> None:
+    """Where the results went: into each model's directory, an exported or downloaded one too."""
+    from zoo import console
+
+    if paths:
+        console.text(f"results written: {', '.join(paths)} (and the result cache bench-cache/ beside them)")
 
 
 def _compare_presets() -> list[str]:

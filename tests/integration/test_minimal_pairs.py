@@ -430,6 +430,7 @@ def test_span_lm_on_bert_is_scored_and_one_failure_keeps_the_others(corpus: Path
     write_blimp(data / "toy.jsonl", "toy", PAIRS)
     code, out = _run_cli(str(span), str(clm), "--suite", "blimp", "--data-dir", str(data), "--device", "cpu")
     assert code == 0, out
+    assert f"results written: {span / 'bench.json'}" in out and str(clm / "bench.md") in out  # said, not silent
     entry = json.loads((span / "bench.json").read_text())["suites"]["blimp"]["models"][0]
     assert entry["scorer"] == "causal-sentinel"
 

@@ -103,6 +103,7 @@ class BenchResult:
     references: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # task -> eval split -> labels
     constant: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> constant predictor
     failed: dict[str, str] = field(default_factory=dict)  # model name -> why it could not be benchmarked
+    written: list[str] = field(default_factory=list)  # the report files written (bench.json, bench.md per model)
 
     def to_dict(self) -> dict[str, Any]:
         models = []
@@ -310,7 +311,7 @@ def run_bench(
             mres.tasks = {}
         result.models.append(mres)
     if write_reports:
-        write_model_reports(result)
+        result.written = [str(p) for p in write_model_reports(result)]
     return result
 
 

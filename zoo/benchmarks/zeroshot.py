@@ -155,6 +155,7 @@ class PairsResult:
     max_eval_examples: int | None
     models: list[PairsModelResult] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # model name -> why it could not be scored
+    written: list[str] = field(default_factory=list)  # the report files written (bench.json, bench.md per model)
 
     def to_dict(self) -> dict[str, Any]:
         models = []
@@ -279,7 +280,7 @@ def run_minimal_pairs(
             log.error("%s: not scored: %s", name, exc)
             result.failed[name] = str(exc)
     if write_reports:
-        write_reports_of(result)
+        result.written = [str(p) for p in write_reports_of(result)]
     return result
 
 
