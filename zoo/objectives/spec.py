@@ -126,10 +126,11 @@ def parse(spec: str) -> Spec:
     and a name appearing twice an ``IncompatibleError``, both naming the offending part."""
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"objective spec is empty; expected {EXAMPLE}")
-    depth = 0
+    depth, inside = 0, False
     for ch in spec:
         depth += (ch == "(") - (ch == ")")
-        if ch == "|" and depth > 0:
+        inside = inside or (ch == "|" and depth > 0)
+        if inside and depth == 0:  # a '|' between a '(' and its ')'
             raise ConfigError(f"objective spec {spec!r}: '|' cannot sit inside parentheses: a mixture is the top "
                               f"level and parentheses group a composition, e.g. 'mlm|clm' or '(mlm+sop):3|clm'")
     pieces = spec.split("|")
