@@ -246,16 +246,14 @@ def test_refusals_are_one_line(hf_models: dict[str, Path], shared_data: Path, tm
 
 
 def _every_trainable_pair() -> list[tuple[str, str]]:
-    """Every registered objective once, on the backbone of its own attention (bert for bidirectional,
-    gpt otherwise), plus the crossings and the composition that exercise other scorer paths."""
+    """Every (objective, backbone) pair ``zoo list`` marks compatible, plus a composition and a mixture
+    that exercise other scorer paths."""
     from zoo import registry
+    from zoo.listing import compatibility
 
-    out = []
-    for name in registry.names("objective"):
-        layout = registry.load("objective", name).layout_for("encoder")
-        out.append((name, "bert" if layout == "bidirectional" else "gpt"))
-    extra = [("clm", "bert"), ("mlm", "gpt"), ("mntp", "gpt"), ("span", "gpt"), ("mlm+nsp", "bert"), ("ul2", "bert"),
-             ("(mlm+sop):3|clm", "bert")]
+    out = [(name, bb) for name in registry.names("objective") for bb in registry.names("backbone")
+           if compatibility(name, bb) is None]
+    extra = [("mlm+nsp", "bert"), ("(mlm+sop):3|clm", "bert")]
     return out + [p for p in extra if p not in out]
 
 
