@@ -100,6 +100,8 @@ class Schedule:
         old = _amount(self.kind, self.end)
         new = _amount(self.kind, budget.value)
         here = self.lr(spent)
+        if abs(here - cfg.lr * cfg.min_lr_ratio) < cfg.lr * 1e-9:  # the floor up to rounding (2e-19 for 0)
+            here = cfg.lr * cfg.min_lr_ratio
         if cfg.schedule in ("linear", "cosine") and spent >= self.end and cfg.warmup * self.base < spent:
             raise ConfigError(
                 f"{run} finished its budget of {old}: its {cfg.schedule} schedule has decayed to the floor "
