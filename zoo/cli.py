@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from zoo import __version__
-from zoo.errors import ConfigError, ZooError
+from zoo.errors import ConfigError, PartialFailure, ZooError
 from zoo.sizes import SIZES
 
 
@@ -68,6 +68,9 @@ def list_cmd() -> None:
     for kind, rows in result.plugins.items():
         console.table(titles[kind], ["name", "origin", "note"] if any(r[2] for r in rows) else ["name", "origin"],
                       [r if r[2] else r[:2] for r in rows] or [("(none)", "")])
+    from zoo.benchmarks.tasks import known_suites
+
+    console.table("Suites (zoo bench --suite)", ["name", "what"], list(known_suites().items()))
     if result.matrix:
         backbones = sorted({b for row in result.matrix.values() for b in row})
         reasons: list[str] = []
@@ -94,8 +97,10 @@ def list_cmd() -> None:
 @click.option("--size", type=click.Choice(list(SIZES)), help="Model size preset.")
 @click.option("--data", "data", help="Corpus: file, directory or hf:NAME[:CONFIG][@split]. Default: embedded corpus.")
 @click.option("--text-field", help="JSON lines field holding the text.")
-@click.option("--on-decode-error", type=click.Choice(["error", "skip", "replace"]),
-              help="Invalid UTF-8 / NUL bytes in the corpus: fail (default), skip the line, or replace them.")
+@click.option("--on-decode-error", type=click.Choice(["auto", "error", "skip", "replace"]),
+              help="Invalid UTF-8 / NUL bytes in the corpus. auto (default): replace invalid UTF-8 with U+FFFD "
+                   "(one summary warning), refuse NUL bytes; error: refuse both; skip: drop their lines; replace: "
+                   "replace both.")
 @click.option("--init", "init", help="Start from trained weights: a transformers directory (BERT, GPT-2), "
               "hf:NAME[@REVISION], or a zoo run or step directory; backbone, sizes and tokenizer come from it.")
 @click.option("--tokenizer", "tokenizer_path", help="Reuse this tokenizer.json instead of training one.")
@@ -148,6 +153,9 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
         return
     from zoo.train.trainer import train
 
+    if os.environ.get("RANK", "0") != "0":  # under --nproc N only rank 0 speaks
+        train(cfg, resume=resume, resume_from=resume_from)
+        return
     title = f"{cfg.backbone} {cfg.objective}"
     with console.TrainProgress(title) as progress:
         result = train(cfg, resume=resume, resume_from=resume_from, callback=progress, force=force)
@@ -227,6 +235,9 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
     columns, rows = result.table()
     console.table(f"{result.suite.upper()}: median over {len(result.seeds)} seed(s), x100", columns, rows,
                   caption="cells: median, then min-max over seeds when they differ; saved in <run>/bench.json, bench.md")
+    _say_written(result.written)
+    if result.failed:
+        raise PartialFailure(result.failed, "model(s) could not be benchmarked")
 
 
 def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None, max_eval_examples: int | None,
@@ -243,6 +254,17 @@ def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None
     console.table(f"{suite.upper()}: minimal-pair accuracy x100 by phenomenon", columns, rows,
                   caption="scorer in brackets; headline: macro average over paradigms; per-pair correctness "
                           "in <run>/bench.json")
+    _say_written(result.written)
+    if result.failed:
+        raise PartialFailure(result.failed)
+
+
+def _say_written(paths: list[str]) -> None:
+    """Where the results went: into each model's directory, an exported or downloaded one too."""
+    from zoo import console
+
+    if paths:
+        console.text(f"results written: {', '.join(paths)} (and the result cache bench-cache/ beside them)")
 
 
 def _compare_presets() -> list[str]:
@@ -264,7 +286,8 @@ def _compare_presets() -> list[str]:
 @click.option("--batch-size", type=int, help="Pretraining rows per micro-batch.")
 @click.option("--vocab-size", type=int, help="Vocabulary size of each family's tokenizer.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Training config override (every run).")
-@click.option("--evals", type=int, default=8, show_default=True, help="Validation points per run (loss curves).")
+@click.option("--evals", type=int, default=0, help="Validation points (and checkpoints) per run, for the loss "
+                                                  "curves. Default: one per ~50 steps, 4 to 50.")
 @click.option("--suite", help="Benchmark suite(s), comma-separated: glue, clue, blimp, climp (default: from --tasks, "
               "else glue); e.g. blimp,glue scores every model on both.")
 @click.option("--tasks", help="Comma-separated benchmark tasks, e.g. sst2,cola,mrpc.")
@@ -367,6 +390,9 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
     for note in result.notes:
         console.text(f"note: {note}")
     console.text(f"report: {Path(result.out) / 'report.md'}")
+    if result.failed:
+        raise PartialFailure({r.name: r.error or "failed" for r in result.failed}, "run(s) failed or were not scored, "
+                             f"marked in {Path(result.out) / 'report.md'}")
 
 
 def _preset_help() -> str:

@@ -155,6 +155,7 @@ def test_zoo_run_and_step_as_init_resume_never_rereads(scratch, corpus: Path, tm
     out = tmp_path / "continued"
     cfg = {**_config(corpus, out, objective="mlm"), "init": {"source": str(copy)}}
     cfg["train"]["checkpoint_every"] = 1
+    cfg["optim"] = {**cfg.get("optim", {}), "schedule": "trapezoid"}  # a finished budget it may extend
     train(resolve(cfg))
     shutil.rmtree(copy)  # the source is gone: resuming must not need it
     cfg["train"]["budget"] = "3steps"

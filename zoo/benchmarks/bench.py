@@ -26,7 +26,7 @@ from zoo.benchmarks.finetune import Prepared, Progress, Recipe, finetune, prepar
 from zoo.benchmarks.scoring import constant_predictor_scores, suite_average, task_score
 from zoo.benchmarks.source import ModelSource, open_source
 from zoo.benchmarks.tasks import TaskSpec, get_task, resolve_tasks
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, ZooError
 from zoo.train.lock import BenchLock
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,8 @@ class BenchResult:
     max_eval_examples: int | None = None
     references: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # task -> eval split -> labels
     constant: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> constant predictor
+    failed: dict[str, str] = field(default_factory=dict)  # model name -> why it could not be benchmarked
+    written: list[str] = field(default_factory=list)  # the report files written (bench.json, bench.md per model)
 
     def to_dict(self) -> dict[str, Any]:
         models = []
@@ -127,7 +129,8 @@ class BenchResult:
         cells are ``median`` (x100) with ``[min-max]`` over seeds when there are several. The last
         column is the constant predictor (majority class of the training labels) when known."""
         const = bool(self.constant)
-        columns = ["task", "metric", *(m.name for m in self.models), *([CONSTANT_COLUMN] if const else [])]
+        columns = ["task", "metric", *(f"{m.name} [failed]" if m.name in self.failed else m.name for m in self.models),
+                   *([CONSTANT_COLUMN] if const else [])]
         rows = []
         for task in self.tasks:
             spec = get_task(task)
@@ -296,12 +299,17 @@ def run_bench(
     for src in sources:
         mres = ModelResult(name=src.name, path=str(src.path) if src.path else None, backbone=src.backbone_name,
                            objective=src.objective, checkpoint_id=src.checkpoint_id, from_scratch=src.from_scratch)
-        for spec in specs:
-            mres.tasks[spec.name] = _bench_task(src, spec, task_data[spec.name], recipes[spec.name], seeds,
-                                                device, use_cache, progress)
+        try:
+            for spec in specs:
+                mres.tasks[spec.name] = _bench_task(src, spec, task_data[spec.name], recipes[spec.name], seeds,
+                                                    device, use_cache, progress)
+        except ZooError as exc:  # one model's failure keeps the others' results; its column says so
+            log.error("%s: not benchmarked: %s", src.name, exc)
+            result.failed[src.name] = str(exc)
+            mres.tasks = {}
         result.models.append(mres)
     if write_reports:
-        write_model_reports(result)
+        result.written = [str(p) for p in write_model_reports(result)]
     return result
 
 
@@ -357,7 +365,7 @@ def write_model_reports(result: BenchResult) -> list[Path]:
     written = []
     by_path: dict[str, list[ModelResult]] = {}
     for m in result.models:
-        if m.path is not None:
+        if m.path is not None and m.name not in result.failed:
             by_path.setdefault(m.path, []).append(m)
     for path, models in by_path.items():
         own = BenchResult(result.suite, result.tasks, result.seeds, models, result.data,

@@ -177,9 +177,12 @@ def causal_context(special: SpecialTokens, sentinel: bool = False, paradigm: int
     with ``sentinel`` it is ``[paradigm] <extra_id_0> eos <extra_id_0>``, all but the last the prefix."""
     lead = [] if paradigm is None else [paradigm]
     if sentinel:
-        if not special.sentinels or special.eos is None:
-            raise ConfigError("the causal-sentinel scorer needs a tokenizer with <extra_id_0> and an end token")
-        return [*lead, special.sentinels[0], special.eos, special.sentinels[0]], len(lead) + 2
+        end = special.eos if special.eos is not None else special.sep  # the end token span-lm trained with
+        if not special.sentinels or end is None:
+            missing = "<extra_id_0>" if not special.sentinels else "an end-of-text or [SEP] token"
+            raise ConfigError(f"the causal-sentinel scorer needs a tokenizer with <extra_id_0> and an end token "
+                              f"(end-of-text or [SEP]); this one has no {missing}")
+        return [*lead, special.sentinels[0], end, special.sentinels[0]], len(lead) + 2
     start = next((t for t in (special.bos, special.eos, special.cls) if t is not None), None)
     if start is None:
         raise ConfigError("causal scoring needs a beginning-of-text, end-of-text or [CLS] token to start from")

@@ -35,7 +35,7 @@ from zoo.benchmarks.finetune import Progress, resolve_device
 from zoo.benchmarks.lm_scoring import Scorer, score_sentences, scorers_for
 from zoo.benchmarks.minimal_pairs import Paradigm, load_suite, phenomena
 from zoo.benchmarks.source import ModelSource, open_source
-from zoo.errors import CheckpointError, ConfigError
+from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.models.base import Backbone
 from zoo.objectives.base import TiedLinear
 from zoo.objectives.mlm import MaskedLMHead
@@ -154,6 +154,8 @@ class PairsResult:
     data: str
     max_eval_examples: int | None
     models: list[PairsModelResult] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # model name -> why it could not be scored
+    written: list[str] = field(default_factory=list)  # the report files written (bench.json, bench.md per model)
 
     def to_dict(self) -> dict[str, Any]:
         models = []
@@ -183,11 +185,12 @@ class PairsResult:
     def table(self) -> tuple[list[str], list[list[str]]]:
         """One row per phenomenon and the macro average; one column per (model, score variant)."""
         cols = [(m, v) for m in self.models for v in m.scorers]
-        columns = ["phenomenon", "paradigms", *(f"{m.name} [{v}]" for m, v in cols)]
-        rows = [[g, str(len(ps)), *(f"{100 * m.groups(self.groups, v)[g]:.1f}" for m, v in cols)]
-                for g, ps in self.groups.items()]
+        failed = [f"{name} [failed]" for name in self.failed]
+        columns = ["phenomenon", "paradigms", *(f"{m.name} [{v}]" for m, v in cols), *failed]
+        rows = [[g, str(len(ps)), *(f"{100 * m.groups(self.groups, v)[g]:.1f}" for m, v in cols),
+                 *["failed"] * len(failed)] for g, ps in self.groups.items()]
         rows.append(["macro average (paradigms)", str(len(self.paradigms)),
-                     *(f"{100 * m.average(v):.1f}" for m, v in cols)])
+                     *(f"{100 * m.average(v):.1f}" for m, v in cols), *["failed"] * len(failed)])
         return columns, rows
 
     def markdown(self) -> str:
@@ -260,15 +263,24 @@ def run_minimal_pairs(
             opened.append((sm, scorers))
         if from_scratch:
             opened.append((open_scoring_model(src, step, from_scratch=True, scratch_seed=scratch_seed), scorers))
+    if pll != "word-l2r" and not any(s.name.startswith("pll") for _, scorers in opened for s in scorers):
+        used = ", ".join(sorted({f"{sm.source.name}: {scorers[0].name}" for sm, scorers in opened if scorers}))
+        raise ConfigError(f"--pll {pll}: chooses the pseudo-log-likelihood of bidirectional models, but no model here "
+                          f"is scored by PLL ({used}); leave --pll out")
     result = PairsResult(suite, [p.name for p in paradigms], phenomena(paradigms),
                          {p.name: p.fingerprint() for p in paradigms}, {p.name: len(p.pairs) for p in paradigms},
                          str(Path(data_dir).resolve()) if data_dir is not None else "hub", max_eval_examples)
     dev = resolve_device(device)
     for sm, scorers in opened:
         cache = _PairsCache(sm, suite, precision, max_eval_examples, dev, scratch_seed) if use_cache else None
-        result.models.append(_score_model(sm, scorers, paradigms, dev, batch_tokens, precision, progress, cache))
+        try:
+            result.models.append(_score_model(sm, scorers, paradigms, dev, batch_tokens, precision, progress, cache))
+        except ZooError as exc:  # one model's failure keeps the others' results
+            name = f"{sm.source.name} (from scratch)" if sm.from_scratch else sm.source.name
+            log.error("%s: not scored: %s", name, exc)
+            result.failed[name] = str(exc)
     if write_reports:
-        write_reports_of(result)
+        result.written = [str(p) for p in write_reports_of(result)]
     return result
 
 

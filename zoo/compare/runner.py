@@ -25,6 +25,7 @@ from zoo.compare.study import (
     Grid,
     StudyFile,
     StudySettings,
+    auto_evals,
     base_config,
     claim_study,
     expand_grid,
@@ -243,7 +244,7 @@ def _eval_every(settings: StudySettings, cell: Cell, tokenizer: Path, out: Path,
     per_step = {"steps": 1.0, "flops": p["flops_per_step"], "tokens": p["tokens_per_step"]}[budget.kind]
     steps = max(1, math.ceil(budget.value / per_step))
     plans[key]["expected_steps"] = steps
-    return max(1, steps // settings.evals)
+    return max(1, steps // (settings.evals or auto_evals(steps)))
 
 
 def _check_reusable(settings: StudySettings, cell: Cell, seed: int, run_dir: Path, tokenizer: Path) -> None:
@@ -459,7 +460,11 @@ def _fill_scores(infos: list[RunInfo], result: Any, items: dict[str, dict[str, I
     if len(result.models) != len(infos):
         raise RuntimeError(f"run_bench returned {len(result.models)} models for {len(infos)} inputs")
     references = getattr(result, "references", {}) or {}
+    failed = getattr(result, "failed", {}) or {}
     for info, model in zip(infos, result.models, strict=True):
+        if model.name in failed:  # one run's failure keeps the others' results; the report marks it
+            info.status, info.error = "failed", f"not benchmarked: {failed[model.name]}"
+            continue
         for task, tr in model.tasks.items():
             info.scores[task] = float(tr.score())
             info.metrics[task] = {m: float(s["median"]) for m, s in tr.summary().items()}
@@ -533,8 +538,15 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
         if done:
             result = run_minimal_pairs([r.path for r in done], options.suite, options.data_dir,
                                        options.max_eval_examples, device=options.device, progress=bar)
-            for info, m in zip(done, result.models, strict=True):
+            scored = _by_path(result)
+            for info in done:
+                m = scored.get(str(Path(info.path).resolve()))
+                if m is None:  # one run's failure keeps the others' results; the report marks it
+                    info.status = "failed"
+                    info.error = f"not scored: {result.failed.get(Path(info.path).name, 'scoring failed')}"
+                    continue
                 _pairs_scores(info, m, items)
+            done = [r for r in done if r.status == "done"]
         templates: dict[tuple[str, int], RunInfo] = {}
         for r in done:
             templates.setdefault((r.backbone, r.seed), r)
@@ -544,7 +556,10 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
                                         options.max_eval_examples, from_scratch=True, scratch_seed=seed,
                                         device=options.device, write_reports=False, progress=bar,
                                         include_models=False)
-            for t, m in zip(group, scratch.models, strict=True):
+            by_path = _by_path(scratch)
+            for t in group:
+                if (m := by_path.get(str(Path(t.path).resolve()))) is None:
+                    continue
                 info = RunInfo(name=f"{t.backbone}-scratch-seed{seed}", backbone=t.backbone, objective=BASELINE,
                                seed=seed, path=t.path, baseline=True)
                 _pairs_scores(info, m, items)
@@ -558,6 +573,11 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
         task_metrics={p: ["accuracy"] for p in paradigms}, runs=runs, baselines=baselines,
         statistic=options.statistic, settings=settings, skipped=skipped, tokenizers=tokenizers, bench=bench_meta,
         notes=notes, command=command, items=items)
+
+
+def _by_path(result: Any) -> dict[str, Any]:
+    """A minimal-pair result's scored models by resolved run path."""
+    return {str(Path(m.path).resolve()): m for m in result.models if m.path is not None}
 
 
 ALL_PAIRS = "all pairs"  # the item set of a zero-shot suite: every pair of every paradigm

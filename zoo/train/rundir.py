@@ -70,6 +70,16 @@ def write_config(run_dir: Path, cfg: RunConfig) -> None:
     fileio.write_json(run_dir / "config.json", to_dict(cfg), if_changed=True)
 
 
+def saved_budget(run_dir: Path) -> str | None:
+    """``train.budget`` of the configuration saved in ``run_dir`` (the last attempt's), if readable."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+        budget = saved["train"]["budget"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return budget if isinstance(budget, str) else None
+
+
 def write_run_info(run_dir: Path, cfg: RunConfig, info: dict[str, Any]) -> None:
     """``run.json``: ``info`` (what the trainer built) after the format, version and plugin versions;
     rewritten (atomically) only when that changed."""

@@ -176,6 +176,7 @@ class StateIO:
         self.identity = identity
         self.optimizer: torch.optim.Optimizer | None = None
         self.param_names: dict[int, str] = {}
+        self.loaded: dict[str, Any] = {}  # trainer.json of the checkpoint resumed from
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """After wrapping (FSDP replaces parameters with sharded ones, which the optimiser holds)."""
@@ -192,9 +193,10 @@ class StateIO:
                 log.info("dropped %d metric records of an earlier attempt without a checkpoint", dropped)
 
     # --- write ----------------------------------------------------------------------------------
-    def save(self, totals: Totals, sampler_state: dict[str, Any], mixture: bool) -> None:
-        """Write the checkpoint of step ``totals.step`` (rank 0 writes; every rank gathers and learns
-        whether the write worked)."""
+    def save(self, totals: Totals, sampler_state: dict[str, Any], mixture: bool,
+             extra: dict[str, Any] | None = None) -> None:
+        """Write the checkpoint of step ``totals.step`` with ``extra`` in ``trainer.json`` (rank 0 writes;
+        every rank gathers and learns whether the write worked)."""
         rng_tensors, rng_states = rng.capture(self.dist, self.device)
         # Each rank's metric sums since the last log record (their means are averaged over ranks when logged).
         intervals = distributed.all_gather_blobs(json.dumps(totals.interval.state()).encode(), self.dist)
@@ -202,7 +204,7 @@ class StateIO:
         state = {
             **totals.to_state(mixture), "sampler": sampler_state, "rng": rng_states,
             "objective": self.cfg.objective, "backbone": self.cfg.backbone, **self.identity,
-            "world_size": self.dist.world_size, "zoo_version": __version__,
+            "world_size": self.dist.world_size, "zoo_version": __version__, **(extra or {}),
             "config": to_dict(self.cfg),  # what resuming checks against when config.json is lost
         }
         if self.dist.enabled:
@@ -246,6 +248,7 @@ class StateIO:
         and the optimiser tensors (loaded with ``load_optimizer`` once the optimiser exists)."""
         saved = ckpt.read(path)
         st = saved.state
+        self.loaded = st
         missing = [k for k in STATE_KEYS if k not in st]
         if missing:
             raise CheckpointError(f"{path / 'trainer.json'}: missing {', '.join(missing)} (written by another "

@@ -24,6 +24,7 @@ import torch
 from zoo import registry
 from zoo.batch import Batch
 from zoo.data import tokenizer_hash
+from zoo.errors import CheckpointError
 from zoo.objectives.base import LossOutput
 from zoo.train import checkpoint as ckpt
 from zoo.train import distributed, estimate, faults, interrupt, rundir
@@ -39,9 +40,10 @@ from zoo.train.metrics import (
     Sinks,
     default_peak_flops,
 )
-from zoo.train.optim import build_optimizer, lr_at, set_lr
+from zoo.train.optim import build_optimizer, set_lr
 from zoo.train.parts import Parts
 from zoo.train.prefetch import prefetched
+from zoo.train.schedule import Schedule
 from zoo.train.state import StateIO, Totals, resume_point
 from zoo.train.validate import validate
 from zoo.typed_config import from_dict, to_dict
@@ -108,6 +110,7 @@ class Trainer:
         cfg, info = self.cfg, self.dist
         check_compatible(cfg)  # before any allocation
         start = None if dry_run else resume_point(cfg, info, self.resume_from, self.resume_requested)
+        last_budget = rundir.saved_budget(self.run_dir) if start is not None else None
         family = registry.load("backbone", cfg.backbone).family
         # --init is read on a fresh start only: a resumed run continues from its own checkpoint
         self.init = locate(cfg.init.source, cfg.init.revision) if cfg.init.source and start is None else None
@@ -137,6 +140,7 @@ class Trainer:
             self.totals, saved_optimizer = self.state.load(start, self.parts.load_sampler_state)
         else:
             self.state.start_fresh(self.seed, dry_run)
+        self.schedule = self._schedule(start is not None, last_budget)
 
         self.backbone_flops_per_token = backbone.flops_per_token(seq_len)
         if dry_run:
@@ -156,9 +160,36 @@ class Trainer:
                 "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
                 "family": self.model.backbone.family, "backbone_config": to_dict(self.model.backbone.config),
                 "parameters": sum(p.numel() for p in self.model.parameters()), "data": self.data.stats,
-                "init": self.init_record or recorded_init(self.run_dir)})
+                "init": self.init_record or recorded_init(self.run_dir), "schedule": self.schedule.to_state()})
         self.sinks = Sinks.for_run(self.run_dir, cfg.train.tensorboard, self.callback) if info.is_main else Sinks([])
         self.peak = cfg.train.peak_flops or default_peak_flops(self.device)
+
+    def _schedule(self, resumed: bool, last_budget: str | None) -> Schedule:
+        """The run's learning-rate schedule: keyed to the budget it started with; a resume with another
+        budget extends it (``zoo.train.schedule``), said in the log and recorded in every later checkpoint."""
+        if not resumed:
+            return Schedule.fresh(self.budget, self.cfg.optim)
+        saved = self.state.loaded.get("schedule")
+        if isinstance(saved, dict):
+            try:
+                schedule = Schedule.from_state(saved, self.cfg.optim)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"{self.run_dir}: trainer.json has an unusable schedule record ({exc})") from exc
+        else:  # a checkpoint of an older version: its schedule was keyed to the last attempt's budget
+            try:
+                base = Budget.parse(last_budget) if last_budget else self.budget
+            except ValueError:
+                base = self.budget
+            schedule = Schedule.fresh(base, self.cfg.optim)
+        t = self.totals
+        note = schedule.extend(self.budget, self._spent(t.step, t), str(self.run_dir))
+        if note:
+            log.info("%s", note)
+        return schedule
+
+    def _spent(self, steps: int, t: Totals) -> float:
+        """How much of the budget's unit ``steps`` steps and the totals' tokens, FLOPs and time are."""
+        return {"steps": steps, "tokens": t.tokens, "flops": t.flops, "time": t.train_time}[self.budget.kind]
 
     def plan(self) -> Plan:
         """FLOPs per step: a mixture's are the share-weighted mean over its parts."""
@@ -235,7 +266,8 @@ class Trainer:
                 stopping = bool(flags[2]) and not finished
                 if (cfg.train.checkpoint_every and t.step % cfg.train.checkpoint_every == 0) or finished \
                         or stopping or bool(flags[3]):
-                    self.state.save(self.totals, sampler_state, self.parts.mixture is not None)
+                    self.state.save(self.totals, sampler_state, self.parts.mixture is not None,
+                                    {"schedule": self.schedule.to_state()})
                     clock.reset()
                 if stopping:
                     raise interrupt.interrupted(stop, ckpt.step_name(t.step), self.run_dir, info.rank)
@@ -254,7 +286,7 @@ class Trainer:
     def _train_step(self, micro: list[tuple[np.ndarray, Batch]]) -> tuple[dict[str, float], float, int]:
         cfg = self.cfg
         t = self.totals  # the step being taken is counted already; tokens, FLOPs and time are not
-        lr = lr_at(self.budget.progress(t.step - 1, t.tokens, t.flops, t.train_time), cfg.optim)
+        lr = self.schedule.lr(self._spent(t.step - 1, t))
         set_lr(self.optimizer, lr)
         metrics = Averager()
         batches = []
