@@ -86,12 +86,16 @@ class OptimConfig:
             raise ValueError("grad_clip and weight_decay must be >= 0")
 
 
+REPORTERS = ("tensorboard", "wandb")  # train.report_to values (zoo.train.metrics)
+
+
 @dataclass
 class TrainerConfig:
     budget: str = "2m"
     seq_len: int = 128
     batch_size: int = 32  # rows per micro-batch per process
     batch_tokens: int = 0  # target tokens per optimiser step (gradient accumulation); 0 = one micro-batch
+    grad_accum: int = 0  # micro-batches per optimiser step on each process; 0 = from batch_tokens
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -104,7 +108,8 @@ class TrainerConfig:
     checkpoint_minutes: float = 5.0  # wall time between checkpoints; 0 = by steps only (and at the end)
     keep_last: int = 3
     peak_flops: float = 0.0  # for MFU; 0 = known GPU default (H100/H200 bf16), none on CPU
-    tensorboard: bool = False
+    tensorboard: bool = False  # the same as "tensorboard" in report_to
+    report_to: list[str] = field(default_factory=list)  # metric sinks beside metrics.jsonl: tensorboard, wandb
     prefetch: bool = True  # prepare the next batch in a background thread
     dist_timeout_s: float = 1800.0  # collective timeout with several processes (rank 0 alone builds data, writes checkpoints)
 
@@ -113,13 +118,27 @@ class TrainerConfig:
         for name in ("seq_len", "batch_size", "log_every", "eval_batches", "keep_last"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("batch_tokens", "eval_every", "checkpoint_every"):
+        for name in ("batch_tokens", "grad_accum", "eval_every", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.checkpoint_minutes < math.inf:
             raise ValueError(f"checkpoint_minutes must be >= 0 and finite, got {self.checkpoint_minutes}")
         if not self.dist_timeout_s > 0:
             raise ValueError(f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
+        if self.grad_accum and self.batch_tokens:
+            raise ValueError(f"grad_accum ({self.grad_accum}) and batch_tokens ({self.batch_tokens}) both set the "
+                             "micro-batches per optimiser step; give one")
+        unknown = [r for r in self.report_to if r not in REPORTERS]
+        if unknown:
+            raise ValueError(f"report_to: unknown {unknown[0]!r}; expected any of {', '.join(REPORTERS)}")
+
+    @property
+    def reporters(self) -> list[str]:
+        """Metric sinks beside ``metrics.jsonl``: ``report_to``, with ``tensorboard = true`` counted in."""
+        names = list(dict.fromkeys(self.report_to))
+        if self.tensorboard and "tensorboard" not in names:
+            names.insert(0, "tensorboard")
+        return names
 
     @property
     def parsed_budget(self) -> Budget:
@@ -196,7 +215,7 @@ def resolve(data: dict[str, Any], read_init: bool = True) -> RunConfig:
 # What may differ between a run's saved configuration and a command resuming it: none of it changes
 # what is computed (docs/training.md lists them).
 RESUMABLE_CHANGES = ("out", "train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
-                     "train.checkpoint_minutes", "train.keep_last", "train.tensorboard", "train.prefetch",
+                     "train.checkpoint_minutes", "train.keep_last", "train.tensorboard", "train.report_to", "train.prefetch",
                      "train.dist_timeout_s", "data.cache_dir")
 
 
