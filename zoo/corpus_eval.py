@@ -174,10 +174,10 @@ def _kept_bytes(docs: list[str], tokenizer: Any) -> int:
 def _next_token_nats(model: Any, scorer: Any, store: Any, seq_len: int, batch_size: int) -> tuple[float, int]:
     """(total nats, tokens) of predicting every token of every stored document (see the module docstring)."""
     from zoo.benchmarks.lm_scoring import causal_context
-    from zoo.generate import _paradigm
+    from zoo.generate import paradigm_token
     from zoo.models.attention import AttentionLayout
 
-    context, prefix_len = causal_context(model.special, scorer.sentinel, _paradigm(model, scorer))
+    context, prefix_len = causal_context(model.special, scorer.sentinel, paradigm_token(model, scorer))
     width = min(seq_len, model.backbone.spec.max_positions) - len(context)
     if width < 1:
         raise ConfigError(f"--seq-len {seq_len} leaves no room after the {len(context)} context token(s)")

@@ -173,7 +173,7 @@ class Generation:
     mode: str  # the scorer name: causal, causal[S], causal-sentinel, ...
 
 
-def _paradigm(model: TextModel, scorer: Scorer) -> int | None:
+def paradigm_token(model: TextModel, scorer: Scorer) -> int | None:
     if not scorer.paradigm:
         return None
     try:
@@ -185,7 +185,7 @@ def _paradigm(model: TextModel, scorer: Scorer) -> int | None:
 def _context(model: TextModel, scorer: Scorer, prompt_ids: list[int]) -> tuple[list[int], int, list[int], set[int]]:
     """(input ids, prefix length, forced first target tokens, stop ids) for a prompt."""
     special = model.special
-    paradigm = _paradigm(model, scorer)
+    paradigm = paradigm_token(model, scorer)
     end = special.eos if special.eos is not None else special.sep
     stops = {t for t in (end,) if t is not None}
     if scorer.sentinel:
