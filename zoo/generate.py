@@ -234,7 +234,10 @@ def generate(model: TextModel, prompt: str, cfg: GenerateConfig | None = None) -
             break
     new = ids[start:]
     shown = new[:-1] if stop == "end token" else new
-    text = model.tokenizer.decode(shown, skip_special_tokens=True)
+    # decoded with the prompt, so that a word continued or a space opened by the first token reads right
+    before = model.tokenizer.decode(ids[:start], skip_special_tokens=True)
+    after = model.tokenizer.decode(ids[:start] + shown, skip_special_tokens=True)
+    text = after[len(before):] if after.startswith(before) else model.tokenizer.decode(shown, skip_special_tokens=True)
     return Generation(prompt, text, ids[:start], new, stop, scorer.name)
 
 

@@ -236,3 +236,13 @@ def test_eval_objective_loss_is_the_training_evaluation(runs) -> None:
     assert result.metrics["acc"] == pytest.approx(final["acc"], rel=1e-5)
     out = CliRunner().invoke(cli, ["eval", str(run), "--measure", "next-token"])
     assert out.exit_code == 2 and "does not predict the next token" in out.output
+
+
+def test_sentinel_span_lm_predicts_the_span_that_ends_the_prompt(runs) -> None:
+    model = open_text_model(runs("span-lm", "gpt"))
+    out = generate(model, "The for statement", GenerateConfig(max_new_tokens=3, greedy=True))
+    s = model.special
+    prompt = model.tokenizer.encode("The for statement", add_special_tokens=False).ids
+    assert out.mode == "causal-sentinel"
+    assert out.prompt_ids == [*prompt, s.sentinels[0], s.eos, s.sentinels[0]]  # input | <extra_id_0> ...
+    assert out.stop != "end token" or out.new_ids[-1] in {s.eos, *s.sentinels[1:]}
