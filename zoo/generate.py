@@ -171,6 +171,7 @@ class Generation:
     new_ids: list[int]  # generated tokens (the stop token included)
     stop: str  # "end token", "max new tokens", "max positions"
     mode: str  # the scorer name: causal, causal[S], causal-sentinel, ...
+    prefix: int = 0  # leading tokens of ``prompt_ids`` read bidirectionally (a prefix LM's prefix)
 
 
 def paradigm_token(model: TextModel, scorer: Scorer) -> int | None:
@@ -195,8 +196,22 @@ def _context(model: TextModel, scorer: Scorer, prompt_ids: list[int]) -> tuple[l
         ids = [*lead, *prompt_ids, special.sentinels[0], end]
         return ids, len(ids), [special.sentinels[0]], stops | set(special.sentinels[1:])
     context, prefix_len = causal_context(special, paradigm=paradigm)
-    prefix = len(context) + len(prompt_ids) if prefix_len else 0  # a prefix LM: the prompt is its prefix
+    # a prefix LM: the prompt is its prefix
+    prefix = len(context) + len(prompt_ids) if prefix_len or prompt_is_prefix(model, scorer) else 0
     return [*context, *prompt_ids], prefix, [], stops
+
+
+def prompt_is_prefix(model: TextModel, scorer: Scorer) -> bool:
+    """Whether the parts read by ``scorer`` are prefix LMs over plain text (``prefix``; not those that rebuild
+    their rows, such as ``deshuffle``, whose prefix is another text): they read a prompt as their prefix."""
+    from zoo.objectives.mixture import spec_leaves
+    from zoo.objectives.spec import parse
+
+    layouts = [leaf.cls.layout_for(model.family) for leaf in spec_leaves(parse(model.objective))
+               if str(leaf.config.get("paradigm", "")) == scorer.paradigm
+               and leaf.cls.layout_for(model.family) in ("causal", "prefix")
+               and not leaf.cls.rebuilds_rows_for(model.family)]
+    return bool(layouts) and all(layout == "prefix" for layout in layouts)
 
 
 @torch.inference_mode()
@@ -238,7 +253,7 @@ def generate(model: TextModel, prompt: str, cfg: GenerateConfig | None = None) -
     before = model.tokenizer.decode(ids[:start], skip_special_tokens=True)
     after = model.tokenizer.decode(ids[:start] + shown, skip_special_tokens=True)
     text = after[len(before):] if after.startswith(before) else model.tokenizer.decode(shown, skip_special_tokens=True)
-    return Generation(prompt, text, ids[:start], new, stop, scorer.name)
+    return Generation(prompt, text, ids[:start], new, stop, scorer.name, prefix_len)
 
 
 def logits_of(proj: VocabProjection, hidden: Tensor) -> Tensor:

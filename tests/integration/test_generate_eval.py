@@ -102,7 +102,7 @@ def test_greedy_generation_matches_transformers(runs, exported) -> None:
     model = open_text_model(run)
     prompt = "The for statement"
     ours = generate(model, prompt, GenerateConfig(max_new_tokens=12, greedy=True))
-    assert ours.prompt_ids == _hf_ids(model, prompt)
+    assert ours.prompt_ids == _hf_ids(model, prompt) and ours.prefix == 0
     hf = GPT2LMHeadModel.from_pretrained(hf_dir).eval()
     end = model.special.eos
     out = hf.generate(torch.tensor([ours.prompt_ids]), do_sample=False, max_new_tokens=12, eos_token_id=end,
@@ -145,7 +145,7 @@ def test_sampling_matches_transformers_warpers_with_the_same_generator(runs, exp
 def test_prefix_lm_reads_the_prompt_as_its_prefix(runs) -> None:
     model = open_text_model(runs("prefix", "gpt"))
     out = generate(model, "The for statement", GenerateConfig(max_new_tokens=1, greedy=True))
-    assert out.mode == "causal"
+    assert out.mode == "causal" and out.prefix == len(out.prompt_ids)
     ids = torch.tensor([out.prompt_ids])
     prefix = torch.ones_like(ids, dtype=torch.bool)
     proj = model.projection(model.scorers[0])
