@@ -107,7 +107,7 @@ def list_cmd() -> None:
 @click.option("--warmup", type=float, help="Warm-up as a fraction of the budget, in [0, 1) (--set optim.warmup=).")
 @click.option("--weight-decay", type=float, help="Decoupled weight decay (--set optim.weight_decay=).")
 @click.option("--grad-accum", type=int, help="Micro-batches per optimiser step per process (--set train.grad_accum=).")
-@click.option("--report-to", help="Also log to: tensorboard, wandb, or both comma-separated (--set train.report_to=).")
+@click.option("--report-to", help="Also log to: tensorboard, wandb, or both comma-separated (train.report_to = [...]).")
 @click.option("--out", help="Run directory (default runs/<backbone>-<objective>).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML run config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override any config key.")

@@ -116,8 +116,12 @@ class WandbSink:
         check_reporters(["wandb"])
         import wandb
 
-        self._run = wandb.init(project=os.environ.get("WANDB_PROJECT", "objective-zoo"), name=Path(run_dir).name,
-                               dir=str(run_dir), config=config or {}, job_type="train")
+        try:
+            self._run = wandb.init(project=os.environ.get("WANDB_PROJECT", "objective-zoo"), name=Path(run_dir).name,
+                                   dir=str(run_dir), config=config or {}, job_type="train")
+        except Exception as exc:  # wandb's own errors (not logged in, no network) have no common base class
+            raise ConfigError(f"--report-to wandb: W&B could not start a run ({exc}); log in with `wandb login` or "
+                              "set WANDB_MODE=offline") from exc
 
     def write(self, record: Record) -> None:
         self._run.log(_scalars(record), step=int(record["step"]))
