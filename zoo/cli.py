@@ -448,7 +448,9 @@ def fill_cmd(run: str, texts: tuple[str, ...], top_k: int, step: int | None, dev
     for text in texts:
         out = fill(model, text, top_k)
         rows = [(str(i + 1), p.token, f"{p.score:.3f}") for i, preds in enumerate(out.masks) for p in preds]
-        console.table(text, ["mask", "token", "probability"], rows, caption=out.sequence)
+        console.text(text)
+        console.table(None, ["mask", "token", "probability"], rows)
+        console.text(f"most likely: {out.sequence}")
 
 
 @cli.command("eval")
