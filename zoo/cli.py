@@ -111,6 +111,11 @@ def list_cmd() -> None:
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]))
 @click.option("--checkpoint-every", type=int,
               help="Steps between checkpoints (0: every train.checkpoint_minutes of wall time and at the end).")
+@click.option("--lr", type=float, help="Peak learning rate (--set optim.lr=).")
+@click.option("--warmup", type=float, help="Warm-up as a fraction of the budget, in [0, 1) (--set optim.warmup=).")
+@click.option("--weight-decay", type=float, help="Decoupled weight decay (--set optim.weight_decay=).")
+@click.option("--grad-accum", type=int, help="Micro-batches per optimiser step per process (--set train.grad_accum=).")
+@click.option("--report-to", help="Also log to: tensorboard, wandb, or both comma-separated (train.report_to = [...]).")
 @click.option("--out", help="Run directory (default runs/<backbone>-<objective>).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML run config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override any config key.")
@@ -136,6 +141,7 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
     from zoo.typed_config import apply_overrides, dump_toml, load_toml, merge
 
     data: dict[str, Any] = load_toml(config_path) if config_path else {}
+    _check_alias_conflicts(flags, overrides)
     data = merge(data, _train_flags(flags))
     cfg = resolve(apply_overrides(data, list(overrides)))
     if nproc > 1:
@@ -451,6 +457,108 @@ def _plan_rows(p: Any) -> list[tuple[str, str]]:
     return rows
 
 
+_RUN_ARG = click.argument("run", type=click.Path(exists=True, file_okay=False))
+_STEP = click.option("--step", type=int, help="Checkpoint step of a run (default: the newest).")
+_DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda, cuda:1, ...")
+
+
+@cli.command("generate")
+@_RUN_ARG
+@click.option("--prompt", "prompts", multiple=True, required=True, help="Text to continue (repeatable).")
+@click.option("--max-new-tokens", type=int, default=50, show_default=True)
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="0: greedy.")
+@click.option("--top-k", type=int, default=0, show_default=True, help="Sample from the k most likely tokens (0: all).")
+@click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus: the most likely tokens "
+              "holding this probability (1: all).")
+@click.option("--greedy", is_flag=True, help="Always the most likely token.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling.")
+@_STEP
+@_DEVICE
+def generate_cmd(run: str, prompts: tuple[str, ...], step: int | None, device: str, **options: Any) -> None:
+    """Continue prompts with a causal or prefix LM (a run or an exported transformers directory)."""
+    from zoo import console
+    from zoo.generate import GenerateConfig, generate, open_text_model
+
+    cfg = GenerateConfig(**options)
+    model = open_text_model(run, step, device)
+    for prompt in prompts:
+        out = generate(model, prompt, cfg)
+        console.text(f"{out.prompt}{out.text}")
+        console.note(f"[{len(out.new_ids)} tokens, stop: {out.stop}, reading: {out.mode}, "
+                     f"{'sampled, seed ' + str(cfg.seed) if cfg.sampling else 'greedy'}]")
+
+
+@cli.command("fill")
+@_RUN_ARG
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--top-k", type=int, default=5, show_default=True, help="Predictions per mask.")
+@_STEP
+@_DEVICE
+def fill_cmd(run: str, texts: tuple[str, ...], top_k: int, step: int | None, device: str) -> None:
+    """Predict each [MASK] of TEXTS with a masked LM, e.g. zoo fill runs/bert-mlm "The [MASK] sat." """
+    from zoo import console
+    from zoo.generate import fill, open_text_model
+
+    model = open_text_model(run, step, device)
+    for text in texts:
+        out = fill(model, text, top_k)
+        rows = [(str(i + 1), p.token, f"{p.score:.3f}") for i, preds in enumerate(out.masks) for p in preds]
+        console.text(text)
+        console.table(None, ["mask", "token", "probability"], rows)
+        console.text(f"most likely: {out.sequence}")
+
+
+@cli.command("eval")
+@_RUN_ARG
+@click.option("--data", help="Corpus: file, directory or hf:NAME[:CONFIG][@split] (as zoo train). Default: the run's "
+              "own corpus (an exported directory: the embedded one).")
+@click.option("--text-field", default="text", show_default=True, help="JSON lines field holding the text.")
+@click.option("--doc-boundary", type=click.Choice(["auto", "file", "blank-line", "line"]), default="auto",
+              show_default=True, help="Where documents end in text files (as data.doc_boundary).")
+@click.option("--split", type=click.Choice(["all", "valid", "train"]), default="all", show_default=True,
+              help="All documents, or those training holds out (valid) / trains on, by its rule.")
+@click.option("--measure", type=click.Choice(["auto", "next-token", "objective"]), default="auto", show_default=True,
+              help="next-token: loss, perplexity, bits per byte over every token; objective: the run's own loss "
+                   "(auto: next-token where the model predicts the next token).")
+@click.option("--seq-len", type=int, default=0, help="Window / row length (default: the run's train.seq_len).")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--max-documents", type=int, default=0, help="Only the first N documents (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_STEP
+@_DEVICE
+def eval_cmd(run: str, data: str | None, text_field: str, doc_boundary: str, max_documents: int, as_json: bool,
+             **options: Any) -> None:
+    """Held-out loss, perplexity and bits per byte of a run (or exported directory) on a corpus."""
+    import json
+
+    from zoo import console
+    from zoo.corpus_eval import EvalConfig, evaluate_corpus
+    from zoo.data import DataConfig
+
+    corpus = DataConfig(source=data, text_field=text_field, doc_boundary=doc_boundary,  # type: ignore[arg-type]
+                        max_documents=max_documents) if data is not None else None
+    result = evaluate_corpus(run, EvalConfig(data=corpus, **options))
+    if as_json:
+        console.text(json.dumps(result.to_dict(), indent=1))
+    else:
+        console.table("Evaluation", ["", "value"], result.rows())
+
+
+# zoo train flags that name one config key each, as transformers' Trainer arguments do
+TRAIN_ALIASES = {"lr": "optim.lr", "warmup": "optim.warmup", "weight_decay": "optim.weight_decay",
+                 "grad_accum": "train.grad_accum", "report_to": "train.report_to"}
+
+
+def _check_alias_conflicts(flags: dict[str, Any], overrides: tuple[str, ...]) -> None:
+    """An alias flag and a ``--set`` of its key in one command: refuse rather than pick one."""
+    for flag, path in TRAIN_ALIASES.items():
+        if flags.get(flag) is None:
+            continue
+        for item in overrides:
+            if item.split("=", 1)[0].strip() == path:
+                raise ConfigError(f"--{flag.replace('_', '-')} and --set {item} both set {path}; give one")
+
+
 def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
     """Map the stable CLI flags onto config keys (only those given)."""
     where = {
@@ -461,11 +569,14 @@ def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
         "budget": ("train", "budget"), "seq_len": ("train", "seq_len"), "batch_size": ("train", "batch_size"),
         "precision": ("train", "precision"), "checkpoint_every": ("train", "checkpoint_every"),
         "seed": ("train", "seed"), "strategy": ("train", "strategy"), "init": ("init", "source"),
+        **{flag: tuple(path.split(".")) for flag, path in TRAIN_ALIASES.items()},
     }
     out: dict[str, Any] = {}
     for flag, value in flags.items():
         if value is None:
             continue
+        if flag == "report_to":
+            value = [v.strip() for v in value.split(",") if v.strip()]
         node = out
         *parents, leaf = where[flag]
         for part in parents:

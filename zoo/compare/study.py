@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -49,7 +48,7 @@ def auto_evals(steps: int) -> int:
 MUTABLE_SETTINGS = ("objectives", "backbones", "seeds", "evals", "bench")
 # Config keys a finished run may differ in and still be reused (they do not change the weights).
 REUSABLE_DIFFS = ("out", "train.log_every", "train.eval_every", "train.checkpoint_every", "train.checkpoint_minutes",
-                  "train.keep_last", "train.tensorboard", "train.prefetch", "data.cache_dir", "train.device",
+                  "train.keep_last", "train.tensorboard", "train.report_to", "train.prefetch", "data.cache_dir", "train.device",
                   "train.dist_timeout_s")
 
 

@@ -38,6 +38,7 @@ from zoo.train.metrics import (
     Averager,
     Record,
     Sinks,
+    check_reporters,
     default_peak_flops,
 )
 from zoo.train.optim import build_optimizer, set_lr
@@ -161,7 +162,8 @@ class Trainer:
                 "family": self.model.backbone.family, "backbone_config": to_dict(self.model.backbone.config),
                 "parameters": sum(p.numel() for p in self.model.parameters()), "data": self.data.stats,
                 "init": self.init_record or recorded_init(self.run_dir), "schedule": self.schedule.to_state()})
-        self.sinks = Sinks.for_run(self.run_dir, cfg.train.tensorboard, self.callback) if info.is_main else Sinks([])
+        self.sinks = (Sinks.for_run(self.run_dir, cfg.train.reporters, self.callback, to_dict(cfg)) if info.is_main
+                      else Sinks([]))  # only rank 0 logs
         self.peak = cfg.train.peak_flops or default_peak_flops(self.device)
 
     def _schedule(self, resumed: bool, last_budget: str | None) -> Schedule:
@@ -372,6 +374,7 @@ def train(cfg: RunConfig, *, resume: bool = False, resume_from: str | None = Non
     rank = 0
     try:
         validate(cfg, force)
+        check_reporters(cfg.train.reporters)  # a missing logging package fails before any work
         trainer = Trainer(cfg, resume=resume, resume_from=resume_from, callback=callback)
         rank = trainer.dist.rank
         with rundir.claim(trainer.run_dir, cfg, trainer.dist.is_main) as claim:
