@@ -357,7 +357,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
             console.table(f"Same backbone{suite}, over seeds: A - B of the average score (exact sign-flip p, Holm)",
                           *report.pair_table(part))
         if any(p.items for p in part.pairs):
-            console.table(f"Same backbone{suite}, over items: A - B per task (hierarchical bootstrap p, Holm)",
+            console.table(f"Same backbone{suite}, over items: A - B per task (seed-and-item t p, Holm)",
                           *report.item_table(part))
     for note in result.notes:
         console.text(f"note: {note}")

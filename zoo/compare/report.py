@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.compare.results import ComparisonResult
-from zoo.compare.stats import Estimate, format_level, seeds_needed
+from zoo.compare.stats import Estimate, ItemComparison, format_level, seeds_needed, sign_flip_min_seeds
 from zoo.compare.study import BASELINE
 
 log = logging.getLogger(__name__)
@@ -88,8 +88,9 @@ def reading(diff: Estimate, p_holm: float | None, a: str, b: str) -> str:
 
 
 def pair_table(result: ComparisonResult) -> Table:
+    m = len(result.pairs)
     columns = ["backbone", "A", "B", "A - B (avg x100)", "p (sign-flip, seeds)", "p (Holm)", "A ahead",
-               "seeds for 80% power", "reading"]
+               f"seeds for 80% power (Holm, {m} pairs)", "reading"]
     rows = []
     for p in result.pairs:
         c = p.seeds
@@ -100,15 +101,34 @@ def pair_table(result: ComparisonResult) -> Table:
     return columns, rows
 
 
+def item_reading(c: ItemComparison, a: str, b: str) -> str:
+    """A winner only when the test over seeds and items and the sign-flip test over the same per-seed
+    differences both reject after Holm; with one seed the item test is conditional on that seed."""
+    if not c.diff.excludes(0.0):
+        return "not distinguishable"
+    ahead = a if c.diff.point > 0 else b
+    items_ok = c.p_holm is not None and c.p_holm < ALPHA
+    if c.conditional:
+        return (f"{ahead} ahead on these items, given this one seed" if items_ok
+                else f"{ahead} ahead, not significant after Holm")
+    seeds_ok = c.p_seeds_holm is not None and c.p_seeds_holm < ALPHA
+    if items_ok and seeds_ok:
+        return f"{ahead} better"
+    if items_ok:
+        return f"{ahead} ahead, the seed-level test does not agree ({c.seeds} seeds)"
+    return f"{ahead} ahead, not significant after Holm"
+
+
 def item_table(result: ComparisonResult) -> Table:
-    columns = ["backbone", "A", "B", "task", "metric", "items", "A - B (x100)", "p (bootstrap, items)", "p (Holm)",
-               "reading"]
+    columns = ["backbone", "A", "B", "task", "metric", "items", "A - B (x100)", "p (seeds and items, t)", "p (Holm)",
+               "p (sign-flip, seeds; Holm)", "reading"]
     rows = []
     for p in result.pairs:
         for t, c in p.items.items():
+            seed_p = "-" if c.conditional else f"{_p(c.p_seeds)}; {_p(c.p_seeds_holm)}"
             rows.append([p.backbone, p.a, p.b, result.task_titles.get(t, t), ITEM_METRIC_NAMES.get(c.metric, c.metric),
-                         f"{c.items:,}", fmt_estimate(c.diff, signed=True), _p(c.p), _p(c.p_holm),
-                         reading(c.diff, c.p_holm, p.a, p.b)])
+                         f"{c.items:,}", fmt_estimate(c.diff, signed=True), _p(c.p), _p(c.p_holm), seed_p,
+                         item_reading(c, p.a, p.b)])
     return columns, rows
 
 
@@ -187,23 +207,29 @@ def _pair_notes(result: ComparisonResult) -> list[str]:
              "family-wise error at most 5%). \"Not distinguishable\" means the interval contains 0; a winner is "
              "named only when the interval excludes 0 and the Holm-adjusted p is below 0.05."]
     if n:
+        need_min = sign_flip_min_seeds(ALPHA, m)
         lines += ["", f"With {n} seeds the smallest p the sign-flip test can give is 2/2^{n} = {2 / 2**n:.3g}"
-                  + (": no difference can reach p < 0.05 over seeds, however large; 6 seeds are the minimum."
-                     if 2 / 2**n >= ALPHA else ".")
-                  + " \"Seeds for 80% power\" is the number of seeds a paired t test at 0.05 would need to detect "
-                  "a true difference as large as the observed one with probability 0.8, given the observed spread "
-                  "of the per-seed differences (noncentral t; at least the sign-flip test's minimum): a rough "
-                  "planning number, since both the difference and the spread are estimated from these seeds."]
+                  + (" (below 0.05 only from 6 seeds)" if 2 / 2**n >= ALPHA else "")
+                  + f". Holm's first step over the {m} pair(s) asks for p <= 0.05/{m} = {ALPHA / m:.3g}, which the "
+                  f"sign-flip test can reach only from {need_min} seeds"
+                  + (f": with {n} no pair can be significant after Holm, however large its difference."
+                     if n < need_min else ".")
+                  + f" \"Seeds for 80% power\" is the number of seeds a paired t test at that level (0.05/{m}) would "
+                  "need to detect a true difference as large as the observed one with probability 0.8, given the "
+                  "observed spread of the per-seed differences (noncentral t; at least the sign-flip test's minimum "
+                  "for that level): a rough planning number, since both the difference and the spread are estimated "
+                  "from these seeds."]
         if any(p.items for p in result.pairs):
-            lines += ["", "Smaller p values than the sign-flip floor can only come from the item-level test (next "
-                      "section: the hierarchical paired bootstrap over evaluation items, column "
-                      "`p (bootstrap, items)`), not from this table."]
+            lines += ["", "The item-level test (next section) adds the evaluation items' sampling to the seed-level "
+                      "spread; a winner is named there only when the sign-flip test over the seeds agrees, so it "
+                      "cannot get round the floor above."]
     sds = [p.seeds.sd for p in result.pairs if p.seeds.sd]
     if sds:
         sd = float(np.median(sds))
-        need = [(d, seeds_needed(d / 100, sd)) for d in PLANNED_DIFFERENCES]
+        need = [(d, seeds_needed(d / 100, sd, tests=max(1, m))) for d in PLANNED_DIFFERENCES]
         lines += ["", f"Seeds needed for a given difference of the average score, at the median spread of the per-seed "
-                  f"differences here (sd {100 * sd:.2f} points; 80% power, paired t test at 0.05): "
+                  f"differences here (sd {100 * sd:.2f} points; 80% power, paired t test at 0.05/{m} = "
+                  f"{ALPHA / max(1, m):.3g}): "
                   + ", ".join(f"{d:g} point{'s' if d != 1 else ''}: {n if n is not None else 'more than 10,000'}"
                               for d, n in need) + "."]
     return lines
@@ -212,14 +238,17 @@ def _pair_notes(result: ComparisonResult) -> list[str]:
 def _item_notes(result: ComparisonResult) -> list[str]:
     m = sum(len(p.items) for p in result.pairs)
     return [f"The same pairs, per task, over evaluation items: A - B of the task score (x100) computed from each "
-            f"model's per-item predictions, with its {format_level(result.confidence)} hierarchical paired "
-            "bootstrap interval (each resample draws pretraining seeds with replacement, then dev items with "
-            "replacement, the same items for A and B) and the two-sided p of the difference over its bootstrap "
-            "standard error. Items are many, so this test "
-            "sees differences the seed-level test cannot; it treats the evaluation set as a sample of the task. "
-            f"{m} test(s): p (Holm) is adjusted over all of them. Left out: tasks without a per-item form here "
-            "(regression, several evaluation splits), and runs whose cached fine-tuning results predate per-item "
-            "predictions (delete their `bench-cache/` to recompute)."]
+            f"model's per-item predictions, the mean over seeds of the per-seed differences. Its standard error has "
+            "two parts: the spread of the per-seed differences (the seed level, which also holds the per-(seed, "
+            "item) noise) and the sampling of the evaluation items, which that spread cannot see because every seed "
+            "is scored on the same items (a bootstrap of the items with the seeds held fixed; BLiMP pairs are drawn "
+            "within their paradigm). The difference over that standard error is referred to Student t with the "
+            "Welch-Satterthwaite degrees of freedom of the two parts (the number of seeds minus 1 when the seeds "
+            f"dominate); the interval is {format_level(result.confidence)} t. `p (sign-flip, seeds; Holm)` is the "
+            "exact sign-flip test of the same per-seed differences. A winner is named only when both are below 0.05 "
+            f"after Holm over the {m} test(s). With one seed the item p holds for these items given that seed only. "
+            "Left out: tasks without a per-item form here (regression, several evaluation splits), and runs whose "
+            "cached fine-tuning results predate per-item predictions (delete their `bench-cache/` to recompute)."]
 
 
 def scores_section(result: ComparisonResult, figures: dict[str, Path], suite_title: bool = False,

@@ -20,9 +20,10 @@ from zoo.compare.stats import (
     ItemComparison,
     SeedComparison,
     compare_seeds,
-    hierarchical_bootstrap,
+    seeds_needed,
     holm,
     seed_estimate,
+    seed_item_test,
 )
 from zoo.compare.study import BASELINE
 from zoo.train.config import Budget
@@ -96,6 +97,7 @@ class ItemValues:
 
     metric: str  # "mean" of 0/1 correctness, or "f1" / "mcc" / "accuracy_f1" of confusion codes
     values: np.ndarray  # (F, N)
+    strata: tuple[str, ...] | None = None  # per item, the group it is resampled within (a paradigm)
 
 
 def item_values(metrics: list[str] | tuple[str, ...], regression: bool, eval_splits: int,
@@ -194,6 +196,10 @@ def pairwise(groups: list[Group], tasks: list[str], items: dict[str, dict[str, I
         if paired:
             pair.items = _item_comparisons(ga, gb, tasks, items, confidence)
         out.append(pair)
+    for pair in out:  # seeds needed for the whole family, at Holm's first step (0.05 / pairs)
+        c = pair.seeds
+        if c.sd is not None:
+            pair.seeds = replace(c, seeds_needed=seeds_needed(c.diff.point, c.sd, tests=len(out)))
     _adjust(out)
     return out
 
@@ -208,20 +214,23 @@ def _item_comparisons(ga: Group, gb: Group, tasks: list[str], items: dict[str, d
         va = [items.get(r.name, {}).get(t) for r in runs_a]
         vb = [items.get(r.name, {}).get(t) for r in runs_b]
         values = [v for v in va + vb if v is not None]
-        if len(values) != len(va) + len(vb) or len({(v.metric, v.values.shape) for v in values}) != 1:
+        if len(values) != len(va) + len(vb) or len({(v.metric, v.values.shape, v.strata) for v in values}) != 1:
             continue  # a seed without per-item results, or runs scored on different items
-        out[t] = hierarchical_bootstrap(np.stack([v.values for v in va]), np.stack([v.values for v in vb]),
-                                        values[0].metric, confidence)
+        out[t] = seed_item_test(np.stack([v.values for v in va]), np.stack([v.values for v in vb]),
+                                values[0].metric, confidence, strata=values[0].strata)
     return out
 
 
 def _adjust(pairs: list[Pair]) -> None:
-    """Holm over the seed-level tests of all pairs, and over the item-level tests of all (pair, task)."""
+    """Holm over the seed-level tests of all pairs, and over the item-level tests of all (pair, task), both
+    the studentized test over seeds and items and the sign-flip test of the same per-seed differences."""
     for p, adj in zip(pairs, holm([p.seeds.p for p in pairs]), strict=True):
         p.seeds = replace(p.seeds, p_holm=None if math.isnan(adj) else adj)
     keys = [(p, t) for p in pairs for t in p.items]
-    for (p, t), adj in zip(keys, holm([p.items[t].p for p, t in keys]), strict=True):
-        p.items[t] = replace(p.items[t], p_holm=adj)
+    item_adj = holm([p.items[t].p for p, t in keys])
+    seed_adj = holm([p.items[t].p_seeds for p, t in keys])  # the same family, tested over seeds
+    for (p, t), adj, adj_s in zip(keys, item_adj, seed_adj, strict=True):
+        p.items[t] = replace(p.items[t], p_holm=adj, p_seeds_holm=None if math.isnan(adj_s) else adj_s)
 
 
 @dataclass

@@ -551,6 +551,7 @@ def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValu
     info.bench_s += model.seconds
     correct = model.correct.get(head, {})
     if items is not None and correct:
-        bits = "".join(correct[p] for p in sorted(correct))
-        values = flags(bits).astype(float)
-        items.setdefault(info.name, {})[ALL_PAIRS] = ItemValues("mean", values[None, :])  # (1 fine-tune, N)
+        order = sorted(correct)
+        values = flags("".join(correct[p] for p in order)).astype(float)
+        strata = tuple(p for p in order for _ in range(len(correct[p])))  # resampled within each paradigm
+        items.setdefault(info.name, {})[ALL_PAIRS] = ItemValues("mean", values[None, :], strata)  # (1 fine-tune, N)
