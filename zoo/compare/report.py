@@ -323,21 +323,70 @@ def markdown(result: ComparisonResult, figures: dict[str, Path],
     return "\n".join(lines)
 
 
+def count_model_regime(result: ComparisonResult) -> list[str]:
+    """Per group: below, at or above the best count model's macro average (its interval against it)."""
+    base = result.bench.get("baselines") or {}
+    counts = {n: float(np.mean([acc[p] for p in result.tasks])) for n, acc in base.items()
+              if not n.startswith(LENGTH_NAME) and all(p in acc for p in result.tasks)}
+    if not counts:
+        return []
+    best_name, best = max(counts.items(), key=lambda kv: kv[1])
+    out = []
+    for g in result.groups:
+        if g.average is None or not g.average.has_interval:
+            continue
+        regime = ("above" if g.average.low > best else "below" if g.average.high < best else "at")
+        out.append(f"{g.label} {regime}")
+    return [f"Against the best count model ({best_name}, {100 * best:.1f}): " + "; ".join(out) + ". Pretraining "
+            "has bought something a count cannot give only where a row is above it; a random init is no measure "
+            "of that."] if out else []
+
+
+LENGTH_NAME = "fewer tokens"
+
+
 def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path], prefix: str = "") -> list[str]:
-    """Minimal pairs: accuracy per phenomenon (mean over its paradigms), then the per-paradigm table."""
+    """Minimal pairs: accuracy per phenomenon (mean over its paradigms), then the per-paradigm table; the
+    trivial baselines (count models, length heuristic) as columns, and the accuracy on equal-length pairs."""
     phenomena: dict[str, list[str]] = result.bench.get("groups") or {}
     groups = [g for g in result.groups if g.runs]
     scorers = result.bench.get("scorers", {})
+    base: dict[str, dict[str, float]] = {n: acc for n, acc in (result.bench.get("baselines") or {}).items()
+                                         if all(p in acc for p in result.tasks)}
     lines = [f"Zero-shot minimal pairs: a pair is right when the acceptable sentence scores higher (scorers: "
              f"{', '.join(sorted(set(scorers.values()))) or '-'}). Rows: phenomena (mean over their paradigms) and "
              f"the macro average over the {len(result.tasks)} paradigms; cells: {result.statistic} over seeds, x100. "
-             f"Per-pair correctness is in each run's bench.json, for paired tests on the same items.", "",
-             "| phenomenon | " + " | ".join(g.label for g in groups) + " |", "|---|" + "---|" * len(groups)]
+             f"Per-pair correctness is in each run's bench.json, for paired tests on the same items.", ""]
+    if base:
+        lines += ["Trivial baselines on the same pairs and tokenizer, as the last columns: unigram, bigram and "
+                  "trigram interpolated Kneser-Ney count models trained on the training split of the study's corpus "
+                  "(each sentence scored whole: start-of-sentence context, end-of-sentence symbol), and `fewer "
+                  "tokens` (the shorter sentence wins, ties count half). The last row is the accuracy on the "
+                  f"{result.bench.get('equal_pairs', 0):,} pairs whose two sentences have the same number of tokens, "
+                  "where length cannot decide.", ""]
+    lines += [f"> {n}" for n in result.bench.get("baseline_notes") or []]
+    lines += ["| phenomenon | " + " | ".join(g.label for g in groups) + "".join(f" | {n}" for n in base) + " |",
+              "|---|" + "---|" * (len(groups) + len(base))]
     for name, ps in phenomena.items():
         cells = [100 * float(np.median([np.mean([r.scores[p] for p in ps]) for r in g.runs])) for g in groups]
+        cells += [100 * float(np.mean([acc[p] for p in ps])) for acc in base.values()]
         lines.append(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
-    lines.append("| macro average | " + " | ".join(fmt_estimate(g.average) for g in groups) + " |")
+    lines.append("| macro average | " + " | ".join(fmt_estimate(g.average) for g in groups)
+                 + "".join(f" | {100 * float(np.mean([acc[p] for p in result.tasks])):.1f}" for acc in base.values())
+                 + " |")
+    equal = result.bench.get("equal_length") or {}
+    if equal:
+        base_eq = result.bench.get("baselines_equal_length") or {}
+
+        def med(g: object) -> str:
+            vals = [equal[r.name] for r in g.runs if r.name in equal]  # type: ignore[attr-defined]
+            return f"{100 * float(np.median(vals)):.1f}" if vals else "-"
+
+        lines.append("| equal-length pairs | " + " | ".join(med(g) for g in groups)
+                     + "".join(f" | {100 * base_eq[n]:.1f}" if base_eq.get(n) is not None else " | -" for n in base)
+                     + " |")
     lines.append("")
+    lines += [*count_model_regime(result), ""] if base else []
     if "scores" in figures:
         lines += [f"![Accuracy per phenomenon]({prefix}scores.png)", ""]
     return lines + ["Per paradigm:", ""]

@@ -17,6 +17,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from zoo.compare.results import ComparisonResult, ItemValues, RunInfo, item_values
 from zoo.compare.study import (
     BASELINE,
@@ -519,7 +521,7 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
             scratch = run_minimal_pairs([t.path for t in group], options.suite, options.data_dir,
                                         options.max_eval_examples, from_scratch=True, scratch_seed=seed,
                                         device=options.device, write_reports=False, progress=bar,
-                                        include_models=False)
+                                        include_models=False, baselines=False)
             for t, m in zip(group, scratch.models, strict=True):
                 info = RunInfo(name=f"{t.backbone}-scratch-seed{seed}", backbone=t.backbone, objective=BASELINE,
                                seed=seed, path=t.path, baseline=True)
@@ -529,6 +531,8 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
     bench_meta = {"suite": options.suite, "kind": "minimal-pairs", "data": options.data_dir or "hub",
                   "max_eval_examples": options.max_eval_examples, "groups": result.groups if result else {},
                   "scorers": {m.name: m.scorers[0] for m in result.models} if result else {}}
+    if result is not None:
+        bench_meta.update(pair_baselines_meta(result, [*done, *baselines], items))
     return ComparisonResult(
         out=str(out), mode=mode, suite=options.suite or "", tasks=paradigms, task_titles={p: p for p in paradigms},
         task_metrics={p: ["accuracy"] for p in paradigms}, runs=runs, baselines=baselines,
@@ -537,6 +541,30 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
 
 
 ALL_PAIRS = "all pairs"  # the item set of a zero-shot suite: every pair of every paradigm
+
+
+def pair_baselines_meta(result: Any, infos: list[RunInfo], items: dict[str, dict[str, ItemValues]]) -> dict[str, Any]:
+    """The trivial baselines of a minimal-pair result for the report (``bench`` keys): count models and the
+    length heuristic per paradigm, their accuracy on equal-length pairs, and each model's (from its
+    per-pair correctness and its tokenizer's lengths)."""
+    from zoo.runs import open_run
+
+    equal_length: dict[str, float] = {}
+    pairs = 0
+    hashes: dict[str, str] = {}
+    for info in infos:
+        if info.path not in hashes:
+            hashes[info.path] = open_run(info.path).tokenizer_hash()
+        masks = result.equal_masks.get(hashes[info.path])
+        values = items.get(info.name, {}).get(ALL_PAIRS)
+        if masks is None or values is None:
+            continue
+        mask = np.concatenate([masks[p] for p in sorted(masks)])
+        pairs = int(mask.sum())
+        if pairs:
+            equal_length[info.name] = float(values.values[0][mask].mean())
+    return {"baselines": result.baselines, "baselines_equal_length": result.baseline_equal_length,
+            "baseline_notes": result.baseline_notes, "equal_length": equal_length, "equal_pairs": pairs}
 
 
 def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValues]] | None = None) -> None:
