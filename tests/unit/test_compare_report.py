@@ -128,11 +128,12 @@ def test_markdown_report(tmp_path: Path) -> None:
 
 
 def test_constant_predictor_row_and_readings(tmp_path: Path) -> None:
-    result = synthetic(tmp_path, constant={"sst2": 0.509, "mrpc": 0.748})
+    result = synthetic(tmp_path, constant={"sst2": 0.509, "mrpc": 0.748}, bag_of_words={"sst2": 0.8, "mrpc": 0.7})
     _, rows = score_table(result)
-    assert rows[-1] == ["-", "constant predictor", "50.9", "74.8", "62.9", "-", "none (no randomness)"]
+    assert rows[-2] == ["-", "constant predictor", "50.9", "74.8", "62.9", "-", "none (no randomness)"]
+    assert rows[-1] == ["-", "bag of words", "80.0", "70.0", "75.0", "-", "none (no randomness)"]
     text = markdown(result, {})
-    assert "majority class of the training labels" in text
+    assert "majority class of the training labels" in text and "logistic regression" in text
 
 
 def _items(seed: int, n: int, p: float) -> ItemValues:

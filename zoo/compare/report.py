@@ -55,15 +55,16 @@ def score_table(result: ComparisonResult) -> Table:
     for g in result.groups:
         rows.append([g.backbone, g.objective, *(fmt_estimate(g.tasks.get(t)) for t in result.tasks),
                      fmt_estimate(g.average), str(len(g.runs)), _level(g.average)])
-    if result.constant:
-        avg = result.constant_average()
-        rows.append(["-", CONSTANT, *(f"{100 * result.constant[t]:.1f}" if t in result.constant else "-"
-                                      for t in result.tasks), f"{100 * avg:.1f}" if avg is not None else "-",
-                     "-", "none (no randomness)"])
+    for name, scores, avg in ((CONSTANT, result.constant, result.constant_average()),
+                              (BAG_OF_WORDS, result.bag_of_words, result.bag_of_words_average())):
+        if scores:
+            rows.append(["-", name, *(f"{100 * scores[t]:.1f}" if t in scores else "-" for t in result.tasks),
+                         f"{100 * avg:.1f}" if avg is not None else "-", "-", "none (no randomness)"])
     return columns, rows
 
 
 CONSTANT = "constant predictor"
+BAG_OF_WORDS = "bag of words"
 ALPHA = 0.05
 PLANNED_DIFFERENCES = (0.5, 1.0, 2.0, 5.0)  # points (score x100) for the seeds-needed line
 
@@ -190,6 +191,11 @@ def statistics_note(result: ComparisonResult) -> str:
         text += (f" The `{CONSTANT}` row always answers the majority class of the training labels (the training "
                  "mean for regression), scored on the same dev examples with the official metrics: a model near "
                  "it has learned nothing usable for the task.")
+    if result.bag_of_words:
+        from zoo.benchmarks.scoring import BAG_OF_WORDS as HOW
+
+        text += (f" The `{BAG_OF_WORDS}` row is a {HOW}, trained on the same training examples: pretraining has "
+                 "bought something a word count cannot give only where a model is above it.")
     return text
 
 
@@ -361,9 +367,10 @@ def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path], prefix:
         lines += ["Trivial baselines on the same pairs and tokenizer, as the last columns: unigram, bigram and "
                   "trigram interpolated Kneser-Ney count models trained on the training split of the study's corpus "
                   "(each sentence scored whole: start-of-sentence context, end-of-sentence symbol), and `fewer "
-                  "tokens` (the shorter sentence wins, ties count half). The last row is the accuracy on the "
-                  f"{result.bench.get('equal_pairs', 0):,} pairs whose two sentences have the same number of tokens, "
-                  "where length cannot decide.", ""]
+                  "tokens` (the shorter sentence wins, ties count half)."
+                  + (f" The last row is the accuracy on the {result.bench['equal_pairs']:,} pairs whose two sentences "
+                     "have the same number of tokens, where length cannot decide." if result.bench.get("equal_pairs")
+                     else ""), ""]
     lines += [f"> {n}" for n in result.bench.get("baseline_notes") or []]
     lines += ["| phenomenon | " + " | ".join(g.label for g in groups) + "".join(f" | {n}" for n in base) + " |",
               "|---|" + "---|" * (len(groups) + len(base))]

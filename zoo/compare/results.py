@@ -255,6 +255,8 @@ class ComparisonResult:
     wall_s: float | None = None
     constant: dict[str, float] = field(default_factory=dict)  # task -> task score of the constant predictor
     constant_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> value
+    bag_of_words: dict[str, float] = field(default_factory=dict)  # task -> task score of the bag-of-words model
+    bag_of_words_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     items: dict[str, dict[str, ItemValues]] = field(default_factory=dict)  # run name -> task -> per-item values
     confidence: float = DEFAULT_CONFIDENCE
     others: list[ComparisonResult] = field(default_factory=list)  # the same runs on the study's other suites
@@ -271,9 +273,15 @@ class ComparisonResult:
 
     def constant_average(self) -> float | None:
         """The constant predictor's mean task score, when every task has one."""
-        if not self.tasks or any(t not in self.constant for t in self.tasks):
+        return self._average(self.constant)
+
+    def bag_of_words_average(self) -> float | None:
+        return self._average(self.bag_of_words)
+
+    def _average(self, scores: dict[str, float]) -> float | None:
+        if not self.tasks or any(t not in scores for t in self.tasks):
             return None
-        return float(np.mean([self.constant[t] for t in self.tasks]))
+        return float(np.mean([scores[t] for t in self.tasks]))
 
     @property
     def failed(self) -> list[RunInfo]:
@@ -298,6 +306,8 @@ class ComparisonResult:
             "groups": [group(g) for g in self.groups], "confidence": self.confidence,
             "constant": {"scores": self.constant, "metrics": self.constant_metrics,
                          "average": self.constant_average()},
+            "bag_of_words": {"scores": self.bag_of_words, "metrics": self.bag_of_words_metrics,
+                             "average": self.bag_of_words_average()},
             "pairs": [{"backbone": p.backbone, "a": p.a, "b": p.b, "seeds": p.seeds.to_dict(),
                        "items": {t: c.to_dict() for t, c in p.items.items()}} for p in self.pairs],
             "others": [o.to_dict() for o in self.others],

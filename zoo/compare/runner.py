@@ -407,6 +407,7 @@ def _collect_suite(runs: list[RunInfo], options: BenchOptions, out: Path, bench_
     baselines: list[RunInfo] = []
     items: dict[str, dict[str, ItemValues]] = {}
     constant: dict[str, dict[str, float]] = {}
+    bow: dict[str, dict[str, float]] = {}
     with _progress(progress) as bar:
         common["progress"] = bar
         if done:
@@ -414,6 +415,7 @@ def _collect_suite(runs: list[RunInfo], options: BenchOptions, out: Path, bench_
             bench = bench_fn([r.path for r in done], **common)
             _fill_scores(done, bench, items)
             constant = dict(getattr(bench, "constant", {}) or {})
+            bow = dict(getattr(bench, "bag_of_words", {}) or {})
         if options.baselines and done:
             baselines = _baselines(done, out, bench_fn, common, items)
     bench_meta = {"suite": suite, "data": options.data_dir or "hub", "fine_tune_seeds": options.seeds,
@@ -425,7 +427,8 @@ def _collect_suite(runs: list[RunInfo], options: BenchOptions, out: Path, bench_
         task_metrics={s.name: s.metric_names() for s in specs}, runs=runs, baselines=baselines,
         statistic=options.statistic, settings=settings, skipped=skipped, tokenizers=tokenizers, bench=bench_meta,
         notes=notes, command=command, items=items, constant_metrics=constant,
-        constant={s.name: task_score(s, constant[s.name]) for s in specs if s.name in constant})
+        constant={s.name: task_score(s, constant[s.name]) for s in specs if s.name in constant},
+        bag_of_words={s.name: task_score(s, bow[s.name]) for s in specs if s.name in bow}, bag_of_words_metrics=bow)
 
 
 def _fill_scores(infos: list[RunInfo], result: Any, items: dict[str, dict[str, ItemValues]] | None = None) -> None:
