@@ -55,6 +55,10 @@ def score_table(result: ComparisonResult) -> Table:
     for g in result.groups:
         rows.append([g.backbone, g.objective, *(fmt_estimate(g.tasks.get(t)) for t in result.tasks),
                      fmt_estimate(g.average), str(len(g.runs)), _level(g.average)])
+    for name, acc in (result.bench.get("baselines") or {}).items():  # minimal pairs: count models, length
+        if all(t in acc for t in result.tasks):
+            rows.append(["-", name, *(f"{100 * acc[t]:.1f}" for t in result.tasks),
+                         f"{100 * float(np.mean([acc[t] for t in result.tasks])):.1f}", "-", "none (deterministic)"])
     for name, scores, avg in ((CONSTANT, result.constant, result.constant_average()),
                               (BAG_OF_WORDS, result.bag_of_words, result.bag_of_words_average())):
         if scores:
@@ -144,9 +148,9 @@ def compute_table(result: ComparisonResult) -> Table:
         loss = r.final_eval_loss()
         rows.append([r.name, r.status if r.status == "done" else f"{r.status}: {r.error or ''}"[:80], str(r.steps),
                      _si(r.flops), f"{r.tokens:,}", _seconds(r.train_time_s), _seconds(r.wall_s), _seconds(r.cpu_s),
-                     f"{loss:.3f}" if loss is not None else "-", _seconds(r.bench_s) if r.scores else "-"])
+                     f"{loss:.3f}" if loss is not None else "-", _seconds(r.bench_s) if r.scores and r.bench_s else "-"])
     for b in result.baselines:
-        rows.append([b.name, "baseline", "0", "0", "0", "-", "-", "-", "-", _seconds(b.bench_s)])
+        rows.append([b.name, "baseline", "0", "0", "0", "-", "-", "-", "-", _seconds(b.bench_s) if b.bench_s else "-"])
     return columns, rows
 
 
@@ -371,7 +375,8 @@ def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path], prefix:
                   + (f" The last row is the accuracy on the {result.bench['equal_pairs']:,} pairs whose two sentences "
                      "have the same number of tokens, where length cannot decide." if result.bench.get("equal_pairs")
                      else ""), ""]
-    lines += [f"> {n}" for n in result.bench.get("baseline_notes") or []]
+    for note in result.bench.get("baseline_notes") or []:
+        lines += [f"> {note}", ""]
     lines += ["| phenomenon | " + " | ".join(g.label for g in groups) + "".join(f" | {n}" for n in base) + " |",
               "|---|" + "---|" * (len(groups) + len(base))]
     for name, ps in phenomena.items():
@@ -450,13 +455,14 @@ def _benchmark_line(result: ComparisonResult) -> str:
                + (f" (per task: {', '.join(varying)} differ)" if varying else "") + ".")
 
 
-def write_report(result: ComparisonResult, out: str | Path) -> Path:
-    """``report.md``, ``results.json`` and the PNG figures in ``out``; returns the report's path."""
+def write_report(result: ComparisonResult, out: str | Path, keep_figures: tuple[str, ...] = ()) -> Path:
+    """``report.md``, ``results.json`` and the PNG figures in ``out``; returns the report's path. Figures named
+    in ``keep_figures`` that this result has no data for are kept as they are (``--report-only``)."""
     from zoo.compare.plots import plot_all
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figures = plot_all(result, out)
+    figures = plot_all(result, out, keep_figures)
     others_figures = []
     for other in result.others:  # each further suite's figures in OUT/<suite>/
         (out / other.suite).mkdir(exist_ok=True)

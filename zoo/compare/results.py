@@ -55,10 +55,16 @@ class RunInfo:
     scores: dict[str, float] = field(default_factory=dict)  # task -> task score (fine-tune seed median)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> median
     bench_s: float = 0.0
+    final_loss: float | None = None  # the last validation loss, when the run's metrics.jsonl is not at hand
 
     @property
     def label(self) -> str:
         return f"{self.backbone} {self.objective}"
+
+    def counters(self) -> dict[str, Any]:
+        """What the compute table needs, for ``study.json`` (a report can be rewritten without the run)."""
+        return {"steps": self.steps, "flops": self.flops, "tokens": self.tokens, "train_time_s": self.train_time_s,
+                "params": self.params, "final_loss": self.final_eval_loss()}
 
     def average(self, tasks: list[str]) -> float | None:
         if not tasks or any(t not in self.scores for t in tasks):
@@ -66,7 +72,7 @@ class RunInfo:
         return float(np.mean([self.scores[t] for t in tasks]))
 
     def final_eval_loss(self) -> float | None:
-        return float(self.evals[-1]["loss"]) if self.evals else None
+        return float(self.evals[-1]["loss"]) if self.evals else self.final_loss
 
 
 @dataclass

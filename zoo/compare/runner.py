@@ -102,6 +102,7 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
                 study.update(name, status="done", objective=cell.objective, backbone=cell.backbone, seed=seed,
                              path=str(run_dir))
             infos[name] = _run_info(run_dir, name, study.run(name))
+            study.update(name, counters=infos[name].counters())
             continue
         eval_every = _eval_every(settings, cell, tokenizers[family], out, study)
         cfg = run_config(settings, cell, seed, run_dir, tokenizers[family], eval_every)
@@ -125,6 +126,7 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
         study.update(name, status="done", wall_s=study.run(name).get("wall_s", 0.0) + time.perf_counter() - t0,
                      cpu_s=study.run(name).get("cpu_s", 0.0) + time.process_time() - c0)
         infos[name] = _run_info(run_dir, name, study.run(name))
+        study.update(name, counters=infos[name].counters())  # a report can be rewritten without the run
     runs = [infos[run_name(c, s)] for c in grid.cells for s in settings.seeds]
 
     notes = _budget_notes(budget)
@@ -371,13 +373,15 @@ def _benchmark_and_collect(runs: list[RunInfo], options: BenchOptions, out: Path
         for res in results:
             for r in res.runs:
                 if r.status == "done":
-                    study.update(r.name, scores={**(study.run(r.name).get("scores") or {}), **r.scores})
+                    study.update(r.name, scores={**(study.run(r.name).get("scores") or {}), **r.scores},
+                                 bench_s={**(study.run(r.name).get("bench_s") or {}), res.suite: r.bench_s})
             for b in res.baselines:
                 old = study.data.get("baselines", {}).get(b.name, {}).get("scores") or {}
                 study.update(b.name, section="baselines", backbone=b.backbone, seed=b.seed,
                              scores={**old, **b.scores})
                 study.data["baselines"][b.name].setdefault("path", b.path)
         study.data["suites"] = {res.suite: res.tasks for res in results}
+        study.data["scorers"] = {res.suite: res.bench["scorers"] for res in results if res.bench.get("scorers")}
         study.save()
     first, *others = results
     first.others = others
