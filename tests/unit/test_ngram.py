@@ -81,8 +81,8 @@ def test_pair_baselines_counts_and_length_heuristic() -> None:
 def test_add_pair_baselines_rows_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
     """A run gets count-model columns from its corpus; an exported model only the length rows, with a note;
     every model gets its equal-length accuracy row."""
-    from zoo.benchmarks.zeroshot import PairsModelResult, PairsResult, add_pair_baselines
     from zoo.benchmarks.minimal_pairs import MinimalPair, Paradigm
+    from zoo.benchmarks.zeroshot import PairsModelResult, PairsResult, add_pair_baselines
 
     tok = _word_tokenizer(["[UNK]", "a", "b", "c"])
     tokens, offsets = np.array([1, 2, 1, 2, 3]), np.array([0, 2, 5])

@@ -24,7 +24,13 @@ from zoo import __version__
 from zoo.benchmarks.accumulate import merge_suite, recipe_id, recipe_label
 from zoo.benchmarks.data import TaskData, load_task_data
 from zoo.benchmarks.finetune import Prepared, Progress, Recipe, finetune, prepare, recipes_for, resolve_device
-from zoo.benchmarks.scoring import BAG_OF_WORDS, bag_of_words_scores, constant_predictor_scores, suite_average, task_score
+from zoo.benchmarks.scoring import (
+    BAG_OF_WORDS,
+    bag_of_words_scores,
+    constant_predictor_scores,
+    suite_average,
+    task_score,
+)
 from zoo.benchmarks.source import ModelSource, open_source
 from zoo.benchmarks.tasks import TaskSpec, get_task, resolve_tasks
 from zoo.errors import ConfigError

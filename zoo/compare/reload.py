@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from zoo.compare.results import ComparisonResult, ItemValues, RunInfo
-from zoo.compare.study import BASELINE, StudySettings, expand_grid, run_name
+from zoo.compare.study import BASELINE, StudySettings, expand_grid, run_name, slug
 from zoo.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def _resolve(path: str | None, out: Path) -> str | None:
     """A recorded path as it stands: absolute, or relative to the working directory, else to the study's parent."""
     if not path or path.startswith("hf:") or Path(path).is_absolute() or Path(path).exists():
         return path
-    for base in (out.parent, *out.parents):
+    for base in out.parents:
         if (base / path).exists():
             return str(base / path)
     return path
@@ -79,8 +79,6 @@ def report_from_study(out: str | Path, count_models: bool = True) -> ComparisonR
     grid = expand_grid(settings.objectives, settings.backbones)
     plans = data.get("plans", {})
     runs = []
-    from zoo.compare.study import slug
-
     first_suite = settings.bench.suites[0] or ""
     for cell in grid.cells:
         for seed in settings.seeds:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.compare.results import ComparisonResult
+from zoo.compare.results import ComparisonResult, Group
 from zoo.compare.stats import Estimate, ItemComparison, format_level, seeds_needed, sign_flip_min_seeds
 from zoo.compare.study import BASELINE
 
@@ -390,8 +390,8 @@ def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path], prefix:
     if equal:
         base_eq = result.bench.get("baselines_equal_length") or {}
 
-        def med(g: object) -> str:
-            vals = [equal[r.name] for r in g.runs if r.name in equal]  # type: ignore[attr-defined]
+        def med(g: Group) -> str:
+            vals = [equal[r.name] for r in g.runs if r.name in equal]
             return f"{100 * float(np.median(vals)):.1f}" if vals else "-"
 
         lines.append("| equal-length pairs | " + " | ".join(med(g) for g in groups)

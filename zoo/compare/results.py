@@ -20,10 +20,10 @@ from zoo.compare.stats import (
     ItemComparison,
     SeedComparison,
     compare_seeds,
-    seeds_needed,
     holm,
     seed_estimate,
     seed_item_test,
+    seeds_needed,
 )
 from zoo.compare.study import BASELINE
 from zoo.train.config import Budget
