@@ -23,7 +23,7 @@ import numpy as np
 
 from zoo.compare.results import ComparisonResult, ItemValues, RunInfo
 from zoo.compare.study import BASELINE, StudySettings, expand_grid, run_name, slug
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, ZooError
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def _suite_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
         for s in specs:
             task_data = _task_data(s, data_dir, opts.max_train_examples, opts.max_eval_examples)
             constant[s.name], bow[s.name] = constant_predictor_scores(task_data), bag_of_words_scores(task_data)
-    except Exception as exc:  # the benchmark data is gone: the report goes without these rows
+    except (ZooError, OSError) as exc:  # the benchmark data is gone: the report goes without these rows
         log.warning("no constant predictor or bag-of-words rows: %s", exc)
     meta = {"suite": suite, "data": opts.data_dir or "hub", "fine_tune_seeds": opts.seeds,
             "max_train_examples": opts.max_train_examples, "max_eval_examples": opts.max_eval_examples,
@@ -167,7 +167,7 @@ def _pairs_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
     try:
         paradigms = [p for p in load_suite(opts.suite, data_dir, opts.max_eval_examples) if p.name in tasks]
         meta["groups"] = phenomena(paradigms)
-    except Exception as exc:  # the pairs are gone: no phenomenon table, no count models
+    except (ZooError, OSError) as exc:  # the pairs are gone: no phenomenon table, no count models
         log.warning("cannot read the %s pairs (%s): no phenomena and no count models", opts.suite, exc)
     items: dict[str, dict[str, ItemValues]] = {}
     for r in common["runs"]:  # per-pair correctness from the run directories that are still there
@@ -209,7 +209,7 @@ def _count_models(out: Path, settings: StudySettings, data: dict[str, Any], para
         tok_cfg = replace(tok_cfg, path=str(directory / "tokenizer.json"))
     try:
         bundle = build_datasets(cfg.data, tok_cfg, family, None)
-    except Exception as exc:  # the corpus is gone
+    except (ZooError, OSError) as exc:  # the corpus is gone
         return {"baseline_notes": [f"No count models: the study's corpus could not be read ({exc})."]}
     got = bundle.stats.get("tokenizer_hash")
     if recorded.get("tokenizer_hash") and got != recorded["tokenizer_hash"]:

@@ -387,8 +387,9 @@ def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path], prefix:
                  + "".join(f" | {100 * float(np.mean([acc[p] for p in result.tasks])):.1f}" for acc in base.values())
                  + " |")
     equal = result.bench.get("equal_length") or {}
-    if equal:
-        base_eq = result.bench.get("baselines_equal_length") or {}
+    base_eq = {n: v for n, v in (result.bench.get("baselines_equal_length") or {}).items()
+               if v is not None and math.isfinite(v)}
+    if equal or base_eq:  # "-" for a model without per-pair results
 
         def med(g: Group) -> str:
             vals = [equal[r.name] for r in g.runs if r.name in equal]
