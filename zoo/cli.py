@@ -311,13 +311,15 @@ def _compare_presets() -> list[str]:
 @click.option("--preset", help="Start from a named study preset (" + ", ".join(_compare_presets()) + "); options "
               "given explicitly replace its values, --set/--bench-set add to them.")
 @click.option("--out", default="studies/study", show_default=True, help="Study directory (study.json, runs, report).")
+@click.option("--report-only", is_flag=True, help="Rewrite the report of the study in --out from its study.json; "
+              "nothing is trained or benchmarked.")
 @click.pass_context
 def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | None, backbones: str, budget: str | None,
                 seeds: int, data: str | None, size: str, seq_len: int | None, batch_size: int | None,
                 vocab_size: int | None, overrides: tuple[str, ...], evals: int, suite: str | None, tasks: str | None,
                 data_dir: str | None, bench_overrides: tuple[str, ...], bench_seeds: int,
                 max_train_examples: int | None, max_eval_examples: int | None, max_pairs: int | None, device: str,
-                no_baseline: bool, statistic: str, preset: str | None, out: str) -> None:
+                no_baseline: bool, statistic: str, preset: str | None, out: str, report_only: bool) -> None:
     """Which objective is better at equal compute? Train the (objective x backbone x seed) grid at one
     budget, benchmark every run and a from-scratch baseline, report intervals and paired tests.
 
@@ -336,6 +338,18 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
     from zoo.compare.study import BenchOptions, StudySettings, split_list
     from zoo.errors import ConfigError
 
+    if report_only:
+        given = [f"--{k.replace('_', '-')}" for k in ctx.params
+                 if k not in ("out", "report_only") and ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT]
+        if runs or given:
+            raise ConfigError(f"--report-only rewrites the report of the study in --out from its study.json; "
+                              f"{', '.join(given) or 'run directories'} do not apply")
+        from zoo.compare.reload import report_from_study
+
+        result = report_from_study(out)
+        report.write_report(result, out, keep_figures=("curves", "compute"))
+        console.text(f"report: {Path(result.out) / 'report.md'}")
+        return
     if preset is not None:
         from zoo.compare.presets import get_preset
 
@@ -391,7 +405,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
             console.table(f"Same backbone{suite}, over seeds: A - B of the average score (exact sign-flip p, Holm)",
                           *report.pair_table(part))
         if any(p.items for p in part.pairs):
-            console.table(f"Same backbone{suite}, over items: A - B per task (hierarchical bootstrap p, Holm)",
+            console.table(f"Same backbone{suite}, over items: A - B per task (seed-and-item t p, Holm)",
                           *report.item_table(part))
     for note in result.notes:
         console.text(f"note: {note}")

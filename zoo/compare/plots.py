@@ -74,8 +74,9 @@ def figures(result: ComparisonResult) -> dict[str, Any]:
     return out
 
 
-def plot_all(result: ComparisonResult, out: Path) -> dict[str, Path]:
-    """Write every figure that has data as ``out/<name>.png``; returns {name: path}."""
+def plot_all(result: ComparisonResult, out: Path, keep: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Write every figure that has data as ``out/<name>.png``; returns {name: path}. A figure without data
+    is removed, unless named in ``keep`` (a report rewritten without the runs keeps their curves)."""
     out = Path(out)
     made = figures(result)
     written = {}
@@ -84,6 +85,8 @@ def plot_all(result: ComparisonResult, out: Path) -> dict[str, Path]:
         if name in made:
             with fileio.staged(path) as tmp:
                 made[name].savefig(tmp, format="png")
+            written[name] = path
+        elif path.exists() and name in keep:
             written[name] = path
         elif path.exists():
             path.unlink()  # a stale figure from an earlier report would contradict this one
