@@ -100,7 +100,8 @@ def list_cmd() -> None:
 @click.option("--seq-len", type=int)
 @click.option("--batch-size", type=int, help="Rows per micro-batch per process.")
 @click.option("--vocab-size", type=int, help="Vocabulary size of the tokenizer trained for this run.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]))
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
+              help="auto (default): bf16 where the CPU/GPU computes it natively, else fp32.")
 @click.option("--checkpoint-every", type=int,
               help="Steps between checkpoints (0: every train.checkpoint_minutes of wall time and at the end).")
 @click.option("--out", help="Run directory (default runs/<backbone>-<objective>).")
@@ -139,6 +140,7 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
             ("tokens per step", f"{p.tokens_per_step:,} ({p.accum} accumulation step(s))"),
             ("FLOPs per step (train)", f"{p.flops_per_step:.3e}"),
             ("budget", str(p.budget)),
+            ("precision", f"{p.precision.name} ({p.precision.reason})"),
         ])
         return
     from zoo.train.trainer import train
