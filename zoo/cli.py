@@ -187,9 +187,9 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
 @click.option("--pll", type=click.Choice(["word-l2r", "original"]), default="word-l2r", show_default=True,
               help="Minimal pairs: pseudo-log-likelihood of bidirectional models, with within-word masking "
                    "(Kauf & Ivanova 2023) or the original (Salazar et al. 2020).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default="fp32", show_default=True,
               help="Minimal pairs: scoring precision (bf16 autocast is faster on CPUs and GPUs with bf16 "
-                   "instructions; fp32 is exact).")
+                   "instructions; fp32 is exact; auto: bf16 where computed natively, else fp32).")
 def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_dir: str | None, seeds: int,
               overrides: tuple[str, ...], max_train_examples: int | None, max_eval_examples: int | None,
               device: str, from_scratch: bool, no_cache: bool, step: int | None, pll: str, precision: str,

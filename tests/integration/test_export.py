@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -349,3 +350,23 @@ def test_init_from_a_roberta_prelayernorm_export(make_run, corpus: Path, tmp_pat
     assert info["init"]["architecture"] == "RobertaPreLayerNormForMaskedLM"
     assert info["init"]["heads"]["mlm"] == "lm_head" and info["init"]["unused"] == []
     assert json.loads((out / "config.json").read_text())["model"]["norm_position"] == "pre"
+
+
+def test_minimal_pairs_score_a_pre_ln_export_as_the_run(make_run, tmp_path: Path) -> None:
+    """zoo bench scores the RobertaPreLayerNormForMaskedLM export with its lm_head: as the run itself."""
+    from zoo.benchmarks.lm_scoring import score_sentences, scorers_for
+    from zoo.benchmarks.source import open_source
+    from zoo.benchmarks.zeroshot import open_scoring_model
+
+    run_dir = make_run("mlm", "bert", norm_position="pre", bias=False)
+    export_hf(run_dir, tmp_path / "hf")
+    scores = []
+    for path in (run_dir, tmp_path / "hf"):
+        src = open_source(path)
+        sm = open_scoring_model(src)
+        (scorer,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, "word-l2r")
+        scores.append(score_sentences(scorer, sm.backbone, sm.heads, src.tokenizer, src.special, SENTENCES,
+                                      batch_tokens=64))
+    ours, exported = scores
+    for key in ours:
+        assert np.allclose(ours[key], exported[key], atol=1e-5, rtol=0), key

@@ -101,3 +101,17 @@ def test_presets_and_recipes_use_auto() -> None:
         assert apply_overrides({}, list(preset.overrides)).get("train", {}).get("precision", "auto") == "auto"
     for path in sorted((Path(__file__).parents[2] / "configs").glob("*.toml")):
         assert load_toml(path).get("train", {}).get("precision", "auto") == "auto", path
+
+
+def test_zoo_bench_precision_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    from zoo.benchmarks.zeroshot import _scoring_precision
+
+    monkeypatch.setattr(CPUFeatures, "detect", classmethod(lambda cls: ZEN3))
+    monkeypatch.setattr(prec, "_warned", False)
+    assert _scoring_precision("auto", CPU) == "fp32" and _scoring_precision("fp32", CPU) == "fp32"
+    with caplog.at_level(logging.WARNING, logger="zoo.train.precision"):
+        assert _scoring_precision("bf16", CPU) == "bf16"
+    assert "21x slower" in caplog.text
+    monkeypatch.setattr(CPUFeatures, "detect", classmethod(lambda cls: ZEN4))
+    assert _scoring_precision("auto", CPU) == "bf16"
