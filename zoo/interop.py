@@ -322,6 +322,8 @@ def _positions_after_pad(config: Any, state: dict[str, Tensor], plan: HeadPlan) 
     """RoBERTa numbers positions from ``pad_token_id + 1``: put our table's row i at row pad + 1 + i
     (the rows before it, which no token reads, are zeros) and count those rows in the config."""
     pad = config.pad_token_id
+    if pad is None:
+        raise PluginError(f"{plan.architecture} numbers positions from the padding id, and the tokenizer has none")
     key = (f"{plan.prefix}." if plan.prefix else "") + "embeddings.position_embeddings.weight"
     table = state[key]
     state[key] = torch.cat([table.new_zeros(pad + 1, table.shape[1]), table])

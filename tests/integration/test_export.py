@@ -53,9 +53,9 @@ OPTION_CASES = [
     ("mntp:15|clm:1", "gpt", {"bias": False}, "GPT2LMHeadModel", "AutoModelForCausalLM"),
     ("mlm", "gpt", {"bias": False}, "GPT2Model", "AutoModel"),
     ("mlm", "bert", {"bias": False}, "BertForMaskedLM", "AutoModelForMaskedLM"),
-    ("mlm", "bert", {"norm_position": "pre"}, "RobertaPreLayerNormForMaskedLM", "AutoModelForMaskedLM"),
-    ("mlm+nsp", "bert", {"norm_position": "pre", "bias": False}, "RobertaPreLayerNormForMaskedLM",
+    ("mlm", "bert", {"norm_position": "pre", "bias": False}, "RobertaPreLayerNormForMaskedLM",
      "AutoModelForMaskedLM"),
+    ("mlm+nsp", "bert", {"norm_position": "pre"}, "RobertaPreLayerNormForMaskedLM", "AutoModelForMaskedLM"),
     ("sop", "bert", {"norm_position": "pre"}, "RobertaPreLayerNormModel", "AutoModel"),
 ]
 TOLERANCE = 1e-5
@@ -303,7 +303,7 @@ def test_the_export_record_says_biases_are_zero_filled(make_run, tmp_path: Path)
 
 def test_pre_ln_bert_positions_start_after_the_padding_id(make_run, tmp_path: Path) -> None:
     """RoBERTa counts positions from pad_token_id + 1: the table is shifted so row pad + 1 + i is ours i."""
-    run = open_run(make_run("mlm", "bert", norm_position="pre"))
+    run = open_run(make_run("mlm", "bert", norm_position="pre", bias=False))
     result = export_hf(run, tmp_path / "hf")
     pad = run.special_tokens().pad
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
@@ -339,7 +339,7 @@ def test_an_export_of_a_recipe_model_reads_back(make_run, tmp_path: Path, object
 
 def test_init_from_a_roberta_prelayernorm_export(make_run, corpus: Path, tmp_path: Path) -> None:
     """--init accepts the pre-LN export and continues it as a pre-LN bert with its masked-LM head."""
-    export_hf(make_run("mlm", "bert", norm_position="pre"), tmp_path / "hf")
+    export_hf(make_run("mlm", "bert", norm_position="pre", bias=False), tmp_path / "hf")
     out = tmp_path / "continued"
     train(resolve({"objective": "mlm", "init": {"source": str(tmp_path / "hf")}, "out": str(out),
                    "data": {"source": str(corpus), "doc_boundary": "blank-line"},
