@@ -108,7 +108,8 @@ def list_cmd() -> None:
 @click.option("--seq-len", type=int)
 @click.option("--batch-size", type=int, help="Rows per micro-batch per process.")
 @click.option("--vocab-size", type=int, help="Vocabulary size of the tokenizer trained for this run.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]))
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]),
+              help="auto (default): bf16 where the CPU/GPU computes it natively, else fp32.")
 @click.option("--checkpoint-every", type=int,
               help="Steps between checkpoints (0: every train.checkpoint_minutes of wall time and at the end).")
 @click.option("--lr", type=float, help="Peak learning rate (--set optim.lr=).")
@@ -204,9 +205,9 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
 @click.option("--pll", type=click.Choice(["word-l2r", "original"]), default="word-l2r", show_default=True,
               help="Minimal pairs: pseudo-log-likelihood of bidirectional models, with within-word masking "
                    "(Kauf & Ivanova 2023) or the original (Salazar et al. 2020).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default="fp32", show_default=True,
               help="Minimal pairs: scoring precision (bf16 autocast is faster on CPUs and GPUs with bf16 "
-                   "instructions; fp32 is exact).")
+                   "instructions; fp32 is exact; auto: bf16 where computed natively, else fp32).")
 def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_dir: str | None, seeds: int,
               overrides: tuple[str, ...], max_train_examples: int | None, max_eval_examples: int | None,
               device: str, from_scratch: bool, no_cache: bool, step: int | None, pll: str, precision: str,
@@ -461,6 +462,7 @@ def _plan_rows(p: Any) -> list[tuple[str, str]]:
         ("tokens per step", f"{p.tokens_per_step:,} ({p.accum} accumulation step(s))"),
         ("FLOPs per step (train)", f"{p.flops_per_step:.3e}"),
         ("budget", str(p.budget)),
+        ("precision", f"{p.precision.name} ({p.precision.reason})"),
     ]
     if est is not None:
         steps = f"{est.steps:,.0f}" if est.steps < 1e9 else f"{est.steps:.3e}"

@@ -11,8 +11,14 @@ Which class the heads map onto is the backbone's to declare (``zoo.interop``, th
           MLM head only (mlm, mlm+sop, span) BertForMaskedLM
           NSP head only (nsp)                BertForNextSentencePrediction
           otherwise (sop, rtd, ...)          BertModel (with the pooler a sentence-pair head trained)
+    bert, norm_position = "pre":
+          MLM head                           RobertaPreLayerNormForMaskedLM (no NSP head class)
+          otherwise                          RobertaPreLayerNormModel
     gpt   tied LM head (clm, prefix, span)   GPT2LMHeadModel
           otherwise                          GPT2Model
+
+A model trained with ``bias = False`` exports with zero biases (the same function); the record
+(``zoo_export.json``: ``zero_filled_biases``, ``notes``) says so.
 
 Heads without a ``transformers`` counterpart (SOP's order classifier, a plugin's generator) are
 left out, logged, and listed in the result's notes. The exported model is checked against the
@@ -176,6 +182,7 @@ def export_hf(run: str | Path | Run, out: str | Path, *, step: int | None = None
     backbone = model.backbone
     names = require_hf(backbone, registry.info("backbone", run.backbone_name).origin)
     plan = plan_heads(model, names)
+    plan.notes.extend(backbone.hf_export_notes() if hasattr(backbone, "hf_export_notes") else [])
     tokens = run.special_tokens()
     hf = build_hf_model(model, plan, tokens)
     segments = plan.family == Family.ENCODER and backbone.spec.type_vocab_size > 0
@@ -216,6 +223,7 @@ def export_hf(run: str | Path | Run, out: str | Path, *, step: int | None = None
                       "checkpoint_sha256": sha, "objective": run.objective_name, "backbone": run.backbone_name,
                       "plugins": run.info.get("plugins", {}), "architecture": plan.architecture,
                       "heads": plan.heads, "notes": plan.notes, "self_check_max_abs_diff": diffs,
+                      "zero_filled_biases": getattr(backbone.config, "bias", True) is False,
                       "attention": {"trained": attention, "architecture": native,
                                     "fine_tuning": finetune_attention(run.objective_name, backbone.family)}}
         fileio.write_json(tmp / markers.EXPORT_FILE, provenance)

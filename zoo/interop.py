@@ -47,12 +47,20 @@ _WHERE = {"mlm": "cls.predictions (masked-LM head)", "nsp": "{prefix}.pooler + c
 
 
 def hf_names(backbone: Backbone | type[Backbone]) -> HFNames | None:
+    """A backbone class's declared names, or an instance's (its config may choose another class)."""
+    if not isinstance(backbone, type) and callable(getattr(backbone, "hf_names", None)):
+        return backbone.hf_names()
     return getattr(backbone, "hf", None)
 
 
-def resolve(name: str, prefix: str) -> str:
+def resolve(name: str, prefix: str, names: HFNames | None = None) -> str:
     """A head parameter name with the base model's ``bert.`` replaced by ``prefix`` (or dropped for the
-    base class itself: ``prefix`` "")."""
+    base class itself: ``prefix`` ""), and renamed as ``names.head_keys`` says (``cls.predictions.`` ->
+    ``lm_head.`` for RoBERTa)."""
+    for old, new in (names.head_keys.items() if names is not None else ()):
+        if name.startswith(old):
+            name = new + name[len(old):]
+            break
     if not name.startswith("bert."):
         return name
     return f"{prefix}.{name[5:]}" if prefix else name[5:]
@@ -70,7 +78,8 @@ def backbones_by_model_type() -> dict[str, str]:
         except PluginError:
             continue
         if names is not None:
-            out.setdefault(names.model_type, name)
+            for model_type in (names.model_type, *names.aliases):
+                out.setdefault(model_type, name)
     return out
 
 
@@ -149,11 +158,12 @@ def load_hf_model(model: nn.Module, weights: Path, where: str, architecture: str
     for name, head in model.heads.items():
         role = getattr(head, "hf_role", None)  # the transformers hook (zoo.interop)
         if role == "mlm":
-            heads[name] = "cls.predictions" if _copy_hf(where, weights, head.hf_parameters(), state, used, prefix) else "new"
+            got = _copy_hf(where, weights, head.hf_parameters(), state, used, prefix, names)
+            heads[name] = _mlm_module(names) if got else "new"
         elif role in ("nsp", "pooler"):  # the classifier of any pair task but NSP has no counterpart
             nsp = role == "nsp"
             params = {k: v for k, v in head.hf_parameters().items() if nsp or k.startswith("bert.pooler.")}
-            got = _copy_hf(where, weights, params, state, used, prefix)
+            got = _copy_hf(where, weights, params, state, used, prefix, names)
             heads[name] = "new" if not got else (f"{prefix}.pooler + cls.seq_relationship" if nsp
                                                  else f"{prefix}.pooler; classifier new")
         elif role == "lm" and "lm_head.weight" in state:
@@ -164,16 +174,23 @@ def load_hf_model(model: nn.Module, weights: Path, where: str, architecture: str
         else:
             heads[name] = "new"
     groups = ("cls.predictions", "cls.seq_relationship", "bert.pooler", "pooler", "lm_head")
-    unused = sorted({g.removeprefix("bert.") for k in state if k not in used and k != "cls.predictions.decoder.weight"
+    tied = {"cls.predictions.decoder.weight", resolve("cls.predictions.decoder.weight", prefix, names)}
+    unused = sorted({g.removeprefix("bert.") for k in state if k not in used and k not in tied
                      for g in groups if k.startswith(g + ".")})
     return heads, unused
 
 
+def _mlm_module(names: HFNames | None) -> str:
+    """Where the masked-LM head lives: ``cls.predictions`` (BERT) or as ``names.head_keys`` renames it."""
+    return resolve("cls.predictions.bias", "", names).rsplit(".", 1)[0]
+
+
 def _copy_hf(where: str, weights: Path, params: dict[str, nn.Parameter], state: dict[str, torch.Tensor],
-             used: set[str], prefix: str) -> bool:
+             used: set[str], prefix: str, names: HFNames | None = None) -> bool:
     """Copy one head's tensors from ``state`` (a base class's keys lack the ``prefix``, e.g. ``bert.``);
     False when the checkpoint holds none of them."""
-    keys = {k: resolve(k, prefix) if resolve(k, prefix) in state else resolve(k, "") for k in params}
+    keys = {k: resolve(k, prefix, names) if resolve(k, prefix, names) in state else resolve(k, "", names)
+            for k in params}
     present = [k for k, key in keys.items() if key in state]
     if not present:
         return False
@@ -190,7 +207,7 @@ def _copy_hf(where: str, weights: Path, params: dict[str, nn.Parameter], state: 
             param.copy_(t)
     used.update(keys.values())
     if "cls.predictions.bias" in keys:  # the decoder's bias, stored twice by transformers
-        used.add("cls.predictions.decoder.bias")
+        used.add(resolve("cls.predictions.decoder.bias", prefix, names))
     return True
 
 
@@ -198,6 +215,8 @@ def _check_tied(where: str, state: dict[str, torch.Tensor]) -> None:
     """Our output heads are tied to the token embedding; refuse a checkpoint whose decoder is not."""
     pairs = (("cls.predictions.decoder.weight", ("bert.embeddings.word_embeddings.weight",
                                                  "embeddings.word_embeddings.weight")),
+             ("lm_head.decoder.weight", ("roberta_prelayernorm.embeddings.word_embeddings.weight",
+                                         "embeddings.word_embeddings.weight")),
              ("lm_head.weight", ("transformer.wte.weight", "wte.weight")))
     for head, embeddings in pairs:
         if head in state:
@@ -263,7 +282,8 @@ def plan_heads(model: ZooModel, names: HFNames | None = None) -> HeadPlan:
                 plan.pooler = head
             else:
                 plan.chosen[role] = head
-            plan.heads[slot] = _WHERE[role].format(prefix=names.prefix)
+            where = _WHERE[role].format(prefix=names.prefix)
+            plan.heads[slot] = where.replace("cls.predictions", _mlm_module(names)) if role == "mlm" else where
         else:
             plan.heads[slot] = "not exported: no transformers counterpart"
             plan.notes.append(f"head {slot} ({type(head).__name__}) has no transformers counterpart; it is not exported")
@@ -287,14 +307,30 @@ def plan_heads(model: ZooModel, names: HFNames | None = None) -> HeadPlan:
 
 def hf_state_dict(model: ZooModel, plan: HeadPlan) -> dict[str, Tensor]:
     """Tensors under the parameter names of ``plan.architecture`` (tied weights left out)."""
-    prefix = plan.prefix
+    prefix, names = plan.prefix, plan.names
     state = {(f"{prefix}." if prefix else "") + k: v for k, v in model.backbone.hf_state_dict().items()}
     for head in plan.chosen.values():
         if hasattr(head, "hf_state_dict"):
-            state.update({resolve(k, prefix): v for k, v in head.hf_state_dict().items()})
+            state.update({resolve(k, prefix, names): v for k, v in head.hf_state_dict().items()})
     if plan.pooler is not None:  # the base class: the pooler only
-        state.update({resolve(k, ""): v for k, v in plan.pooler.hf_state_dict().items() if k.startswith("bert.pooler.")})
+        state.update({resolve(k, "", names): v for k, v in plan.pooler.hf_state_dict().items()
+                      if k.startswith("bert.pooler.")})
     return state
+
+
+def _positions_after_pad(config: Any, state: dict[str, Tensor], plan: HeadPlan) -> None:
+    """RoBERTa numbers positions from ``pad_token_id + 1``: put our table's row i at row pad + 1 + i
+    (the rows before it, which no token reads, are zeros) and count those rows in the config."""
+    pad = config.pad_token_id
+    if pad is None:
+        raise PluginError(f"{plan.architecture} numbers positions from the padding id, and the tokenizer has none")
+    key = (f"{plan.prefix}." if plan.prefix else "") + "embeddings.position_embeddings.weight"
+    table = state[key]
+    state[key] = torch.cat([table.new_zeros(pad + 1, table.shape[1]), table])
+    config.max_position_embeddings = table.shape[0] + pad + 1
+    plan.notes.append(f"{plan.architecture} numbers positions from pad_token_id + 1 = {pad + 1}: the position "
+                      f"table holds {pad + 1} unused zero row(s) before the {table.shape[0]} trained ones, so "
+                      f"unpadded or right-padded inputs see the trained positions")
 
 
 def _set_token_ids(config: Any, tokens: SpecialTokens, family: Family) -> None:
@@ -315,10 +351,13 @@ def build_hf_model(model: ZooModel, plan: HeadPlan, tokens: SpecialTokens) -> nn
 
     config = model.backbone.hf_config()
     _set_token_ids(config, tokens, plan.family)
+    state = hf_state_dict(model, plan)
+    if plan.names.positions_after_pad:
+        _positions_after_pad(config, state, plan)
     cls = getattr(transformers, plan.architecture)
     hf = cls(config, add_pooling_layer=plan.pooler is not None) if plan.architecture == plan.names.base \
         and plan.names.pooler else cls(config)
-    missing, unexpected = hf.load_state_dict(hf_state_dict(model, plan), strict=False)
+    missing, unexpected = hf.load_state_dict(state, strict=False)
     tied = set(getattr(hf, "_tied_weights_keys", None) or {})
     prefix = f"{plan.prefix}." if plan.prefix else ""
     generated = {prefix + k for k in plan.names.generated}

@@ -203,6 +203,7 @@ def test_demo_command_and_dry_run(tmp_path: Path, corpus: Path) -> None:
     code, text = _cli(["train", *common, "--dry-run"])
     assert code == 0, text
     assert "parameters" in text and "FLOPs per step" in text and 'objective = "mlm+nsp"' in text
+    assert "precision" in text and "auto:" in text  # what auto resolved to here, and why
     assert not out.exists()
     code, text = _cli(["train", *common])
     assert code == 0, text

@@ -52,7 +52,8 @@ BASELINES_NOTE = ("unigram / bigram / trigram: interpolated Kneser-Ney count mod
                   "model has learnt something beyond counts only where it is above the best count model.")
 AVERAGE_DEFINITION = ("macro average over paradigms of the share of pairs whose acceptable sentence scores strictly "
                       "higher; a phenomenon is the mean over its paradigms")
-HF_TOKEN_HEADS = {"BertForMaskedLM": "mlm", "BertForPreTraining": "mlm", "GPT2LMHeadModel": "clm"}
+HF_TOKEN_HEADS = {"BertForMaskedLM": "mlm", "BertForPreTraining": "mlm", "RobertaPreLayerNormForMaskedLM": "mlm",
+                  "GPT2LMHeadModel": "clm"}
 
 
 # --- models with their heads -------------------------------------------------------------------------
@@ -109,14 +110,19 @@ def _open_hf(source: ModelSource, from_scratch: bool, scratch_seed: int = 0) -> 
     if not from_scratch and isinstance(head, MaskedLMHead):
         from safetensors.torch import load_file
 
+        from zoo.interop import hf_names, resolve
+
         state = load_file(str(source.path / "model.safetensors"))
+        names = hf_names(backbone)  # BERT's cls.predictions, or RoBERTa's lm_head
+        key = {k: resolve(k, "", names) for k in head.hf_parameters()}
         p = "cls.predictions."
         try:
             head.load_state_dict({
-                "dense.weight": state[p + "transform.dense.weight"], "dense.bias": state[p + "transform.dense.bias"],
-                "norm.weight": state[p + "transform.LayerNorm.weight"],
-                "norm.bias": state[p + "transform.LayerNorm.bias"],
-                "decoder.bias": state.get(p + "bias", state.get(p + "decoder.bias"))})
+                "dense.weight": state[key[p + "transform.dense.weight"]],
+                "dense.bias": state[key[p + "transform.dense.bias"]],
+                "norm.weight": state[key[p + "transform.LayerNorm.weight"]],
+                "norm.bias": state[key[p + "transform.LayerNorm.bias"]],
+                "decoder.bias": state.get(key[p + "bias"], state.get(resolve(p + "decoder.bias", "", names)))})
         except (KeyError, RuntimeError, TypeError) as exc:
             raise CheckpointError(f"{source.path / 'model.safetensors'}: the {arch} masked-LM head is incomplete "
                                   f"({exc})") from exc
@@ -310,6 +316,20 @@ def add_pair_baselines(result: PairsResult, sources: Sequence[ModelSource], para
 
 # --- the benchmark --------------------------------------------------------------------------------------
 
+def _scoring_precision(setting: str, device: torch.device) -> str:
+    """``auto``: bf16 where the CPU/GPU computes it natively, else fp32 (``zoo.train.precision``); an
+    explicit bf16 on a CPU that emulates it is kept, with one warning."""
+    from zoo.train.precision import PRECISIONS, resolve_precision, warn_if_emulated
+
+    if setting not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {setting!r}")
+    resolved = resolve_precision(setting, device)
+    warn_if_emulated(resolved, device)
+    if setting == "auto":
+        log.info("scoring precision %s (%s)", resolved.name, resolved.reason)
+    return resolved.name
+
+
 def run_minimal_pairs(
     models: Sequence[str | Path | ModelSource],
     suite: str,
@@ -354,6 +374,7 @@ def run_minimal_pairs(
                          {p.name: p.fingerprint() for p in paradigms}, {p.name: len(p.pairs) for p in paradigms},
                          str(Path(data_dir).resolve()) if data_dir is not None else "hub", max_eval_examples)
     dev = resolve_device(device)
+    precision = _scoring_precision(precision, dev)
     for sm, scorers in opened:
         cache = _PairsCache(sm, suite, precision, max_eval_examples, dev, scratch_seed) if use_cache else None
         try:

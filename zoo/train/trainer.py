@@ -43,6 +43,7 @@ from zoo.train.metrics import (
 )
 from zoo.train.optim import build_optimizer, set_lr
 from zoo.train.parts import Parts
+from zoo.train.precision import Precision, resolve_for_run, resolve_precision, warn_if_emulated
 from zoo.train.prefetch import prefetched
 from zoo.train.schedule import Schedule
 from zoo.train.state import StateIO, Totals, resume_point
@@ -76,16 +77,10 @@ class Plan:
     tokens_per_step: int
     accum: int
     budget: Budget
+    precision: Precision
     backbone_flops_per_token: float = 0.0  # forward pass, without heads
     resolved: dict[str, Any] | None = None  # the run config with the backbone's and objectives' full settings
     estimate: TimeEstimate | None = None  # the budget in steps, tokens, FLOPs and seconds here
-
-
-def _precision(name: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype, or None for plain fp32."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return torch.bfloat16 if name == "bf16" else None
 
 
 class Trainer:
@@ -101,7 +96,8 @@ class Trainer:
         cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         self.device = distributed.select_device(cfg.train.device, info, cuda_count)
         self.dist = distributed.init(info, self.device, cfg.train.dist_timeout_s)
-        self.autocast_dtype = _precision(cfg.train.precision, self.device)
+        self.precision = resolve_precision(cfg.train.precision, self.device)  # final in setup (resume)
+        self.autocast_dtype = self.precision.autocast_dtype
         self.seed = cfg.train.seed
         self.faults = faults.StepFaults(self.dist.rank)  # fault injection of the reliability tests
 
@@ -112,6 +108,10 @@ class Trainer:
         check_compatible(cfg)  # before any allocation
         start = None if dry_run else resume_point(cfg, info, self.resume_from, self.resume_requested)
         last_budget = rundir.saved_budget(self.run_dir) if start is not None else None
+        self.precision = resolve_for_run(cfg.train.precision, self.device, self.run_dir, start is not None)
+        self.autocast_dtype = self.precision.autocast_dtype
+        log.info("precision %s (%s)", self.precision.name, self.precision.reason)
+        warn_if_emulated(self.precision, self.device)
         family = registry.load("backbone", cfg.backbone).family
         # --init is read on a fresh start only: a resumed run continues from its own checkpoint
         self.init = locate(cfg.init.source, cfg.init.revision) if cfg.init.source and start is None else None
@@ -161,7 +161,8 @@ class Trainer:
                 "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
                 "family": self.model.backbone.family, "backbone_config": to_dict(self.model.backbone.config),
                 "parameters": sum(p.numel() for p in self.model.parameters()), "data": self.data.stats,
-                "init": self.init_record or recorded_init(self.run_dir), "schedule": self.schedule.to_state()})
+                "init": self.init_record or recorded_init(self.run_dir), "schedule": self.schedule.to_state(),
+                "precision": self.precision.record()})
         self.sinks = (Sinks.for_run(self.run_dir, cfg.train.reporters, self.callback, to_dict(cfg)) if info.is_main
                       else Sinks([]))  # only rank 0 logs
         self.peak = cfg.train.peak_flops or default_peak_flops(self.device)
@@ -206,7 +207,7 @@ class Trainer:
                                   for name in self.cfg.spec.names}
         return Plan(self.cfg, sum(p.numel() for p in self.model.parameters()),
                     self.model.backbone.num_parameters(exclude_embeddings=True),
-                    flops * self.accum * self.dist.world_size, tokens, self.accum, self.budget,
+                    flops * self.accum * self.dist.world_size, tokens, self.accum, self.budget, self.precision,
                     self.backbone_flops_per_token, resolved)
 
     # --- data ------------------------------------------------------------------------------------
