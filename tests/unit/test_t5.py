@@ -1,0 +1,173 @@
+"""The t5 backbone against transformers' T5Model / T5ForConditionalGeneration with the same weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+from zoo.models.attention import AttentionLayout
+from zoo.models.t5 import T5Backbone, T5Config, relative_position_bucket
+
+KERNELS = ["eager", "sdpa"]
+TOL = 1e-5
+VOCAB = 97
+
+
+def _tiny(**kw) -> T5Backbone:
+    values = dict(vocab_size=VOCAB, hidden_size=64, num_layers=2, num_heads=4, dropout=0.0, attention_dropout=0.0,
+                  relative_attention_num_buckets=8, relative_attention_max_distance=16)
+    values.update(kw)
+    torch.manual_seed(0)
+    return T5Backbone(T5Config(**values)).eval()
+
+
+def _hf(ours: T5Backbone, cls=transformers.T5Model):
+    torch.manual_seed(1)
+    hf = cls(ours.hf_config()).eval()
+    ours.load_hf_state_dict(hf.state_dict())  # random transformers weights, not ours
+    return hf
+
+
+def _inputs():
+    g = torch.Generator().manual_seed(1)
+    enc = torch.randint(2, VOCAB, (3, 20), generator=g)  # longer than max_distance: the log buckets matter
+    dec = torch.randint(2, VOCAB, (3, 9), generator=g)
+    enc_mask = torch.ones(3, 20, dtype=torch.long)
+    enc_mask[1, 13:] = 0
+    enc_mask[2, 5:] = 0
+    dec_mask = torch.ones(3, 9, dtype=torch.long)
+    dec_mask[2, 6:] = 0
+    return enc, enc_mask, dec, dec_mask
+
+
+def _layouts(enc_mask, dec_mask):
+    return (AttentionLayout(doc_ids=torch.where(enc_mask.bool(), 0, -1)),
+            AttentionLayout(causal=True, doc_ids=torch.where(dec_mask.bool(), 0, -1)))
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("feed_forward", ["relu", "gated-gelu"])
+def test_forward_and_gradients_match_t5model(kernel: str, feed_forward: str) -> None:
+    ours = _tiny(attention=kernel, feed_forward=feed_forward, num_decoder_layers=3, head_dim=8)
+    hf = _hf(ours)
+    enc, enc_mask, dec, dec_mask = _inputs()
+    layout, dec_layout = _layouts(enc_mask, dec_mask)
+    ref = hf(input_ids=enc, attention_mask=enc_mask, decoder_input_ids=dec, decoder_attention_mask=dec_mask)
+    out = ours(enc, layout, decoder_input_ids=dec, decoder_layout=dec_layout)
+    real = dec_mask.bool()
+    assert (ref.last_hidden_state - out)[real].abs().max().item() < TOL
+    memory = ours.encode(enc, layout)
+    assert (ref.encoder_last_hidden_state - memory)[enc_mask.bool()].abs().max().item() < TOL
+    # gradients of the same scalar, parameter by parameter under transformers' names
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(5)) * real[..., None]
+    (ref.last_hidden_state * w).sum().backward()
+    (out * w).sum().backward()
+    names = {v: k for k, v in ours._hf_names().items()}
+    hf_params = dict(hf.named_parameters())
+    for theirs, mine in names.items():
+        g_ref, g = hf_params[theirs].grad, ours.get_parameter(mine).grad
+        assert (g_ref - g).abs().max().item() < TOL * max(1.0, g_ref.abs().max().item()), theirs
+    assert (hf.shared.weight.grad - ours.tok_emb.weight.grad).abs().max().item() < TOL
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_logits_match_t5_for_conditional_generation(tied: bool) -> None:
+    """Tied: the decoder states scaled by d_model**-0.5, then the shared embedding; untied: lm_head, unscaled."""
+    ours = _tiny(tie_word_embeddings=tied)
+    hf = _hf(ours, transformers.T5ForConditionalGeneration)
+    if not tied:  # transformers ties lm_head whatever the config says; an own head as in T5 v1.1
+        ours.lm_head.weight.data.normal_(generator=torch.Generator().manual_seed(3))
+        hf.lm_head = torch.nn.Linear(64, VOCAB, bias=False)
+        hf.lm_head.weight.data.copy_(ours.lm_head.weight.data)
+    enc, enc_mask, dec, dec_mask = _inputs()
+    layout, dec_layout = _layouts(enc_mask, dec_mask)
+    with torch.no_grad():
+        ref = hf(input_ids=enc, attention_mask=enc_mask, decoder_input_ids=dec, decoder_attention_mask=dec_mask).logits
+        hidden = ours(enc, layout, decoder_input_ids=dec, decoder_layout=dec_layout)
+        logits = torch.nn.functional.linear(hidden * ours.output_scale, ours.output_projection().weight)
+    assert (ref - logits)[dec_mask.bool()].abs().max().item() < TOL
+
+
+def test_relative_buckets_match_transformers() -> None:
+    rel = torch.arange(-300, 300)[None]
+    for bidirectional in (True, False):
+        ref = transformers.models.t5.modeling_t5.T5Attention._relative_position_bucket(rel, bidirectional, 32, 128)
+        assert torch.equal(relative_position_bucket(rel, bidirectional, 32, 128), ref)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_packed_documents_do_not_see_each_other(kernel: str) -> None:
+    """Two examples packed in one row give what each gives alone, in the encoder, decoder and cross-attention."""
+    ours = _tiny(attention=kernel)
+    g = torch.Generator().manual_seed(3)
+    ea, eb = torch.randint(2, VOCAB, (1, 5), generator=g), torch.randint(2, VOCAB, (1, 7), generator=g)
+    da, db = torch.randint(2, VOCAB, (1, 4), generator=g), torch.randint(2, VOCAB, (1, 3), generator=g)
+    enc = torch.cat([ea, eb, torch.zeros(1, 2, dtype=torch.long)], 1)
+    dec = torch.cat([da, db, torch.zeros(1, 1, dtype=torch.long)], 1)
+    enc_docs = torch.tensor([[0] * 5 + [1] * 7 + [-1] * 2])
+    dec_docs = torch.tensor([[0] * 4 + [1] * 3 + [-1]])
+    enc_pos = torch.tensor([list(range(5)) + list(range(7)) + [0, 1]])
+    dec_pos = torch.tensor([list(range(4)) + list(range(3)) + [0]])
+    with torch.no_grad():
+        out = ours(enc, AttentionLayout(doc_ids=enc_docs), position_ids=enc_pos, decoder_input_ids=dec,
+                   decoder_layout=AttentionLayout(causal=True, doc_ids=dec_docs), decoder_position_ids=dec_pos)
+        alone_a = ours(ea, AttentionLayout(), decoder_input_ids=da)
+        alone_b = ours(eb, AttentionLayout(), decoder_input_ids=db)
+    assert (out[0, :4] - alone_a[0]).abs().max() < TOL
+    assert (out[0, 4:7] - alone_b[0]).abs().max() < TOL
+    assert torch.isfinite(out).all()
+
+
+def test_decoder_is_causal_and_sees_the_encoder() -> None:
+    ours = _tiny()
+    enc, _, dec, _ = _inputs()
+    with torch.no_grad():
+        base = ours(enc, AttentionLayout(), decoder_input_ids=dec)
+        changed = dec.clone()
+        changed[:, 5] = (changed[:, 5] + 1 - 2) % (VOCAB - 2) + 2
+        out = ours(enc, AttentionLayout(), decoder_input_ids=changed)
+        assert torch.equal(out[:, :5], base[:, :5])
+        assert (out[:, 5:] - base[:, 5:]).abs().max() > 1e-4
+        other = enc.clone()
+        other[:, 0] = (other[:, 0] + 1 - 2) % (VOCAB - 2) + 2
+        assert (ours(other, AttentionLayout(), decoder_input_ids=dec)[:, 0] - base[:, 0]).abs().max() > 1e-4
+
+
+def test_hf_state_dict_round_trip_and_config() -> None:
+    ours = _tiny(feed_forward="gated-gelu", tie_word_embeddings=False, num_decoder_layers=1)
+    hf = transformers.T5ForConditionalGeneration(ours.hf_config())
+    exported = ours.hf_state_dict()
+    assert set(exported) == set(hf.state_dict())
+    again = T5Backbone(T5Backbone.config_from_hf(ours.hf_config()))
+    again.load_hf_state_dict(exported)
+    for k, v in ours.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+    assert again.config == ours.config
+
+
+def test_base_size_is_t5_base() -> None:
+    from zoo.models.base import config_for_size
+
+    c = T5Backbone(config_for_size(T5Config, "tiny")).config
+    assert (c.num_layers, c.num_decoder_layers, c.hidden_size, c.num_heads, c.intermediate_size) == (2, 2, 128, 2, 512)
+    base = config_for_size(T5Config, "base").resolved()
+    assert (base.num_layers, base.num_decoder_layers, base.hidden_size, base.num_heads, base.head_dim,
+            base.intermediate_size, base.feed_forward, base.tie_word_embeddings) == (12, 12, 768, 12, 64, 3072, "relu", True)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"bias": True}, "no biases"),
+    ({"feed_forward": "swish"}, "feed_forward"),
+])
+def test_bad_options_are_refused(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        T5Config(**options)
+
+
+def test_decoder_without_encoder_documents_is_refused() -> None:
+    ours = _tiny()
+    with pytest.raises(ValueError, match="no encoder tokens"):
+        ours(torch.tensor([[5, 6]]), AttentionLayout(doc_ids=torch.tensor([[0, 0]])),
+             decoder_input_ids=torch.tensor([[7, 8]]),
+             decoder_layout=AttentionLayout(causal=True, doc_ids=torch.tensor([[1, 1]])))
