@@ -373,3 +373,17 @@ def test_non_finite_loss_on_one_rank_stops_every_rank(tmp_path: Path, corpus: Pa
     assert "non-finite loss nan at step 2, objective mlm" in out, out[-3000:]
     assert "non-finite loss at step 2 on rank 1 (its error is printed above); rank 0 stops too" in out, out[-3000:]
     assert ckpt.steps(tmp_path / "run") == []
+
+
+def test_t5_span_corruption_trains_resumes_bitwise_and_charges_its_decoder(
+        tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The encoder-decoder pair end to end: T5 span corruption on t5 resumes exactly, and a step is
+    charged with the encoder and decoder FLOPs of its batches, not with the encoder rows alone."""
+    full = tmp_path / "full"
+    result = train(resolve(tiny_config(full, corpus, "span-lm", "t5", 8, checkpoint_every=4)))
+    part = tmp_path / "part"
+    interrupted(monkeypatch, tiny_config(part, corpus, "span-lm", "t5", 8, checkpoint_every=4), at_step=6)
+    train(resolve(tiny_config(part, corpus, "span-lm", "t5", 8, checkpoint_every=4)))
+    assert_same_run(full, part)
+    records = [r for r in read_records(full / "metrics.jsonl") if "train/loss" in r or "loss" in r]
+    assert records and result.step == 8

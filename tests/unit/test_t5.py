@@ -171,3 +171,21 @@ def test_decoder_without_encoder_documents_is_refused() -> None:
         ours(torch.tensor([[5, 6]]), AttentionLayout(doc_ids=torch.tensor([[0, 0]])),
              decoder_input_ids=torch.tensor([[7, 8]]),
              decoder_layout=AttentionLayout(causal=True, doc_ids=torch.tensor([[1, 1]])))
+
+
+@pytest.mark.parametrize("feed_forward", ["relu", "gated-gelu"])
+def test_flops_formula_matches_a_measured_operation_count(feed_forward: str) -> None:
+    """``seq2seq_flops`` against torch's FLOP counter on the forward pass (encoder, decoder, cross-attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from zoo.batch import Batch
+    from zoo.models.t5 import seq2seq_flops
+
+    ours = _tiny(attention="eager", feed_forward=feed_forward, num_decoder_layers=3, head_dim=8)
+    enc, _, dec, _ = _inputs()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        ours(enc, AttentionLayout(), decoder_input_ids=dec)
+    expected = 3 * seq2seq_flops(ours.config, enc.shape[1], dec.shape[1])
+    assert counter.get_total_flops() == expected
+    batch = Batch(input_ids=enc, doc_ids=torch.zeros_like(enc), decoder_input_ids=dec)
+    assert ours.batch_flops(batch) == expected

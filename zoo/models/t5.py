@@ -350,6 +350,11 @@ class T5Backbone(Backbone):
         its encoder rows (see ``seq2seq_flops`` for other shapes)."""
         return seq2seq_flops(self.config, seq_len, seq_len) / seq_len
 
+    def batch_flops(self, batch: Any) -> float:
+        """Forward FLOPs of an encoder-decoder batch: its rows at their padded widths (``seq2seq_flops``)."""
+        rows, te = batch.input_ids.shape
+        return rows * seq2seq_flops(self.config, te, batch.decoder_input_ids.shape[1])
+
     # --- Hugging Face T5Model layout -----------------------------------------------------------
     def hf_state_dict(self) -> dict[str, Tensor]:
         """The weights under T5Model's names, plus ``lm_head.weight`` when the output projection is untied

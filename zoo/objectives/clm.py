@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from zoo.batch import Batch, SpecialTokens
 from zoo.errors import ConfigError
+from zoo.family import Family
 from zoo.models.base import Backbone, BackboneSpec
 from zoo.objectives.base import LossOutput, Objective, TiedLinear, perplexity
 from zoo.objectives.common import IGNORE, labelled_rows, lm_flops, token_cross_entropy
@@ -53,6 +54,8 @@ def paradigm_id(tokens: SpecialTokens, paradigm: str, by: str) -> int | None:
 
 def lm_loss(head: TiedLinear, hidden: Tensor, labels: Tensor, chunk_rows: int) -> LossOutput:
     """Mean next-token cross-entropy over the labelled positions. hidden (B, T, h), labels (B, T)."""
+    if head.scale != 1.0:
+        hidden = hidden * head.scale
     loss_sum, correct, count = token_cross_entropy(hidden, head.weight, head.bias, labels,
                                                    chunk_rows=chunk_rows, select=True)
     denom = count.clamp(min=1)
@@ -86,6 +89,8 @@ class LanguageModelBase(Objective):
         return (*cls.special_tokens, *((paradigm,) if paradigm else ()))
 
     def build_heads(self, backbone: Backbone) -> nn.Module:
+        if backbone.family == Family.ENCODER_DECODER:  # T5: its output projection and output scale
+            return TiedLinear(backbone.output_projection(), bias=False, scale=backbone.output_scale)
         return TiedLinear(backbone.input_embedding(), bias=False)
 
     def loss(self, heads: nn.Module | None, hidden: Tensor, batch: Batch) -> LossOutput:

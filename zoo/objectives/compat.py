@@ -6,7 +6,9 @@ for a single objective). It fits a backbone when every part accepts the backbone
 (``Objective.incompatibility``, which by default checks ``requires``) and the parts can share one
 forward pass (``conflicts``). The attention pattern is the objective's choice: a backbone declares
 the patterns it can run, and a standard transformer runs them all, so the answer is "no" only where
-something is truly missing, such as segment embeddings for sentence-pair objectives.
+something is truly missing, such as segment embeddings for sentence-pair objectives. On an
+encoder-decoder backbone an objective must also say what the encoder reads and what the decoder
+predicts (``Objective.encoder_decoder``); the others are refused there.
 
 A mixture ``a|b`` runs its parts on separate steps: call ``incompatibility`` once per ``|`` part.
 """
@@ -36,10 +38,20 @@ def incompatibility(parts: Sequence[Part], backbone: Architecture) -> str | None
     """
     caps, family = frozenset(backbone.capabilities), backbone.family
     for name, cls in parts:
-        reason = cls.incompatibility(caps, family)
+        reason = _encoder_decoder(cls, family) or cls.incompatibility(caps, family)
         if reason:
             return f"{name} {reason}"
     return conflicts(parts, family)
+
+
+def _encoder_decoder(cls: type[Objective], family: str) -> str | None:
+    """An encoder-decoder splits each example into what the encoder reads and what the decoder reads and
+    predicts; an objective that does not define that split (``encoder_decoder``) cannot train one. Named
+    mixtures are judged by their components."""
+    if str(family) != "encoder-decoder" or getattr(cls, "components", ()) or cls.encoder_decoder:
+        return None
+    return ("has no encoder-decoder form: it does not say what the encoder reads and what the decoder "
+            "predicts (span-lm, T5 span corruption, does)")
 
 
 def compatible(parts: Sequence[Part], backbone: Architecture) -> bool:

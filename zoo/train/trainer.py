@@ -177,7 +177,8 @@ class Trainer:
 
     # --- accounting ------------------------------------------------------------------------------
     def _step_flops(self, batches: list[Batch]) -> float:
-        return self.parts.training_flops(batches, self.backbone_flops_per_token)
+        return self.parts.training_flops(batches, self.backbone_flops_per_token,
+                                         getattr(self.model.backbone, "batch_flops", None))
 
     def _progress(self) -> float:
         t = self.totals
