@@ -153,7 +153,7 @@ def test_clear_errors_for_bad_arguments(hf_dirs: dict[str, Path], tmp_path: Path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone,objective", [("bert", "mlm"), ("gpt", "clm")])
+@pytest.mark.parametrize("backbone,objective", [("bert", "mlm"), ("gpt", "clm"), ("t5", "span-lm")])
 def test_bench_a_run_trained_by_zoo_train(backbone: str, objective: str, shared_data: Path, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()

@@ -189,3 +189,56 @@ def test_flops_formula_matches_a_measured_operation_count(feed_forward: str) -> 
     assert counter.get_total_flops() == expected
     batch = Batch(input_ids=enc, doc_ids=torch.zeros_like(enc), decoder_input_ids=dec)
     assert ours.batch_flops(batch) == expected
+
+
+@pytest.mark.parametrize("objective, reason", [
+    ("mlm", "mlm has no encoder-decoder form"),
+    ("clm", "clm has no encoder-decoder form"),
+    ("nsp", "nsp has no encoder-decoder form"),
+    ("ul2", "part s-25: prefix has no encoder-decoder form"),
+])
+def test_the_compatibility_rule_refuses_objectives_without_an_encoder_decoder_form(objective: str,
+                                                                                    reason: str) -> None:
+    from zoo import registry
+    from zoo.listing import compatibility
+
+    assert reason in compatibility(objective, "t5")
+    assert compatibility("span-lm", "t5") is None and compatibility("span", "t5") is None
+    assert compatibility(objective, "gpt") is None or objective == "nsp"  # the rule changes nothing elsewhere
+    assert registry.load("objective", "span-lm").incompatibility(frozenset({"bidirectional"}), "encoder") is not None
+
+
+def test_zero_shot_scoring_refuses_an_encoder_decoder() -> None:
+    from zoo.benchmarks.lm_scoring import scorers_for
+    from zoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="encoder-decoder backbone"):
+        scorers_for("span-lm", "encoder-decoder", {})
+
+
+def test_xformers_dense_bias_is_padded_and_expanded() -> None:
+    """The tensor bias memory_efficient_attention takes: (B, H, Tq, Tk) in the query dtype, rows stored
+    8-aligned (built on CPU; the kernel itself needs CUDA)."""
+    from zoo.models.attention import _xformers_dense
+
+    q = torch.zeros(3, 5, 4, 8, dtype=torch.bfloat16)  # (B, Tq, H, D)
+    bias = torch.randn(1, 4, 5, 7)
+    out = _xformers_dense(bias, q)
+    assert out.shape == (3, 4, 5, 7) and out.dtype == torch.bfloat16 and out.stride(-2) == 8
+    assert torch.equal(out, bias.to(torch.bfloat16).expand(3, 4, 5, 7))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_xformers_matches_sdpa_on_cuda() -> None:
+    pytest.importorskip("xformers.ops", reason="xformers not installed")
+    from zoo.models.attention import xformers_available
+
+    if not xformers_available():
+        pytest.skip("xformers kernels unavailable on this CUDA setup")
+    ref, ours = _tiny(attention="sdpa").cuda(), _tiny(attention="xformers").cuda()
+    enc, enc_mask, dec, dec_mask = (t.cuda() for t in _inputs())
+    layout, dec_layout = _layouts(enc_mask, dec_mask)
+    with torch.no_grad():
+        a = ref(enc, layout, decoder_input_ids=dec, decoder_layout=dec_layout)
+        b = ours(enc, layout, decoder_input_ids=dec, decoder_layout=dec_layout)
+    assert (a - b)[dec_mask.bool()].abs().max().item() < 1e-4

@@ -98,6 +98,9 @@ def scorers_for(objective: str, family: str, heads: Mapping[str, nn.Module], pll
     trained it, else the first part's mode. ``ConfigError`` when no part has a token-level head."""
     if pll not in PLL_VARIANTS:
         raise ConfigError(f"--pll must be one of {', '.join(PLL_VARIANTS)}, got {pll!r}")
+    if str(family) == "encoder-decoder":  # its LM head reads decoder states, which no scorer here computes
+        raise ConfigError(f"zero-shot scoring of an encoder-decoder backbone (objective {objective!r}) is not "
+                          f"available yet; fine-tune it with zoo bench --suite glue instead")
     found = [s for s in (_scorer(leaf, family, heads, pll) for leaf in spec_leaves(parse(objective))) if s]
     modes = [s for s in found if s.paradigm]
     mode = next((s for s in modes if not s.sentinel), modes[0]) if modes else None
