@@ -191,21 +191,57 @@ def test_flops_formula_matches_a_measured_operation_count(feed_forward: str) -> 
     assert ours.batch_flops(batch) == expected
 
 
-@pytest.mark.parametrize("objective, reason", [
-    ("mlm", "mlm has no encoder-decoder form"),
-    ("clm", "clm has no encoder-decoder form"),
-    ("nsp", "nsp has no encoder-decoder form"),
-    ("ul2", "part s-25: prefix has no encoder-decoder form"),
-])
-def test_the_compatibility_rule_refuses_objectives_without_an_encoder_decoder_form(objective: str,
-                                                                                    reason: str) -> None:
+@pytest.mark.parametrize("objective", ["mlm", "nsp", "mntp", "span-mask", "mlm+nsp"])
+def test_the_compatibility_rule_refuses_objectives_without_an_encoder_decoder_form(objective: str) -> None:
+    from zoo import registry
+    from zoo.objectives import compat
+    from zoo.objectives.spec import parse
+
+    parts = [(n, registry.load("objective", n)) for n in parse(objective).names]
+    reason = compat.incompatibility(parts, T5Backbone)
+    assert reason is not None and "has no encoder-decoder form" in reason and reason.startswith(parts[0][0])
+
+
+def test_objectives_with_an_encoder_decoder_form_fit_t5_alone() -> None:
     from zoo import registry
     from zoo.listing import compatibility
+    from zoo.objectives import compat
 
-    assert reason in compatibility(objective, "t5")
-    assert compatibility("span-lm", "t5") is None and compatibility("span", "t5") is None
-    assert compatibility(objective, "gpt") is None or objective == "nsp"  # the rule changes nothing elsewhere
-    assert registry.load("objective", "span-lm").incompatibility(frozenset({"bidirectional"}), "encoder") is not None
+    for name in ("span-lm", "span", "prefix", "clm", "deshuffle", "ul2"):
+        assert compatibility(name, "t5") is None, name
+    parts = [(n, registry.load("objective", n)) for n in ("prefix", "clm")]
+    assert "rebuilds every row" in compat.incompatibility(parts, T5Backbone)  # one encoder-decoder form at a time
+    assert compat.incompatibility(parts, registry.load("backbone", "gpt")) is not None  # as before on gpt
+
+
+def test_encoder_decoder_forms_split_each_document() -> None:
+    """prefix: encoder = the piece's prefix, decoder = the rest; clm: encoder = the empty text (end token),
+    decoder = the piece; each packed piece is its own document in both stacks."""
+    import numpy as np
+
+    from zoo import registry
+    from zoo.testing import special_tokens_for_tests, synthetic_rows
+
+    tokens = special_tokens_for_tests()
+    spec = _tiny(vocab_size=tokens.vocab_size).spec
+    data = synthetic_rows(tokens, "encoder-decoder", batch_size=4, seq_len=40)
+    for name in ("prefix", "clm"):
+        obj = registry.load("objective", name)(None, tokens, spec)
+        batch = obj.prepare(data, np.random.default_rng(0))
+        labels = batch.targets[name]["labels"]
+        for b in range(4):
+            pieces = [data.input_ids[b][data.doc_ids[b] == k] for k in range(data.doc_ids[b].max() + 1)]
+            pieces = [p for p in pieces if len(p) >= 2] if name == "prefix" else pieces
+            for k, piece in enumerate(pieces):
+                enc = batch.input_ids[b][batch.doc_ids[b] == k]
+                target = labels[b][batch.decoder_doc_ids[b] == k]
+                dec = batch.decoder_input_ids[b][batch.decoder_doc_ids[b] == k]
+                assert np.array_equal(dec, np.concatenate([[tokens.pad], target[:-1]]))
+                if name == "prefix":
+                    assert np.array_equal(np.concatenate([enc, target]), piece) and len(enc) >= 1
+                else:
+                    assert np.array_equal(enc, [tokens.eos]) and np.array_equal(target, piece)
+            assert batch.doc_ids[b].max() == batch.decoder_doc_ids[b].max() == len(pieces) - 1
 
 
 def test_zero_shot_scoring_refuses_an_encoder_decoder() -> None:

@@ -81,7 +81,8 @@ class Objective:
     special_tokens: ClassVar[tuple[str, ...]] = ()
     # True when the objective has an encoder-decoder form: on a backbone of the ``encoder-decoder``
     # family, ``prepare`` then fills the batch's decoder fields (what the encoder reads, what the decoder
-    # reads and predicts). ``zoo.objectives.compat`` refuses the others on such a backbone.
+    # reads and predicts), and ``requires`` (the layouts of the single-stack form) does not apply there.
+    # ``zoo.objectives.compat`` refuses the others on such a backbone.
     encoder_decoder: ClassVar[bool] = False
 
     def __init__(self, config: Any | None, tokens: SpecialTokens, spec: BackboneSpec,
@@ -116,8 +117,9 @@ class Objective:
 
     @classmethod
     def rebuilds_rows_for(cls, family: str) -> bool:
-        """Whether ``prepare`` rebuilds the rows on a backbone of ``family`` (see ``rebuilds_rows``)."""
-        return cls.rebuilds_rows
+        """Whether ``prepare`` rebuilds the rows on a backbone of ``family`` (see ``rebuilds_rows``); every
+        encoder-decoder form does (into encoder and decoder rows)."""
+        return cls.rebuilds_rows or (cls.encoder_decoder and family == Family.ENCODER_DECODER)
 
     @classmethod
     def declared_special_tokens(cls, config: Any | None) -> tuple[str, ...]:

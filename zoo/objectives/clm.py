@@ -5,6 +5,10 @@ row's ``doc_ids``), so no token sees another document. The label at position t i
 t + 1 when both belong to the same document, else -100. The output projection is tied to the
 input embedding without a bias (``GPT2LMHeadModel``); logits are computed only at labelled
 positions, a chunk of rows at a time.
+
+On an encoder-decoder (``t5``) the model is a language model of the decoder alone, as in Raffel et
+al.'s Table 2: the encoder reads an empty input (the end-of-text token that ends an empty text) per
+document piece, and the decoder predicts the piece from its start token on.
 """
 
 from __future__ import annotations
@@ -110,10 +114,23 @@ class CausalLM(LanguageModelBase):
     requires = frozenset({"causal", "packed"})
     attention = "causal"
     randomized = False
+    encoder_decoder = True
+
+    @classmethod
+    def layout_for(cls, family: str) -> str | None:
+        return "bidirectional" if family == Family.ENCODER_DECODER else "causal"  # the encoder's layout
 
     def prepare(self, data: Batch | Any, rng: np.random.Generator) -> Batch:
         if not isinstance(data, Batch):
             raise TypeError(f"{self.name} prepares packed rows (a Batch), got {type(data).__name__}")
+        if self.spec.family == Family.ENCODER_DECODER:
+            from zoo.objectives.seq2seq import document_texts, packed_seq2seq_rows
+            from zoo.objectives.span_lm import end_token
+
+            empty = np.array([end_token(self.tokens)], dtype=np.int64)  # an empty text, ended
+            rows = [[(empty, text) for text in texts] for texts in document_texts(data)]
+            batch, labels = packed_seq2seq_rows(rows, self.tokens.pad, empty)
+            return batch.replace(targets={**data.targets, self.name: {"labels": labels}})
         labels = next_token_labels(np.asarray(data.input_ids, dtype=np.int64), np.asarray(data.doc_ids))
         targets = {**data.targets, self.name: {"labels": labels}}
         return data.replace(causal=True, prefix=None, targets=targets)

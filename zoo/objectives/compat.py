@@ -38,20 +38,24 @@ def incompatibility(parts: Sequence[Part], backbone: Architecture) -> str | None
     """
     caps, family = frozenset(backbone.capabilities), backbone.family
     for name, cls in parts:
-        reason = _encoder_decoder(cls, family) or cls.incompatibility(caps, family)
+        reason = _encoder_decoder(cls, caps, family) if str(family) == "encoder-decoder" \
+            else cls.incompatibility(caps, family)
         if reason:
             return f"{name} {reason}"
     return conflicts(parts, family)
 
 
-def _encoder_decoder(cls: type[Objective], family: str) -> str | None:
-    """An encoder-decoder splits each example into what the encoder reads and what the decoder reads and
-    predicts; an objective that does not define that split (``encoder_decoder``) cannot train one. Named
-    mixtures are judged by their components."""
-    if str(family) != "encoder-decoder" or getattr(cls, "components", ()) or cls.encoder_decoder:
+def _encoder_decoder(cls: type[Objective], capabilities: frozenset[str], family: str) -> str | None:
+    """The rule on an encoder-decoder backbone. Each example is split into what the encoder reads and what
+    the decoder reads and predicts; an objective that defines that split (``encoder_decoder``) fits, and
+    its ``requires`` (the layouts of its single-stack form) do not apply. The others cannot train one.
+    Named mixtures are judged by their components."""
+    if getattr(cls, "components", ()):
+        return cls.incompatibility(capabilities, family)
+    if cls.encoder_decoder:
         return None
     return ("has no encoder-decoder form: it does not say what the encoder reads and what the decoder "
-            "predicts (span-lm, T5 span corruption, does)")
+            "predicts (span-lm, prefix, clm and deshuffle do)")
 
 
 def compatible(parts: Sequence[Part], backbone: Architecture) -> bool:

@@ -78,18 +78,12 @@ class SpanLM(LanguageModelBase):
 
     name = "span-lm"
     Config = SpanLMConfig
+    requires = frozenset({"prefix"})  # on a single stack; the encoder-decoder form needs none
     attention = "prefix"
     corrupts_inputs = True
     rebuilds_rows = True  # one new prefix-LM row of another width per raw row
     sentinel_targets = True
     encoder_decoder = True
-
-    @classmethod
-    def incompatibility(cls, capabilities: frozenset[str], family: str) -> str | None:
-        if "encoder-decoder" in capabilities or "prefix" in capabilities:
-            return None
-        return (f"needs a prefix-LM layout (backbone capability 'prefix') or an encoder-decoder; the backbone "
-                f"has {sorted(capabilities)}")
 
     @classmethod
     def layout_for(cls, family: str) -> str | None:
