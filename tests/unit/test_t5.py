@@ -191,7 +191,7 @@ def test_flops_formula_matches_a_measured_operation_count(feed_forward: str) -> 
     assert ours.batch_flops(batch) == expected
 
 
-@pytest.mark.parametrize("objective", ["mlm", "nsp", "mntp", "span-mask", "mlm+nsp"])
+@pytest.mark.parametrize("objective", ["nsp", "sop", "mntp", "span-mask"])
 def test_the_compatibility_rule_refuses_objectives_without_an_encoder_decoder_form(objective: str) -> None:
     from zoo import registry
     from zoo.objectives import compat
@@ -207,7 +207,7 @@ def test_objectives_with_an_encoder_decoder_form_fit_t5_alone() -> None:
     from zoo.listing import compatibility
     from zoo.objectives import compat
 
-    for name in ("span-lm", "span", "prefix", "clm", "deshuffle", "ul2"):
+    for name in ("span-lm", "span", "prefix", "clm", "deshuffle", "ul2", "mlm"):
         assert compatibility(name, "t5") is None, name
     parts = [(n, registry.load("objective", n)) for n in ("prefix", "clm")]
     assert "rebuilds every row" in compat.incompatibility(parts, T5Backbone)  # one encoder-decoder form at a time
@@ -216,7 +216,8 @@ def test_objectives_with_an_encoder_decoder_form_fit_t5_alone() -> None:
 
 def test_encoder_decoder_forms_split_each_document() -> None:
     """prefix: encoder = the piece's prefix, decoder = the rest; clm: encoder = the empty text (end token),
-    decoder = the piece; each packed piece is its own document in both stacks."""
+    decoder = the piece; mlm: encoder = the piece, corrupted, decoder = the piece; each packed piece is its
+    own document in both stacks."""
     import numpy as np
 
     from zoo import registry
@@ -225,7 +226,7 @@ def test_encoder_decoder_forms_split_each_document() -> None:
     tokens = special_tokens_for_tests()
     spec = _tiny(vocab_size=tokens.vocab_size).spec
     data = synthetic_rows(tokens, "encoder-decoder", batch_size=4, seq_len=40)
-    for name in ("prefix", "clm"):
+    for name in ("prefix", "clm", "mlm"):
         obj = registry.load("objective", name)(None, tokens, spec)
         batch = obj.prepare(data, np.random.default_rng(0))
         labels = batch.targets[name]["labels"]
@@ -239,6 +240,9 @@ def test_encoder_decoder_forms_split_each_document() -> None:
                 assert np.array_equal(dec, np.concatenate([[tokens.pad], target[:-1]]))
                 if name == "prefix":
                     assert np.array_equal(np.concatenate([enc, target]), piece) and len(enc) >= 1
+                elif name == "mlm":  # the corrupted piece in, the original out
+                    assert np.array_equal(target, piece) and len(enc) == len(piece)
+                    assert (enc != piece).any() or len(piece) < 8
                 else:
                     assert np.array_equal(enc, [tokens.eos]) and np.array_equal(target, piece)
             assert batch.doc_ids[b].max() == batch.decoder_doc_ids[b].max() == len(pieces) - 1

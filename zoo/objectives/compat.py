@@ -55,7 +55,7 @@ def _encoder_decoder(cls: type[Objective], capabilities: frozenset[str], family:
     if cls.encoder_decoder:
         return None
     return ("has no encoder-decoder form: it does not say what the encoder reads and what the decoder "
-            "predicts (span-lm, prefix, clm and deshuffle do)")
+            "predicts (span-lm, prefix, clm, deshuffle and mlm do)")
 
 
 def compatible(parts: Sequence[Part], backbone: Architecture) -> bool:
