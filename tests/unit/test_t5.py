@@ -248,12 +248,39 @@ def test_encoder_decoder_forms_split_each_document() -> None:
             assert batch.doc_ids[b].max() == batch.decoder_doc_ids[b].max() == len(pieces) - 1
 
 
-def test_zero_shot_scoring_refuses_an_encoder_decoder() -> None:
-    from zoo.benchmarks.lm_scoring import scorers_for
-    from zoo.errors import ConfigError
+@pytest.mark.parametrize("objective, name", [("span-lm", "seq2seq-sentinel"), ("clm", "seq2seq")])
+def test_zero_shot_scores_are_t5_for_conditional_generation_log_likelihoods(objective: str, name: str) -> None:
+    """The decoder's log p(sentence | empty input) equals transformers' with the same weights and tokens."""
+    import numpy as np
 
-    with pytest.raises(ConfigError, match="encoder-decoder backbone"):
-        scorers_for("span-lm", "encoder-decoder", {})
+    from zoo.benchmarks.lm_scoring import score_sentences, scorers_for
+    from zoo.objectives.base import TiedLinear
+    from zoo.testing import special_tokens_for_tests
+
+    tokens = special_tokens_for_tests(vocab_size=97, num_sentinels=8)
+    ours = _tiny()
+    hf = _hf(ours, transformers.T5ForConditionalGeneration)
+    heads = {objective: TiedLinear(ours.output_projection(), bias=False, scale=ours.output_scale)}
+    (scorer,) = scorers_for(objective, "encoder-decoder", heads)
+    assert scorer.name == name and scorer.variants == (name, f"{name}-mean")
+    sentences = [np.array([20, 31, 42, 53]), np.array([60, 61]), np.array([70, 71, 72, 73])]
+
+    class Tok:  # the three sentences, already tokenised
+        def encode_batch(self, texts, add_special_tokens=False):
+            from types import SimpleNamespace
+            return [SimpleNamespace(ids=sentences[int(t)].tolist(), word_ids=list(range(len(sentences[int(t)]))))
+                    for t in texts]
+
+    scores = score_sentences(scorer, ours, heads, Tok(), tokens, ["0", "1", "2"])
+    for i, sent in enumerate(sentences):
+        sentinel = [tokens.sentinels[0]] if name.endswith("sentinel") else []
+        inputs = torch.tensor([[*sentinel, tokens.eos]])
+        labels = torch.tensor([[*sentinel, *sent.tolist()]])
+        with torch.no_grad():
+            logits = hf(input_ids=inputs, labels=labels).logits.log_softmax(-1)[0]
+        ref = logits[len(sentinel):].gather(1, labels[0, len(sentinel):, None]).sum().item()
+        assert abs(scores[name][i] - ref) < 1e-4, (i, scores[name][i], ref)
+    assert np.allclose(scores[f"{name}-mean"], scores[name] / np.array([4, 2, 4]))
 
 
 def test_xformers_dense_bias_is_padded_and_expanded() -> None:

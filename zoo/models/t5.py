@@ -416,6 +416,7 @@ class T5Backbone(Backbone):
             relative_attention_max_distance=c.relative_attention_max_distance, dropout_rate=c.dropout,
             layer_norm_epsilon=c.layer_norm_eps, initializer_factor=c.initializer_factor,
             feed_forward_proj=c.feed_forward, tie_word_embeddings=c.tie_word_embeddings,
+            decoder_start_token_id=0,  # T5's: the pad id (zoo export sets the tokenizer's)
         )
 
     @classmethod
