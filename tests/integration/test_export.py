@@ -309,3 +309,14 @@ def test_t5_span_corruption_exports_as_t5_for_conditional_generation(make_run, t
         ours = model.heads["span-lm"](hidden)
         theirs = hf(input_ids=ids, attention_mask=mask, decoder_input_ids=dec, decoder_attention_mask=dec_mask).logits
     assert _max_diff(ours, theirs, dec_mask) <= TOLERANCE
+
+
+def test_untied_t5_export_is_refused_not_written(make_run, tmp_path: Path) -> None:
+    """transformers ties every T5's lm_head to the shared embedding, so a run with its own output
+    projection (T5 v1.1) has no faithful T5ForConditionalGeneration: the self-check refuses it."""
+    from zoo.errors import PluginError
+
+    run_dir = make_run("span-lm", "t5", tie_word_embeddings=False)
+    with pytest.raises(PluginError, match="does not reproduce"):
+        export_hf(run_dir, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
