@@ -309,3 +309,23 @@ def test_xformers_matches_sdpa_on_cuda() -> None:
         a = ref(enc, layout, decoder_input_ids=dec, decoder_layout=dec_layout)
         b = ours(enc, layout, decoder_input_ids=dec, decoder_layout=dec_layout)
     assert (a - b)[dec_mask.bool()].abs().max().item() < 1e-4
+
+
+def test_training_charges_encoder_decoder_batches_by_their_own_flops() -> None:
+    """The trainer's accounting: a batch with decoder inputs is charged ``batch_flops`` (both stacks and
+    cross-attention), not ``flops_per_token`` x encoder tokens; forward + backward = 3 x forward."""
+    from types import SimpleNamespace
+
+    from zoo.batch import Batch
+    from zoo.train.parts import Parts
+
+    ours = _tiny()
+    enc, _, dec, _ = _inputs()
+    objective = SimpleNamespace(backbone_passes=lambda: 1, head_flops=lambda b: 7.0)
+    parts = SimpleNamespace(of=lambda b: SimpleNamespace(objective=objective))
+    seq2seq = Batch(input_ids=enc, doc_ids=torch.zeros_like(enc), decoder_input_ids=dec)
+    plain = Batch(input_ids=enc, doc_ids=torch.zeros_like(enc))
+    per_token = ours.flops_per_token(enc.shape[1])
+    got = Parts.training_flops(parts, [seq2seq, plain], per_token, ours.batch_flops)
+    assert got == 3 * (ours.batch_flops(seq2seq) + 7.0 + per_token * enc.numel() + 7.0)
+    assert ours.batch_flops(seq2seq) < per_token * enc.numel()  # the decoder rows are shorter here
