@@ -91,6 +91,13 @@ class Batch:
     def shape(self) -> tuple[int, int]:
         return tuple(self.input_ids.shape)  # type: ignore[return-value]
 
+    def slots(self) -> int:
+        """Token positions the model reads, padding included: rows x width, plus the decoder's on an
+        encoder-decoder batch (a prefix-LM row of input and target counts both too)."""
+        rows, width = self.shape
+        extra = 0 if self.decoder_input_ids is None else self.decoder_input_ids.shape[1]
+        return rows * (width + extra)
+
     def num_tokens(self) -> int:
         """Non-padding tokens."""
         return int((self.doc_ids >= 0).sum())

@@ -329,3 +329,4 @@ def test_training_charges_encoder_decoder_batches_by_their_own_flops() -> None:
     got = Parts.training_flops(parts, [seq2seq, plain], per_token, ours.batch_flops)
     assert got == 3 * (ours.batch_flops(seq2seq) + 7.0 + per_token * enc.numel() + 7.0)
     assert ours.batch_flops(seq2seq) < per_token * enc.numel()  # the decoder rows are shorter here
+    assert seq2seq.slots() == enc.numel() + dec.numel() and plain.slots() == enc.numel()  # tokens charged

@@ -280,7 +280,7 @@ class Trainer:
         means = metrics.means()
         means["lr"] = lr
         means["grad_norm"] = float(gnorm)
-        step_tokens = sum(b.shape[0] * b.shape[1] for b in batches) * self.dist.world_size
+        step_tokens = sum(b.slots() for b in batches) * self.dist.world_size
         return means, self._step_flops(batches), step_tokens
 
     def _log(self) -> Record:
