@@ -190,6 +190,7 @@ def _trained_tokenizer(train_docs: list[str], tok_cfg: TokenizerConfig, kind: st
 
 def check_row_tokens(special: SpecialTokens, family: str) -> None:
     """Fail early when the tokenizer lacks what rows of this backbone family need."""
+    family = Family.of(family).rows
     if family == Family.ENCODER and (special.cls is None or special.sep is None):
         raise DataError("an encoder backbone needs a tokenizer with [CLS] and [SEP] tokens; this one has none: use "
                         "tokenizer.kind = 'wordpiece' (or 'auto') or a tokenizer that has them")

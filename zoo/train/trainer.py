@@ -221,7 +221,8 @@ class Trainer:
 
     # --- accounting ------------------------------------------------------------------------------
     def _step_flops(self, batches: list[Batch]) -> float:
-        return self.parts.training_flops(batches, self.backbone_flops_per_token)
+        return self.parts.training_flops(batches, self.backbone_flops_per_token,
+                                         getattr(self.model.backbone, "batch_flops", None))
 
     def _progress(self) -> float:
         t = self.totals
@@ -324,7 +325,7 @@ class Trainer:
         means = metrics.means()
         means["lr"] = lr
         means["grad_norm"] = float(gnorm)
-        step_tokens = sum(b.shape[0] * b.shape[1] for b in batches) * self.dist.world_size
+        step_tokens = sum(b.slots() for b in batches) * self.dist.world_size
         return means, self._step_flops(batches), step_tokens
 
     def _log(self) -> Record:
