@@ -41,7 +41,7 @@ def test_out_into_a_non_empty_folder_or_a_file_is_refused(tmp_path: Path, corpus
     (folder / "notes.txt").write_text("mine\n")
     (folder / "tokenizer.json").write_text("{}")
     code, out = invoke(train_args(folder, corpus))
-    assert_user_error(code, out, f"--out {folder} is not empty and not a zoo run directory (it holds notes.txt)")
+    assert_user_error(code, out, f"--out {folder} is not empty and not a zoo run directory (it holds notes.txt, tokenizer.json)")
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "tokenizer.json"]
     file = tmp_path / "run.txt"
     file.write_text("x")

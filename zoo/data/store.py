@@ -39,7 +39,7 @@ import numpy as np
 import tokenizers
 from tokenizers import Tokenizer
 
-from zoo import diskspace
+from zoo import diskspace, fileio
 from zoo.data.segment import Segmenter, token_word_starts
 from zoo.data.sentences import MAX_SENTENCE_CHARS, SPLITTER_VERSION, sentence_boundaries
 from zoo.data.tokenizer import tokenizer_hash
@@ -248,7 +248,8 @@ def build_store(documents: Sequence[str], tokenizer: Tokenizer, directory: str |
         "segmenter": segmenter.key() if segmenter is not None else None,
         "build_seconds": round(seconds, 3), **stats,
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    fileio.write_json(out / "meta.json", meta, indent=2)
+    fileio.fsync_tree(out)  # complete on disk before the directory is renamed into place
     log.debug("tokenised %d documents, %d tokens in %.2fs", meta["num_documents"], total, seconds)
     return TokenStore(out)
 
@@ -323,14 +324,17 @@ def cached_store(documents: Sequence[str], tokenizer: Tokenizer, cache_dir: str 
             faults.maybe_hold_at_stage("store")
         except OSError as exc:
             if not diskspace.is_full(exc):
-                raise
+                err = fileio.explain(exc, tmp, 0)
+                if err is exc:
+                    raise
+                raise DataError(f"{err}; the partial token store was removed") from exc
             chars = sum(len(d) for d in documents)  # ~1 token per 3 characters: ids and word starts
             needed = chars / 3 * (token_dtype(tokenizer.get_vocab_size(with_added_tokens=True)).itemsize + 1)
             raise DataError(f"{diskspace.no_space(root, needed, f'the token store of {len(documents)} documents')}"
                             f"; the partial store was removed. Free some space or set data.cache_dir "
                             f"($ZOO_CACHE_DIR) to a disk with room") from exc
         try:
-            os.rename(tmp, final)
+            fileio.rename(tmp, final)
         except OSError:
             if not final.is_dir():  # not a concurrent build of the same store
                 raise

@@ -82,12 +82,16 @@ class OptimConfig:
         check_fields(self, "optim")
 
 
+REPORTERS = ("tensorboard", "wandb")  # train.report_to values (zoo.train.metrics)
+
+
 @dataclass
 class TrainerConfig:
     budget: str = "2m"
     seq_len: int = bounded(128, ge=1)
     batch_size: int = bounded(32, ge=1)  # rows per micro-batch per process
     batch_tokens: int = bounded(0, ge=0)  # target tokens per optimiser step (gradient accumulation); 0 = one micro-batch
+    grad_accum: int = bounded(0, ge=0)  # micro-batches per optimiser step on each process; 0 = from batch_tokens
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -100,7 +104,8 @@ class TrainerConfig:
     checkpoint_minutes: float = bounded(5.0, ge=0.0)  # wall time between checkpoints; 0 = by steps only (and at the end)
     keep_last: int = bounded(3, ge=1)
     peak_flops: float = bounded(0.0, ge=0.0)  # for MFU; 0 = known GPU default (H100/H200 bf16), none on CPU
-    tensorboard: bool = False
+    tensorboard: bool = False  # the same as "tensorboard" in report_to
+    report_to: list[str] = field(default_factory=list)  # metric sinks beside metrics.jsonl: tensorboard, wandb
     prefetch: bool = True  # prepare the next batch in a background thread
     # collective timeout with several processes (rank 0 alone builds data, writes checkpoints)
     dist_timeout_s: float = bounded(1800.0, gt=0.0)
@@ -108,6 +113,20 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         self._budget = Budget.parse(self.budget)  # parsed here, once; read as ``RunConfig.budget``
         check_fields(self, "train")
+        if self.grad_accum and self.batch_tokens:
+            raise ValueError(f"grad_accum ({self.grad_accum}) and batch_tokens ({self.batch_tokens}) both set the "
+                             "micro-batches per optimiser step; give one")
+        unknown = [r for r in self.report_to if r not in REPORTERS]
+        if unknown:
+            raise ValueError(f"report_to: unknown {unknown[0]!r}; expected any of {', '.join(REPORTERS)}")
+
+    @property
+    def reporters(self) -> list[str]:
+        """Metric sinks beside ``metrics.jsonl``: ``report_to``, with ``tensorboard = true`` counted in."""
+        names = list(dict.fromkeys(self.report_to))
+        if self.tensorboard and "tensorboard" not in names:
+            names.insert(0, "tensorboard")
+        return names
 
     @property
     def parsed_budget(self) -> Budget:
@@ -184,7 +203,7 @@ def resolve(data: dict[str, Any], read_init: bool = True) -> RunConfig:
 # What may differ between a run's saved configuration and a command resuming it: none of it changes
 # what is computed (docs/training.md lists them).
 RESUMABLE_CHANGES = ("out", "train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
-                     "train.checkpoint_minutes", "train.keep_last", "train.tensorboard", "train.prefetch",
+                     "train.checkpoint_minutes", "train.keep_last", "train.tensorboard", "train.report_to", "train.prefetch",
                      "train.dist_timeout_s", "data.cache_dir")
 
 
