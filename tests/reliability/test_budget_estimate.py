@@ -43,7 +43,7 @@ def test_dry_run_prints_everything_resolved_and_the_estimate(tmp_path, corpus) -
     for needle in ("[model] vocab_size = 400 hidden_size = 32 num_layers = 2 num_heads = 2 intermediate_size = 64",
                    "[objectives.mlm]", "rate = 0.15", "[optim] lr = 0.001", "budget = \"7steps\"",
                    "FLOPs per token (forward, backbone)", "FLOPs per token (training)",
-                   "budget in steps, tokens, FLOPs │ 7 steps, 8.960e+02 tokens", "estimated time",
+                   "budget in steps, tokens, FLOPs", "7 steps, 8.960e+02 tokens", "estimated time",
                    "s per step on cpu"):
         assert needle in text, f"{needle!r} not in:\n{text}"
     code, text = invoke(["train", "--objective", "mlm", "--backbone", "bert", "--data", str(corpus), "--out", str(out),

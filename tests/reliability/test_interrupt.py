@@ -122,6 +122,7 @@ def test_a_time_budget_resumes_with_the_time_already_spent(tmp_path: Path, corpu
     assert state["train_time_s"] == records[-1]["elapsed_s"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_signal_during_data_preparation_removes_what_the_run_had_begun(tmp_path: Path, sig: signal.Signals) -> None:
     """Before, SIGTERM and SIGHUP killed the process mid-preparation: the new run directory stayed, and the
