@@ -140,13 +140,16 @@ def open_text_model(path: str | Path, step: int | None = None, device: str = "cp
 
 def _trained_for(model: TextModel) -> str:
     kinds = {"causal": "next-token prediction", "pll": "masked-token prediction"}
-    how = sorted({kinds[s.kind] for s in model.scorers})
+    how = sorted({kinds.get(s.kind, "encoder-decoder prediction") for s in model.scorers})
     return f"{model.name} was trained with {model.objective!r} ({' and '.join(how) or 'no token head'})"
 
 
 def generation_scorer(model: TextModel) -> Scorer:
     """The causal way of reading the model (a plain causal scorer before a sentinel one)."""
     causal = [s for s in model.scorers if s.kind == "causal"]
+    if not causal and model.family == "encoder-decoder":
+        raise ConfigError(f"{_trained_for(model)}: zoo generate reads decoder-only models (causal and prefix LMs), "
+                          f"not encoder-decoders")
     if not causal:
         raise ConfigError(f"{_trained_for(model)}: zoo generate needs a causal or prefix language model (clm, prefix, "
                           f"span-lm, ul2, ...); use zoo fill for masked models")
