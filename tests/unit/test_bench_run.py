@@ -208,7 +208,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
         run_bench([a], suite="glue", tasks="tnews")
     with pytest.raises(ConfigError, match="--tasks mixes suites"):
         run_bench([a], suite=None, tasks="tnews,sst2")
-    with pytest.raises(ConfigError, match="--suite 'superglue': no tasks registered"):
+    with pytest.raises(ConfigError, match="--suite 'superglue': no such suite; known suites: clue, glue, blimp, climp"):
         run_bench([a], suite="superglue")
 
 

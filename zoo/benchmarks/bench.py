@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zoo import __version__
+from zoo import __version__, fileio
 from zoo.benchmarks.accumulate import merge_suite, recipe_id, recipe_label
 from zoo.benchmarks.data import TaskData, load_task_data
 from zoo.benchmarks.finetune import Prepared, Progress, Recipe, finetune, prepare, recipes_for, resolve_device
@@ -33,7 +32,8 @@ from zoo.benchmarks.scoring import (
 )
 from zoo.benchmarks.source import ModelSource, open_source
 from zoo.benchmarks.tasks import TaskSpec, get_task, resolve_tasks
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, ZooError
+from zoo.train.lock import BenchLock
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,8 @@ class BenchResult:
     max_eval_examples: int | None = None
     references: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # task -> eval split -> labels
     constant: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> constant predictor
+    failed: dict[str, str] = field(default_factory=dict)  # model name -> why it could not be benchmarked
+    written: list[str] = field(default_factory=list)  # the report files written (bench.json, bench.md per model)
     bag_of_words: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> bag-of-words model
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,8 +136,8 @@ class BenchResult:
         cells are ``median`` (x100) with ``[min-max]`` over seeds when there are several. The last
         column is the constant predictor (majority class of the training labels) when known."""
         const, bow = bool(self.constant), bool(self.bag_of_words)
-        columns = ["task", "metric", *(m.name for m in self.models), *([CONSTANT_COLUMN] if const else []),
-                   *([BOW_COLUMN] if bow else [])]
+        columns = ["task", "metric", *(f"{m.name} [failed]" if m.name in self.failed else m.name for m in self.models),
+                   *([CONSTANT_COLUMN] if const else []), *([BOW_COLUMN] if bow else [])]
         rows = []
         for task in self.tasks:
             spec = get_task(task)
@@ -252,9 +254,7 @@ def _read_cache(path: Path | None, key: str) -> SeedScores | None:
 def _write_json(path: Path, data: Any) -> None:
     """Write atomically: a temporary file renamed over the target."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    fileio.write_json(path, data, indent=2, ensure_ascii=False)
 
 
 # --- the benchmark --------------------------------------------------------------------------------------
@@ -312,12 +312,17 @@ def run_bench(
     for src in sources:
         mres = ModelResult(name=src.name, path=str(src.path) if src.path else None, backbone=src.backbone_name,
                            objective=src.objective, checkpoint_id=src.checkpoint_id, from_scratch=src.from_scratch)
-        for spec in specs:
-            mres.tasks[spec.name] = _bench_task(src, spec, task_data[spec.name], recipes[spec.name], seeds,
-                                                device, use_cache, progress)
+        try:
+            for spec in specs:
+                mres.tasks[spec.name] = _bench_task(src, spec, task_data[spec.name], recipes[spec.name], seeds,
+                                                    device, use_cache, progress)
+        except ZooError as exc:  # one model's failure keeps the others' results; its column says so
+            log.error("%s: not benchmarked: %s", src.name, exc)
+            result.failed[src.name] = str(exc)
+            mres.tasks = {}
         result.models.append(mres)
     if write_reports:
-        write_model_reports(result)
+        result.written = [str(p) for p in write_model_reports(result)]
     return result
 
 
@@ -373,7 +378,7 @@ def write_model_reports(result: BenchResult) -> list[Path]:
     written = []
     by_path: dict[str, list[ModelResult]] = {}
     for m in result.models:
-        if m.path is not None:
+        if m.path is not None and m.name not in result.failed:
             by_path.setdefault(m.path, []).append(m)
     for path, models in by_path.items():
         own = BenchResult(result.suite, result.tasks, result.seeds, models, result.data,
@@ -387,6 +392,11 @@ def merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> li
     """Merge ``entry`` into ``directory/bench.json`` under ``suite`` (other suites kept; fine-tuning results
     accumulate per task and recipe, see ``accumulate.merge_suite``) and rewrite
     ``bench.md`` from all of them. Returns the files written (none when the directory is read-only)."""
+    with BenchLock(directory):  # two benchmarks of one model merge one after the other
+        return _merge_suite_report(directory, suite, entry)
+
+
+def _merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> list[Path]:
     target = directory / "bench.json"
     suites: dict[str, Any] = {}
     if target.is_file():
@@ -402,8 +412,7 @@ def merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> li
     try:
         _write_json(target, {"suites": suites})
         md = directory / "bench.md"
-        md.write_text("# Benchmark results\n\n" + "\n".join(_markdown_of(d) for d in suites.values()),
-                      encoding="utf-8")
+        fileio.write_text(md, "# Benchmark results\n\n" + "\n".join(_markdown_of(d) for d in suites.values()))
     except OSError as exc:
         log.warning("cannot write results into %s (%s)", directory, exc)
         return []

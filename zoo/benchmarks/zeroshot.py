@@ -52,7 +52,8 @@ BASELINES_NOTE = ("unigram / bigram / trigram: interpolated Kneser-Ney count mod
                   "model has learnt something beyond counts only where it is above the best count model.")
 AVERAGE_DEFINITION = ("macro average over paradigms of the share of pairs whose acceptable sentence scores strictly "
                       "higher; a phenomenon is the mean over its paradigms")
-HF_TOKEN_HEADS = {"BertForMaskedLM": "mlm", "BertForPreTraining": "mlm", "GPT2LMHeadModel": "clm"}
+HF_TOKEN_HEADS = {"BertForMaskedLM": "mlm", "BertForPreTraining": "mlm", "RobertaPreLayerNormForMaskedLM": "mlm",
+                  "GPT2LMHeadModel": "clm"}
 
 
 # --- models with their heads -------------------------------------------------------------------------
@@ -109,14 +110,19 @@ def _open_hf(source: ModelSource, from_scratch: bool, scratch_seed: int = 0) -> 
     if not from_scratch and isinstance(head, MaskedLMHead):
         from safetensors.torch import load_file
 
+        from zoo.interop import hf_names, resolve
+
         state = load_file(str(source.path / "model.safetensors"))
+        names = hf_names(backbone)  # BERT's cls.predictions, or RoBERTa's lm_head
+        key = {k: resolve(k, "", names) for k in head.hf_parameters()}
         p = "cls.predictions."
         try:
             head.load_state_dict({
-                "dense.weight": state[p + "transform.dense.weight"], "dense.bias": state[p + "transform.dense.bias"],
-                "norm.weight": state[p + "transform.LayerNorm.weight"],
-                "norm.bias": state[p + "transform.LayerNorm.bias"],
-                "decoder.bias": state.get(p + "bias", state.get(p + "decoder.bias"))})
+                "dense.weight": state[key[p + "transform.dense.weight"]],
+                "dense.bias": state[key[p + "transform.dense.bias"]],
+                "norm.weight": state[key[p + "transform.LayerNorm.weight"]],
+                "norm.bias": state[key[p + "transform.LayerNorm.bias"]],
+                "decoder.bias": state.get(key[p + "bias"], state.get(resolve(p + "decoder.bias", "", names)))})
         except (KeyError, RuntimeError, TypeError) as exc:
             raise CheckpointError(f"{source.path / 'model.safetensors'}: the {arch} masked-LM head is incomplete "
                                   f"({exc})") from exc
@@ -161,6 +167,8 @@ class PairsResult:
     data: str
     max_eval_examples: int | None
     models: list[PairsModelResult] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # model name -> why it could not be scored
+    written: list[str] = field(default_factory=list)  # the report files written (bench.json, bench.md per model)
     # trivial baselines on the same pairs (``zoo.benchmarks.ngram``): name -> paradigm -> accuracy
     baselines: dict[str, dict[str, float]] = field(default_factory=dict)
     baseline_equal_length: dict[str, float] = field(default_factory=dict)  # name -> accuracy on equal-length pairs
@@ -212,13 +220,14 @@ class PairsResult:
         """One row per phenomenon, the macro average and the accuracy on equal-length pairs; one column per
         (model, score variant), then one per trivial baseline (count models, the length heuristic)."""
         cols = [(m, v) for m in self.models for v in m.scorers]
+        failed = [f"{name} [failed]" for name in self.failed]
         names = list(self.baselines)
-        columns = ["phenomenon", "paradigms", *(f"{m.name} [{v}]" for m, v in cols), *names]
-        rows = [[g, str(len(ps)), *(f"{100 * m.groups(self.groups, v)[g]:.1f}" for m, v in cols),
+        columns = ["phenomenon", "paradigms", *(f"{m.name} [{v}]" for m, v in cols), *failed, *names]
+        rows = [[g, str(len(ps)), *(f"{100 * m.groups(self.groups, v)[g]:.1f}" for m, v in cols), *["failed"] * len(failed),
                  *(f"{100 * self.baseline_groups(n)[g]:.1f}" for n in names)]
                 for g, ps in self.groups.items()]
         rows.append(["macro average (paradigms)", str(len(self.paradigms)),
-                     *(f"{100 * m.average(v):.1f}" for m, v in cols),
+                     *(f"{100 * m.average(v):.1f}" for m, v in cols), *["failed"] * len(failed),
                      *(f"{100 * self.baseline_average(n):.1f}" for n in names)])
         if self.equal_length:
             def cell(x: float | None) -> str:
@@ -226,7 +235,7 @@ class PairsResult:
 
             pairs = sorted(set(self.equal_pairs.values()))
             rows.append([f"equal-length pairs ({'/'.join(f'{n:,}' for n in pairs)})", "-",
-                         *(cell(self.equal_length.get(m.name, {}).get(v)) for m, v in cols),
+                         *(cell(self.equal_length.get(m.name, {}).get(v)) for m, v in cols), *["-"] * len(failed),
                          *(cell(self.baseline_equal_length.get(n)) for n in names)])
         return columns, rows
 
@@ -321,6 +330,20 @@ def add_pair_baselines(result: PairsResult, sources: Sequence[ModelSource], para
 
 # --- the benchmark --------------------------------------------------------------------------------------
 
+def _scoring_precision(setting: str, device: torch.device) -> str:
+    """``auto``: bf16 where the CPU/GPU computes it natively, else fp32 (``zoo.train.precision``); an
+    explicit bf16 on a CPU that emulates it is kept, with one warning."""
+    from zoo.train.precision import PRECISIONS, resolve_precision, warn_if_emulated
+
+    if setting not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {setting!r}")
+    resolved = resolve_precision(setting, device)
+    warn_if_emulated(resolved, device)
+    if setting == "auto":
+        log.info("scoring precision %s (%s)", resolved.name, resolved.reason)
+    return resolved.name
+
+
 def run_minimal_pairs(
     models: Sequence[str | Path | ModelSource],
     suite: str,
@@ -357,17 +380,27 @@ def run_minimal_pairs(
             opened.append((sm, scorers))
         if from_scratch:
             opened.append((open_scoring_model(src, step, from_scratch=True, scratch_seed=scratch_seed), scorers))
+    if pll != "word-l2r" and not any(s.name.startswith("pll") for _, scorers in opened for s in scorers):
+        used = ", ".join(sorted({f"{sm.source.name}: {scorers[0].name}" for sm, scorers in opened if scorers}))
+        raise ConfigError(f"--pll {pll}: chooses the pseudo-log-likelihood of bidirectional models, but no model here "
+                          f"is scored by PLL ({used}); leave --pll out")
     result = PairsResult(suite, [p.name for p in paradigms], phenomena(paradigms),
                          {p.name: p.fingerprint() for p in paradigms}, {p.name: len(p.pairs) for p in paradigms},
                          str(Path(data_dir).resolve()) if data_dir is not None else "hub", max_eval_examples)
     dev = resolve_device(device)
+    precision = _scoring_precision(precision, dev)
     for sm, scorers in opened:
         cache = _PairsCache(sm, suite, precision, max_eval_examples, dev, scratch_seed) if use_cache else None
-        result.models.append(_score_model(sm, scorers, paradigms, dev, batch_tokens, precision, progress, cache))
+        try:
+            result.models.append(_score_model(sm, scorers, paradigms, dev, batch_tokens, precision, progress, cache))
+        except ZooError as exc:  # one model's failure keeps the others' results
+            name = f"{sm.source.name} (from scratch)" if sm.from_scratch else sm.source.name
+            log.error("%s: not scored: %s", name, exc)
+            result.failed[name] = str(exc)
     if baselines:
         add_pair_baselines(result, sources, paradigms)
     if write_reports:
-        write_reports_of(result)
+        result.written = [str(p) for p in write_reports_of(result)]
     return result
 
 

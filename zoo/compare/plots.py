@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from zoo import fileio
 from zoo.compare.results import ComparisonResult, Group
 from zoo.compare.stats import format_level
 from zoo.compare.study import BASELINE
@@ -82,7 +83,8 @@ def plot_all(result: ComparisonResult, out: Path, keep: tuple[str, ...] = ()) ->
     for name in ("curves", "scores", "pairs", "compute"):
         path = out / f"{name}.png"
         if name in made:
-            made[name].savefig(path)
+            with fileio.staged(path) as tmp:
+                made[name].savefig(tmp, format="png")
             written[name] = path
         elif path.exists() and name in keep:
             written[name] = path

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo import fileio
 from zoo.compare.results import ComparisonResult, Group
 from zoo.compare.stats import Estimate, ItemComparison, format_level, seeds_needed, sign_flip_min_seeds
 from zoo.compare.study import BASELINE
@@ -470,6 +471,6 @@ def write_report(result: ComparisonResult, out: str | Path, keep_figures: tuple[
         others_figures.append(plot_all(other, out / other.suite))
     result.write_json(out / "results.json")
     path = out / "report.md"
-    path.write_text(markdown(result, figures, others_figures), encoding="utf-8")
+    fileio.write_text(path, markdown(result, figures, others_figures))
     log.info("report: %s (%s)", path, ", ".join(p.name for p in figures.values()) or "no figures")
     return path

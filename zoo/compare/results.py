@@ -5,7 +5,6 @@ data; the report and plots read it. The statistics are in ``zoo.compare.stats``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
@@ -14,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo import fileio
 from zoo.compare.stats import (
     DEFAULT_CONFIDENCE,
     Estimate,
@@ -329,4 +329,4 @@ class ComparisonResult:
                 return [clean(x) for x in v]
             return v
 
-        Path(path).write_text(json.dumps(clean(self.to_dict()), indent=1) + "\n", encoding="utf-8")
+        fileio.write_json(path, clean(self.to_dict()))

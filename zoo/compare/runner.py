@@ -27,7 +27,9 @@ from zoo.compare.study import (
     Grid,
     StudyFile,
     StudySettings,
+    auto_evals,
     base_config,
+    claim_study,
     expand_grid,
     reuse_diffs,
     run_config,
@@ -38,6 +40,7 @@ from zoo.compare.study import (
 )
 from zoo.errors import ConfigError, ZooError
 from zoo.train.config import Budget, RunConfig, resolve
+from zoo.train.interrupt import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,16 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
 
     Rerunning with the same settings resumes: finished runs (a checkpoint that reached the budget) are
     reused, interrupted runs continue from their newest checkpoint, fine-tuning results come from the cache.
+    ``out`` is locked for the whole command (a second ``zoo compare`` into it is refused).
     """
+    with claim_study(Path(out).resolve()):
+        return _run_study(settings, out, command=command, train_fn=train_fn, bench_fn=bench_fn,
+                          train_progress=train_progress, bench_progress=bench_progress, write_report=write_report)
+
+
+def _run_study(settings: StudySettings, out: str | Path, *, command: str | None, train_fn: TrainFn | None,
+               bench_fn: BenchFn | None, train_progress: TrainProgress | None, bench_progress: BenchProgress | None,
+               write_report: bool) -> ComparisonResult:
     t_start, c_start = time.perf_counter(), time.process_time()
     if train_fn is None:
         from zoo.train.trainer import train as train_fn
@@ -114,6 +126,8 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
         try:
             with _progress(train_progress, f"[{i}/{len(order)}] {cell.backbone} {cell.objective} seed {seed}") as cb:
                 train_fn(cfg, callback=cb)
+        except TrainingInterrupted:  # a signal stops the study too (the run resumes when it is rerun)
+            raise
         except ZooError as exc:
             log.error("%s failed: %s", name, exc)
             study.update(name, status="failed", error=str(exc),
@@ -234,7 +248,7 @@ def _eval_every(settings: StudySettings, cell: Cell, tokenizer: Path, out: Path,
     per_step = {"steps": 1.0, "flops": p["flops_per_step"], "tokens": p["tokens_per_step"]}[budget.kind]
     steps = max(1, math.ceil(budget.value / per_step))
     plans[key]["expected_steps"] = steps
-    return max(1, steps // settings.evals)
+    return max(1, steps // (settings.evals or auto_evals(steps)))
 
 
 def _check_reusable(settings: StudySettings, cell: Cell, seed: int, run_dir: Path, tokenizer: Path) -> None:
@@ -262,7 +276,18 @@ def _budget_notes(budget: Budget) -> list[str]:
 def compare_runs(paths: Sequence[str | Path], out: str | Path, options: BenchOptions, *,
                  command: str | None = None, bench_fn: BenchFn | None = None, bench_progress: BenchProgress | None = None,
                  write_report: bool = True) -> ComparisonResult:
-    """Benchmark (what is not cached) and report runs that already exist; nothing is trained."""
+    """Benchmark (what is not cached) and report runs that already exist; nothing is trained. ``out`` is
+    locked and marked as a study, as ``run_study``'s is."""
+    if not paths:
+        raise ConfigError("zoo compare: name run directories, or pass --objectives and --budget to train a study")
+    with claim_study(Path(out).resolve()):
+        return _compare_runs(paths, out, options, command=command, bench_fn=bench_fn, bench_progress=bench_progress,
+                             write_report=write_report)
+
+
+def _compare_runs(paths: Sequence[str | Path], out: str | Path, options: BenchOptions, *, command: str | None,
+                  bench_fn: BenchFn | None, bench_progress: BenchProgress | None,
+                  write_report: bool) -> ComparisonResult:
     from zoo.runs import open_run
 
     t_start = time.perf_counter()
@@ -444,7 +469,11 @@ def _fill_scores(infos: list[RunInfo], result: Any, items: dict[str, dict[str, I
     if len(result.models) != len(infos):
         raise RuntimeError(f"run_bench returned {len(result.models)} models for {len(infos)} inputs")
     references = getattr(result, "references", {}) or {}
+    failed = getattr(result, "failed", {}) or {}
     for info, model in zip(infos, result.models, strict=True):
+        if model.name in failed:  # one run's failure keeps the others' results; the report marks it
+            info.status, info.error = "failed", f"not benchmarked: {failed[model.name]}"
+            continue
         for task, tr in model.tasks.items():
             info.scores[task] = float(tr.score())
             info.metrics[task] = {m: float(s["median"]) for m, s in tr.summary().items()}
@@ -518,8 +547,15 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
         if done:
             result = run_minimal_pairs([r.path for r in done], options.suite, options.data_dir,
                                        options.max_eval_examples, device=options.device, progress=bar)
-            for info, m in zip(done, result.models, strict=True):
+            scored = _by_path(result)
+            for info in done:
+                m = scored.get(str(Path(info.path).resolve()))
+                if m is None:  # one run's failure keeps the others' results; the report marks it
+                    info.status = "failed"
+                    info.error = f"not scored: {result.failed.get(Path(info.path).name, 'scoring failed')}"
+                    continue
                 _pairs_scores(info, m, items)
+            done = [r for r in done if r.status == "done"]
         templates: dict[tuple[str, int], RunInfo] = {}
         for r in done:
             templates.setdefault((r.backbone, r.seed), r)
@@ -529,7 +565,10 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
                                         options.max_eval_examples, from_scratch=True, scratch_seed=seed,
                                         device=options.device, write_reports=False, progress=bar,
                                         include_models=False, baselines=False)
-            for t, m in zip(group, scratch.models, strict=True):
+            by_path = _by_path(scratch)
+            for t in group:
+                if (m := by_path.get(str(Path(t.path).resolve()))) is None:
+                    continue
                 info = RunInfo(name=f"{t.backbone}-scratch-seed{seed}", backbone=t.backbone, objective=BASELINE,
                                seed=seed, path=t.path, baseline=True)
                 _pairs_scores(info, m, items)
@@ -545,6 +584,11 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
         task_metrics={p: ["accuracy"] for p in paradigms}, runs=runs, baselines=baselines,
         statistic=options.statistic, settings=settings, skipped=skipped, tokenizers=tokenizers, bench=bench_meta,
         notes=notes, command=command, items=items)
+
+
+def _by_path(result: Any) -> dict[str, Any]:
+    """A minimal-pair result's scored models by resolved run path."""
+    return {str(Path(m.path).resolve()): m for m in result.models if m.path is not None}
 
 
 ALL_PAIRS = "all pairs"  # the item set of a zero-shot suite: every pair of every paradigm
