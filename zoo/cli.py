@@ -345,10 +345,9 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
         if runs or given:
             raise ConfigError(f"--report-only rewrites the report of the study in --out from its study.json; "
                               f"{', '.join(given) or 'run directories'} do not apply")
-        from zoo.compare.reload import report_from_study
+        from zoo.compare.reload import rewrite_report
 
-        result = report_from_study(out)
-        report.write_report(result, out, keep_figures=("curves", "compute"))
+        result = rewrite_report(out)
         console.text(f"report: {Path(result.out) / 'report.md'}")
         return
     if preset is not None:

@@ -103,6 +103,10 @@ def test_add_pair_baselines_rows_and_refusals(monkeypatch: pytest.MonkeyPatch) -
     columns, rows = res.table()
     assert columns[-5:] == list(res.baselines) and rows[-1][0] == "equal-length pairs (1)"
     assert res.to_dict()["baselines"]["fewer tokens (hf tokens)"]["equal_length"] == 0.5
+    from zoo.benchmarks.zeroshot import pairs_result_from_dict
+
+    back = pairs_result_from_dict(res.to_dict())  # bench.json -> bench.md keeps the baseline columns
+    assert back.table() == res.table()
 
 
 def test_bad_input() -> None:

@@ -22,7 +22,7 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -209,10 +209,11 @@ class PairsResult:
                 "pairs": self.pairs, "zoo_version": __version__, "average_definition": AVERAGE_DEFINITION,
                 "models": models, "baselines": {
                     name: {"average": self.baseline_average(name), "groups": self.baseline_groups(name),
-                           "tasks": acc, "equal_length": self.baseline_equal_length.get(name)}
+                           "tasks": acc, "equal_length": _finite(self.baseline_equal_length.get(name))}
                     for name, acc in self.baselines.items()},
                 "equal_length": {"definition": EQUAL_LENGTH_DEFINITION, "pairs": self.equal_pairs,
-                                 "accuracy": self.equal_length},
+                                 "accuracy": {m: {v: _finite(x) for v, x in acc.items()}
+                                              for m, acc in self.equal_length.items()}},
                 "baseline_notes": self.baseline_notes}
 
     def table(self) -> tuple[list[str], list[list[str]]]:
@@ -250,6 +251,11 @@ class PairsResult:
         return "\n".join(lines) + "\n"
 
 
+def _finite(x: float | None) -> float | None:
+    """NaN (no pair of equal length) as JSON null."""
+    return None if x is None or math.isnan(x) else x
+
+
 def pairs_result_from_dict(d: dict[str, Any]) -> PairsResult:
     """The inverse of ``PairsResult.to_dict`` (a ``bench.json`` suite entry)."""
     models = [PairsModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
@@ -258,8 +264,16 @@ def pairs_result_from_dict(d: dict[str, Any]) -> PairsResult:
                                m.get("cpu_seconds", 0.0), m.get("threads", 0), m.get("loadavg", []), m.get("cached", 0))
               for m in d["models"]]
     fingerprints = {p: t["data_fingerprint"] for p, t in d["models"][0]["tasks"].items()} if d["models"] else {}
+    base = d.get("baselines") or {}
+    equal = d.get("equal_length") or {}
     return PairsResult(d["suite"], d["tasks"], d["groups"], fingerprints, d["pairs"], d["data"],
-                       d.get("max_eval_examples"), models)
+                       d.get("max_eval_examples"), models, baselines={n: b["tasks"] for n, b in base.items()},
+                       baseline_equal_length={n: math.nan if b.get("equal_length") is None else b["equal_length"]
+                                              for n, b in base.items()},
+                       equal_length={m: {v: math.nan if x is None else x for v, x in acc.items()}
+                                     for m, acc in equal.get("accuracy", {}).items()},
+                       equal_pairs=equal.get("pairs", {}),
+                       baseline_notes=list(d.get("baseline_notes", [])))
 
 
 def correctness(entry: dict[str, Any], variant: str | None = None) -> dict[str, np.ndarray]:
@@ -510,7 +524,8 @@ def write_reports_of(result: PairsResult) -> list[Path]:
         if m.path is not None:
             by_path.setdefault(m.path, []).append(m)
     for path, models in by_path.items():
-        own = PairsResult(result.suite, result.paradigms, result.groups, result.fingerprints, result.pairs,
-                          result.data, result.max_eval_examples, models)
+        names = {m.name for m in models}
+        own = replace(result, models=models, equal_length={k: v for k, v in result.equal_length.items() if k in names},
+                      equal_pairs={k: v for k, v in result.equal_pairs.items() if k in names})
         written += merge_suite_report(Path(path), result.suite, own.to_dict())
     return written

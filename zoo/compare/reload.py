@@ -226,3 +226,19 @@ def _count_models(out: Path, settings: StudySettings, data: dict[str, Any], para
             "baseline_notes": [f"Count models: the {family} tokenizer{rebuilt}, trained on the "
                                f"{base.train_sentences:,} sentences ({base.train_tokens:,} tokens) of the corpus's "
                                "training split."]}
+
+
+def rewrite_report(out: str | Path) -> ComparisonResult:
+    """Rewrite ``report.md``, ``results.json`` and the figures of the study in ``out`` from its study.json,
+    holding the study's lock as ``zoo compare`` does; figures drawn from run directories that are gone
+    are kept."""
+    from zoo.compare.report import write_report
+    from zoo.compare.study import claim_study
+
+    out = Path(out).resolve()
+    if not (out / "study.json").is_file():
+        raise ConfigError(f"{out}: no study.json; --report-only rewrites the report of a study trained by zoo compare")
+    with claim_study(out):
+        result = report_from_study(out)
+        write_report(result, out, keep_figures=("curves", "compute"))
+    return result
