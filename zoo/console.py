@@ -71,6 +71,11 @@ def text(message: str = "", markup: bool = False) -> None:
     console.print(message, highlight=False, soft_wrap=True, markup=markup)
 
 
+def note(message: str) -> None:
+    """A side remark on stderr (dim on a terminal), so stdout holds only the result."""
+    err_console.print(escape(message), style="dim", highlight=False, soft_wrap=True)
+
+
 def is_interactive() -> bool:
     return sys.stderr.isatty()
 

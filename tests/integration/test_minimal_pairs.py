@@ -316,6 +316,11 @@ def test_compare_suite_blimp(corpus: Path, tmp_path: Path) -> None:
     assert [b["objective"] for b in saved["baselines"]] == ["from scratch"] * 2
     report = (tmp_path / "study" / "report.md").read_text()
     assert "| island_effects |" in report and "![Accuracy per phenomenon](scores.png)" in report
+    # count models on the runs' corpus and tokenizer, the length heuristic, equal-length pairs (two tokenizers)
+    assert "| unigram (bert-mlm tokens) |" in report.replace(" | ", " |\n| ").replace("||", "|")
+    assert "trigram (gpt-clm tokens)" in saved["bench"]["baselines"]
+    assert saved["bench"]["equal_pairs"] == 0 and "| equal-length pairs |" not in report  # no pair of equal length
+    assert saved["bench"]["baselines"]["fewer tokens (gpt-clm tokens)"]["toy"] == 0.5  # one shorter good, one longer
     assert (tmp_path / "study" / "scores.png").is_file()
     for run in runs:  # per-pair correctness for paired tests, beside each run
         entry = json.loads((run / "bench.json").read_text())["suites"]["blimp"]["models"][0]

@@ -203,6 +203,7 @@ def test_demo_command_and_dry_run(tmp_path: Path, corpus: Path) -> None:
     code, text = _cli(["train", *common, "--dry-run"])
     assert code == 0, text
     assert "parameters" in text and "FLOPs per step" in text and 'objective = "mlm+nsp"' in text
+    assert "precision" in text and "auto:" in text  # what auto resolved to here, and why
     assert not out.exists()
     code, text = _cli(["train", *common])
     assert code == 0, text
@@ -410,3 +411,17 @@ def test_extending_a_finished_budget_is_said_recorded_and_resumes_bitwise(tmp_pa
     code, out = _cli(["train", "--config", str(tmp_path / "lin" / "config.toml"), "--budget", "20steps"])
     assert code == 2 and "finished its budget of 10 steps" in out and "--init" in out
     assert json.loads((tmp_path / "lin" / "config.json").read_text())["train"]["budget"] == "10steps"
+
+
+@pytest.mark.parametrize("objective", ["span-lm", "prefix"])
+def test_t5_trains_and_resumes_bitwise(tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch,
+                                       objective: str) -> None:
+    """Encoder-decoder runs end to end: T5 span corruption (fixed widths) and the prefix LM (packed
+    pieces, widths per batch) on t5 resume exactly."""
+    full = tmp_path / "full"
+    result = train(resolve(tiny_config(full, corpus, objective, "t5", 8, checkpoint_every=4)))
+    part = tmp_path / "part"
+    interrupted(monkeypatch, tiny_config(part, corpus, objective, "t5", 8, checkpoint_every=4), at_step=6)
+    train(resolve(tiny_config(part, corpus, objective, "t5", 8, checkpoint_every=4)))
+    assert_same_run(full, part)
+    assert result.step == 8

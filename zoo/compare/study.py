@@ -12,17 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zoo import registry
+from zoo import fileio, markers, registry
 from zoo.data.config import TokenizerConfig
 from zoo.errors import ConfigError, IncompatibleError
 from zoo.train import checkpoint as ckpt
 from zoo.train.config import Budget, RunConfig, resolve
 from zoo.train.config import config_diffs as train_config_diffs
+from zoo.train.lock import StudyLock
 from zoo.typed_config import apply_overrides
 
 log = logging.getLogger(__name__)
@@ -44,7 +48,7 @@ def auto_evals(steps: int) -> int:
 MUTABLE_SETTINGS = ("objectives", "backbones", "seeds", "evals", "bench")
 # Config keys a finished run may differ in and still be reused (they do not change the weights).
 REUSABLE_DIFFS = ("out", "train.log_every", "train.eval_every", "train.checkpoint_every", "train.checkpoint_minutes",
-                  "train.keep_last", "train.tensorboard", "train.prefetch", "data.cache_dir", "train.device",
+                  "train.keep_last", "train.tensorboard", "train.report_to", "train.prefetch", "data.cache_dir", "train.device",
                   "train.dist_timeout_s")
 
 
@@ -374,6 +378,31 @@ class StudyFile:
     def save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         self.data["updated"] = time.time()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        fileio.write_json(self.path, self.data, default=str)
+
+
+@contextmanager
+def claim_study(out: Path) -> Iterator[StudyLock]:
+    """Lock ``out`` for one ``zoo compare`` and mark it as a study: a new or empty directory, a study
+    (or a study of an earlier version), nothing else; a second ``zoo compare`` into it is refused."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory; choose a new or empty directory for the study")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock = StudyLock(out).acquire()
+    try:
+        found = markers.identify(out)
+        if found.kind not in ("empty", "study", "legacy-study"):
+            raise ConfigError(f"--out {out} is not a zoo study directory (it holds {found.what}); choose a new or "
+                              f"empty directory so that nothing in it is overwritten")
+        if found.kind != "study":
+            markers.write_marker(out, "study")  # first: the directory is a study from now on
+        lock.record()
+        yield lock
+    except BaseException:
+        if created and not any(n not in (".lock", markers.STUDY_MARKER) for n in os.listdir(out)):
+            shutil.rmtree(out, ignore_errors=True)  # a refused or failed new study leaves nothing behind
+        raise
+    finally:
+        lock.release()
