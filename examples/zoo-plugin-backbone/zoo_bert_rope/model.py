@@ -77,6 +77,7 @@ class RopeBertBackbone(BertBackbone):
         self.emb_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.emb_dropout = nn.Dropout(c.dropout)
         self.layers = nn.ModuleList(RopeBertLayer(c) for _ in range(c.num_layers))
+        self.final_norm = None  # post-LN layers: no final LayerNorm (bert's pre-LN option is not offered here)
         init_weights(self, c.initializer_range)
 
     def position_embedding(self) -> None:
