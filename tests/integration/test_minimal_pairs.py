@@ -71,10 +71,11 @@ def hf_models(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     return out
 
 
-def _ours(path: Path, sentences: list[str], pll: str = "word-l2r", precision: str = "fp32") -> dict[str, np.ndarray]:
+def _ours(path: Path, sentences: list[str], pll: str = "word-l2r", precision: str = "fp32",
+          causal: str | None = None) -> dict[str, np.ndarray]:
     src = open_source(path)
     sm = open_scoring_model(src)
-    (scorer,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, pll)
+    (scorer,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, pll, causal=causal)
     return score_sentences(scorer, sm.backbone, sm.heads, src.tokenizer, src.special, sentences, batch_tokens=64,
                            precision=precision)
 
@@ -86,19 +87,23 @@ def test_bf16_scores_are_close_to_fp32(hf_models: dict[str, Path], name: str) ->
         np.testing.assert_allclose(fast[k], v, rtol=0.02)
 
 
-def test_causal_scores_equal_gpt2_lm_head_model(hf_models: dict[str, Path]) -> None:
+@pytest.mark.parametrize("reading", ["causal", "causal-start"])
+def test_causal_scores_equal_gpt2_lm_head_model(hf_models: dict[str, Path], reading: str) -> None:
+    """``causal``: the sentence alone at positions 0.., its first token unscored; ``causal-start``: after
+    ``<|endoftext|>``, every token scored; both as transformers' GPT2LMHeadModel computes them."""
     from transformers import GPT2LMHeadModel
 
-    ours = _ours(hf_models["gpt"], SENTENCES)
+    ours = _ours(hf_models["gpt"], SENTENCES, causal=reading)
     ref = GPT2LMHeadModel.from_pretrained(str(hf_models["gpt"])).eval()
     tok = Tokenizer.from_file(str(hf_models["gpt"] / "tokenizer.json"))
+    lead = [0] if reading == "causal-start" else []  # <|endoftext|> context
     for i, s in enumerate(SENTENCES):
-        ids = torch.tensor([[0, *tok.encode(s, add_special_tokens=False).ids]])  # <|endoftext|> context
+        ids = torch.tensor([[*lead, *tok.encode(s, add_special_tokens=False).ids]])
         with torch.no_grad():
             logp = ref(ids).logits[0, :-1].log_softmax(-1)
         total = logp.gather(1, ids[0, 1:, None]).sum().item()
-        assert ours["causal"][i] == pytest.approx(total, abs=1e-4)
-        assert ours["causal-mean"][i] == pytest.approx(total / (ids.shape[1] - 1), abs=1e-4)
+        assert ours[reading][i] == pytest.approx(total, abs=1e-4)
+        assert ours[f"{reading}-mean"][i] == pytest.approx(total / (ids.shape[1] - 1), abs=1e-4)
 
 
 @pytest.mark.parametrize("pll", ["word-l2r", "original"])
@@ -165,7 +170,7 @@ def test_scorer_selection_from_declared_attention_and_heads() -> None:
     # UL2's seven denoisers share the LM head; the run trained an S denoiser, so it is scored in S mode
     for family in ("decoder", "encoder"):
         assert scorers_for("ul2", family, {"lm": lm}) == [Scorer("causal[S]", "causal", "lm", paradigm="[S]")]
-    assert scorers_for("mlm", "encoder", {"mlm": mlm})[0] == Scorer("pll-word-l2r", "pll", "mlm", 0)
+    assert scorers_for("mlm", "encoder", {"mlm": mlm})[0] == Scorer("pll-word-l2r", "pll", "mlm", 0, context="cls")
     # masked next-token prediction: bidirectional, the prediction for token i read at i - 1
     assert scorers_for("mntp", "decoder", {"mntp": lm})[0] == Scorer("pll-word-l2r", "pll", "mntp", 1)
     assert names("deshuffle", "decoder", {"deshuffle": lm}) == ["causal"]  # no sentinels: empty prefix
