@@ -71,6 +71,18 @@ def accuracies(paradigms: list[Any], good: np.ndarray, bad: np.ndarray) -> tuple
     return out, ok
 
 
+def paired(a: str, b: str) -> dict[str, float]:
+    """Difference b - a in accuracy over the same pairs (x100), its 95% interval from the discordant
+    pairs (the paired normal approximation), and the discordant counts."""
+    x = np.frombuffer(a.encode(), np.uint8) == ord("1")
+    y = np.frombuffer(b.encode(), np.uint8) == ord("1")
+    n, gain, loss = len(x), int((~x & y).sum()), int((x & ~y).sum())
+    d = (gain - loss) / n
+    se = np.sqrt(max(gain + loss - n * d * d, 0.0)) / n
+    return {"difference": round(100 * d, 2), "ci95": [round(float(100 * (d - 1.96 * se)), 2), round(float(100 * (d + 1.96 * se)), 2)],
+            "only_this_right": gain, "only_causal_right": loss}
+
+
 def first_token_differs(model: Path, paradigms: list[Any], space: bool) -> dict[str, float]:
     from zoo.benchmarks.source import open_source
 
@@ -169,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
                 "pairs_decided_differently": int((theirs_ok != (good > bad)).sum()),
                 "max_abs_loglik_difference": float(np.abs(ll - np.stack([good, bad], 1)).max())}
         entry.pop("_start_space", None)
+        base = entry["readings"].get("causal")
+        for name, r in entry["readings"].items():  # paired against the default reading, on the same pairs
+            if base is not None and name != "causal":
+                r["vs_causal"] = paired(base["correct"], r["correct"])
         report["models"][str(model)] = entry
         print(json.dumps({"model": str(model), **{k: round(100 * v["macro"], 1) for k, v in entry["readings"].items()},
                           **({"lm_eval": round(100 * entry["lm_eval"]["macro"], 1),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -217,6 +218,28 @@ def test_bench_blimp_and_climp_end_to_end(hf_models: dict[str, Path], shared_dat
     assert code == 0, out
     saved = json.loads((hf_models["bert"] / "bench.json").read_text())["suites"]
     assert set(saved) == {"blimp", "climp"} and saved["climp"]["pairs"] == {"anaphor_agreement_gender": 2}
+
+
+def test_scorer_option_and_an_exported_start_token(hf_models: dict[str, Path], tmp_path: Path) -> None:
+    """``--scorer`` picks a causal reading; a directory exported from a run trained with ``data.doc_start``
+    (``zoo_export.json``) is read after the start token by default; a reading a model lacks is refused."""
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", PAIRS)
+    code, out = _run_cli(str(hf_models["gpt"]), "--suite", "blimp", "--data-dir", str(data), "--scorer",
+                         "causal-start", "--no-cache", "--device", "cpu")
+    assert code == 0, out
+    assert json.loads((hf_models["gpt"] / "bench.json").read_text())["suites"]["blimp"]["models"][0]["scorer"] == \
+        "causal-start"
+    code, out = _run_cli(str(hf_models["bert"]), "--suite", "blimp", "--data-dir", str(data), "--scorer", "causal")
+    assert code == 2 and "--scorer causal: objective 'mlm' has no causal (next-token) reading" in out
+    code, out = _run_cli(str(hf_models["gpt"]), "--tasks", "sst2", "--scorer", "causal")
+    assert code == 2 and "--scorer: apply to the zero-shot suites" in out
+    start = tmp_path / "start"
+    shutil.copytree(hf_models["gpt"], start)
+    (start / "zoo_export.json").write_text(json.dumps({"data": {"doc_start": True}}))
+    (m,) = run_minimal_pairs([start], "blimp", data, device="cpu", write_reports=False).models
+    assert m.scorers == ["causal-start", "causal-start-mean"]
 
 
 def test_good_sentence_longer_or_shorter(hf_models: dict[str, Path], tmp_path: Path) -> None:
