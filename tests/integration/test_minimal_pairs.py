@@ -24,6 +24,7 @@ from ..unit.test_minimal_pairs_data import write_blimp, write_climp
 
 SENTENCES = ["Who should Derek hug after shocking Richard?", "The unbelievably unremarkable cats sleep.",
              "A dog barks."]
+REPO = Path(__file__).resolve().parents[2]
 # good longer than bad, and good shorter than bad: a scorer that prefers a position or a length cannot pass
 PAIRS = [("The cats sleep soundly tonight.", "The cats sleeps."), ("Dogs bark.", "Dogs barks at them loudly now.")]
 
@@ -240,6 +241,29 @@ def test_scorer_option_and_an_exported_start_token(hf_models: dict[str, Path], t
     (start / "zoo_export.json").write_text(json.dumps({"data": {"doc_start": True}}))
     (m,) = run_minimal_pairs([start], "blimp", data, device="cpu", write_reports=False).models
     assert m.scorers == ["causal-start", "causal-start-mean"]
+
+
+def test_causal_start_with_a_leading_space_is_what_lm_evaluation_harness_computes(
+        hf_models: dict[str, Path], tmp_path: Path) -> None:
+    """lm-evaluation-harness's BLiMP task (perf/causal_scoring.py points it at local files) scores
+    `` sentence`` after the tokenizer's BOS/EOS token: the zoo's ``causal-start`` reading of the sentence
+    with a leading space, log-likelihood for log-likelihood."""
+    pytest.importorskip("lm_eval.models.huggingface")  # lm-eval with its hf extra (accelerate)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("causal_scoring", REPO / "perf" / "causal_scoring.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", PAIRS)
+    paradigms = load_suite("blimp", data)
+    theirs = np.asarray(script.lm_eval_scores(hf_models["gpt"], data, paradigms, None, 8)["paradigms"]["toy"]["ll"])
+    ours = _ours(hf_models["gpt"], [" " + s for p in PAIRS for s in p], causal="causal-start")["causal-start"]
+    np.testing.assert_allclose(theirs.reshape(-1), ours, atol=1e-4)
+    plain = _ours(hf_models["gpt"], [s for p in PAIRS for s in p], causal="causal-start")["causal-start"]
+    assert np.abs(plain - ours).max() > 1e-2  # the leading space is what makes them agree
 
 
 def test_good_sentence_longer_or_shorter(hf_models: dict[str, Path], tmp_path: Path) -> None:
