@@ -393,10 +393,12 @@ def machine() -> dict[str, Any]:
 
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # lowered by ATEN_CPU_CAPABILITY
             "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
             "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,
             "runtime_env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "THP_MEM_ALLOC_ENABLE",
-                                                            "OMP_NUM_THREADS")},
+                                                            "OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY",
+                                                            "ONEDNN_MAX_CPU_ISA")},
             "time": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 

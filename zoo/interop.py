@@ -47,12 +47,20 @@ _WHERE = {"mlm": "cls.predictions (masked-LM head)", "nsp": "{prefix}.pooler + c
 
 
 def hf_names(backbone: Backbone | type[Backbone]) -> HFNames | None:
+    """A backbone class's declared names, or an instance's (its config may choose another class)."""
+    if not isinstance(backbone, type) and callable(getattr(backbone, "hf_names", None)):
+        return backbone.hf_names()
     return getattr(backbone, "hf", None)
 
 
-def resolve(name: str, prefix: str) -> str:
+def resolve(name: str, prefix: str, names: HFNames | None = None) -> str:
     """A head parameter name with the base model's ``bert.`` replaced by ``prefix`` (or dropped for the
-    base class itself: ``prefix`` "")."""
+    base class itself: ``prefix`` ""), and renamed as ``names.head_keys`` says (``cls.predictions.`` ->
+    ``lm_head.`` for RoBERTa)."""
+    for old, new in (names.head_keys.items() if names is not None else ()):
+        if name.startswith(old):
+            name = new + name[len(old):]
+            break
     if not name.startswith("bert."):
         return name
     return f"{prefix}.{name[5:]}" if prefix else name[5:]
@@ -70,7 +78,8 @@ def backbones_by_model_type() -> dict[str, str]:
         except PluginError:
             continue
         if names is not None:
-            out.setdefault(names.model_type, name)
+            for model_type in (names.model_type, *names.aliases):
+                out.setdefault(model_type, name)
     return out
 
 
@@ -141,7 +150,8 @@ def load_hf_model(model: nn.Module, weights: Path, where: str, architecture: str
     or "new"; the checkpoint's head groups nothing used). ``where`` starts each error (``--init X``)."""
     state = read_hf_weights(weights)
     load_hf_backbone(model.backbone, state, weights)
-    _check_tied(where, state)
+    if getattr(model.backbone, "lm_head", None) is None:  # an untied T5 (v1.1) holds its lm_head itself
+        _check_tied(where, state)
     names = hf_names(model.backbone)
     prefix = names.prefix if names is not None else ""
     used: set[str] = set()  # keys of ``state`` copied into a head
@@ -149,31 +159,39 @@ def load_hf_model(model: nn.Module, weights: Path, where: str, architecture: str
     for name, head in model.heads.items():
         role = getattr(head, "hf_role", None)  # the transformers hook (zoo.interop)
         if role == "mlm":
-            heads[name] = "cls.predictions" if _copy_hf(where, weights, head.hf_parameters(), state, used, prefix) else "new"
+            got = _copy_hf(where, weights, head.hf_parameters(), state, used, prefix, names)
+            heads[name] = _mlm_module(names) if got else "new"
         elif role in ("nsp", "pooler"):  # the classifier of any pair task but NSP has no counterpart
             nsp = role == "nsp"
             params = {k: v for k, v in head.hf_parameters().items() if nsp or k.startswith("bert.pooler.")}
-            got = _copy_hf(where, weights, params, state, used, prefix)
+            got = _copy_hf(where, weights, params, state, used, prefix, names)
             heads[name] = "new" if not got else (f"{prefix}.pooler + cls.seq_relationship" if nsp
                                                  else f"{prefix}.pooler; classifier new")
         elif role == "lm" and "lm_head.weight" in state:
             used.add("lm_head.weight")
             heads[name] = "lm_head (tied to the token embedding)"
-        elif role == "lm" and architecture == "GPT2LMHeadModel":
+        elif role == "lm" and names is not None and architecture == names.heads.get(("lm",)):
             heads[name] = "lm_head (tied to the token embedding)"  # saved without the tied copy
         else:
             heads[name] = "new"
     groups = ("cls.predictions", "cls.seq_relationship", "bert.pooler", "pooler", "lm_head")
-    unused = sorted({g.removeprefix("bert.") for k in state if k not in used and k != "cls.predictions.decoder.weight"
+    tied = {"cls.predictions.decoder.weight", resolve("cls.predictions.decoder.weight", prefix, names)}
+    unused = sorted({g.removeprefix("bert.") for k in state if k not in used and k not in tied
                      for g in groups if k.startswith(g + ".")})
     return heads, unused
 
 
+def _mlm_module(names: HFNames | None) -> str:
+    """Where the masked-LM head lives: ``cls.predictions`` (BERT) or as ``names.head_keys`` renames it."""
+    return resolve("cls.predictions.bias", "", names).rsplit(".", 1)[0]
+
+
 def _copy_hf(where: str, weights: Path, params: dict[str, nn.Parameter], state: dict[str, torch.Tensor],
-             used: set[str], prefix: str) -> bool:
+             used: set[str], prefix: str, names: HFNames | None = None) -> bool:
     """Copy one head's tensors from ``state`` (a base class's keys lack the ``prefix``, e.g. ``bert.``);
     False when the checkpoint holds none of them."""
-    keys = {k: resolve(k, prefix) if resolve(k, prefix) in state else resolve(k, "") for k in params}
+    keys = {k: resolve(k, prefix, names) if resolve(k, prefix, names) in state else resolve(k, "", names)
+            for k in params}
     present = [k for k, key in keys.items() if key in state]
     if not present:
         return False
@@ -190,7 +208,7 @@ def _copy_hf(where: str, weights: Path, params: dict[str, nn.Parameter], state: 
             param.copy_(t)
     used.update(keys.values())
     if "cls.predictions.bias" in keys:  # the decoder's bias, stored twice by transformers
-        used.add("cls.predictions.decoder.bias")
+        used.add(resolve("cls.predictions.decoder.bias", prefix, names))
     return True
 
 
@@ -198,7 +216,9 @@ def _check_tied(where: str, state: dict[str, torch.Tensor]) -> None:
     """Our output heads are tied to the token embedding; refuse a checkpoint whose decoder is not."""
     pairs = (("cls.predictions.decoder.weight", ("bert.embeddings.word_embeddings.weight",
                                                  "embeddings.word_embeddings.weight")),
-             ("lm_head.weight", ("transformer.wte.weight", "wte.weight")))
+             ("lm_head.decoder.weight", ("roberta_prelayernorm.embeddings.word_embeddings.weight",
+                                         "embeddings.word_embeddings.weight")),
+             ("lm_head.weight", ("transformer.wte.weight", "wte.weight", "shared.weight")))
     for head, embeddings in pairs:
         if head in state:
             emb = next((state[e] for e in embeddings if e in state), None)
@@ -263,7 +283,8 @@ def plan_heads(model: ZooModel, names: HFNames | None = None) -> HeadPlan:
                 plan.pooler = head
             else:
                 plan.chosen[role] = head
-            plan.heads[slot] = _WHERE[role].format(prefix=names.prefix)
+            where = _WHERE[role].format(prefix=names.prefix)
+            plan.heads[slot] = where.replace("cls.predictions", _mlm_module(names)) if role == "mlm" else where
         else:
             plan.heads[slot] = "not exported: no transformers counterpart"
             plan.notes.append(f"head {slot} ({type(head).__name__}) has no transformers counterpart; it is not exported")
@@ -287,14 +308,30 @@ def plan_heads(model: ZooModel, names: HFNames | None = None) -> HeadPlan:
 
 def hf_state_dict(model: ZooModel, plan: HeadPlan) -> dict[str, Tensor]:
     """Tensors under the parameter names of ``plan.architecture`` (tied weights left out)."""
-    prefix = plan.prefix
+    prefix, names = plan.prefix, plan.names
     state = {(f"{prefix}." if prefix else "") + k: v for k, v in model.backbone.hf_state_dict().items()}
     for head in plan.chosen.values():
         if hasattr(head, "hf_state_dict"):
-            state.update({resolve(k, prefix): v for k, v in head.hf_state_dict().items()})
+            state.update({resolve(k, prefix, names): v for k, v in head.hf_state_dict().items()})
     if plan.pooler is not None:  # the base class: the pooler only
-        state.update({resolve(k, ""): v for k, v in plan.pooler.hf_state_dict().items() if k.startswith("bert.pooler.")})
+        state.update({resolve(k, "", names): v for k, v in plan.pooler.hf_state_dict().items()
+                      if k.startswith("bert.pooler.")})
     return state
+
+
+def _positions_after_pad(config: Any, state: dict[str, Tensor], plan: HeadPlan) -> None:
+    """RoBERTa numbers positions from ``pad_token_id + 1``: put our table's row i at row pad + 1 + i
+    (the rows before it, which no token reads, are zeros) and count those rows in the config."""
+    pad = config.pad_token_id
+    if pad is None:
+        raise PluginError(f"{plan.architecture} numbers positions from the padding id, and the tokenizer has none")
+    key = (f"{plan.prefix}." if plan.prefix else "") + "embeddings.position_embeddings.weight"
+    table = state[key]
+    state[key] = torch.cat([table.new_zeros(pad + 1, table.shape[1]), table])
+    config.max_position_embeddings = table.shape[0] + pad + 1
+    plan.notes.append(f"{plan.architecture} numbers positions from pad_token_id + 1 = {pad + 1}: the position "
+                      f"table holds {pad + 1} unused zero row(s) before the {table.shape[0]} trained ones, so "
+                      f"unpadded or right-padded inputs see the trained positions")
 
 
 def _set_token_ids(config: Any, tokens: SpecialTokens, family: Family) -> None:
@@ -303,6 +340,8 @@ def _set_token_ids(config: Any, tokens: SpecialTokens, family: Family) -> None:
     # GPT-2 convention: <|endoftext|> begins and ends texts; an encoder has neither unless the tokenizer does
     config.bos_token_id = tokens.bos if tokens.bos is not None else (eos if family == Family.DECODER else None)
     config.eos_token_id = eos
+    if family == Family.ENCODER_DECODER:  # T5 starts the decoder with the pad token
+        config.decoder_start_token_id = tokens.pad
     for role in ("cls", "sep", "mask"):
         value = getattr(tokens, role)
         if value is not None:
@@ -315,10 +354,13 @@ def build_hf_model(model: ZooModel, plan: HeadPlan, tokens: SpecialTokens) -> nn
 
     config = model.backbone.hf_config()
     _set_token_ids(config, tokens, plan.family)
+    state = hf_state_dict(model, plan)
+    if plan.names.positions_after_pad:
+        _positions_after_pad(config, state, plan)
     cls = getattr(transformers, plan.architecture)
     hf = cls(config, add_pooling_layer=plan.pooler is not None) if plan.architecture == plan.names.base \
         and plan.names.pooler else cls(config)
-    missing, unexpected = hf.load_state_dict(hf_state_dict(model, plan), strict=False)
+    missing, unexpected = hf.load_state_dict(state, strict=False)
     tied = set(getattr(hf, "_tied_weights_keys", None) or {})
     prefix = f"{plan.prefix}." if plan.prefix else ""
     generated = {prefix + k for k in plan.names.generated}
@@ -337,6 +379,8 @@ def compare_outputs(model: ZooModel, hf: nn.Module, plan: HeadPlan, input_ids: T
     """Max |difference| of every exported output, run model vs transformers model, on ``input_ids``
     (B, T) without padding. Keys: hidden, pooler, mlm, nsp, lm (those that exist)."""
     model.eval()
+    if plan.family == Family.ENCODER_DECODER:
+        return _compare_seq2seq(model, hf, plan, input_ids)
     causal = plan.family == Family.DECODER
     layout = AttentionLayout(causal=causal, doc_ids=torch.zeros_like(input_ids, dtype=torch.int32))
     hidden = model.backbone(input_ids, layout, token_type_ids=None if causal else token_type_ids)  # (B, T, h)
@@ -357,6 +401,26 @@ def compare_outputs(model: ZooModel, hf: nn.Module, plan: HeadPlan, input_ids: T
     for role, head in plan.chosen.items():
         theirs = {"mlm": "prediction_logits", "nsp": "seq_relationship_logits"}.get(role) if both else "logits"
         diff(role, head(hidden), getattr(out, theirs or "logits"))
+    return diffs
+
+
+# --- encoder-decoder (t5): T5Model / T5ForConditionalGeneration ------------------------------------------
+
+@torch.no_grad()
+def _compare_seq2seq(model: ZooModel, hf: nn.Module, plan: HeadPlan, input_ids: Tensor) -> dict[str, float]:
+    """``compare_outputs`` for an encoder-decoder: ``input_ids`` is the encoder's input and, shifted right
+    behind the start token, the decoder's. Keys: hidden (decoder states, base class), lm (logits)."""
+    start = getattr(hf.config, "decoder_start_token_id", None)
+    decoder_ids = torch.cat([torch.full_like(input_ids[:, :1], 0 if start is None else start), input_ids[:, :-1]], 1)
+    layout = AttentionLayout(doc_ids=torch.zeros_like(input_ids, dtype=torch.int32))
+    hidden = model.backbone(input_ids, layout, decoder_input_ids=decoder_ids)  # (B, Td, h)
+    ones = torch.ones_like(input_ids)
+    out = hf(input_ids=input_ids, attention_mask=ones, decoder_input_ids=decoder_ids, decoder_attention_mask=ones)
+    diffs: dict[str, float] = {}
+    if plan.architecture == plan.names.base:
+        diffs["hidden"] = float((hidden.float() - out.last_hidden_state.float()).abs().max())
+    for role, head in plan.chosen.items():
+        diffs[role] = float((head(hidden).float() - out.logits.float()).abs().max())
     return diffs
 
 

@@ -7,9 +7,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from zoo import registry
 from zoo.cli import cli
@@ -43,6 +45,18 @@ CASES = [
     ("prefix", "gpt", "GPT2LMHeadModel", "AutoModelForCausalLM"),
     ("span", "gpt", "GPT2LMHeadModel", "AutoModelForCausalLM"),
     ("mntp:15|clm:1", "gpt", "GPT2LMHeadModel", "AutoModelForCausalLM"),  # a mixture sharing the LM head
+]
+# The cramming options: bias-free layers export with zero biases, pre-LN bert as RoBERTa-PreLayerNorm.
+# (objective, backbone, model options, exported class, Auto class); the cpu-hour recipe is gpt without biases.
+OPTION_CASES = [
+    ("clm", "gpt", {"bias": False}, "GPT2LMHeadModel", "AutoModelForCausalLM"),
+    ("mntp:15|clm:1", "gpt", {"bias": False}, "GPT2LMHeadModel", "AutoModelForCausalLM"),
+    ("mlm", "gpt", {"bias": False}, "GPT2Model", "AutoModel"),
+    ("mlm", "bert", {"bias": False}, "BertForMaskedLM", "AutoModelForMaskedLM"),
+    ("mlm", "bert", {"norm_position": "pre", "bias": False}, "RobertaPreLayerNormForMaskedLM",
+     "AutoModelForMaskedLM"),
+    ("mlm+nsp", "bert", {"norm_position": "pre"}, "RobertaPreLayerNormForMaskedLM", "AutoModelForMaskedLM"),
+    ("sop", "bert", {"norm_position": "pre"}, "RobertaPreLayerNormModel", "AutoModel"),
 ]
 TOLERANCE = 1e-5
 
@@ -93,16 +107,19 @@ def _max_diff(ours: torch.Tensor, theirs: torch.Tensor, mask: torch.Tensor) -> f
     return float((ours - theirs).abs().max())
 
 
-@pytest.mark.parametrize(("objective", "backbone", "architecture", "auto"), CASES,
-                         ids=[f"{b}-{o}" for o, b, _, _ in CASES])
+ALL_CASES = [(o, b, {}, a, auto) for o, b, a, auto in CASES] + OPTION_CASES
+
+
+@pytest.mark.parametrize(("objective", "backbone", "options", "architecture", "auto"), ALL_CASES,
+                         ids=[f"{b}-{o}" + "".join(f"-{k}={v}" for k, v in m.items()) for o, b, m, _, _ in ALL_CASES])
 def test_export_loads_in_transformers_and_matches(make_run, tmp_path: Path, objective: str, backbone: str,
-                                                  architecture: str, auto: str) -> None:
+                                                  options: dict, architecture: str, auto: str) -> None:
     import transformers
 
     missing = [p for p in parse(objective).names if p not in registry.names("objective")]
     if missing:
         pytest.skip(f"objective {missing[0]!r} is not installed (rtd: pip install ./examples/zoo-electra)")
-    run_dir = make_run(objective, backbone)
+    run_dir = make_run(objective, backbone, **options)
     out = tmp_path / "hf"
     result = export_hf(run_dir, out)
     assert result.architecture == architecture and result.max_abs_diff <= TOLERANCE
@@ -141,7 +158,7 @@ def test_export_loads_in_transformers_and_matches(make_run, tmp_path: Path, obje
         if architecture == "BertForPreTraining":
             diffs["mlm"] = _max_diff(heads["mlm"](hidden), theirs.prediction_logits, mask)
             diffs["nsp"] = _max_diff(heads["nsp"](hidden), theirs.seq_relationship_logits, mask)
-        elif architecture == "BertForMaskedLM":
+        elif architecture.endswith("ForMaskedLM"):
             head = heads["span" if objective == "span" else "mlm"]
             diffs["mlm"] = _max_diff(head(hidden), theirs.logits, mask)  # the head at every position
         elif architecture == "BertForNextSentencePrediction":
@@ -151,7 +168,7 @@ def test_export_loads_in_transformers_and_matches(make_run, tmp_path: Path, obje
             diffs["lm"] = _max_diff(head(hidden), theirs.logits, mask)
         else:  # backbone only
             diffs["hidden"] = _max_diff(hidden, theirs.last_hidden_state, mask)
-            if objective == "sop":  # BertModel keeps the pooler SOP trained
+            if objective == "sop":  # the base model keeps the pooler SOP trained
                 pooled = torch.tanh(heads["sop"].pooler(hidden[:, 0]))
                 diffs["pooler"] = _max_diff(pooled, theirs.pooler_output, mask)
     print(f"{backbone}-{objective} -> {architecture}: max |diff| {diffs}")
@@ -193,20 +210,25 @@ def test_bert_directory_also_loads_as_bare_model(make_run, tmp_path: Path) -> No
     assert torch.equal(bare.pooler.dense.weight, head.pooler.weight)
 
 
-def test_refuses_a_non_empty_directory_unless_forced(make_run, tmp_path: Path) -> None:
+def test_refuses_a_non_empty_directory_and_forces_only_over_an_export(make_run, tmp_path: Path) -> None:
     run = str(make_run("clm", "gpt"))
     out = tmp_path / "hf"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    (out / "vocab.txt").write_text("[PAD]\n")  # left over from an earlier (WordPiece) export
+    (out / "vocab.txt").write_text("[PAD]\n")
     runner = CliRunner()
-    refused = runner.invoke(cli, ["export", run, "--to", "hf", str(out)])
-    assert refused.exit_code == 2 and "is not empty" in refused.output and "--force" in refused.output
-    assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "vocab.txt"]
-    forced = runner.invoke(cli, ["export", run, "--to", "hf", str(out), "--force"])
+    for extra in ([], ["--force"]):  # files that are not an export are never replaced
+        refused = runner.invoke(cli, ["export", run, "--to", "hf", str(out), *extra])
+        assert refused.exit_code == 2 and "is not empty and not a zoo export (it holds mine.txt, vocab.txt)" in \
+            " ".join(refused.output.split())
+        assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "vocab.txt"]
+    fresh = tmp_path / "hf2"
+    assert runner.invoke(cli, ["export", run, "--to", "hf", str(fresh)]).exit_code == 0
+    again = runner.invoke(cli, ["export", run, "--to", "hf", str(fresh)])
+    assert again.exit_code == 2 and "--force" in again.output
+    forced = runner.invoke(cli, ["export", run, "--to", "hf", str(fresh), "--force"])
     assert forced.exit_code == 0, forced.output
-    names = {p.name for p in out.iterdir()}
-    assert "mine.txt" in names and "vocab.txt" not in names and "model.safetensors" in names
+    assert "replaced a Hugging Face model (gpt2) exported by zoo export" in " ".join(forced.output.split())
     inside = runner.invoke(cli, ["export", run, "--to", "hf", run, "--force"])
     assert inside.exit_code == 2 and "run directory" in inside.output
 
@@ -268,15 +290,128 @@ def test_export_and_bench_know_the_attention_a_mixture_trained_with(make_run, tm
         Recipe(attention="sideways")
 
 
-@pytest.mark.parametrize("backbone,objective,option,value", [
-    ("bert", "mlm", "norm_position", "pre"), ("bert", "mlm", "bias", False), ("gpt", "clm", "bias", False),
+def test_the_export_record_says_biases_are_zero_filled(make_run, tmp_path: Path) -> None:
+    """The cpu-hour recipe's models (no biases) export; zoo_export.json and the model card say how."""
+    result = CliRunner().invoke(cli, ["export", str(make_run("clm", "gpt", bias=False)), "--to", "hf",
+                                      str(tmp_path / "hf")], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "hf" / "zoo_export.json").read_text())
+    assert record["zero_filled_biases"] is True
+    assert any("zero biases" in n for n in record["notes"])
+    assert "zero biases" in (tmp_path / "hf" / "README.md").read_text()
+    state = load_file(str(tmp_path / "hf" / "model.safetensors"))
+    biases = [k for k in state if k.endswith(".bias")]
+    assert biases and all(not state[k].any() for k in biases)
+    export_hf(make_run("clm", "gpt"), tmp_path / "biased")
+    assert json.loads((tmp_path / "biased" / "zoo_export.json").read_text())["zero_filled_biases"] is False
+
+
+def test_pre_ln_bert_positions_start_after_the_padding_id(make_run, tmp_path: Path) -> None:
+    """RoBERTa counts positions from pad_token_id + 1: the table is shifted so row pad + 1 + i is ours i."""
+    run = open_run(make_run("mlm", "bert", norm_position="pre", bias=False))
+    result = export_hf(run, tmp_path / "hf")
+    pad = run.special_tokens().pad
+    config = json.loads((tmp_path / "hf" / "config.json").read_text())
+    ours = run.load_backbone().pos_emb.weight
+    assert config["model_type"] == "roberta-prelayernorm" and config["pad_token_id"] == pad
+    assert config["max_position_embeddings"] == ours.shape[0] + pad + 1
+    table = load_file(str(tmp_path / "hf" / "model.safetensors"))["roberta_prelayernorm.embeddings.position_embeddings.weight"]
+    assert torch.equal(table[pad + 1:], ours) and not table[:pad + 1].any()
+    assert any("pad_token_id + 1" in n for n in result.notes)
+    assert result.heads["mlm"].startswith("lm_head")
+
+
+@pytest.mark.parametrize(("objective", "backbone", "options"), [
+    ("clm", "gpt", {"bias": False}), ("mlm", "bert", {"norm_position": "pre", "bias": False}),
 ])
-def test_refuses_options_no_transformers_class_computes(make_run, tmp_path: Path, backbone: str, objective: str,
-                                                        option: str, value: object) -> None:
-    """Pre-LN BERT and bias-free layers train, but exporting them would write another function."""
-    run = str(make_run(objective, backbone, **{option: value}))
-    result = CliRunner().invoke(cli, ["export", run, "--to", "hf", str(tmp_path / "hf")])
-    assert result.exit_code != 0
-    lines = [ln for ln in result.output.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1 and f"model.{option} = {value!r} has no transformers counterpart" in lines[0], result.output
-    assert not (tmp_path / "hf" / "model.safetensors").exists()
+def test_an_export_of_a_recipe_model_reads_back(make_run, tmp_path: Path, objective: str, backbone: str,
+                                                options: dict) -> None:
+    """zoo bench / --init read the export back: the same function (zero biases as biases; the pre-LN
+    layout and RoBERTa's position rows undone)."""
+    from zoo.benchmarks.source import open_source
+
+    run = open_run(make_run(objective, backbone, **options))
+    export_hf(run, tmp_path / "hf")
+    source = open_source(tmp_path / "hf")
+    assert source.backbone_name == backbone
+    exported, trained = source.backbone().eval(), run.load_backbone().eval()
+    assert exported.config.norm_position == options.get("norm_position", "post") if backbone == "bert" else True
+    ids = torch.randint(10, 300, (2, 12))
+    layout = AttentionLayout(causal=backbone == "gpt", doc_ids=torch.zeros_like(ids, dtype=torch.int32))
+    with torch.no_grad():
+        assert torch.allclose(exported(ids, layout), trained(ids, layout), atol=1e-5, rtol=0)
+
+
+def test_init_from_a_roberta_prelayernorm_export(make_run, corpus: Path, tmp_path: Path) -> None:
+    """--init accepts the pre-LN export and continues it as a pre-LN bert with its masked-LM head."""
+    export_hf(make_run("mlm", "bert", norm_position="pre", bias=False), tmp_path / "hf")
+    out = tmp_path / "continued"
+    train(resolve({"objective": "mlm", "init": {"source": str(tmp_path / "hf")}, "out": str(out),
+                   "data": {"source": str(corpus), "doc_boundary": "blank-line"},
+                   "optim": {"lr": 1e-4, "warmup": 0.0},
+                   "train": {"budget": "1steps", "seq_len": 32, "batch_size": 4, "eval_every": 0,
+                             "eval_batches": 1, "prefetch": False}}))
+    info = json.loads((out / "run.json").read_text())
+    assert info["init"]["architecture"] == "RobertaPreLayerNormForMaskedLM"
+    assert info["init"]["heads"]["mlm"] == "lm_head" and info["init"]["unused"] == []
+    assert json.loads((out / "config.json").read_text())["model"]["norm_position"] == "pre"
+
+
+def test_minimal_pairs_score_a_pre_ln_export_as_the_run(make_run, tmp_path: Path) -> None:
+    """zoo bench scores the RobertaPreLayerNormForMaskedLM export with its lm_head: as the run itself."""
+    from zoo.benchmarks.lm_scoring import score_sentences, scorers_for
+    from zoo.benchmarks.source import open_source
+    from zoo.benchmarks.zeroshot import open_scoring_model
+
+    run_dir = make_run("mlm", "bert", norm_position="pre", bias=False)
+    export_hf(run_dir, tmp_path / "hf")
+    scores = []
+    for path in (run_dir, tmp_path / "hf"):
+        src = open_source(path)
+        sm = open_scoring_model(src)
+        (scorer,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, "word-l2r")
+        scores.append(score_sentences(scorer, sm.backbone, sm.heads, src.tokenizer, src.special, SENTENCES,
+                                      batch_tokens=64))
+    ours, exported = scores
+    for key in ours:
+        assert np.allclose(ours[key], exported[key], atol=1e-5, rtol=0), key
+
+
+def test_t5_span_corruption_exports_as_t5_for_conditional_generation(make_run, tmp_path: Path) -> None:
+    """A t5 run of T5 span corruption loads with AutoModelForSeq2SeqLM and computes the run's logits on
+    padded encoder and decoder inputs (decoder: the text shifted right behind the pad token)."""
+    import transformers
+
+    run_dir = make_run("span-lm", "t5")
+    out = tmp_path / "hf"
+    result = export_hf(run_dir, out)
+    assert result.architecture == "T5ForConditionalGeneration" and result.max_abs_diff <= TOLERANCE
+    run = open_run(run_dir)
+    model, tokens = run.load_model().eval(), run.special_tokens()
+    config = json.loads((out / "config.json").read_text())
+    assert config["decoder_start_token_id"] == config["pad_token_id"] == tokens.pad
+    hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(out)).eval()
+    assert type(hf).__name__ == "T5ForConditionalGeneration"
+    inputs = _encode(run.tokenizer(), pair=False)
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    dec = torch.cat([torch.full_like(ids[:, :1], tokens.pad), ids[:, :-1]], 1)
+    dec_mask = torch.cat([torch.ones_like(mask[:, :1]), mask[:, :-1]], 1)
+    docs = torch.where(mask.bool(), 0, -1).to(torch.int32)
+    dec_docs = torch.where(dec_mask.bool(), 0, -1).to(torch.int32)
+    with torch.no_grad():
+        hidden = model.backbone(ids, AttentionLayout(doc_ids=docs), decoder_input_ids=dec,
+                                decoder_layout=AttentionLayout(causal=True, doc_ids=dec_docs))
+        ours = model.heads["span-lm"](hidden)
+        theirs = hf(input_ids=ids, attention_mask=mask, decoder_input_ids=dec, decoder_attention_mask=dec_mask).logits
+    assert _max_diff(ours, theirs, dec_mask) <= TOLERANCE
+
+
+def test_untied_t5_export_is_refused_not_written(make_run, tmp_path: Path) -> None:
+    """transformers ties every T5's lm_head to the shared embedding, so a run with its own output
+    projection (T5 v1.1) has no faithful T5ForConditionalGeneration: the self-check refuses it."""
+    from zoo.errors import PluginError
+
+    run_dir = make_run("span-lm", "t5", tie_word_embeddings=False)
+    with pytest.raises(PluginError, match="does not reproduce"):
+        export_hf(run_dir, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()

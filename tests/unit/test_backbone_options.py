@@ -98,13 +98,34 @@ def test_bad_options_are_config_errors(backbone: str, model: dict, message: str)
                  "model": model})
 
 
-@pytest.mark.parametrize("name,options,key", [
-    ("bert", {"norm_position": "pre"}, "norm_position"),
-    ("bert", {"bias": False}, "bias"),
-    ("gpt", {"bias": False}, "bias"),
+@pytest.mark.parametrize("name,options,base", [
+    ("bert", {"norm_position": "pre"}, "RobertaPreLayerNormModel"),
+    ("bert", {"norm_position": "pre", "bias": False}, "RobertaPreLayerNormModel"),
+    ("bert", {"bias": False}, "BertModel"),
+    ("gpt", {"bias": False}, "GPT2Model"),
 ])
-def test_options_without_a_transformers_class_refuse_to_describe_one(name: str, options: dict, key: str) -> None:
+def test_the_options_are_transformers_classes(name: str, options: dict, base: str) -> None:
+    """Bias-free layers are biased ones with zero biases; pre-LN bert is RoBERTa-PreLayerNorm, whose
+    positions start after the padding id (here 0: one unused row first)."""
+    import transformers
+
     model = _tiny(name, **options)
-    for method in (model.hf_config, model.hf_state_dict):
-        with pytest.raises(ConfigError, match=rf"model\.{key} = .* has no transformers counterpart"):
-            method()
+    config, state = model.hf_config(), model.hf_state_dict()
+    assert type(config).__name__ == base.replace("Model", "Config")
+    if base.startswith("Roberta"):
+        config.pad_token_id = 0
+        table = state["embeddings.position_embeddings.weight"]
+        state["embeddings.position_embeddings.weight"] = torch.cat([torch.zeros(1, table.shape[1]), table])
+        config.max_position_embeddings = table.shape[0] + 1
+    config.attn_implementation = "eager"
+    kw = {"add_pooling_layer": False} if name == "bert" else {}
+    hf = getattr(transformers, base)(config, **kw).eval()
+    missing, unexpected = hf.load_state_dict(state, strict=False)
+    assert not unexpected and not [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
+    if options.get("bias") is False:
+        assert all(not v.any() for k, v in state.items() if k.endswith(".bias"))
+    ids = torch.randint(1, 97, (2, 9))
+    with torch.no_grad():
+        ours = model(ids, _layout(name, 2, 9))
+        theirs = hf(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+    assert torch.allclose(ours, theirs, atol=1e-5, rtol=0), float((ours - theirs).abs().max())

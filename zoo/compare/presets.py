@@ -21,7 +21,7 @@ CPU_HOUR_RECIPE: tuple[str, ...] = (
     "optim.lr=4e-3",
     "optim.schedule=linear",
     "optim.warmup=0.3",
-    "train.precision=bf16",
+    "train.precision=auto",
     "data.on_decode_error=replace",
 )
 

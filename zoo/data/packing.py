@@ -56,7 +56,7 @@ class RowSource:
 
     def __init__(self, store: TokenStore, seq_len: int, special: SpecialTokens, family: str,
                  min_piece: int | None = None, doc_start: bool = False) -> None:
-        family = Family.of(family)
+        family = Family.of(family).rows  # an encoder-decoder packs the decoder's rows
         self.store, self.seq_len, self.special, self.family = store, seq_len, special, family
         self.doc_start = doc_start and family == Family.DECODER
         if family == Family.ENCODER:

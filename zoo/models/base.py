@@ -21,7 +21,7 @@ from zoo.family import Family
 from zoo.models.attention import KERNELS, AttentionLayout
 from zoo.sizes import SIZES
 
-CAPABILITIES = ("bidirectional", "causal", "prefix", "segments", "packed")
+CAPABILITIES = ("bidirectional", "causal", "prefix", "segments", "packed", "encoder-decoder")
 
 
 
@@ -58,6 +58,12 @@ class HFNames:
     heads: dict[tuple[str, ...], str] = field(default_factory=dict)
     pooler: bool = False  # ``base`` can hold a trained pooler (BertModel's ``add_pooling_layer``)
     generated: tuple[str, ...] = ()  # tensors the transformers class computes itself (sinusoid tables)
+    # Head parameter names (BERT's, ``cls.predictions.*``) renamed for this model type: old prefix -> new.
+    head_keys: dict[str, str] = field(default_factory=dict)
+    # Position ids start at pad_token_id + 1 (RoBERTa): the exported position table gets that many
+    # unused rows first, and max_position_embeddings counts them.
+    positions_after_pad: bool = False
+    aliases: tuple[str, ...] = ()  # other config.json model types this backbone reads (``config_from_hf``)
 
 
 @dataclass
@@ -75,7 +81,7 @@ class BackboneConfig:
     initializer_range: float = 0.02
     attention: str = "auto"  # auto | eager | sdpa | xformers
     activation_checkpointing: bool = False
-    bias: bool = True  # False: no biases in linear layers and LayerNorms (cramming); no transformers counterpart
+    bias: bool = True  # False: no biases in linear layers and LayerNorms (cramming); exported as zero biases
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "hidden_size", "num_layers", "max_positions"):
@@ -181,6 +187,18 @@ class Backbone(nn.Module):
     # The transformers names of this architecture; None: it has no transformers counterpart.
     hf: ClassVar[HFNames | None] = None
 
+    def hf_names(self) -> HFNames | None:
+        """The transformers names of this model: ``hf``, unless a config option (bert's pre-LN
+        ``norm_position``) makes it another transformers architecture."""
+        return self.hf
+
+    def hf_export_notes(self) -> list[str]:
+        """What an export of this model should say about how its weights were translated."""
+        if getattr(self.config, "bias", True) is False:
+            return ["model.bias = False: the model was trained without biases in its linear layers and "
+                    "LayerNorms; the export holds them as zero biases, which computes the same function"]
+        return []
+
     def hf_state_dict(self) -> dict[str, Tensor]:
         """The weights under the parameter names and shapes of ``hf.base``."""
         raise NotImplementedError
@@ -227,6 +245,14 @@ def init_weights(module: nn.Module, std: float) -> None:
             nn.init.ones_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+def bias_or_zeros(module: nn.Module, size: int | None = None) -> Tensor:
+    """A linear layer's or LayerNorm's bias, or zeros of its size when it has none (``bias = False``):
+    a bias-free layer is a biased one whose biases are zero."""
+    if module.bias is not None:
+        return module.bias
+    return torch.zeros(size or module.weight.shape[0], dtype=module.weight.dtype, device=module.weight.device)
 
 
 def default_positions(input_ids: Tensor) -> Tensor:

@@ -4,7 +4,7 @@ Numerically the same function as ``transformers.GPT2Model``. GPT-2 stores its pr
 ``Conv1D`` (weight shape (in, out)); ``hf_state_dict`` / ``load_hf_state_dict`` transpose. The
 attention pattern is the batch's: causal as GPT-2, or prefix-LM / bidirectional when the objective
 asks for it. ``bias = False`` (off by default) drops the biases of every linear layer and
-LayerNorm; such a model has no transformers class, so it does not export.
+LayerNorm; such a model exports with zero biases, which computes the same function.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from zoo.models.base import (
     BackboneConfig,
     HFNames,
     UsedKeys,
+    bias_or_zeros,
     check_hf_exportable,
     check_hf_options,
     default_positions,
@@ -105,13 +106,13 @@ class GPTBackbone(Backbone):
     def hf_state_dict(self) -> dict[str, Tensor]:
         check_hf_exportable(self.config, self.name, _GPT_HF_OPTIONS)
         out = {"wte.weight": self.tok_emb.weight, "wpe.weight": self.pos_emb.weight,
-               "ln_f.weight": self.ln_f.weight, "ln_f.bias": self.ln_f.bias}
+               "ln_f.weight": self.ln_f.weight, "ln_f.bias": bias_or_zeros(self.ln_f)}
         for i, layer in enumerate(self.layers):
             for mine, theirs in _GPT_LAYER_NAMES.items():
                 mod = getattr(layer, mine)
                 conv = isinstance(mod, nn.Linear)  # Conv1D stores (in, out)
                 out[f"h.{i}.{theirs}.weight"] = mod.weight.t() if conv else mod.weight
-                out[f"h.{i}.{theirs}.bias"] = mod.bias
+                out[f"h.{i}.{theirs}.bias"] = bias_or_zeros(mod)
         return {k: v.detach().clone().contiguous() for k, v in out.items()}
 
     def load_hf_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> None:
@@ -168,7 +169,7 @@ class GPTBackbone(Backbone):
 _GPT_NOT_BACKBONE = ("lm_head.*", "score.*", "h.*.attn.bias", "h.*.attn.masked_bias")
 
 # Fields whose other values compute a function GPT2Model cannot (the export refuses them).
-_GPT_HF_OPTIONS = {"bias": True}
+_GPT_HF_OPTIONS: dict[str, Any] = {}
 
 _GPT_LAYER_NAMES = {
     "ln_1": "ln_1", "qkv": "attn.c_attn", "attn_out": "attn.c_proj",

@@ -2,7 +2,8 @@
 
 ``SOURCE`` is one of
 
-* a transformers directory: ``config.json`` of model_type bert or gpt2, ``model.safetensors``,
+* a transformers directory: ``config.json`` of model_type bert, roberta-prelayernorm (a pre-LN
+  bert) or gpt2, ``model.safetensors``,
   ``tokenizer.json`` (what ``save_pretrained`` and ``zoo export`` write),
 * ``hf:NAME[@REVISION]``: the same files fetched through ``huggingface_hub`` into its cache
   (``HF_HUB_OFFLINE=1``: the cache only),
@@ -42,9 +43,10 @@ log = logging.getLogger(__name__)
 # from-scratch default, 5e-4, is for random weights), 6% linear warmup, linear decay.
 CONTINUED_OPTIM: dict[str, Any] = {"lr": 1e-4, "warmup": 0.06, "schedule": "linear"}
 
-# transformers classes whose weights --init loads (the classes zoo export writes for bert and gpt2).
+# transformers classes whose weights --init loads (the classes zoo export writes for bert, gpt2 and t5).
 SUPPORTED = ("BertForPreTraining", "BertForMaskedLM", "BertForNextSentencePrediction", "BertModel",
-             "GPT2LMHeadModel", "GPT2Model")
+             "RobertaPreLayerNormForMaskedLM", "RobertaPreLayerNormModel", "GPT2LMHeadModel", "GPT2Model",
+             "T5ForConditionalGeneration", "T5Model")
 # Backbone fields that may differ from the checkpoint's: regularisation and kernels, not what the
 # weights mean.
 RUNTIME_FIELDS = frozenset({"dropout", "attention_dropout", "attention", "activation_checkpointing",
