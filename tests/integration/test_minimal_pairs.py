@@ -346,6 +346,9 @@ def test_every_objective_is_scored_or_refused(objective: str, backbone: str, cor
     layout = registry.load("objective", objective.strip("(").split("+")[0]).layout_for(family)
     expected = ("causal[S]" if objective == "ul2" else "pll-word-l2r" if layout == "bidirectional" else
                 "causal-sentinel" if objective in ("span", "span-lm") and layout == "prefix" else "causal")
+    if str(family) == "encoder-decoder":  # the decoder's log-likelihood (zoo.benchmarks.seq2seq_scoring)
+        expected = ("seq2seq[S]" if objective == "ul2" else
+                    "seq2seq-sentinel" if objective in ("span", "span-lm") else "seq2seq")
     assert model.scorers[0] == scratch.scorers[0] == expected
     if "|" in objective:  # each mixture part's own scorer ran too
         assert model.scorers == scratch.scorers == ["pll-word-l2r", "causal", "causal-mean"]
