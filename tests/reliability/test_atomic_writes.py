@@ -35,6 +35,8 @@ from zoo.train.metrics import TIMING_FIELDS, read_records
 
 from .conftest import flat, invoke, train_args, train_in_process
 
+# A constant learning rate: the budget of a finished run can be extended (a decayed schedule cannot).
+CONSTANT = ("--set", "optim.schedule=constant")
 _TEMP = re.compile(r"(^\..+\.tmp-\d+-[0-9a-f]{8}$|^\.tmp-|\.export-|\.old-\d+-)")
 
 
@@ -276,7 +278,7 @@ def _actions(base_run: Path, corpus: Path) -> list[Action]:
         Action("train-new", lambda root: None, lambda root: invoke(
             [*train_args(root / "new", corpus, "mlm", "bert", 2, 1), "--set", "train.keep_last=1"]), ("new",)),
         Action("train-resume", abandoned_attempt, lambda root: invoke(
-            train_args(root / "run", corpus, "mlm", "bert", 3, 1)), ("run",)),
+            train_args(root / "run", corpus, "mlm", "bert", 3, 1, *CONSTANT)), ("run",)),
         Action("export", exported, lambda root: invoke(["export", str(root / "run"), str(root / "hf"), "--force"]),
                ("run",)),
         Action("compare", compared, lambda root: _compare(root, "2e-4"), ("run",)),
@@ -285,7 +287,8 @@ def _actions(base_run: Path, corpus: Path) -> list[Action]:
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory: pytest.TempPathFactory, corpus: Path, cache_dir: Path) -> Path:
-    return train_in_process(tmp_path_factory.mktemp("atomic") / "run", corpus, cache_dir, "mlm", "bert", 2, 1)
+    return train_in_process(tmp_path_factory.mktemp("atomic") / "run", corpus, cache_dir, "mlm", "bert", 2, 1,
+                            *CONSTANT)
 
 
 def _chosen(points: list[Point]) -> list[int]:
@@ -350,7 +353,7 @@ def _stats(run: Path) -> dict[str, tuple[int, int]]:
 def test_a_rerun_of_a_finished_run_rewrites_nothing(base_run: Path, corpus: Path) -> None:
     run = base_run
     before = _stats(run)
-    code, out = invoke(train_args(run, corpus, "mlm", "bert", 2, 1))
+    code, out = invoke(train_args(run, corpus, "mlm", "bert", 2, 1, *CONSTANT))
     assert code == 0, out
     after = _stats(run)
     for name in ("config.json", "config.toml", "run.json", "metrics.jsonl", "tokenizer.json", "latest"):
@@ -382,7 +385,7 @@ def test_a_file_size_limit_never_cuts_the_metrics_log(tmp_path: Path, base_run: 
         f.write(json.dumps({"kind": "train", "step": 99, "loss": 1.0}) + "\n")
     before = (run / "metrics.jsonl").read_bytes()
     with size_limit(size // 2):
-        code, text = invoke(train_args(run, corpus, "mlm", "bert", 2, 1))
+        code, text = invoke(train_args(run, corpus, "mlm", "bert", 2, 1, *CONSTANT))
     text = flat(text)
     assert code == 2 and "[uncaught" not in text, text
     assert f"file too large: {run / 'metrics.jsonl'} needs {size:,} bytes; the file-size limit (ulimit -f) is " \

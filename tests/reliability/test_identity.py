@@ -29,6 +29,9 @@ from .conftest import (
     train_in_process,
 )
 
+# A constant learning rate: the budget of a finished run can be extended (a decayed schedule cannot).
+CONSTANT = ("--set", "optim.schedule=constant")
+
 
 def _snapshot(directory: Path) -> dict[str, bytes]:
     return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
@@ -37,7 +40,8 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory, corpus: Path, cache_dir: Path) -> Path:
     """A finished tiny run (2 steps, a checkpoint at each)."""
-    return train_in_process(tmp_path_factory.mktemp("identity") / "run", corpus, cache_dir, "mlm", "bert", 2, 1)
+    return train_in_process(tmp_path_factory.mktemp("identity") / "run", corpus, cache_dir, "mlm", "bert", 2, 1,
+                            *CONSTANT)
 
 
 def _sst2(tmp: Path) -> Path:
@@ -139,10 +143,10 @@ def test_a_lost_config_json_is_recovered_from_the_checkpoint_not_replaced(tmp_pa
     run = copy_run(finished, tmp_path / "run")
     saved = json.loads((run / "config.json").read_text())
     (run / "config.json").unlink()
-    code, out = invoke(train_args(run, corpus, "mlm", "bert", 3, 1, "--set", "optim.lr=5e-3"))
+    code, out = invoke(train_args(run, corpus, "mlm", "bert", 3, 1, *CONSTANT, "--set", "optim.lr=5e-3"))
     assert_user_error(code, out, f"{run} holds a run with a different configuration (optim.lr 0.001 -> 0.005)")
     assert not (run / "config.json").exists() and [s for s, _ in ckpt.steps(run)] == [1, 2]
-    code, out = invoke(train_args(run, corpus, "mlm", "bert", 3, 1))  # the same settings resume
+    code, out = invoke(train_args(run, corpus, "mlm", "bert", 3, 1, *CONSTANT))  # the same settings resume
     assert code == 0, out
     recovered = json.loads((run / "config.json").read_text())
     assert recovered["optim"] == saved["optim"] and [s for s, _ in ckpt.steps(run)] == [1, 2, 3]
@@ -171,7 +175,7 @@ def test_deleting_the_lock_file_does_not_admit_a_second_training(tmp_path: Path,
     lock.record()
     try:
         (run / ".lock").unlink()
-        code, out = invoke(train_args(run, corpus, "mlm", "bert", 4, 1))
+        code, out = invoke(train_args(run, corpus, "mlm", "bert", 4, 1, *CONSTANT))
         assert_user_error(code, out, "another training holds this directory", f"{run} is being trained by another "
                                      "process")
     finally:
@@ -217,7 +221,7 @@ def test_a_run_of_an_earlier_version_is_recognised_and_marked(tmp_path: Path, fi
     (run / markers.RUN_MARKER).unlink()
     (run / "bench.json").write_text("{}")  # written by zoo bench into the run
     assert markers.identify(run).kind == "legacy-run"
-    code, out = invoke(train_args(run, corpus, "mlm", "bert", 3, 1))
+    code, out = invoke(train_args(run, corpus, "mlm", "bert", 3, 1, *CONSTANT))
     assert code == 0, out
     assert markers.identify(run).kind == "run" and [s for s, _ in ckpt.steps(run)] == [1, 2, 3]
     (run / markers.RUN_MARKER).unlink()

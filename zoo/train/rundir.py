@@ -124,8 +124,8 @@ class RunClaim:
     def open(self) -> RunClaim:
         if not self.main:
             return self
-        if self.run_dir.exists() and not self.run_dir.is_dir():
-            check_out(self.run_dir, self.cfg)  # a file: refused, untouched
+        if not self.run_dir.is_dir() and (self.run_dir.exists() or self.run_dir.is_symlink()):
+            check_out(self.run_dir, self.cfg)  # a file or a dangling link: refused, untouched
         self.created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.before = set(os.listdir(self.run_dir))
