@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     sentences = [s for par in paradigms for x in par.pairs for s in (x.good, x.bad)]
     load_before = os.getloadavg()
     out = []
-    for scorer in scorers_for(run.objective_name, model.backbone.spec.family, heads, args.pll):
+    for scorer in scorers_for(run.objective_name, model.backbone.spec.family, heads, args.pll,
+                              run.config.data.doc_start):
         t0, c0 = time.perf_counter(), time.process_time()
         score_sentences(scorer, model.backbone, heads, run.tokenizer(), run.special_tokens(), sentences,
                         args.batch_tokens, args.precision)

@@ -208,10 +208,13 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default="fp32", show_default=True,
               help="Minimal pairs: scoring precision (bf16 autocast is faster on CPUs and GPUs with bf16 "
                    "instructions; fp32 is exact; auto: bf16 where computed natively, else fp32).")
+@click.option("--scorer", type=click.Choice(["causal", "causal-unigram", "causal-start"]),
+              help="Minimal pairs: how a next-token head reads a sentence (default: the context it trained in; "
+                   "see docs/benchmarks.md).")
 def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_dir: str | None, seeds: int,
               overrides: tuple[str, ...], max_train_examples: int | None, max_eval_examples: int | None,
               device: str, from_scratch: bool, no_cache: bool, step: int | None, pll: str, precision: str,
-              **recipe_flags: Any) -> None:
+              scorer: str | None, **recipe_flags: Any) -> None:
     """Fine-tune runs (or exported Hugging Face directories) on GLUE / CLUE tasks and report the official metrics,
     or score them zero-shot on BLiMP / CLiMP minimal pairs."""
     from zoo import console
@@ -220,7 +223,8 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
     from zoo.benchmarks.source import open_source
 
     flags = [f"{k}={v}" if not isinstance(v, str) else f'{k}="{v}"' for k, v in recipe_flags.items() if v is not None]
-    zero_shot_only = [f for f, v in (("--pll", pll != "word-l2r"), ("--precision", precision != "fp32")) if v]
+    zero_shot_only = [f for f, v in (("--pll", pll != "word-l2r"), ("--precision", precision != "fp32"),
+                                     ("--scorer", scorer)) if v]
     if suite in SUITES:
         fine_tuning = [f for f, v in (("--tasks", tasks), ("--seeds", seeds != 1), ("--set", overrides),
                                       ("--max-train-examples", max_train_examples)) if v]
@@ -229,7 +233,7 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
             raise ConfigError(f"{', '.join(fine_tuning)}: fine-tuning options do not apply to the zero-shot suite "
                               f"{suite}")
         _bench_minimal_pairs(runs, suite, data_dir, max_eval_examples, pll, precision, from_scratch, device, step,
-                             not no_cache)
+                             not no_cache, scorer)
         return
     if zero_shot_only:
         raise ConfigError(f"{', '.join(zero_shot_only)}: apply to the zero-shot suites ({', '.join(SUITES)}) only")
@@ -249,14 +253,14 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
 
 def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None, max_eval_examples: int | None,
                          pll: str, precision: str, from_scratch: bool, device: str, step: int | None,
-                         use_cache: bool = True) -> None:
+                         use_cache: bool = True, scorer: str | None = None) -> None:
     from zoo import console
     from zoo.benchmarks.zeroshot import run_minimal_pairs
 
     with console.BenchProgress() as progress:
         result = run_minimal_pairs(list(runs), suite, data_dir=data_dir, max_eval_examples=max_eval_examples,
                                    pll=pll, precision=precision, from_scratch=from_scratch, device=device, step=step,
-                                   progress=progress, use_cache=use_cache)
+                                   progress=progress, use_cache=use_cache, scorer=scorer)
     columns, rows = result.table()
     console.table(f"{suite.upper()}: minimal-pair accuracy x100 by phenomenon", columns, rows,
                   caption="scorer in brackets; headline: macro average over paradigms; per-pair correctness "

@@ -177,7 +177,7 @@ def _next_token_nats(model: Any, scorer: Any, store: Any, seq_len: int, batch_si
     from zoo.generate import paradigm_token
     from zoo.models.attention import AttentionLayout
 
-    context, prefix_len = causal_context(model.special, scorer.sentinel, paradigm_token(model, scorer))
+    context, prefix_len = causal_context(model.special, scorer.sentinel, paradigm_token(model, scorer), start=True)
     width = min(seq_len, model.backbone.spec.max_positions) - len(context)
     if width < 1:
         raise ConfigError(f"--seq-len {seq_len} leaves no room after the {len(context)} context token(s)")

@@ -222,6 +222,7 @@ def export_hf(run: str | Path | Run, out: str | Path, *, step: int | None = None
         provenance = {"format": 1, "zoo_version": __version__, "run": str(run.path), "step": step,
                       "checkpoint_sha256": sha, "objective": run.objective_name, "backbone": run.backbone_name,
                       "plugins": run.info.get("plugins", {}), "architecture": plan.architecture,
+                      "data": {"doc_start": run.config.data.doc_start},
                       "heads": plan.heads, "notes": plan.notes, "self_check_max_abs_diff": diffs,
                       "zero_filled_biases": getattr(backbone.config, "bias", True) is False,
                       "attention": {"trained": attention, "architecture": native,

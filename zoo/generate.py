@@ -198,7 +198,7 @@ def _context(model: TextModel, scorer: Scorer, prompt_ids: list[int]) -> tuple[l
         lead = [] if paradigm is None else [paradigm]
         ids = [*lead, *prompt_ids, special.sentinels[0], end]
         return ids, len(ids), [special.sentinels[0]], stops | set(special.sentinels[1:])
-    context, prefix_len = causal_context(special, paradigm=paradigm)
+    context, prefix_len = causal_context(special, paradigm=paradigm, start=True)
     # a prefix LM: the prompt is its prefix
     prefix = len(context) + len(prompt_ids) if prefix_len or prompt_is_prefix(model, scorer) else 0
     return [*context, *prompt_ids], prefix, [], stops

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from ..unit.test_minimal_pairs_data import write_blimp, write_climp
 
 SENTENCES = ["Who should Derek hug after shocking Richard?", "The unbelievably unremarkable cats sleep.",
              "A dog barks."]
+REPO = Path(__file__).resolve().parents[2]
 # good longer than bad, and good shorter than bad: a scorer that prefers a position or a length cannot pass
 PAIRS = [("The cats sleep soundly tonight.", "The cats sleeps."), ("Dogs bark.", "Dogs barks at them loudly now.")]
 
@@ -71,10 +73,11 @@ def hf_models(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     return out
 
 
-def _ours(path: Path, sentences: list[str], pll: str = "word-l2r", precision: str = "fp32") -> dict[str, np.ndarray]:
+def _ours(path: Path, sentences: list[str], pll: str = "word-l2r", precision: str = "fp32",
+          causal: str | None = None) -> dict[str, np.ndarray]:
     src = open_source(path)
     sm = open_scoring_model(src)
-    (scorer,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, pll)
+    (scorer,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, pll, causal=causal)
     return score_sentences(scorer, sm.backbone, sm.heads, src.tokenizer, src.special, sentences, batch_tokens=64,
                            precision=precision)
 
@@ -86,19 +89,23 @@ def test_bf16_scores_are_close_to_fp32(hf_models: dict[str, Path], name: str) ->
         np.testing.assert_allclose(fast[k], v, rtol=0.02)
 
 
-def test_causal_scores_equal_gpt2_lm_head_model(hf_models: dict[str, Path]) -> None:
+@pytest.mark.parametrize("reading", ["causal", "causal-start"])
+def test_causal_scores_equal_gpt2_lm_head_model(hf_models: dict[str, Path], reading: str) -> None:
+    """``causal``: the sentence alone at positions 0.., its first token unscored; ``causal-start``: after
+    ``<|endoftext|>``, every token scored; both as transformers' GPT2LMHeadModel computes them."""
     from transformers import GPT2LMHeadModel
 
-    ours = _ours(hf_models["gpt"], SENTENCES)
+    ours = _ours(hf_models["gpt"], SENTENCES, causal=reading)
     ref = GPT2LMHeadModel.from_pretrained(str(hf_models["gpt"])).eval()
     tok = Tokenizer.from_file(str(hf_models["gpt"] / "tokenizer.json"))
+    lead = [0] if reading == "causal-start" else []  # <|endoftext|> context
     for i, s in enumerate(SENTENCES):
-        ids = torch.tensor([[0, *tok.encode(s, add_special_tokens=False).ids]])  # <|endoftext|> context
+        ids = torch.tensor([[*lead, *tok.encode(s, add_special_tokens=False).ids]])
         with torch.no_grad():
             logp = ref(ids).logits[0, :-1].log_softmax(-1)
         total = logp.gather(1, ids[0, 1:, None]).sum().item()
-        assert ours["causal"][i] == pytest.approx(total, abs=1e-4)
-        assert ours["causal-mean"][i] == pytest.approx(total / (ids.shape[1] - 1), abs=1e-4)
+        assert ours[reading][i] == pytest.approx(total, abs=1e-4)
+        assert ours[f"{reading}-mean"][i] == pytest.approx(total / (ids.shape[1] - 1), abs=1e-4)
 
 
 @pytest.mark.parametrize("pll", ["word-l2r", "original"])
@@ -165,7 +172,7 @@ def test_scorer_selection_from_declared_attention_and_heads() -> None:
     # UL2's seven denoisers share the LM head; the run trained an S denoiser, so it is scored in S mode
     for family in ("decoder", "encoder"):
         assert scorers_for("ul2", family, {"lm": lm}) == [Scorer("causal[S]", "causal", "lm", paradigm="[S]")]
-    assert scorers_for("mlm", "encoder", {"mlm": mlm})[0] == Scorer("pll-word-l2r", "pll", "mlm", 0)
+    assert scorers_for("mlm", "encoder", {"mlm": mlm})[0] == Scorer("pll-word-l2r", "pll", "mlm", 0, context="cls")
     # masked next-token prediction: bidirectional, the prediction for token i read at i - 1
     assert scorers_for("mntp", "decoder", {"mntp": lm})[0] == Scorer("pll-word-l2r", "pll", "mntp", 1)
     assert names("deshuffle", "decoder", {"deshuffle": lm}) == ["causal"]  # no sentinels: empty prefix
@@ -212,6 +219,51 @@ def test_bench_blimp_and_climp_end_to_end(hf_models: dict[str, Path], shared_dat
     assert code == 0, out
     saved = json.loads((hf_models["bert"] / "bench.json").read_text())["suites"]
     assert set(saved) == {"blimp", "climp"} and saved["climp"]["pairs"] == {"anaphor_agreement_gender": 2}
+
+
+def test_scorer_option_and_an_exported_start_token(hf_models: dict[str, Path], tmp_path: Path) -> None:
+    """``--scorer`` picks a causal reading; a directory exported from a run trained with ``data.doc_start``
+    (``zoo_export.json``) is read after the start token by default; a reading a model lacks is refused."""
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", PAIRS)
+    code, out = _run_cli(str(hf_models["gpt"]), "--suite", "blimp", "--data-dir", str(data), "--scorer",
+                         "causal-start", "--no-cache", "--device", "cpu")
+    assert code == 0, out
+    assert json.loads((hf_models["gpt"] / "bench.json").read_text())["suites"]["blimp"]["models"][0]["scorer"] == \
+        "causal-start"
+    code, out = _run_cli(str(hf_models["bert"]), "--suite", "blimp", "--data-dir", str(data), "--scorer", "causal")
+    assert code == 2 and "--scorer causal: objective 'mlm' has no causal (next-token) reading" in out
+    code, out = _run_cli(str(hf_models["gpt"]), "--tasks", "sst2", "--scorer", "causal")
+    assert code == 2 and "--scorer: apply to the zero-shot suites" in out
+    start = tmp_path / "start"
+    shutil.copytree(hf_models["gpt"], start)
+    (start / "zoo_export.json").write_text(json.dumps({"data": {"doc_start": True}}))
+    (m,) = run_minimal_pairs([start], "blimp", data, device="cpu", write_reports=False).models
+    assert m.scorers == ["causal-start", "causal-start-mean"]
+
+
+def test_causal_start_with_a_leading_space_is_what_lm_evaluation_harness_computes(
+        hf_models: dict[str, Path], tmp_path: Path) -> None:
+    """lm-evaluation-harness's BLiMP task (perf/causal_scoring.py points it at local files) scores
+    `` sentence`` after the tokenizer's BOS/EOS token: the zoo's ``causal-start`` reading of the sentence
+    with a leading space, log-likelihood for log-likelihood."""
+    pytest.importorskip("lm_eval.models.huggingface")  # lm-eval with its hf extra (accelerate)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("causal_scoring", REPO / "perf" / "causal_scoring.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", PAIRS)
+    paradigms = load_suite("blimp", data)
+    theirs = np.asarray(script.lm_eval_scores(hf_models["gpt"], data, paradigms, None, 8)["paradigms"]["toy"]["ll"])
+    ours = _ours(hf_models["gpt"], [" " + s for p in PAIRS for s in p], causal="causal-start")["causal-start"]
+    np.testing.assert_allclose(theirs.reshape(-1), ours, atol=1e-4)
+    plain = _ours(hf_models["gpt"], [s for p in PAIRS for s in p], causal="causal-start")["causal-start"]
+    assert np.abs(plain - ours).max() > 1e-2  # the leading space is what makes them agree
 
 
 def test_good_sentence_longer_or_shorter(hf_models: dict[str, Path], tmp_path: Path) -> None:

@@ -43,6 +43,48 @@ def test_climp_official_layout_with_and_without_bom(tmp_path: Path, bom: bool) -
     assert [x.pair_id for x in p.pairs] == ["0", "1"]
 
 
+def write_climp_bare(path: Path, pairs: list[tuple[str, str]], bom: bool = False) -> Path:
+    """The archive's headerless layout: bare sentences, two lines a pair, the acceptable one first."""
+    text = "".join(f"{g}\n{b}\n" for g, b in pairs)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+BARE = [("他把书放在桌子上了。", "他把书放在了。"), ("我把饭吃完了。", "我把吃完了饭。")]
+
+
+@pytest.mark.parametrize("bom", [False, True])
+def test_climp_headerless_layout_is_sniffed(tmp_path: Path, bom: bool) -> None:
+    p = read_climp_file(write_climp_bare(tmp_path / "ba_construction_1000.csv", BARE, bom=bom))
+    assert p.name == "ba_construction" and p.phenomenon == "ba_construction"
+    assert [(x.good, x.bad) for x in p.pairs] == BARE and [x.pair_id for x in p.pairs] == ["0", "1"]
+    # the layout comes from the content, not the name; the phenomenon from the name's CLiMP prefix
+    q = read_climp_file(write_climp_bare(tmp_path / "verb_complement_direction_1000.csv", BARE))
+    assert q.name == "verb_complement_direction" and q.phenomenon == "verb_complement"
+    write_climp(tmp_path / "ba_construction_1000.csv")  # the same name in the headed layout reads as that
+    assert read_climp_file(tmp_path / "ba_construction_1000.csv").name == "anaphor_agreement_gender"
+
+
+def test_climp_directory_with_both_layouts(tmp_path: Path) -> None:
+    write_climp(tmp_path / "anaphor_agreement_gender_1000.csv", bom=True)
+    write_climp_bare(tmp_path / "ba_construction_1000.csv", BARE)
+    paradigms = load_suite("climp", tmp_path)
+    assert [p.name for p in paradigms] == ["anaphor_agreement_gender", "ba_construction"]
+    assert phenomena(paradigms) == {"anaphor_agreement": ["anaphor_agreement_gender"],
+                                    "ba_construction": ["ba_construction"]}
+
+
+def test_climp_headerless_bad_files(tmp_path: Path) -> None:
+    odd = write_climp_bare(tmp_path / "odd_1000.csv", BARE)
+    odd.write_text(odd.read_text(encoding="utf-8") + "多一句。\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"odd_1000\.csv:5: odd number of sentence lines \(5\) in a file without"):
+        read_climp_file(odd)
+    headless = tmp_path / "headless_1000.csv"  # the headed layout with its header lost is not bare sentences
+    headless.write_text("\n".join(f"{i},{','.join(r)}" for i, r in enumerate(CLIMP_ROWS)) + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"headless_1000\.csv:1: expected the CLiMP header"):
+        read_climp_file(headless)
+
+
 def test_climp_bad_files_name_file_and_line(tmp_path: Path) -> None:
     odd = write_climp(tmp_path / "odd_1000.csv", CLIMP_ROWS[:3])
     with pytest.raises(DataError, match=r"odd_1000\.csv:4: odd number of sentence rows \(3\)"):

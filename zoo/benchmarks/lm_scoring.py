@@ -1,20 +1,36 @@
 """Sentence scores from a pretrained model's own token-prediction head, for minimal-pair suites.
 
+A scorer reads the model in the context it trained in: the same leading tokens at the same positions.
+Decoder rows are packed without a leading token (positions from 0 per document) unless the run
+trained with ``data.doc_start``, which puts a start token before every document; encoder rows are
+``[CLS] piece [SEP]``. The readings of a causal head are named in ``CAUSAL_READINGS`` (the choices
+of ``zoo bench --scorer``).
+
 Scorers
-  causal          sum over the sentence of log p(token | beginning-of-text token, earlier tokens), and
-                  the same divided by the number of tokens (length-normalised). Decoders trained with
-                  ``clm`` or a prefix LM (scored with an empty prefix).
+  causal          the default for decoders trained without a start token: the sentence alone at
+                  positions 0.., the sum of log p(token | earlier tokens) over its tokens but the first
+                  (no position predicts a document's first token), and the same divided by the number
+                  of tokens scored. ``clm`` or a prefix LM (a one-token prefix, which is causal).
+  causal-unigram  the same plus the first token's unigram log-probability in the run's training split.
+  causal-start    the start token (beginning-of-text, else end-of-text) then the sentence, every token
+                  scored: the default for a run trained with ``data.doc_start``. On a model trained
+                  without it this is GPT-2-style scoring from ``<|endoftext|>``, an output the model
+                  never trained to produce (the scorer of earlier versions, named ``causal`` then).
   causal-sentinel a decoder trained with T5 span corruption, scored the way it trained: the sentence is
                   the one noise span of an empty text, ``<extra_id_0> eos | <extra_id_0> sentence``
                   (prefix bidirectional), so the score is log p(sentence | that prefix).
   causal[P]       a run trained with paradigm tokens (UL2's mode switching, ``[R]``/``[S]``/``[X]``) is
                   scored in one mode, named in brackets: ``causal[S]`` (the S denoiser, a prefix LM) puts
-                  the paradigm token after the start token and scores causally with an empty prefix;
+                  the paradigm token at position 0, as the prefix it trained as (after the start token
+                  with ``data.doc_start``), and scores every sentence token causally;
                   ``causal-sentinel[R]`` (no S denoiser) leads the sentinel context with it.
   pll-word-l2r    pseudo-log-likelihood (Salazar et al., 2020): each token is masked in its own copy of
                   the sentence and scored from the rest; within-word tokens to the right of the target
                   are masked too (Kauf & Ivanova, 2023, "PLL-word-l2r"), so the rest of a word never
-                  gives it away. The default for bidirectional models with a token head.
+                  gives it away. The default for bidirectional models with a token head. Copies are
+                  ``[CLS] sentence [SEP]`` on encoder rows; on decoder rows the sentence alone (after
+                  the start token with ``data.doc_start``), and a head that reads token i at position
+                  i - 1 (GPT-BERT's ``mntp``) leaves out a first token no position precedes.
   pll-original    the same without the within-word masking (Salazar et al., 2020).
 
 Which scorer a model gets is decided by ``scorers_for`` alone, from the objective classes' declared
@@ -36,6 +52,7 @@ from tokenizers import Tokenizer
 from torch import Tensor, nn
 
 from zoo.batch import SpecialTokens
+from zoo.data.packing import start_token
 from zoo.errors import ConfigError
 from zoo.models.attention import AttentionLayout
 from zoo.models.base import Backbone
@@ -47,6 +64,13 @@ from zoo.objectives.spec import parse
 log = logging.getLogger(__name__)
 
 PLL_VARIANTS = ("word-l2r", "original")
+# The readings of a causal head (``zoo bench --scorer``); how each one works is in the module docstring.
+CAUSAL_READINGS = {
+    "causal": "no leading token, positions from 0, the first token left out",
+    "causal-unigram": "as causal, the first token scored by its unigram log-probability in the training split",
+    "causal-start": "the start token before the sentence (the context of a run trained with data.doc_start)",
+}
+CONTEXTS = ("none", "start", "cls")  # what leads a scored row: nothing, the start token, [CLS] ... [SEP]
 
 
 @dataclass(frozen=True)
@@ -59,6 +83,8 @@ class Scorer:
     offset: int = 0  # pll: the masked token i is read at position i - offset
     sentinel: bool = False  # causal: the sentence is the one noise span of an empty text
     paradigm: str = ""  # causal: a mode-switching token (UL2's "[S]") the context ends with; "" for none
+    context: str = "none"  # what leads the sentence (``CONTEXTS``), the way the model's rows were packed
+    unigram: bool = False  # causal, no leading token: the first token scored by a unigram term
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -70,7 +96,20 @@ def is_token_head(head: nn.Module | None) -> bool:
     return isinstance(head, (MaskedLMHead, TiedLinear))
 
 
-def _scorer(leaf: Leaf, family: str, heads: Mapping[str, nn.Module], pll: str) -> Scorer | None:
+def causal_reading(reading: str, paradigm: str, key: str) -> Scorer:
+    """The causal scorer named ``reading`` (a key of ``CAUSAL_READINGS``), in the paradigm mode ``paradigm``."""
+    if reading not in CAUSAL_READINGS:
+        raise ConfigError(f"--scorer must be one of {', '.join(CAUSAL_READINGS)}, got {reading!r}")
+    if paradigm and reading == "causal-unigram":
+        raise ConfigError("--scorer causal-unigram: a paradigm token leads the scored rows, so the first token "
+                          "is predicted; use causal or causal-start")
+    context = "start" if reading == "causal-start" else "none"
+    return Scorer(f"{reading}{paradigm}", "causal", key, paradigm=paradigm, context=context,
+                  unigram=reading == "causal-unigram")
+
+
+def _scorer(leaf: Leaf, family: str, heads: Mapping[str, nn.Module], pll: str, doc_start: bool,
+            causal: str | None) -> Scorer | None:
     """How ``leaf``'s head scores a sentence, the way it trained (None: no token head, no layout)."""
     key = leaf.name if leaf.name in heads else leaf.cls.head_key  # shared heads live under heads.<head_key>
     if key is None or not is_token_head(heads.get(key)):
@@ -85,30 +124,39 @@ def _scorer(leaf: Leaf, family: str, heads: Mapping[str, nn.Module], pll: str) -
     # of an empty text; other row-rebuilding prefix LMs (deshuffling) are scored causally, empty prefix.
     if layout == "prefix" and leaf.cls.rebuilds_rows_for(family) and leaf.cls.sentinel_targets:
         return Scorer(f"causal-sentinel{paradigm}", "causal", key, sentinel=True, paradigm=paradigm)
-    if layout in ("causal", "prefix"):  # a prefix LM with an empty prefix
-        return Scorer(f"causal{paradigm}", "causal", key, paradigm=paradigm)
+    if layout in ("causal", "prefix"):  # a prefix LM: a one-token prefix (or the paradigm token) is causal
+        return causal_reading(causal or ("causal-start" if doc_start else "causal"), paradigm, key)
     if layout == "bidirectional":
-        return Scorer(f"pll-{pll}", "pll", key, leaf.cls.read_offset)
+        context = "cls" if family == "encoder" else ("start" if doc_start else "none")
+        return Scorer(f"pll-{pll}", "pll", key, leaf.cls.read_offset, context=context)
     log.info("%s declares no attention layout on a %s; it is not used for scoring", leaf.name, family)
     return None
 
 
-def scorers_for(objective: str, family: str, heads: Mapping[str, nn.Module], pll: str = "word-l2r") -> list[Scorer]:
+def scorers_for(objective: str, family: str, heads: Mapping[str, nn.Module], pll: str = "word-l2r",
+                doc_start: bool = False, causal: str | None = None) -> list[Scorer]:
     """The scorers for a model trained with ``objective`` (a spec: ``a``, ``a+b``, ``a:15|(b+c):1``, or a
-    named mixture such as ``ul2``) on a backbone of ``family``, given its heads by name. Mixture parts
+    named mixture such as ``ul2``) on a backbone of ``family``, given its heads by name; ``doc_start``:
+    its decoder rows had a start token before every document (``DataConfig.doc_start``); ``causal``:
+    a reading of ``CAUSAL_READINGS`` instead of the one it trained for. Mixture parts
     that predict tokens in different ways each contribute their scorer; a composition (``+``) shares
     one layout, and its token-predicting part is scored. Parts trained with a paradigm token (UL2's
     mode switching) give one scorer between them: the S mode (causal, empty prefix) when some part
     trained it, else the first part's mode. ``ConfigError`` when no part has a token-level head."""
     if pll not in PLL_VARIANTS:
         raise ConfigError(f"--pll must be one of {', '.join(PLL_VARIANTS)}, got {pll!r}")
-    found = [s for s in (_scorer(leaf, family, heads, pll) for leaf in spec_leaves(parse(objective))) if s]
+    if causal is not None and causal not in CAUSAL_READINGS:
+        raise ConfigError(f"--scorer must be one of {', '.join(CAUSAL_READINGS)}, got {causal!r}")
+    found = [s for s in (_scorer(leaf, family, heads, pll, doc_start, causal)
+                         for leaf in spec_leaves(parse(objective))) if s]
     modes = [s for s in found if s.paradigm]
     mode = next((s for s in modes if not s.sentinel), modes[0]) if modes else None
     out: dict[str, Scorer] = {}
     for s in found:
         chosen = (mode or s) if s.paradigm else s
         out.setdefault(chosen.name, chosen)
+    if causal is not None and not any(s.kind == "causal" and not s.sentinel for s in out.values()):
+        raise ConfigError(f"--scorer {causal}: objective {objective!r} has no causal (next-token) reading to choose")
     if not out:
         raise ConfigError(f"objective {objective!r} has no token-level head (masked-LM or LM head) to score "
                           f"sentences with; minimal pairs need a model trained to predict tokens (mlm, clm, "
@@ -174,11 +222,13 @@ class VocabProjection:
 
 # --- scorers -----------------------------------------------------------------------------------------
 
-def causal_context(special: SpecialTokens, sentinel: bool = False, paradigm: int | None = None) -> tuple[list[int], int]:
-    """(context tokens before the sentence, how many of them form the bidirectional prefix). Plain:
-    the start token alone, no prefix (a decoder's own scoring). With a ``paradigm`` token (UL2's mode
-    switch) the context is the start token then the paradigm token, as the prefix it trained as;
-    with ``sentinel`` it is ``[paradigm] <extra_id_0> eos <extra_id_0>``, all but the last the prefix."""
+def causal_context(special: SpecialTokens, sentinel: bool = False, paradigm: int | None = None,
+                   start: bool = False) -> tuple[list[int], int]:
+    """(context tokens before the sentence, how many of them form the bidirectional prefix). Plain: the
+    start token with ``start`` (a run trained with ``data.doc_start``), else nothing. With a ``paradigm``
+    token (UL2's mode switch) the context ends with it, as the prefix it trained as (the token leads
+    each row); with ``sentinel`` it is ``[paradigm] <extra_id_0> eos <extra_id_0>``, all but the last
+    the prefix."""
     lead = [] if paradigm is None else [paradigm]
     if sentinel:
         end = special.eos if special.eos is not None else special.sep  # the end token span-lm trained with
@@ -187,10 +237,13 @@ def causal_context(special: SpecialTokens, sentinel: bool = False, paradigm: int
             raise ConfigError(f"the causal-sentinel scorer needs a tokenizer with <extra_id_0> and an end token "
                               f"(end-of-text or [SEP]); this one has no {missing}")
         return [*lead, special.sentinels[0], end, special.sentinels[0]], len(lead) + 2
-    start = next((t for t in (special.bos, special.eos, special.cls) if t is not None), None)
-    if start is None:
-        raise ConfigError("causal scoring needs a beginning-of-text, end-of-text or [CLS] token to start from")
-    return [start, *lead], (1 + len(lead) if lead else 0)
+    first: list[int] = []
+    if start:
+        token = start_token(special)
+        if token is None:
+            raise ConfigError("causal-start scoring needs a beginning-of-text, end-of-text or [SEP] token")
+        first = [token]
+    return [*lead, *first], (len(lead) + len(first) if lead else 0)
 
 
 def _projection(head: nn.Module | VocabProjection) -> VocabProjection:
@@ -198,19 +251,23 @@ def _projection(head: nn.Module | VocabProjection) -> VocabProjection:
 
 
 def causal_scores(backbone: Backbone, head: nn.Module | VocabProjection, special: SpecialTokens, enc: Encoded,
-                  sentinel: bool = False, batch_tokens: int = 16384,
-                  paradigm: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(sum of token log-probs, tokens scored) per sentence, given the context of ``causal_context``."""
-    context, prefix_len = causal_context(special, sentinel, paradigm)
+                  sentinel: bool = False, batch_tokens: int = 16384, paradigm: int | None = None,
+                  start: bool = False, unigram: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of token log-probs, tokens scored) per sentence, given the context of ``causal_context`` at
+    positions from 0. Without any context the first token is left out (nothing predicts it), or scored
+    by ``unigram`` (V,) log-probabilities when given."""
+    context, prefix_len = causal_context(special, sentinel, paradigm, start)
     proj = _projection(head)
     n = len(enc.ids)
-    sums, counts = np.zeros(n), np.asarray([len(x) for x in enc.ids])
-    device = next(backbone.parameters()).device
+    lengths = np.asarray([len(x) for x in enc.ids])
     c = len(context)
-    widths = counts + c
+    skip = 1 if c == 0 else 0  # tokens no position predicts
+    sums, counts = np.zeros(n), np.maximum(lengths - skip, 0)
+    device = next(backbone.parameters()).device
+    widths = lengths + c
     for group in _batches(widths, widths, batch_tokens):
-        m = int(counts[group[0]])  # every sentence of the group has m tokens
-        if m == 0:
+        m = int(lengths[group[0]])  # every sentence of the group has m tokens
+        if m - skip <= 0:
             continue
         ids = torch.from_numpy(np.concatenate([np.broadcast_to(np.asarray(context, dtype=np.int64), (len(group), c)),
                                                np.stack([enc.ids[i] for i in group])], axis=1)).to(device)  # (B, c+m)
@@ -219,10 +276,21 @@ def causal_scores(backbone: Backbone, head: nn.Module | VocabProjection, special
             prefix = torch.zeros(ids.shape, dtype=torch.bool, device=device)
             prefix[:, :prefix_len] = True
         hidden = backbone(ids, AttentionLayout(causal=True, prefix=prefix))  # (B, c+m, h)
-        # position t predicts token t + 1: positions c-1 .. c+m-2 predict the sentence
-        lp = proj.logprobs(hidden[:, c - 1:c - 1 + m].reshape(-1, hidden.shape[-1]), ids[:, c:].reshape(-1))
-        sums[group] = lp.view(len(group), m).double().sum(1).cpu().numpy()
+        # position t predicts token t + 1: positions c+skip-1 .. c+m-2 predict sentence tokens skip .. m-1
+        lo = c + skip - 1
+        lp = proj.logprobs(hidden[:, lo:c + m - 1].reshape(-1, hidden.shape[-1]), ids[:, lo + 1:].reshape(-1))
+        sums[group] = lp.view(len(group), m - skip).double().sum(1).cpu().numpy()
+    if skip and unigram is not None:
+        firsts = [i for i in range(n) if lengths[i]]
+        sums[firsts] += unigram[np.asarray([enc.ids[i][0] for i in firsts], dtype=np.int64)]
+        counts = lengths.copy()
     return sums, counts
+
+
+def unigram_logprobs(counts: np.ndarray) -> np.ndarray:
+    """Add-one smoothed unigram log-probabilities from token counts (V,)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return np.log((counts + 1.0) / (counts.sum() + len(counts)))
 
 
 def masked_copies(n_pre: int, words: np.ndarray, word_l2r: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -238,28 +306,43 @@ def masked_copies(n_pre: int, words: np.ndarray, word_l2r: bool) -> tuple[np.nda
     return masks, np.arange(n) + n_pre
 
 
+def pll_context(special: SpecialTokens, context: str) -> tuple[list[int], list[int]]:
+    """(tokens before, tokens after) the sentence in a PLL copy: ``[CLS]``/``[SEP]`` for encoder rows
+    (``context="cls"``), the start token alone (``"start"``) or nothing (``"none"``) for decoder rows."""
+    if context == "cls":
+        if special.cls is None or special.sep is None:
+            raise ConfigError("pseudo-log-likelihood scoring of an encoder needs [CLS] and [SEP] tokens")
+        return [special.cls], [special.sep]
+    if context == "start":
+        token = start_token(special)
+        if token is None:
+            raise ConfigError("scoring after a start token needs a beginning-of-text, end-of-text or [SEP] token")
+        return [token], []
+    if context != "none":
+        raise ValueError(f"unknown scoring context {context!r}; expected one of {', '.join(CONTEXTS)}")
+    return [], []
+
+
 def pll_scores(backbone: Backbone, head: nn.Module | VocabProjection, special: SpecialTokens, enc: Encoded,
-               word_l2r: bool = True, offset: int = 0, batch_tokens: int = 16384) -> tuple[np.ndarray, np.ndarray]:
-    """(pseudo-log-likelihood, tokens scored) per sentence. Every token gets a copy of the row with it
-    (and, with ``word_l2r``, the rest of its word) replaced by the mask token; the copy's prediction
-    is read at the target position minus ``offset``."""
+               word_l2r: bool = True, offset: int = 0, batch_tokens: int = 16384,
+               context: str = "cls") -> tuple[np.ndarray, np.ndarray]:
+    """(pseudo-log-likelihood, tokens scored) per sentence. Every token gets a copy of the row (led as
+    ``pll_context`` says) with it (and, with ``word_l2r``, the rest of its word) replaced by the mask
+    token; the copy's prediction is read at the target position minus ``offset``. Tokens that no
+    position precedes by ``offset`` are left out."""
     if special.mask is None:
         raise ConfigError("pseudo-log-likelihood scoring needs a tokenizer with a mask token")
-    if special.cls is not None and special.sep is not None:
-        pre, post = [special.cls], [special.sep]
-    else:
-        start = special.bos if special.bos is not None else special.eos
-        pre, post = ([] if start is None else [start]), []
-    if offset > len(pre):
-        raise ConfigError(f"reading a prediction {offset} position(s) early needs {offset} leading token(s)")
+    pre, post = pll_context(special, context)
+    skip = max(0, offset - len(pre))  # leading tokens whose read position would be before the row
     proj = _projection(head)
     n = len(enc.ids)
-    sums, counts = np.zeros(n), np.asarray([len(x) for x in enc.ids])
+    lengths = np.asarray([len(x) for x in enc.ids])
+    sums, counts = np.zeros(n), np.maximum(lengths - skip, 0)
     device = next(backbone.parameters()).device
-    p, widths = len(pre), counts + len(pre) + len(post)
-    for group in _batches(widths, widths * counts, batch_tokens):
-        m, b = int(counts[group[0]]), len(group)  # every sentence of the group has m tokens: m copies each
-        if m == 0:
+    p, widths = len(pre), lengths + len(pre) + len(post)
+    for group in _batches(widths, widths * lengths, batch_tokens):
+        m, b = int(lengths[group[0]]), len(group)  # every sentence of the group has m tokens: m copies each
+        if m - skip <= 0:
             continue
         sent = np.stack([enc.ids[i] for i in group])  # (b, m)
         rows = np.concatenate([np.broadcast_to(np.asarray(pre, dtype=np.int64), (b, p)), sent,
@@ -269,10 +352,11 @@ def pll_scores(backbone: Backbone, head: nn.Module | VocabProjection, special: S
         copies[:, :, p:p + m][masks] = special.mask
         hidden = backbone(torch.from_numpy(copies.reshape(b * m, -1)).to(device),
                           AttentionLayout(causal=False))  # (b*m, T, h)
-        read = torch.from_numpy(pos - offset).to(device)
-        at = hidden.view(b, m, *hidden.shape[1:])[:, torch.arange(m, device=device), read]  # (b, m, h): copy j at its target
-        lp = proj.logprobs(at.reshape(b * m, -1), torch.from_numpy(sent.reshape(-1)).to(device))
-        sums[group] = lp.view(b, m).double().sum(1).cpu().numpy()
+        read = torch.from_numpy(pos[skip:] - offset).to(device)
+        copies_read = torch.arange(skip, m, device=device)
+        at = hidden.view(b, m, *hidden.shape[1:])[:, copies_read, read]  # (b, m - skip, h): copy j at its target
+        lp = proj.logprobs(at.reshape(b * (m - skip), -1), torch.from_numpy(sent[:, skip:].reshape(-1)).to(device))
+        sums[group] = lp.view(b, m - skip).double().sum(1).cpu().numpy()
     return sums, counts
 
 
@@ -282,8 +366,9 @@ PRECISIONS = ("fp32", "bf16")
 @torch.inference_mode()
 def score_sentences(scorer: Scorer, backbone: Backbone, heads: Mapping[str, nn.Module], tokenizer: Tokenizer,
                     special: SpecialTokens, sentences: Sequence[str], batch_tokens: int = 16384,
-                    precision: str = "fp32") -> dict[str, np.ndarray]:
-    """Scores of every sentence under each of ``scorer.variants`` (higher = more acceptable). With
+                    precision: str = "fp32", unigram: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Scores of every sentence under each of ``scorer.variants`` (higher = more acceptable);
+    ``unigram`` (V,) log-probabilities for a scorer with ``unigram`` set. With
     ``precision="bf16"`` the matmuls run under bf16 autocast (layer norms, softmax and the log-softmax stay
     fp32): faster where the hardware has bf16 instructions, at the cost of exactness (scores shift by
     up to ~1e-2 relative). The model is not changed."""
@@ -294,7 +379,7 @@ def score_sentences(scorer: Scorer, backbone: Backbone, heads: Mapping[str, nn.M
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         return _score(scorer, bf16_linears(backbone) if bf16 else backbone,
                       VocabProjection(heads[scorer.head].eval(), torch.bfloat16 if bf16 else torch.float32),
-                      tokenizer, special, sentences, batch_tokens)
+                      tokenizer, special, sentences, batch_tokens, unigram)
 
 
 def bf16_linears(module: nn.Module) -> nn.Module:
@@ -308,7 +393,8 @@ def bf16_linears(module: nn.Module) -> nn.Module:
 
 
 def _score(scorer: Scorer, backbone: Backbone, head: VocabProjection, tokenizer: Tokenizer,
-           special: SpecialTokens, sentences: Sequence[str], batch_tokens: int) -> dict[str, np.ndarray]:
+           special: SpecialTokens, sentences: Sequence[str], batch_tokens: int,
+           unigram: np.ndarray | None = None) -> dict[str, np.ndarray]:
     backbone.eval()
     enc = encode(tokenizer, sentences)
     too_long = [i for i, x in enumerate(enc.ids) if len(x) + 4 > backbone.spec.max_positions]
@@ -325,7 +411,11 @@ def _score(scorer: Scorer, backbone: Backbone, head: VocabProjection, tokenizer:
 
             sums, counts = seq2seq_scores(backbone, head, special, enc, scorer.sentinel, batch_tokens, paradigm)
         else:
-            sums, counts = causal_scores(backbone, head, special, enc, scorer.sentinel, batch_tokens, paradigm)
+            if scorer.unigram and unigram is None:
+                raise ConfigError(f"the {scorer.name} scorer needs the unigram counts of the model's training split")
+            sums, counts = causal_scores(backbone, head, special, enc, scorer.sentinel, batch_tokens, paradigm,
+                                         start=scorer.context == "start", unigram=unigram if scorer.unigram else None)
         return {scorer.name: sums, f"{scorer.name}-mean": sums / np.maximum(counts, 1)}
-    sums, _ = pll_scores(backbone, head, special, enc, scorer.name == "pll-word-l2r", scorer.offset, batch_tokens)
+    sums, _ = pll_scores(backbone, head, special, enc, scorer.name == "pll-word-l2r", scorer.offset, batch_tokens,
+                         scorer.context)
     return {scorer.name: sums}

@@ -9,9 +9,12 @@ BLiMP (Warstadt et al., 2020): ``<UID>.jsonl``, one pair per line with ``sentenc
 12 groups; its data files mark two argument-structure paradigms (``animate_subject_passive``,
 ``animate_subject_trans``) as ``s-selection``, which the paper counts under argument structure.
 
-CLiMP (Xiang et al., 2021): ``<paradigm>_1000.csv``, header ``,0,1,2,3``, columns row index,
-phenomenon, paradigm, sentence, label (1 acceptable, 0 not); the two sentences of a pair are
-consecutive rows. UTF-8 with or without a BOM.
+CLiMP (Xiang et al., 2021): ``<paradigm>_1000.csv`` in one of two layouts, told apart by the
+file's first line (not its name). Most files: header ``,0,1,2,3``, columns row index, phenomenon,
+paradigm, sentence, label (1 acceptable, 0 not); the two sentences of a pair are consecutive rows.
+One file of the official archive has no header and holds bare sentences, two lines per pair, the
+acceptable one first; its paradigm is the file name less ``_1000.csv``, its phenomenon the CLiMP
+phenomenon that name starts with. UTF-8 with or without a BOM.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ BLIMP_PARADIGMS = (
     "wh_vs_that_with_gap", "wh_vs_that_with_gap_long_distance",
 )
 CLIMP_HEADER = ["", "0", "1", "2", "3"]
+# the paper's nine phenomena (Xiang et al. 2021, Table 1), for files that do not name theirs
+CLIMP_PHENOMENA = ("anaphor_agreement", "ba_construction", "binding", "classifier", "coverb", "filler_gap",
+                   "head_final", "passive", "verb_complement")
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,8 @@ def read_climp_file(path: Path) -> Paradigm:
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     rows = list(csv.reader(io.StringIO(text, newline="")))
+    if rows and [c.strip() for c in rows[0]] != CLIMP_HEADER and _bare_sentences(rows):
+        return _read_climp_bare(path, rows)
     if not rows or [c.strip() for c in rows[0]] != CLIMP_HEADER:
         raise DataError(f"{path}:1: expected the CLiMP header ',0,1,2,3', got {','.join(rows[0]) if rows else 'nothing'!r}")
     body = [(i, r) for i, r in enumerate(rows[1:], 2) if any(c.strip() for c in r)]
@@ -182,6 +190,28 @@ def read_climp_file(path: Path) -> Paradigm:
                                 f"({paradigm.name!r})")
         good, bad = (a[3], b[3]) if labels[0] == "1" else (b[3], a[3])
         paradigm.pairs.append(MinimalPair(good.strip(), bad.strip(), str(k // 2)))
+    return paradigm
+
+
+def _bare_sentences(rows: list[list[str]]) -> bool:
+    """Whether a headerless CLiMP file is the bare-sentence layout: every line one field holding a
+    sentence (a CSV row that lost its header has several fields and is refused as such)."""
+    lines = [r for r in rows if any(c.strip() for c in r)]
+    return bool(lines) and all(len(r) == 1 for r in lines)
+
+
+def _read_climp_bare(path: Path, rows: list[list[str]]) -> Paradigm:
+    """The headerless CLiMP layout: one sentence a line, two lines a pair, the acceptable one first."""
+    body = [(i, r[0].strip()) for i, r in enumerate(rows, 1) if r and r[0].strip()]
+    if len(body) % 2:
+        raise DataError(f"{path}:{body[-1][0]}: odd number of sentence lines ({len(body)}) in a file without the "
+                        f"',0,1,2,3' header; that layout holds pairs as two lines, the acceptable sentence first")
+    name = path.stem.removesuffix("_1000")
+    phenomenon = next((p for p in CLIMP_PHENOMENA if name == p or name.startswith(p + "_")), name)
+    paradigm = Paradigm(name, phenomenon, str(path))
+    for k in range(0, len(body), 2):
+        (_, good), (_, bad) = body[k], body[k + 1]
+        paradigm.pairs.append(MinimalPair(good, bad, str(k // 2)))
     return paradigm
 
 

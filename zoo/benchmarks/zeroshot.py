@@ -15,6 +15,7 @@ Results are cached like fine-tuning results (``bench.py``), in ``<model>/bench-c
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -65,6 +66,20 @@ class ScoringModel:
     heads: dict[str, nn.Module]
     objective: str  # the spec the scorers are chosen from (a baseline: the one of the model it mirrors)
     from_scratch: bool = False
+    doc_start: bool = False  # decoder rows trained with a start token before every document
+    train_store: str | None = None  # the run's training token store (unigram counts), where known
+
+    def unigram(self) -> np.ndarray:
+        """Add-one smoothed unigram log-probabilities of the training split's tokens (``causal-unigram``)."""
+        from zoo.benchmarks.lm_scoring import unigram_logprobs
+        from zoo.data.store import TokenStore
+
+        where = self.train_store
+        if where is None or not Path(where).is_dir():
+            raise ConfigError(f"{self.source.name}: --scorer causal-unigram needs the run's training token store "
+                              f"({where or 'not recorded'}); it is rebuilt by training, or use another scorer")
+        tokens = np.asarray(TokenStore(Path(where)).tokens)
+        return unigram_logprobs(np.bincount(tokens, minlength=self.backbone.spec.vocab_size))
 
 
 def open_scoring_model(source: ModelSource, step: int | None = None, from_scratch: bool = False,
@@ -88,7 +103,8 @@ def open_scoring_model(source: ModelSource, step: int | None = None, from_scratc
     # parts that share a head (a mixture's ``head_slots``: part name -> head key) find it under their name
     slots = getattr(model.objective, "head_slots", None) or {}
     heads.update({part: heads[slot] for part, slot in slots.items() if slot in heads and part not in heads})
-    return ScoringModel(source, model.backbone, heads, run.objective_name, from_scratch)
+    return ScoringModel(source, model.backbone, heads, run.objective_name, from_scratch,
+                        doc_start=run.config.data.doc_start, train_store=run.info.get("data", {}).get("train_store"))
 
 
 def _open_hf(source: ModelSource, from_scratch: bool, scratch_seed: int = 0) -> ScoringModel:
@@ -126,7 +142,16 @@ def _open_hf(source: ModelSource, from_scratch: bool, scratch_seed: int = 0) -> 
         except (KeyError, RuntimeError, TypeError) as exc:
             raise CheckpointError(f"{source.path / 'model.safetensors'}: the {arch} masked-LM head is incomplete "
                                   f"({exc})") from exc
-    return ScoringModel(source, backbone, {objective: head}, objective, from_scratch)
+    return ScoringModel(source, backbone, {objective: head}, objective, from_scratch, doc_start=_exported_doc_start(source.path))
+
+
+def _exported_doc_start(path: Path) -> bool:
+    """Whether the run a directory was exported from trained with a start token before every document
+    (recorded by ``zoo export`` in ``zoo_export.json``; absent: no)."""
+    try:
+        return bool(json.loads((path / "zoo_export.json").read_text(encoding="utf-8")).get("data", {}).get("doc_start"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 # --- results -------------------------------------------------------------------------------------------
@@ -361,12 +386,14 @@ def run_minimal_pairs(
     scratch_seed: int = 0,
     use_cache: bool = True,
     baselines: bool = True,
+    scorer: str | None = None,
 ) -> PairsResult:
     """Score every pair of ``suite`` with every model (and, with ``from_scratch``, a random init of each
     with ``scratch_seed``, scored the same way; without ``include_models`` only those). Paradigms already
     scored with the same key are read from the model's ``bench-cache/`` (``use_cache``). With ``baselines``,
     the count models, the length heuristic and every model's equal-length accuracy are added
-    (``add_pair_baselines``)."""
+    (``add_pair_baselines``). ``scorer``: a causal reading (``lm_scoring.CAUSAL_READINGS``) instead of the
+    one each model trained for."""
     if not models:
         raise ConfigError("no model to benchmark: pass a run directory")
     paradigms = load_suite(suite, data_dir, max_eval_examples)
@@ -375,7 +402,7 @@ def run_minimal_pairs(
     opened = []
     for src in sources:
         sm = open_scoring_model(src, step)
-        scorers = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, pll)
+        scorers = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, pll, sm.doc_start, scorer)
         if include_models:
             opened.append((sm, scorers))
         if from_scratch:
@@ -451,7 +478,7 @@ def _score_paradigms(scorer: Scorer, sm: ScoringModel, backbone: Backbone, heads
     if progress is not None:
         progress.start(f"{name}: {scorer.name}", 1)
     scores = score_sentences(scorer, backbone, heads, sm.source.tokenizer, sm.source.special, good + bad,
-                             batch_tokens, precision)
+                             batch_tokens, precision, sm.unigram() if scorer.unigram else None)
     out: dict[str, dict[str, str]] = {}
     for variant, s in scores.items():
         ok = s[:len(good)] > s[len(good):]
@@ -479,7 +506,8 @@ class _PairsCache:
             self.parts["scratch_seed"] = scratch_seed
 
     def _where(self, scorer: Scorer, p: Paradigm) -> tuple[Path | None, str]:
-        key = hash_key({**self.parts, "scorer": scorer.name, "paradigm": p.name, "data": p.fingerprint()})
+        key = hash_key({**self.parts, "scorer": scorer.name, "reading": dataclasses.asdict(scorer), "paradigm": p.name,
+                        "data": p.fingerprint()})
         if self.dir is None:
             return None, key
         scratch = f"scratch{self.parts['scratch_seed']}-" if self.from_scratch else ""

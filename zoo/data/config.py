@@ -21,6 +21,9 @@ class DataConfig:
     validation_fraction: float = 0.02  # share of documents held out (at least one when > 0)
     cache_dir: str | None = None  # shard cache root; else $ZOO_CACHE_DIR, else ~/.cache/objective-zoo
     segmenter: Literal["none", "jieba"] = "none"  # word starts for whole-word masking of Chinese (zoo.data.segment)
+    # decoder rows: a start token (beginning-of-text, else end-of-text as GPT-2) leads every document piece,
+    # so the first token is predicted in training (zoo.data.packing); scored with the causal-start scorer
+    doc_start: bool = False
 
     def __post_init__(self) -> None:
         if self.max_documents < 0:

@@ -8,7 +8,11 @@ Rows (unit "rows")
 
     encoder rows   ``[CLS] piece [SEP]`` for every piece
     decoder rows   documents end with the end-of-text token (``[SEP]`` for tokenizers without one);
-                   the end-of-text token belongs to the document's last piece
+                   the end-of-text token belongs to the document's last piece. With ``doc_start``
+                   every piece is led by a start token (the beginning-of-text token, else the
+                   end-of-text token, as GPT-2 uses ``<|endoftext|>`` for both), so a next-token
+                   objective learns to predict a document's first token, and a scorer reads a
+                   sentence after that token (the ``causal-start`` scorer)
 
     A piece shorter than ``min_piece`` tokens is not started at the end of a row (nor left as the
     tail of a document): the row is padded instead. This is the only padding apart from the last
@@ -36,6 +40,12 @@ from zoo.errors import DataError
 from zoo.family import Family
 
 
+def start_token(special: SpecialTokens) -> int | None:
+    """The token that leads a decoder document with ``doc_start``: beginning-of-text, else the end-of-text
+    token (``<|endoftext|>`` plays both parts in GPT-2), else ``[SEP]``; None when there is none."""
+    return next((t for t in (special.bos, special.eos, special.sep) if t is not None), None)
+
+
 def default_min_piece(room: int) -> int:
     """Shortest piece worth starting: 8 tokens, less for very short rows."""
     return max(1, min(8, room // 8))
@@ -45,22 +55,25 @@ class RowSource:
     """Packed rows of ``seq_len`` tokens over a token store."""
 
     def __init__(self, store: TokenStore, seq_len: int, special: SpecialTokens, family: str,
-                 min_piece: int | None = None) -> None:
+                 min_piece: int | None = None, doc_start: bool = False) -> None:
         family = Family.of(family).rows  # an encoder-decoder packs the decoder's rows
         self.store, self.seq_len, self.special, self.family = store, seq_len, special, family
+        self.doc_start = doc_start and family == Family.DECODER
         if family == Family.ENCODER:
             if special.cls is None or special.sep is None:
                 raise DataError("encoder rows need [CLS] and [SEP] tokens, which this tokenizer lacks; use a "
                                 "WordPiece tokenizer (tokenizer.kind = 'wordpiece') or one that has them")
             self.lead, self.trail = 1, 1  # [CLS] before and [SEP] after every piece
             self.end_token = special.sep
+            self.lead_token = special.cls
         else:
             end = special.eos if special.eos is not None else special.sep
             if end is None:
                 raise DataError("decoder rows need an end-of-text token (<|endoftext|>, </s> or [SEP]), "
                                 "which this tokenizer lacks")
-            self.lead, self.trail = 0, 0  # the end-of-text token counts as document content
+            self.lead, self.trail = int(self.doc_start), 0  # the end-of-text token counts as document content
             self.end_token = end
+            self.lead_token = start_token(special)
         room = seq_len - self.lead - self.trail
         if room < 1:
             raise ValueError(f"seq_len {seq_len} is too short for {family} rows")
@@ -147,7 +160,7 @@ class RowSource:
                 doc_ids[b, c:c + length] = k
                 position_ids[b, c:c + length] = arange[:length]
                 if self.lead:
-                    input_ids[b, c] = self.special.cls
+                    input_ids[b, c] = self.lead_token
                 body = c + self.lead
                 input_ids[b, body:body + n] = tokens[s:s + n]
                 word_starts[b, body:body + n] = starts[s:s + n]
@@ -233,10 +246,11 @@ class SegmentSource:
 
 
 def make_source(unit: str, store: TokenStore, seq_len: int, special: SpecialTokens, family: str,
-                seed: int = 0) -> RowSource | SegmentSource:
-    """The data source an objective asks for: ``unit`` is 'rows' or 'segments'."""
+                seed: int = 0, doc_start: bool = False) -> RowSource | SegmentSource:
+    """The data source an objective asks for: ``unit`` is 'rows' or 'segments' (``doc_start``: decoder rows
+    lead every document piece with a start token)."""
     if unit == "rows":
-        return RowSource(store, seq_len, special, family)
+        return RowSource(store, seq_len, special, family, doc_start=doc_start)
     if unit == "segments":
         return SegmentSource(store, seq_len, seed=seed)
     raise ValueError(f"unknown data unit {unit!r}; expected 'rows' or 'segments'")

@@ -53,11 +53,12 @@ class DataBundle:
     valid: TokenStore
     stats: dict[str, Any] = field(default_factory=dict)
     family: Family = Family.ENCODER
+    doc_start: bool = False  # decoder rows: a start token before every document piece (``DataConfig.doc_start``)
 
     def source(self, unit: str, seq_len: int, split: str = "train", seed: int = 0) -> RowSource | SegmentSource:
         """``make_source`` over the train or validation store."""
         store = {"train": self.train, "valid": self.valid}[split]
-        return make_source(unit, store, seq_len, self.special, self.family, seed=seed)
+        return make_source(unit, store, seq_len, self.special, self.family, seed=seed, doc_start=self.doc_start)
 
 
 def split_documents(documents: Sequence[str], fraction: float) -> tuple[list[int], list[int]]:
@@ -279,4 +280,5 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
              stats["documents"], stats["train_documents"], stats["valid_documents"], stats["train_tokens"],
              stats["valid_tokens"], stats["tokenizer_kind"], tok_source, "cached" if stats["cache_hit"] else "built",
              f"; {skipped}" if skipped else "")
-    return DataBundle(tokenizer=tokenizer, special=special, train=train, valid=valid, stats=stats, family=family)
+    return DataBundle(tokenizer=tokenizer, special=special, train=train, valid=valid, stats=stats, family=family,
+                      doc_start=data.doc_start)

@@ -52,8 +52,9 @@ class Parts:
         self.parts: list[Part] = []
         for i, m in enumerate(members):
             row_len = m.objective.row_length(seq_len)
-            train = make_source(m.objective.unit, data.train, row_len, tokens, family)
-            valid = make_source(m.objective.unit, data.valid, row_len, tokens, family)
+            start = getattr(data, "doc_start", False)
+            train = make_source(m.objective.unit, data.train, row_len, tokens, family, doc_start=start)
+            valid = make_source(m.objective.unit, data.valid, row_len, tokens, family, doc_start=start)
             label = m.label if self.mixture else None
             if len(train) == 0:
                 who = f" for mixture part {label}" if label else ""
