@@ -81,10 +81,22 @@ class Batch:
     prefix: Array | None = None  # (B, T) bool: bidirectional prefix of a prefix-LM layout
     targets: dict[str, dict[str, Array]] = field(default_factory=dict)  # objective name -> its labels
     part: str | None = None  # the mixture part that prepared this batch (see zoo.objectives.mixture)
+    # Encoder-decoder batches: the rows above are the encoder's input; the decoder reads these (causal,
+    # decoder document d attending encoder document d). Labels stay in ``targets``, aligned with them.
+    decoder_input_ids: Array | None = None  # (B, Td) int64: the target shifted right behind a start token
+    decoder_doc_ids: Array | None = None  # (B, Td) int32, -1 = padding
+    decoder_position_ids: Array | None = None  # (B, Td) int64, restarting at 0 per document
 
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.input_ids.shape)  # type: ignore[return-value]
+
+    def slots(self) -> int:
+        """Token positions the model reads, padding included: rows x width, plus the decoder's on an
+        encoder-decoder batch (a prefix-LM row of input and target counts both too)."""
+        rows, width = self.shape
+        extra = 0 if self.decoder_input_ids is None else self.decoder_input_ids.shape[1]
+        return rows * (width + extra)
 
     def num_tokens(self) -> int:
         """Non-padding tokens."""
@@ -94,9 +106,13 @@ class Batch:
         return AttentionLayout(causal=self.causal, doc_ids=self.doc_ids, prefix=self.prefix)
 
     def backbone_inputs(self) -> dict[str, Any]:
-        """Keyword arguments of ``Backbone.forward``."""
-        return {"input_ids": self.input_ids, "layout": self.layout(), "token_type_ids": self.token_type_ids,
-                "position_ids": self.position_ids}
+        """Keyword arguments of ``Backbone.forward`` (with the decoder's on encoder-decoder batches)."""
+        out = {"input_ids": self.input_ids, "layout": self.layout(), "token_type_ids": self.token_type_ids,
+               "position_ids": self.position_ids}
+        if self.decoder_input_ids is not None:
+            out.update(decoder_input_ids=self.decoder_input_ids, decoder_position_ids=self.decoder_position_ids,
+                       decoder_layout=AttentionLayout(causal=True, doc_ids=self.decoder_doc_ids))
+        return out
 
     def replace(self, **changes: Any) -> Batch:
         return replace(self, **changes)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from zoo import __version__
-from zoo.errors import ConfigError, ZooError
+from zoo.errors import ConfigError, PartialFailure, ZooError
 from zoo.sizes import SIZES
 
 
@@ -68,6 +68,9 @@ def list_cmd() -> None:
     for kind, rows in result.plugins.items():
         console.table(titles[kind], ["name", "origin", "note"] if any(r[2] for r in rows) else ["name", "origin"],
                       [r if r[2] else r[:2] for r in rows] or [("(none)", "")])
+    from zoo.benchmarks.tasks import known_suites
+
+    console.table("Suites (zoo bench --suite)", ["name", "what"], list(known_suites().items()))
     if result.matrix:
         backbones = sorted({b for row in result.matrix.values() for b in row})
         reasons: list[str] = []
@@ -86,13 +89,18 @@ def list_cmd() -> None:
             console.text(f"  [{i}] {reason}")
 
 @cli.command("train")
-@click.option("--objective", help="Objective name or composition, e.g. mlm+nsp or mlm:1.0+nsp:0.5.")
-@click.option("--backbone", help="Backbone name (see zoo list).")
+@click.option("--objective", help="Objective name or composition, e.g. mlm+nsp or mlm:1.0+nsp:0.5. "
+              "Default: mlm+nsp.")
+@click.option("--backbone", help="Backbone name (see zoo list). Default: bert, also with another --objective "
+              "(--objective clm alone trains clm on bert, causal attention on the BERT architecture; add "
+              "--backbone gpt for GPT-2's).")
 @click.option("--size", type=click.Choice(list(SIZES)), help="Model size preset.")
 @click.option("--data", "data", help="Corpus: file, directory or hf:NAME[:CONFIG][@split]. Default: embedded corpus.")
 @click.option("--text-field", help="JSON lines field holding the text.")
-@click.option("--on-decode-error", type=click.Choice(["error", "skip", "replace"]),
-              help="Invalid UTF-8 / NUL bytes in the corpus: fail (default), skip the line, or replace them.")
+@click.option("--on-decode-error", type=click.Choice(["auto", "error", "skip", "replace"]),
+              help="Invalid UTF-8 / NUL bytes in the corpus. auto (default): replace invalid UTF-8 with U+FFFD "
+                   "(one summary warning), refuse NUL bytes; error: refuse both; skip: drop their lines; replace: "
+                   "replace both.")
 @click.option("--init", "init", help="Start from trained weights: a transformers directory (BERT, GPT-2), "
               "hf:NAME[@REVISION], or a zoo run or step directory; backbone, sizes and tokenizer come from it.")
 @click.option("--tokenizer", "tokenizer_path", help="Reuse this tokenizer.json instead of training one.")
@@ -104,6 +112,11 @@ def list_cmd() -> None:
               help="auto (default): bf16 where the CPU/GPU computes it natively, else fp32.")
 @click.option("--checkpoint-every", type=int,
               help="Steps between checkpoints (0: every train.checkpoint_minutes of wall time and at the end).")
+@click.option("--lr", type=float, help="Peak learning rate (--set optim.lr=).")
+@click.option("--warmup", type=float, help="Warm-up as a fraction of the budget, in [0, 1) (--set optim.warmup=).")
+@click.option("--weight-decay", type=float, help="Decoupled weight decay (--set optim.weight_decay=).")
+@click.option("--grad-accum", type=int, help="Micro-batches per optimiser step per process (--set train.grad_accum=).")
+@click.option("--report-to", help="Also log to: tensorboard, wandb, or both comma-separated (train.report_to = [...]).")
 @click.option("--out", help="Run directory (default runs/<backbone>-<objective>).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML run config.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override any config key.")
@@ -112,42 +125,47 @@ def list_cmd() -> None:
 @click.option("--seed", type=int)
 @click.option("--strategy", type=click.Choice(["ddp", "fsdp"]), help="Multi-process strategy.")
 @click.option("--nproc", type=int, default=1, show_default=True, help="Processes (wraps torchrun).")
-@click.option("--dry-run", is_flag=True, help="Print the resolved config, parameters and FLOPs per step; train nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config (defaults included), parameters, FLOPs, "
+              "the budget in steps, tokens and FLOPs, and the estimated time; write and train nothing.")
+@click.option("--force", is_flag=True, help="Train even a budget estimated to take longer than a year here.")
 @click.pass_context
 def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str, ...], resume: bool,
-              resume_from: str | None, nproc: int, dry_run: bool, **flags: Any) -> None:
-    """Pretrain a backbone with an objective."""
+              resume_from: str | None, nproc: int, dry_run: bool, force: bool, **flags: Any) -> None:
+    """Pretrain a backbone with an objective (default: mlm+nsp on bert, size mini, 2 minutes on the
+    embedded corpus; --dry-run shows everything a command resolves to)."""
     if nproc < 1:
         from zoo.errors import ConfigError
 
         raise ConfigError(f"--nproc must be at least 1 (processes on this machine), got {nproc}")
-    if nproc > 1:
-        ctx.exit(_torchrun(nproc))
     from zoo import console
     from zoo.train.config import resolve
-    from zoo.typed_config import apply_overrides, dump_toml, load_toml, merge, to_dict
+    from zoo.typed_config import apply_overrides, dump_toml, load_toml, merge
 
     data: dict[str, Any] = load_toml(config_path) if config_path else {}
+    _check_alias_conflicts(flags, overrides)
     data = merge(data, _train_flags(flags))
     cfg = resolve(apply_overrides(data, list(overrides)))
+    if nproc > 1:
+        if not dry_run:  # once here, before the processes start (they skip it)
+            from zoo.train.validate import check_budget_time
+
+            check_budget_time(cfg, nproc, force)
+        ctx.exit(_torchrun(nproc))
     if dry_run:
         from zoo.train.trainer import plan
 
         p = plan(cfg)
-        console.text(dump_toml(to_dict(cfg)))
-        console.train_summary([
-            ("parameters", f"{p.params:,} ({p.params_no_embeddings:,} without embeddings)"),
-            ("tokens per step", f"{p.tokens_per_step:,} ({p.accum} accumulation step(s))"),
-            ("FLOPs per step (train)", f"{p.flops_per_step:.3e}"),
-            ("budget", str(p.budget)),
-            ("precision", f"{p.precision.name} ({p.precision.reason})"),
-        ])
+        console.text(dump_toml(p.resolved or {}))
+        console.train_summary(_plan_rows(p))
         return
     from zoo.train.trainer import train
 
+    if os.environ.get("RANK", "0") != "0":  # under --nproc N only rank 0 speaks
+        train(cfg, resume=resume, resume_from=resume_from)
+        return
     title = f"{cfg.backbone} {cfg.objective}"
     with console.TrainProgress(title) as progress:
-        result = train(cfg, resume=resume, resume_from=resume_from, callback=progress)
+        result = train(cfg, resume=resume, resume_from=resume_from, callback=progress, force=force)
     rows = [("run", str(result.run_dir)), ("steps", str(result.step)), ("tokens", f"{result.tokens:,}"),
             ("FLOPs", f"{result.flops:.3e}"), ("train time", f"{result.train_time_s:.1f}s"),
             ("parameters", f"{result.params:,}")]
@@ -224,6 +242,9 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
     columns, rows = result.table()
     console.table(f"{result.suite.upper()}: median over {len(result.seeds)} seed(s), x100", columns, rows,
                   caption="cells: median, then min-max over seeds when they differ; saved in <run>/bench.json, bench.md")
+    _say_written(result.written)
+    if result.failed:
+        raise PartialFailure(result.failed, "model(s) could not be benchmarked")
 
 
 def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None, max_eval_examples: int | None,
@@ -240,6 +261,17 @@ def _bench_minimal_pairs(runs: tuple[str, ...], suite: str, data_dir: str | None
     console.table(f"{suite.upper()}: minimal-pair accuracy x100 by phenomenon", columns, rows,
                   caption="scorer in brackets; headline: macro average over paradigms; per-pair correctness "
                           "in <run>/bench.json")
+    _say_written(result.written)
+    if result.failed:
+        raise PartialFailure(result.failed)
+
+
+def _say_written(paths: list[str]) -> None:
+    """Where the results went: into each model's directory, an exported or downloaded one too."""
+    from zoo import console
+
+    if paths:
+        console.text(f"results written: {', '.join(paths)} (and the result cache bench-cache/ beside them)")
 
 
 def _compare_presets() -> list[str]:
@@ -261,7 +293,8 @@ def _compare_presets() -> list[str]:
 @click.option("--batch-size", type=int, help="Pretraining rows per micro-batch.")
 @click.option("--vocab-size", type=int, help="Vocabulary size of each family's tokenizer.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Training config override (every run).")
-@click.option("--evals", type=int, default=8, show_default=True, help="Validation points per run (loss curves).")
+@click.option("--evals", type=int, default=0, help="Validation points (and checkpoints) per run, for the loss "
+                                                  "curves. Default: one per ~50 steps, 4 to 50.")
 @click.option("--suite", help="Benchmark suite(s), comma-separated: glue, clue, blimp, climp (default: from --tasks, "
               "else glue); e.g. blimp,glue scores every model on both.")
 @click.option("--tasks", help="Comma-separated benchmark tasks, e.g. sst2,cola,mrpc.")
@@ -279,13 +312,15 @@ def _compare_presets() -> list[str]:
 @click.option("--preset", help="Start from a named study preset (" + ", ".join(_compare_presets()) + "); options "
               "given explicitly replace its values, --set/--bench-set add to them.")
 @click.option("--out", default="studies/study", show_default=True, help="Study directory (study.json, runs, report).")
+@click.option("--report-only", is_flag=True, help="Rewrite the report of the study in --out from its study.json; "
+              "nothing is trained or benchmarked.")
 @click.pass_context
 def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | None, backbones: str, budget: str | None,
                 seeds: int, data: str | None, size: str, seq_len: int | None, batch_size: int | None,
                 vocab_size: int | None, overrides: tuple[str, ...], evals: int, suite: str | None, tasks: str | None,
                 data_dir: str | None, bench_overrides: tuple[str, ...], bench_seeds: int,
                 max_train_examples: int | None, max_eval_examples: int | None, max_pairs: int | None, device: str,
-                no_baseline: bool, statistic: str, preset: str | None, out: str) -> None:
+                no_baseline: bool, statistic: str, preset: str | None, out: str, report_only: bool) -> None:
     """Which objective is better at equal compute? Train the (objective x backbone x seed) grid at one
     budget, benchmark every run and a from-scratch baseline, report intervals and paired tests.
 
@@ -304,6 +339,18 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
     from zoo.compare.study import BenchOptions, StudySettings, split_list
     from zoo.errors import ConfigError
 
+    if report_only:
+        given = [f"--{k.replace('_', '-')}" for k in ctx.params
+                 if k not in ("out", "report_only") and ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT]
+        if runs or given:
+            raise ConfigError(f"--report-only rewrites the report of the study in --out from its study.json; "
+                              f"{', '.join(given) or 'run directories'} do not apply")
+        from zoo.compare.reload import report_from_study
+
+        result = report_from_study(out)
+        report.write_report(result, out, keep_figures=("curves", "compute"))
+        console.text(f"report: {Path(result.out) / 'report.md'}")
+        return
     if preset is not None:
         from zoo.compare.presets import get_preset
 
@@ -359,11 +406,14 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
             console.table(f"Same backbone{suite}, over seeds: A - B of the average score (exact sign-flip p, Holm)",
                           *report.pair_table(part))
         if any(p.items for p in part.pairs):
-            console.table(f"Same backbone{suite}, over items: A - B per task (hierarchical bootstrap p, Holm)",
+            console.table(f"Same backbone{suite}, over items: A - B per task (seed-and-item t p, Holm)",
                           *report.item_table(part))
     for note in result.notes:
         console.text(f"note: {note}")
     console.text(f"report: {Path(result.out) / 'report.md'}")
+    if result.failed:
+        raise PartialFailure({r.name: r.error or "failed" for r in result.failed}, "run(s) failed or were not scored, "
+                             f"marked in {Path(result.out) / 'report.md'}")
 
 
 def _preset_help() -> str:
@@ -382,7 +432,7 @@ compare_cmd.help = f"{inspect.cleandoc(compare_cmd.help or '')}\n\n{_preset_help
 @click.option("--to", "to", type=click.Choice(["hf"]), default="hf", show_default=True,
               help="Format: hf = a Hugging Face transformers directory (from_pretrained).")
 @click.option("--step", type=int, help="Checkpoint step to export (default: the newest).")
-@click.option("--force", is_flag=True, help="Overwrite the exported files in a non-empty OUT.")
+@click.option("--force", is_flag=True, help="Replace an earlier export in OUT as a whole (never other files).")
 def export_cmd(run: str, out: str, to: str, step: int | None, force: bool) -> None:
     """Export a run to OUT, e.g. zoo export runs/bert-mlm+nsp --to hf hf/bert-mlm+nsp."""
     from zoo import console
@@ -393,9 +443,136 @@ def export_cmd(run: str, out: str, to: str, step: int | None, force: bool) -> No
             *((f"head {part}", where) for part, where in result.heads.items()),
             ("trained attention", ", ".join(f"{part} {pattern}" for part, pattern in result.attention.items())),
             ("self-check", f"max |difference| {result.max_abs_diff:.2e} against the run's model")]
+    if result.replaced:
+        console.text(f"replaced {result.replaced} in {result.out}")
     console.table("Exported", ["", "value"], rows)
     for note in result.notes:
         console.text(f"note: {note}")
+
+
+def _plan_rows(p: Any) -> list[tuple[str, str]]:
+    """The ``--dry-run`` summary of a ``zoo.train.trainer.Plan``."""
+    from zoo.train.estimate import YEAR_S
+
+    est = p.estimate
+    rows = [
+        ("parameters", f"{p.params:,} ({p.params_no_embeddings:,} without embeddings)"),
+        ("FLOPs per token (forward, backbone)", f"{p.backbone_flops_per_token:.3e}"),
+        ("FLOPs per token (training)", f"{p.flops_per_step / p.tokens_per_step:.3e}"),
+        ("tokens per step", f"{p.tokens_per_step:,} ({p.accum} accumulation step(s))"),
+        ("FLOPs per step (train)", f"{p.flops_per_step:.3e}"),
+        ("budget", str(p.budget)),
+        ("precision", f"{p.precision.name} ({p.precision.reason})"),
+    ]
+    if est is not None:
+        steps = f"{est.steps:,.0f}" if est.steps < 1e9 else f"{est.steps:.3e}"
+        rows.append(("budget in steps, tokens, FLOPs", f"{steps} steps, {est.tokens:.3e} tokens, "
+                                                        f"{est.flops:.3e} FLOPs"))
+        late = " - more than a year: zoo train refuses it without --force" if est.seconds > YEAR_S else ""
+        rows.append(("estimated time", est.describe() + late))
+    return rows
+
+
+_RUN_ARG = click.argument("run", type=click.Path(exists=True, file_okay=False))
+_STEP = click.option("--step", type=int, help="Checkpoint step of a run (default: the newest).")
+_DEVICE = click.option("--device", default="cpu", show_default=True, help="cpu, auto, cuda, cuda:1, ...")
+
+
+@cli.command("generate")
+@_RUN_ARG
+@click.option("--prompt", "prompts", multiple=True, required=True, help="Text to continue (repeatable).")
+@click.option("--max-new-tokens", type=int, default=50, show_default=True)
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="0: greedy.")
+@click.option("--top-k", type=int, default=0, show_default=True, help="Sample from the k most likely tokens (0: all).")
+@click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus: the most likely tokens "
+              "holding this probability (1: all).")
+@click.option("--greedy", is_flag=True, help="Always the most likely token.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampling.")
+@_STEP
+@_DEVICE
+def generate_cmd(run: str, prompts: tuple[str, ...], step: int | None, device: str, **options: Any) -> None:
+    """Continue prompts with a causal or prefix LM (a run or an exported transformers directory)."""
+    from zoo import console
+    from zoo.generate import GenerateConfig, generate, open_text_model
+
+    cfg = GenerateConfig(**options)
+    model = open_text_model(run, step, device)
+    for prompt in prompts:
+        out = generate(model, prompt, cfg)
+        console.text(f"{out.prompt}{out.text}")
+        console.note(f"[{len(out.new_ids)} tokens, stop: {out.stop}, reading: {out.mode}, "
+                     f"{'sampled, seed ' + str(cfg.seed) if cfg.sampling else 'greedy'}]")
+
+
+@cli.command("fill")
+@_RUN_ARG
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--top-k", type=int, default=5, show_default=True, help="Predictions per mask.")
+@_STEP
+@_DEVICE
+def fill_cmd(run: str, texts: tuple[str, ...], top_k: int, step: int | None, device: str) -> None:
+    """Predict each [MASK] of TEXTS with a masked LM, e.g. zoo fill runs/bert-mlm "The [MASK] sat." """
+    from zoo import console
+    from zoo.generate import fill, open_text_model
+
+    model = open_text_model(run, step, device)
+    for text in texts:
+        out = fill(model, text, top_k)
+        rows = [(str(i + 1), p.token, f"{p.score:.3f}") for i, preds in enumerate(out.masks) for p in preds]
+        console.text(text)
+        console.table(None, ["mask", "token", "probability"], rows)
+        console.text(f"most likely: {out.sequence}")
+
+
+@cli.command("eval")
+@_RUN_ARG
+@click.option("--data", help="Corpus: file, directory or hf:NAME[:CONFIG][@split] (as zoo train). Default: the run's "
+              "own corpus (an exported directory: the embedded one).")
+@click.option("--text-field", default="text", show_default=True, help="JSON lines field holding the text.")
+@click.option("--doc-boundary", type=click.Choice(["auto", "file", "blank-line", "line"]), default="auto",
+              show_default=True, help="Where documents end in text files (as data.doc_boundary).")
+@click.option("--split", type=click.Choice(["all", "valid", "train"]), default="all", show_default=True,
+              help="All documents, or those training holds out (valid) / trains on, by its rule.")
+@click.option("--measure", type=click.Choice(["auto", "next-token", "objective"]), default="auto", show_default=True,
+              help="next-token: loss, perplexity, bits per byte over every token; objective: the run's own loss "
+                   "(auto: next-token where the model predicts the next token).")
+@click.option("--seq-len", type=int, default=0, help="Window / row length (default: the run's train.seq_len).")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--max-documents", type=int, default=0, help="Only the first N documents (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@_STEP
+@_DEVICE
+def eval_cmd(run: str, data: str | None, text_field: str, doc_boundary: str, max_documents: int, as_json: bool,
+             **options: Any) -> None:
+    """Held-out loss, perplexity and bits per byte of a run (or exported directory) on a corpus."""
+    import json
+
+    from zoo import console
+    from zoo.corpus_eval import EvalConfig, evaluate_corpus
+    from zoo.data import DataConfig
+
+    corpus = DataConfig(source=data, text_field=text_field, doc_boundary=doc_boundary,  # type: ignore[arg-type]
+                        max_documents=max_documents) if data is not None else None
+    result = evaluate_corpus(run, EvalConfig(data=corpus, **options))
+    if as_json:
+        console.text(json.dumps(result.to_dict(), indent=1))
+    else:
+        console.table("Evaluation", ["", "value"], result.rows())
+
+
+# zoo train flags that name one config key each, as transformers' Trainer arguments do
+TRAIN_ALIASES = {"lr": "optim.lr", "warmup": "optim.warmup", "weight_decay": "optim.weight_decay",
+                 "grad_accum": "train.grad_accum", "report_to": "train.report_to"}
+
+
+def _check_alias_conflicts(flags: dict[str, Any], overrides: tuple[str, ...]) -> None:
+    """An alias flag and a ``--set`` of its key in one command: refuse rather than pick one."""
+    for flag, path in TRAIN_ALIASES.items():
+        if flags.get(flag) is None:
+            continue
+        for item in overrides:
+            if item.split("=", 1)[0].strip() == path:
+                raise ConfigError(f"--{flag.replace('_', '-')} and --set {item} both set {path}; give one")
 
 
 def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
@@ -408,11 +585,14 @@ def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
         "budget": ("train", "budget"), "seq_len": ("train", "seq_len"), "batch_size": ("train", "batch_size"),
         "precision": ("train", "precision"), "checkpoint_every": ("train", "checkpoint_every"),
         "seed": ("train", "seed"), "strategy": ("train", "strategy"), "init": ("init", "source"),
+        **{flag: tuple(path.split(".")) for flag, path in TRAIN_ALIASES.items()},
     }
     out: dict[str, Any] = {}
     for flag, value in flags.items():
         if value is None:
             continue
+        if flag == "report_to":
+            value = [v.strip() for v in value.split(",") if v.strip()]
         node = out
         *parents, leaf = where[flag]
         for part in parents:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -17,8 +18,16 @@ err_console = Console(stderr=True)
 
 
 def setup_logging(verbose: bool) -> None:
+    """Rich log lines on a terminal; one plain line per record otherwise (files and CI: no wrapping)."""
     level = logging.DEBUG if verbose else logging.INFO
-    handler = RichHandler(console=err_console, show_path=verbose, show_time=False, markup=False)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun the other ranks say only what goes wrong
+        level = logging.WARNING
+    handler: logging.Handler
+    if err_console.is_terminal:
+        handler = RichHandler(console=err_console, show_path=verbose, show_time=False, markup=False)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
     for noisy in ("urllib3", "filelock", "fsspec", "datasets", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -34,6 +43,10 @@ def print_traceback() -> None:
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
           caption: str | None = None) -> None:
+    """A rich table on a terminal; a full-width Markdown table otherwise (nothing cut to 80 columns)."""
+    if not console.is_terminal:
+        text(markdown_table(title, columns, rows, caption))
+        return
     t = Table(title=title, caption=caption, title_justify="left")
     for c in columns:
         t.add_column(escape(str(c)))
@@ -42,8 +55,25 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     console.print(t)
 
 
+def markdown_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+                   caption: str | None = None) -> str:
+    def cells(values: Iterable[Any]) -> str:
+        return "| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |"
+
+    lines = [title, ""] if title else []
+    lines += [cells(columns), "|" + "---|" * len(columns), *(cells(r) for r in rows)]
+    if caption:
+        lines += ["", caption]
+    return "\n".join(lines) + "\n"
+
+
 def text(message: str = "", markup: bool = False) -> None:
     console.print(message, highlight=False, soft_wrap=True, markup=markup)
+
+
+def note(message: str) -> None:
+    """A side remark on stderr (dim on a terminal), so stdout holds only the result."""
+    err_console.print(escape(message), style="dim", highlight=False, soft_wrap=True)
 
 
 def is_interactive() -> bool:

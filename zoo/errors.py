@@ -29,3 +29,13 @@ class IncompatibleError(ZooError):
 
 class NonFiniteLossError(ZooError):
     """Training produced a non-finite loss."""
+
+
+class PartialFailure(ZooError):
+    """Some models of a multi-model command failed; the others' results were reported and saved."""
+
+    exit_code = 1
+
+    def __init__(self, failed: dict[str, str], what: str = "model(s) could not be scored") -> None:
+        shown = "; ".join(f"{name}: {why}" for name, why in failed.items())
+        super().__init__(f"{len(failed)} {what} (the others' results are above and saved): {shown}")

@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zoo import __version__, registry
+from zoo import __version__, fileio, markers, registry
 from zoo.batch import SpecialTokens
 from zoo.errors import CheckpointError, ConfigError, PluginError
 from zoo.family import Family
@@ -52,10 +53,6 @@ from zoo.zoo_model import ZooModel
 log = logging.getLogger(__name__)
 
 FORMATS = ("hf",)
-# Files an export owns: with ``force`` they are replaced, and removed when the new export lacks them.
-_OWNED = ("config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json",
-          "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "README.md",
-          "zoo_export.json")
 SELF_CHECK_TOLERANCE = 1e-3  # max |difference| of any output between the run's model and the export
 
 
@@ -68,6 +65,7 @@ class ExportResult:
     notes: list[str] = field(default_factory=list)
     attention: dict[str, str] = field(default_factory=dict)  # objective part -> pattern it trained with
     max_abs_diff: float = 0.0  # self-check: largest output difference, run model vs export
+    replaced: str | None = None  # with ``force``: the earlier export that was replaced, in words
 
 
 def _probe(tokens: SpecialTokens, max_positions: int) -> Tensor:
@@ -78,7 +76,9 @@ def _probe(tokens: SpecialTokens, max_positions: int) -> Tensor:
     return torch.tensor(ordinary)[pick]  # (2, length)
 
 
-def _check_out(out: Path, run: Run, force: bool) -> None:
+def _check_out(out: Path, run: Run, force: bool) -> str | None:
+    """Refuse an ``out`` that is a file, the run or inside it, or a non-empty directory other than an
+    earlier export (which only ``force`` replaces). Returns what ``force`` will replace, in words."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a directory")
     resolved, run_dir = out.resolve(), run.path.resolve()
@@ -86,9 +86,22 @@ def _check_out(out: Path, run: Run, force: bool) -> None:
     if resolved == run_dir or re.match(r"^(step-\d+|\..*)$", inside):
         raise ConfigError(f"{out} is the run directory {run.path} or inside one of its checkpoints; "
                           f"export to a directory of its own")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ConfigError(f"{out} is not empty; choose an empty or new directory, or pass --force to "
-                          f"overwrite the exported files in it")
+    if not out.is_dir():
+        return None
+    found = markers.identify(out)
+    if found.kind == "empty":
+        return None
+    if found.kind != "export":
+        held = f"it holds {found.what}"
+        raise ConfigError(f"{out} is not empty and not a zoo export ({held}); choose an empty or new directory "
+                          f"(--force replaces only an earlier export, never other files)")
+    if not force:
+        raise ConfigError(f"{out} is not empty: it holds {found.what}; choose an empty or new directory, or pass "
+                          f"--force to replace that export as a whole (with any benchmark results in it)")
+    extra = sorted(n for n in ("bench.json", "bench.md", "bench-cache") if (out / n).exists())
+    replaced = found.what + (f" and its benchmark results ({', '.join(extra)})" if extra else "")
+    log.warning("--force: replacing %s in %s as a whole", replaced, out)
+    return replaced
 
 
 def _load(run: Run, step: int | None) -> tuple[ZooModel, int, str]:
@@ -133,19 +146,15 @@ def _model_card(run: Run, result: ExportResult) -> str:
 
 
 def _install(tmp: Path, out: Path) -> None:
-    """Move the files written to ``tmp`` into ``out`` (readable as the umask allows, not just by the
-    owner as temporary files are); remove owned files the new export lacks."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Put the directory ``tmp`` in place of ``out`` as a whole (readable as the umask allows, not just
+    by the owner as temporary directories are): nothing of an earlier export in ``out`` (its
+    benchmark results included) survives beside the new model."""
     umask = os.umask(0)
     os.umask(umask)
-    new = {p.name for p in tmp.iterdir()}
-    for p in out.iterdir():
-        stale = p.name in _OWNED or (p.name.startswith("model-") and p.name.endswith(".safetensors"))
-        if p.is_file() and stale and p.name not in new:
-            p.unlink()
-    for name in sorted(new):
-        os.chmod(tmp / name, 0o666 & ~umask)
-        os.replace(tmp / name, out / name)
+    for p in tmp.iterdir():
+        os.chmod(p, 0o666 & ~umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    fileio.replace_dir(tmp, out)
 
 
 def _save_quietly(hf: nn.Module, directory: Path) -> None:
@@ -167,7 +176,7 @@ def export_hf(run: str | Path | Run, out: str | Path, *, step: int | None = None
 
     run = run if isinstance(run, Run) else open_run(run)
     out = Path(out).expanduser()
-    _check_out(out, run, force)
+    replaced = _check_out(out, run, force)
     model, step, sha = _load(run, step)
     model.eval()
     backbone = model.backbone
@@ -199,18 +208,17 @@ def export_hf(run: str | Path | Run, out: str | Path, *, step: int | None = None
     for note in plan.notes:
         log.info("%s", note)
     result = ExportResult(out=out, architecture=plan.architecture, step=step, heads=plan.heads, notes=plan.notes,
-                          attention=attention, max_abs_diff=worst)
+                          attention=attention, max_abs_diff=worst, replaced=replaced)
     parent = out.resolve().parent
     parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=parent, prefix=f".{out.name}.export-") as tmp_name:
-        tmp = Path(tmp_name)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.export-"))
+    try:
         _save_quietly(hf, tmp)
         save_tokenizer(run.tokenizer(), tmp)
         tok_config = json.loads((tmp / "tokenizer_config.json").read_text(encoding="utf-8"))
         tok_config["model_max_length"] = backbone.spec.max_positions
-        (tmp / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2, ensure_ascii=False) + "\n",
-                                                   encoding="utf-8")
-        (tmp / "README.md").write_text(_model_card(run, result), encoding="utf-8")
+        fileio.write_json(tmp / "tokenizer_config.json", tok_config, indent=2, ensure_ascii=False)
+        fileio.write_text(tmp / "README.md", _model_card(run, result))
         provenance = {"format": 1, "zoo_version": __version__, "run": str(run.path), "step": step,
                       "checkpoint_sha256": sha, "objective": run.objective_name, "backbone": run.backbone_name,
                       "plugins": run.info.get("plugins", {}), "architecture": plan.architecture,
@@ -218,8 +226,10 @@ def export_hf(run: str | Path | Run, out: str | Path, *, step: int | None = None
                       "zero_filled_biases": getattr(backbone.config, "bias", True) is False,
                       "attention": {"trained": attention, "architecture": native,
                                     "fine_tuning": finetune_attention(run.objective_name, backbone.family)}}
-        (tmp / "zoo_export.json").write_text(json.dumps(provenance, indent=1) + "\n", encoding="utf-8")
+        fileio.write_json(tmp / markers.EXPORT_FILE, provenance)
         _install(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     log.info("exported %s step %d to %s as %s (max |diff| %.2e)", run.path, step, out, plan.architecture, worst)
     return result
 

@@ -7,12 +7,19 @@ from enum import Enum
 
 class Family(str, Enum):
     """``encoder``: [CLS] A [SEP] rows and a WordPiece tokenizer (BERT's lineage); ``decoder``:
-    end-of-text separated rows and a byte-level BPE tokenizer (GPT-2's). A member equals its string,
+    end-of-text separated rows and a byte-level BPE tokenizer (GPT-2's); ``encoder-decoder`` (T5's):
+    the decoder's rows and tokenizer, an encoder input and a decoder input per row. A member equals its string,
     so a plugin may write ``family = "encoder"``. The family never limits attention patterns: those are
     a backbone's ``capabilities``, and the objective chooses one per batch."""
 
     ENCODER = "encoder"
     DECODER = "decoder"
+    ENCODER_DECODER = "encoder-decoder"
+
+    @property
+    def rows(self) -> Family:
+        """The family whose row format and tokenizer this one uses (encoder-decoder: the decoder's)."""
+        return Family.DECODER if self is Family.ENCODER_DECODER else self
 
     @property
     def default_attention(self) -> str:
@@ -31,4 +38,5 @@ class Family(str, Enum):
         try:
             return cls(value)
         except ValueError:
-            raise ValueError(f"unknown backbone family {value!r}; expected 'encoder' or 'decoder'") from None
+            raise ValueError(f"unknown backbone family {value!r}; expected 'encoder', 'decoder' or "
+                             "'encoder-decoder'") from None

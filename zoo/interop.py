@@ -150,7 +150,8 @@ def load_hf_model(model: nn.Module, weights: Path, where: str, architecture: str
     or "new"; the checkpoint's head groups nothing used). ``where`` starts each error (``--init X``)."""
     state = read_hf_weights(weights)
     load_hf_backbone(model.backbone, state, weights)
-    _check_tied(where, state)
+    if getattr(model.backbone, "lm_head", None) is None:  # an untied T5 (v1.1) holds its lm_head itself
+        _check_tied(where, state)
     names = hf_names(model.backbone)
     prefix = names.prefix if names is not None else ""
     used: set[str] = set()  # keys of ``state`` copied into a head
@@ -169,7 +170,7 @@ def load_hf_model(model: nn.Module, weights: Path, where: str, architecture: str
         elif role == "lm" and "lm_head.weight" in state:
             used.add("lm_head.weight")
             heads[name] = "lm_head (tied to the token embedding)"
-        elif role == "lm" and architecture == "GPT2LMHeadModel":
+        elif role == "lm" and names is not None and architecture == names.heads.get(("lm",)):
             heads[name] = "lm_head (tied to the token embedding)"  # saved without the tied copy
         else:
             heads[name] = "new"
@@ -217,7 +218,7 @@ def _check_tied(where: str, state: dict[str, torch.Tensor]) -> None:
                                                  "embeddings.word_embeddings.weight")),
              ("lm_head.decoder.weight", ("roberta_prelayernorm.embeddings.word_embeddings.weight",
                                          "embeddings.word_embeddings.weight")),
-             ("lm_head.weight", ("transformer.wte.weight", "wte.weight")))
+             ("lm_head.weight", ("transformer.wte.weight", "wte.weight", "shared.weight")))
     for head, embeddings in pairs:
         if head in state:
             emb = next((state[e] for e in embeddings if e in state), None)
@@ -339,6 +340,8 @@ def _set_token_ids(config: Any, tokens: SpecialTokens, family: Family) -> None:
     # GPT-2 convention: <|endoftext|> begins and ends texts; an encoder has neither unless the tokenizer does
     config.bos_token_id = tokens.bos if tokens.bos is not None else (eos if family == Family.DECODER else None)
     config.eos_token_id = eos
+    if family == Family.ENCODER_DECODER:  # T5 starts the decoder with the pad token
+        config.decoder_start_token_id = tokens.pad
     for role in ("cls", "sep", "mask"):
         value = getattr(tokens, role)
         if value is not None:
@@ -376,6 +379,8 @@ def compare_outputs(model: ZooModel, hf: nn.Module, plan: HeadPlan, input_ids: T
     """Max |difference| of every exported output, run model vs transformers model, on ``input_ids``
     (B, T) without padding. Keys: hidden, pooler, mlm, nsp, lm (those that exist)."""
     model.eval()
+    if plan.family == Family.ENCODER_DECODER:
+        return _compare_seq2seq(model, hf, plan, input_ids)
     causal = plan.family == Family.DECODER
     layout = AttentionLayout(causal=causal, doc_ids=torch.zeros_like(input_ids, dtype=torch.int32))
     hidden = model.backbone(input_ids, layout, token_type_ids=None if causal else token_type_ids)  # (B, T, h)
@@ -396,6 +401,26 @@ def compare_outputs(model: ZooModel, hf: nn.Module, plan: HeadPlan, input_ids: T
     for role, head in plan.chosen.items():
         theirs = {"mlm": "prediction_logits", "nsp": "seq_relationship_logits"}.get(role) if both else "logits"
         diff(role, head(hidden), getattr(out, theirs or "logits"))
+    return diffs
+
+
+# --- encoder-decoder (t5): T5Model / T5ForConditionalGeneration ------------------------------------------
+
+@torch.no_grad()
+def _compare_seq2seq(model: ZooModel, hf: nn.Module, plan: HeadPlan, input_ids: Tensor) -> dict[str, float]:
+    """``compare_outputs`` for an encoder-decoder: ``input_ids`` is the encoder's input and, shifted right
+    behind the start token, the decoder's. Keys: hidden (decoder states, base class), lm (logits)."""
+    start = getattr(hf.config, "decoder_start_token_id", None)
+    decoder_ids = torch.cat([torch.full_like(input_ids[:, :1], 0 if start is None else start), input_ids[:, :-1]], 1)
+    layout = AttentionLayout(doc_ids=torch.zeros_like(input_ids, dtype=torch.int32))
+    hidden = model.backbone(input_ids, layout, decoder_input_ids=decoder_ids)  # (B, Td, h)
+    ones = torch.ones_like(input_ids)
+    out = hf(input_ids=input_ids, attention_mask=ones, decoder_input_ids=decoder_ids, decoder_attention_mask=ones)
+    diffs: dict[str, float] = {}
+    if plan.architecture == plan.names.base:
+        diffs["hidden"] = float((hidden.float() - out.last_hidden_state.float()).abs().max())
+    for role, head in plan.chosen.items():
+        diffs[role] = float((head(hidden).float() - out.logits.float()).abs().max())
     return diffs
 
 

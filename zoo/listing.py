@@ -39,7 +39,8 @@ def describe(kind: str, name: str) -> str:
         tokens = cls.declared_special_tokens(cls.Config())
         return (f"mixture of {', '.join(c.label for c in components)}"
                 + (f", special tokens {' '.join(tokens)}" if tokens else ""))
-    layouts = {b.name: cls.layout_for(b.family) or "the rows'" for b in backbones}
+    # an encoder-decoder's layout is always its encoder's; its column of the matrix says what fits
+    layouts = {b.name: cls.layout_for(b.family) or "the rows'" for b in backbones if b.family != "encoder-decoder"}
     if len(set(layouts.values())) <= 1:
         attention = f"{next(iter(layouts.values()), 'the rows')} attention"
     else:
@@ -49,6 +50,8 @@ def describe(kind: str, name: str) -> str:
         parts.append(f"{cls.head_key} head")
     if cls.special_tokens:
         parts.append(f"special tokens {' '.join(cls.special_tokens)}")
+    if cls.encoder_decoder and any(b.family == "encoder-decoder" for b in backbones):
+        parts.append("encoder-decoder form")
     return ", ".join(parts)
 
 

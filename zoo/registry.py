@@ -125,7 +125,8 @@ def info(kind: str, name: str) -> PluginInfo:
     if name not in unique:
         known = sorted(unique)
         msg = f"unknown {kind} {name!r}; known: {', '.join(known) or '(none)'}"
-        close = difflib.get_close_matches(name, known, n=1)
+        lower = {k.lower(): k for k in known}
+        close = [lower[name.lower()]] if name.lower() in lower else difflib.get_close_matches(name, known, n=1)
         if close:
             msg += f". Did you mean {close[0]!r}?"
         raise PluginError(msg)

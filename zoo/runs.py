@@ -15,6 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from zoo.batch import SpecialTokens
 from zoo.errors import CheckpointError
 from zoo.models.base import Backbone
@@ -195,6 +197,7 @@ class Run:
         path, _ = self._checked_state(step)
         model = self.build_model()
         tensors = self.snapshot(step).tensors
+        self._check_shapes(model, tensors, path)
         missing, unexpected = model.load_state_dict(tensors, strict=False)
         if missing or unexpected:
             raise CheckpointError(f"{path}: weights do not fit the run's model (missing {missing[:3]}, "
@@ -206,11 +209,25 @@ class Run:
         backbone = self.build_backbone()
         tensors = self.snapshot(step).tensors
         state = {k.removeprefix("backbone."): v for k, v in tensors.items() if k.startswith("backbone.")}
+        self._check_shapes(backbone, state, path, "backbone.")
         missing, unexpected = backbone.load_state_dict(state, strict=False)
         if missing or unexpected:
             raise CheckpointError(f"{path}: backbone weights do not fit (missing {missing[:3]}, "
                                   f"unexpected {unexpected[:3]})")
         return backbone
+
+    def _check_shapes(self, module: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path,
+                      prefix: str = "") -> None:
+        """One line naming the tensors whose shapes differ between the checkpoint and the model that
+        ``config.json`` describes (an edited or replaced configuration)."""
+        own = module.state_dict()
+        wrong = [f"{prefix}{k} {tuple(tensors[k].shape)} in the checkpoint, {tuple(v.shape)} in the model"
+                 for k, v in own.items() if k in tensors and tuple(tensors[k].shape) != tuple(v.shape)]
+        if wrong:
+            more = f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""
+            raise CheckpointError(f"{path}: the weights do not fit the model that {self.path / 'config.json'} "
+                                  f"describes: {'; '.join(wrong[:3])}{more}; that file no longer matches the "
+                                  f"run's checkpoints")
 
     # --- logs ---------------------------------------------------------------------------------
     def records(self, kind: str | None = None) -> list[Record]:

@@ -133,7 +133,7 @@ def synthetic_rows(tokens: SpecialTokens, family: str = Family.ENCODER, batch_si
         raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
     rng = np.random.default_rng(seed)
     source = source or synthetic_source(tokens, seed=seed)
-    encoder = family == Family.ENCODER
+    encoder = Family.of(family).rows == Family.ENCODER
     order = rng.permutation(source.num_documents())
     ids = np.full((batch_size, seq_len), tokens.pad, dtype=np.int64)
     doc_ids = np.full((batch_size, seq_len), -1, dtype=np.int32)

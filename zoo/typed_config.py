@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import types
 import typing
@@ -40,7 +41,14 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
     if unknown:
         where = f"in [{path}]" if path else "at the top level"
         raise ConfigError(f"unknown config key {_join(path, unknown[0])!r} {where}; allowed keys: {', '.join(names)}")
-    values = {k: coerce(v, hints[k], _join(path, k)) for k, v in data.items()}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for k, v in data.items():
+        key_path = _join(path, k)
+        allowed = fields[k].metadata.get("range")
+        values[k] = coerce(v, hints[k], key_path, fields[k].metadata.get("finite", True), allowed)
+        if allowed is not None:
+            allowed.check(values[k], key_path)
     try:
         return cls(**values)
     except ConfigError:
@@ -49,8 +57,72 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T
         raise ConfigError(f"invalid config {path or cls.__name__}: {exc}") from exc
 
 
-def coerce(value: Any, tp: Any, path: str) -> Any:
-    """Check (and where lossless, convert) ``value`` against type ``tp``."""
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric config field allows (each item of a tuple field): bounds, open or closed."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def __str__(self) -> str:
+        def num(x: float) -> str:
+            return str(x) if isinstance(x, int) else f"{x:g}"
+
+        lo = f"({num(self.gt)}" if self.gt is not None else f"[{num(self.ge)}" if self.ge is not None else ""
+        hi = f"{num(self.lt)})" if self.lt is not None else f"{num(self.le)}]" if self.le is not None else ""
+        if lo and hi:
+            return f"in {lo}, {hi}"
+        if lo:
+            return f"> {num(self.gt)}" if self.gt is not None else f">= {num(self.ge)}"  # type: ignore[arg-type]
+        return f"< {num(self.lt)}" if self.lt is not None else f"<= {num(self.le)}"  # type: ignore[arg-type]
+
+    def allows(self, x: float) -> bool:
+        return not ((self.gt is not None and not x > self.gt) or (self.ge is not None and not x >= self.ge)
+                    or (self.lt is not None and not x < self.lt) or (self.le is not None and not x <= self.le))
+
+    def check(self, value: Any, path: str) -> None:
+        """Raise ``ConfigError`` naming ``path`` and this range when ``value`` (or an item of it) is outside."""
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for i, x in enumerate(items):
+            if isinstance(x, (int, float)) and not isinstance(x, bool) and not self.allows(x):
+                where = f"{path}[{i}]" if isinstance(value, (list, tuple)) else path
+                raise ConfigError(f"{where} must be {self}, got {x!r}")
+
+
+def bounded(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
+            le: float | None = None) -> Any:
+    """A dataclass field with ``default`` whose values ``from_dict`` checks against the given bounds."""
+    return dataclasses.field(default=default, metadata={"range": Range(gt, ge, lt, le)})
+
+
+def not_finite(default: Any) -> Any:
+    """A float dataclass field that may hold inf or nan (every other float field must be finite)."""
+    return dataclasses.field(default=default, metadata={"finite": False})
+
+
+def check_fields(obj: Any, path: str = "") -> None:
+    """Check a built dataclass's numeric fields as ``from_dict`` does: floats finite (unless declared
+    ``not_finite``), values inside their declared ``bounded`` range. For ``__post_init__``, so that a
+    config built in Python is held to the same rules as one read from TOML or ``--set``."""
+    for f in dataclasses.fields(obj):
+        value, where = getattr(obj, f.name), _join(path, f.name)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if f.metadata.get("finite", True):
+            for i, x in enumerate(items):
+                if isinstance(x, float) and not math.isfinite(x):
+                    allowed = f.metadata.get("range")
+                    expected = f"a finite number {allowed}" if allowed is not None else "a finite number"
+                    at = f"{where}[{i}]" if isinstance(value, (list, tuple)) else where
+                    raise ConfigError(f"{at} must be {expected}, got {x!r}")
+        if "range" in f.metadata:
+            f.metadata["range"].check(value, where)
+
+
+def coerce(value: Any, tp: Any, path: str, finite: bool = True, allowed: Range | None = None) -> Any:
+    """Check (and where lossless, convert) ``value`` against type ``tp``. Floats must be finite unless
+    ``finite`` is false (a field declared with ``not_finite``); ``allowed`` is named in that error."""
     origin = get_origin(tp)
     if tp is Any:
         return value
@@ -68,7 +140,7 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return coerce(value, arg, path)
+                return coerce(value, arg, path, finite, allowed)
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{path} = {value!r} matches none of: {'; '.join(errors)}")
@@ -85,15 +157,15 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:  # fixed length, e.g. tuple[float, float]
             if len(value) != len(args):
                 raise ConfigError(f"{path} must be a list of {len(args)} values, got {value!r}")
-            return tuple(coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+            return tuple(coerce(v, a, f"{path}[{i}]", finite, allowed) for i, (v, a) in enumerate(zip(value, args, strict=True)))
         item = args[0] if args else Any
-        items = [coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        items = [coerce(v, item, f"{path}[{i}]", finite, allowed) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path} must be a table, got {value!r}")
         vt = get_args(tp)[1] if get_args(tp) else Any
-        return {str(k): coerce(v, vt, _join(path, str(k))) for k, v in value.items()}
+        return {str(k): coerce(v, vt, _join(path, str(k)), finite, allowed) for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -106,7 +178,14 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
         raise ConfigError(f"{path} must be an integer, got {value!r}")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond the float range
+                number = math.inf
+            if finite and not math.isfinite(number):
+                expected = f"a finite number {allowed}" if allowed is not None else "a finite number"
+                raise ConfigError(f"{path} must be {expected}, got {value!r}")
+            return number
         raise ConfigError(f"{path} must be a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):

@@ -92,10 +92,10 @@ def test_glue_on_bert_and_gpt_side_by_side(hf_dirs: dict[str, Path], shared_data
     code, out = _bench(str(bert), str(gpt), "--suite", "glue", "--tasks", "sst2,cola,mrpc",
                        "--data-dir", str(shared_data / "glue"), "--seeds", "2", *QUICK)
     assert code == 0, out
-    assert re.search(r"task\s*┃\s*metric\s*┃\s*bert\s*┃\s*gpt", out)
+    assert re.search(r"task\s*\|\s*metric\s*\|\s*bert\s*\|\s*gpt", out)  # Markdown: not a terminal
     for row in ("SST-2", "matthews_corr", "MRPC", "average (3"):  # an 80-column terminal wraps long cells
         assert row in out
-    assert re.search(r"gpt\s*┃\s*constant", out)  # the constant predictor beside the models
+    assert re.search(r"gpt\s*\|\s*constant", out)  # the constant predictor beside the models
     for d in (bert, gpt):
         saved = _json(d)
         model = saved["models"][0]
@@ -189,3 +189,23 @@ def test_bench_a_run_trained_by_zoo_train(backbone: str, objective: str, shared_
     code, out = _bench(str(run), "--tasks", "sst2", "--data-dir", str(shared_data / "glue"), "--no-cache", *QUICK)
     flat = " ".join(out.split())
     assert code == 2 and "was trained with tokenizer" in flat and "tokenizer.json" in flat, out
+
+
+def test_bench_fine_tunes_a_t5_run_through_its_encoder(shared_data: Path, tmp_path: Path) -> None:
+    """GLUE on an encoder-decoder run: a classification head on the mean of the t5 encoder's states."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    sentences = [ex.text_a for ex in load_task_data(get_task("sst2"), shared_data / "glue").limited(200, 1)
+                 .train.examples]
+    for i in range(2):
+        (corpus / f"doc{i}.txt").write_text(" .\n".join(sentences[i * 100:(i + 1) * 100]) + "\n")
+    run = tmp_path / "run"
+    train = CliRunner().invoke(cli, [
+        "train", "--objective", "span-lm", "--backbone", "t5", "--size", "tiny", "--data", str(corpus),
+        "--vocab-size", "400", "--budget", "2steps", "--seq-len", "32", "--batch-size", "4", "--out", str(run),
+        "--set", "model.hidden_size=32", "--set", "model.num_heads=2", "--set", "model.num_layers=1"])
+    assert train.exit_code == 0, train.output
+    code, out = _bench(str(run), "--tasks", "sst2", "--data-dir", str(shared_data / "glue"), *QUICK)
+    assert code == 0, out
+    saved = _json(run)["models"][0]
+    assert saved["backbone"] == "t5" and saved["objective"] == "span-lm" and set(saved["tasks"]) == {"sst2"}

@@ -111,3 +111,26 @@ def test_clear_errors(tmp_path: Path, shared_data: Path) -> None:
                           "--tasks", "sst3", "--out", str(tmp_path / "z"))
     assert code == 2 and "unknown task 'sst3'" in output
     assert not (tmp_path / "z" / "runs").exists()  # a typo fails before any training
+
+
+def test_a_study_that_trained_nothing_can_be_rerun_with_other_settings(corpus: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative --data that does not resolve fails before anything trains; the corrected command then
+    runs in the same --out (nothing trained, nothing to protect)."""
+    from ..unit.test_minimal_pairs_data import write_blimp
+
+    blimp = tmp_path / "blimp"
+    blimp.mkdir()
+    write_blimp(blimp / "toy.jsonl", "toy", [("The cats sleep.", "The cats sleeps."), ("Dogs bark.", "Dogs barks.")])
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "docs.txt").write_text(corpus.read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    common = ["compare", "--objectives", "clm", "--backbones", "gpt", "--budget", "2steps", "--seeds", "1", *TINY,
+              "--suite", "blimp", "--data-dir", str(blimp), "--device", "cpu", "--no-baseline", "--out", "study"]
+    code, output = invoke(*common, "--data", "dta/docs.txt")
+    assert code != 0 and "dta" in output, output
+    assert not any((tmp_path / "study" / "runs").glob("*/step-*"))
+    code, output = invoke(*common, "--data", "data/docs.txt")
+    assert code == 0, output
+    assert (tmp_path / "study" / "report.md").is_file()
+    assert json.loads((tmp_path / "study" / "study.json").read_text())["runs"]["gpt-clm-seed0"]["status"] == "done"

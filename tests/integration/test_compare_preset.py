@@ -111,6 +111,8 @@ def test_preset_study_on_two_suites(corpus: Path, shared_data: Path, tmp_path: P
     assert all(r["cpu_s"] > 0 for r in study["runs"].values()) and set(study["bench_cpu_s"]) == {"blimp", "glue"}
     report = (out / "report.md").read_text()
     assert "## Downstream scores (BLIMP)" in report and "## Downstream scores (GLUE)" in report
-    assert "| constant predictor |" in report and "p (bootstrap, items)" in report and "all pairs" in report
+    assert "| constant predictor |" in report and "p (seeds and items, t)" in report and "all pairs" in report
+    assert "| bag of words |" in report and "| trigram |" in report and "| fewer tokens |" in report
+    assert set(study["scorers"]) == {"blimp"} and all("counters" in r for r in study["runs"].values())
     assert "![Downstream scores per task and on average](glue/scores.png)" in report
     assert (out / "glue" / "scores.png").is_file() and (out / "scores.png").is_file()

@@ -210,20 +210,25 @@ def test_bert_directory_also_loads_as_bare_model(make_run, tmp_path: Path) -> No
     assert torch.equal(bare.pooler.dense.weight, head.pooler.weight)
 
 
-def test_refuses_a_non_empty_directory_unless_forced(make_run, tmp_path: Path) -> None:
+def test_refuses_a_non_empty_directory_and_forces_only_over_an_export(make_run, tmp_path: Path) -> None:
     run = str(make_run("clm", "gpt"))
     out = tmp_path / "hf"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
-    (out / "vocab.txt").write_text("[PAD]\n")  # left over from an earlier (WordPiece) export
+    (out / "vocab.txt").write_text("[PAD]\n")
     runner = CliRunner()
-    refused = runner.invoke(cli, ["export", run, "--to", "hf", str(out)])
-    assert refused.exit_code == 2 and "is not empty" in refused.output and "--force" in refused.output
-    assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "vocab.txt"]
-    forced = runner.invoke(cli, ["export", run, "--to", "hf", str(out), "--force"])
+    for extra in ([], ["--force"]):  # files that are not an export are never replaced
+        refused = runner.invoke(cli, ["export", run, "--to", "hf", str(out), *extra])
+        assert refused.exit_code == 2 and "is not empty and not a zoo export (it holds mine.txt, vocab.txt)" in \
+            " ".join(refused.output.split())
+        assert sorted(p.name for p in out.iterdir()) == ["mine.txt", "vocab.txt"]
+    fresh = tmp_path / "hf2"
+    assert runner.invoke(cli, ["export", run, "--to", "hf", str(fresh)]).exit_code == 0
+    again = runner.invoke(cli, ["export", run, "--to", "hf", str(fresh)])
+    assert again.exit_code == 2 and "--force" in again.output
+    forced = runner.invoke(cli, ["export", run, "--to", "hf", str(fresh), "--force"])
     assert forced.exit_code == 0, forced.output
-    names = {p.name for p in out.iterdir()}
-    assert "mine.txt" in names and "vocab.txt" not in names and "model.safetensors" in names
+    assert "replaced a Hugging Face model (gpt2) exported by zoo export" in " ".join(forced.output.split())
     inside = runner.invoke(cli, ["export", run, "--to", "hf", run, "--force"])
     assert inside.exit_code == 2 and "run directory" in inside.output
 
@@ -370,3 +375,43 @@ def test_minimal_pairs_score_a_pre_ln_export_as_the_run(make_run, tmp_path: Path
     ours, exported = scores
     for key in ours:
         assert np.allclose(ours[key], exported[key], atol=1e-5, rtol=0), key
+
+
+def test_t5_span_corruption_exports_as_t5_for_conditional_generation(make_run, tmp_path: Path) -> None:
+    """A t5 run of T5 span corruption loads with AutoModelForSeq2SeqLM and computes the run's logits on
+    padded encoder and decoder inputs (decoder: the text shifted right behind the pad token)."""
+    import transformers
+
+    run_dir = make_run("span-lm", "t5")
+    out = tmp_path / "hf"
+    result = export_hf(run_dir, out)
+    assert result.architecture == "T5ForConditionalGeneration" and result.max_abs_diff <= TOLERANCE
+    run = open_run(run_dir)
+    model, tokens = run.load_model().eval(), run.special_tokens()
+    config = json.loads((out / "config.json").read_text())
+    assert config["decoder_start_token_id"] == config["pad_token_id"] == tokens.pad
+    hf = transformers.AutoModelForSeq2SeqLM.from_pretrained(str(out)).eval()
+    assert type(hf).__name__ == "T5ForConditionalGeneration"
+    inputs = _encode(run.tokenizer(), pair=False)
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    dec = torch.cat([torch.full_like(ids[:, :1], tokens.pad), ids[:, :-1]], 1)
+    dec_mask = torch.cat([torch.ones_like(mask[:, :1]), mask[:, :-1]], 1)
+    docs = torch.where(mask.bool(), 0, -1).to(torch.int32)
+    dec_docs = torch.where(dec_mask.bool(), 0, -1).to(torch.int32)
+    with torch.no_grad():
+        hidden = model.backbone(ids, AttentionLayout(doc_ids=docs), decoder_input_ids=dec,
+                                decoder_layout=AttentionLayout(causal=True, doc_ids=dec_docs))
+        ours = model.heads["span-lm"](hidden)
+        theirs = hf(input_ids=ids, attention_mask=mask, decoder_input_ids=dec, decoder_attention_mask=dec_mask).logits
+    assert _max_diff(ours, theirs, dec_mask) <= TOLERANCE
+
+
+def test_untied_t5_export_is_refused_not_written(make_run, tmp_path: Path) -> None:
+    """transformers ties every T5's lm_head to the shared embedding, so a run with its own output
+    projection (T5 v1.1) has no faithful T5ForConditionalGeneration: the self-check refuses it."""
+    from zoo.errors import PluginError
+
+    run_dir = make_run("span-lm", "t5", tie_word_embeddings=False)
+    with pytest.raises(PluginError, match="does not reproduce"):
+        export_hf(run_dir, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()

@@ -246,16 +246,14 @@ def test_refusals_are_one_line(hf_models: dict[str, Path], shared_data: Path, tm
 
 
 def _every_trainable_pair() -> list[tuple[str, str]]:
-    """Every registered objective once, on the backbone of its own attention (bert for bidirectional,
-    gpt otherwise), plus the crossings and the composition that exercise other scorer paths."""
+    """Every (objective, backbone) pair ``zoo list`` marks compatible, plus a composition and a mixture
+    that exercise other scorer paths."""
     from zoo import registry
+    from zoo.listing import compatibility
 
-    out = []
-    for name in registry.names("objective"):
-        layout = registry.load("objective", name).layout_for("encoder")
-        out.append((name, "bert" if layout == "bidirectional" else "gpt"))
-    extra = [("clm", "bert"), ("mlm", "gpt"), ("mntp", "gpt"), ("span", "gpt"), ("mlm+nsp", "bert"), ("ul2", "bert"),
-             ("(mlm+sop):3|clm", "bert")]
+    out = [(name, bb) for name in registry.names("objective") for bb in registry.names("backbone")
+           if compatibility(name, bb) is None]
+    extra = [("mlm+nsp", "bert"), ("(mlm+sop):3|clm", "bert")]
     return out + [p for p in extra if p not in out]
 
 
@@ -318,6 +316,11 @@ def test_compare_suite_blimp(corpus: Path, tmp_path: Path) -> None:
     assert [b["objective"] for b in saved["baselines"]] == ["from scratch"] * 2
     report = (tmp_path / "study" / "report.md").read_text()
     assert "| island_effects |" in report and "![Accuracy per phenomenon](scores.png)" in report
+    # count models on the runs' corpus and tokenizer, the length heuristic, equal-length pairs (two tokenizers)
+    assert "| unigram (bert-mlm tokens) |" in report.replace(" | ", " |\n| ").replace("||", "|")
+    assert "trigram (gpt-clm tokens)" in saved["bench"]["baselines"]
+    assert saved["bench"]["equal_pairs"] == 0 and "| equal-length pairs |" not in report  # no pair of equal length
+    assert saved["bench"]["baselines"]["fewer tokens (gpt-clm tokens)"]["toy"] == 0.5  # one shorter good, one longer
     assert (tmp_path / "study" / "scores.png").is_file()
     for run in runs:  # per-pair correctness for paired tests, beside each run
         entry = json.loads((run / "bench.json").read_text())["suites"]["blimp"]["models"][0]
@@ -417,3 +420,56 @@ def test_bench_climp_with_a_chinese_tokenizer(tmp_path: Path) -> None:
     assert entry["scorer"] == "pll-word-l2r"
     scores = _ours(model, ["我买了一本书。", "我买了一匹书。", "她看见了一只猫。", "她看见了一本猫。"])["pll-word-l2r"]
     assert correctness(entry)["classifier"].tolist() == [bool(scores[0] > scores[1]), bool(scores[2] > scores[3])]
+
+
+def test_span_lm_on_bert_is_scored_and_one_failure_keeps_the_others(corpus: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """span-lm trains on bert (end token [SEP]) and is scored by the sentinel scorer; in a multi-model
+    bench a model that fails is marked in the table, the others are scored and saved, the exit is 1."""
+    span = _tiny_run("span-lm", "bert", corpus, tmp_path / "bert-span-lm")
+    clm = _tiny_run("clm", "gpt", corpus, tmp_path / "gpt-clm")
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", PAIRS)
+    code, out = _run_cli(str(span), str(clm), "--suite", "blimp", "--data-dir", str(data), "--device", "cpu")
+    assert code == 0, out
+    assert f"results written: {span / 'bench.json'}" in out and str(clm / "bench.md") in out  # said, not silent
+    entry = json.loads((span / "bench.json").read_text())["suites"]["blimp"]["models"][0]
+    assert entry["scorer"] == "causal-sentinel"
+
+    from zoo.benchmarks import zeroshot
+
+    real = zeroshot._score_model
+
+    def fail_first(sm, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if sm.source.name == span.name:
+            raise ConfigError("cannot score this one")
+        return real(sm, *args, **kwargs)
+
+    monkeypatch.setattr(zeroshot, "_score_model", fail_first)
+    (clm / "bench.json").unlink()
+    code, out = _run_cli(str(span), str(clm), "--suite", "blimp", "--data-dir", str(data), "--device", "cpu",
+                         "--no-cache")
+    flat = " ".join(out.split())
+    assert code == 1, out
+    assert "bert-span-lm [failed]" in flat and "gpt-clm [causal]" in flat
+    assert "1 model(s) could not be scored" in flat and "cannot score this one" in flat
+    assert json.loads((clm / "bench.json").read_text())["suites"]["blimp"]["models"][0]["scorer"] == "causal"
+    # zoo compare writes its report with the failed run marked, and exits 1
+    study = tmp_path / "study"
+    result = CliRunner().invoke(cli, ["compare", str(span), str(clm), "--suite", "blimp", "--data-dir", str(data),
+                                      "--device", "cpu", "--out", str(study), "--no-baseline"])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 1, result.output
+    assert "1 run(s) failed or were not scored" in flat and "report.md" in flat
+    report = (study / "report.md").read_text()
+    assert "not scored: cannot score this one" in report and "gpt-clm" in report
+
+
+def test_pll_original_on_a_causal_model_is_refused(corpus: Path, tmp_path: Path) -> None:
+    clm = _tiny_run("clm", "gpt", corpus, tmp_path / "gpt-clm")
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", PAIRS)
+    code, out = _run_cli(str(clm), "--suite", "blimp", "--data-dir", str(data), "--pll", "original")
+    assert code == 2 and "--pll original" in out and "gpt-clm: causal" in " ".join(out.split())

@@ -272,10 +272,15 @@ def test_lr_per_step_follows_transformers_schedule(tmp_path: Path, corpus: Path)
 def test_resume_from_an_older_step_abandons_the_newer_branch(tmp_path: Path, corpus: Path,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     run = tmp_path / "run"
-    train(resolve(tiny_config(run, corpus, "clm", "gpt", 4, checkpoint_every=2)))
+
+    def config(steps: int) -> dict:  # budgets 4, 3, then 5: a schedule whose finished budget may be extended
+        return {**tiny_config(run, corpus, "clm", "gpt", steps, checkpoint_every=2),
+                "optim": {"lr": 1e-3, "warmup": 0.1, "schedule": "trapezoid"}}
+
+    train(resolve(config(4)))
     assert [s for s, _ in ckpt.steps(run)] == [2, 4]
     with caplog.at_level("WARNING"):
-        result = train(resolve(tiny_config(run, corpus, "clm", "gpt", 3, checkpoint_every=2)),
+        result = train(resolve(config(3)),
                        resume_from="step-000002")
     assert result.step == 3
     abandoned = sorted(run.glob("abandoned-step-000004-*"))
@@ -287,7 +292,7 @@ def test_resume_from_an_older_step_abandons_the_newer_branch(tmp_path: Path, cor
     # The next automatic resume continues the new branch, not the abandoned step 4.
     caplog.clear()
     with caplog.at_level("INFO"):
-        assert train(resolve(tiny_config(run, corpus, "clm", "gpt", 5, checkpoint_every=2))).step == 5
+        assert train(resolve(config(5))).step == 5
     assert "resuming from step-000003" in caplog.text
     # log_every 2 and each run's last step; step 4 of the abandoned branch is not among them twice
     assert [r["step"] for r in read_records(run / "metrics.jsonl", "train")] == [2, 3, 4, 5]
@@ -374,3 +379,49 @@ def test_non_finite_loss_on_one_rank_stops_every_rank(tmp_path: Path, corpus: Pa
     assert "non-finite loss nan at step 2, objective mlm" in out, out[-3000:]
     assert "non-finite loss at step 2 on rank 1 (its error is printed above); rank 0 stops too" in out, out[-3000:]
     assert ckpt.steps(tmp_path / "run") == []
+
+
+def test_extending_a_finished_budget_is_said_recorded_and_resumes_bitwise(tmp_path: Path, corpus: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """10 steps, then the same command with 20: the trapezoid schedule returns to the peak and cools down
+    again over steps 17-20 (never a silent restart); resuming the extended run from step 15 gives the
+    same step 20; a linear schedule that has finished is refused with its alternatives."""
+    def config(steps: int, schedule: str = "trapezoid", out: str = "run") -> dict:
+        c = tiny_config(tmp_path / out, corpus, "clm", "gpt", steps, log_every=1, eval_every=0, checkpoint_every=5)
+        c["optim"] = {"lr": 1e-3, "warmup": 0.1, "schedule": schedule, "cooldown": 0.2}
+        return c
+
+    run = tmp_path / "run"
+    train(resolve(config(10)))
+    with caplog.at_level("INFO"):
+        assert train(resolve(config(20))).step == 20
+    assert "budget 10 steps -> 20 steps" in caplog.text and "back to the peak" in caplog.text
+    lrs = [r["lr"] for r in read_records(run / "metrics.jsonl", "train")]
+    assert lrs[10:16] == [1e-3] * 6 and lrs[16:] == pytest.approx([1e-3, 7.5e-4, 5e-4, 2.5e-4], rel=1e-12)
+    state = json.loads((ckpt.steps(run)[-1][1] / "trainer.json").read_text())
+    assert state["schedule"]["extensions"] == [{"at": 10.0, "lr": 0.0, "budget": 20.0}]
+    assert json.loads((run / "run.json").read_text())["schedule"] == state["schedule"]
+    before = final_state(run)
+    assert train(resolve(config(20)), resume_from="step-000015").step == 20
+    after = final_state(run)
+    for a, b in zip(before, after, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+    train(resolve(config(10, "linear", "lin")))
+    code, out = _cli(["train", "--config", str(tmp_path / "lin" / "config.toml"), "--budget", "20steps"])
+    assert code == 2 and "finished its budget of 10 steps" in out and "--init" in out
+    assert json.loads((tmp_path / "lin" / "config.json").read_text())["train"]["budget"] == "10steps"
+
+
+@pytest.mark.parametrize("objective", ["span-lm", "prefix"])
+def test_t5_trains_and_resumes_bitwise(tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch,
+                                       objective: str) -> None:
+    """Encoder-decoder runs end to end: T5 span corruption (fixed widths) and the prefix LM (packed
+    pieces, widths per batch) on t5 resume exactly."""
+    full = tmp_path / "full"
+    result = train(resolve(tiny_config(full, corpus, objective, "t5", 8, checkpoint_every=4)))
+    part = tmp_path / "part"
+    interrupted(monkeypatch, tiny_config(part, corpus, objective, "t5", 8, checkpoint_every=4), at_step=6)
+    train(resolve(tiny_config(part, corpus, objective, "t5", 8, checkpoint_every=4)))
+    assert_same_run(full, part)
+    assert result.step == 8

@@ -107,7 +107,7 @@ def deterministic_records(run: Path) -> list[dict]:
 
 def trainer_state(step_dir: Path) -> dict:
     state = json.loads((step_dir / "trainer.json").read_text())
-    return {k: v for k, v in state.items() if k not in TIMING_STATE}
+    return {k: v for k, v in state.items() if k not in (*TIMING_STATE, "config")}  # config names its --out
 
 
 def assert_same_run(a: Path, b: Path) -> None:

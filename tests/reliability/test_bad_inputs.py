@@ -157,7 +157,9 @@ def deadline() -> Iterator[None]:
 @pytest.mark.parametrize("case", CORPUS_ERRORS)
 def test_corpus_errors(tmp_path: Path, prose: str, deadline: None, case: str) -> None:
     data, needles = CORPUS_ERRORS[case](tmp_path, prose)
-    code, out = dry_run(tmp_path, data)
+    # invalid UTF-8 alone is decoded as U+FFFD by default (test_invalid_utf8_is_replaced_and_summarised_once)
+    strict = ("--on-decode-error", "error") if case == "invalid-utf8" else ()
+    code, out = dry_run(tmp_path, data, *strict)
     assert_user_error(code, out, *needles)
 
 
@@ -181,7 +183,9 @@ def test_decode_policies_report_exact_counts(tmp_path: Path, prose: str) -> None
     body = "\n\n".join(paras[:6]).encode() + b"\n\nbad \xff line\nline with \x00 NUL\n\n" + \
         "\n\n".join(paras[6:]).encode() + b"\n\nand \xc3\x28 another\n"
     p = write(tmp_path / "mixed.txt", body)
-    code, out = dry_run(tmp_path, p)
+    code, out = dry_run(tmp_path, p)  # the default refuses a NUL byte (binary data, UTF-16 without a BOM)
+    assert_user_error(code, out, f"{p}: NUL byte")
+    code, out = dry_run(tmp_path, p, "--on-decode-error", "error")
     assert_user_error(code, out, f"{p}: invalid UTF-8")
     code, out = dry_run(tmp_path, p, "--set", "data.on_decode_error=skip")
     assert code == 0, out
@@ -246,7 +250,26 @@ CONFIG_ERRORS: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
     "missing-config-file": (lambda t: ["--config", str(t / "absent.toml")],
                             ["cannot read config file", "absent.toml: No such file"]),
     "negative-seq-len": (lambda t: ["--seq-len", "-1"], ["seq_len must be >= 1, got -1"]),
-    "negative-lr": (lambda t: ["--set", "optim.lr=-1e-3"], ["lr must be positive, got -0.001"]),
+    "negative-lr": (lambda t: ["--set", "optim.lr=-1e-3"], ["optim.lr must be > 0, got -0.001"]),
+    # Values that cannot mean anything are refused when the configuration is resolved, naming the option
+    # and its range; before, nan traced back after data preparation, or turned gradient clipping off.
+    "nan-lr": (lambda t: ["--set", "optim.lr=nan"], ["optim.lr must be a finite number > 0, got nan"]),
+    "nan-beta": (lambda t: ["--set", "optim.betas=[0.9, nan]"],
+                 ["optim.betas[1] must be a finite number in [0, 1), got nan"]),
+    "beta-one": (lambda t: ["--set", "optim.betas=[1.0, 0.98]"], ["optim.betas[0] must be in [0, 1), got 1.0"]),
+    "inf-eps": (lambda t: ["--set", "optim.eps=inf"], ["optim.eps must be a finite number > 0, got inf"]),
+    "nan-grad-clip": (lambda t: ["--set", "optim.grad_clip=nan"],
+                      ["optim.grad_clip must be a finite number >= 0, got nan"]),
+    "nan-weight-decay": (lambda t: ["--set", "optim.weight_decay=nan"],
+                         ["optim.weight_decay must be a finite number >= 0, got nan"]),
+    "nan-model-init": (lambda t: ["--set", "model.initializer_range=nan"],
+                       ["model.initializer_range must be a finite number, got nan"]),
+    "nan-objective-rate": (lambda t: ["--set", "objectives.mlm.rate=nan"],
+                           ["objectives.mlm.rate must be a finite number, got nan"]),
+    "huge-integer-lr": (lambda t: ["--set", f"optim.lr={10 ** 400}"], ["optim.lr must be a finite number > 0"]),
+    "negative-seed": (lambda t: ["--seed", "-1"], ["train.seed must be in [0, 9223372036854775807], got -1"]),
+    "toml-nan-min-lr": (lambda t: config_file(t, "[optim]\nmin_lr_ratio = nan\n"),
+                        ["optim.min_lr_ratio must be a finite number in [0, 1], got nan"]),
     "negative-budget-tokens": (lambda t: ["--budget", "-1e6tokens"], ["budget '-1e6tokens' not understood"]),
     "fractional-steps": (lambda t: ["--budget", "1.5steps"], ["a step budget must be a whole number"]),
     "budget-without-unit": (lambda t: ["--budget", "100"], ["budget '100' not understood; expected e.g. 10m"]),
@@ -408,3 +431,18 @@ def test_clue_json_errors(model: Path, tmp_path: Path) -> None:
     assert_user_error(code, out, f"AFQMC: no usable rows in {dev} (4 malformed, 0 unlabelled)",
                       f"{dev}:1: invalid JSON", f"{dev}:2: expected a JSON object, got list",
                       f"{dev}:3: missing key 'sentence2'", f"{dev}:4: unknown label '7'")
+
+
+def test_invalid_utf8_is_replaced_and_summarised_once(tmp_path: Path, prose: str) -> None:
+    """Stray invalid bytes in several files: the default decodes them as U+FFFD and says so in one warning
+    per corpus (not one per file, nor again on the next load in the same process), naming the option."""
+    paras = prose.split("\n\n")
+    for i in range(3):
+        write(tmp_path / "corpus" / f"f{i}.txt", "\n\n".join(paras[i::3]).encode() + b"\n\ncaf\xe9 \xff\n")
+    code, out = dry_run(tmp_path, tmp_path / "corpus")
+    assert code == 0, out
+    assert skipped(out) == {"replaced_invalid_utf8": 6}
+    assert flat(out).count("invalid UTF-8 sequence(s) decoded as U+FFFD in 3 file(s)") == 1
+    assert "--on-decode-error error refuses" in flat(out)
+    code, out = dry_run(tmp_path, tmp_path / "corpus")
+    assert code == 0 and "decoded as U+FFFD" not in flat(out)

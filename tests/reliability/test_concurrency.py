@@ -73,7 +73,7 @@ def test_two_trainings_of_one_directory_the_second_is_refused_naming_the_first(
 
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from zoo.train.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+        "import sys, time; from zoo.train.lock import RunLock; RunLock(sys.argv[1]).acquire().record(); "
         "print('locked', flush=True); time.sleep(600)"), str(tmp_path)], stdout=subprocess.PIPE, cwd=REPO, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"

@@ -20,7 +20,7 @@ from zoo.train.interrupt import TrainingInterrupted
 from zoo.train.metrics import read_records
 from zoo.train.trainer import train
 
-from .conftest import assert_same_run, flat, invoke, spawn, train_args
+from .conftest import assert_same_run, flat, invoke, spawn, train_args, train_in_process
 
 STEPS = 16  # the signal goes once a random step in 1..8 is logged; a gate at step 9 keeps the run from ending first
 
@@ -94,7 +94,7 @@ def test_wall_time_checkpoints_keep_the_last_k(tmp_path: Path, corpus: Path) -> 
     # A period of a few microseconds: a wall-time checkpoint after every step.
     train(resolve(_tiny(run, corpus, "5steps", checkpoint_minutes=1e-7, keep_last=2)))
     assert [s for s, _ in ckpt.steps(run)] == [4, 5]
-    with pytest.raises(ConfigError, match="checkpoint_minutes must be >= 0 and finite, got inf"):
+    with pytest.raises(ConfigError, match="train.checkpoint_minutes must be a finite number >= 0, got inf"):
         resolve(_tiny(run, corpus, "5steps", checkpoint_minutes=float("inf")))
 
 
@@ -120,3 +120,62 @@ def test_a_time_budget_resumes_with_the_time_already_spent(tmp_path: Path, corpu
     assert all(r["progress"] == pytest.approx(r["elapsed_s"] / 3600) for r in records)
     state = json.loads((run / "step-000005" / "trainer.json").read_text())
     assert state["train_time_s"] == records[-1]["elapsed_s"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_during_data_preparation_removes_what_the_run_had_begun(tmp_path: Path, sig: signal.Signals) -> None:
+    """Before, SIGTERM and SIGHUP killed the process mid-preparation: the new run directory stayed, and the
+    temporary token store stayed in the cache (a rerun did not remove it). Now they stop as Ctrl-C does."""
+    from pydoc_data.topics import topics
+
+    corpus = tmp_path / "corpus.txt"  # text of its own: its token store is not cached yet
+    corpus.write_text("\n\n".join(f"{sig.name} {topics[k].strip()}" for k in sorted(topics)[:12]), encoding="utf-8")
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    child = spawn(train_args(out, corpus, "mlm", "bert", 1, 0), tmp_path / "log", cache, "hold@stage=store",
+                  {"ZOO_FAULT_RELEASE": str(tmp_path / "never")})
+    try:
+        deadline = time.monotonic() + 240
+        while not list((cache / "shards").glob(".tmp-*")):  # the store is built, still temporary
+            assert child.proc.poll() is None and time.monotonic() < deadline, child.log.read_text()[-3000:]
+            time.sleep(0.05)
+        assert out.is_dir()
+        os.kill(child.proc.pid, sig)
+        rc, log = child.wait()
+    finally:
+        child.kill()
+    assert rc == 128 + sig, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    errors = [line for line in log.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, log[-3000:]
+    assert (f"stopped by {sig.name} before training started (while preparing the data or the model): nothing was "
+            f"trained; removed the run directory {out} it had begun") in flat(log[log.index("error:"):])
+    assert not out.exists()
+    assert [p.name for p in (cache / "shards").iterdir() if p.name.startswith((".tmp-", ".trash-"))] == []
+
+
+def test_a_rerun_removes_the_temporary_stores_of_killed_builds(tmp_path: Path, corpus: Path) -> None:
+    """A build killed with SIGKILL cannot clean up: the next build in the same cache removes what it left
+    once its process is gone and its files are older than STALE_AFTER_S; a live build's are kept."""
+    import subprocess
+    import sys
+
+    from zoo.data.store import STALE_AFTER_S, clean_stale_temporaries
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    shards = tmp_path / "cache" / "shards"
+    old = time.time() - STALE_AFTER_S - 60
+    left = {name: shards / name for name in (f".tmp-{'a' * 32}-{dead_pid}-0123abcd", f".tmp-{'b' * 32}-{os.getpid()}-"
+                                             "89abcdef", f".tmp-{'c' * 32}-{dead_pid}-deadbeef", ".trash-x-01234567")}
+    for name, path in left.items():
+        path.mkdir(parents=True)
+        (path / "tokens.bin").write_bytes(b"\0" * 1000)
+        if "c" * 32 not in name:  # the c store was written to just now
+            for p in (path, path / "tokens.bin"):
+                os.utime(p, (old, old))
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+        train_in_process(tmp_path / "run", corpus, tmp_path / "cache", "mlm", "bert", 1, 0)
+    assert sorted(p.name for p in shards.iterdir() if p.name.startswith(".")) == sorted(
+        [f".tmp-{'b' * 32}-{os.getpid()}-89abcdef", f".tmp-{'c' * 32}-{dead_pid}-deadbeef"])
+    assert clean_stale_temporaries(shards, now=time.time() + STALE_AFTER_S) == [shards / f".tmp-{'c' * 32}-{dead_pid}-deadbeef"]

@@ -41,7 +41,7 @@ def test_out_into_a_non_empty_folder_or_a_file_is_refused(tmp_path: Path, corpus
     (folder / "notes.txt").write_text("mine\n")
     (folder / "tokenizer.json").write_text("{}")
     code, out = invoke(train_args(folder, corpus))
-    assert_user_error(code, out, f"--out {folder} is not empty and not a zoo run directory (it holds notes.txt)")
+    assert_user_error(code, out, f"--out {folder} is not empty and not a zoo run directory (it holds notes.txt, tokenizer.json)")
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "tokenizer.json"]
     file = tmp_path / "run.txt"
     file.write_text("x")
@@ -137,3 +137,24 @@ def test_bench_and_export_refuse_a_run_naming_an_unknown_objective(exported: Pat
     assert not (run / "bench.json").exists()
     code, out = invoke(["export", str(run), str(tmp_path / "hf")])
     assert_user_error(code, out, "unknown objective 'nsq'")
+
+
+def test_bench_names_the_shapes_when_config_json_no_longer_matches_the_weights(exported: Path, tmp_path: Path) -> None:
+    """Before, a traceback from ``load_state_dict``; now one line, as ``zoo train`` gives on resuming."""
+    src = exported.parent / "run"
+    saved = json.loads((src / "config.json").read_text())
+    run = edited_copy(src, tmp_path / "run", model={**saved["model"], "intermediate_size": 48})
+    code, out = bench_sst2(run, tmp_path)
+    assert_user_error(code, out, f"the weights do not fit the model that {run / 'config.json'} describes:",
+                      "backbone.layers.0.ffn_in.weight (64, 32) in the checkpoint, (48, 32) in the model",
+                      "that file no longer matches the run's checkpoints")
+    assert not (run / "bench.json").exists()
+
+
+def test_a_dangling_out_symlink_is_named(tmp_path: Path, corpus: Path) -> None:
+    """Before: "File exists" from creating the directory."""
+    out = tmp_path / "run"
+    out.symlink_to(tmp_path / "gone")
+    code, text = invoke(train_args(out, corpus))
+    assert_user_error(code, text, f"--out {out} is a symbolic link to {tmp_path / 'gone'}, which does not exist")
+    assert out.is_symlink() and not (tmp_path / "gone").exists()

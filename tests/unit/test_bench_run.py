@@ -108,10 +108,12 @@ def test_run_bench_seeds_cache_and_reports(tmp_path: Path, monkeypatch: pytest.M
     assert "| MNLI | m/accuracy |" in md and "| average (2 tasks) |" in md
     assert bench_result_from_dict(saved).to_dict()["models"] == saved["models"]
     columns, rows = result.table()
-    assert columns == ["task", "metric", "a", "b", "constant"] and [r[:2] for r in rows] == [
+    assert columns == ["task", "metric", "a", "b", "constant", "bag of words"] and [r[:2] for r in rows] == [
         ["SST-2", "accuracy"], ["MNLI", "m/accuracy"], ["MNLI", "mm/accuracy"], ["average (2 tasks)", ""]]
-    assert rows[0][-1] == f"{100 * result.constant['sst2']['accuracy']:.1f}"
+    assert rows[0][-2] == f"{100 * result.constant['sst2']['accuracy']:.1f}"
+    assert rows[0][-1] == f"{100 * result.bag_of_words['sst2']['accuracy']:.1f}"
     assert bench_result_from_dict(saved).constant == result.constant == saved["constant"]
+    assert bench_result_from_dict(saved).bag_of_words == result.bag_of_words == saved["bag_of_words"]
     assert "| constant |" in md and "Constant: the constant predictor" in md
     assert [len(s.predictions["dev"]) for s in sst2.seeds] == [5, 5, 5]  # per-item, for paired tests
     assert len(result.references["sst2"]["dev"]) == 5 and set(result.references["sst2"]["dev"]) <= {0, 1}
@@ -206,7 +208,7 @@ def test_bad_arguments(tmp_path: Path) -> None:
         run_bench([a], suite="glue", tasks="tnews")
     with pytest.raises(ConfigError, match="--tasks mixes suites"):
         run_bench([a], suite=None, tasks="tnews,sst2")
-    with pytest.raises(ConfigError, match="--suite 'superglue': no tasks registered"):
+    with pytest.raises(ConfigError, match="--suite 'superglue': no such suite; known suites: clue, glue, blimp, climp"):
         run_bench([a], suite="superglue")
 
 

@@ -18,3 +18,39 @@ def test_unwritable_output_directory_is_named() -> None:
     assert "error: /proc/zoo-unwritable" in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def _flat(args: list[str]) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, args)
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("objective", "backbone", "message"), [
+    ("(mlm|clm)", "gpt", "'|' cannot sit inside parentheses"),
+    ("MLM", "bert", "unknown objective 'MLM'; known: clm,"),
+    ("MLM", "bert", "Did you mean 'mlm'?"),
+    # every objective that fits gpt, not the first eight
+    ("nsp", "gpt", "an objective for gpt: clm, deshuffle, mlm, mntp, prefix, rtd, span, span-lm, span-mask, ul2"),
+])
+def test_objective_messages(tmp_path, objective: str, backbone: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    code, out = _flat(["train", "--objective", objective, "--backbone", backbone, "--dry-run",
+                       "--out", str(tmp_path / "r")])
+    assert code == 2 and message in out, out
+
+
+def test_suite_error_and_list_name_every_suite(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    code, out = _flat(["bench", str(tmp_path), "--suite", "blimpp"])
+    assert code == 2 and "known suites: clue, glue, blimp, climp" in out and "Did you mean 'blimp'?" in out, out
+    code, out = _flat(["list"])
+    assert code == 0
+    assert "| blimp | zero-shot minimal pairs |" in out and "| climp | zero-shot minimal pairs |" in out
+    assert "| glue | fine-tuning: cola, sst2," in out
+
+
+def test_tables_are_full_width_markdown_when_not_a_terminal() -> None:
+    """CliRunner's output is not a terminal: no row is cut to 80 columns."""
+    result = CliRunner().invoke(cli, ["list"])
+    assert result.exit_code == 0
+    assert "…" not in result.output
+    assert "| ul2 | built-in | mixture of r-3-15, r-8-15, s-25, x-3-50, x-8-50, x-64-15, x-64-50, special tokens " \
+           "[R] [S] [X] |" in result.output.splitlines()

@@ -124,8 +124,29 @@ def test_study_file_refuses_other_training_settings_but_not_other_tasks(tmp_path
     again.load_or_start(settings(bench=BenchOptions(tasks=["cola"]), seeds=[0, 1, 2, 3]), grid, None)
     assert again.data["settings"]["bench"]["tasks"] == ["cola"]
     assert again.data["command"] == "zoo compare ..."
-    with pytest.raises(ConfigError, match="budget: '3e14flops' -> '1e14flops'"):
+    # nothing trained yet: other settings start the study over
+    StudyFile(tmp_path).load_or_start(settings(budget="2e14flops"), grid, None)
+    assert StudyFile(tmp_path).path.read_text().count('"2e14flops"') == 1
+    (tmp_path / "runs" / "bert-mlm-seed0" / "step-000004").mkdir(parents=True)  # once a run has a checkpoint
+    with pytest.raises(ConfigError, match="budget: '2e14flops' -> '1e14flops'"):
         StudyFile(tmp_path).load_or_start(settings(budget="1e14flops"), grid, None)
     (tmp_path / "study.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not a readable study file"):
         StudyFile(tmp_path).load_or_start(settings(), grid, None)
+
+
+@pytest.mark.parametrize("objective", ["mntp:15|clm:1", "mlm:1.0+nsp:0.5", "(mlm+sop):3|clm", "mlm+nsp"])
+def test_train_and_compare_name_runs_alike_and_portably(objective: str) -> None:
+    """``zoo train``'s default run directory is the study's run name without its seed suffix, with no ':'."""
+    from zoo.train.config import RunConfig
+
+    default = RunConfig(objective=objective, backbone="gpt").run_dir
+    assert f"{default}-seed0" == f"runs/{run_name(Cell(objective, 'gpt'), 0)}"
+    assert re.fullmatch(r"runs/[A-Za-z0-9+._-]+", default)
+
+
+def test_default_evaluations_scale_with_the_steps() -> None:
+    from zoo.compare.study import auto_evals
+
+    assert [auto_evals(n) for n in (10, 400, 1000, 5000, 10**6)] == [4, 8, 20, 50, 50]
+    assert settings().evals == 0  # auto unless --evals is given

@@ -43,15 +43,17 @@ def test_correctness_becomes_all_pairs_in_paradigm_order() -> None:
 
 
 def test_a_true_ten_point_gain_is_significant_over_pairs_but_not_over_five_seeds() -> None:
-    """5 seeds, 1,000 pairs, 60% vs 50% correct: the item-level test finds it (p < 0.01, interval around
-    +10); the sign-flip test over 5 seeds cannot go below 2/2^5 = 0.0625."""
+    """5 seeds, 1,000 pairs, 60% vs 50% correct: the test over seeds and items finds it (p < 0.01, interval
+    around +10); the sign-flip test over 5 seeds cannot go below 2/2^5 = 0.0625, so no winner is named."""
     result = _study(np.random.default_rng(1), 0.6, 0.5)
     (pair,) = result.pairs
     items = pair.items[ALL_PAIRS]
     assert items.p_holm is not None and items.p_holm < 0.01 and items.seeds == 5 and items.items == 20 * PAIRS
     assert items.diff.low < 0.10 < items.diff.high and items.diff.low > 0.05
     assert pair.seeds.p == pytest.approx(0.0625) and pair.seeds.wins == 5
-    assert item_table(result)[1][0][-1] == "clm better"
+    # the seed-level test of the same per-seed differences cannot agree with 5 seeds: no winner is named
+    assert items.p_seeds == pytest.approx(0.0625) and items.p_seeds_holm == pytest.approx(0.0625)
+    assert item_table(result)[1][0][-1] == "clm ahead, the seed-level test does not agree (5 seeds)"
     assert pair_table(result)[1][0][-1] == "clm ahead, not significant after Holm"
 
 

@@ -187,3 +187,29 @@ def test_a_resumed_study_keeps_its_tokenizer(corpus: Path, tmp_path: Path) -> No
         run_study(tiny_settings(corpus, objectives=["clm", "ul2"], backbones=["gpt"], budget="1steps", seeds=[0]),
                   out, train_fn=never, bench_fn=FakeBench(), write_report=False)
     assert never.runs == []
+
+
+def test_a_signal_stops_the_study_not_only_its_run(corpus: Path, tmp_path: Path) -> None:
+    """SIGTERM in a run checkpoints it and stops the study (before, the study marked the run failed and
+    went on with the next one)."""
+    import os
+    import signal
+
+    from zoo.train.interrupt import TrainingInterrupted
+
+    calls: list[str] = []
+
+    def signalled(cfg, callback=None):  # noqa: ANN001, ANN202
+        calls.append(Path(cfg.run_dir).name)
+
+        def stop(record: dict) -> None:
+            if record["kind"] == "train" and record["step"] == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return train(cfg, callback=stop)
+
+    out = tmp_path / "study"
+    with pytest.raises(TrainingInterrupted, match="interrupted by SIGTERM after step 3"):
+        run_study(tiny_settings(corpus, objectives=["mlm"]), out, train_fn=signalled, bench_fn=FakeBench(),
+                  write_report=False)
+    assert calls == ["bert-mlm-seed0"]
+    assert json.loads((out / "study.json").read_text())["runs"]["bert-mlm-seed0"]["status"] == "training"

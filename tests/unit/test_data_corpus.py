@@ -117,7 +117,8 @@ def test_invalid_utf8_error_names_file_and_offset(tmp_path: Path) -> None:
     data = b"good line\nbad \xff byte here\nanother good line\n"
     p = write(tmp_path / "bad.txt", data)
     with pytest.raises(DataError, match=r"bad\.txt: invalid UTF-8 .* at byte offset 14 \(line 2\).*on_decode_error"):
-        read(p)
+        read(p, on_decode_error="error")
+    assert read(p) == ["good line", "bad \ufffd byte here", "another good line"]  # the default: replaced, counted
     c = read_corpus(DataConfig(source=str(p), on_decode_error="skip"))
     assert c.documents == ["good line", "another good line"]
     assert c.stats["skipped_lines_decode_error"] == 1
@@ -127,7 +128,7 @@ def test_invalid_utf8_error_names_file_and_offset(tmp_path: Path) -> None:
     # with a BOM the offset still counts from the start of the file
     p2 = write(tmp_path / "bom.txt", b"\xef\xbb\xbfab\xc3(")
     with pytest.raises(DataError, match=r"byte offset 5 \(line 1\)"):
-        read(p2)
+        read(p2, on_decode_error="error")
 
 
 def test_invalid_utf8_in_file_mode_skips_lines_not_the_whole_document(tmp_path: Path) -> None:
@@ -169,7 +170,7 @@ def test_json_lines_errors_name_file_and_line(tmp_path: Path) -> None:
     assert (c.stats["skipped_invalid_json"], c.stats["skipped_non_string"], c.stats["skipped_missing_field"]) == (1, 1, 1)
     write(p, b'{"text": "bad \xff"}\n')
     with pytest.raises(DataError, match=r"x\.jsonl:1: invalid UTF-8 .* at byte offset 14"):
-        read(p)
+        read(p, on_decode_error="error")
     arr = write(tmp_path / "a.json", '[{"text": "x"},\n {"text": ]')
     with pytest.raises(DataError, match=r"a\.json:2: invalid JSON"):
         read(arr)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import statistics
 import time
 from collections.abc import Sequence
@@ -20,14 +19,21 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zoo import __version__
+from zoo import __version__, fileio
 from zoo.benchmarks.accumulate import merge_suite, recipe_id, recipe_label
 from zoo.benchmarks.data import TaskData, load_task_data
 from zoo.benchmarks.finetune import Prepared, Progress, Recipe, finetune, prepare, recipes_for, resolve_device
-from zoo.benchmarks.scoring import constant_predictor_scores, suite_average, task_score
+from zoo.benchmarks.scoring import (
+    BAG_OF_WORDS,
+    bag_of_words_scores,
+    constant_predictor_scores,
+    suite_average,
+    task_score,
+)
 from zoo.benchmarks.source import ModelSource, open_source
 from zoo.benchmarks.tasks import TaskSpec, get_task, resolve_tasks
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, ZooError
+from zoo.train.lock import BenchLock
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +108,9 @@ class BenchResult:
     max_eval_examples: int | None = None
     references: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # task -> eval split -> labels
     constant: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> constant predictor
+    failed: dict[str, str] = field(default_factory=dict)  # model name -> why it could not be benchmarked
+    written: list[str] = field(default_factory=list)  # the report files written (bench.json, bench.md per model)
+    bag_of_words: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> bag-of-words model
 
     def to_dict(self) -> dict[str, Any]:
         models = []
@@ -120,14 +129,15 @@ class BenchResult:
                 "max_train_examples": self.max_train_examples, "max_eval_examples": self.max_eval_examples,
                 "zoo_version": __version__, "average_definition": average_definition(self.suite),
                 "models": models,
-                "constant": self.constant}
+                "constant": self.constant, "bag_of_words": self.bag_of_words}
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Columns and rows of the side-by-side table: one row per task metric, one column per model;
         cells are ``median`` (x100) with ``[min-max]`` over seeds when there are several. The last
         column is the constant predictor (majority class of the training labels) when known."""
-        const = bool(self.constant)
-        columns = ["task", "metric", *(m.name for m in self.models), *([CONSTANT_COLUMN] if const else [])]
+        const, bow = bool(self.constant), bool(self.bag_of_words)
+        columns = ["task", "metric", *(f"{m.name} [failed]" if m.name in self.failed else m.name for m in self.models),
+                   *([CONSTANT_COLUMN] if const else []), *([BOW_COLUMN] if bow else [])]
         rows = []
         for task in self.tasks:
             spec = get_task(task)
@@ -136,9 +146,10 @@ class BenchResult:
                 for m in self.models:
                     r = m.tasks.get(task)
                     row.append(_cell(r.summary()[metric]) if r else "-")
-                if const:
-                    value = self.constant.get(task, {}).get(metric)
-                    row.append(f"{100 * value:.1f}" if value is not None else "-")
+                for on, table in ((const, self.constant), (bow, self.bag_of_words)):
+                    if on:
+                        value = table.get(task, {}).get(metric)
+                        row.append(f"{100 * value:.1f}" if value is not None else "-")
                 rows.append(row)
         n = len(self.tasks)
         # GLUE's score is the mean over its nine tasks; CLUE's official score also counts reading
@@ -146,13 +157,14 @@ class BenchResult:
         full = self.suite == "glue" and n == len(_suite_tasks(self.suite))
         label = "GLUE score" if full else f"average ({n} task{'s' if n > 1 else ''})"
         rows.append([label, "", *(f"{100 * a:.1f}" if (a := m.average()) is not None else "-" for m in self.models),
-                     *([self._constant_average()] if const else [])])
+                     *([self._baseline_average(self.constant)] if const else []),
+                     *([self._baseline_average(self.bag_of_words)] if bow else [])])
         return columns, rows
 
-    def _constant_average(self) -> str:
-        if any(t not in self.constant for t in self.tasks):
+    def _baseline_average(self, table: dict[str, dict[str, float]]) -> str:
+        if any(t not in table for t in self.tasks):
             return "-"
-        avg = suite_average({t: task_score(get_task(t), self.constant[t]) for t in self.tasks})
+        avg = suite_average({t: task_score(get_task(t), table[t]) for t in self.tasks})
         return f"{100 * avg:.1f}" if avg is not None else "-"
 
     def markdown(self) -> str:
@@ -160,7 +172,9 @@ class BenchResult:
         lines = [f"## {self.suite.upper()} ({', '.join(self.tasks)})", "",
                  f"Median over seeds {', '.join(map(str, self.seeds))}, x100; [min-max] over seeds. "
                  f"Data: {self.data}." + (" Constant: the constant predictor, the majority class of the training "
-                                          "labels (regression: their mean), official metrics." if self.constant else ""),
+                                          "labels (regression: their mean), official metrics." if self.constant else "")
+                 + (f" Bag of words: {BAG_OF_WORDS}, trained on the same training examples." if self.bag_of_words
+                    else ""),
                  "",
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -171,6 +185,7 @@ class BenchResult:
 
 
 CONSTANT_COLUMN = "constant"
+BOW_COLUMN = "bag of words"
 AVERAGE_DEFINITIONS = {
     "glue": ("GLUE leaderboard: each task contributes the mean of its metrics (MRPC/QQP accuracy and F1, STS-B "
              "Pearson and Spearman, MNLI matched and mismatched accuracy); the average is the unweighted mean over "
@@ -239,9 +254,7 @@ def _read_cache(path: Path | None, key: str) -> SeedScores | None:
 def _write_json(path: Path, data: Any) -> None:
     """Write atomically: a temporary file renamed over the target."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    fileio.write_json(path, data, indent=2, ensure_ascii=False)
 
 
 # --- the benchmark --------------------------------------------------------------------------------------
@@ -294,16 +307,22 @@ def run_bench(
                          max_train_examples=max_train_examples, max_eval_examples=max_eval_examples,
                          references={t: {k: [ex.label for ex in split.examples] for k, split in d.evals.items()}
                                      for t, d in task_data.items()},
-                         constant={t: constant_predictor_scores(d) for t, d in task_data.items()})
+                         constant={t: constant_predictor_scores(d) for t, d in task_data.items()},
+                         bag_of_words={t: bag_of_words_scores(d) for t, d in task_data.items()})
     for src in sources:
         mres = ModelResult(name=src.name, path=str(src.path) if src.path else None, backbone=src.backbone_name,
                            objective=src.objective, checkpoint_id=src.checkpoint_id, from_scratch=src.from_scratch)
-        for spec in specs:
-            mres.tasks[spec.name] = _bench_task(src, spec, task_data[spec.name], recipes[spec.name], seeds,
-                                                device, use_cache, progress)
+        try:
+            for spec in specs:
+                mres.tasks[spec.name] = _bench_task(src, spec, task_data[spec.name], recipes[spec.name], seeds,
+                                                    device, use_cache, progress)
+        except ZooError as exc:  # one model's failure keeps the others' results; its column says so
+            log.error("%s: not benchmarked: %s", src.name, exc)
+            result.failed[src.name] = str(exc)
+            mres.tasks = {}
         result.models.append(mres)
     if write_reports:
-        write_model_reports(result)
+        result.written = [str(p) for p in write_model_reports(result)]
     return result
 
 
@@ -359,11 +378,12 @@ def write_model_reports(result: BenchResult) -> list[Path]:
     written = []
     by_path: dict[str, list[ModelResult]] = {}
     for m in result.models:
-        if m.path is not None:
+        if m.path is not None and m.name not in result.failed:
             by_path.setdefault(m.path, []).append(m)
     for path, models in by_path.items():
         own = BenchResult(result.suite, result.tasks, result.seeds, models, result.data,
-                          result.max_train_examples, result.max_eval_examples, constant=result.constant)
+                          result.max_train_examples, result.max_eval_examples, constant=result.constant,
+                          bag_of_words=result.bag_of_words)
         written += merge_suite_report(Path(path), result.suite, own.to_dict())
     return written
 
@@ -372,6 +392,11 @@ def merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> li
     """Merge ``entry`` into ``directory/bench.json`` under ``suite`` (other suites kept; fine-tuning results
     accumulate per task and recipe, see ``accumulate.merge_suite``) and rewrite
     ``bench.md`` from all of them. Returns the files written (none when the directory is read-only)."""
+    with BenchLock(directory):  # two benchmarks of one model merge one after the other
+        return _merge_suite_report(directory, suite, entry)
+
+
+def _merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> list[Path]:
     target = directory / "bench.json"
     suites: dict[str, Any] = {}
     if target.is_file():
@@ -387,8 +412,7 @@ def merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> li
     try:
         _write_json(target, {"suites": suites})
         md = directory / "bench.md"
-        md.write_text("# Benchmark results\n\n" + "\n".join(_markdown_of(d) for d in suites.values()),
-                      encoding="utf-8")
+        fileio.write_text(md, "# Benchmark results\n\n" + "\n".join(_markdown_of(d) for d in suites.values()))
     except OSError as exc:
         log.warning("cannot write results into %s (%s)", directory, exc)
         return []
@@ -422,4 +446,5 @@ def bench_result_from_dict(d: dict[str, Any]) -> BenchResult:
         models.append(ModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
                                   m["from_scratch"], tasks))
     return BenchResult(d["suite"], d["tasks"], d["seeds"], models, d["data"], d.get("max_train_examples"),
-                       d.get("max_eval_examples"), constant=d.get("constant", {}))
+                       d.get("max_eval_examples"), constant=d.get("constant", {}),
+                       bag_of_words=d.get("bag_of_words", {}))

@@ -61,7 +61,9 @@ def truncate_pair(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
 
 def encode(examples: Sequence[Example], tokenizer: Tokenizer, special: SpecialTokens, family: str,
            segments: bool, max_length: int, regression: bool = False) -> Encoded:
-    """Token ids for ``examples`` (``tokenizer`` must not pad or truncate: see ``plain_tokenizer``)."""
+    """Token ids for ``examples`` (``tokenizer`` must not pad or truncate: see ``plain_tokenizer``).
+    An encoder-decoder's encoder reads the decoder family's layout (text, end-of-text)."""
+    family = Family.of(family).rows if family in tuple(Family) else family
     if family == Family.ENCODER:
         prefix = [special.cls] if special.cls is not None else []
         middle = end = special.separator

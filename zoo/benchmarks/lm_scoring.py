@@ -54,7 +54,7 @@ class Scorer:
     """One way of scoring sentences with one of the model's heads."""
 
     name: str  # reported: "causal", "causal-sentinel", "causal[S]", "pll-word-l2r", "pll-original"
-    kind: str  # "causal" | "pll"
+    kind: str  # "causal" | "pll" | "seq2seq" (an encoder-decoder: zoo.benchmarks.seq2seq_scoring)
     head: str  # key in the model's heads
     offset: int = 0  # pll: the masked token i is read at position i - offset
     sentinel: bool = False  # causal: the sentence is the one noise span of an empty text
@@ -63,7 +63,7 @@ class Scorer:
     @property
     def variants(self) -> tuple[str, ...]:
         """Score names this scorer reports (the causal ones also length-normalised)."""
-        return (self.name, f"{self.name}-mean") if self.kind == "causal" else (self.name,)
+        return (self.name, f"{self.name}-mean") if self.kind in ("causal", "seq2seq") else (self.name,)
 
 
 def is_token_head(head: nn.Module | None) -> bool:
@@ -76,6 +76,10 @@ def _scorer(leaf: Leaf, family: str, heads: Mapping[str, nn.Module], pll: str) -
     if key is None or not is_token_head(heads.get(key)):
         return None
     paradigm = str(leaf.config.get("paradigm", ""))
+    if str(family) == "encoder-decoder":  # the decoder's log-likelihood (zoo.benchmarks.seq2seq_scoring)
+        sentinel = bool(leaf.cls.sentinel_targets)
+        return Scorer(f"seq2seq{'-sentinel' if sentinel else ''}{paradigm}", "seq2seq", key, sentinel=sentinel,
+                      paradigm=paradigm)
     layout = leaf.cls.layout_for(family)
     # Span corruption as a prefix LM (``Objective.sentinel_targets``): the sentence is the single noise span
     # of an empty text; other row-rebuilding prefix LMs (deshuffling) are scored causally, empty prefix.
@@ -177,9 +181,12 @@ def causal_context(special: SpecialTokens, sentinel: bool = False, paradigm: int
     with ``sentinel`` it is ``[paradigm] <extra_id_0> eos <extra_id_0>``, all but the last the prefix."""
     lead = [] if paradigm is None else [paradigm]
     if sentinel:
-        if not special.sentinels or special.eos is None:
-            raise ConfigError("the causal-sentinel scorer needs a tokenizer with <extra_id_0> and an end token")
-        return [*lead, special.sentinels[0], special.eos, special.sentinels[0]], len(lead) + 2
+        end = special.eos if special.eos is not None else special.sep  # the end token span-lm trained with
+        if not special.sentinels or end is None:
+            missing = "<extra_id_0>" if not special.sentinels else "an end-of-text or [SEP] token"
+            raise ConfigError(f"the causal-sentinel scorer needs a tokenizer with <extra_id_0> and an end token "
+                              f"(end-of-text or [SEP]); this one has no {missing}")
+        return [*lead, special.sentinels[0], end, special.sentinels[0]], len(lead) + 2
     start = next((t for t in (special.bos, special.eos, special.cls) if t is not None), None)
     if start is None:
         raise ConfigError("causal scoring needs a beginning-of-text, end-of-text or [CLS] token to start from")
@@ -308,12 +315,17 @@ def _score(scorer: Scorer, backbone: Backbone, head: VocabProjection, tokenizer:
     if too_long:
         raise ConfigError(f"sentence {too_long[0]} has {len(enc.ids[too_long[0]])} tokens; the model takes at most "
                           f"{backbone.spec.max_positions} positions")
-    if scorer.kind == "causal":
+    if scorer.kind in ("causal", "seq2seq"):
         try:
             paradigm = special.extra_id(scorer.paradigm, by=f"the {scorer.name} scorer") if scorer.paradigm else None
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        sums, counts = causal_scores(backbone, head, special, enc, scorer.sentinel, batch_tokens, paradigm)
+        if scorer.kind == "seq2seq":
+            from zoo.benchmarks.seq2seq_scoring import seq2seq_scores
+
+            sums, counts = seq2seq_scores(backbone, head, special, enc, scorer.sentinel, batch_tokens, paradigm)
+        else:
+            sums, counts = causal_scores(backbone, head, special, enc, scorer.sentinel, batch_tokens, paradigm)
         return {scorer.name: sums, f"{scorer.name}-mean": sums / np.maximum(counts, 1)}
     sums, _ = pll_scores(backbone, head, special, enc, scorer.name == "pll-word-l2r", scorer.offset, batch_tokens)
     return {scorer.name: sums}

@@ -104,3 +104,60 @@ def constant_predictor_scores(data: Any) -> dict[str, float]:
         prefix = f"{split}/" if len(spec.eval_splits) > 1 else ""
         out.update({prefix + k: (0.0 if not np.isfinite(v) else v) for k, v in metrics.items()})
     return out
+
+
+BAG_OF_WORDS = ("bag of words: a binary word-presence vector per sentence (sklearn CountVectorizer, lowercased, every "
+                "word of one or more characters; characters for CLUE's Chinese; a pair task's two sentences side by "
+                "side), logistic regression (lbfgs, C = 1) on the training split, ridge regression (alpha = 1) for a "
+                "regression task")
+
+
+def bag_of_words_scores(data: Any) -> dict[str, float]:
+    """The official metrics on ``data.evals`` of a bag-of-words model trained on ``data.train`` (``TaskData``):
+    ``BAG_OF_WORDS``. Metric names as ``constant_predictor_scores`` gives them."""
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    spec = data.spec
+    train = [ex for ex in data.train.examples if ex.label is not None]
+    if not train:
+        raise DataError(f"{spec.name}: the training split has no labels for the bag-of-words baseline")
+    pair = any(ex.text_b is not None for ex in train)
+    def vectorizer() -> CountVectorizer:
+        if spec.suite == "clue":  # no spaces between Chinese words: characters
+            return CountVectorizer(lowercase=True, binary=True, analyzer="char")
+        return CountVectorizer(lowercase=True, binary=True, token_pattern=r"(?u)\b\w+\b")
+
+    vec_a = vectorizer()
+    vec_b = vectorizer() if pair else None
+
+    def features(examples: Sequence[Any], fit: bool = False) -> Any:
+        a = [ex.text_a for ex in examples]
+        xa = vec_a.fit_transform(a) if fit else vec_a.transform(a)
+        if vec_b is None:
+            return xa
+        b = [ex.text_b or "" for ex in examples]
+        return hstack([xa, vec_b.fit_transform(b) if fit else vec_b.transform(b)]).tocsr()
+
+    x = features(train, fit=True)
+    y = [ex.label for ex in train]
+    if spec.is_regression:
+        model: Any = Ridge(alpha=1.0).fit(x, np.asarray(y, dtype=np.float64))
+    elif len(set(y)) < 2:
+        return constant_predictor_scores(data)  # one class: nothing to learn beyond the constant
+    else:
+        model = LogisticRegression(C=1.0, max_iter=2000).fit(x, np.asarray(y, dtype=np.int64))
+    out: dict[str, float] = {}
+    for split, examples in data.evals.items():
+        refs = [ex.label for ex in examples.examples]
+        if not refs:
+            continue
+        pred = model.predict(features(examples.examples))
+        pred = [float(p) for p in pred] if spec.is_regression else [int(p) for p in pred]
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            metrics = compute_metrics(spec, pred, refs)
+        prefix = f"{split}/" if len(spec.eval_splits) > 1 else ""
+        out.update({prefix + k: (0.0 if not np.isfinite(v) else v) for k, v in metrics.items()})
+    return out

@@ -159,6 +159,22 @@ SUITE_ORDER: dict[str, tuple[str, ...]] = {
 }
 
 
+def known_suites() -> dict[str, str]:
+    """Every suite ``--suite`` accepts -> what it is: fine-tuning suites of the registered tasks (built-in
+    and plugins') with their tasks, then the zero-shot minimal-pair suites."""
+    from zoo.benchmarks.minimal_pairs import SUITES
+
+    by_suite: dict[str, list[str]] = {}
+    for name in registry.names("task"):
+        try:
+            by_suite.setdefault(get_task(name).suite, []).append(name)
+        except PluginError:
+            continue
+    out = {s: f"fine-tuning: {', '.join(task_names(s))}" for s in sorted(by_suite)}
+    out.update({s: "zero-shot minimal pairs" for s in SUITES})
+    return out
+
+
 def resolve_tasks(suite: str | None, tasks: str | Sequence[str] | None) -> tuple[str, list[TaskSpec]]:
     """Parse ``--suite`` / ``--tasks`` (comma-separated names or ``all``) into (suite, specs).
 
@@ -171,8 +187,10 @@ def resolve_tasks(suite: str | None, tasks: str | Sequence[str] | None) -> tuple
         suite = suite or "glue"
         names = task_names(suite)
         if not names:
-            known = sorted({get_task(n).suite for n in registry.names("task")})
-            raise ConfigError(f"--suite {suite!r}: no tasks registered; known suites: {', '.join(known)}")
+            known = known_suites()
+            close = difflib.get_close_matches(suite, list(known), n=1)
+            raise ConfigError(f"--suite {suite!r}: no such suite; known suites: {', '.join(known)}"
+                              + (f". Did you mean {close[0]!r}?" if close else ""))
         return suite, [get_task(n) for n in names]
     if "all" in tasks:
         raise ConfigError("--tasks: 'all' cannot be combined with task names")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -35,7 +36,7 @@ from zoo.benchmarks.finetune import Progress, resolve_device
 from zoo.benchmarks.lm_scoring import Scorer, score_sentences, scorers_for
 from zoo.benchmarks.minimal_pairs import Paradigm, load_suite, phenomena
 from zoo.benchmarks.source import ModelSource, open_source
-from zoo.errors import CheckpointError, ConfigError
+from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.models.base import Backbone
 from zoo.objectives.base import TiedLinear
 from zoo.objectives.mlm import MaskedLMHead
@@ -43,6 +44,12 @@ from zoo.objectives.mlm import MaskedLMHead
 log = logging.getLogger(__name__)
 
 KIND = "minimal-pairs"
+EQUAL_LENGTH_DEFINITION = ("accuracy on the pairs whose two sentences have the same number of tokens (the model's "
+                           "tokenizer), where sentence length cannot decide")
+BASELINES_NOTE = ("unigram / bigram / trigram: interpolated Kneser-Ney count models over the same tokenizer, trained "
+                  "on the training split of the run's corpus, each sentence scored whole (start-of-sentence context, "
+                  "end-of-sentence symbol); fewer tokens: the sentence with fewer tokens wins, ties count half. A "
+                  "model has learnt something beyond counts only where it is above the best count model.")
 AVERAGE_DEFINITION = ("macro average over paradigms of the share of pairs whose acceptable sentence scores strictly "
                       "higher; a phenomenon is the mean over its paradigms")
 HF_TOKEN_HEADS = {"BertForMaskedLM": "mlm", "BertForPreTraining": "mlm", "RobertaPreLayerNormForMaskedLM": "mlm",
@@ -160,6 +167,22 @@ class PairsResult:
     data: str
     max_eval_examples: int | None
     models: list[PairsModelResult] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)  # model name -> why it could not be scored
+    written: list[str] = field(default_factory=list)  # the report files written (bench.json, bench.md per model)
+    # trivial baselines on the same pairs (``zoo.benchmarks.ngram``): name -> paradigm -> accuracy
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)
+    baseline_equal_length: dict[str, float] = field(default_factory=dict)  # name -> accuracy on equal-length pairs
+    equal_length: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> variant -> the same
+    equal_pairs: dict[str, int] = field(default_factory=dict)  # model -> pairs of equal token length
+    baseline_notes: list[str] = field(default_factory=list)
+    equal_masks: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # tokenizer hash -> paradigm -> mask
+
+    def baseline_average(self, name: str) -> float:
+        return float(np.mean([self.baselines[name][p] for p in self.paradigms]))
+
+    def baseline_groups(self, name: str) -> dict[str, float]:
+        acc = self.baselines[name]
+        return {g: float(np.mean([acc[p] for p in ps])) for g, ps in self.groups.items()}
 
     def to_dict(self) -> dict[str, Any]:
         models = []
@@ -184,16 +207,35 @@ class PairsResult:
         return {"suite": self.suite, "kind": KIND, "tasks": self.paradigms, "groups": self.groups, "seeds": [0],
                 "data": self.data, "max_train_examples": None, "max_eval_examples": self.max_eval_examples,
                 "pairs": self.pairs, "zoo_version": __version__, "average_definition": AVERAGE_DEFINITION,
-                "models": models}
+                "models": models, "baselines": {
+                    name: {"average": self.baseline_average(name), "groups": self.baseline_groups(name),
+                           "tasks": acc, "equal_length": self.baseline_equal_length.get(name)}
+                    for name, acc in self.baselines.items()},
+                "equal_length": {"definition": EQUAL_LENGTH_DEFINITION, "pairs": self.equal_pairs,
+                                 "accuracy": self.equal_length},
+                "baseline_notes": self.baseline_notes}
 
     def table(self) -> tuple[list[str], list[list[str]]]:
-        """One row per phenomenon and the macro average; one column per (model, score variant)."""
+        """One row per phenomenon, the macro average and the accuracy on equal-length pairs; one column per
+        (model, score variant), then one per trivial baseline (count models, the length heuristic)."""
         cols = [(m, v) for m in self.models for v in m.scorers]
-        columns = ["phenomenon", "paradigms", *(f"{m.name} [{v}]" for m, v in cols)]
-        rows = [[g, str(len(ps)), *(f"{100 * m.groups(self.groups, v)[g]:.1f}" for m, v in cols)]
+        failed = [f"{name} [failed]" for name in self.failed]
+        names = list(self.baselines)
+        columns = ["phenomenon", "paradigms", *(f"{m.name} [{v}]" for m, v in cols), *failed, *names]
+        rows = [[g, str(len(ps)), *(f"{100 * m.groups(self.groups, v)[g]:.1f}" for m, v in cols), *["failed"] * len(failed),
+                 *(f"{100 * self.baseline_groups(n)[g]:.1f}" for n in names)]
                 for g, ps in self.groups.items()]
         rows.append(["macro average (paradigms)", str(len(self.paradigms)),
-                     *(f"{100 * m.average(v):.1f}" for m, v in cols)])
+                     *(f"{100 * m.average(v):.1f}" for m, v in cols), *["failed"] * len(failed),
+                     *(f"{100 * self.baseline_average(n):.1f}" for n in names)])
+        if self.equal_length:
+            def cell(x: float | None) -> str:
+                return "-" if x is None or math.isnan(x) else f"{100 * x:.1f}"
+
+            pairs = sorted(set(self.equal_pairs.values()))
+            rows.append([f"equal-length pairs ({'/'.join(f'{n:,}' for n in pairs)})", "-",
+                         *(cell(self.equal_length.get(m.name, {}).get(v)) for m, v in cols), *["-"] * len(failed),
+                         *(cell(self.baseline_equal_length.get(n)) for n in names)])
         return columns, rows
 
     def markdown(self) -> str:
@@ -201,7 +243,8 @@ class PairsResult:
         n = sorted(set(self.pairs.values()))
         lines = [f"## {self.suite.upper()} (minimal pairs, zero-shot)", "",
                  f"Accuracy x100 by phenomenon; {len(self.paradigms)} paradigms, {'/'.join(map(str, n))} pairs each. "
-                 f"Scorer in brackets. Data: {self.data}.", "",
+                 f"Scorer in brackets. Data: {self.data}." + (f" {BASELINES_NOTE}" if self.baselines else ""),
+                 *(["", *self.baseline_notes] if self.baseline_notes else []), "",
                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines) + "\n"
@@ -229,6 +272,46 @@ def correctness(entry: dict[str, Any], variant: str | None = None) -> dict[str, 
 def flags(bits: str) -> np.ndarray:
     """A stored per-pair correctness string (``"0110..."``) as a bool array."""
     return np.frombuffer(bits.encode(), dtype=np.uint8) == ord("1")
+
+
+# --- trivial baselines --------------------------------------------------------------------------------
+
+def add_pair_baselines(result: PairsResult, sources: Sequence[ModelSource], paradigms: list[Paradigm]) -> None:
+    """Count models and the length heuristic with each distinct tokenizer of ``sources`` (count models only
+    for runs, whose corpus is known), and every model's accuracy on the pairs of equal token length."""
+    from zoo.benchmarks.ngram import PairBaselines, equal_length_accuracy, run_corpus, score_pair_baselines
+
+    pairs = {p.name: ([x.good for x in p.pairs], [x.bad for x in p.pairs]) for p in paradigms}
+    by_hash: dict[str, list[ModelSource]] = {}
+    for src in sources:
+        by_hash.setdefault(src.tokenizer_hash, []).append(src)
+    several = len(by_hash) > 1
+    for group in by_hash.values():
+        src = group[0]
+        run = next((s for s in group if s.path is not None and s.info.get("format") != "huggingface"), None)
+        base: PairBaselines | None = None
+        if run is not None:
+            try:
+                tokens, offsets = run_corpus(run.path, src.tokenizer)
+                base = score_pair_baselines(src.tokenizer, pairs, tokens, offsets)
+            except (OSError, ZooError) as exc:  # a corpus moved away: the length rows still come
+                result.baseline_notes.append(f"No count models for {run.name}: its corpus could not be read ({exc}).")
+        else:
+            result.baseline_notes.append(f"No count models for {src.name}: an exported model carries no corpus.")
+        if base is None:
+            base = score_pair_baselines(src.tokenizer, pairs, np.zeros(0, np.int64), np.zeros(1, np.int64), orders=())
+        suffix = f" ({src.name} tokens)" if several else ""
+        equal = base.equal_length()
+        result.equal_masks[src.tokenizer_hash] = equal
+        for name in base.names:
+            result.baselines[name + suffix] = base.accuracy(name)
+            result.baseline_equal_length[name + suffix] = equal_length_accuracy(base.outcomes[name], equal)[0]
+        names = {s.name for s in group} | {f"{s.name} (from scratch)" for s in group}
+        for m in result.models:
+            if m.name in names:
+                result.equal_pairs[m.name] = sum(int(x.sum()) for x in equal.values())
+                result.equal_length[m.name] = {v: equal_length_accuracy({p: flags(b) for p, b in m.correct[v].items()},
+                                                                        equal)[0] for v in m.scorers}
 
 
 # --- the benchmark --------------------------------------------------------------------------------------
@@ -263,10 +346,13 @@ def run_minimal_pairs(
     include_models: bool = True,
     scratch_seed: int = 0,
     use_cache: bool = True,
+    baselines: bool = True,
 ) -> PairsResult:
     """Score every pair of ``suite`` with every model (and, with ``from_scratch``, a random init of each
     with ``scratch_seed``, scored the same way; without ``include_models`` only those). Paradigms already
-    scored with the same key are read from the model's ``bench-cache/`` (``use_cache``)."""
+    scored with the same key are read from the model's ``bench-cache/`` (``use_cache``). With ``baselines``,
+    the count models, the length heuristic and every model's equal-length accuracy are added
+    (``add_pair_baselines``)."""
     if not models:
         raise ConfigError("no model to benchmark: pass a run directory")
     paradigms = load_suite(suite, data_dir, max_eval_examples)
@@ -280,6 +366,10 @@ def run_minimal_pairs(
             opened.append((sm, scorers))
         if from_scratch:
             opened.append((open_scoring_model(src, step, from_scratch=True, scratch_seed=scratch_seed), scorers))
+    if pll != "word-l2r" and not any(s.name.startswith("pll") for _, scorers in opened for s in scorers):
+        used = ", ".join(sorted({f"{sm.source.name}: {scorers[0].name}" for sm, scorers in opened if scorers}))
+        raise ConfigError(f"--pll {pll}: chooses the pseudo-log-likelihood of bidirectional models, but no model here "
+                          f"is scored by PLL ({used}); leave --pll out")
     result = PairsResult(suite, [p.name for p in paradigms], phenomena(paradigms),
                          {p.name: p.fingerprint() for p in paradigms}, {p.name: len(p.pairs) for p in paradigms},
                          str(Path(data_dir).resolve()) if data_dir is not None else "hub", max_eval_examples)
@@ -287,9 +377,16 @@ def run_minimal_pairs(
     precision = _scoring_precision(precision, dev)
     for sm, scorers in opened:
         cache = _PairsCache(sm, suite, precision, max_eval_examples, dev, scratch_seed) if use_cache else None
-        result.models.append(_score_model(sm, scorers, paradigms, dev, batch_tokens, precision, progress, cache))
+        try:
+            result.models.append(_score_model(sm, scorers, paradigms, dev, batch_tokens, precision, progress, cache))
+        except ZooError as exc:  # one model's failure keeps the others' results
+            name = f"{sm.source.name} (from scratch)" if sm.from_scratch else sm.source.name
+            log.error("%s: not scored: %s", name, exc)
+            result.failed[name] = str(exc)
+    if baselines:
+        add_pair_baselines(result, sources, paradigms)
     if write_reports:
-        write_reports_of(result)
+        result.written = [str(p) for p in write_reports_of(result)]
     return result
 
 

@@ -7,7 +7,7 @@ Public API::
                              seeds=[0, 1, 2, 3, 4], data="corpus/", bench=BenchOptions(tasks=["sst2"], data_dir="glue/"))
     result = run_study(settings, "studies/demo")   # trains, benchmarks, writes report.md + PNGs
     result.groups[0].average                          # Estimate(point, low, high, n, confidence, method)
-    result.pairs[0].seeds.p, result.pairs[0].items    # exact sign-flip p; per-task item-level bootstrap
+    result.pairs[0].seeds.p, result.pairs[0].items    # exact sign-flip p; per-task seed-and-item test
 
 Importing this package is cheap; training, benchmarking and plotting load on use.
 """
@@ -23,7 +23,7 @@ _EXPORTS = {
     "ComparisonResult": "zoo.compare.results", "RunInfo": "zoo.compare.results", "Group": "zoo.compare.results",
     "Pair": "zoo.compare.results", "ItemValues": "zoo.compare.results",
     "Estimate": "zoo.compare.stats", "seed_estimate": "zoo.compare.stats", "compare_seeds": "zoo.compare.stats",
-    "hierarchical_bootstrap": "zoo.compare.stats", "sign_flip_test": "zoo.compare.stats", "holm": "zoo.compare.stats",
+    "seed_item_test": "zoo.compare.stats", "sign_flip_test": "zoo.compare.stats", "holm": "zoo.compare.stats",
     "seeds_needed": "zoo.compare.stats", "bootstrap_ci": "zoo.compare.stats",
     "write_report": "zoo.compare.report", "objective_color": "zoo.compare.plots",
 }

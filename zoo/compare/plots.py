@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from zoo import fileio
 from zoo.compare.results import ComparisonResult, Group
 from zoo.compare.stats import format_level
 from zoo.compare.study import BASELINE
@@ -73,15 +74,19 @@ def figures(result: ComparisonResult) -> dict[str, Any]:
     return out
 
 
-def plot_all(result: ComparisonResult, out: Path) -> dict[str, Path]:
-    """Write every figure that has data as ``out/<name>.png``; returns {name: path}."""
+def plot_all(result: ComparisonResult, out: Path, keep: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Write every figure that has data as ``out/<name>.png``; returns {name: path}. A figure without data
+    is removed, unless named in ``keep`` (a report rewritten without the runs keeps their curves)."""
     out = Path(out)
     made = figures(result)
     written = {}
     for name in ("curves", "scores", "pairs", "compute"):
         path = out / f"{name}.png"
         if name in made:
-            made[name].savefig(path)
+            with fileio.staged(path) as tmp:
+                made[name].savefig(tmp, format="png")
+            written[name] = path
+        elif path.exists() and name in keep:
             written[name] = path
         elif path.exists():
             path.unlink()  # a stale figure from an earlier report would contradict this one

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.compare.results import ComparisonResult
-from zoo.compare.stats import Estimate, format_level, seeds_needed
+from zoo import fileio
+from zoo.compare.results import ComparisonResult, Group
+from zoo.compare.stats import Estimate, ItemComparison, format_level, seeds_needed, sign_flip_min_seeds
 from zoo.compare.study import BASELINE
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,20 @@ def score_table(result: ComparisonResult) -> Table:
     for g in result.groups:
         rows.append([g.backbone, g.objective, *(fmt_estimate(g.tasks.get(t)) for t in result.tasks),
                      fmt_estimate(g.average), str(len(g.runs)), _level(g.average)])
-    if result.constant:
-        avg = result.constant_average()
-        rows.append(["-", CONSTANT, *(f"{100 * result.constant[t]:.1f}" if t in result.constant else "-"
-                                      for t in result.tasks), f"{100 * avg:.1f}" if avg is not None else "-",
-                     "-", "none (no randomness)"])
+    for name, acc in (result.bench.get("baselines") or {}).items():  # minimal pairs: count models, length
+        if all(t in acc for t in result.tasks):
+            rows.append(["-", name, *(f"{100 * acc[t]:.1f}" for t in result.tasks),
+                         f"{100 * float(np.mean([acc[t] for t in result.tasks])):.1f}", "-", "none (deterministic)"])
+    for name, scores, avg in ((CONSTANT, result.constant, result.constant_average()),
+                              (BAG_OF_WORDS, result.bag_of_words, result.bag_of_words_average())):
+        if scores:
+            rows.append(["-", name, *(f"{100 * scores[t]:.1f}" if t in scores else "-" for t in result.tasks),
+                         f"{100 * avg:.1f}" if avg is not None else "-", "-", "none (no randomness)"])
     return columns, rows
 
 
 CONSTANT = "constant predictor"
+BAG_OF_WORDS = "bag of words"
 ALPHA = 0.05
 PLANNED_DIFFERENCES = (0.5, 1.0, 2.0, 5.0)  # points (score x100) for the seeds-needed line
 
@@ -88,8 +94,9 @@ def reading(diff: Estimate, p_holm: float | None, a: str, b: str) -> str:
 
 
 def pair_table(result: ComparisonResult) -> Table:
+    m = len(result.pairs)
     columns = ["backbone", "A", "B", "A - B (avg x100)", "p (sign-flip, seeds)", "p (Holm)", "A ahead",
-               "seeds for 80% power", "reading"]
+               f"seeds for 80% power (Holm, {m} pairs)", "reading"]
     rows = []
     for p in result.pairs:
         c = p.seeds
@@ -100,15 +107,34 @@ def pair_table(result: ComparisonResult) -> Table:
     return columns, rows
 
 
+def item_reading(c: ItemComparison, a: str, b: str) -> str:
+    """A winner only when the test over seeds and items and the sign-flip test over the same per-seed
+    differences both reject after Holm; with one seed the item test is conditional on that seed."""
+    if not c.diff.excludes(0.0):
+        return "not distinguishable"
+    ahead = a if c.diff.point > 0 else b
+    items_ok = c.p_holm is not None and c.p_holm < ALPHA
+    if c.conditional:
+        return (f"{ahead} ahead on these items, given this one seed" if items_ok
+                else f"{ahead} ahead, not significant after Holm")
+    seeds_ok = c.p_seeds_holm is not None and c.p_seeds_holm < ALPHA
+    if items_ok and seeds_ok:
+        return f"{ahead} better"
+    if items_ok:
+        return f"{ahead} ahead, the seed-level test does not agree ({c.seeds} seeds)"
+    return f"{ahead} ahead, not significant after Holm"
+
+
 def item_table(result: ComparisonResult) -> Table:
-    columns = ["backbone", "A", "B", "task", "metric", "items", "A - B (x100)", "p (bootstrap, items)", "p (Holm)",
-               "reading"]
+    columns = ["backbone", "A", "B", "task", "metric", "items", "A - B (x100)", "p (seeds and items, t)", "p (Holm)",
+               "p (sign-flip, seeds; Holm)", "reading"]
     rows = []
     for p in result.pairs:
         for t, c in p.items.items():
+            seed_p = "-" if c.conditional else f"{_p(c.p_seeds)}; {_p(c.p_seeds_holm)}"
             rows.append([p.backbone, p.a, p.b, result.task_titles.get(t, t), ITEM_METRIC_NAMES.get(c.metric, c.metric),
-                         f"{c.items:,}", fmt_estimate(c.diff, signed=True), _p(c.p), _p(c.p_holm),
-                         reading(c.diff, c.p_holm, p.a, p.b)])
+                         f"{c.items:,}", fmt_estimate(c.diff, signed=True), _p(c.p), _p(c.p_holm), seed_p,
+                         item_reading(c, p.a, p.b)])
     return columns, rows
 
 
@@ -123,9 +149,9 @@ def compute_table(result: ComparisonResult) -> Table:
         loss = r.final_eval_loss()
         rows.append([r.name, r.status if r.status == "done" else f"{r.status}: {r.error or ''}"[:80], str(r.steps),
                      _si(r.flops), f"{r.tokens:,}", _seconds(r.train_time_s), _seconds(r.wall_s), _seconds(r.cpu_s),
-                     f"{loss:.3f}" if loss is not None else "-", _seconds(r.bench_s) if r.scores else "-"])
+                     f"{loss:.3f}" if loss is not None else "-", _seconds(r.bench_s) if r.scores and r.bench_s else "-"])
     for b in result.baselines:
-        rows.append([b.name, "baseline", "0", "0", "0", "-", "-", "-", "-", _seconds(b.bench_s)])
+        rows.append([b.name, "baseline", "0", "0", "0", "-", "-", "-", "-", _seconds(b.bench_s) if b.bench_s else "-"])
     return columns, rows
 
 
@@ -170,6 +196,11 @@ def statistics_note(result: ComparisonResult) -> str:
         text += (f" The `{CONSTANT}` row always answers the majority class of the training labels (the training "
                  "mean for regression), scored on the same dev examples with the official metrics: a model near "
                  "it has learned nothing usable for the task.")
+    if result.bag_of_words:
+        from zoo.benchmarks.scoring import BAG_OF_WORDS as HOW
+
+        text += (f" The `{BAG_OF_WORDS}` row is a {HOW}, trained on the same training examples: pretraining has "
+                 "bought something a word count cannot give only where a model is above it.")
     return text
 
 
@@ -187,23 +218,29 @@ def _pair_notes(result: ComparisonResult) -> list[str]:
              "family-wise error at most 5%). \"Not distinguishable\" means the interval contains 0; a winner is "
              "named only when the interval excludes 0 and the Holm-adjusted p is below 0.05."]
     if n:
+        need_min = sign_flip_min_seeds(ALPHA, m)
         lines += ["", f"With {n} seeds the smallest p the sign-flip test can give is 2/2^{n} = {2 / 2**n:.3g}"
-                  + (": no difference can reach p < 0.05 over seeds, however large; 6 seeds are the minimum."
-                     if 2 / 2**n >= ALPHA else ".")
-                  + " \"Seeds for 80% power\" is the number of seeds a paired t test at 0.05 would need to detect "
-                  "a true difference as large as the observed one with probability 0.8, given the observed spread "
-                  "of the per-seed differences (noncentral t; at least the sign-flip test's minimum): a rough "
-                  "planning number, since both the difference and the spread are estimated from these seeds."]
+                  + (" (below 0.05 only from 6 seeds)" if 2 / 2**n >= ALPHA else "")
+                  + f". Holm's first step over the {m} pair(s) asks for p <= 0.05/{m} = {ALPHA / m:.3g}, which the "
+                  f"sign-flip test can reach only from {need_min} seeds"
+                  + (f": with {n} no pair can be significant after Holm, however large its difference."
+                     if n < need_min else ".")
+                  + f" \"Seeds for 80% power\" is the number of seeds a paired t test at that level (0.05/{m}) would "
+                  "need to detect a true difference as large as the observed one with probability 0.8, given the "
+                  "observed spread of the per-seed differences (noncentral t; at least the sign-flip test's minimum "
+                  "for that level): a rough planning number, since both the difference and the spread are estimated "
+                  "from these seeds."]
         if any(p.items for p in result.pairs):
-            lines += ["", "Smaller p values than the sign-flip floor can only come from the item-level test (next "
-                      "section: the hierarchical paired bootstrap over evaluation items, column "
-                      "`p (bootstrap, items)`), not from this table."]
+            lines += ["", "The item-level test (next section) adds the evaluation items' sampling to the seed-level "
+                      "spread; a winner is named there only when the sign-flip test over the seeds agrees, so it "
+                      "cannot get round the floor above."]
     sds = [p.seeds.sd for p in result.pairs if p.seeds.sd]
     if sds:
         sd = float(np.median(sds))
-        need = [(d, seeds_needed(d / 100, sd)) for d in PLANNED_DIFFERENCES]
+        need = [(d, seeds_needed(d / 100, sd, tests=max(1, m))) for d in PLANNED_DIFFERENCES]
         lines += ["", f"Seeds needed for a given difference of the average score, at the median spread of the per-seed "
-                  f"differences here (sd {100 * sd:.2f} points; 80% power, paired t test at 0.05): "
+                  f"differences here (sd {100 * sd:.2f} points; 80% power, paired t test at 0.05/{m} = "
+                  f"{ALPHA / max(1, m):.3g}): "
                   + ", ".join(f"{d:g} point{'s' if d != 1 else ''}: {n if n is not None else 'more than 10,000'}"
                               for d, n in need) + "."]
     return lines
@@ -212,14 +249,17 @@ def _pair_notes(result: ComparisonResult) -> list[str]:
 def _item_notes(result: ComparisonResult) -> list[str]:
     m = sum(len(p.items) for p in result.pairs)
     return [f"The same pairs, per task, over evaluation items: A - B of the task score (x100) computed from each "
-            f"model's per-item predictions, with its {format_level(result.confidence)} hierarchical paired "
-            "bootstrap interval (each resample draws pretraining seeds with replacement, then dev items with "
-            "replacement, the same items for A and B) and the two-sided p of the difference over its bootstrap "
-            "standard error. Items are many, so this test "
-            "sees differences the seed-level test cannot; it treats the evaluation set as a sample of the task. "
-            f"{m} test(s): p (Holm) is adjusted over all of them. Left out: tasks without a per-item form here "
-            "(regression, several evaluation splits), and runs whose cached fine-tuning results predate per-item "
-            "predictions (delete their `bench-cache/` to recompute)."]
+            f"model's per-item predictions, the mean over seeds of the per-seed differences. Its standard error has "
+            "two parts: the spread of the per-seed differences (the seed level, which also holds the per-(seed, "
+            "item) noise) and the sampling of the evaluation items, which that spread cannot see because every seed "
+            "is scored on the same items (a bootstrap of the items with the seeds held fixed; BLiMP pairs are drawn "
+            "within their paradigm). The difference over that standard error is referred to Student t with the "
+            "Welch-Satterthwaite degrees of freedom of the two parts (the number of seeds minus 1 when the seeds "
+            f"dominate); the interval is {format_level(result.confidence)} t. `p (sign-flip, seeds; Holm)` is the "
+            "exact sign-flip test of the same per-seed differences. A winner is named only when both are below 0.05 "
+            f"after Holm over the {m} test(s). With one seed the item p holds for these items given that seed only. "
+            "Left out: tasks without a per-item form here (regression, several evaluation splits), and runs whose "
+            "cached fine-tuning results predate per-item predictions (delete their `bench-cache/` to recompute)."]
 
 
 def scores_section(result: ComparisonResult, figures: dict[str, Path], suite_title: bool = False,
@@ -294,21 +334,73 @@ def markdown(result: ComparisonResult, figures: dict[str, Path],
     return "\n".join(lines)
 
 
+def count_model_regime(result: ComparisonResult) -> list[str]:
+    """Per group: below, at or above the best count model's macro average (its interval against it)."""
+    base = result.bench.get("baselines") or {}
+    counts = {n: float(np.mean([acc[p] for p in result.tasks])) for n, acc in base.items()
+              if not n.startswith(LENGTH_NAME) and all(p in acc for p in result.tasks)}
+    if not counts:
+        return []
+    best_name, best = max(counts.items(), key=lambda kv: kv[1])
+    out = []
+    for g in result.groups:
+        if g.average is None or not g.average.has_interval:
+            continue
+        regime = ("above" if g.average.low > best else "below" if g.average.high < best else "at")
+        out.append(f"{g.label} {regime}")
+    return [f"Against the best count model ({best_name}, {100 * best:.1f}): " + "; ".join(out) + ". Pretraining "
+            "has bought something a count cannot give only where a row is above it; a random init is no measure "
+            "of that."] if out else []
+
+
+LENGTH_NAME = "fewer tokens"
+
+
 def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path], prefix: str = "") -> list[str]:
-    """Minimal pairs: accuracy per phenomenon (mean over its paradigms), then the per-paradigm table."""
+    """Minimal pairs: accuracy per phenomenon (mean over its paradigms), then the per-paradigm table; the
+    trivial baselines (count models, length heuristic) as columns, and the accuracy on equal-length pairs."""
     phenomena: dict[str, list[str]] = result.bench.get("groups") or {}
     groups = [g for g in result.groups if g.runs]
     scorers = result.bench.get("scorers", {})
+    base: dict[str, dict[str, float]] = {n: acc for n, acc in (result.bench.get("baselines") or {}).items()
+                                         if all(p in acc for p in result.tasks)}
     lines = [f"Zero-shot minimal pairs: a pair is right when the acceptable sentence scores higher (scorers: "
              f"{', '.join(sorted(set(scorers.values()))) or '-'}). Rows: phenomena (mean over their paradigms) and "
              f"the macro average over the {len(result.tasks)} paradigms; cells: {result.statistic} over seeds, x100. "
-             f"Per-pair correctness is in each run's bench.json, for paired tests on the same items.", "",
-             "| phenomenon | " + " | ".join(g.label for g in groups) + " |", "|---|" + "---|" * len(groups)]
+             f"Per-pair correctness is in each run's bench.json, for paired tests on the same items.", ""]
+    if base:
+        lines += ["Trivial baselines on the same pairs and tokenizer, as the last columns: unigram, bigram and "
+                  "trigram interpolated Kneser-Ney count models trained on the training split of the study's corpus "
+                  "(each sentence scored whole: start-of-sentence context, end-of-sentence symbol), and `fewer "
+                  "tokens` (the shorter sentence wins, ties count half)."
+                  + (f" The last row is the accuracy on the {result.bench['equal_pairs']:,} pairs whose two sentences "
+                     "have the same number of tokens, where length cannot decide." if result.bench.get("equal_pairs")
+                     else ""), ""]
+    for note in result.bench.get("baseline_notes") or []:
+        lines += [f"> {note}", ""]
+    lines += ["| phenomenon | " + " | ".join(g.label for g in groups) + "".join(f" | {n}" for n in base) + " |",
+              "|---|" + "---|" * (len(groups) + len(base))]
     for name, ps in phenomena.items():
         cells = [100 * float(np.median([np.mean([r.scores[p] for p in ps]) for r in g.runs])) for g in groups]
+        cells += [100 * float(np.mean([acc[p] for p in ps])) for acc in base.values()]
         lines.append(f"| {name} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
-    lines.append("| macro average | " + " | ".join(fmt_estimate(g.average) for g in groups) + " |")
+    lines.append("| macro average | " + " | ".join(fmt_estimate(g.average) for g in groups)
+                 + "".join(f" | {100 * float(np.mean([acc[p] for p in result.tasks])):.1f}" for acc in base.values())
+                 + " |")
+    equal = result.bench.get("equal_length") or {}
+    base_eq = {n: v for n, v in (result.bench.get("baselines_equal_length") or {}).items()
+               if v is not None and math.isfinite(v)}
+    if equal or base_eq:  # "-" for a model without per-pair results
+
+        def med(g: Group) -> str:
+            vals = [equal[r.name] for r in g.runs if r.name in equal]
+            return f"{100 * float(np.median(vals)):.1f}" if vals else "-"
+
+        lines.append("| equal-length pairs | " + " | ".join(med(g) for g in groups)
+                     + "".join(f" | {100 * base_eq[n]:.1f}" if base_eq.get(n) is not None else " | -" for n in base)
+                     + " |")
     lines.append("")
+    lines += [*count_model_regime(result), ""] if base else []
     if "scores" in figures:
         lines += [f"![Accuracy per phenomenon]({prefix}scores.png)", ""]
     return lines + ["Per paradigm:", ""]
@@ -365,19 +457,20 @@ def _benchmark_line(result: ComparisonResult) -> str:
                + (f" (per task: {', '.join(varying)} differ)" if varying else "") + ".")
 
 
-def write_report(result: ComparisonResult, out: str | Path) -> Path:
-    """``report.md``, ``results.json`` and the PNG figures in ``out``; returns the report's path."""
+def write_report(result: ComparisonResult, out: str | Path, keep_figures: tuple[str, ...] = ()) -> Path:
+    """``report.md``, ``results.json`` and the PNG figures in ``out``; returns the report's path. Figures named
+    in ``keep_figures`` that this result has no data for are kept as they are (``--report-only``)."""
     from zoo.compare.plots import plot_all
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figures = plot_all(result, out)
+    figures = plot_all(result, out, keep_figures)
     others_figures = []
     for other in result.others:  # each further suite's figures in OUT/<suite>/
         (out / other.suite).mkdir(exist_ok=True)
         others_figures.append(plot_all(other, out / other.suite))
     result.write_json(out / "results.json")
     path = out / "report.md"
-    path.write_text(markdown(result, figures, others_figures), encoding="utf-8")
+    fileio.write_text(path, markdown(result, figures, others_figures))
     log.info("report: %s (%s)", path, ", ".join(p.name for p in figures.values()) or "no figures")
     return path

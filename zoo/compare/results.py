@@ -5,7 +5,6 @@ data; the report and plots read it. The statistics are in ``zoo.compare.stats``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
@@ -14,15 +13,17 @@ from typing import Any
 
 import numpy as np
 
+from zoo import fileio
 from zoo.compare.stats import (
     DEFAULT_CONFIDENCE,
     Estimate,
     ItemComparison,
     SeedComparison,
     compare_seeds,
-    hierarchical_bootstrap,
     holm,
     seed_estimate,
+    seed_item_test,
+    seeds_needed,
 )
 from zoo.compare.study import BASELINE
 from zoo.train.config import Budget
@@ -54,10 +55,16 @@ class RunInfo:
     scores: dict[str, float] = field(default_factory=dict)  # task -> task score (fine-tune seed median)
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> median
     bench_s: float = 0.0
+    final_loss: float | None = None  # the last validation loss, when the run's metrics.jsonl is not at hand
 
     @property
     def label(self) -> str:
         return f"{self.backbone} {self.objective}"
+
+    def counters(self) -> dict[str, Any]:
+        """What the compute table needs, for ``study.json`` (a report can be rewritten without the run)."""
+        return {"steps": self.steps, "flops": self.flops, "tokens": self.tokens, "train_time_s": self.train_time_s,
+                "params": self.params, "final_loss": self.final_eval_loss()}
 
     def average(self, tasks: list[str]) -> float | None:
         if not tasks or any(t not in self.scores for t in tasks):
@@ -65,7 +72,7 @@ class RunInfo:
         return float(np.mean([self.scores[t] for t in tasks]))
 
     def final_eval_loss(self) -> float | None:
-        return float(self.evals[-1]["loss"]) if self.evals else None
+        return float(self.evals[-1]["loss"]) if self.evals else self.final_loss
 
 
 @dataclass
@@ -96,6 +103,7 @@ class ItemValues:
 
     metric: str  # "mean" of 0/1 correctness, or "f1" / "mcc" / "accuracy_f1" of confusion codes
     values: np.ndarray  # (F, N)
+    strata: tuple[str, ...] | None = None  # per item, the group it is resampled within (a paradigm)
 
 
 def item_values(metrics: list[str] | tuple[str, ...], regression: bool, eval_splits: int,
@@ -194,6 +202,10 @@ def pairwise(groups: list[Group], tasks: list[str], items: dict[str, dict[str, I
         if paired:
             pair.items = _item_comparisons(ga, gb, tasks, items, confidence)
         out.append(pair)
+    for pair in out:  # seeds needed for the whole family, at Holm's first step (0.05 / pairs)
+        c = pair.seeds
+        if c.sd is not None:
+            pair.seeds = replace(c, seeds_needed=seeds_needed(c.diff.point, c.sd, tests=len(out)))
     _adjust(out)
     return out
 
@@ -208,20 +220,23 @@ def _item_comparisons(ga: Group, gb: Group, tasks: list[str], items: dict[str, d
         va = [items.get(r.name, {}).get(t) for r in runs_a]
         vb = [items.get(r.name, {}).get(t) for r in runs_b]
         values = [v for v in va + vb if v is not None]
-        if len(values) != len(va) + len(vb) or len({(v.metric, v.values.shape) for v in values}) != 1:
+        if len(values) != len(va) + len(vb) or len({(v.metric, v.values.shape, v.strata) for v in values}) != 1:
             continue  # a seed without per-item results, or runs scored on different items
-        out[t] = hierarchical_bootstrap(np.stack([v.values for v in va]), np.stack([v.values for v in vb]),
-                                        values[0].metric, confidence)
+        out[t] = seed_item_test(np.stack([v.values for v in va]), np.stack([v.values for v in vb]),
+                                values[0].metric, confidence, strata=values[0].strata)
     return out
 
 
 def _adjust(pairs: list[Pair]) -> None:
-    """Holm over the seed-level tests of all pairs, and over the item-level tests of all (pair, task)."""
+    """Holm over the seed-level tests of all pairs, and over the item-level tests of all (pair, task), both
+    the studentized test over seeds and items and the sign-flip test of the same per-seed differences."""
     for p, adj in zip(pairs, holm([p.seeds.p for p in pairs]), strict=True):
         p.seeds = replace(p.seeds, p_holm=None if math.isnan(adj) else adj)
     keys = [(p, t) for p in pairs for t in p.items]
-    for (p, t), adj in zip(keys, holm([p.items[t].p for p, t in keys]), strict=True):
-        p.items[t] = replace(p.items[t], p_holm=adj)
+    item_adj = holm([p.items[t].p for p, t in keys])
+    seed_adj = holm([p.items[t].p_seeds for p, t in keys])  # the same family, tested over seeds
+    for (p, t), adj, adj_s in zip(keys, item_adj, seed_adj, strict=True):
+        p.items[t] = replace(p.items[t], p_holm=adj, p_seeds_holm=None if math.isnan(adj_s) else adj_s)
 
 
 @dataclass
@@ -246,6 +261,8 @@ class ComparisonResult:
     wall_s: float | None = None
     constant: dict[str, float] = field(default_factory=dict)  # task -> task score of the constant predictor
     constant_metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> value
+    bag_of_words: dict[str, float] = field(default_factory=dict)  # task -> task score of the bag-of-words model
+    bag_of_words_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     items: dict[str, dict[str, ItemValues]] = field(default_factory=dict)  # run name -> task -> per-item values
     confidence: float = DEFAULT_CONFIDENCE
     others: list[ComparisonResult] = field(default_factory=list)  # the same runs on the study's other suites
@@ -262,9 +279,15 @@ class ComparisonResult:
 
     def constant_average(self) -> float | None:
         """The constant predictor's mean task score, when every task has one."""
-        if not self.tasks or any(t not in self.constant for t in self.tasks):
+        return self._average(self.constant)
+
+    def bag_of_words_average(self) -> float | None:
+        return self._average(self.bag_of_words)
+
+    def _average(self, scores: dict[str, float]) -> float | None:
+        if not self.tasks or any(t not in scores for t in self.tasks):
             return None
-        return float(np.mean([self.constant[t] for t in self.tasks]))
+        return float(np.mean([scores[t] for t in self.tasks]))
 
     @property
     def failed(self) -> list[RunInfo]:
@@ -289,6 +312,8 @@ class ComparisonResult:
             "groups": [group(g) for g in self.groups], "confidence": self.confidence,
             "constant": {"scores": self.constant, "metrics": self.constant_metrics,
                          "average": self.constant_average()},
+            "bag_of_words": {"scores": self.bag_of_words, "metrics": self.bag_of_words_metrics,
+                             "average": self.bag_of_words_average()},
             "pairs": [{"backbone": p.backbone, "a": p.a, "b": p.b, "seeds": p.seeds.to_dict(),
                        "items": {t: c.to_dict() for t, c in p.items.items()}} for p in self.pairs],
             "others": [o.to_dict() for o in self.others],
@@ -304,4 +329,4 @@ class ComparisonResult:
                 return [clean(x) for x in v]
             return v
 
-        Path(path).write_text(json.dumps(clean(self.to_dict()), indent=1) + "\n", encoding="utf-8")
+        fileio.write_json(path, clean(self.to_dict()))

@@ -17,6 +17,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from zoo.compare.results import ComparisonResult, ItemValues, RunInfo, item_values
 from zoo.compare.study import (
     BASELINE,
@@ -25,7 +27,9 @@ from zoo.compare.study import (
     Grid,
     StudyFile,
     StudySettings,
+    auto_evals,
     base_config,
+    claim_study,
     expand_grid,
     reuse_diffs,
     run_config,
@@ -36,6 +40,7 @@ from zoo.compare.study import (
 )
 from zoo.errors import ConfigError, ZooError
 from zoo.train.config import Budget, RunConfig, resolve
+from zoo.train.interrupt import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +73,16 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
 
     Rerunning with the same settings resumes: finished runs (a checkpoint that reached the budget) are
     reused, interrupted runs continue from their newest checkpoint, fine-tuning results come from the cache.
+    ``out`` is locked for the whole command (a second ``zoo compare`` into it is refused).
     """
+    with claim_study(Path(out).resolve()):
+        return _run_study(settings, out, command=command, train_fn=train_fn, bench_fn=bench_fn,
+                          train_progress=train_progress, bench_progress=bench_progress, write_report=write_report)
+
+
+def _run_study(settings: StudySettings, out: str | Path, *, command: str | None, train_fn: TrainFn | None,
+               bench_fn: BenchFn | None, train_progress: TrainProgress | None, bench_progress: BenchProgress | None,
+               write_report: bool) -> ComparisonResult:
     t_start, c_start = time.perf_counter(), time.process_time()
     if train_fn is None:
         from zoo.train.trainer import train as train_fn
@@ -100,6 +114,7 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
                 study.update(name, status="done", objective=cell.objective, backbone=cell.backbone, seed=seed,
                              path=str(run_dir))
             infos[name] = _run_info(run_dir, name, study.run(name))
+            study.update(name, counters=infos[name].counters())
             continue
         eval_every = _eval_every(settings, cell, tokenizers[family], out, study)
         cfg = run_config(settings, cell, seed, run_dir, tokenizers[family], eval_every)
@@ -111,6 +126,8 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
         try:
             with _progress(train_progress, f"[{i}/{len(order)}] {cell.backbone} {cell.objective} seed {seed}") as cb:
                 train_fn(cfg, callback=cb)
+        except TrainingInterrupted:  # a signal stops the study too (the run resumes when it is rerun)
+            raise
         except ZooError as exc:
             log.error("%s failed: %s", name, exc)
             study.update(name, status="failed", error=str(exc),
@@ -123,6 +140,7 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
         study.update(name, status="done", wall_s=study.run(name).get("wall_s", 0.0) + time.perf_counter() - t0,
                      cpu_s=study.run(name).get("cpu_s", 0.0) + time.process_time() - c0)
         infos[name] = _run_info(run_dir, name, study.run(name))
+        study.update(name, counters=infos[name].counters())  # a report can be rewritten without the run
     runs = [infos[run_name(c, s)] for c in grid.cells for s in settings.seeds]
 
     notes = _budget_notes(budget)
@@ -230,7 +248,7 @@ def _eval_every(settings: StudySettings, cell: Cell, tokenizer: Path, out: Path,
     per_step = {"steps": 1.0, "flops": p["flops_per_step"], "tokens": p["tokens_per_step"]}[budget.kind]
     steps = max(1, math.ceil(budget.value / per_step))
     plans[key]["expected_steps"] = steps
-    return max(1, steps // settings.evals)
+    return max(1, steps // (settings.evals or auto_evals(steps)))
 
 
 def _check_reusable(settings: StudySettings, cell: Cell, seed: int, run_dir: Path, tokenizer: Path) -> None:
@@ -258,7 +276,18 @@ def _budget_notes(budget: Budget) -> list[str]:
 def compare_runs(paths: Sequence[str | Path], out: str | Path, options: BenchOptions, *,
                  command: str | None = None, bench_fn: BenchFn | None = None, bench_progress: BenchProgress | None = None,
                  write_report: bool = True) -> ComparisonResult:
-    """Benchmark (what is not cached) and report runs that already exist; nothing is trained."""
+    """Benchmark (what is not cached) and report runs that already exist; nothing is trained. ``out`` is
+    locked and marked as a study, as ``run_study``'s is."""
+    if not paths:
+        raise ConfigError("zoo compare: name run directories, or pass --objectives and --budget to train a study")
+    with claim_study(Path(out).resolve()):
+        return _compare_runs(paths, out, options, command=command, bench_fn=bench_fn, bench_progress=bench_progress,
+                             write_report=write_report)
+
+
+def _compare_runs(paths: Sequence[str | Path], out: str | Path, options: BenchOptions, *, command: str | None,
+                  bench_fn: BenchFn | None, bench_progress: BenchProgress | None,
+                  write_report: bool) -> ComparisonResult:
     from zoo.runs import open_run
 
     t_start = time.perf_counter()
@@ -369,13 +398,15 @@ def _benchmark_and_collect(runs: list[RunInfo], options: BenchOptions, out: Path
         for res in results:
             for r in res.runs:
                 if r.status == "done":
-                    study.update(r.name, scores={**(study.run(r.name).get("scores") or {}), **r.scores})
+                    study.update(r.name, scores={**(study.run(r.name).get("scores") or {}), **r.scores},
+                                 bench_s={**(study.run(r.name).get("bench_s") or {}), res.suite: r.bench_s})
             for b in res.baselines:
                 old = study.data.get("baselines", {}).get(b.name, {}).get("scores") or {}
                 study.update(b.name, section="baselines", backbone=b.backbone, seed=b.seed,
                              scores={**old, **b.scores})
                 study.data["baselines"][b.name].setdefault("path", b.path)
         study.data["suites"] = {res.suite: res.tasks for res in results}
+        study.data["scorers"] = {res.suite: res.bench["scorers"] for res in results if res.bench.get("scorers")}
         study.save()
     first, *others = results
     first.others = others
@@ -405,6 +436,7 @@ def _collect_suite(runs: list[RunInfo], options: BenchOptions, out: Path, bench_
     baselines: list[RunInfo] = []
     items: dict[str, dict[str, ItemValues]] = {}
     constant: dict[str, dict[str, float]] = {}
+    bow: dict[str, dict[str, float]] = {}
     with _progress(progress) as bar:
         common["progress"] = bar
         if done:
@@ -412,6 +444,7 @@ def _collect_suite(runs: list[RunInfo], options: BenchOptions, out: Path, bench_
             bench = bench_fn([r.path for r in done], **common)
             _fill_scores(done, bench, items)
             constant = dict(getattr(bench, "constant", {}) or {})
+            bow = dict(getattr(bench, "bag_of_words", {}) or {})
         if options.baselines and done:
             baselines = _baselines(done, out, bench_fn, common, items)
     bench_meta = {"suite": suite, "data": options.data_dir or "hub", "fine_tune_seeds": options.seeds,
@@ -423,7 +456,8 @@ def _collect_suite(runs: list[RunInfo], options: BenchOptions, out: Path, bench_
         task_metrics={s.name: s.metric_names() for s in specs}, runs=runs, baselines=baselines,
         statistic=options.statistic, settings=settings, skipped=skipped, tokenizers=tokenizers, bench=bench_meta,
         notes=notes, command=command, items=items, constant_metrics=constant,
-        constant={s.name: task_score(s, constant[s.name]) for s in specs if s.name in constant})
+        constant={s.name: task_score(s, constant[s.name]) for s in specs if s.name in constant},
+        bag_of_words={s.name: task_score(s, bow[s.name]) for s in specs if s.name in bow}, bag_of_words_metrics=bow)
 
 
 def _fill_scores(infos: list[RunInfo], result: Any, items: dict[str, dict[str, ItemValues]] | None = None) -> None:
@@ -435,7 +469,11 @@ def _fill_scores(infos: list[RunInfo], result: Any, items: dict[str, dict[str, I
     if len(result.models) != len(infos):
         raise RuntimeError(f"run_bench returned {len(result.models)} models for {len(infos)} inputs")
     references = getattr(result, "references", {}) or {}
+    failed = getattr(result, "failed", {}) or {}
     for info, model in zip(infos, result.models, strict=True):
+        if model.name in failed:  # one run's failure keeps the others' results; the report marks it
+            info.status, info.error = "failed", f"not benchmarked: {failed[model.name]}"
+            continue
         for task, tr in model.tasks.items():
             info.scores[task] = float(tr.score())
             info.metrics[task] = {m: float(s["median"]) for m, s in tr.summary().items()}
@@ -509,8 +547,15 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
         if done:
             result = run_minimal_pairs([r.path for r in done], options.suite, options.data_dir,
                                        options.max_eval_examples, device=options.device, progress=bar)
-            for info, m in zip(done, result.models, strict=True):
+            scored = _by_path(result)
+            for info in done:
+                m = scored.get(str(Path(info.path).resolve()))
+                if m is None:  # one run's failure keeps the others' results; the report marks it
+                    info.status = "failed"
+                    info.error = f"not scored: {result.failed.get(Path(info.path).name, 'scoring failed')}"
+                    continue
                 _pairs_scores(info, m, items)
+            done = [r for r in done if r.status == "done"]
         templates: dict[tuple[str, int], RunInfo] = {}
         for r in done:
             templates.setdefault((r.backbone, r.seed), r)
@@ -519,8 +564,11 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
             scratch = run_minimal_pairs([t.path for t in group], options.suite, options.data_dir,
                                         options.max_eval_examples, from_scratch=True, scratch_seed=seed,
                                         device=options.device, write_reports=False, progress=bar,
-                                        include_models=False)
-            for t, m in zip(group, scratch.models, strict=True):
+                                        include_models=False, baselines=False)
+            by_path = _by_path(scratch)
+            for t in group:
+                if (m := by_path.get(str(Path(t.path).resolve()))) is None:
+                    continue
                 info = RunInfo(name=f"{t.backbone}-scratch-seed{seed}", backbone=t.backbone, objective=BASELINE,
                                seed=seed, path=t.path, baseline=True)
                 _pairs_scores(info, m, items)
@@ -529,6 +577,8 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
     bench_meta = {"suite": options.suite, "kind": "minimal-pairs", "data": options.data_dir or "hub",
                   "max_eval_examples": options.max_eval_examples, "groups": result.groups if result else {},
                   "scorers": {m.name: m.scorers[0] for m in result.models} if result else {}}
+    if result is not None:
+        bench_meta.update(pair_baselines_meta(result, [*done, *baselines], items))
     return ComparisonResult(
         out=str(out), mode=mode, suite=options.suite or "", tasks=paradigms, task_titles={p: p for p in paradigms},
         task_metrics={p: ["accuracy"] for p in paradigms}, runs=runs, baselines=baselines,
@@ -536,7 +586,36 @@ def _minimal_pairs_collect(runs: list[RunInfo], options: BenchOptions, out: Path
         notes=notes, command=command, items=items)
 
 
+def _by_path(result: Any) -> dict[str, Any]:
+    """A minimal-pair result's scored models by resolved run path."""
+    return {str(Path(m.path).resolve()): m for m in result.models if m.path is not None}
+
+
 ALL_PAIRS = "all pairs"  # the item set of a zero-shot suite: every pair of every paradigm
+
+
+def pair_baselines_meta(result: Any, infos: list[RunInfo], items: dict[str, dict[str, ItemValues]]) -> dict[str, Any]:
+    """The trivial baselines of a minimal-pair result for the report (``bench`` keys): count models and the
+    length heuristic per paradigm, their accuracy on equal-length pairs, and each model's (from its
+    per-pair correctness and its tokenizer's lengths)."""
+    from zoo.runs import open_run
+
+    equal_length: dict[str, float] = {}
+    pairs = 0
+    hashes: dict[str, str] = {}
+    for info in infos:
+        if info.path not in hashes:
+            hashes[info.path] = open_run(info.path).tokenizer_hash()
+        masks = result.equal_masks.get(hashes[info.path])
+        values = items.get(info.name, {}).get(ALL_PAIRS)
+        if masks is None or values is None:
+            continue
+        mask = np.concatenate([masks[p] for p in sorted(masks)])
+        pairs = int(mask.sum())
+        if pairs:
+            equal_length[info.name] = float(values.values[0][mask].mean())
+    return {"baselines": result.baselines, "baselines_equal_length": result.baseline_equal_length,
+            "baseline_notes": result.baseline_notes, "equal_length": equal_length, "equal_pairs": pairs}
 
 
 def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValues]] | None = None) -> None:
@@ -551,6 +630,7 @@ def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValu
     info.bench_s += model.seconds
     correct = model.correct.get(head, {})
     if items is not None and correct:
-        bits = "".join(correct[p] for p in sorted(correct))
-        values = flags(bits).astype(float)
-        items.setdefault(info.name, {})[ALL_PAIRS] = ItemValues("mean", values[None, :])  # (1 fine-tune, N)
+        order = sorted(correct)
+        values = flags("".join(correct[p] for p in order)).astype(float)
+        strata = tuple(p for p in order for _ in range(len(correct[p])))  # resampled within each paradigm
+        items.setdefault(info.name, {})[ALL_PAIRS] = ItemValues("mean", values[None, :], strata)  # (1 fine-tune, N)

@@ -12,27 +12,40 @@ Over pretraining seeds (few values, 5 by default):
   the per-seed differences with its t interval, and the exact sign-flip permutation test: under no
   difference each per-seed difference is as likely positive as negative, so all ``2^n`` sign
   patterns are equally likely; p is the share of patterns whose ``|mean|`` reaches the observed
-  one (enumerated, not sampled, up to ``EXACT_MAX`` seeds). Its smallest possible p is
-  ``2 / 2^n``: 0.0625 with 5 seeds, so seed-level significance at 0.05 needs 6 or more.
-- **seeds needed**: the smallest n at which a two-sided paired t test at ``alpha`` detects a true
-  mean difference ``delta`` with ``power``, given the standard deviation ``sd`` of per-seed
-  differences: ``P(|T| > t(n-1, 1-alpha/2)) >= power`` with ``T ~ noncentral t(n-1, delta sqrt(n)/sd)``,
-  and at least the n where the sign-flip test can reach ``alpha`` at all (``2 / 2^n <= alpha``).
+  one (enumerated, not sampled, up to ``EXACT_MAX`` seeds; beyond, a Monte-Carlo p ``(hits + 1) / (R + 1)``
+  over ``R`` seeded random patterns, never 0). Its smallest possible p is ``2 / 2^n``: 0.0625 with 5
+  seeds, so seed-level significance at 0.05 needs 6 or more, and 10 after Holm over 21 pairs.
+- **seeds needed**: the smallest n at which a two-sided paired t test at ``alpha / tests`` detects a
+  true mean difference ``delta`` with ``power``, given the standard deviation ``sd`` of per-seed
+  differences: ``P(|T| > t(n-1, 1-alpha/(2 tests))) >= power`` with ``T ~ noncentral t(n-1, delta
+  sqrt(n)/sd)``, and at least the n where the sign-flip test can reach that level at all
+  (``2 / 2^n <= alpha / tests``). ``alpha / tests`` is the level Holm's first step applies to a
+  family of ``tests`` comparisons (over 21 pairs: 0.0024, which the sign-flip test reaches only
+  from 10 seeds); planning at it is the conservative choice.
 
-Over evaluation items (hundreds or thousands of GLUE dev examples or BLiMP pairs):
+Over evaluation items (hundreds or thousands of GLUE dev examples or BLiMP pairs), for the same
+seeds (``(seeds, items)`` arrays, or ``(seeds, fine-tunes, items)``), the difference is
+``d = mean_s d_s`` with ``d_s = metric(A_s) - metric(B_s)`` on the same items. With seeds and items
+both random (crossed), ``Var(d) = s2_seed / S + s2_item / N + s2_res / (S N)``. The test studentizes
+``d`` with the standard error of both levels (``seed_item_test``):
 
-- **hierarchical paired bootstrap**: given per-item values of A and B for the same seeds and the
-  same items (``(seeds, items)`` arrays, or ``(seeds, fine-tunes, items)``), each resample draws
-  seeds with replacement, then items with replacement (the same items for A and B, and for every
-  drawn seed), and computes ``metric(A) - metric(B)`` averaged over the drawn seeds. The interval is
-  the percentile interval of that distribution, p the two-sided normal p of the observed difference
-  over the bootstrap standard error, ``2 (1 - Phi(|d| / sd(d*)))``: unlike a count of resamples past
-  0 it has no floor of ``1 / R``, which Holm over many tests would multiply past any threshold. Metrics: ``mean`` (accuracy from 0/1
-  correctness, or any per-item score such as BLiMP's), ``f1``, ``mcc`` and ``accuracy_f1`` (their
-  mean, MRPC's task score) from binary confusion codes (``2 * label + prediction``). Resampling
-  both crossed factors is Owen's (2007) pigeonhole bootstrap: conservative when the per-(seed,
-  item) noise dominates (it counts it about three times), slightly short when a large seed spread
-  meets few seeds.
+- the seed part ``var(d_s) / S`` (it holds ``s2_seed / S + s2_res / (S N)``: the spread of the
+  per-seed differences, as the paired t test over seeds uses it);
+- the item part ``s2_item / N``, which ``var(d_s)`` cannot see (every seed is scored on the same
+  items): from a bootstrap of the items with the seeds held fixed (items drawn with replacement
+  within each stratum, e.g. a BLiMP paradigm, the same draw for A, B and every seed), as
+  ``(S V_mean - V_each) / (S - 1)``, where ``V_mean`` is the bootstrap variance of ``d`` and
+  ``V_each`` the mean over seeds of that of ``d_s``: their difference removes ``s2_res`` which the
+  seed part already holds. Any metric works (accuracy, F1, MCC), as the bootstrap recomputes it.
+
+``t = d / SE`` is referred to Student t with the Welch-Satterthwaite degrees of freedom of the two
+parts: ``S - 1`` when seeds dominate, towards ``N - 1`` when items do; the interval is
+``d +- t(df) SE``. The same per-seed differences get the exact sign-flip test (``p_seeds``), and a
+winner is named only when both tests agree. With one seed there is no seed part: the p is then
+conditional on that seed (``conditional``), a statement about these items for this one model pair.
+(The earlier pigeonhole bootstrap over seeds and items with a normal reference made p far too small
+when the seed spread dominates: with 5 seeds the normal approximation ignores that the seed part is
+estimated from 4 degrees of freedom.)
 
 Many pairs: Holm's step-down adjustment of the p values (``holm``).
 Every random quantity comes from a seeded generator, so a report is reproducible.
@@ -61,7 +74,7 @@ class Estimate:
     """A point estimate with its interval; ``confidence`` is the interval's actual level.
 
     ``method``: ``t`` (Student t interval of the mean), ``order`` (order-statistic interval of the
-    median), ``bootstrap`` (percentile bootstrap). ``low``/``high`` are NaN for a single value.
+    median), ``bootstrap`` (percentile bootstrap), ``seed-item t`` (``seed_item_test``). ``low``/``high`` are NaN for a single value.
     """
 
     point: float
@@ -84,7 +97,8 @@ class Estimate:
     @property
     def label(self) -> str:
         """``95% t``, ``93.8% order-statistic``, ``95% bootstrap``: what the brackets are."""
-        name = {"t": "t", "order": "order-statistic", "bootstrap": "bootstrap"}.get(self.method, self.method)
+        name = {"t": "t", "order": "order-statistic", "bootstrap": "bootstrap",
+                "seed-item t": "t (seeds and items)"}.get(self.method, self.method)
         return f"{format_level(self.confidence)} {name}"
 
     def to_dict(self) -> dict[str, object]:
@@ -161,7 +175,8 @@ def seed_estimate(values: Sequence[float], statistic: str = "median",
 
 def sign_flip_test(diffs: Sequence[float], seed: int = DEFAULT_SEED) -> tuple[float, bool]:
     """Two-sided p of the sign-flip permutation test of mean(diffs) = 0, and whether it is exact
-    (all ``2^n`` sign patterns; above ``EXACT_MAX`` values, ``2^EXACT_MAX`` seeded random ones)."""
+    (all ``2^n`` sign patterns; above ``EXACT_MAX`` values, ``2^EXACT_MAX`` seeded random ones, with the
+    Monte-Carlo p ``(hits + 1) / (R + 1)``: the observed pattern counts as one of them)."""
     d = _check(diffs, "sign_flip_test")
     n = d.size
     observed = abs(d.mean())
@@ -178,21 +193,30 @@ def sign_flip_test(diffs: Sequence[float], seed: int = DEFAULT_SEED) -> tuple[fl
         else:
             signs = rng.choice([-1.0, 1.0], size=(min(block, total - start), n))
         hits += int(np.count_nonzero(np.abs(signs @ d) / n >= observed - tol))
-    return hits / total, exact
+    return (hits / total if exact else (hits + 1) / (total + 1)), exact
 
 
-def seeds_needed(delta: float, sd: float, alpha: float = 0.05, power: float = 0.8, max_n: int = 10_000) -> int | None:
-    """Seeds for a paired two-sided t test at ``alpha`` to detect ``delta`` with ``power`` (noncentral t),
-    and at least as many as the sign-flip test needs to reach ``alpha``; None beyond ``max_n`` or when
-    ``delta`` is 0."""
-    floor = max(2, math.ceil(math.log2(2 / alpha)))
+def sign_flip_min_seeds(alpha: float = 0.05, tests: int = 1) -> int:
+    """The fewest seeds at which the sign-flip test can reach ``alpha / tests`` at all (``2 / 2^n``)."""
+    return max(2, math.ceil(math.log2(2 * tests / alpha) - 1e-12))
+
+
+def seeds_needed(delta: float, sd: float, alpha: float = 0.05, power: float = 0.8, max_n: int = 10_000,
+                 tests: int = 1) -> int | None:
+    """Seeds for a paired two-sided t test at ``alpha / tests`` (Holm's first step over ``tests``
+    comparisons) to detect ``delta`` with ``power`` (noncentral t), and at least as many as the sign-flip
+    test needs to reach that level; None beyond ``max_n`` or when ``delta`` is 0."""
+    if tests < 1:
+        raise ValueError(f"tests must be at least 1, got {tests}")
+    level = alpha / tests
+    floor = sign_flip_min_seeds(alpha, tests)
     if delta == 0 or not math.isfinite(delta):
         return None
     if sd <= 0:
         return floor
     effect = abs(delta) / sd
     for n in range(2, max_n + 1):
-        crit = scipy.stats.t.ppf(1 - alpha / 2, n - 1)
+        crit = scipy.stats.t.ppf(1 - level / 2, n - 1)
         nc = effect * math.sqrt(n)
         lower = scipy.stats.nct.cdf(-crit, n - 1, nc)  # NaN far in the tail (scipy): there it is 0
         achieved = scipy.stats.nct.sf(crit, n - 1, nc) + (lower if math.isfinite(lower) else 0.0)
@@ -212,7 +236,7 @@ class SeedComparison:
     wins: int | None  # seeds where a beat b (paired only)
     d_z: float | None  # standardised effect: mean / sd of the paired differences
     sd: float | None  # sd of the paired differences
-    seeds_needed: int | None  # for 80% power at alpha 0.05 if the true difference were the observed one
+    seeds_needed: int | None  # for 80% power at 0.05 / tests if the true difference were the observed one
     p_holm: float | None = None
 
     def to_dict(self) -> dict[str, object]:
@@ -222,9 +246,10 @@ class SeedComparison:
 
 
 def compare_seeds(a: Sequence[float], b: Sequence[float], paired: bool,
-                  confidence: float = DEFAULT_CONFIDENCE, seed: int = DEFAULT_SEED) -> SeedComparison:
+                  confidence: float = DEFAULT_CONFIDENCE, seed: int = DEFAULT_SEED, tests: int = 1) -> SeedComparison:
     """``a - b``: paired by seed (``a[i]``, ``b[i]`` share seed i) with the exact sign-flip test and a t
-    interval of the mean difference; unpaired with Welch's t interval and test."""
+    interval of the mean difference; unpaired with Welch's t interval and test. ``seeds_needed`` plans
+    for ``tests`` comparisons (Holm's first step, ``0.05 / tests``)."""
     xa, xb = _check(a, "compare_seeds (a)"), _check(b, "compare_seeds (b)")
     if paired:
         if xa.size != xb.size:
@@ -234,7 +259,7 @@ def compare_seeds(a: Sequence[float], b: Sequence[float], paired: bool,
         p, exact = sign_flip_test(d, seed)
         sd = float(d.std(ddof=1)) if d.size > 1 else None
         d_z = (float(d.mean()) / sd) if sd else None
-        need = seeds_needed(float(d.mean()), sd) if sd is not None else None
+        need = seeds_needed(float(d.mean()), sd, tests=tests) if sd is not None else None
         return SeedComparison(est, p, "sign-flip" if exact else f"sign-flip (2^{EXACT_MAX} random patterns)", True,
                               int(np.sum(d > 0)), d_z, sd, need)
     point = float(xa.mean() - xb.mean())
@@ -332,35 +357,69 @@ def _items_array(x: Sequence | np.ndarray, what: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ItemComparison:
-    """``metric(a) - metric(b)`` over evaluation items, seeds pooled hierarchically."""
+    """``metric(a) - metric(b)`` over evaluation items and seeds (``seed_item_test``).
 
-    diff: Estimate  # point: the observed difference; interval: percentile bootstrap
+    ``p``: the studentized test with the standard error of both levels (``conditional`` when there is
+    one seed: then it holds for these items given that seed only); ``p_seeds``: the exact sign-flip
+    test of the per-seed differences on these items (NaN with one seed). ``df``: the t reference's
+    degrees of freedom; ``se_seeds``, ``se_items``: the two parts of the standard error.
+    """
+
+    diff: Estimate  # point: the mean over seeds of the per-seed differences; interval: d +- t(df) SE
     p: float
     metric: str
     seeds: int
     items: int
     p_holm: float | None = None
+    p_seeds: float = math.nan
+    p_seeds_holm: float | None = None
+    df: float = math.inf
+    se_seeds: float = 0.0
+    se_items: float = 0.0
+    conditional: bool = False
+    per_seed: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {"difference": self.diff.to_dict(), "p": self.p, "metric": self.metric, "seeds": self.seeds,
-                "items": self.items, "p_holm": self.p_holm}
+                "items": self.items, "p_holm": self.p_holm, "p_seeds": None if math.isnan(self.p_seeds) else self.p_seeds,
+                "p_seeds_holm": self.p_seeds_holm, "df": None if math.isinf(self.df) else self.df,
+                "se_seeds": self.se_seeds, "se_items": self.se_items, "conditional": self.conditional,
+                "per_seed": list(self.per_seed)}
 
 
-def hierarchical_bootstrap(a: Sequence | np.ndarray, b: Sequence | np.ndarray, metric: str = "mean",
-                           confidence: float = DEFAULT_CONFIDENCE, n_resamples: int = 2_000,
-                           seed: int = DEFAULT_SEED) -> ItemComparison:
-    """Paired bootstrap of ``metric(a) - metric(b)``: resample seeds, then items within them.
+def _strata_index(strata: Sequence | np.ndarray | None, items: int) -> list[np.ndarray]:
+    if strata is None:
+        return [np.arange(items)]
+    labels = np.asarray(strata)
+    if labels.shape != (items,):
+        raise ValueError(f"strata: expected one label per item ({items}), got shape {labels.shape}")
+    return [np.flatnonzero(labels == u) for u in dict.fromkeys(labels.tolist())]
+
+
+def _item_weights(rng: np.random.Generator, groups: list[np.ndarray], r: int, items: int) -> np.ndarray:
+    """(r, items) multiplicities of ``r`` bootstrap draws of the items, with replacement within each group."""
+    idx = np.concatenate([g[rng.integers(0, g.size, (r, g.size))] for g in groups], axis=1)
+    idx = idx + items * np.arange(r)[:, None]
+    return np.bincount(idx.ravel(), minlength=r * items).reshape(r, items).astype(np.float64)
+
+
+def seed_item_test(a: Sequence | np.ndarray, b: Sequence | np.ndarray, metric: str = "mean",
+                   confidence: float = DEFAULT_CONFIDENCE, n_resamples: int = 2_000, seed: int = DEFAULT_SEED,
+                   strata: Sequence | np.ndarray | None = None) -> ItemComparison:
+    """``metric(a) - metric(b)`` over seeds and items, studentized with both levels' standard error.
 
     ``a`` and ``b``: per-item values, ``(seeds, items)`` or ``(seeds, fine-tunes, items)``, row s of
     both from pretraining seed s and column i the same item. The metric is computed per (seed,
-    fine-tune), averaged over fine-tunes and then over the drawn seeds.
+    fine-tune) and averaged over fine-tunes. ``strata``: one label per item (e.g. its paradigm); items
+    are resampled within their stratum. See the module docstring for the standard error and the test.
     """
     _check_level(confidence)
-    xa, xb = _items_array(a, "hierarchical_bootstrap (a)"), _items_array(b, "hierarchical_bootstrap (b)")
+    xa, xb = _items_array(a, "seed_item_test (a)"), _items_array(b, "seed_item_test (b)")
     if xa.shape[0] != xb.shape[0] or xa.shape[2] != xb.shape[2]:
         raise ValueError(f"paired per-item values need the same seeds and items, got shapes {xa.shape} and {xb.shape}")
     sums, finish = _metric_fns(metric)
     seeds, items = xa.shape[0], xa.shape[2]
+    groups = _strata_index(strata, items)
     va, vb = xa.reshape(-1, items), xb.reshape(-1, items)  # (S * F, N), seed-major
     shape_a, shape_b = (seeds, xa.shape[1]), (seeds, xb.shape[1])
 
@@ -369,24 +428,35 @@ def hierarchical_bootstrap(a: Sequence | np.ndarray, b: Sequence | np.ndarray, m
         mb = finish(sums(w, vb)).reshape(-1, *shape_b).mean(-1)
         return ma - mb
 
-    point = float(per_seed(np.ones((1, items)))[0].mean())
+    d_s = per_seed(np.ones((1, items)))[0]
+    point = float(d_s.mean())
     rng = np.random.default_rng(seed)
-    dist = np.empty(n_resamples)
+    dist = np.empty((n_resamples, seeds))
     chunk = max(1, 4_000_000 // items)
     for start in range(0, n_resamples, chunk):
         r = min(chunk, n_resamples - start)
-        # items drawn with replacement, as multiplicities: the same items for every seed, A and B
-        idx = rng.integers(0, items, (r, items)) + items * np.arange(r)[:, None]
-        weights = np.bincount(idx.ravel(), minlength=r * items).reshape(r, items).astype(np.float64)
-        d = per_seed(weights)  # (r, S)
-        s_idx = rng.integers(0, seeds, (r, seeds))  # seeds drawn with replacement
-        dist[start:start + r] = np.take_along_axis(d, s_idx, axis=1).mean(-1)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(dist, [alpha, 1 - alpha])
-    se = float(dist.std(ddof=1))  # bootstrap standard error: p has no floor of 1 / n_resamples
-    p = float(2 * scipy.stats.norm.sf(abs(point) / se)) if se > 0 else (1.0 if point == 0 else 0.0)
-    est = Estimate(point, float(low), float(high), seeds, (), metric, confidence, "bootstrap")
-    return ItemComparison(est, p, metric, seeds, items)
+        dist[start:start + r] = per_seed(_item_weights(rng, groups, r, items))  # seeds held fixed
+    v_mean = float(dist.mean(-1).var(ddof=1))
+    if seeds > 1:
+        v_each = float(dist.var(axis=0, ddof=1).mean())
+        part_seeds = float(d_s.var(ddof=1)) / seeds
+        part_items = max(0.0, (seeds * v_mean - v_each) / (seeds - 1))
+        total = part_seeds + part_items
+        den = part_seeds**2 / (seeds - 1) + part_items**2 / max(1, items - 1)
+        df = total**2 / den if den > 0 else float(seeds - 1)
+        p_seeds, _ = sign_flip_test(d_s, seed)
+    else:  # one seed: the items' sampling alone, given this seed
+        part_seeds, part_items, total, df, p_seeds = 0.0, v_mean, v_mean, math.inf, math.nan
+    se = math.sqrt(total)
+    if se > 0:
+        p = float(2 * scipy.stats.t.sf(abs(point) / se, df))
+        half = float(scipy.stats.t.ppf((1 + confidence) / 2, df) * se)
+    else:
+        p, half = (1.0 if point == 0 else 0.0), 0.0
+    est = Estimate(point, point - half, point + half, seeds, (), metric, confidence, "seed-item t")
+    return ItemComparison(est, p, metric, seeds, items, p_seeds=p_seeds, df=df, se_seeds=math.sqrt(part_seeds),
+                          se_items=math.sqrt(part_items), conditional=seeds == 1,
+                          per_seed=tuple(float(x) for x in d_s))
 
 
 # --- one-level percentile bootstrap (kept for item-level descriptions and the scipy check) -------------------

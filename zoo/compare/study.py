@@ -12,18 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zoo import registry
+from zoo import fileio, markers, registry
 from zoo.data.config import TokenizerConfig
 from zoo.errors import ConfigError, IncompatibleError
 from zoo.train import checkpoint as ckpt
 from zoo.train.config import Budget, RunConfig, resolve
 from zoo.train.config import config_diffs as train_config_diffs
+from zoo.train.lock import StudyLock
 from zoo.typed_config import apply_overrides
 
 log = logging.getLogger(__name__)
@@ -34,10 +37,18 @@ BASELINE = "from scratch"  # the objective label of the no-pretraining baseline
 # Keys a study sets itself for each run; --set may not change them.
 RESERVED_KEYS = ("objective", "backbone", "out", "train.seed", "train.budget", "tokenizer.path")
 # Settings that may change between invocations of the same study (they change no trained weights).
+STEPS_PER_EVAL = 50
+
+
+def auto_evals(steps: int) -> int:
+    """The default number of evaluation points of a run of ``steps`` steps: one per ~50 steps, 4 to 50."""
+    return min(50, max(4, steps // STEPS_PER_EVAL))
+
+
 MUTABLE_SETTINGS = ("objectives", "backbones", "seeds", "evals", "bench")
 # Config keys a finished run may differ in and still be reused (they do not change the weights).
 REUSABLE_DIFFS = ("out", "train.log_every", "train.eval_every", "train.checkpoint_every", "train.checkpoint_minutes",
-                  "train.keep_last", "train.tensorboard", "train.prefetch", "data.cache_dir", "train.device",
+                  "train.keep_last", "train.tensorboard", "train.report_to", "train.prefetch", "data.cache_dir", "train.device",
                   "train.dist_timeout_s")
 
 
@@ -107,7 +118,7 @@ class StudySettings:
     batch_size: int | None = None
     vocab_size: int | None = None
     train_overrides: list[str] = field(default_factory=list)  # --set key.path=value for every run
-    evals: int = 8  # evaluation points per run (the loss curves) when train.eval_every is not set
+    evals: int = 0  # evaluation points per run (the loss curves) when train.eval_every is not set; 0: auto_evals
     bench: BenchOptions = field(default_factory=BenchOptions)
 
     def __post_init__(self) -> None:
@@ -119,8 +130,8 @@ class StudySettings:
             raise ConfigError("--seeds must be at least 1")
         if len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"--seeds: repeated seed in {self.seeds}")
-        if self.evals < 1:
-            raise ConfigError(f"--evals must be at least 1, got {self.evals}")
+        if self.evals < 0:
+            raise ConfigError(f"--evals must be at least 1 (or 0: one per ~{STEPS_PER_EVAL} steps), got {self.evals}")
         if isinstance(self.bench, dict):
             self.bench = BenchOptions(**self.bench)
         try:
@@ -222,7 +233,7 @@ def slug(cell: Cell) -> str:
     """A directory-safe name for a cell (``bert-mlm+nsp``, ``bert-mlm_1.0+nsp_0.5``, ``gpt-mntp_15_or_clm_1``)."""
     from zoo.objectives.spec import path_name
 
-    return re.sub(r"[^A-Za-z0-9+._-]", "_", f"{cell.backbone}-{path_name(cell.objective)}")
+    return f"{cell.backbone}-{path_name(cell.objective)}"  # zoo train's default name, runs/<this>
 
 
 def run_name(cell: Cell, seed: int) -> str:
@@ -333,7 +344,10 @@ class StudyFile:
             old = self.data.get("settings", {})
             new = settings.to_dict()
             diffs = sorted(k for k in set(old) | set(new) if k not in MUTABLE_SETTINGS and old.get(k) != new.get(k))
-            if diffs:
+            if diffs and not self.trained_anything():  # nothing trained, nothing to protect
+                log.info("%s holds a study that trained nothing yet; starting it over with these settings", self.out)
+                self.data = {"format": STUDY_FORMAT, "created": time.time(), "runs": {}, "baselines": {}}
+            elif diffs:
                 shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diffs[:4])
                 raise ConfigError(f"{self.out} holds a study with different training settings ({shown}); "
                                   f"rerun with the same settings to resume it, or choose another --out")
@@ -347,6 +361,13 @@ class StudyFile:
             self.data["command"] = command
         self.save()
 
+    def trained_anything(self) -> bool:
+        """Whether a run of this study has a checkpoint (else its settings may still change)."""
+        from zoo.train import checkpoint as ckpt
+
+        runs = self.out / "runs"
+        return runs.is_dir() and any(ckpt.steps(d) for d in runs.iterdir() if d.is_dir())
+
     def run(self, name: str) -> dict[str, Any]:
         return self.data.setdefault("runs", {}).setdefault(name, {})
 
@@ -357,6 +378,31 @@ class StudyFile:
     def save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         self.data["updated"] = time.time()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        fileio.write_json(self.path, self.data, default=str)
+
+
+@contextmanager
+def claim_study(out: Path) -> Iterator[StudyLock]:
+    """Lock ``out`` for one ``zoo compare`` and mark it as a study: a new or empty directory, a study
+    (or a study of an earlier version), nothing else; a second ``zoo compare`` into it is refused."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a directory; choose a new or empty directory for the study")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    lock = StudyLock(out).acquire()
+    try:
+        found = markers.identify(out)
+        if found.kind not in ("empty", "study", "legacy-study"):
+            raise ConfigError(f"--out {out} is not a zoo study directory (it holds {found.what}); choose a new or "
+                              f"empty directory so that nothing in it is overwritten")
+        if found.kind != "study":
+            markers.write_marker(out, "study")  # first: the directory is a study from now on
+        lock.record()
+        yield lock
+    except BaseException:
+        if created and not any(n not in (".lock", markers.STUDY_MARKER) for n in os.listdir(out)):
+            shutil.rmtree(out, ignore_errors=True)  # a refused or failed new study leaves nothing behind
+        raise
+    finally:
+        lock.release()

@@ -14,7 +14,8 @@ class DataConfig:
     text_field: str = "text"  # JSON lines / Hugging Face column holding the text
     include: list[str] = field(default_factory=lambda: ["*.txt", "*.jsonl", "*.json"])  # directory globs
     doc_boundary: Literal["auto", "file", "blank-line", "line"] = "auto"
-    on_decode_error: Literal["error", "skip", "replace"] = "error"  # bad UTF-8 / NUL bytes
+    # auto: invalid UTF-8 replaced (U+FFFD; one summary warning per corpus), a NUL byte refused
+    on_decode_error: Literal["auto", "error", "skip", "replace"] = "auto"  # bad UTF-8 / NUL bytes
     streaming: bool = False  # Hugging Face datasets: stream instead of downloading the whole split
     max_documents: int = 0  # 0 = all; else the first N documents in reading order
     validation_fraction: float = 0.02  # share of documents held out (at least one when > 0)

@@ -4,9 +4,11 @@ embedded default (the standard library's pydoc topics). All of them yield clean 
 Cleaning, the same for every source: a UTF-8 BOM is stripped, CRLF and lone CR become LF, the
 document is stripped of surrounding whitespace, and empty documents are dropped (counted).
 A NUL byte is treated as corrupt input, like invalid UTF-8. ``on_decode_error`` decides:
-``"error"`` (default) names the file, byte offset and line; ``"skip"`` drops each line holding bad
-bytes (a JSON line is one record) and counts them; ``"replace"`` decodes bad bytes as U+FFFD and
-removes NULs, counting both.
+``"auto"`` (default) decodes invalid UTF-8 as U+FFFD, counted and summarised in one warning per
+corpus, and refuses a NUL byte (binary data or UTF-16 without a byte-order mark) like ``"error"``,
+which names the file, byte offset and line; ``"skip"`` drops each line holding bad bytes (a JSON
+line is one record) and counts them; ``"replace"`` decodes bad bytes as U+FFFD and removes NULs,
+counting both.
 """
 
 from __future__ import annotations
@@ -78,7 +80,25 @@ def read_corpus(cfg: DataConfig) -> Corpus:
         raise DataError(f"no documents in {corpus.description}" + (f" ({details})" if details else "")
                         + "; every file or record was empty, whitespace-only or skipped" + hint)
     corpus.stats["documents"] = len(corpus.documents)
+    _summarise_repairs(corpus, cfg)
     return corpus
+
+
+_SUMMARISED: set[tuple[str, str, int, int]] = set()  # corpora whose repairs were reported in this process
+
+
+def _summarise_repairs(corpus: Corpus, cfg: DataConfig) -> None:
+    """One warning per corpus (and process) for the bytes that were replaced, with the option to change it."""
+    replaced, nuls, files = (corpus.stats[k] for k in ("replaced_invalid_utf8", "removed_nul_bytes",
+                                                        "files_with_decode_errors"))
+    key = (corpus.description, cfg.on_decode_error, replaced, nuls)
+    if not (replaced or nuls) or key in _SUMMARISED:
+        return
+    _SUMMARISED.add(key)
+    what = f"{replaced} invalid UTF-8 sequence(s) decoded as U+FFFD" + (f", {nuls} NUL byte(s) removed" if nuls else "")
+    in_files = f" in {files} file(s)" if files else ""
+    log.warning("%s: %s%s (-v names each file); --on-decode-error error refuses such input, skip drops the "
+                "lines holding it", corpus.description, what, in_files)
 
 
 # --- embedded default ---------------------------------------------------------------------------
@@ -282,18 +302,22 @@ def _decode_text(path: Path, data: bytes, bom: int, policy: str, stats: Counter)
     else:
         offset, reason = problem
         where = f"{reason} at {_location(data, bom + offset)}"
+        if policy == "auto" and b"\0" in raw:  # binary data or UTF-16 without a byte-order mark: not a stray byte
+            nul = raw.find(b"\0")
+            where, policy = f"NUL byte (binary data or a UTF-16 file?) at {_location(data, bom + nul)}", "error"
         if policy == "error":
             raise DataError(f"{path}: {where}. Fix the file, or set data.on_decode_error (--on-decode-error) "
                             "to 'skip' (drop the bad lines) or 'replace' (U+FFFD for bad bytes, drop NULs)")
-        if policy == "replace":
+        if policy in ("replace", "auto"):
             text = raw.decode("utf-8", errors="replace")
             replaced = text.count("\ufffd") - raw.count("\ufffd".encode())
             nuls = text.count("\0")
             text = text.replace("\0", "")
             stats["replaced_invalid_utf8"] += replaced
             stats["removed_nul_bytes"] += nuls
-            log.warning("%s: replaced %d invalid UTF-8 sequence(s) and removed %d NUL byte(s) (first: %s)",
-                        path, replaced, nuls, where)
+            stats["files_with_decode_errors"] += 1
+            log.debug("%s: replaced %d invalid UTF-8 sequence(s) and removed %d NUL byte(s) (first: %s)",
+                      path, replaced, nuls, where)
         else:
             lines = raw.split(b"\n")
             good = [line for line in lines if _first_problem(line, 0) is None]
@@ -355,7 +379,7 @@ def _read_json(path: Path, data: bytes, cfg: DataConfig, stats: Counter) -> Iter
         where = f"{path}:{lineno}"
         problem = _first_problem(line, 0)
         if problem is not None:
-            if cfg.on_decode_error == "error":
+            if cfg.on_decode_error == "error" or (cfg.on_decode_error == "auto" and b"\0" in line):
                 raise DataError(f"{where}: {problem[1]} at byte offset {start + problem[0]}; set "
                                 "data.on_decode_error (--on-decode-error) to 'skip' or 'replace'")
             if cfg.on_decode_error == "skip":
@@ -402,7 +426,7 @@ def _record_text(rec: Any, cfg: DataConfig, where: str, stats: Counter) -> str |
         stats["skipped_non_string"] += 1
         return None
     if "\0" in value:
-        if cfg.on_decode_error == "error":
+        if cfg.on_decode_error in ("error", "auto"):
             raise DataError(f"{where}: NUL character in field {cfg.text_field!r}; set data.on_decode_error "
                             "(--on-decode-error) to 'skip' or 'replace'")
         if skip:

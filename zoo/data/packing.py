@@ -46,7 +46,7 @@ class RowSource:
 
     def __init__(self, store: TokenStore, seq_len: int, special: SpecialTokens, family: str,
                  min_piece: int | None = None) -> None:
-        family = Family.of(family)
+        family = Family.of(family).rows  # an encoder-decoder packs the decoder's rows
         self.store, self.seq_len, self.special, self.family = store, seq_len, special, family
         if family == Family.ENCODER:
             if special.cls is None or special.sep is None:

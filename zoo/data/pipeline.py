@@ -19,6 +19,7 @@ from typing import Any
 import tokenizers
 from tokenizers import Tokenizer
 
+from zoo import fileio
 from zoo.batch import SpecialTokens
 from zoo.data.config import DataConfig, TokenizerConfig
 from zoo.data.corpus import read_corpus
@@ -172,11 +173,16 @@ def _trained_tokenizer(train_docs: list[str], tok_cfg: TokenizerConfig, kind: st
         cached.parent.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.parent.with_name(f".tmp-{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         tmp.mkdir()
-        tok.save(str(tmp / "tokenizer.json"))
         try:
-            os.rename(tmp, cached.parent)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)  # another process cached it first
+            tok.save(str(tmp / "tokenizer.json"))
+            fileio.fsync_tree(tmp)
+            try:
+                fileio.rename(tmp, cached.parent)
+            except OSError:
+                if not (cached.parent / "tokenizer.json").is_file():  # not another process caching it first
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # nothing partial is left in the cache
     except OSError as exc:
         log.warning("could not cache the tokenizer under %s: %s", cached.parent, exc)
     return tok, "trained"
@@ -184,6 +190,7 @@ def _trained_tokenizer(train_docs: list[str], tok_cfg: TokenizerConfig, kind: st
 
 def check_row_tokens(special: SpecialTokens, family: str) -> None:
     """Fail early when the tokenizer lacks what rows of this backbone family need."""
+    family = Family.of(family).rows
     if family == Family.ENCODER and (special.cls is None or special.sep is None):
         raise DataError("an encoder backbone needs a tokenizer with [CLS] and [SEP] tokens; this one has none: use "
                         "tokenizer.kind = 'wordpiece' (or 'auto') or a tokenizer that has them")
@@ -241,7 +248,7 @@ def build_datasets(data: DataConfig, tok: TokenizerConfig, family: str, run_dir:
     if run_tok is not None and not run_tok.is_file():
         save_tokenizer(tokenizer, run_tok.parent)
         if origin is not None:
-            (run_tok.parent / ORIGIN_FILE).write_text(json.dumps(origin, indent=1) + "\n", encoding="utf-8")
+            fileio.write_json(run_tok.parent / ORIGIN_FILE, origin)
     t_tok = time.perf_counter() - t1
 
     t2 = time.perf_counter()

@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -38,7 +39,7 @@ import numpy as np
 import tokenizers
 from tokenizers import Tokenizer
 
-from zoo import diskspace
+from zoo import diskspace, fileio
 from zoo.data.segment import Segmenter, token_word_starts
 from zoo.data.sentences import MAX_SENTENCE_CHARS, SPLITTER_VERSION, sentence_boundaries
 from zoo.data.tokenizer import tokenizer_hash
@@ -247,7 +248,8 @@ def build_store(documents: Sequence[str], tokenizer: Tokenizer, directory: str |
         "segmenter": segmenter.key() if segmenter is not None else None,
         "build_seconds": round(seconds, 3), **stats,
     }
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    fileio.write_json(out / "meta.json", meta, indent=2)
+    fileio.fsync_tree(out)  # complete on disk before the directory is renamed into place
     log.debug("tokenised %d documents, %d tokens in %.2fs", meta["num_documents"], total, seconds)
     return TokenStore(out)
 
@@ -312,20 +314,27 @@ def cached_store(documents: Sequence[str], tokenizer: Tokenizer, cache_dir: str 
     except OSError as exc:
         raise DataError(f"cannot create the shard cache {root}: {exc.strerror or exc} "
                         "(set data.cache_dir or $ZOO_CACHE_DIR)") from exc
+    clean_stale_temporaries(root)
     tmp = root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         try:
             build_store(documents, tokenizer, tmp, content, segmenter)
+            from zoo.train import faults  # reliability tests: a signal while the store is temporary
+
+            faults.maybe_hold_at_stage("store")
         except OSError as exc:
             if not diskspace.is_full(exc):
-                raise
+                err = fileio.explain(exc, tmp, 0)
+                if err is exc:
+                    raise
+                raise DataError(f"{err}; the partial token store was removed") from exc
             chars = sum(len(d) for d in documents)  # ~1 token per 3 characters: ids and word starts
             needed = chars / 3 * (token_dtype(tokenizer.get_vocab_size(with_added_tokens=True)).itemsize + 1)
             raise DataError(f"{diskspace.no_space(root, needed, f'the token store of {len(documents)} documents')}"
                             f"; the partial store was removed. Free some space or set data.cache_dir "
                             f"($ZOO_CACHE_DIR) to a disk with room") from exc
         try:
-            os.rename(tmp, final)
+            fileio.rename(tmp, final)
         except OSError:
             if not final.is_dir():  # not a concurrent build of the same store
                 raise
@@ -334,6 +343,49 @@ def cached_store(documents: Sequence[str], tokenizer: Tokenizer, cache_dir: str 
         if tmp.exists():
             _remove(tmp)
     return TokenStore(final), False
+
+
+# A temporary store whose process is gone from this machine and whose files have not changed for this
+# long was left by a build that was killed (SIGKILL, power loss); the age keeps a cache shared between
+# machines safe from removing another machine's build in progress.
+STALE_AFTER_S = 600.0
+_TEMPORARY = re.compile(r"^\.tmp-.+-(\d+)-[0-9a-f]{8}$")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
+
+
+def clean_stale_temporaries(root: Path, now: float | None = None) -> list[Path]:
+    """Remove the temporary stores under ``root`` that killed builds left behind (see ``STALE_AFTER_S``)
+    and the ``.trash-*`` directories of removals that were cut short. Returns what was removed."""
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return []
+    for path in entries:
+        m = _TEMPORARY.match(path.name)
+        if m is None and not path.name.startswith(".trash-"):
+            continue
+        if m is not None and _process_alive(int(m.group(1))):
+            continue
+        try:
+            changed = max([path.stat().st_mtime, *(p.stat().st_mtime for p in path.iterdir())])
+        except OSError:
+            continue
+        if now - changed >= STALE_AFTER_S:
+            log.info("removing %s, left by a token store build that did not finish", path)
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def _remove(path: Path) -> None:

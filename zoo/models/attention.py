@@ -219,3 +219,47 @@ def eager_attention(q: Tensor, k: Tensor, v: Tensor, allowed: Tensor | None, dro
     if dropout_p > 0.0:
         probs = F.dropout(probs, p=dropout_p)
     return probs @ v
+
+
+# --- attention with an additive score bias (relative positions, T5) -----------------------------------
+def additive_mask(allowed: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    """A boolean (B|1, 1, Tq, Tk) mask as 0 / -inf in ``dtype``; None stays None."""
+    if allowed is None:
+        return None
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, float("-inf"))
+
+
+def attend_biased(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, kernel: str, dropout_p: float = 0.0,
+                  scale: float | None = None) -> Tensor:
+    """softmax(scale * QK^T + bias)V for backbones that fold positions into the scores.
+
+    q: (B, Tq, H, D); k, v: (B, Tk, H, D); bias: (B|1, H, Tq, Tk) float, -inf where a key is hidden
+    (every query row must keep one visible key); ``scale`` None -> 1/sqrt(D). Returns (B, Tq, H, D).
+    The layout (padding, causal, packed documents) is already in ``bias``: the described xformers masks
+    cannot carry a learned bias, so xformers takes it as a dense tensor.
+    """
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    if kernel == "xformers":
+        import xformers.ops as xops
+
+        out = xops.memory_efficient_attention(q, k, v, attn_bias=_xformers_dense(bias, q), p=dropout_p, scale=scale)
+        return out
+    q, k, v = (x.transpose(1, 2) for x in (q, k, v))  # (B, H, T, D)
+    bias = bias.to(q.dtype)
+    if kernel == "sdpa" and not (q.device.type == "cpu" and (dropout_p > 0.0 or q.dtype != torch.float32)):
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
+    else:  # eager, and SDPA's slow CPU cases (see ``attend``)
+        probs = ((q @ k.transpose(-2, -1)) * scale + bias).softmax(dim=-1)  # (B, H, Tq, Tk)
+        if dropout_p > 0.0:
+            probs = F.dropout(probs, p=dropout_p)
+        out = probs @ v
+    return out.transpose(1, 2)
+
+
+def _xformers_dense(bias: Tensor, q: Tensor) -> Tensor:
+    """``bias`` as memory_efficient_attention takes a tensor bias: (B, H, Tq, Tk) in the query dtype,
+    its last dimension stored padded to a multiple of 8."""
+    batch, _, heads, _ = q.shape
+    tq, tk = bias.shape[-2:]
+    padded = torch.empty(batch, heads, tq, math.ceil(tk / 8) * 8, dtype=q.dtype, device=q.device)[..., :tk]
+    return padded.copy_(bias.expand(batch, heads, tq, tk))

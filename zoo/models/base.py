@@ -21,7 +21,7 @@ from zoo.family import Family
 from zoo.models.attention import KERNELS, AttentionLayout
 from zoo.sizes import SIZES
 
-CAPABILITIES = ("bidirectional", "causal", "prefix", "segments", "packed")
+CAPABILITIES = ("bidirectional", "causal", "prefix", "segments", "packed", "encoder-decoder")
 
 
 

@@ -79,6 +79,11 @@ class Objective:
     # "[S]", "[X]"): the tokenizer reserves them when it is trained for a run of this objective, the
     # run's tokenizer and ``zoo export`` carry them, and ``SpecialTokens.extra`` maps them to ids.
     special_tokens: ClassVar[tuple[str, ...]] = ()
+    # True when the objective has an encoder-decoder form: on a backbone of the ``encoder-decoder``
+    # family, ``prepare`` then fills the batch's decoder fields (what the encoder reads, what the decoder
+    # reads and predicts), and ``requires`` (the layouts of the single-stack form) does not apply there.
+    # ``zoo.objectives.compat`` refuses the others on such a backbone.
+    encoder_decoder: ClassVar[bool] = False
 
     def __init__(self, config: Any | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:
@@ -112,8 +117,9 @@ class Objective:
 
     @classmethod
     def rebuilds_rows_for(cls, family: str) -> bool:
-        """Whether ``prepare`` rebuilds the rows on a backbone of ``family`` (see ``rebuilds_rows``)."""
-        return cls.rebuilds_rows
+        """Whether ``prepare`` rebuilds the rows on a backbone of ``family`` (see ``rebuilds_rows``); every
+        encoder-decoder form does (into encoder and decoder rows)."""
+        return cls.rebuilds_rows or (cls.encoder_decoder and family == Family.ENCODER_DECODER)
 
     @classmethod
     def declared_special_tokens(cls, config: Any | None) -> tuple[str, ...]:
@@ -173,17 +179,18 @@ class TiedLinear(nn.Module):
     duplicates the embedding matrix.
     """
 
-    def __init__(self, embedding: nn.Embedding, bias: bool = True) -> None:
+    def __init__(self, embedding: nn.Embedding | nn.Linear, bias: bool = True, scale: float = 1.0) -> None:
         super().__init__()
         object.__setattr__(self, "_embedding", embedding)  # not a submodule
-        self.bias = nn.Parameter(torch.zeros(embedding.num_embeddings)) if bias else None
+        self.bias = nn.Parameter(torch.zeros(embedding.weight.shape[0])) if bias else None
+        self.scale = scale  # on the input, before the projection (T5's d_model**-0.5 with tied embeddings)
 
     @property
     def weight(self) -> Tensor:
         return self._embedding.weight
 
     def forward(self, x: Tensor) -> Tensor:  # (..., h) -> (..., vocab)
-        return nn.functional.linear(x, self.weight, self.bias)
+        return nn.functional.linear(x * self.scale if self.scale != 1.0 else x, self.weight, self.bias)
 
     @property
     def hf_role(self) -> str | None:

@@ -5,6 +5,10 @@ row's ``doc_ids``), so no token sees another document. The label at position t i
 t + 1 when both belong to the same document, else -100. The output projection is tied to the
 input embedding without a bias (``GPT2LMHeadModel``); logits are computed only at labelled
 positions, a chunk of rows at a time.
+
+On an encoder-decoder (``t5``) the model is a language model of the decoder alone, as in Raffel et
+al.'s Table 2: the encoder reads an empty input (the end-of-text token that ends an empty text) per
+document piece, and the decoder predicts the piece from its start token on.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from torch import Tensor, nn
 
 from zoo.batch import Batch, SpecialTokens
 from zoo.errors import ConfigError
+from zoo.family import Family
 from zoo.models.base import Backbone, BackboneSpec
 from zoo.objectives.base import LossOutput, Objective, TiedLinear, perplexity
 from zoo.objectives.common import IGNORE, labelled_rows, lm_flops, token_cross_entropy
@@ -53,6 +58,8 @@ def paradigm_id(tokens: SpecialTokens, paradigm: str, by: str) -> int | None:
 
 def lm_loss(head: TiedLinear, hidden: Tensor, labels: Tensor, chunk_rows: int) -> LossOutput:
     """Mean next-token cross-entropy over the labelled positions. hidden (B, T, h), labels (B, T)."""
+    if head.scale != 1.0:
+        hidden = hidden * head.scale
     loss_sum, correct, count = token_cross_entropy(hidden, head.weight, head.bias, labels,
                                                    chunk_rows=chunk_rows, select=True)
     denom = count.clamp(min=1)
@@ -86,6 +93,8 @@ class LanguageModelBase(Objective):
         return (*cls.special_tokens, *((paradigm,) if paradigm else ()))
 
     def build_heads(self, backbone: Backbone) -> nn.Module:
+        if backbone.family == Family.ENCODER_DECODER:  # T5: its output projection and output scale
+            return TiedLinear(backbone.output_projection(), bias=False, scale=backbone.output_scale)
         return TiedLinear(backbone.input_embedding(), bias=False)
 
     def loss(self, heads: nn.Module | None, hidden: Tensor, batch: Batch) -> LossOutput:
@@ -105,10 +114,23 @@ class CausalLM(LanguageModelBase):
     requires = frozenset({"causal", "packed"})
     attention = "causal"
     randomized = False
+    encoder_decoder = True
+
+    @classmethod
+    def layout_for(cls, family: str) -> str | None:
+        return "bidirectional" if family == Family.ENCODER_DECODER else "causal"  # the encoder's layout
 
     def prepare(self, data: Batch | Any, rng: np.random.Generator) -> Batch:
         if not isinstance(data, Batch):
             raise TypeError(f"{self.name} prepares packed rows (a Batch), got {type(data).__name__}")
+        if self.spec.family == Family.ENCODER_DECODER:
+            from zoo.objectives.seq2seq import document_texts, packed_seq2seq_rows
+            from zoo.objectives.span_lm import end_token
+
+            empty = np.array([end_token(self.tokens)], dtype=np.int64)  # an empty text, ended
+            rows = [[(empty, text) for text in texts] for texts in document_texts(data)]
+            batch, labels = packed_seq2seq_rows(rows, self.tokens.pad, empty)
+            return batch.replace(targets={**data.targets, self.name: {"labels": labels}})
         labels = next_token_labels(np.asarray(data.input_ids, dtype=np.int64), np.asarray(data.doc_ids))
         targets = {**data.targets, self.name: {"labels": labels}}
         return data.replace(causal=True, prefix=None, targets=targets)

@@ -6,7 +6,9 @@ for a single objective). It fits a backbone when every part accepts the backbone
 (``Objective.incompatibility``, which by default checks ``requires``) and the parts can share one
 forward pass (``conflicts``). The attention pattern is the objective's choice: a backbone declares
 the patterns it can run, and a standard transformer runs them all, so the answer is "no" only where
-something is truly missing, such as segment embeddings for sentence-pair objectives.
+something is truly missing, such as segment embeddings for sentence-pair objectives. On an
+encoder-decoder backbone an objective must also say what the encoder reads and what the decoder
+predicts (``Objective.encoder_decoder``); the others are refused there.
 
 A mixture ``a|b`` runs its parts on separate steps: call ``incompatibility`` once per ``|`` part.
 """
@@ -36,10 +38,24 @@ def incompatibility(parts: Sequence[Part], backbone: Architecture) -> str | None
     """
     caps, family = frozenset(backbone.capabilities), backbone.family
     for name, cls in parts:
-        reason = cls.incompatibility(caps, family)
+        reason = _encoder_decoder(cls, caps, family) if str(family) == "encoder-decoder" \
+            else cls.incompatibility(caps, family)
         if reason:
             return f"{name} {reason}"
     return conflicts(parts, family)
+
+
+def _encoder_decoder(cls: type[Objective], capabilities: frozenset[str], family: str) -> str | None:
+    """The rule on an encoder-decoder backbone. Each example is split into what the encoder reads and what
+    the decoder reads and predicts; an objective that defines that split (``encoder_decoder``) fits, and
+    its ``requires`` (the layouts of its single-stack form) do not apply. The others cannot train one.
+    Named mixtures are judged by their components."""
+    if getattr(cls, "components", ()):
+        return cls.incompatibility(capabilities, family)
+    if cls.encoder_decoder:
+        return None
+    return ("has no encoder-decoder form: it does not say what the encoder reads and what the decoder "
+            "predicts (span-lm, prefix, clm, deshuffle and mlm do)")
 
 
 def compatible(parts: Sequence[Part], backbone: Architecture) -> bool:

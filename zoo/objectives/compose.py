@@ -39,8 +39,9 @@ def _load(name: str) -> type[Objective]:
     return registry.load("objective", name)
 
 
-def compatible_objectives(backbone_cls: type[Backbone], limit: int = 8) -> list[str]:
-    """Registered objectives (and pair-builder + token compositions) that can train ``backbone_cls``."""
+def compatible_objectives(backbone_cls: type[Backbone], limit: int | None = None) -> list[str]:
+    """Registered objectives (and pair-builder + token compositions) that can train ``backbone_cls``
+    (the first ``limit`` of them; every one by default)."""
     singles: list[tuple[str, type[Objective]]] = []
     for name in registry.names("objective"):
         try:
@@ -56,7 +57,7 @@ def compatible_objectives(backbone_cls: type[Backbone], limit: int = 8) -> list[
         for p in pairs:
             if compat.compatible([t, p], backbone_cls):
                 out.append(f"{t[0]}+{p[0]}")
-    return out[:limit]
+    return out[:limit] if limit is not None else out
 
 
 def compatible_backbones(parts: Sequence[tuple[str, type[Objective]]]) -> list[str]:
@@ -108,8 +109,11 @@ def check_compatible(spec: str | Spec, backbone_cls: type[Backbone]) -> None:
         if backbones:
             hints.append(f"--backbone {' or '.join(backbones)}")
         objectives = compatible_objectives(backbone_cls)
-        if objectives:
-            hints.append(f"an objective for {bname}: {', '.join(objectives)}")
+        singles = [o for o in objectives if "+" not in o]  # every one; compositions by example
+        if singles:
+            pairs = [o for o in objectives if "+" in o][:2]
+            hints.append(f"an objective for {bname}: {', '.join(singles)}"
+                         + (f" (or compositions such as {', '.join(pairs)})" if pairs else ""))
         hint = f"; try {', or '.join(hints)}" if hints else ""
         raise IncompatibleError(f"objective {spec!r} cannot train backbone {bname!r}: {reason}{hint}")
 

@@ -8,6 +8,11 @@ masking does, so a word is masked entirely or not at all.
 
 Sparse prediction: the head runs only at the chosen positions, padded to a fixed per-row width
 ``P = ceil(rate * T)`` (label -100) so shapes are static; empty slots skip the vocabulary projection.
+
+On an encoder-decoder (``t5``) it is Raffel et al.'s "BERT-style" objective (Table 4): the encoder reads
+each packed piece with its chosen tokens corrupted as above, and the decoder reconstructs the whole
+original piece with the LM head of ``clm``. (T5 replaced 90% of the chosen tokens by the mask and 10%
+by random tokens: ``mask_ratio = 0.9``, ``random_ratio = 0.1``.)
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from torch import Tensor, nn
 
 from zoo.batch import Batch, SpecialTokens
 from zoo.errors import ConfigError, DataError
+from zoo.family import Family
 from zoo.models.base import Backbone, BackboneSpec, init_weights
 from zoo.objectives.base import LossOutput, Objective, TiedLinear
 from zoo.objectives.common import (
@@ -188,6 +194,7 @@ class MaskedLM(Objective):
     attention = "bidirectional"
     corrupts_inputs = True
     head_key = "mlm"
+    encoder_decoder = True
 
     def __init__(self, config: MLMConfig | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:
@@ -195,6 +202,7 @@ class MaskedLM(Objective):
         require_tokens(tokens, "mask", by=self.name)
         check_vocab(tokens, spec, self.name)
         self.pool = non_special_ids(tokens)
+        self.seq2seq = spec.family == Family.ENCODER_DECODER
 
     def prepare(self, data: Batch | Any, rng: np.random.Generator) -> Batch:
         if not isinstance(data, Batch):
@@ -225,16 +233,38 @@ class MaskedLM(Objective):
             labels[b, :n] = ids[b, chosen]
             kinds = draw_kinds(n, c.mask_ratio, c.random_ratio, rng)
             apply_kinds(ids[b], chosen, kinds, self.tokens.mask, self.pool, rng)
+        if self.seq2seq:
+            return self._reconstruct(data, ids)
         targets = {**data.targets, self.name: {"positions": positions, "labels": labels}}
         return data.replace(input_ids=ids, special_mask=special, causal=False, prefix=None, targets=targets)
 
+    def _reconstruct(self, data: Batch, corrupted: np.ndarray) -> Batch:
+        """Encoder-decoder rows: each corrupted piece in, the original piece as the decoder's target."""
+        from zoo.objectives.prefix import document_runs
+        from zoo.objectives.seq2seq import packed_seq2seq_rows
+
+        original, doc_ids = np.asarray(data.input_ids, dtype=np.int64), np.asarray(data.doc_ids)
+        rows = [[(corrupted[b, s:e], original[b, s:e]) for s, e in document_runs(doc_ids[b])]
+                for b in range(original.shape[0])]
+        batch, labels = packed_seq2seq_rows(rows, self.tokens.pad, np.array([self.tokens.mask]))
+        return batch.replace(targets={**data.targets, self.name: {"labels": labels}})
+
     def build_heads(self, backbone: Backbone) -> nn.Module:
+        if self.seq2seq:  # the decoder's LM head (see zoo.objectives.clm)
+            return TiedLinear(backbone.output_projection(), bias=False, scale=backbone.output_scale)
         return MaskedLMHead(backbone.spec, backbone.input_embedding())
 
     def loss(self, heads: nn.Module | None, hidden: Tensor, batch: Batch) -> LossOutput:
         t = batch.targets[self.name]
+        if self.seq2seq:
+            from zoo.objectives.clm import lm_loss
+
+            return lm_loss(heads, hidden, t["labels"], self.config.chunk_rows)
         return masked_lm_loss(heads, hidden, t["positions"], t["labels"], self.config.chunk_rows)
 
     def head_flops(self, batch: Batch) -> float:
         t = batch.targets[self.name]
+        if self.seq2seq:
+            return lm_flops(int((np.asarray(t["labels"]) != IGNORE).sum()), self.spec.hidden_size,
+                            self.spec.vocab_size)
         return mlm_head_flops(self.spec, t["positions"], t["labels"])

@@ -7,6 +7,10 @@ position predicts the first suffix token without seeing it. Only suffix tokens a
 
 With ``paradigm`` (e.g. UL2's ``"[S]"``) the token leads every row, as part of the row's first
 document and its prefix; rows are then requested one token shorter.
+
+On an encoder-decoder (``t5``), as in Raffel et al.'s Table 4: the encoder reads each document piece's
+prefix (led by the paradigm token when there is one), the decoder predicts the rest of the piece;
+packed pieces stay apart in both stacks and in cross-attention. Pieces of one token are left out.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from zoo.batch import Batch, SpecialTokens
+from zoo.family import Family
 from zoo.models.base import BackboneSpec
 from zoo.objectives.clm import LanguageModelBase, LMConfig, next_token_labels
 from zoo.objectives.common import IGNORE
@@ -72,11 +77,32 @@ class PrefixLM(LanguageModelBase):
     Config = PrefixConfig
     requires = frozenset({"prefix", "packed"})
     attention = "prefix"
+    encoder_decoder = True
+
+    @classmethod
+    def layout_for(cls, family: str) -> str | None:
+        return "bidirectional" if family == Family.ENCODER_DECODER else "prefix"  # the encoder's layout
 
     def __init__(self, config: PrefixConfig | None, tokens: SpecialTokens, spec: BackboneSpec,
                  name: str | None = None) -> None:
         super().__init__(config, tokens, spec, name)
         self.randomized = not self.config.target_fraction  # a fixed split draws nothing
+        self.seq2seq = spec.family == Family.ENCODER_DECODER
+
+    def _seq2seq(self, data: Batch, rng: np.random.Generator) -> Batch:
+        from zoo.objectives.seq2seq import document_texts, packed_seq2seq_rows
+
+        lead = [] if self.lead is None else [self.lead]
+        rows = []
+        for texts in document_texts(data):
+            docs = []
+            for text in texts:
+                if len(text) >= 2:
+                    k = self._split(len(text), rng)
+                    docs.append((np.concatenate([lead, text[:k]]).astype(np.int64), text[k:]))
+            rows.append(docs)
+        batch, labels = packed_seq2seq_rows(rows, self.tokens.pad, np.array(lead, dtype=np.int64))
+        return batch.replace(targets={**data.targets, self.name: {"labels": labels}})
 
     def row_length(self, seq_len: int) -> int:
         return seq_len - (self.lead is not None)
@@ -90,6 +116,8 @@ class PrefixLM(LanguageModelBase):
     def prepare(self, data: Batch | Any, rng: np.random.Generator) -> Batch:
         if not isinstance(data, Batch):
             raise TypeError(f"{self.name} prepares packed rows (a Batch), got {type(data).__name__}")
+        if self.seq2seq:
+            return self._seq2seq(data, rng)
         if self.lead is not None:
             data = prepend_token(data, self.lead)
         ids = np.asarray(data.input_ids, dtype=np.int64)

@@ -108,6 +108,7 @@ class SpanCorruption(Objective):
     sentinel_targets = True  # in its decoder form (span-lm); the encoder form is scored bidirectionally
     Config = SpanConfig
     corrupts_inputs = True
+    encoder_decoder = True  # its span-lm form has one
 
     @staticmethod
     def form(family: str) -> type[Objective]:

@@ -8,6 +8,10 @@ paradigm token (``paradigm``, UL2's ``[R]`` / ``[X]``; Tay et al., 2022). The in
 bidirectional prefix, the target part is predicted token by token with the tied LM head that
 ``clm`` uses. ``row_length(seq_len)`` is the longest raw length whose prepared row fits ``seq_len``
 (T5's compute_input_and_target_lengths for a single row).
+
+On an encoder-decoder backbone (``t5``) this is T5's own form: the encoder reads ``[P] corrupted input,
+end`` and the decoder predicts ``<extra_id_0> span_0 ... end`` (``zoo.objectives.seq2seq``); ``seq_len``
+bounds the encoder input, and the decoder rows are as long as the target of a full row.
 """
 
 from __future__ import annotations
@@ -19,10 +23,12 @@ import numpy as np
 
 from zoo.batch import Batch, SpecialTokens
 from zoo.errors import ConfigError
+from zoo.family import Family
 from zoo.models.base import BackboneSpec
 from zoo.objectives.clm import LanguageModelBase
 from zoo.objectives.common import require_tokens
 from zoo.objectives.prefix import prefix_lm_rows
+from zoo.objectives.seq2seq import seq2seq_rows
 from zoo.objectives.span import check_noise, noise_counts, random_spans_noise_mask, span_starts
 
 
@@ -72,11 +78,16 @@ class SpanLM(LanguageModelBase):
 
     name = "span-lm"
     Config = SpanLMConfig
-    requires = frozenset({"prefix"})
+    requires = frozenset({"prefix"})  # on a single stack; the encoder-decoder form needs none
     attention = "prefix"
     corrupts_inputs = True
     rebuilds_rows = True  # one new prefix-LM row of another width per raw row
     sentinel_targets = True
+    encoder_decoder = True
+
+    @classmethod
+    def layout_for(cls, family: str) -> str | None:
+        return "bidirectional" if family == Family.ENCODER_DECODER else "prefix"  # the encoder's layout
 
     @classmethod
     def min_seq_len(cls, family: str) -> int:
@@ -87,8 +98,19 @@ class SpanLM(LanguageModelBase):
         super().__init__(config, tokens, spec, name)
         require_tokens(tokens, "sentinels", by=self.name)
         self.end = end_token(tokens)
+        self.seq2seq = spec.family == Family.ENCODER_DECODER
+
+    def _lengths(self, raw_length: int) -> tuple[int, int]:
+        """(input, target) lengths of a raw text of ``raw_length``: [P] kept tokens, sentinels, end | spans,
+        their sentinels, end."""
+        c: SpanLMConfig = self.config
+        num_noise, num_spans = noise_counts(raw_length, c.noise_density, c.mean_span_length)
+        return int(self.lead is not None) + raw_length - num_noise + num_spans + 1, num_noise + num_spans + 1
 
     def _length(self, raw_length: int) -> int:
+        """The prepared row's length: the prefix-LM row, or the encoder input of an encoder-decoder."""
+        if self.seq2seq:
+            return self._lengths(raw_length)[0]
         c: SpanLMConfig = self.config
         return prepared_length(raw_length, c.noise_density, c.mean_span_length, self.lead is not None)
 
@@ -123,5 +145,8 @@ class SpanLM(LanguageModelBase):
             self._check_sentinels(int(span_starts(noise).sum()), len(text))
             pairs.append(span_lm_pair(text, noise, sentinels, self.end, self.lead))
         special = np.concatenate([sentinels, [self.end], [] if self.lead is None else [self.lead]])
-        rows, labels = prefix_lm_rows(pairs, self._length(raw.shape[1]), self.tokens.pad, special)
+        if self.seq2seq:
+            rows, labels = seq2seq_rows(pairs, *self._lengths(raw.shape[1]), self.tokens.pad, special)
+        else:
+            rows, labels = prefix_lm_rows(pairs, self._length(raw.shape[1]), self.tokens.pad, special)
         return rows.replace(targets={**data.targets, self.name: {"labels": labels}})

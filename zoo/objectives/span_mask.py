@@ -54,6 +54,7 @@ class SpanMasking(MaskedLM):
 
     name = "span-mask"
     Config = SpanMaskConfig
+    encoder_decoder = False  # no encoder-decoder form yet
 
     @classmethod
     def min_seq_len(cls, family: str) -> int:

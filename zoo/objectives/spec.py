@@ -126,6 +126,13 @@ def parse(spec: str) -> Spec:
     and a name appearing twice an ``IncompatibleError``, both naming the offending part."""
     if not isinstance(spec, str) or not spec.strip():
         raise ConfigError(f"objective spec is empty; expected {EXAMPLE}")
+    depth, inside = 0, False
+    for ch in spec:
+        depth += (ch == "(") - (ch == ")")
+        inside = inside or (ch == "|" and depth > 0)
+        if inside and depth == 0:  # a '|' between a '(' and its ')'
+            raise ConfigError(f"objective spec {spec!r}: '|' cannot sit inside parentheses: a mixture is the top "
+                              f"level and parentheses group a composition, e.g. 'mlm|clm' or '(mlm+sop):3|clm'")
     pieces = spec.split("|")
     mixture = len(pieces) > 1
     parts = []
@@ -168,10 +175,10 @@ def as_spec(spec: str | Spec) -> Spec:
 
 
 def path_name(spec: str) -> str:
-    """``spec`` as part of a file name: ``|`` becomes ``_or_``, any other character that is not a letter,
-    digit or one of ``+._:-`` becomes ``_`` (``mntp:15|clm:1`` -> ``mntp:15_or_clm:1``; specs without
-    such characters are unchanged)."""
-    return re.sub(r"[^A-Za-z0-9+._:-]", "_", spec.replace(" ", "").replace("|", "_or_"))
+    """``spec`` as part of a portable file name: ``|`` becomes ``_or_``, any other character that is not a
+    letter, digit or one of ``+._-`` becomes ``_`` (``mntp:15|clm:1`` -> ``mntp_15_or_clm_1``; no ``:``,
+    which Windows paths and ``scp`` treat specially). ``zoo train`` and ``zoo compare`` name runs with it."""
+    return re.sub(r"[^A-Za-z0-9+._-]", "_", spec.replace(" ", "").replace("|", "_or_"))
 
 
 parse_objective_spec = parse  # the public name (``from zoo.objectives import parse_objective_spec``)

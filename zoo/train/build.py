@@ -71,7 +71,10 @@ def tokenizer_config(cfg: RunConfig) -> TokenizerConfig:
 
 
 def accumulation(train: TrainerConfig, world: int) -> int:
-    """Micro-batches per optimiser step on each process: enough to reach ``train.batch_tokens``."""
+    """Micro-batches per optimiser step on each process: ``train.grad_accum``, else enough to reach
+    ``train.batch_tokens``."""
+    if train.grad_accum:
+        return train.grad_accum
     if not train.batch_tokens:
         return 1
     return max(1, math.ceil(train.batch_tokens / (train.batch_size * train.seq_len * world)))

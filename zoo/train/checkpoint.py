@@ -31,7 +31,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, load_file, save_file
 
-from zoo import diskspace
+from zoo import diskspace, fileio
 from zoo.errors import CheckpointError
 from zoo.train import faults
 
@@ -65,8 +65,11 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
+    fd = fileio._open(path, os.O_RDONLY)
+    try:
+        fileio._fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
@@ -85,10 +88,16 @@ def write(run_dir: Path, step: int, ckpt: Checkpoint, keep_last: int) -> Path:
         shutil.rmtree(tmp)
     try:
         _write_files(tmp, step, ckpt)
-    except (OSError, SafetensorError) as exc:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)  # never leave a partial checkpoint behind
-        if not diskspace.is_full(exc):
+        if not isinstance(exc, (OSError, SafetensorError)):
             raise
+        if not diskspace.is_full(exc):
+            err = fileio.explain(exc, tmp, _size(ckpt))  # "file too large", naming the file
+            if err is exc:
+                raise
+            raise CheckpointError(f"checkpoint {step_name(step)} not written: {err}; the partial files were "
+                                  f"removed") from exc
         previous = steps(run_dir)
         kept = (f"the previous checkpoint {previous[-1][1].name} is intact" if previous
                 else "no earlier checkpoint exists")
@@ -98,13 +107,15 @@ def write(run_dir: Path, step: int, ckpt: Checkpoint, keep_last: int) -> Path:
     faults.maybe_kill_in_checkpoint("before-rename")
     if final.exists():  # re-written after a resume at the same step
         shutil.rmtree(final)
-    os.replace(tmp, final)
-    latest_tmp = run_dir / f".{LATEST}.tmp"
     try:
-        latest_tmp.write_text(step_name(step) + "\n")
-        os.replace(latest_tmp, run_dir / LATEST)
+        fileio.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fileio.fsync_dir(run_dir)
+    try:
+        fileio.write_text(run_dir / LATEST, step_name(step) + "\n", if_changed=True)
     except OSError as exc:  # the step is complete; ``latest`` is only a pointer for people and scripts
-        latest_tmp.unlink(missing_ok=True)
         if not diskspace.is_full(exc):
             raise
         log.warning("could not update %s: %s", run_dir / LATEST, exc)
@@ -125,14 +136,14 @@ def _write_files(tmp: Path, step: int, ckpt: Checkpoint) -> None:
     save_file(ckpt.optimizer, str(tmp / "optimizer.safetensors"))
     faults.maybe_kill_in_checkpoint("after-optimizer")
     save_file(ckpt.rng, str(tmp / "rng.safetensors"))
-    (tmp / "trainer.json").write_text(json.dumps(ckpt.state, indent=1, sort_keys=True))
+    fileio.write_text(tmp / "trainer.json", json.dumps(ckpt.state, indent=1, sort_keys=True))
     files = {}
-    for name in (*TENSOR_FILES, "trainer.json"):
+    for name in TENSOR_FILES:
         _fsync(tmp / name)
+    for name in (*TENSOR_FILES, "trainer.json"):
         files[name] = {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
     manifest = {"format": FORMAT_VERSION, "step": step, "files": files}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    _fsync(tmp / MANIFEST)
+    fileio.write_text(tmp / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def steps(run_dir: Path) -> list[tuple[int, Path]]:
@@ -169,12 +180,10 @@ def abandon_after(run_dir: Path, step: int) -> list[Path]:
         os.replace(path, dest)
         moved.append(dest)
     if (run_dir / "metrics.jsonl").is_file():
-        shutil.copy2(run_dir / "metrics.jsonl", moved[-1] / "metrics.jsonl")
+        fileio.write_bytes(moved[-1] / "metrics.jsonl", (run_dir / "metrics.jsonl").read_bytes())
     remaining = steps(run_dir)
     if remaining:
-        latest_tmp = run_dir / f".{LATEST}.tmp"
-        latest_tmp.write_text(remaining[-1][1].name + "\n")
-        os.replace(latest_tmp, run_dir / LATEST)
+        fileio.write_text(run_dir / LATEST, remaining[-1][1].name + "\n")
     else:
         (run_dir / LATEST).unlink(missing_ok=True)
     return moved

@@ -17,7 +17,7 @@ from zoo.data import DataConfig, TokenizerConfig
 from zoo.errors import ConfigError
 from zoo.objectives.spec import Spec, parse, path_name
 from zoo.sizes import Size
-from zoo.typed_config import from_dict, to_dict
+from zoo.typed_config import bounded, check_fields, from_dict, to_dict
 
 _BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(s|m|h|steps?|flops?|tokens?)\s*$")
 _SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -63,63 +63,70 @@ class Budget:
 
 @dataclass
 class OptimConfig:
-    lr: float = 5e-4
-    betas: tuple[float, float] = (0.9, 0.98)
-    eps: float = 1e-6
-    weight_decay: float = 0.01  # decoupled; on every matrix (embeddings too, as BERT/HF do), not on biases and norms
-    grad_clip: float = 1.0  # 0 disables
-    warmup: float = 0.05  # fraction of the budget
+    lr: float = bounded(5e-4, gt=0.0)
+    betas: tuple[float, float] = bounded((0.9, 0.98), ge=0.0, lt=1.0)
+    eps: float = bounded(1e-6, gt=0.0)
+    # decoupled; on every matrix (embeddings too, as BERT/HF do), not on biases and norms
+    weight_decay: float = bounded(0.01, ge=0.0)
+    grad_clip: float = bounded(1.0, ge=0.0)  # 0 disables
+    warmup: float = bounded(0.05, ge=0.0, lt=1.0)  # fraction of the budget
     schedule: Literal["linear", "cosine", "constant", "trapezoid"] = "linear"
-    min_lr_ratio: float = 0.0  # final lr as a fraction of lr
-    cooldown: float = 0.2  # trapezoid only: the final fraction of the budget, a linear decay to the floor
+    min_lr_ratio: float = bounded(0.0, ge=0.0, le=1.0)  # final lr as a fraction of lr
+    cooldown: float = bounded(0.2, gt=0.0, le=1.0)  # trapezoid only: the final fraction of the budget, a linear decay to the floor
     implementation: Literal["auto", "fused", "foreach", "for-loop"] = "auto"
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.warmup < 1:
-            raise ValueError(f"warmup is a fraction of the budget in [0, 1), got {self.warmup}")
         if self.schedule == "trapezoid" and not (0 < self.cooldown <= 1 - self.warmup):
             raise ValueError(f"cooldown is the final fraction of the budget, in (0, 1 - warmup] = "
                              f"(0, {1 - self.warmup:g}], got {self.cooldown}")
-        if self.grad_clip < 0 or self.weight_decay < 0:
-            raise ValueError("grad_clip and weight_decay must be >= 0")
+        check_fields(self, "optim")
+
+
+REPORTERS = ("tensorboard", "wandb")  # train.report_to values (zoo.train.metrics)
 
 
 @dataclass
 class TrainerConfig:
     budget: str = "2m"
-    seq_len: int = 128
-    batch_size: int = 32  # rows per micro-batch per process
-    batch_tokens: int = 0  # target tokens per optimiser step (gradient accumulation); 0 = one micro-batch
+    seq_len: int = bounded(128, ge=1)
+    batch_size: int = bounded(32, ge=1)  # rows per micro-batch per process
+    batch_tokens: int = bounded(0, ge=0)  # target tokens per optimiser step (gradient accumulation); 0 = one micro-batch
+    grad_accum: int = bounded(0, ge=0)  # micro-batches per optimiser step on each process; 0 = from batch_tokens
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 on CUDA, fp32 on CPU
     compile: bool = False
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     strategy: Literal["ddp", "fsdp"] = "ddp"  # when launched with several processes
-    seed: int = 0
-    log_every: int = 10
-    eval_every: int = 200  # steps; 0 = only at the end
-    eval_batches: int = 20
-    checkpoint_every: int = 0  # steps; 0 = only the wall-time ones and the end
-    checkpoint_minutes: float = 5.0  # wall time between checkpoints; 0 = by steps only (and at the end)
-    keep_last: int = 3
-    peak_flops: float = 0.0  # for MFU; 0 = known GPU default (H100/H200 bf16), none on CPU
-    tensorboard: bool = False
+    seed: int = bounded(0, ge=0, le=2**63 - 1)  # numpy's generators take no negative seeds
+    log_every: int = bounded(10, ge=1)
+    eval_every: int = bounded(200, ge=0)  # steps; 0 = only at the end
+    eval_batches: int = bounded(20, ge=1)
+    checkpoint_every: int = bounded(0, ge=0)  # steps; 0 = only the wall-time ones and the end
+    checkpoint_minutes: float = bounded(5.0, ge=0.0)  # wall time between checkpoints; 0 = by steps only (and at the end)
+    keep_last: int = bounded(3, ge=1)
+    peak_flops: float = bounded(0.0, ge=0.0)  # for MFU; 0 = known GPU default (H100/H200 bf16), none on CPU
+    tensorboard: bool = False  # the same as "tensorboard" in report_to
+    report_to: list[str] = field(default_factory=list)  # metric sinks beside metrics.jsonl: tensorboard, wandb
     prefetch: bool = True  # prepare the next batch in a background thread
-    dist_timeout_s: float = 1800.0  # collective timeout with several processes (rank 0 alone builds data, writes checkpoints)
+    # collective timeout with several processes (rank 0 alone builds data, writes checkpoints)
+    dist_timeout_s: float = bounded(1800.0, gt=0.0)
 
     def __post_init__(self) -> None:
         self._budget = Budget.parse(self.budget)  # parsed here, once; read as ``RunConfig.budget``
-        for name in ("seq_len", "batch_size", "log_every", "eval_batches", "keep_last"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("batch_tokens", "eval_every", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.checkpoint_minutes < math.inf:
-            raise ValueError(f"checkpoint_minutes must be >= 0 and finite, got {self.checkpoint_minutes}")
-        if not self.dist_timeout_s > 0:
-            raise ValueError(f"dist_timeout_s must be > 0, got {self.dist_timeout_s}")
+        check_fields(self, "train")
+        if self.grad_accum and self.batch_tokens:
+            raise ValueError(f"grad_accum ({self.grad_accum}) and batch_tokens ({self.batch_tokens}) both set the "
+                             "micro-batches per optimiser step; give one")
+        unknown = [r for r in self.report_to if r not in REPORTERS]
+        if unknown:
+            raise ValueError(f"report_to: unknown {unknown[0]!r}; expected any of {', '.join(REPORTERS)}")
+
+    @property
+    def reporters(self) -> list[str]:
+        """Metric sinks beside ``metrics.jsonl``: ``report_to``, with ``tensorboard = true`` counted in."""
+        names = list(dict.fromkeys(self.report_to))
+        if self.tensorboard and "tensorboard" not in names:
+            names.insert(0, "tensorboard")
+        return names
 
     @property
     def parsed_budget(self) -> Budget:
@@ -196,7 +203,7 @@ def resolve(data: dict[str, Any], read_init: bool = True) -> RunConfig:
 # What may differ between a run's saved configuration and a command resuming it: none of it changes
 # what is computed (docs/training.md lists them).
 RESUMABLE_CHANGES = ("out", "train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
-                     "train.checkpoint_minutes", "train.keep_last", "train.tensorboard", "train.prefetch",
+                     "train.checkpoint_minutes", "train.keep_last", "train.tensorboard", "train.report_to", "train.prefetch",
                      "train.dist_timeout_s", "data.cache_dir")
 
 

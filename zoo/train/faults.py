@@ -6,6 +6,7 @@
                       or before-rename (the first checkpoint written)
   nan@step=N          make the loss of step N non-finite
   hold@step=N         after optimiser step N, wait until the file named by ZOO_FAULT_RELEASE exists
+  hold@stage=store    the same, once a token store is built in its temporary directory (before the rename)
   kill@rank=R         (with kill@step) only rank R dies
   nan@rank=R          (with nan@step) only rank R's loss is non-finite
 Unset in normal use; reading it costs one dict lookup per step. The training loop reaches these
@@ -42,9 +43,18 @@ def maybe_kill_at_step(step: int, rank: int = 0) -> None:
 
 def maybe_hold_at_step(step: int) -> None:
     if _rules().get("hold@step") == str(step):
-        release = os.environ.get("ZOO_FAULT_RELEASE", "")
-        while release and not os.path.exists(release):
-            time.sleep(0.05)
+        _hold()
+
+
+def maybe_hold_at_stage(stage: str) -> None:
+    if _rules().get("hold@stage") == stage:
+        _hold()
+
+
+def _hold() -> None:
+    release = os.environ.get("ZOO_FAULT_RELEASE", "")
+    while release and not os.path.exists(release):
+        time.sleep(0.05)
 
 
 def maybe_kill_in_checkpoint(phase: str) -> None:

@@ -43,9 +43,10 @@ log = logging.getLogger(__name__)
 # from-scratch default, 5e-4, is for random weights), 6% linear warmup, linear decay.
 CONTINUED_OPTIM: dict[str, Any] = {"lr": 1e-4, "warmup": 0.06, "schedule": "linear"}
 
-# transformers classes whose weights --init loads (the classes zoo export writes for bert and gpt2).
+# transformers classes whose weights --init loads (the classes zoo export writes for bert, gpt2 and t5).
 SUPPORTED = ("BertForPreTraining", "BertForMaskedLM", "BertForNextSentencePrediction", "BertModel",
-             "RobertaPreLayerNormForMaskedLM", "RobertaPreLayerNormModel", "GPT2LMHeadModel", "GPT2Model")
+             "RobertaPreLayerNormForMaskedLM", "RobertaPreLayerNormModel", "GPT2LMHeadModel", "GPT2Model",
+             "T5ForConditionalGeneration", "T5Model")
 # Backbone fields that may differ from the checkpoint's: regularisation and kernels, not what the
 # weights mean.
 RUNTIME_FIELDS = frozenset({"dropout", "attention_dropout", "attention", "activation_checkpointing",

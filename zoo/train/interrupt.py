@@ -1,7 +1,10 @@
-"""Interruption that loses nothing: SIGINT (Ctrl-C) and SIGTERM (schedulers, ``kill``) become a
-request that the training loop honours after the step in progress, by writing a checkpoint and
-stopping with a message that says how to resume. A second Ctrl-C stops at once (the newest
-checkpoint stays intact). Plus the wall-time clock of the default periodic checkpoints.
+"""Interruption that loses nothing: SIGINT (Ctrl-C), SIGTERM (schedulers, ``kill``) and SIGHUP (a
+closed terminal) become a request that the training loop honours after the step in progress, by
+writing a checkpoint and stopping with a message that says how to resume. A second Ctrl-C stops at
+once (the newest checkpoint stays intact). Before training starts (data preparation, building the
+model) the same signals stop at once, as Ctrl-C does, so that the code unwinding removes what it had
+begun: a new run directory and the temporary token stores in the cache. Plus the wall-time clock of
+the default periodic checkpoints.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from zoo.errors import ZooError
 
 log = logging.getLogger(__name__)
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 DUPLICATE_S = 2.0  # a second signal this soon after the first is the same request delivered twice
 
 
@@ -32,7 +35,7 @@ class TrainingInterrupted(ZooError):
 
 
 class StopRequest:
-    """While installed, SIGINT/SIGTERM set ``signum`` instead of stopping the process mid-step."""
+    """While installed, SIGINT/SIGTERM/SIGHUP set ``signum`` instead of stopping the process mid-step."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
@@ -64,6 +67,43 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+
+
+class SetupSignal(KeyboardInterrupt):
+    """A signal before training started; a ``KeyboardInterrupt`` so that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class SetupStop:
+    """While installed (before training), SIGINT/SIGTERM/SIGHUP raise ``SetupSignal`` in the main thread."""
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        raise SetupSignal(signum)
+
+    def install(self) -> SetupStop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+def setup_interrupted(exc: SetupSignal, run_dir: Path, removed: bool, rank: int = 0) -> TrainingInterrupted:
+    """The error a run stops with when ``exc`` arrived before its training started."""
+    name = signal.Signals(exc.signum).name
+    what = f"; removed the run directory {run_dir} it had begun" if removed else ""
+    return TrainingInterrupted(f"stopped by {name} before training started (while preparing the data or the "
+                               f"model): nothing was trained{what}", exc.signum, quiet=rank != 0)
 
 
 def interrupted(stop: StopRequest, step_name: str, run_dir: Path, rank: int = 0) -> TrainingInterrupted:

@@ -1,14 +1,18 @@
-"""Where training metrics go: ``metrics.jsonl`` (always), TensorBoard (optional), a progress callback."""
+"""Where training metrics go: ``metrics.jsonl`` (always), TensorBoard and Weights & Biases (``train.report_to``,
+optional extras), a progress callback."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from zoo import fileio
 from zoo.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -22,20 +26,23 @@ TIMING_FIELDS = ("tokens_per_s", "elapsed_s", "step_time_s", "mfu", "wall_time")
 
 
 class JsonlSink:
+    """``metrics.jsonl``: appended to, one durable write per record, never rewritten in place."""
+
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._file = open(self.path, "a", encoding="utf-8")
+        self._log = fileio.AppendLog(self.path)
 
     def write(self, record: Record) -> None:
-        self._file.write(json.dumps(record, sort_keys=False) + "\n")
-        self._file.flush()
+        self._log.append(json.dumps(record, sort_keys=False))
 
     def close(self) -> None:
-        self._file.close()
+        self._log.close()
 
 
 def truncate_after(path: Path, step: int) -> int:
-    """Drop records logged after ``step`` (written by a run that died before its next checkpoint)."""
+    """Drop records logged after ``step`` (written by a run that died before its next checkpoint), and
+    lines cut by a kill mid-write. The file is replaced by a new one (atomically), and only when
+    something is dropped."""
     path = Path(path)
     if not path.exists():
         return 0
@@ -48,7 +55,8 @@ def truncate_after(path: Path, step: int) -> int:
             continue  # a line cut by a kill mid-write
         if rec.get("step", 0) <= step:
             kept.append(line if line.endswith("\n") else line + "\n")
-    path.write_text("".join(kept), encoding="utf-8")
+    if kept != lines:
+        fileio.write_text(path, "".join(kept))
     return len(lines) - len(kept)
 
 
@@ -67,22 +75,64 @@ def read_records(path: Path, kind: str | None = None) -> list[Record]:
     return out
 
 
+# report_to name -> (module that must import, extra that installs it)
+REPORTER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb")}
+
+
+def check_reporters(names: list[str]) -> None:
+    """A one-line error naming the extra to install when a reporter's package is missing (before any work)."""
+    for name in names:
+        module, extra = REPORTER_PACKAGES[name]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"--report-to {name} (train.report_to) needs the {module} package: "
+                              f"pip install 'objective-zoo[{extra}]'")
+
+
+def _scalars(record: Record) -> dict[str, float]:
+    """``kind/key`` -> value for the finite numbers of a record (``train/loss``, ``eval/ppl``, ...)."""
+    prefix = record.get("kind", "train")
+    return {f"{prefix}/{key}": value for key, value in record.items()
+            if key not in ("kind", "step") and isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value)}
+
+
 class TensorBoardSink:
+    """Scalars under ``<run>/tensorboard`` (``torch.utils.tensorboard``), tagged ``kind/key``."""
+
     def __init__(self, log_dir: Path) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise ConfigError("train.tensorboard = true needs `pip install objective-zoo[tensorboard]`") from exc
+        check_reporters(["tensorboard"])
+        from torch.utils.tensorboard import SummaryWriter
+
         self._writer = SummaryWriter(str(log_dir))
 
     def write(self, record: Record) -> None:
-        prefix = record.get("kind", "train")
-        for key, value in record.items():
-            if key not in ("kind", "step") and isinstance(value, (int, float)) and math.isfinite(value):
-                self._writer.add_scalar(f"{prefix}/{key}", value, record["step"])
+        for tag, value in _scalars(record).items():
+            self._writer.add_scalar(tag, value, record["step"])
 
     def close(self) -> None:
         self._writer.close()
+
+
+class WandbSink:
+    """A Weights & Biases run named after the run directory, its files under ``<run>/wandb``; the project is
+    ``$WANDB_PROJECT`` (default ``objective-zoo``); ``WANDB_MODE=offline`` keeps everything local."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any] | None = None) -> None:
+        check_reporters(["wandb"])
+        import wandb
+
+        try:
+            self._run = wandb.init(project=os.environ.get("WANDB_PROJECT", "objective-zoo"), name=Path(run_dir).name,
+                                   dir=str(run_dir), config=config or {}, job_type="train")
+        except Exception as exc:  # wandb's own errors (not logged in, no network) have no common base class
+            raise ConfigError(f"--report-to wandb: W&B could not start a run ({exc}); log in with `wandb login` or "
+                              "set WANDB_MODE=offline") from exc
+
+    def write(self, record: Record) -> None:
+        self._run.log(_scalars(record), step=int(record["step"]))
+
+    def close(self) -> None:
+        self._run.finish()
 
 
 class Sinks:
@@ -93,11 +143,14 @@ class Sinks:
         self.callback = callback
 
     @classmethod
-    def for_run(cls, run_dir: Path, tensorboard: bool, callback: Callable[[Record], None] | None) -> Sinks:
-        """The main process's sinks: ``metrics.jsonl``, TensorBoard when asked for, and ``callback``."""
+    def for_run(cls, run_dir: Path, report_to: list[str], callback: Callable[[Record], None] | None,
+                config: dict[str, Any] | None = None) -> Sinks:
+        """The main process's sinks: ``metrics.jsonl``, the ``report_to`` ones (``tensorboard``, ``wandb``;
+        ``config``: the run's, recorded by W&B) and ``callback``."""
+        check_reporters(report_to)
         sinks: list[Any] = [JsonlSink(run_dir / "metrics.jsonl")]
-        if tensorboard:
-            sinks.append(TensorBoardSink(run_dir / "tensorboard"))
+        for name in report_to:
+            sinks.append(TensorBoardSink(run_dir / "tensorboard") if name == "tensorboard" else WandbSink(run_dir, config))
         return cls(sinks, callback)
 
     def write(self, record: Record) -> None:

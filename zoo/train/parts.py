@@ -8,7 +8,7 @@ steps that run that part, and all the samplers' states are saved under ``{"mixtu
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,14 +92,18 @@ class Parts:
                 micro.append((ids, part.prepare(part.train.get(ids), rng).to("cpu")))
             yield state, micro
 
-    def training_flops(self, batches: list[Batch], backbone_flops_per_token: float) -> float:
+    def training_flops(self, batches: list[Batch], backbone_flops_per_token: float,
+                       batch_flops: Callable[[Batch], float] | None = None) -> float:
         """Training FLOPs (forward + backward = 3 x forward) of ``batches``; a mixture's batches all come
-        from the part that ran, which is charged with its backbone passes and head FLOPs."""
+        from the part that ran, which is charged with its backbone passes and head FLOPs. ``batch_flops``
+        (an encoder-decoder's ``Backbone.batch_flops``) charges batches with decoder inputs."""
         total = 0.0
         for b in batches:
             objective = self.of(b).objective
             rows, seq = b.shape
-            total += backbone_flops_per_token * rows * seq * objective.backbone_passes() + objective.head_flops(b)
+            forward = (batch_flops(b) if batch_flops is not None and b.decoder_input_ids is not None
+                       else backbone_flops_per_token * rows * seq)
+            total += forward * objective.backbone_passes() + objective.head_flops(b)
         return 3.0 * total
 
     # --- sampler state ---------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Claiming a run directory for a training: refuse foreign directories and files, lock it
 against a second training, and leave nothing behind when a new run fails before it trains.
 
-A directory is a zoo run when its ``config.json`` is a run configuration (``objective``,
-``backbone``, ``train``), or when it holds nothing but the files a run writes before its
-configuration (the tokenizer of a run that stopped while building its data).
+A directory is a zoo run when it carries the run marker (``.zoo-run``, written first by the
+training that holds the lock), or when it has the complete layout of a run written by an earlier
+version (``zoo.markers.legacy_run``; it is marked then). An empty directory becomes a run; anything
+else is refused, naming what was found, and left untouched.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from zoo import fileio, markers
 from zoo.errors import CheckpointError, ConfigError
 from zoo.train import checkpoint as ckpt
 from zoo.train.config import RunConfig, config_changes
@@ -25,77 +27,76 @@ from zoo.typed_config import dump_toml, to_dict
 
 log = logging.getLogger(__name__)
 
-# Files a run writes before config.json (or beside it) that do not make a directory foreign.
-_EARLY_FILES = {LOCK_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                "tokenizer-origin.json", "metrics.jsonl"}
 
-
-def _is_run_config(data: Any) -> bool:
-    return isinstance(data, dict) and {"objective", "backbone", "train"} <= set(data)
-
-
-def _describe(config: Path) -> str:
-    """What a foreign ``config.json`` seems to be, for the error message."""
-    try:
-        data = json.loads(config.read_text())
-    except (OSError, ValueError):
-        return "a config.json that is not a zoo run configuration"
-    if isinstance(data, dict) and ("model_type" in data or "architectures" in data):
-        kind = data.get("model_type") or ", ".join(data.get("architectures") or [])
-        return f"a Hugging Face model ({kind}; config.json has no zoo run configuration)"
-    return "a config.json that is not a zoo run configuration"
-
-
-def check_out(run_dir: Path, cfg: RunConfig, compare: bool = True) -> None:
+def check_out(run_dir: Path, cfg: RunConfig, compare: bool = True) -> markers.Found | None:
     """Refuse ``--out`` when it is a file, a non-empty directory that is not a zoo run, or (with
-    ``compare``) a zoo run of another configuration (naming the settings that differ, old and new)."""
+    ``compare``) a zoo run of another configuration (naming the settings that differ, old and new).
+    Returns what the directory is (None when it does not exist)."""
+    if run_dir.is_symlink() and not run_dir.exists():
+        raise ConfigError(f"--out {run_dir} is a symbolic link to {os.readlink(run_dir)}, which does not exist; "
+                          f"create that directory, or remove the link or choose another --out")
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file, not a directory; a run directory holds the configuration, "
                           f"tokenizer, logs and checkpoints: choose a new or empty directory")
     if not run_dir.is_dir():
-        return
-    entries = sorted(p.name for p in run_dir.iterdir())
-    config = run_dir / "config.json"
-    if not config.is_file():
-        if "run.json" in entries or (run_dir / "latest").is_file() or ckpt.steps(run_dir):
-            return  # a run whose config.json was lost: the trainer checks its checkpoints
-        foreign = [n for n in entries if n not in _EARLY_FILES]
-        if foreign:
-            shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
-            raise ConfigError(f"--out {run_dir} is not empty and not a zoo run directory (it holds {shown}); "
+        return None
+    found = markers.identify(run_dir)
+    if found.kind not in ("empty", "run", "legacy-run"):
+        if found.kind == "files":
+            raise ConfigError(f"--out {run_dir} is not empty and not a zoo run directory (it holds {found.what}); "
                               f"choose a new or empty directory so that nothing in it is overwritten")
-        return
-    try:
-        saved = json.loads(config.read_text())
-    except (OSError, ValueError) as exc:
-        if "run.json" in entries or ckpt.steps(run_dir):
+        raise ConfigError(f"--out {run_dir} is not a zoo run directory: it holds {found.what}; choose a new "
+                          f"or empty directory so that nothing in it is overwritten")
+    config = run_dir / "config.json"
+    if compare and config.is_file():
+        try:
+            saved = json.loads(config.read_text())
+        except (OSError, ValueError) as exc:
             raise CheckpointError(f"{config}: unreadable ({exc}); it records the run's configuration, which a "
                                   f"resumed run must match") from exc
-        saved = None
-    if not _is_run_config(saved):
-        raise ConfigError(f"--out {run_dir} is not a zoo run directory: it holds {_describe(config)}; choose a new "
-                          f"or empty directory so that nothing in it is overwritten")
-    changes = config_changes(saved, cfg) if compare else []
-    if changes:
-        raise ConfigError(f"{run_dir} holds a run with a different configuration ({', '.join(changes[:6])}); "
-                          f"resume it with the same settings or choose another --out")
+        if not markers.is_run_config(saved):
+            raise CheckpointError(f"{config}: not a zoo run configuration; it records the run's configuration, "
+                                  f"which a resumed run must match")
+        changes = config_changes(saved, cfg)
+        if changes:
+            raise ConfigError(f"{run_dir} holds a run with a different configuration ({', '.join(changes[:6])}); "
+                              f"resume it with the same settings or choose another --out")
+    return found
 
 
 def write_config(run_dir: Path, cfg: RunConfig) -> None:
     """``config.toml`` (to read and edit) and ``config.json`` (what resuming compares against)."""
-    (run_dir / "config.toml").write_text(dump_toml(to_dict(cfg)))
-    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=1))
+    fileio.write_text(run_dir / "config.toml", dump_toml(to_dict(cfg)), if_changed=True)
+    fileio.write_json(run_dir / "config.json", to_dict(cfg), if_changed=True)
+
+
+def saved_budget(run_dir: Path) -> str | None:
+    """``train.budget`` of the configuration saved in ``run_dir`` (the last attempt's), if readable."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+        budget = saved["train"]["budget"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return budget if isinstance(budget, str) else None
 
 
 def write_run_info(run_dir: Path, cfg: RunConfig, info: dict[str, Any]) -> None:
-    """``run.json``: ``info`` (what the trainer built) after the format, version and plugin versions."""
+    """``run.json``: ``info`` (what the trainer built) after the format, version and plugin versions;
+    rewritten (atomically) only when that changed."""
     from zoo import __version__, registry
 
     versions = {f"objective:{p}": registry.info("objective", p).version for p in cfg.spec.names}
     versions[f"backbone:{cfg.backbone}"] = registry.info("backbone", cfg.backbone).version
     head = {"format": 1, "zoo_version": __version__, "objective": cfg.objective, "backbone": cfg.backbone,
             "plugins": versions}
-    (run_dir / "run.json").write_text(json.dumps({**head, **info}, indent=1, default=str))
+    record = {**head, **info}
+    try:
+        old = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        old = None
+    if isinstance(old, dict) and "data" in record and "data" in old:
+        record["data"] = old["data"]  # how the data was first built (a resume times its cache reads)
+    fileio.write_json(run_dir / "run.json", record, default=str, if_changed=True)
 
 
 @contextmanager
@@ -123,13 +124,27 @@ class RunClaim:
     def open(self) -> RunClaim:
         if not self.main:
             return self
-        check_out(self.run_dir, self.cfg, compare=False)  # a file or a foreign directory: touch nothing
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            check_out(self.run_dir, self.cfg)  # a file: refused, untouched
         self.created = not self.run_dir.exists()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.before = set(os.listdir(self.run_dir))
-        self.lock = RunLock(self.run_dir).acquire()  # a second training is refused here, naming the first
-        check_out(self.run_dir, self.cfg)  # under the lock: the configuration it holds is final
-        if not (self.run_dir / "config.json").exists():  # marks the directory as this run's from the start
+        # First the lock (it writes nothing): a second training is refused here, naming the first,
+        # whatever the first has written so far; then, under the lock, what the directory holds is
+        # final, and a foreign one is refused untouched.
+        self.lock = RunLock(self.run_dir).acquire()
+        found = check_out(self.run_dir, self.cfg)
+        self.lock.record()
+        if found is None or found.kind != "run":
+            if found is not None and found.kind == "legacy-run":
+                log.info("%s: a run of an earlier version; marking it as a zoo run", self.run_dir)
+            markers.write_marker(self.run_dir, "run")  # first: the directory is this run's from now on
+        for name in os.listdir(self.run_dir):
+            if fileio.is_temp(name):  # a write interrupted by a kill
+                (self.run_dir / name).unlink(missing_ok=True)
+        has_checkpoints = bool(ckpt.steps(self.run_dir))
+        if not (self.run_dir / "config.json").exists() and not has_checkpoints:
+            # a run with checkpoints recovers its settings from them (``state.check_same_config``)
             write_config(self.run_dir, self.cfg)
         return self
 

@@ -25,6 +25,7 @@ from zoo.train import distributed, rng
 from zoo.train.config import RunConfig, config_changes
 from zoo.train.metrics import Averager, truncate_after
 from zoo.train.optim import load_optimizer_tensors, optimizer_tensors
+from zoo.typed_config import to_dict
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def resume_point(cfg: RunConfig, dist: distributed.DistInfo, resume_from: str | 
             raise CheckpointError(f"--resume-from {given}: no such checkpoint directory (neither {given} nor "
                                   f"{run_dir / given} exists); checkpoints in {run_dir}: {have}")
         manifest = ckpt.verify(path)  # an explicitly named bad checkpoint is an error, not a fallback
-        check_same_config(cfg)
+        check_same_config(cfg, path)
         step = manifest.get("step")
         if not isinstance(step, int):
             raise CheckpointError(f"checkpoint {path}: {ckpt.MANIFEST} has no step number")
@@ -102,7 +103,7 @@ def resume_point(cfg: RunConfig, dist: distributed.DistInfo, resume_from: str | 
         if resume_requested:
             raise CheckpointError(f"nothing to resume in {run_dir}: no complete checkpoint")
         return None
-    check_same_config(cfg)
+    check_same_config(cfg, path)
     return path
 
 
@@ -118,23 +119,46 @@ def _abandon_newer(run_dir: Path, dist: distributed.DistInfo, step: int) -> None
     distributed.barrier(dist)
 
 
-def check_same_config(cfg: RunConfig) -> None:
-    """A run directory's saved ``config.json`` must match ``cfg`` up to the settings a resume may change."""
+def check_same_config(cfg: RunConfig, checkpoint: Path | None = None) -> None:
+    """A run directory's saved ``config.json`` must match ``cfg`` up to the settings a resume may change.
+    Without ``config.json``, the settings recorded in ``checkpoint`` (its ``trainer.json``) take its
+    place; a checkpoint that records none is refused rather than continued with unknown settings."""
     run_dir = Path(cfg.run_dir)
     saved = run_dir / "config.json"
     if not saved.exists():
-        return
-    try:
-        old = json.loads(saved.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{saved}: unreadable ({exc}); it records the run's configuration, which a "
-                              f"resumed run must match") from exc
+        old = _recorded_config(checkpoint) if checkpoint is not None else None
+        if checkpoint is not None and old is None:
+            raise CheckpointError(
+                f"{saved} is missing and checkpoint {checkpoint} does not record the run's settings, so a resume "
+                f"cannot be checked against them; restore config.json (its settings are also in "
+                f"{run_dir / 'config.toml'}) or choose another --out")
+        if old is None:
+            return
+        log.warning("%s is missing: checking the settings against those recorded in %s", saved, checkpoint)
+        source = f"{checkpoint / 'trainer.json'}"
+    else:
+        try:
+            old = json.loads(saved.read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"{saved}: unreadable ({exc}); it records the run's configuration, which a "
+                                  f"resumed run must match") from exc
+        source = str(saved)
     if not isinstance(old, dict):
-        raise CheckpointError(f"{saved}: expected a JSON object (the run's configuration)")
+        raise CheckpointError(f"{source}: expected a JSON object (the run's configuration)")
     diffs = config_changes(old, cfg)
     if diffs:
         raise ConfigError(f"{run_dir} holds a run with a different configuration ({', '.join(diffs[:6])}); "
                           f"resume it with the same settings or choose another --out")
+
+
+def _recorded_config(checkpoint: Path) -> dict[str, Any] | None:
+    """The settings a checkpoint's ``trainer.json`` records (None for checkpoints of earlier versions)."""
+    try:
+        state = json.loads((checkpoint / "trainer.json").read_text())
+    except (OSError, ValueError):
+        return None
+    config = state.get("config") if isinstance(state, dict) else None
+    return config if isinstance(config, dict) else None
 
 
 # --- checkpoint contents ------------------------------------------------------------------------------
@@ -152,6 +176,7 @@ class StateIO:
         self.identity = identity
         self.optimizer: torch.optim.Optimizer | None = None
         self.param_names: dict[int, str] = {}
+        self.loaded: dict[str, Any] = {}  # trainer.json of the checkpoint resumed from
 
     def attach_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """After wrapping (FSDP replaces parameters with sharded ones, which the optimiser holds)."""
@@ -168,16 +193,22 @@ class StateIO:
                 log.info("dropped %d metric records of an earlier attempt without a checkpoint", dropped)
 
     # --- write ----------------------------------------------------------------------------------
-    def save(self, totals: Totals, sampler_state: dict[str, Any], mixture: bool) -> None:
-        """Write the checkpoint of step ``totals.step`` (rank 0 writes; every rank gathers and learns
-        whether the write worked)."""
+    def save(self, totals: Totals, sampler_state: dict[str, Any], mixture: bool,
+             extra: dict[str, Any] | None = None) -> None:
+        """Write the checkpoint of step ``totals.step`` with ``extra`` in ``trainer.json`` (rank 0 writes;
+        every rank gathers and learns whether the write worked)."""
         rng_tensors, rng_states = rng.capture(self.dist, self.device)
+        # Each rank's metric sums since the last log record (their means are averaged over ranks when logged).
+        intervals = distributed.all_gather_blobs(json.dumps(totals.interval.state()).encode(), self.dist)
         model_state = {k: v.detach().cpu().contiguous() for k, v in self._full_model_state().items()}
         state = {
             **totals.to_state(mixture), "sampler": sampler_state, "rng": rng_states,
             "objective": self.cfg.objective, "backbone": self.cfg.backbone, **self.identity,
-            "world_size": self.dist.world_size, "zoo_version": __version__,
+            "world_size": self.dist.world_size, "zoo_version": __version__, **(extra or {}),
+            "config": to_dict(self.cfg),  # what resuming checks against when config.json is lost
         }
+        if self.dist.enabled:
+            state["interval_ranks"] = {f"rank{r}": json.loads(blob) for r, blob in enumerate(intervals)}
         checkpoint = ckpt.Checkpoint(model_state, self._full_optimizer_state(), rng_tensors, state)
         error: Exception | None = None
         if self.dist.is_main:
@@ -217,6 +248,7 @@ class StateIO:
         and the optimiser tensors (loaded with ``load_optimizer`` once the optimiser exists)."""
         saved = ckpt.read(path)
         st = saved.state
+        self.loaded = st
         missing = [k for k in STATE_KEYS if k not in st]
         if missing:
             raise CheckpointError(f"{path / 'trainer.json'}: missing {', '.join(missing)} (written by another "
@@ -240,6 +272,9 @@ class StateIO:
             restore_sampler(st["sampler"])
             rng.restore(saved.rng, st["rng"], self.dist, self.device)
             totals = Totals.from_state(st)
+            own = st.get("interval_ranks", {}).get(f"rank{self.dist.rank}")
+            if own is not None and st.get("world_size", 1) == self.dist.world_size:
+                totals.interval = Averager(own["sums"], own["weights"])
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             raise CheckpointError(f"checkpoint {path}: sampler, RNG or metric state unusable "
                                   f"({type(exc).__name__}: {exc})") from exc

@@ -24,11 +24,13 @@ import torch
 from zoo import registry
 from zoo.batch import Batch
 from zoo.data import tokenizer_hash
+from zoo.errors import CheckpointError
 from zoo.objectives.base import LossOutput
 from zoo.train import checkpoint as ckpt
-from zoo.train import distributed, faults, interrupt, rundir
+from zoo.train import distributed, estimate, faults, interrupt, rundir
 from zoo.train.build import accumulation, build_backbone, build_data, build_run_objective, check_compatible
 from zoo.train.config import Budget, RunConfig
+from zoo.train.estimate import TimeEstimate
 from zoo.train.evaluate import evaluate_parts
 from zoo.train.finite import Bad, check_finite
 from zoo.train.init import apply_init, locate, recorded_init
@@ -36,15 +38,17 @@ from zoo.train.metrics import (
     Averager,
     Record,
     Sinks,
+    check_reporters,
     default_peak_flops,
 )
-from zoo.train.optim import build_optimizer, lr_at, set_lr
+from zoo.train.optim import build_optimizer, set_lr
 from zoo.train.parts import Parts
 from zoo.train.precision import Precision, resolve_for_run, resolve_precision, warn_if_emulated
 from zoo.train.prefetch import prefetched
+from zoo.train.schedule import Schedule
 from zoo.train.state import StateIO, Totals, resume_point
 from zoo.train.validate import validate
-from zoo.typed_config import to_dict
+from zoo.typed_config import from_dict, to_dict
 from zoo.zoo_model import ZooModel
 
 log = logging.getLogger(__name__)
@@ -74,6 +78,9 @@ class Plan:
     accum: int
     budget: Budget
     precision: Precision
+    backbone_flops_per_token: float = 0.0  # forward pass, without heads
+    resolved: dict[str, Any] | None = None  # the run config with the backbone's and objectives' full settings
+    estimate: TimeEstimate | None = None  # the budget in steps, tokens, FLOPs and seconds here
 
 
 class Trainer:
@@ -100,6 +107,7 @@ class Trainer:
         cfg, info = self.cfg, self.dist
         check_compatible(cfg)  # before any allocation
         start = None if dry_run else resume_point(cfg, info, self.resume_from, self.resume_requested)
+        last_budget = rundir.saved_budget(self.run_dir) if start is not None else None
         self.precision = resolve_for_run(cfg.train.precision, self.device, self.run_dir, start is not None)
         self.autocast_dtype = self.precision.autocast_dtype
         log.info("precision %s (%s)", self.precision.name, self.precision.reason)
@@ -133,6 +141,7 @@ class Trainer:
             self.totals, saved_optimizer = self.state.load(start, self.parts.load_sampler_state)
         else:
             self.state.start_fresh(self.seed, dry_run)
+        self.schedule = self._schedule(start is not None, last_budget)
 
         self.backbone_flops_per_token = backbone.flops_per_token(seq_len)
         if dry_run:
@@ -152,9 +161,38 @@ class Trainer:
                 "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
                 "family": self.model.backbone.family, "backbone_config": to_dict(self.model.backbone.config),
                 "parameters": sum(p.numel() for p in self.model.parameters()), "data": self.data.stats,
-                "init": self.init_record or recorded_init(self.run_dir), "precision": self.precision.record()})
-        self.sinks = Sinks.for_run(self.run_dir, cfg.train.tensorboard, self.callback) if info.is_main else Sinks([])
+                "init": self.init_record or recorded_init(self.run_dir), "schedule": self.schedule.to_state(),
+                "precision": self.precision.record()})
+        self.sinks = (Sinks.for_run(self.run_dir, cfg.train.reporters, self.callback, to_dict(cfg)) if info.is_main
+                      else Sinks([]))  # only rank 0 logs
         self.peak = cfg.train.peak_flops or default_peak_flops(self.device)
+
+    def _schedule(self, resumed: bool, last_budget: str | None) -> Schedule:
+        """The run's learning-rate schedule: keyed to the budget it started with; a resume with another
+        budget extends it (``zoo.train.schedule``), said in the log and recorded in every later checkpoint."""
+        if not resumed:
+            return Schedule.fresh(self.budget, self.cfg.optim)
+        saved = self.state.loaded.get("schedule")
+        if isinstance(saved, dict):
+            try:
+                schedule = Schedule.from_state(saved, self.cfg.optim)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise CheckpointError(f"{self.run_dir}: trainer.json has an unusable schedule record ({exc})") from exc
+        else:  # a checkpoint of an older version: its schedule was keyed to the last attempt's budget
+            try:
+                base = Budget.parse(last_budget) if last_budget else self.budget
+            except ValueError:
+                base = self.budget
+            schedule = Schedule.fresh(base, self.cfg.optim)
+        t = self.totals
+        note = schedule.extend(self.budget, self._spent(t.step, t), str(self.run_dir))
+        if note:
+            log.info("%s", note)
+        return schedule
+
+    def _spent(self, steps: int, t: Totals) -> float:
+        """How much of the budget's unit ``steps`` steps and the totals' tokens, FLOPs and time are."""
+        return {"steps": steps, "tokens": t.tokens, "flops": t.flops, "time": t.train_time}[self.budget.kind]
 
     def plan(self) -> Plan:
         """FLOPs per step: a mixture's are the share-weighted mean over its parts."""
@@ -162,9 +200,15 @@ class Trainer:
         total_share = sum(part.share for part in self.parts)
         flops = sum(part.share / total_share * self._step_flops([part.peek(self.cfg.train.batch_size)])
                     for part in self.parts)
+        resolved = to_dict(self.cfg)
+        resolved["model"] = to_dict(self.model.backbone.config)
+        resolved["objectives"] = {name: to_dict(from_dict(registry.load("objective", name).Config,
+                                                          self.cfg.objectives.get(name), path=f"objectives.{name}"))
+                                  for name in self.cfg.spec.names}
         return Plan(self.cfg, sum(p.numel() for p in self.model.parameters()),
                     self.model.backbone.num_parameters(exclude_embeddings=True),
-                    flops * self.accum * self.dist.world_size, tokens, self.accum, self.budget, self.precision)
+                    flops * self.accum * self.dist.world_size, tokens, self.accum, self.budget, self.precision,
+                    self.backbone_flops_per_token, resolved)
 
     # --- data ------------------------------------------------------------------------------------
     def _step_batches(self) -> Iterator[tuple[dict[str, Any], list[tuple[np.ndarray, Batch]]]]:
@@ -177,7 +221,8 @@ class Trainer:
 
     # --- accounting ------------------------------------------------------------------------------
     def _step_flops(self, batches: list[Batch]) -> float:
-        return self.parts.training_flops(batches, self.backbone_flops_per_token)
+        return self.parts.training_flops(batches, self.backbone_flops_per_token,
+                                         getattr(self.model.backbone, "batch_flops", None))
 
     def _progress(self) -> float:
         t = self.totals
@@ -225,7 +270,8 @@ class Trainer:
                 stopping = bool(flags[2]) and not finished
                 if (cfg.train.checkpoint_every and t.step % cfg.train.checkpoint_every == 0) or finished \
                         or stopping or bool(flags[3]):
-                    self.state.save(self.totals, sampler_state, self.parts.mixture is not None)
+                    self.state.save(self.totals, sampler_state, self.parts.mixture is not None,
+                                    {"schedule": self.schedule.to_state()})
                     clock.reset()
                 if stopping:
                     raise interrupt.interrupted(stop, ckpt.step_name(t.step), self.run_dir, info.rank)
@@ -244,7 +290,7 @@ class Trainer:
     def _train_step(self, micro: list[tuple[np.ndarray, Batch]]) -> tuple[dict[str, float], float, int]:
         cfg = self.cfg
         t = self.totals  # the step being taken is counted already; tokens, FLOPs and time are not
-        lr = lr_at(self.budget.progress(t.step - 1, t.tokens, t.flops, t.train_time), cfg.optim)
+        lr = self.schedule.lr(self._spent(t.step - 1, t))
         set_lr(self.optimizer, lr)
         metrics = Averager()
         batches = []
@@ -279,7 +325,7 @@ class Trainer:
         means = metrics.means()
         means["lr"] = lr
         means["grad_norm"] = float(gnorm)
-        step_tokens = sum(b.shape[0] * b.shape[1] for b in batches) * self.dist.world_size
+        step_tokens = sum(b.slots() for b in batches) * self.dist.world_size
         return means, self._step_flops(batches), step_tokens
 
     def _log(self) -> Record:
@@ -322,32 +368,46 @@ class Trainer:
 
 
 def train(cfg: RunConfig, *, resume: bool = False, resume_from: str | None = None,
-          callback: Callable[[Record], None] | None = None) -> TrainResult:
-    """Check the settings, claim and lock the run directory, then build and train (or resume)."""
-    validate(cfg)
-    trainer = Trainer(cfg, resume=resume, resume_from=resume_from, callback=callback)
+          callback: Callable[[Record], None] | None = None, force: bool = False) -> TrainResult:
+    """Check the settings, claim and lock the run directory, then build and train (or resume).
+    ``force``: train a budget estimated to take longer than a year too."""
+    setup_stop = interrupt.SetupStop().install()  # until training starts, a signal stops at once
+    claim: rundir.RunClaim | None = None
+    rank = 0
     try:
+        validate(cfg, force)
+        check_reporters(cfg.train.reporters)  # a missing logging package fails before any work
+        trainer = Trainer(cfg, resume=resume, resume_from=resume_from, callback=callback)
+        rank = trainer.dist.rank
         with rundir.claim(trainer.run_dir, cfg, trainer.dist.is_main) as claim:
             distributed.barrier(trainer.dist)
             trainer.setup()
             claim.started()
+            setup_stop.restore()  # from here on the training loop's StopRequest answers signals
             result = trainer.fit()
             # Drain gloo's worker thread before teardown: it frees each finished collective's tensors
             # under the GIL, and the DDP reducer's destructor joins that thread while holding the GIL,
             # which deadlocks when a free is still pending (a rank then hangs after its run finished).
             distributed.barrier(trainer.dist)
             return result
+    except interrupt.SetupSignal as exc:
+        removed = claim is not None and claim.created and not claim.run_dir.exists()
+        raise interrupt.setup_interrupted(exc, Path(cfg.run_dir), removed, rank) from None
     finally:
+        setup_stop.restore()
         distributed.shutdown()
 
 
 def plan(cfg: RunConfig) -> Plan:
     """Everything ``--dry-run`` reports, without writing a run directory."""
-    validate(cfg)
+    validate(cfg, check_time=False)  # the dry run reports the estimate instead of refusing
     trainer = Trainer(cfg)
     try:
         trainer.setup(dry_run=True)
-        return trainer.plan()
+        p = trainer.plan()
+        cost = estimate.StepCost(p.tokens_per_step, p.flops_per_step, p.accum, trainer.dist.world_size)
+        p.estimate = estimate.estimate(cfg, cost, estimate.measure(cfg, trainer.device, trainer.tokens.vocab_size))
+        return p
     finally:
         distributed.shutdown()
 

@@ -14,10 +14,21 @@ from zoo.errors import ConfigError
 from zoo.train.config import RunConfig
 
 
-def validate(cfg: RunConfig) -> None:
-    """Raise ``ConfigError`` for a run that cannot work, before data is read or a model is built."""
+def validate(cfg: RunConfig, force: bool = False, check_time: bool = True) -> None:
+    """Raise ``ConfigError`` for a run that cannot work, before data is read or a model is built: a
+    sequence too short for the objective, too little memory, and (``check_time``, one process) a budget
+    that would take longer than a year here unless ``force`` (``zoo.train.estimate``)."""
     check_seq_len(cfg)
     check_memory(cfg)
+    if check_time and "WORLD_SIZE" not in os.environ:  # under torchrun, ``zoo train --nproc`` checked it
+        check_budget_time(cfg, 1, force)
+
+
+def check_budget_time(cfg: RunConfig, world: int = 1, force: bool = False) -> None:
+    """Refuse a budget estimated to take longer than a year on ``world`` processes here, unless ``force``."""
+    from zoo.train import estimate
+
+    estimate.check_time(cfg, _device(cfg) or torch.device("cpu"), world, force)
 
 
 def check_seq_len(cfg: RunConfig) -> None:

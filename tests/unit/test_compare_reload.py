@@ -1,0 +1,63 @@
+"""``zoo compare --report-only``: the committed cpu-hour study's report rebuilt from its study.json alone,
+with the statistics that hold at the level of the seed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from zoo.cli import cli
+from zoo.compare.reload import report_from_study
+from zoo.compare.report import markdown, pair_table
+
+STUDY = Path(__file__).resolve().parents[2] / "docs" / "studies" / "cpu-hour"
+
+
+@pytest.fixture()
+def study(tmp_path: Path) -> Path:
+    """The study record without its benchmark data (no constant, bag-of-words or count-model rows: fast)."""
+    out = tmp_path / "cpu-hour"
+    out.mkdir()
+    data = json.loads((STUDY / "study.json").read_text(encoding="utf-8"))
+    data["settings"]["bench"]["data_dir"] = str(tmp_path / "absent")
+    data["settings"]["data"] = str(tmp_path / "absent-corpus")
+    (out / "study.json").write_text(json.dumps(data), encoding="utf-8")
+    return out
+
+
+def test_sst2_clm_over_mlm_is_not_a_win_at_five_seeds(study: Path) -> None:
+    """Per-seed SST-2 differences clm - mlm of about [21.0, 2.8, 17.5, 2.9, 19.8]: all five positive, so the
+    sign-flip p is its floor 1/16 and Holm over 21 pairs takes it to 1; no winner is named."""
+    result = report_from_study(study, count_models=False)
+    glue = result.others[0]
+    assert glue.suite == "glue" and glue.tasks == ["sst2"]
+    pair = next(p for p in glue.pairs if (p.a, p.b) == ("clm", "mlm"))
+    per_seed = [100 * (r.scores["sst2"] - m.scores["sst2"])
+                for r, m in zip(glue.groups[0].runs, glue.groups[1].runs, strict=True)]
+    assert per_seed == pytest.approx([21.0, 2.8, 17.5, 2.9, 19.8], abs=0.05)
+    assert pair.seeds.p == pytest.approx(0.0625) and pair.seeds.p_holm == pytest.approx(1.0)
+    assert pair.seeds.wins == 5 and not pair.items  # no per-item results in the record
+    # Holm over 21 pairs asks 0.05/21: the sign-flip test reaches it from 10 seeds, so no pair needs fewer
+    assert all(p.seeds.seeds_needed is None or p.seeds.seeds_needed >= 10 for p in glue.pairs)
+    readings = [row[-1] for part in (result, glue) for row in pair_table(part)[1]]
+    assert not any(r.endswith("better") for r in readings)
+    text = markdown(result, {})
+    assert "0.05/21 = 0.00238" in text and "from 10 seeds: with 5 no pair can be significant after Holm" in text
+    assert "item-level tests (which need each run's per-item results) are left out" in text
+    compute = text[text.index("## Compute used"):]
+    assert "| gpt-clm-seed0 | done | 218 | 4.014e+12 | 446,464 |" in compute  # counters from the record
+
+
+def test_report_only_cli(study: Path) -> None:
+    code = CliRunner().invoke(cli, ["compare", "--report-only", "--out", str(study)])
+    assert code.exit_code == 0, code.output
+    assert (study / "report.md").is_file() and (study / "results.json").is_file()
+    bad = CliRunner().invoke(cli, ["compare", "--report-only", "--out", str(study), "--seeds", "3"])
+    assert bad.exit_code != 0 and "--seeds do not apply" in bad.output
+    missing = CliRunner().invoke(cli, ["compare", "--report-only", "--out", str(study.parent / "none")])
+    assert missing.exit_code != 0 and "no study.json" in missing.output
+    shutil.rmtree(study)
