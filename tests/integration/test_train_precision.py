@@ -23,6 +23,7 @@ def _config(out: Path, corpus: Path, steps: int, precision: str = "auto") -> dic
     return {"objective": "clm", "backbone": "gpt", "size": "tiny", "out": str(out),
             "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
             "data": {"source": str(corpus), "doc_boundary": "blank-line"}, "tokenizer": {"vocab_size": 300},
+            "optim": {"schedule": "constant", "warmup": 0.0},  # a budget that can be extended on resume
             "train": {"budget": f"{steps}steps", "seq_len": 32, "batch_size": 2, "eval_every": 0,
                       "eval_batches": 1, "prefetch": False, "device": "cpu", "precision": precision}}
 
