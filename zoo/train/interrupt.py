@@ -15,9 +15,12 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,27 @@ class TrainingInterrupted(ZooError):
         self.quiet = quiet  # ranks other than 0: rank 0 says it
 
 
-class StopRequest:
+class _Handlers:
+    """Installs ``_handle`` for SIGINT/SIGTERM/SIGHUP (main thread only) and restores what was there."""
+
+    _previous: dict[int, Any]
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        raise NotImplementedError
+
+    def install(self) -> Self:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            for sig in SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class StopRequest(_Handlers):
     """While installed, SIGINT/SIGTERM/SIGHUP set ``signum`` instead of stopping the process mid-step."""
 
     def __init__(self) -> None:
@@ -57,16 +80,6 @@ class StopRequest:
         log.warning("%s received: finishing this step, then writing a checkpoint (Ctrl-C again stops at once; "
                     "the newest checkpoint stays intact)", signal.Signals(signum).name)
 
-    def install(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
-            for sig in SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
 
 
 class SetupSignal(KeyboardInterrupt):
@@ -77,7 +90,7 @@ class SetupSignal(KeyboardInterrupt):
         self.signum = signum
 
 
-class SetupStop:
+class SetupStop(_Handlers):
     """While installed (before training), SIGINT/SIGTERM/SIGHUP raise ``SetupSignal`` in the main thread."""
 
     def __init__(self) -> None:
@@ -86,16 +99,6 @@ class SetupStop:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         raise SetupSignal(signum)
 
-    def install(self) -> SetupStop:
-        if threading.current_thread() is threading.main_thread():
-            for sig in SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
 
 
 def setup_interrupted(exc: SetupSignal, run_dir: Path, removed: bool, rank: int = 0) -> TrainingInterrupted:
