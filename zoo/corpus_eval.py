@@ -121,7 +121,7 @@ def _documents(cfg: EvalConfig, data: DataConfig, validation_fraction: float) ->
 def evaluate_corpus(path: str | Path, cfg: EvalConfig) -> EvalResult:
     """Evaluate the run or exported directory ``path`` on ``cfg.data`` (see the module docstring)."""
     from zoo.data import build_store
-    from zoo.generate import open_text_model
+    from zoo.generate import generation_scorer, open_text_model
 
     t0 = time.perf_counter()
     model = open_text_model(path, cfg.step, cfg.device)
@@ -148,7 +148,7 @@ def evaluate_corpus(path: str | Path, cfg: EvalConfig) -> EvalResult:
         if store.num_documents() == 0:
             raise DataError(f"{description}: no document yields a token with {model.name}'s tokenizer")
         if measure == "next-token":
-            scorer = next((s for s in causal if not s.sentinel), causal[0])
+            scorer = generation_scorer(model)
             seq_len = cfg.seq_len or (run.config.train.seq_len if run is not None else model.backbone.spec.max_positions)
             nats, tokens = _next_token_nats(model, scorer, store, seq_len, cfg.batch_size)
             # bytes of the documents that yield tokens (the store drops the others, whose text is not predicted)
