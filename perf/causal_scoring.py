@@ -41,14 +41,12 @@ def _cpu() -> str:
     return platform.processor() or "unknown"
 
 
-def zoo_scores(model: Path, paradigms: list[Any], reading: str, space: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """(good, bad) sentence scores of every pair, in paradigm order; None where the reading does not apply."""
+def zoo_scores(sm: Any, paradigms: list[Any], reading: str, space: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """(good, bad) sentence scores of every pair under the opened model ``sm`` (``zeroshot.ScoringModel``), in
+    paradigm order; None where the reading does not apply."""
     from zoo.benchmarks.lm_scoring import score_sentences, scorers_for
-    from zoo.benchmarks.source import open_source
-    from zoo.benchmarks.zeroshot import open_scoring_model
     from zoo.errors import ConfigError
 
-    sm = open_scoring_model(open_source(model))
     (scorer,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, causal=reading)
     lead = " " if space else ""
     good = [lead + x.good for p in paradigms for x in p.pairs]
@@ -83,10 +81,7 @@ def paired(a: str, b: str) -> dict[str, float]:
             "only_this_right": gain, "only_causal_right": loss}
 
 
-def first_token_differs(model: Path, paradigms: list[Any], space: bool) -> dict[str, float]:
-    from zoo.benchmarks.source import open_source
-
-    tok = open_source(model).tokenizer
+def first_token_differs(tok: Any, paradigms: list[Any], space: bool) -> dict[str, float]:
     lead = " " if space else ""
     out = {}
     for p in paradigms:
@@ -138,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from zoo.benchmarks.minimal_pairs import load_suite
+    from zoo.benchmarks.source import open_source
+    from zoo.benchmarks.zeroshot import open_scoring_model
 
     paradigms = load_suite("blimp", args.data_dir, args.max_pairs or None)
     load0 = os.getloadavg()[0]
@@ -149,13 +146,14 @@ def main(argv: list[str] | None = None) -> int:
         hf = (model / "zoo_export.json").is_file() or not (model / "run.json").is_file()
         entry: dict[str, Any] = {"path": str(model), "exported": hf, "readings": {},
                                  "first_token_differs": {}}
+        sm = open_scoring_model(open_source(model))  # once per model, for every reading
         for space in (False, True):
             key = "space" if space else "plain"
-            differs = first_token_differs(model, paradigms, space)
+            differs = first_token_differs(sm.source.tokenizer, paradigms, space)
             entry["first_token_differs"][key] = {"pairs": float(np.mean(list(differs.values()))),
                                                  ">=0.96": sorted(k for k, v in differs.items() if v >= 0.96)}
             for reading in READINGS:
-                scores = zoo_scores(model, paradigms, reading, space)
+                scores = zoo_scores(sm, paradigms, reading, space)
                 if scores is None:
                     continue
                 acc, ok = accuracies(paradigms, *scores)

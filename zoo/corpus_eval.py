@@ -121,7 +121,7 @@ def _documents(cfg: EvalConfig, data: DataConfig, validation_fraction: float) ->
 def evaluate_corpus(path: str | Path, cfg: EvalConfig) -> EvalResult:
     """Evaluate the run or exported directory ``path`` on ``cfg.data`` (see the module docstring)."""
     from zoo.data import build_store
-    from zoo.generate import open_text_model
+    from zoo.generate import generation_scorer, open_text_model
 
     t0 = time.perf_counter()
     model = open_text_model(path, cfg.step, cfg.device)
@@ -148,7 +148,7 @@ def evaluate_corpus(path: str | Path, cfg: EvalConfig) -> EvalResult:
         if store.num_documents() == 0:
             raise DataError(f"{description}: no document yields a token with {model.name}'s tokenizer")
         if measure == "next-token":
-            scorer = next((s for s in causal if not s.sentinel), causal[0])
+            scorer = generation_scorer(model)
             seq_len = cfg.seq_len or (run.config.train.seq_len if run is not None else model.backbone.spec.max_positions)
             nats, tokens = _next_token_nats(model, scorer, store, seq_len, cfg.batch_size)
             # bytes of the documents that yield tokens (the store drops the others, whose text is not predicted)
@@ -173,9 +173,8 @@ def _kept_bytes(docs: list[str], tokenizer: Any) -> int:
 @torch.inference_mode()
 def _next_token_nats(model: Any, scorer: Any, store: Any, seq_len: int, batch_size: int) -> tuple[float, int]:
     """(total nats, tokens) of predicting every token of every stored document (see the module docstring)."""
-    from zoo.benchmarks.lm_scoring import causal_context
+    from zoo.benchmarks.lm_scoring import causal_context, causal_layout, with_context
     from zoo.generate import paradigm_token
-    from zoo.models.attention import AttentionLayout
 
     context, prefix_len = causal_context(model.special, scorer.sentinel, paradigm_token(model, scorer), start=True)
     width = min(seq_len, model.backbone.spec.max_positions) - len(context)
@@ -193,13 +192,8 @@ def _next_token_nats(model: Any, scorer: Any, store: Any, seq_len: int, batch_si
     for m, pieces in sorted(windows.items()):
         for i in range(0, len(pieces), batch_size):
             body = np.stack(pieces[i:i + batch_size])
-            ids = torch.from_numpy(np.concatenate([np.broadcast_to(np.asarray(context, dtype=np.int64),
-                                                                   (len(body), c)), body], axis=1)).to(device)
-            prefix = None
-            if prefix_len:
-                prefix = torch.zeros(ids.shape, dtype=torch.bool, device=device)
-                prefix[:, :prefix_len] = True
-            hidden = model.backbone(ids, AttentionLayout(causal=True, prefix=prefix))
+            ids = with_context(context, body, device)
+            hidden = model.backbone(ids, causal_layout(ids, prefix_len))
             lp = proj.logprobs(hidden[:, c - 1:c - 1 + m].reshape(-1, hidden.shape[-1]), ids[:, c:].reshape(-1))
             total -= float(lp.double().sum())
             count += lp.numel()

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.batch import SpecialTokens
-from zoo.benchmarks.lm_scoring import Scorer, VocabProjection, causal_context, scorers_for
+from zoo.benchmarks.lm_scoring import Scorer, VocabProjection, causal_context, causal_layout, scorers_for
 from zoo.errors import ConfigError
 from zoo.models.attention import AttentionLayout
 
@@ -239,11 +238,7 @@ def generate(model: TextModel, prompt: str, cfg: GenerateConfig | None = None) -
             stop = "max positions"
             break
         x = torch.tensor([ids], dtype=torch.long, device=device)
-        prefix = None
-        if prefix_len:
-            prefix = torch.zeros(x.shape, dtype=torch.bool, device=device)
-            prefix[:, :prefix_len] = True
-        hidden = model.backbone(x, AttentionLayout(causal=True, prefix=prefix))[0, -1:]  # (1, h)
+        hidden = model.backbone(x, causal_layout(x, prefix_len))[0, -1:]  # (1, h)
         logits = logits_of(proj, hidden)[0]
         token = next_token(logits, cfg, generator)
         ids.append(token)
@@ -261,8 +256,7 @@ def generate(model: TextModel, prompt: str, cfg: GenerateConfig | None = None) -
 
 def logits_of(proj: VocabProjection, hidden: Tensor) -> Tensor:
     """Vocabulary logits (N, V) of hidden rows (N, h) through a token head, in fp32."""
-    x = hidden if proj.transform is None else proj.transform(hidden)
-    return F.linear(x.float(), proj.weight.float(), None if proj.bias is None else proj.bias.float())
+    return proj.logits(hidden).float()
 
 
 # --- fill ----------------------------------------------------------------------------------------------

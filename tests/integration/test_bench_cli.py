@@ -152,21 +152,30 @@ def test_clear_errors_for_bad_arguments(hf_dirs: dict[str, Path], tmp_path: Path
     assert code == 2 and "model.safetensors: cannot read the weights" in " ".join(out.split())
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backbone,objective", [("bert", "mlm"), ("gpt", "clm")])
-def test_bench_a_run_trained_by_zoo_train(backbone: str, objective: str, shared_data: Path, tmp_path: Path) -> None:
+def _train_tiny_run(objective: str, backbone: str, shared_data: Path, tmp_path: Path, documents: int,
+                    vocab_size: int, steps: int, layers: int) -> tuple[Path, list[str]]:
+    """A tiny run trained by ``zoo train`` on ``documents`` documents of 100 SST-2 sentences; (run, sentences)."""
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    sentences = [ex.text_a for ex in load_task_data(get_task("sst2"), shared_data / "glue").limited(600, 1)
-                 .train.examples]
-    for i in range(6):  # six small documents of real sentences
+    sentences = [ex.text_a for ex in load_task_data(get_task("sst2"), shared_data / "glue")
+                 .limited(100 * documents, 1).train.examples]
+    for i in range(documents):  # small documents of real sentences
         (corpus / f"doc{i}.txt").write_text(" .\n".join(sentences[i * 100:(i + 1) * 100]) + "\n")
     run = tmp_path / "run"
     train = CliRunner().invoke(cli, [
         "train", "--objective", objective, "--backbone", backbone, "--size", "tiny", "--data", str(corpus),
-        "--vocab-size", "600", "--budget", "3steps", "--seq-len", "32", "--batch-size", "4", "--out", str(run),
-        "--set", "model.hidden_size=32", "--set", "model.num_heads=2", "--set", "model.num_layers=2"])
+        "--vocab-size", str(vocab_size), "--budget", f"{steps}steps", "--seq-len", "32", "--batch-size", "4",
+        "--out", str(run), "--set", "model.hidden_size=32", "--set", "model.num_heads=2",
+        "--set", f"model.num_layers={layers}"])
     assert train.exit_code == 0, train.output
+    return run, sentences
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone,objective", [("bert", "mlm"), ("gpt", "clm")])
+def test_bench_a_run_trained_by_zoo_train(backbone: str, objective: str, shared_data: Path, tmp_path: Path) -> None:
+    run, sentences = _train_tiny_run(objective, backbone, shared_data, tmp_path, documents=6, vocab_size=600,
+                                     steps=3, layers=2)
     code, out = _bench(str(run), "--tasks", "sst2,mrpc", "--data-dir", str(shared_data / "glue"), *QUICK)
     assert code == 0, out
     saved = _json(run)["models"][0]
@@ -193,18 +202,8 @@ def test_bench_a_run_trained_by_zoo_train(backbone: str, objective: str, shared_
 
 def test_bench_fine_tunes_a_t5_run_through_its_encoder(shared_data: Path, tmp_path: Path) -> None:
     """GLUE on an encoder-decoder run: a classification head on the mean of the t5 encoder's states."""
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    sentences = [ex.text_a for ex in load_task_data(get_task("sst2"), shared_data / "glue").limited(200, 1)
-                 .train.examples]
-    for i in range(2):
-        (corpus / f"doc{i}.txt").write_text(" .\n".join(sentences[i * 100:(i + 1) * 100]) + "\n")
-    run = tmp_path / "run"
-    train = CliRunner().invoke(cli, [
-        "train", "--objective", "span-lm", "--backbone", "t5", "--size", "tiny", "--data", str(corpus),
-        "--vocab-size", "400", "--budget", "2steps", "--seq-len", "32", "--batch-size", "4", "--out", str(run),
-        "--set", "model.hidden_size=32", "--set", "model.num_heads=2", "--set", "model.num_layers=1"])
-    assert train.exit_code == 0, train.output
+    run, _ = _train_tiny_run("span-lm", "t5", shared_data, tmp_path, documents=2, vocab_size=400, steps=2,
+                             layers=1)
     code, out = _bench(str(run), "--tasks", "sst2", "--data-dir", str(shared_data / "glue"), *QUICK)
     assert code == 0, out
     saved = _json(run)["models"][0]

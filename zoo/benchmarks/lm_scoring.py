@@ -214,10 +214,13 @@ class VocabProjection:
         (chunk, V) logits stay in cache)."""
         out = []
         for i in range(0, rows.shape[0], chunk):
-            x = rows[i:i + chunk]
-            logits = F.linear(x if self.transform is None else self.transform(x), self.weight, self.bias)  # (n, V)
+            logits = self.logits(rows[i:i + chunk])  # (n, V)
             out.append(logits.log_softmax(-1, dtype=torch.float32).gather(1, targets[i:i + chunk, None]).squeeze(1))
         return torch.cat(out) if out else rows.new_zeros(0, dtype=torch.float32)
+
+    def logits(self, rows: Tensor) -> Tensor:
+        """Vocabulary logits (N, V) of hidden ``rows`` (N, h)."""
+        return F.linear(rows if self.transform is None else self.transform(rows), self.weight, self.bias)
 
 
 # --- scorers -----------------------------------------------------------------------------------------
@@ -246,6 +249,22 @@ def causal_context(special: SpecialTokens, sentinel: bool = False, paradigm: int
     return [*lead, *first], (len(lead) + len(first) if lead else 0)
 
 
+def with_context(context: Sequence[int], rows: np.ndarray, device: torch.device) -> Tensor:
+    """Token rows (B, m) after the same ``context`` tokens: (B, c + m) ids on ``device``."""
+    lead = np.broadcast_to(np.asarray(context, dtype=np.int64), (len(rows), len(context)))
+    return torch.from_numpy(np.concatenate([lead, rows], axis=1)).to(device)
+
+
+def causal_layout(ids: Tensor, prefix_len: int = 0) -> AttentionLayout:
+    """The causal layout of rows ``ids`` (B, T) whose first ``prefix_len`` positions are read bidirectionally
+    (a prefix LM's prefix; none at 0)."""
+    prefix = None
+    if prefix_len:
+        prefix = torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
+        prefix[:, :prefix_len] = True
+    return AttentionLayout(causal=True, prefix=prefix)
+
+
 def _projection(head: nn.Module | VocabProjection) -> VocabProjection:
     return head if isinstance(head, VocabProjection) else VocabProjection(head)
 
@@ -269,13 +288,8 @@ def causal_scores(backbone: Backbone, head: nn.Module | VocabProjection, special
         m = int(lengths[group[0]])  # every sentence of the group has m tokens
         if m - skip <= 0:
             continue
-        ids = torch.from_numpy(np.concatenate([np.broadcast_to(np.asarray(context, dtype=np.int64), (len(group), c)),
-                                               np.stack([enc.ids[i] for i in group])], axis=1)).to(device)  # (B, c+m)
-        prefix = None
-        if prefix_len:
-            prefix = torch.zeros(ids.shape, dtype=torch.bool, device=device)
-            prefix[:, :prefix_len] = True
-        hidden = backbone(ids, AttentionLayout(causal=True, prefix=prefix))  # (B, c+m, h)
+        ids = with_context(context, np.stack([enc.ids[i] for i in group]), device)  # (B, c+m)
+        hidden = backbone(ids, causal_layout(ids, prefix_len))  # (B, c+m, h)
         # position t predicts token t + 1: positions c+skip-1 .. c+m-2 predict sentence tokens skip .. m-1
         lo = c + skip - 1
         lp = proj.logprobs(hidden[:, lo:c + m - 1].reshape(-1, hidden.shape[-1]), ids[:, lo + 1:].reshape(-1))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +93,23 @@ def constant_predictor_scores(data: Any) -> dict[str, float]:
     else:
         values, counts = np.unique(np.asarray(labels, dtype=np.int64), return_counts=True)
         constant = int(values[np.argmax(counts)])
+    return _eval_scores(data, lambda examples: [constant] * len(examples))
+
+
+def _eval_scores(data: Any, predict: Callable[[Sequence[Any]], Sequence[Any]]) -> dict[str, float]:
+    """The official metrics of ``predict`` (examples -> predictions) on each split of ``data.evals`` with labels,
+    named ``split/metric`` for tasks with several evaluation splits; an undefined metric (a correlation of a
+    constant) scores 0."""
+    spec = data.spec
     out: dict[str, float] = {}
     for split, examples in data.evals.items():
         refs = [ex.label for ex in examples.examples]
         if not refs:
             continue
+        pred = predict(examples.examples)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # scipy's ConstantInputWarning for correlations of a constant
-            metrics = compute_metrics(spec, [constant] * len(refs), refs)
+            metrics = compute_metrics(spec, pred, refs)
         prefix = f"{split}/" if len(spec.eval_splits) > 1 else ""
         out.update({prefix + k: (0.0 if not np.isfinite(v) else v) for k, v in metrics.items()})
     return out
@@ -148,16 +157,5 @@ def bag_of_words_scores(data: Any) -> dict[str, float]:
         return constant_predictor_scores(data)  # one class: nothing to learn beyond the constant
     else:
         model = LogisticRegression(C=1.0, max_iter=2000).fit(x, np.asarray(y, dtype=np.int64))
-    out: dict[str, float] = {}
-    for split, examples in data.evals.items():
-        refs = [ex.label for ex in examples.examples]
-        if not refs:
-            continue
-        pred = model.predict(features(examples.examples))
-        pred = [float(p) for p in pred] if spec.is_regression else [int(p) for p in pred]
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            metrics = compute_metrics(spec, pred, refs)
-        prefix = f"{split}/" if len(spec.eval_splits) > 1 else ""
-        out.update({prefix + k: (0.0 if not np.isfinite(v) else v) for k, v in metrics.items()})
-    return out
+    cast = float if spec.is_regression else int
+    return _eval_scores(data, lambda examples: [cast(p) for p in model.predict(features(examples))])
