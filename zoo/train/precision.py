@@ -19,6 +19,7 @@ import logging
 import os
 import platform
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ class CPUFeatures:
     @classmethod
     def detect(cls) -> CPUFeatures:
         """This machine's (Linux: /proc/cpuinfo flags; elsewhere none, hence fp32)."""
-        return cls(_cpuinfo_flags(), torch.backends.cpu.get_cpu_capability(),
+        return cls(_machine_flags(), torch.backends.cpu.get_cpu_capability(),
                    os.environ.get("ONEDNN_MAX_CPU_ISA", ""))
 
 
@@ -61,6 +62,12 @@ def _cpuinfo_flags(path: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
         if line.startswith("flags"):  # x86; every core lists the same
             return frozenset(line.split(":", 1)[1].split())
     return frozenset()
+
+
+@cache
+def _machine_flags() -> frozenset[str]:
+    """This machine's CPU flags, read once per process (a run resolves its precision more than once)."""
+    return _cpuinfo_flags()
 
 
 def cpu_bf16(cpu: CPUFeatures) -> tuple[bool, str]:
