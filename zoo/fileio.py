@@ -142,6 +142,14 @@ def write_text(path: str | Path, text: str, *, if_changed: bool = False) -> bool
     return write_bytes(path, text.encode("utf-8"), if_changed=if_changed)
 
 
+def read_json(path: str | Path) -> Any:
+    """The JSON in ``path``; None when it is missing, unreadable or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def write_json(path: str | Path, data: Any, *, if_changed: bool = False, indent: int | None = 1,
                **dumps: Any) -> bool:
     """``data`` as JSON (with a final newline), atomically."""

@@ -14,7 +14,6 @@ run keeps the recorded arithmetic, whatever machine it continues on (``resolve_f
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from zoo import fileio
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +139,7 @@ def warn_if_emulated(p: Precision, device: torch.device, cpu: CPUFeatures | None
 
 def recorded_precision(run_dir: Path) -> dict[str, Any] | None:
     """The ``precision`` record of an existing ``run.json``."""
-    try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    info = fileio.read_json(run_dir / "run.json")
     rec = info.get("precision") if isinstance(info, dict) else None
     return rec if isinstance(rec, dict) and rec.get("resolved") in ("fp32", "bf16") else None
 
