@@ -171,11 +171,7 @@ def staged(path: str | Path) -> Iterator[Path]:
     tmp = temp_path(path)
     try:
         yield tmp
-        fd = _open(tmp, os.O_RDONLY)
-        try:
-            _fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp)
         os.chmod(tmp, _mode())
         _replace(tmp, path)
     except BaseException as exc:
@@ -185,16 +181,21 @@ def staged(path: str | Path) -> Iterator[Path]:
     fsync_dir(path.parent)
 
 
+def fsync_file(path: Path) -> None:
+    """fsync the file at ``path`` (written by a writer that did not)."""
+    fd = _open(path, os.O_RDONLY)
+    try:
+        _fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_tree(directory: Path) -> None:
     """fsync every file of ``directory`` and the directory itself (before renaming it into place)."""
     for p in sorted(Path(directory).rglob("*")):
         if p.is_file() and not p.is_symlink():
             try:
-                fd = _open(p, os.O_RDONLY)
-                try:
-                    _fsync(fd)
-                finally:
-                    os.close(fd)
+                fsync_file(p)
             except OSError as exc:
                 _reraise(exc, p, p.stat().st_size)
     fsync_dir(Path(directory))
