@@ -142,6 +142,14 @@ def write_text(path: str | Path, text: str, *, if_changed: bool = False) -> bool
     return write_bytes(path, text.encode("utf-8"), if_changed=if_changed)
 
 
+def read_json(path: str | Path) -> Any:
+    """The JSON in ``path``; None when it is missing, unreadable or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def write_json(path: str | Path, data: Any, *, if_changed: bool = False, indent: int | None = 1,
                **dumps: Any) -> bool:
     """``data`` as JSON (with a final newline), atomically."""
@@ -163,11 +171,7 @@ def staged(path: str | Path) -> Iterator[Path]:
     tmp = temp_path(path)
     try:
         yield tmp
-        fd = _open(tmp, os.O_RDONLY)
-        try:
-            _fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp)
         os.chmod(tmp, _mode())
         _replace(tmp, path)
     except BaseException as exc:
@@ -177,16 +181,21 @@ def staged(path: str | Path) -> Iterator[Path]:
     fsync_dir(path.parent)
 
 
+def fsync_file(path: Path) -> None:
+    """fsync the file at ``path`` (written by a writer that did not)."""
+    fd = _open(path, os.O_RDONLY)
+    try:
+        _fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def fsync_tree(directory: Path) -> None:
     """fsync every file of ``directory`` and the directory itself (before renaming it into place)."""
     for p in sorted(Path(directory).rglob("*")):
         if p.is_file() and not p.is_symlink():
             try:
-                fd = _open(p, os.O_RDONLY)
-                try:
-                    _fsync(fd)
-                finally:
-                    os.close(fd)
+                fsync_file(p)
             except OSError as exc:
                 _reraise(exc, p, p.stat().st_size)
     fsync_dir(Path(directory))

@@ -10,7 +10,6 @@ that is non-empty is ever written into.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,20 +48,13 @@ def _entries(directory: Path) -> list[str]:
     return sorted(n for n in (p.name for p in directory.iterdir()) if not fileio.is_temp(n))
 
 
-def _json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def read_marker(directory: Path, kind: str) -> dict[str, Any] | None:
     """The marker of ``kind`` in ``directory`` (None when absent); an unreadable one or one of a newer
     format is an error naming it."""
     path = Path(directory) / _MARKERS[kind]
     if not path.exists():
         return None
-    data = _json(path)
+    data = fileio.read_json(path)
     if not isinstance(data, dict) or data.get("kind") != kind or not isinstance(data.get("format"), int):
         raise ConfigError(f"{path}: not a zoo {kind} marker (expected JSON with kind {kind!r} and a format number)")
     if data["format"] > MARKER_FORMAT:
@@ -93,10 +85,10 @@ def is_run_config(data: Any) -> bool:
 def legacy_run(directory: Path, entries: list[str]) -> bool:
     """A run written before markers: a zoo run ``config.json``, a ``run.json`` of the zoo's format if
     any, and nothing a run does not write."""
-    if not is_run_config(_json(directory / "config.json")):
+    if not is_run_config(fileio.read_json(directory / "config.json")):
         return False
     if "run.json" in entries:
-        info = _json(directory / "run.json")
+        info = fileio.read_json(directory / "run.json")
         if not (isinstance(info, dict) and "format" in info and "zoo_version" in info):
             return False
     return all(n in _RUN_FILES or _RUN_PATTERNS.match(n) for n in entries)
@@ -106,10 +98,10 @@ def legacy_study(directory: Path, entries: list[str]) -> bool:
     """A study or comparison written before markers: a ``study.json`` of the zoo's format (settings
     and grid), or a ``results.json`` that is a comparison result beside nothing a comparison does not
     write (its per-suite figure folders aside)."""
-    study = _json(directory / "study.json") if "study.json" in entries else None
+    study = fileio.read_json(directory / "study.json") if "study.json" in entries else None
     if isinstance(study, dict) and {"format", "settings", "grid"} <= set(study):
         return True
-    results = _json(directory / "results.json") if "results.json" in entries else None
+    results = fileio.read_json(directory / "results.json") if "results.json" in entries else None
     if not (isinstance(results, dict) and {"format", "mode", "runs", "groups"} <= set(results)):
         return False
     return all(n in _STUDY_FILES or (directory / n).is_dir() for n in entries)
@@ -129,9 +121,9 @@ def identify(directory: Path) -> Found:
         marker = read_marker(directory, kind)
         if marker is not None:
             return Found(kind, f"a zoo {kind}", marker)
-    export = _json(directory / EXPORT_FILE) if EXPORT_FILE in entries else None
+    export = fileio.read_json(directory / EXPORT_FILE) if EXPORT_FILE in entries else None
     if isinstance(export, dict) and "format" in export and "checkpoint_sha256" in export:
-        config = _json(directory / "config.json")
+        config = fileio.read_json(directory / "config.json")
         model = config.get("model_type", "?") if isinstance(config, dict) else "?"
         return Found("export", f"a Hugging Face model ({model}) exported by zoo export from {export.get('run', '?')} "
                                f"step {export.get('step', '?')}", export)
@@ -140,7 +132,7 @@ def identify(directory: Path) -> Found:
     if legacy_study(directory, entries):
         return Found("legacy-study", "a zoo study (written by an earlier version)")
     if "config.json" in entries:
-        config = _json(directory / "config.json")
+        config = fileio.read_json(directory / "config.json")
         if is_run_config(config):
             extra = [n for n in entries if not (n in _RUN_FILES or _RUN_PATTERNS.match(n))]
             return Found("other", f"a zoo run configuration without the run marker, beside files a run does not "

@@ -139,13 +139,18 @@ def edited_copy(src: Path, dst: Path, **config: object) -> Path:
     return run
 
 
-def bench_sst2(run: Path, tmp: Path) -> tuple[int, str]:
-    """``zoo bench RUN --tasks sst2`` on a two-row SST-2 written under ``tmp``."""
+def tiny_glue(tmp: Path) -> Path:
+    """A GLUE data folder under ``tmp`` holding a two-row SST-2 (train and dev); returns the folder."""
     glue = tmp / "glue" / "SST-2"
     glue.mkdir(parents=True, exist_ok=True)
     for split in ("train", "dev"):
         (glue / f"{split}.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
-    return invoke(["bench", str(run), "--tasks", "sst2", "--data-dir", str(glue.parent), "--device", "cpu"])
+    return glue.parent
+
+
+def bench_sst2(run: Path, tmp: Path) -> tuple[int, str]:
+    """``zoo bench RUN --tasks sst2`` on a two-row SST-2 written under ``tmp``."""
+    return invoke(["bench", str(run), "--tasks", "sst2", "--data-dir", str(tiny_glue(tmp)), "--device", "cpu"])
 
 
 # --- real processes --------------------------------------------------------------------------------

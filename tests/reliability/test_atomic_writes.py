@@ -33,7 +33,7 @@ from zoo.runs import open_run
 from zoo.train import checkpoint as ckpt
 from zoo.train.metrics import TIMING_FIELDS, read_records
 
-from .conftest import flat, invoke, train_args, train_in_process
+from .conftest import flat, invoke, tiny_glue, train_args, train_in_process
 
 # A constant learning rate: the budget of a finished run can be extended (a decayed schedule cannot).
 CONSTANT = ("--set", "optim.schedule=constant")
@@ -218,19 +218,11 @@ class Action:
     runs: tuple[str, ...]  # run directories that must still open afterwards
 
 
-def _sst2(root: Path) -> Path:
-    glue = root / "glue" / "SST-2"
-    glue.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "dev"):
-        (glue / f"{split}.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
-    return glue.parent
-
-
 def _compare(root: Path, lr: str) -> tuple[int, str]:
     """``zoo compare`` of the run: it fine-tunes (a new recipe misses the result cache), merges into the
     run's ``bench.json`` and ``bench.md`` and rewrites the study's results, report and figures."""
     return invoke(["compare", str(root / "run"), "--out", str(root / "study"), "--tasks", "sst2", "--data-dir",
-                   str(_sst2(root)), "--bench-set", "epochs=1", "--bench-set", "max_length=16", "--bench-set",
+                   str(tiny_glue(root)), "--bench-set", "epochs=1", "--bench-set", "max_length=16", "--bench-set",
                    f"lr={lr}", "--no-baseline", "--device", "cpu"])
 
 

@@ -25,6 +25,7 @@ from .conftest import (
     copy_run,
     flat,
     invoke,
+    tiny_glue,
     train_args,
     train_in_process,
 )
@@ -42,14 +43,6 @@ def finished(tmp_path_factory: pytest.TempPathFactory, corpus: Path, cache_dir: 
     """A finished tiny run (2 steps, a checkpoint at each)."""
     return train_in_process(tmp_path_factory.mktemp("identity") / "run", corpus, cache_dir, "mlm", "bert", 2, 1,
                             *CONSTANT)
-
-
-def _sst2(tmp: Path) -> Path:
-    glue = tmp / "glue" / "SST-2"
-    glue.mkdir(parents=True, exist_ok=True)
-    for split in ("train", "dev"):
-        (glue / f"{split}.tsv").write_text("sentence\tlabel\ngood\t1\nbad\t0\n")
-    return glue.parent
 
 
 def _compare_args(runs: list[Path], out: Path, glue: Path) -> list[str]:
@@ -96,7 +89,7 @@ def test_a_saved_transformers_tokenizer_is_not_adopted(tmp_path: Path, corpus: P
 def test_compare_out_refuses_hand_written_results(tmp_path: Path, finished: Path) -> None:
     out = _foreign(tmp_path, {"report.md": "# my report\n", "results.json": '{"accuracy": 0.9}'})
     before = _snapshot(out)
-    code, text = invoke(_compare_args([finished], out, _sst2(tmp_path)))
+    code, text = invoke(_compare_args([finished], out, tiny_glue(tmp_path)))
     assert_user_error(code, text, f"--out {out} is not a zoo study directory (it holds report.md, results.json)")
     assert _snapshot(out) == before
 
@@ -206,7 +199,7 @@ def test_a_second_compare_into_one_study_is_refused(tmp_path: Path, finished: Pa
     out = tmp_path / "study"
     out.mkdir()
     with StudyLock(out):
-        code, text = invoke(_compare_args([finished], out, _sst2(tmp_path)))
+        code, text = invoke(_compare_args([finished], out, tiny_glue(tmp_path)))
         assert_user_error(code, text, "another zoo compare holds this study", f"{out} is being written by another "
                                       "process (pid")
     assert sorted(p.name for p in out.iterdir()) == [".lock"]

@@ -64,14 +64,6 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = fileio._open(path, os.O_RDONLY)
-    try:
-        fileio._fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
     return [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
 
@@ -139,7 +131,7 @@ def _write_files(tmp: Path, step: int, ckpt: Checkpoint) -> None:
     fileio.write_text(tmp / "trainer.json", json.dumps(ckpt.state, indent=1, sort_keys=True))
     files = {}
     for name in TENSOR_FILES:
-        _fsync(tmp / name)
+        fileio.fsync_file(tmp / name)
     for name in (*TENSOR_FILES, "trainer.json"):
         files[name] = {"sha256": sha256_file(tmp / name), "bytes": (tmp / name).stat().st_size}
     manifest = {"format": FORMAT_VERSION, "step": step, "files": files}

@@ -40,7 +40,8 @@ class TrainingInterrupted(ZooError):
 class _Handlers:
     """Installs ``_handle`` for SIGINT/SIGTERM/SIGHUP (main thread only) and restores what was there."""
 
-    _previous: dict[int, Any]
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         raise NotImplementedError
@@ -61,9 +62,9 @@ class StopRequest(_Handlers):
     """While installed, SIGINT/SIGTERM/SIGHUP set ``signum`` instead of stopping the process mid-step."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.signum: int | None = None
         self._since = 0.0
-        self._previous: dict[int, Any] = {}
 
     @property
     def requested(self) -> bool:
@@ -81,7 +82,6 @@ class StopRequest(_Handlers):
                     "the newest checkpoint stays intact)", signal.Signals(signum).name)
 
 
-
 class SetupSignal(KeyboardInterrupt):
     """A signal before training started; a ``KeyboardInterrupt`` so that no ``except Exception`` swallows it."""
 
@@ -93,12 +93,8 @@ class SetupSignal(KeyboardInterrupt):
 class SetupStop(_Handlers):
     """While installed (before training), SIGINT/SIGTERM/SIGHUP raise ``SetupSignal`` in the main thread."""
 
-    def __init__(self) -> None:
-        self._previous: dict[int, Any] = {}
-
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         raise SetupSignal(signum)
-
 
 
 def setup_interrupted(exc: SetupSignal, run_dir: Path, removed: bool, rank: int = 0) -> TrainingInterrupted:

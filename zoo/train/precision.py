@@ -14,15 +14,17 @@ run keeps the recorded arithmetic, whatever machine it continues on (``resolve_f
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from zoo import fileio
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class CPUFeatures:
     @classmethod
     def detect(cls) -> CPUFeatures:
         """This machine's (Linux: /proc/cpuinfo flags; elsewhere none, hence fp32)."""
-        return cls(_cpuinfo_flags(), torch.backends.cpu.get_cpu_capability(),
+        return cls(_machine_flags(), torch.backends.cpu.get_cpu_capability(),
                    os.environ.get("ONEDNN_MAX_CPU_ISA", ""))
 
 
@@ -61,6 +63,12 @@ def _cpuinfo_flags(path: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
         if line.startswith("flags"):  # x86; every core lists the same
             return frozenset(line.split(":", 1)[1].split())
     return frozenset()
+
+
+@cache
+def _machine_flags() -> frozenset[str]:
+    """This machine's CPU flags, read once per process (a run resolves its precision more than once)."""
+    return _cpuinfo_flags()
 
 
 def cpu_bf16(cpu: CPUFeatures) -> tuple[bool, str]:
@@ -131,10 +139,7 @@ def warn_if_emulated(p: Precision, device: torch.device, cpu: CPUFeatures | None
 
 def recorded_precision(run_dir: Path) -> dict[str, Any] | None:
     """The ``precision`` record of an existing ``run.json``."""
-    try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    info = fileio.read_json(run_dir / "run.json")
     rec = info.get("precision") if isinstance(info, dict) else None
     return rec if isinstance(rec, dict) and rec.get("resolved") in ("fp32", "bf16") else None
 

@@ -73,9 +73,8 @@ def write_config(run_dir: Path, cfg: RunConfig) -> None:
 def saved_budget(run_dir: Path) -> str | None:
     """``train.budget`` of the configuration saved in ``run_dir`` (the last attempt's), if readable."""
     try:
-        saved = json.loads((run_dir / "config.json").read_text())
-        budget = saved["train"]["budget"]
-    except (OSError, ValueError, KeyError, TypeError):
+        budget = fileio.read_json(run_dir / "config.json")["train"]["budget"]
+    except (KeyError, TypeError):
         return None
     return budget if isinstance(budget, str) else None
 
@@ -90,10 +89,7 @@ def write_run_info(run_dir: Path, cfg: RunConfig, info: dict[str, Any]) -> None:
     head = {"format": 1, "zoo_version": __version__, "objective": cfg.objective, "backbone": cfg.backbone,
             "plugins": versions}
     record = {**head, **info}
-    try:
-        old = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        old = None
+    old = fileio.read_json(run_dir / "run.json")
     if isinstance(old, dict) and "data" in record and "data" in old:
         record["data"] = old["data"]  # how the data was first built (a resume times its cache reads)
     fileio.write_json(run_dir / "run.json", record, default=str, if_changed=True)
