@@ -127,11 +127,12 @@ def measure(cfg: RunConfig, device: torch.device, vocab_size: int | None = None)
     from zoo.models.attention import AttentionLayout
     from zoo.train.build import accumulation, build_backbone
     from zoo.train.optim import build_optimizer
+    from zoo.train.precision import resolve_precision
 
     seq, rows = cfg.train.seq_len, cfg.train.batch_size
     timed_rows = max(1, min(rows, MEASURE_TOKENS // seq))
     devices = [device] if device.type == "cuda" else []
-    autocast = cfg.train.precision == "bf16" or (device.type == "cuda" and cfg.train.precision == "auto")
+    autocast = resolve_precision(cfg.train.precision, device).autocast_dtype is not None  # as the run trains
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(0)
         backbone = build_backbone(cfg, vocab_size or cfg.tokenizer.vocab_size).to(device)
