@@ -156,8 +156,7 @@ def _suite_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
 def _pairs_result(out: Path, settings: StudySettings, data: dict[str, Any], opts: Any, data_dir: str | None,
                   common: dict[str, Any], count_models: bool) -> ComparisonResult:
     from zoo.benchmarks.minimal_pairs import load_suite, phenomena
-    from zoo.benchmarks.zeroshot import flags
-    from zoo.compare.runner import ALL_PAIRS
+    from zoo.compare.runner import ALL_PAIRS, pair_items
 
     tasks: list[str] = common["tasks"]
     meta: dict[str, Any] = {"suite": opts.suite, "kind": "minimal-pairs", "data": opts.data_dir or "hub",
@@ -177,12 +176,8 @@ def _pairs_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
         entry = json.loads(bench.read_text(encoding="utf-8")).get("suites", {}).get(opts.suite, {})
         model = next((m for m in entry.get("models", []) if not m.get("from_scratch")), None)
         if model:
-            correct = model["correct"][model["scorer"]]
             meta["scorers"][r.name] = model["scorer"]
-            order = sorted(correct)
-            values = flags("".join(correct[p] for p in order)).astype(float)
-            items[r.name] = {ALL_PAIRS: ItemValues("mean", values[None, :],
-                                                   tuple(p for p in order for _ in range(len(correct[p]))))}
+            items[r.name] = {ALL_PAIRS: pair_items(model["correct"][model["scorer"]])}
     if count_models and paradigms:
         meta.update(_count_models(out, settings, data, paradigms))
     return ComparisonResult(**common, task_titles={p: p for p in tasks}, task_metrics={p: ["accuracy"] for p in tasks},

@@ -621,8 +621,6 @@ def pair_baselines_meta(result: Any, infos: list[RunInfo], items: dict[str, dict
 def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValues]] | None = None) -> None:
     """A minimal-pair result's headline accuracies as the run's task scores, and its per-pair correctness
     (paradigms in name order, pairs in file order) as the item set ``ALL_PAIRS`` in ``items``."""
-    from zoo.benchmarks.zeroshot import flags
-
     head = model.scorers[0]
     for p, acc in model.accuracy[head].items():
         info.scores[p] = acc
@@ -630,7 +628,15 @@ def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValu
     info.bench_s += model.seconds
     correct = model.correct.get(head, {})
     if items is not None and correct:
-        order = sorted(correct)
-        values = flags("".join(correct[p] for p in order)).astype(float)
-        strata = tuple(p for p in order for _ in range(len(correct[p])))  # resampled within each paradigm
-        items.setdefault(info.name, {})[ALL_PAIRS] = ItemValues("mean", values[None, :], strata)  # (1 fine-tune, N)
+        items.setdefault(info.name, {})[ALL_PAIRS] = pair_items(correct)
+
+
+def pair_items(correct: dict[str, str]) -> ItemValues:
+    """Per-pair correctness (paradigm -> its pairs' flags) as one item set: paradigms in name order, pairs in
+    file order, each pair's paradigm its stratum (pairs are resampled within their paradigm)."""
+    from zoo.benchmarks.zeroshot import flags
+
+    order = sorted(correct)
+    values = flags("".join(correct[p] for p in order)).astype(float)
+    strata = tuple(p for p in order for _ in range(len(correct[p])))
+    return ItemValues("mean", values[None, :], strata)  # (1 fine-tune, N)
