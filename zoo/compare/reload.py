@@ -131,9 +131,9 @@ def _suite_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
     if suite in SUITES:
         return _pairs_result(out, settings, data, opts, data_dir, common, count_models)
     from zoo.benchmarks.bench import _task_data
-    from zoo.benchmarks.finetune import recipes_for
-    from zoo.benchmarks.scoring import bag_of_words_scores, constant_predictor_scores, task_score
+    from zoo.benchmarks.scoring import bag_of_words_scores, constant_predictor_scores
     from zoo.benchmarks.tasks import resolve_tasks
+    from zoo.compare.runner import finetune_fields
 
     _, specs = resolve_tasks(suite, tasks)
     constant, bow = {}, {}
@@ -143,14 +143,7 @@ def _suite_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
             constant[s.name], bow[s.name] = constant_predictor_scores(task_data), bag_of_words_scores(task_data)
     except (ZooError, OSError) as exc:  # the benchmark data is gone: the report goes without these rows
         log.warning("no constant predictor or bag-of-words rows: %s", exc)
-    meta = {"suite": suite, "data": opts.data_dir or "hub", "fine_tune_seeds": opts.seeds,
-            "max_train_examples": opts.max_train_examples, "max_eval_examples": opts.max_eval_examples,
-            "recipes": {t: r.to_dict() for t, r in recipes_for(tasks, None, opts.overrides).items()}}
-    return ComparisonResult(**common, task_titles={s.name: s.title for s in specs},
-                            task_metrics={s.name: s.metric_names() for s in specs}, bench=meta,
-                            constant={s.name: task_score(s, constant[s.name]) for s in specs if s.name in constant},
-                            constant_metrics=constant, bag_of_words_metrics=bow,
-                            bag_of_words={s.name: task_score(s, bow[s.name]) for s in specs if s.name in bow})
+    return ComparisonResult(**common, **finetune_fields(suite, tasks, specs, opts, constant, bow))
 
 
 def _pairs_result(out: Path, settings: StudySettings, data: dict[str, Any], opts: Any, data_dir: str | None,
