@@ -131,9 +131,9 @@ def _suite_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
     if suite in SUITES:
         return _pairs_result(out, settings, data, opts, data_dir, common, count_models)
     from zoo.benchmarks.bench import _task_data
-    from zoo.benchmarks.finetune import recipes_for
-    from zoo.benchmarks.scoring import bag_of_words_scores, constant_predictor_scores, task_score
+    from zoo.benchmarks.scoring import bag_of_words_scores, constant_predictor_scores
     from zoo.benchmarks.tasks import resolve_tasks
+    from zoo.compare.runner import finetune_fields
 
     _, specs = resolve_tasks(suite, tasks)
     constant, bow = {}, {}
@@ -143,21 +143,13 @@ def _suite_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
             constant[s.name], bow[s.name] = constant_predictor_scores(task_data), bag_of_words_scores(task_data)
     except (ZooError, OSError) as exc:  # the benchmark data is gone: the report goes without these rows
         log.warning("no constant predictor or bag-of-words rows: %s", exc)
-    meta = {"suite": suite, "data": opts.data_dir or "hub", "fine_tune_seeds": opts.seeds,
-            "max_train_examples": opts.max_train_examples, "max_eval_examples": opts.max_eval_examples,
-            "recipes": {t: r.to_dict() for t, r in recipes_for(tasks, None, opts.overrides).items()}}
-    return ComparisonResult(**common, task_titles={s.name: s.title for s in specs},
-                            task_metrics={s.name: s.metric_names() for s in specs}, bench=meta,
-                            constant={s.name: task_score(s, constant[s.name]) for s in specs if s.name in constant},
-                            constant_metrics=constant, bag_of_words_metrics=bow,
-                            bag_of_words={s.name: task_score(s, bow[s.name]) for s in specs if s.name in bow})
+    return ComparisonResult(**common, **finetune_fields(suite, tasks, specs, opts, constant, bow))
 
 
 def _pairs_result(out: Path, settings: StudySettings, data: dict[str, Any], opts: Any, data_dir: str | None,
                   common: dict[str, Any], count_models: bool) -> ComparisonResult:
     from zoo.benchmarks.minimal_pairs import load_suite, phenomena
-    from zoo.benchmarks.zeroshot import flags
-    from zoo.compare.runner import ALL_PAIRS
+    from zoo.compare.runner import ALL_PAIRS, pair_items
 
     tasks: list[str] = common["tasks"]
     meta: dict[str, Any] = {"suite": opts.suite, "kind": "minimal-pairs", "data": opts.data_dir or "hub",
@@ -177,12 +169,8 @@ def _pairs_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
         entry = json.loads(bench.read_text(encoding="utf-8")).get("suites", {}).get(opts.suite, {})
         model = next((m for m in entry.get("models", []) if not m.get("from_scratch")), None)
         if model:
-            correct = model["correct"][model["scorer"]]
             meta["scorers"][r.name] = model["scorer"]
-            order = sorted(correct)
-            values = flags("".join(correct[p] for p in order)).astype(float)
-            items[r.name] = {ALL_PAIRS: ItemValues("mean", values[None, :],
-                                                   tuple(p for p in order for _ in range(len(correct[p]))))}
+            items[r.name] = {ALL_PAIRS: pair_items(model["correct"][model["scorer"]])}
     if count_models and paradigms:
         meta.update(_count_models(out, settings, data, paradigms))
     return ComparisonResult(**common, task_titles={p: p for p in tasks}, task_metrics={p: ["accuracy"] for p in tasks},

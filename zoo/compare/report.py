@@ -336,9 +336,11 @@ def markdown(result: ComparisonResult, figures: dict[str, Path],
 
 def count_model_regime(result: ComparisonResult) -> list[str]:
     """Per group: below, at or above the best count model's macro average (its interval against it)."""
+    from zoo.benchmarks.ngram import LENGTH
+
     base = result.bench.get("baselines") or {}
     counts = {n: float(np.mean([acc[p] for p in result.tasks])) for n, acc in base.items()
-              if not n.startswith(LENGTH_NAME) and all(p in acc for p in result.tasks)}
+              if not n.startswith(LENGTH) and all(p in acc for p in result.tasks)}
     if not counts:
         return []
     best_name, best = max(counts.items(), key=lambda kv: kv[1])
@@ -351,9 +353,6 @@ def count_model_regime(result: ComparisonResult) -> list[str]:
     return [f"Against the best count model ({best_name}, {100 * best:.1f}): " + "; ".join(out) + ". Pretraining "
             "has bought something a count cannot give only where a row is above it; a random init is no measure "
             "of that."] if out else []
-
-
-LENGTH_NAME = "fewer tokens"
 
 
 def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path], prefix: str = "") -> list[str]:

@@ -23,7 +23,6 @@ from zoo.compare.stats import (
     holm,
     seed_estimate,
     seed_item_test,
-    seeds_needed,
 )
 from zoo.compare.study import BASELINE
 from zoo.train.config import Budget
@@ -185,10 +184,10 @@ def pairwise(groups: list[Group], tasks: list[str], items: dict[str, dict[str, I
     compared over that task's items. p values are Holm-adjusted over all pairs, separately per level.
     """
     items = items or {}
+    family = [(ga, gb) for ga, gb in combinations(groups, 2)
+              if ga.backbone == gb.backbone and ga.average is not None and gb.average is not None]
     out = []
-    for ga, gb in combinations(groups, 2):
-        if ga.backbone != gb.backbone or ga.average is None or gb.average is None:
-            continue
+    for ga, gb in family:
         a = [(r.seed, v) for r in ga.runs if (v := r.average(tasks)) is not None]
         b = [(r.seed, v) for r in gb.runs if (v := r.average(tasks)) is not None]
         seeds_a, seeds_b = [s for s, _ in a], [s for s, _ in b]
@@ -198,14 +197,12 @@ def pairwise(groups: list[Group], tasks: list[str], items: dict[str, dict[str, I
             xa, xb = [da[s] for s in sorted(da)], [db[s] for s in sorted(da)]
         else:
             xa, xb = [v for _, v in a], [v for _, v in b]
-        pair = Pair(ga.backbone, ga.objective, gb.objective, compare_seeds(xa, xb, paired, confidence))
+        # seeds needed for the whole family, at Holm's first step (0.05 / pairs)
+        pair = Pair(ga.backbone, ga.objective, gb.objective,
+                    compare_seeds(xa, xb, paired, confidence, tests=len(family)))
         if paired:
             pair.items = _item_comparisons(ga, gb, tasks, items, confidence)
         out.append(pair)
-    for pair in out:  # seeds needed for the whole family, at Holm's first step (0.05 / pairs)
-        c = pair.seeds
-        if c.sd is not None:
-            pair.seeds = replace(c, seeds_needed=seeds_needed(c.diff.point, c.sd, tests=len(out)))
     _adjust(out)
     return out
 

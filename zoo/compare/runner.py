@@ -417,9 +417,7 @@ def _collect_suite(runs: list[RunInfo], options: BenchOptions, out: Path, bench_
                    progress: BenchProgress | None, *, mode: str, settings: dict[str, Any], notes: list[str],
                    command: str | None, skipped: list[dict[str, str]],
                    tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
-    from zoo.benchmarks.finetune import recipes_for
     from zoo.benchmarks.minimal_pairs import SUITES
-    from zoo.benchmarks.scoring import task_score
     from zoo.benchmarks.tasks import resolve_tasks
 
     if options.suite in SUITES:
@@ -447,17 +445,27 @@ def _collect_suite(runs: list[RunInfo], options: BenchOptions, out: Path, bench_
             bow = dict(getattr(bench, "bag_of_words", {}) or {})
         if options.baselines and done:
             baselines = _baselines(done, out, bench_fn, common, items)
-    bench_meta = {"suite": suite, "data": options.data_dir or "hub", "fine_tune_seeds": options.seeds,
-                  "max_train_examples": options.max_train_examples,
-                  "max_eval_examples": options.max_eval_examples,
-                  "recipes": {t: r.to_dict() for t, r in recipes_for(tasks, None, options.overrides).items()}}
     return ComparisonResult(
-        out=str(out), mode=mode, suite=suite, tasks=tasks, task_titles={s.name: s.title for s in specs},
-        task_metrics={s.name: s.metric_names() for s in specs}, runs=runs, baselines=baselines,
-        statistic=options.statistic, settings=settings, skipped=skipped, tokenizers=tokenizers, bench=bench_meta,
-        notes=notes, command=command, items=items, constant_metrics=constant,
-        constant={s.name: task_score(s, constant[s.name]) for s in specs if s.name in constant},
-        bag_of_words={s.name: task_score(s, bow[s.name]) for s in specs if s.name in bow}, bag_of_words_metrics=bow)
+        out=str(out), mode=mode, suite=suite, tasks=tasks, runs=runs, baselines=baselines,
+        statistic=options.statistic, settings=settings, skipped=skipped, tokenizers=tokenizers,
+        notes=notes, command=command, items=items, **finetune_fields(suite, tasks, specs, options, constant, bow))
+
+
+def finetune_fields(suite: str, tasks: list[str], specs: list[Any], options: BenchOptions,
+                    constant: dict[str, dict[str, float]], bow: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The ``ComparisonResult`` fields of a fine-tuning suite: task titles and metrics, the benchmark's
+    settings and the recipes of ``tasks``, and the constant-predictor and bag-of-words rows (``constant``,
+    ``bow``: task -> metrics, for the tasks they could be computed on)."""
+    from zoo.benchmarks.finetune import recipes_for
+    from zoo.benchmarks.scoring import task_score
+
+    meta = {"suite": suite, "data": options.data_dir or "hub", "fine_tune_seeds": options.seeds,
+            "max_train_examples": options.max_train_examples, "max_eval_examples": options.max_eval_examples,
+            "recipes": {t: r.to_dict() for t, r in recipes_for(tasks, None, options.overrides).items()}}
+    return {"task_titles": {s.name: s.title for s in specs}, "task_metrics": {s.name: s.metric_names() for s in specs},
+            "bench": meta, "constant_metrics": constant, "bag_of_words_metrics": bow,
+            "constant": {s.name: task_score(s, constant[s.name]) for s in specs if s.name in constant},
+            "bag_of_words": {s.name: task_score(s, bow[s.name]) for s in specs if s.name in bow}}
 
 
 def _fill_scores(infos: list[RunInfo], result: Any, items: dict[str, dict[str, ItemValues]] | None = None) -> None:
@@ -621,8 +629,6 @@ def pair_baselines_meta(result: Any, infos: list[RunInfo], items: dict[str, dict
 def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValues]] | None = None) -> None:
     """A minimal-pair result's headline accuracies as the run's task scores, and its per-pair correctness
     (paradigms in name order, pairs in file order) as the item set ``ALL_PAIRS`` in ``items``."""
-    from zoo.benchmarks.zeroshot import flags
-
     head = model.scorers[0]
     for p, acc in model.accuracy[head].items():
         info.scores[p] = acc
@@ -630,7 +636,15 @@ def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValu
     info.bench_s += model.seconds
     correct = model.correct.get(head, {})
     if items is not None and correct:
-        order = sorted(correct)
-        values = flags("".join(correct[p] for p in order)).astype(float)
-        strata = tuple(p for p in order for _ in range(len(correct[p])))  # resampled within each paradigm
-        items.setdefault(info.name, {})[ALL_PAIRS] = ItemValues("mean", values[None, :], strata)  # (1 fine-tune, N)
+        items.setdefault(info.name, {})[ALL_PAIRS] = pair_items(correct)
+
+
+def pair_items(correct: dict[str, str]) -> ItemValues:
+    """Per-pair correctness (paradigm -> its pairs' flags) as one item set: paradigms in name order, pairs in
+    file order, each pair's paradigm its stratum (pairs are resampled within their paradigm)."""
+    from zoo.benchmarks.zeroshot import flags
+
+    order = sorted(correct)
+    values = flags("".join(correct[p] for p in order)).astype(float)
+    strata = tuple(p for p in order for _ in range(len(correct[p])))
+    return ItemValues("mean", values[None, :], strata)  # (1 fine-tune, N)

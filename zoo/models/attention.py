@@ -129,8 +129,7 @@ class PreparedMask:
             allowed = _causal(seq_len, device)[None, None] if self.is_causal else self.dense
             if allowed is None:
                 return None
-            self.additive[dtype] = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(
-                ~allowed, float("-inf"))
+            self.additive[dtype] = additive_mask(allowed.to(device), dtype)
         return self.additive[dtype]
 
     def xformers_bias(self, dtype: torch.dtype) -> Any:
@@ -199,9 +198,12 @@ def attend(q: Tensor, k: Tensor, v: Tensor, mask: PreparedMask, dropout_p: float
     return out.transpose(1, 2)
 
 
-def materialized_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout_p: float) -> Tensor:
-    """softmax(QK^T/sqrt(d) + bias)V with the (B, H, T, T) scores in memory. q, k, v: (B, H, T, D)."""
-    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (B, H, T, T)
+def materialized_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout_p: float,
+                           scale: float | None = None) -> Tensor:
+    """softmax(scale QK^T + bias)V with the (B, H, T, T) scores in memory (``scale`` None: 1/sqrt(d)).
+    q, k, v: (B, H, T, D)."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = (q * scale) @ k.transpose(-2, -1)  # (B, H, T, T)
     if bias is not None:
         scores = scores + bias
     probs = scores.softmax(dim=-1)
@@ -249,10 +251,7 @@ def attend_biased(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, kernel: str, dr
     if kernel == "sdpa" and not (q.device.type == "cpu" and (dropout_p > 0.0 or q.dtype != torch.float32)):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p, scale=scale)
     else:  # eager, and SDPA's slow CPU cases (see ``attend``)
-        probs = ((q @ k.transpose(-2, -1)) * scale + bias).softmax(dim=-1)  # (B, H, Tq, Tk)
-        if dropout_p > 0.0:
-            probs = F.dropout(probs, p=dropout_p)
-        out = probs @ v
+        out = materialized_attention(q, k, v, bias, dropout_p, scale)
     return out.transpose(1, 2)
 
 

@@ -181,34 +181,25 @@ class T5FeedForward(nn.Module):
         return self.wo(self.dropout(y))  # (B, T, h)
 
 
-class T5EncoderLayer(nn.Module):
-    def __init__(self, c: T5Config) -> None:
+class T5Layer(nn.Module):
+    """Pre-norm residual blocks: self-attention, cross-attention over ``memory`` (decoder layers only:
+    ``cross``), feed-forward."""
+
+    def __init__(self, c: T5Config, cross: bool = False) -> None:
         super().__init__()
         self.self_norm = RMSNorm(c.hidden_size, c.layer_norm_eps)
         self.self_attn = T5Attention(c)
+        self.cross_norm = RMSNorm(c.hidden_size, c.layer_norm_eps) if cross else None
+        self.cross_attn = T5Attention(c) if cross else None
         self.ffn_norm = RMSNorm(c.hidden_size, c.layer_norm_eps)
         self.ffn = T5FeedForward(c)
         self.dropout = nn.Dropout(c.dropout)
 
-    def forward(self, x: Tensor, bias: Tensor, kernel: str) -> Tensor:  # (B, T, h) -> (B, T, h)
+    def forward(self, x: Tensor, bias: Tensor, kernel: str, memory: Tensor | None = None,
+                cross_bias: Tensor | None = None) -> Tensor:  # (B, T, h) -> (B, T, h)
         x = x + self.dropout(self.self_attn(self.self_norm(x), bias, kernel))
-        return x + self.dropout(self.ffn(self.ffn_norm(x)))
-
-
-class T5DecoderLayer(nn.Module):
-    def __init__(self, c: T5Config) -> None:
-        super().__init__()
-        self.self_norm = RMSNorm(c.hidden_size, c.layer_norm_eps)
-        self.self_attn = T5Attention(c)
-        self.cross_norm = RMSNorm(c.hidden_size, c.layer_norm_eps)
-        self.cross_attn = T5Attention(c)
-        self.ffn_norm = RMSNorm(c.hidden_size, c.layer_norm_eps)
-        self.ffn = T5FeedForward(c)
-        self.dropout = nn.Dropout(c.dropout)
-
-    def forward(self, x: Tensor, bias: Tensor, memory: Tensor, cross_bias: Tensor, kernel: str) -> Tensor:
-        x = x + self.dropout(self.self_attn(self.self_norm(x), bias, kernel))  # (B, Td, h)
-        x = x + self.dropout(self.cross_attn(self.cross_norm(x), cross_bias, kernel, memory))
+        if self.cross_attn is not None:
+            x = x + self.dropout(self.cross_attn(self.cross_norm(x), cross_bias, kernel, memory))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
@@ -248,10 +239,10 @@ class T5Backbone(Backbone):
         self.tok_emb = nn.Embedding(c.vocab_size, c.hidden_size)  # shared by both stacks (and the tied head)
         self.dropout = nn.Dropout(c.dropout)
         self.encoder_bias = RelativePositionBias(c, bidirectional=True)
-        self.encoder_layers = nn.ModuleList(T5EncoderLayer(c) for _ in range(c.num_layers))
+        self.encoder_layers = nn.ModuleList(T5Layer(c) for _ in range(c.num_layers))
         self.encoder_norm = RMSNorm(c.hidden_size, c.layer_norm_eps)
         self.decoder_bias = RelativePositionBias(c, bidirectional=False)
-        self.decoder_layers = nn.ModuleList(T5DecoderLayer(c) for _ in range(c.num_decoder_layers))
+        self.decoder_layers = nn.ModuleList(T5Layer(c, cross=True) for _ in range(c.num_decoder_layers))
         self.decoder_norm = RMSNorm(c.hidden_size, c.layer_norm_eps)
         # An untied output projection belongs to the architecture (T5 v1.1), so it lives here.
         self.lm_head = None if c.tie_word_embeddings else nn.Linear(c.hidden_size, c.vocab_size, bias=False)
@@ -330,7 +321,7 @@ class T5Backbone(Backbone):
         allowed = cross_mask(decoder_layout.doc_ids, enc_docs, td, te, x.device)
         cross_bias = (torch.zeros(1, 1, td, te, dtype=x.dtype, device=x.device) if allowed is None
                       else attn.additive_mask(allowed, x.dtype))  # (B|1, 1, Td, Te), no position bias
-        x = self.run_layers(x, self.decoder_layers, bias, memory, cross_bias, kernel)
+        x = self.run_layers(x, self.decoder_layers, bias, kernel, memory, cross_bias)
         return self.dropout(self.decoder_norm(x))
 
     def forward(self, input_ids: Tensor, layout: AttentionLayout, token_type_ids: Tensor | None = None,

@@ -67,6 +67,11 @@ def lm_loss(head: TiedLinear, hidden: Tensor, labels: Tensor, chunk_rows: int) -
     return LossOutput(loss, count, {"loss": loss.detach(), "acc": correct / denom})
 
 
+def decoder_lm_head(backbone: Backbone) -> TiedLinear:
+    """The LM head of an encoder-decoder's decoder (T5): its output projection and output scale."""
+    return TiedLinear(backbone.output_projection(), bias=False, scale=backbone.output_scale)
+
+
 def lm_head_flops(spec: BackboneSpec, labels: Any) -> float:
     return lm_flops(labelled_rows(labels), spec.hidden_size, spec.vocab_size)
 
@@ -93,8 +98,8 @@ class LanguageModelBase(Objective):
         return (*cls.special_tokens, *((paradigm,) if paradigm else ()))
 
     def build_heads(self, backbone: Backbone) -> nn.Module:
-        if backbone.family == Family.ENCODER_DECODER:  # T5: its output projection and output scale
-            return TiedLinear(backbone.output_projection(), bias=False, scale=backbone.output_scale)
+        if backbone.family == Family.ENCODER_DECODER:
+            return decoder_lm_head(backbone)
         return TiedLinear(backbone.input_embedding(), bias=False)
 
     def loss(self, heads: nn.Module | None, hidden: Tensor, batch: Batch) -> LossOutput:

@@ -250,8 +250,10 @@ class MaskedLM(Objective):
         return batch.replace(targets={**data.targets, self.name: {"labels": labels}})
 
     def build_heads(self, backbone: Backbone) -> nn.Module:
-        if self.seq2seq:  # the decoder's LM head (see zoo.objectives.clm)
-            return TiedLinear(backbone.output_projection(), bias=False, scale=backbone.output_scale)
+        if self.seq2seq:
+            from zoo.objectives.clm import decoder_lm_head
+
+            return decoder_lm_head(backbone)
         return MaskedLMHead(backbone.spec, backbone.input_embedding())
 
     def loss(self, heads: nn.Module | None, hidden: Tensor, batch: Batch) -> LossOutput:
@@ -265,6 +267,7 @@ class MaskedLM(Objective):
     def head_flops(self, batch: Batch) -> float:
         t = batch.targets[self.name]
         if self.seq2seq:
-            return lm_flops(int((np.asarray(t["labels"]) != IGNORE).sum()), self.spec.hidden_size,
-                            self.spec.vocab_size)
+            from zoo.objectives.clm import lm_head_flops
+
+            return lm_head_flops(self.spec, t["labels"])
         return mlm_head_flops(self.spec, t["positions"], t["labels"])

@@ -34,18 +34,18 @@ for name, backbone, objective, family in (("bert-mlm", "bert", "mlm", "encoder")
     base = score_pair_baselines(bundle.tokenizer, pairs, np.asarray(bundle.train.tokens),
                                 np.asarray(bundle.train.sent_offsets))
     equal = base.equal_length()
-    models = json.loads((HERE / f"{name}.bench.json").read_text())["suites"]["blimp"]["models"]
+    blimp = json.loads((HERE / f"{name}.bench.json").read_text())["suites"]["blimp"]
+    accuracy = {n: base.accuracy(n) for n in base.names}
     out[name] = {
         "tokenizer": {k: bundle.stats[k] for k in ("tokenizer_kind", "tokenizer_hash", "vocab_size")},
         "train_sentences": base.train_sentences, "train_tokens": base.train_tokens,
         "equal_length_pairs": sum(int(m.sum()) for m in equal.values()),
-        "baselines": {n: {"macro": float(np.mean(list(base.accuracy(n).values()))),
+        "baselines": {n: {"macro": float(np.mean(list(accuracy[n].values()))),
                           "equal_length": equal_length_accuracy(base.outcomes[n], equal)[0],
-                          "groups": {g: float(np.mean([base.accuracy(n)[p] for p in ps]))
-                                     for g, ps in json.loads((HERE / f"{name}.bench.json").read_text())
-                                     ["suites"]["blimp"]["groups"].items()}}
+                          "groups": {g: float(np.mean([accuracy[n][p] for p in ps]))
+                                     for g, ps in blimp["groups"].items()}}
                       for n in base.names},
         "models_equal_length": {("from scratch" if m["from_scratch"] else "model"):
-                                equal_length_accuracy(correctness(m), equal)[0] for m in models},
+                                equal_length_accuracy(correctness(m), equal)[0] for m in blimp["models"]},
     }
 print(json.dumps(out, indent=1))
