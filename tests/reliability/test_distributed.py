@@ -4,6 +4,7 @@ two-rank run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -123,30 +124,41 @@ def test_two_nodes_with_a_localhost_rendezvous_equal_one_node_of_two(tmp_path: P
     from .conftest import REPO, child_env
 
     one_node, two_nodes = tmp_path / "one-node", tmp_path / "two-nodes"
+    # One job at a time: the reference (whose launcher picks its own ports) must not share the machine's
+    # two cores, nor race for a port, with the two agents.
     reference = spawn(two_ranks(one_node, corpus), tmp_path / "one-node.log", cache_dir)
+    try:
+        rc, log = reference.wait(timeout=600)
+    except subprocess.TimeoutExpired:
+        reference.kill()
+        pytest.fail("the one-node reference did not finish in 600 s:\n" + reference.log.read_text(errors="replace")[-4000:])
+    assert rc == 0, log[-4000:]
     args = two_ranks(two_nodes, corpus)[:-2]  # without --nproc 2
     port = _free_port()
     agents = []
     for node in (0, 1):
-        log = open(tmp_path / f"node{node}.log", "wb")
+        log_file = open(tmp_path / f"node{node}.log", "wb")
         agents.append((subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
              "--node_rank", str(node), "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "zoo", *args],
-            stdout=log, stderr=subprocess.STDOUT, env=child_env(cache_dir), cwd=REPO, start_new_session=True), log))
+            stdout=log_file, stderr=subprocess.STDOUT, env=child_env(cache_dir), cwd=REPO, start_new_session=True),
+            log_file))
     try:
-        for node, (proc, log) in enumerate(agents):
-            rc = proc.wait(timeout=300)
-            log.close()
+        for node, (proc, log_file) in enumerate(agents):
+            try:
+                rc = proc.wait(timeout=600)
+            except subprocess.TimeoutExpired:
+                rc = None
+            log_file.close()
             text = (tmp_path / f"node{node}.log").read_text(errors="replace")
-            assert rc == 0, f"node {node}:\n{text[-4000:]}"
-        rc, log = reference.wait(timeout=300)
-        assert rc == 0, log[-4000:]
+            assert rc == 0, f"node {node} {'did not finish in 600 s' if rc is None else f'exited {rc}'}:\n{text[-4000:]}"
     finally:
-        for proc, _ in agents:
+        for proc, log_file in agents:
+            log_file.close()
             if proc.poll() is None:
-                proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        reference.kill()
     assert [s for s, _ in ckpt.steps(two_nodes)] == [3, 6, 7]  # written once, by global rank 0
     state = json.loads((two_nodes / "step-000007" / "trainer.json").read_text())
     assert state["world_size"] == 2 and sorted(state["rng"]) == ["rank0", "rank1"]  # both ranks
