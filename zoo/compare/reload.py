@@ -51,6 +51,7 @@ def _record_info(name: str, rec: dict[str, Any], backbone: str, objective: str, 
                    error=rec.get("error"), budget=budget, wall_s=rec.get("wall_s"), cpu_s=rec.get("cpu_s"),
                    params=counters.get("params", params))
     info.steps, info.flops = int(counters.get("steps", 0)), float(counters.get("flops", 0.0))
+    info.head_flops = float(counters.get("head_flops", 0.0))
     info.tokens, info.train_time_s = int(counters.get("tokens", 0)), float(counters.get("train_time_s", 0.0))
     info.final_loss = counters.get("final_loss")
     return info

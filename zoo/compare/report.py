@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo import fileio
-from zoo.compare.results import ComparisonResult, Group
+from zoo.compare.results import ComparisonResult, Group, RunInfo
 from zoo.compare.stats import Estimate, ItemComparison, format_level, seeds_needed, sign_flip_min_seeds
 from zoo.compare.study import BASELINE
 
@@ -142,17 +142,25 @@ ITEM_METRIC_NAMES = {"mean": "accuracy", "mcc": "MCC", "f1": "F1", "accuracy_f1"
 
 
 def compute_table(result: ComparisonResult) -> Table:
-    columns = ["run", "status", "steps", "train FLOPs", "tokens", "train time", "wall time", "CPU time",
-               "final val loss", "fine-tuning"]
+    columns = ["run", "status", "steps", "train FLOPs", "head FLOPs", "tokens", "train time", "wall time",
+               "CPU time", "final val loss", "fine-tuning"]
     rows = []
     for r in result.runs:
         loss = r.final_eval_loss()
         rows.append([r.name, r.status if r.status == "done" else f"{r.status}: {r.error or ''}"[:80], str(r.steps),
-                     _si(r.flops), f"{r.tokens:,}", _seconds(r.train_time_s), _seconds(r.wall_s), _seconds(r.cpu_s),
+                     _si(r.flops), _head(r), f"{r.tokens:,}", _seconds(r.train_time_s), _seconds(r.wall_s), _seconds(r.cpu_s),
                      f"{loss:.3f}" if loss is not None else "-", _seconds(r.bench_s) if r.scores and r.bench_s else "-"])
     for b in result.baselines:
-        rows.append([b.name, "baseline", "0", "0", "0", "-", "-", "-", "-", _seconds(b.bench_s) if b.bench_s else "-"])
+        rows.append([b.name, "baseline", "0", "0", "0", "0", "-", "-", "-", "-",
+                     _seconds(b.bench_s) if b.bench_s else "-"])
     return columns, rows
+
+
+def _head(r: RunInfo) -> str:
+    """The heads' training FLOPs and their share of the run's ("-" where the run did not record them)."""
+    if r.head_flops <= 0 or r.flops <= 0:
+        return "-"
+    return f"{_si(r.head_flops)} ({100 * r.head_flops / r.flops:.0f}%)"
 
 
 def metric_table(result: ComparisonResult) -> Table:

@@ -45,6 +45,7 @@ class RunInfo:
     budget: str | None = None
     steps: int = 0
     flops: float = 0.0  # training FLOPs (backbone + heads, forward and backward)
+    head_flops: float = 0.0  # the part of ``flops`` in the objectives' heads (0: not recorded)
     tokens: int = 0
     train_time_s: float = 0.0  # training loop only (the trainer's clock)
     wall_s: float | None = None  # the whole training call (data, evaluation, checkpoints), when measured
@@ -62,8 +63,8 @@ class RunInfo:
 
     def counters(self) -> dict[str, Any]:
         """What the compute table needs, for ``study.json`` (a report can be rewritten without the run)."""
-        return {"steps": self.steps, "flops": self.flops, "tokens": self.tokens, "train_time_s": self.train_time_s,
-                "params": self.params, "final_loss": self.final_eval_loss()}
+        return {"steps": self.steps, "flops": self.flops, "head_flops": self.head_flops, "tokens": self.tokens,
+                "train_time_s": self.train_time_s, "params": self.params, "final_loss": self.final_eval_loss()}
 
     def average(self, tasks: list[str]) -> float | None:
         if not tasks or any(t not in self.scores for t in tasks):

@@ -375,6 +375,7 @@ def _run_info(run_dir: Path, name: str, recorded: dict[str, Any]) -> RunInfo:
     if state is not None:
         info.steps, info.flops, info.tokens, info.train_time_s = (state.step, state.flops, state.tokens,
                                                                   state.train_time_s)
+        info.head_flops = state.head_flops
     info.evals = [r for r in run.records("eval") if r.get("step", 0) <= info.steps]
     return info
 

@@ -201,11 +201,52 @@ def sign_flip_min_seeds(alpha: float = 0.05, tests: int = 1) -> int:
     return max(2, math.ceil(math.log2(2 * tests / alpha) - 1e-12))
 
 
+def contrasts(arms: int) -> int:
+    """Pairwise comparisons among ``arms`` arms (the ``tests`` of a study that compares every pair)."""
+    if arms < 2:
+        raise ValueError(f"a comparison needs at least 2 arms, got {arms}")
+    return arms * (arms - 1) // 2
+
+
+def paired_t_power(effect: float, n: int, level: float) -> float:
+    """Power of a two-sided paired t test at ``level`` with ``n`` seeds when the true mean difference is
+    ``effect`` standard deviations of the per-seed differences (noncentral t with ``n - 1`` df)."""
+    if n < 2:
+        raise ValueError(f"a t test needs at least 2 seeds, got {n}")
+    crit = scipy.stats.t.ppf(1 - level / 2, n - 1)
+    nc = abs(effect) * math.sqrt(n)
+    lower = scipy.stats.nct.cdf(-crit, n - 1, nc)  # NaN far in the tail (scipy): there it is 0
+    return float(scipy.stats.nct.sf(crit, n - 1, nc) + (lower if math.isfinite(lower) else 0.0))
+
+
+def sign_flip_power(effect: float, n: int, level: float, sims: int = 2000, seed: int = DEFAULT_SEED) -> float:
+    """Monte-Carlo power of the exact two-sided sign-flip test (``sign_flip_test``) at ``level`` with
+    ``n <= EXACT_MAX`` seeds, for normal per-seed differences of mean ``effect`` (in their sd): the share
+    of ``sims`` seeded simulated studies whose exact p is at most ``level``. It is 0 below
+    ``sign_flip_min_seeds``, where no p can reach ``level``."""
+    if not 1 <= n <= EXACT_MAX:
+        raise ValueError(f"n must be between 1 and {EXACT_MAX} for the exact test, got {n}")
+    rng = np.random.default_rng(seed)
+    d = rng.normal(effect, 1.0, size=(sims, n))
+    codes = np.arange(2**n)[:, None]
+    signs = 1.0 - 2.0 * ((codes >> np.arange(n)) & 1)  # (2^n, n): every pattern once
+    observed = np.abs(d.mean(1))  # (sims,)
+    tol = 1e-12 * np.maximum(1.0, np.abs(d).max(1))
+    rejected, rows = 0, max(1, 2**22 // 2**n)
+    for start in range(0, sims, rows):  # (rows, 2^n) pattern means at a time
+        block = slice(start, start + rows)
+        means = np.abs(d[block] @ signs.T) / n
+        p = (means >= (observed[block] - tol[block])[:, None]).mean(1)
+        rejected += int(np.count_nonzero(p <= level + 1e-12))
+    return rejected / sims
+
+
 def seeds_needed(delta: float, sd: float, alpha: float = 0.05, power: float = 0.8, max_n: int = 10_000,
                  tests: int = 1) -> int | None:
     """Seeds for a paired two-sided t test at ``alpha / tests`` (Holm's first step over ``tests``
-    comparisons) to detect ``delta`` with ``power`` (noncentral t), and at least as many as the sign-flip
-    test needs to reach that level; None beyond ``max_n`` or when ``delta`` is 0."""
+    comparisons) to detect ``delta`` with ``power`` (noncentral t, ``paired_t_power``), and at least as
+    many as the sign-flip test needs to reach that level; None beyond ``max_n`` or when ``delta`` is 0.
+    ``sd``: the standard deviation of the per-seed paired differences (a pilot's, or a study's)."""
     if tests < 1:
         raise ValueError(f"tests must be at least 1, got {tests}")
     level = alpha / tests
@@ -216,11 +257,7 @@ def seeds_needed(delta: float, sd: float, alpha: float = 0.05, power: float = 0.
         return floor
     effect = abs(delta) / sd
     for n in range(2, max_n + 1):
-        crit = scipy.stats.t.ppf(1 - level / 2, n - 1)
-        nc = effect * math.sqrt(n)
-        lower = scipy.stats.nct.cdf(-crit, n - 1, nc)  # NaN far in the tail (scipy): there it is 0
-        achieved = scipy.stats.nct.sf(crit, n - 1, nc) + (lower if math.isfinite(lower) else 0.0)
-        if achieved >= power:
+        if paired_t_power(effect, n, level) >= power:
             return max(n, floor)
     return None
 

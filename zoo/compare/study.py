@@ -302,6 +302,7 @@ class RunState:
     tokens: int
     train_time_s: float
     checkpoint: str
+    head_flops: float = 0.0  # the part of ``flops`` in the objectives' heads (0 in older checkpoints)
 
     def progress(self, budget: Budget) -> float:
         return budget.progress(self.step, self.tokens, self.flops, self.train_time_s)
@@ -317,7 +318,8 @@ def run_state(run_dir: Path) -> RunState | None:
     if path is None:
         return None
     st = json.loads((path / "trainer.json").read_text(encoding="utf-8"))
-    return RunState(int(st["step"]), float(st["flops"]), int(st["tokens"]), float(st["train_time_s"]), path.name)
+    return RunState(int(st["step"]), float(st["flops"]), int(st["tokens"]), float(st["train_time_s"]), path.name,
+                    float(st.get("head_flops", 0.0)))
 
 
 def is_finished(run_dir: Path, budget: Budget) -> bool:

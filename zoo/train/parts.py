@@ -98,14 +98,20 @@ class Parts:
         """Training FLOPs (forward + backward = 3 x forward) of ``batches``; a mixture's batches all come
         from the part that ran, which is charged with its backbone passes and head FLOPs. ``batch_flops``
         (an encoder-decoder's ``Backbone.batch_flops``) charges batches with decoder inputs."""
-        total = 0.0
+        return self.training_flops_split(batches, backbone_flops_per_token, batch_flops)[0]
+
+    def training_flops_split(self, batches: list[Batch], backbone_flops_per_token: float,
+                             batch_flops: Callable[[Batch], float] | None = None) -> tuple[float, float]:
+        """``training_flops`` and the part of it spent in the objectives' heads."""
+        body = head = 0.0
         for b in batches:
             objective = self.of(b).objective
             rows, seq = b.shape
             forward = (batch_flops(b) if batch_flops is not None and b.decoder_input_ids is not None
                        else backbone_flops_per_token * rows * seq)
-            total += forward * objective.backbone_passes() + objective.head_flops(b)
-        return 3.0 * total
+            body += forward * objective.backbone_passes()
+            head += objective.head_flops(b)
+        return 3.0 * (body + head), 3.0 * head
 
     # --- sampler state ---------------------------------------------------------------------------
     def sampler_state(self) -> dict[str, Any]:

@@ -47,11 +47,13 @@ class Totals:
     interval_parts: list[str] = field(default_factory=list)  # labels of the mixture parts run since the last log
     interval_tokens: int = 0
     interval_time: float = 0.0
+    head_flops: float = 0.0  # the part of ``flops`` spent in the objectives' heads
 
     def to_state(self, mixture: bool) -> dict[str, Any]:
         state: dict[str, Any] = {"step": self.step, "tokens": self.tokens, "flops": self.flops,
                                  "train_time_s": self.train_time, "interval": self.interval.state(),
-                                 "interval_tokens": self.interval_tokens, "interval_time": self.interval_time}
+                                 "interval_tokens": self.interval_tokens, "interval_time": self.interval_time,
+                                 "head_flops": self.head_flops}
         if mixture:
             state["interval_parts"] = list(self.interval_parts)
         return state
@@ -60,7 +62,8 @@ class Totals:
     def from_state(cls, st: dict[str, Any]) -> Totals:
         return cls(st["step"], st["tokens"], st["flops"], st["train_time_s"],
                    Averager(st["interval"]["sums"], st["interval"]["weights"]),
-                   [str(label) for label in st.get("interval_parts", [])], st["interval_tokens"], st["interval_time"])
+                   [str(label) for label in st.get("interval_parts", [])], st["interval_tokens"], st["interval_time"],
+                   float(st.get("head_flops", 0.0)))  # 0: a checkpoint from before heads were counted apart
 
     def reset_interval(self) -> None:
         self.interval.reset()

@@ -221,8 +221,12 @@ class Trainer:
 
     # --- accounting ------------------------------------------------------------------------------
     def _step_flops(self, batches: list[Batch]) -> float:
-        return self.parts.training_flops(batches, self.backbone_flops_per_token,
-                                         getattr(self.model.backbone, "batch_flops", None))
+        return self._step_flops_split(batches)[0]
+
+    def _step_flops_split(self, batches: list[Batch]) -> tuple[float, float]:
+        """Training FLOPs of ``batches`` and the part of them in the heads."""
+        return self.parts.training_flops_split(batches, self.backbone_flops_per_token,
+                                               getattr(self.model.backbone, "batch_flops", None))
 
     def _progress(self) -> float:
         t = self.totals
@@ -244,18 +248,19 @@ class Trainer:
                 t0 = time.perf_counter()
                 sampler_state, micro = next(batches)
                 t.step += 1
-                out_metrics, step_flops, step_tokens = self._train_step(micro)
+                out_metrics, (step_flops, step_head_flops), step_tokens = self._train_step(micro)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 dt = time.perf_counter() - t0
                 # Ranks agree on the step time of a time budget, on a stop request and on a wall-time checkpoint.
-                flags = torch.tensor([step_flops, dt if self.budget.kind == "time" else 0.0, stop.requested,
-                                      clock.due()], dtype=torch.float64)
-                distributed.all_reduce(flags[:1], info, "sum")
-                distributed.all_reduce(flags[1:], info, "max")
+                flags = torch.tensor([step_flops, step_head_flops, dt if self.budget.kind == "time" else 0.0,
+                                      stop.requested, clock.due()], dtype=torch.float64)
+                distributed.all_reduce(flags[:2], info, "sum")
+                distributed.all_reduce(flags[2:], info, "max")
                 t.flops += float(flags[0])
+                t.head_flops += float(flags[1])
                 t.tokens += step_tokens
-                t.train_time += float(flags[1]) if self.budget.kind == "time" else dt
+                t.train_time += float(flags[2]) if self.budget.kind == "time" else dt
                 t.interval.add(out_metrics)
                 if self.parts.mixture is not None:
                     t.interval_parts.append(self.parts.at(t.step).label)
@@ -267,9 +272,9 @@ class Trainer:
                     last_record = self._log()
                 if (cfg.train.eval_every and t.step % cfg.train.eval_every == 0) or finished:
                     last_eval = self.evaluate()
-                stopping = bool(flags[2]) and not finished
+                stopping = bool(flags[3]) and not finished
                 if (cfg.train.checkpoint_every and t.step % cfg.train.checkpoint_every == 0) or finished \
-                        or stopping or bool(flags[3]):
+                        or stopping or bool(flags[4]):
                     self.state.save(self.totals, sampler_state, self.parts.mixture is not None,
                                     {"schedule": self.schedule.to_state()})
                     clock.reset()
@@ -287,7 +292,8 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def _train_step(self, micro: list[tuple[np.ndarray, Batch]]) -> tuple[dict[str, float], float, int]:
+    def _train_step(self, micro: list[tuple[np.ndarray, Batch]]
+                    ) -> tuple[dict[str, float], tuple[float, float], int]:
         cfg = self.cfg
         t = self.totals  # the step being taken is counted already; tokens, FLOPs and time are not
         lr = self.schedule.lr(self._spent(t.step - 1, t))
@@ -326,7 +332,7 @@ class Trainer:
         means["lr"] = lr
         means["grad_norm"] = float(gnorm)
         step_tokens = sum(b.slots() for b in batches) * self.dist.world_size
-        return means, self._step_flops(batches), step_tokens
+        return means, self._step_flops_split(batches), step_tokens
 
     def _log(self) -> Record:
         means = distributed.mean_over_ranks(self.totals.interval.means(), self.dist)
@@ -338,7 +344,8 @@ class Trainer:
             record["parts"] = list(self.totals.interval_parts)
         record.update({
             "lr": means.get("lr", 0.0), "grad_norm": means.get("grad_norm", 0.0), "tokens": self.totals.tokens,
-            "flops": self.totals.flops, "progress": min(1.0, self._progress()), "tokens_per_s": tps,
+            "flops": self.totals.flops, "head_flops": self.totals.head_flops,
+            "progress": min(1.0, self._progress()), "tokens_per_s": tps,
             "elapsed_s": self.totals.train_time,
         })
         if self.peak > 0 and self.totals.interval_time > 0:
@@ -360,7 +367,7 @@ class Trainer:
         record: Record = {"kind": "eval", "step": self.totals.step, "loss": loss}
         record.update(means)
         record.update(self.objective.derived_metrics({"loss": record["loss"], **means}))
-        record.update({"tokens": self.totals.tokens, "flops": self.totals.flops})
+        record.update({"tokens": self.totals.tokens, "flops": self.totals.flops, "head_flops": self.totals.head_flops})
         self.sinks.write(record)
         # Evaluation time is not training time: time budgets exclude it.
         log.debug("evaluation took %.2fs", time.perf_counter() - t0)
