@@ -98,7 +98,7 @@ def flops_table() -> list[dict[str, Any]]:
 class _Timed:
     """One shape's clm training step on a fixed ROWS x SEQ micro-batch, ready to be timed."""
 
-    def __init__(self, layers: int, hidden: int, vocab: int, warmup: int = 3) -> None:
+    def __init__(self, layers: int, hidden: int, vocab: int, warmup: int = 2) -> None:
         tokens = special_tokens_for_tests(vocab)
         backbone = _backbone(layers, hidden, vocab)
         objective = build_objective("clm", {}, tokens, backbone.spec)
@@ -214,9 +214,9 @@ def _markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, help="directory for shape.json and shape.md")
-    p.add_argument("--measure", nargs="*", default=["tiny:8192", "tiny:4096", "4x128:4096", "3x192:4096",
+    p.add_argument("--measure", nargs="*", default=["tiny:8192", "tiny:4096", "4x128:2048", "3x192:2048",
                                                      "mini-192:4096"], help="SHAPE:VOCAB pairs to time")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per shape and round")
+    p.add_argument("--steps", type=int, default=2, help="timed steps per shape and round")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (the median is kept)")
     p.add_argument("--corpus", type=Path, default=Path("../shared/data/corpus/en-wiki"))
     p.add_argument("--train-lines", type=int, default=20000)
