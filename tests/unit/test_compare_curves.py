@@ -60,7 +60,8 @@ def test_multiplier_recovered() -> None:
     assert m.reason is None and m.bound is None
     assert m.k == pytest.approx(2.0, rel=0.1)
     assert m.log_k.low < math.log(2.0) < m.log_k.high
-    assert m.log_k.excludes(0.0) and "bert mlm needs at least" in m.reading()
+    assert m.log_k.excludes(0.0) and m.reading().startswith("bert mlm needs more compute than gpt clm (k 1.")
+    assert m.reading(p_holm=0.0625).endswith("the sign-flip test over 5 seeds does not reach 0.05 after Holm")
     assert m.p == pytest.approx(2 / 2**5)  # every seed the same sign: the exact sign-flip floor
     inverse = multiplier(arm_curve("bert", "mlm", b), arm_curve("gpt", "clm", a))
     assert inverse.k == pytest.approx(1 / m.k, rel=1e-9)  # the same target, so exactly the inverse
@@ -99,7 +100,7 @@ def test_extrapolation_is_a_bound() -> None:
     m = multiplier(arm_curve("gpt", "clm", a), arm_curve("bert", "mlm", b))
     # the budgets span 16x: B's curve never reaches A's range, so the 64x is extrapolated
     assert m.bound == "above" and m.beyond == 5
-    assert m.text().startswith("> 16") and "more than 16x" in m.reading()
+    assert m.text().startswith("> 16") and m.reading() == "bert mlm needs more compute than gpt clm (k > 16)"
     assert m.range_high == pytest.approx(math.log(16))
 
 
@@ -160,3 +161,43 @@ def test_study_curves_from_runs() -> None:
 def test_logit_clips() -> None:
     assert logit(0.0) == pytest.approx(-logit(1.0)) and math.isfinite(logit(1.0))
     assert expit(logit(0.3)) == pytest.approx(0.3)
+
+
+def _pairs_result(tmp_path, runs: list[RunInfo]):  # noqa: ANN001, ANN202
+    from zoo.compare.results import ComparisonResult
+
+    tasks = ["p1", "p2", "p3"]
+    return ComparisonResult(out=str(tmp_path), mode="study", suite="blimp", tasks=tasks,
+                            task_titles={t: t for t in tasks}, task_metrics={t: ["accuracy"] for t in tasks},
+                            runs=runs, baselines=[], settings={"seeds": list(range(5)), "size": "tiny"},
+                            bench={"kind": "minimal-pairs", "groups": {"agr": ["p1", "p2"], "flat": ["p3"]},
+                                   "baselines": {"bigram": {"p1": 0.6, "p2": 0.62, "p3": 0.55},
+                                                 "fewer tokens": {"p1": 0.5, "p2": 0.5, "p3": 0.5}}})
+
+
+def test_report_section_json_and_figure(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from zoo.compare.report import write_report
+
+    path = write_report(_pairs_result(tmp_path, _runs(2.0)), tmp_path)
+    text = path.read_text()
+    assert "## Compute multipliers" in text and "![Accuracy vs training FLOPs](scaling.png)" in text
+    assert "| gpt clm | gpt prefix |" in text and "gpt prefix needs more compute than gpt clm (k 1." in text
+    assert "Not monotone: gpt clm on flat" in text
+    assert (tmp_path / "scaling.png").stat().st_size > 0
+    data = json.loads((tmp_path / "results.json").read_text())["multipliers"]
+    assert data["pairs"][0]["k"] == pytest.approx(2.0, rel=0.1) and data["pairs"][0]["reason"] is None
+    assert data["loss"]["pairs"] == []
+    # equal arms: the interval covers 1 and the report says no more than that
+    equal = write_report(_pairs_result(tmp_path / "eq", _runs(1.0)), tmp_path / "eq").read_text()
+    assert "not distinguishable from 1" in equal
+
+
+def test_no_section_with_one_budget(tmp_path) -> None:  # noqa: ANN001
+    from zoo.compare.report import write_report
+
+    one = [r for r in _runs(2.0) if r.flops == BUDGETS[-1]]
+    path = write_report(_pairs_result(tmp_path, one), tmp_path)
+    assert "Compute multipliers" not in path.read_text() and not (tmp_path / "scaling.png").exists()
+    assert _pairs_result(tmp_path, one).to_dict()["multipliers"] is None

@@ -245,20 +245,21 @@ class Multiplier:
         est = self.log_k
         return f"{self._end(est.point)} [{self._end(est.low)}, {self._end(est.high)}]"
 
-    def reading(self) -> str:
-        """What the interval supports, in words."""
+    def reading(self, p_holm: float | None = None) -> str:
+        """What the interval supports, in words; with ``p_holm`` (the sign-flip p adjusted over the family),
+        a direction the sign-flip test does not confirm at 0.05 is said to be unconfirmed."""
         if self.log_k is None:
             return "-"
         a, b = " ".join(self.a), " ".join(self.b)
-        if not self.log_k.excludes(0.0):
+        est = self.log_k
+        if not est.excludes(0.0):
             return "not distinguishable from 1"
-        if self.log_k.low > 0:
-            more = f"more than {math.exp(self.range_high):.3g}x" if self.log_k.low > self.range_high else \
-                f"at least {self._end(self.log_k.low)}x"
-            return f"{b} needs {more} the compute of {a}"
-        less = f"less than {math.exp(self.range_low):.3g}x" if self.log_k.high < self.range_low else \
-            f"at most {self._end(self.log_k.high)}x"
-        return f"{b} needs {less} the compute of {a}"
+        low, high = self._end(est.low), self._end(est.high)
+        span = f"k {low}" if low == high else f"k {low} to {high}"  # both ends beyond the same edge: a bound
+        text = f"{b} needs {'more' if est.low > 0 else 'less'} compute than {a} ({span})"
+        if p_holm is not None and not p_holm < 0.05:
+            text += f"; the sign-flip test over {est.n} seeds does not reach 0.05 after Holm"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         def num(v: float) -> float | None:
@@ -432,3 +433,34 @@ def fitted_curve(curve: ArmCurve, flops: np.ndarray) -> np.ndarray | None:
     z = np.mean([[f.predict(float(x)) for x in np.log(flops)] for f in fits], axis=0)
     return np.array([expit(v) for v in z]) if curve.metric == "accuracy" else -z
 
+
+
+def backbone_families(backbones: Iterable[str]) -> dict[str, str]:
+    """backbone -> tokenizer family ('encoder' / 'decoder'), for the backbones the registry knows."""
+    from zoo import registry
+    from zoo.errors import ZooError
+
+    out = {}
+    for name in dict.fromkeys(backbones):
+        try:
+            out[name] = registry.load("backbone", name).family
+        except ZooError:
+            continue
+    return out
+
+
+def curves_for(result: Any, loss: bool = True) -> CurveStudy | None:
+    """The curves of a comparison (``ComparisonResult``) when an arm has at least 2 budgets, else None.
+    Scores only for a minimal-pair suite (an accuracy, fitted on the logit scale; a fine-tuning suite's
+    average mixes metrics such as MCC that have no logit); the held-out loss when ``loss``."""
+    counts = budgets_per_arm(result.runs)
+    if not counts or max(counts.values()) < 2:
+        return None
+    pairs_suite = result.bench.get("kind") == "minimal-pairs"
+    runs = result.runs
+    study = study_curves(runs if pairs_suite else [], result.tasks,
+                         result.bench.get("groups") or {} if pairs_suite else {}, None, result.confidence)
+    if loss:
+        lossy = study_curves(runs, [], None, backbone_families(r.backbone for r in runs), result.confidence)
+        study.loss_curves, study.loss_pairs = lossy.loss_curves, lossy.loss_pairs
+    return study

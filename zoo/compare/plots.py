@@ -67,7 +67,7 @@ def figures(result: ComparisonResult) -> dict[str, Any]:
     out = {}
     per_task = phenomena_figure if result.bench.get("kind") == "minimal-pairs" else scores_figure
     for name, fn in (("curves", curves_figure), ("scores", per_task), ("pairs", pairs_figure),
-                     ("compute", compute_figure)):
+                     ("compute", compute_figure), ("scaling", scaling_figure)):
         fig = fn(result)
         if fig is not None:
             out[name] = fig
@@ -80,7 +80,7 @@ def plot_all(result: ComparisonResult, out: Path, keep: tuple[str, ...] = ()) ->
     out = Path(out)
     made = figures(result)
     written = {}
-    for name in ("curves", "scores", "pairs", "compute"):
+    for name in ("curves", "scores", "pairs", "compute", "scaling"):
         path = out / f"{name}.png"
         if name in made:
             with fileio.staged(path) as tmp:
@@ -276,4 +276,48 @@ def compute_figure(result: ComparisonResult) -> Figure | None:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 3))
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Compute used per run (bar: median over seeds, dots: seeds)", fontsize=10)
+    return fig
+
+
+def scaling_figure(result: ComparisonResult) -> Figure | None:
+    """Minimal-pair accuracy (macro average) vs training FLOPs (log axis) per arm: the mean over seeds with
+    a band from the lowest to the highest seed, the fitted line (mean over seeds), and the count-model
+    baselines as horizontal lines; only when an arm was trained at several budgets."""
+    from zoo.benchmarks.ngram import LENGTH
+    from zoo.compare.curves import band, fitted_curve
+
+    study = result.curves()
+    if study is None or not study.curves:
+        return None
+    fig = _figure(7.5, 4.6)
+    ax = fig.subplots()
+    for c in study.curves:
+        color = objective_color(c.objective)
+        style, marker = backbone_style(c.backbone)
+        x, mean, low, high = band(c)
+        ax.fill_between(x, 100 * low, 100 * high, color=color, alpha=0.18, linewidth=0)
+        ax.plot(x, 100 * mean, linestyle="none", marker=marker, color=color, markersize=5,
+                label=f"{c.label} ({len(c.seeds)} seed{'s' if len(c.seeds) > 1 else ''})"
+                + ("" if c.monotone else ", not monotone"))
+        xs = np.geomspace(x[0], x[-1], 50) if len(x) > 1 else None
+        fit = fitted_curve(c, xs) if xs is not None else None
+        if fit is not None:
+            ax.plot(xs, 100 * fit, linestyle=style, color=color, linewidth=1.4)
+    base = result.bench.get("baselines") or {}
+    for i, (name, acc) in enumerate(base.items()):
+        if name.startswith(LENGTH) or not all(p in acc for p in result.tasks):
+            continue
+        value = 100 * float(np.mean([acc[p] for p in result.tasks]))
+        ax.axhline(value, color="#555555", linestyle=[":", "--", "-."][i % 3], linewidth=1)
+        ax.annotate(name, (0.01, value), xycoords=("axes fraction", "data"), fontsize=7, color="#555555",
+                    va="bottom")
+    ax.axhline(50, color="#999999", linestyle=":", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs")
+    ax.set_ylabel("accuracy x100 (macro average over paradigms)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{result.suite.upper()} accuracy vs training compute: dots = mean over seeds, band = lowest to "
+                 "highest seed,\nline = fitted (logit-linear in log FLOPs), grey = count models, dotted = chance",
+                 fontsize=9)
     return fig

@@ -314,7 +314,15 @@ class ComparisonResult:
             "pairs": [{"backbone": p.backbone, "a": p.a, "b": p.b, "seeds": p.seeds.to_dict(),
                        "items": {t: c.to_dict() for t, c in p.items.items()}} for p in self.pairs],
             "others": [o.to_dict() for o in self.others],
+            "multipliers": curves.to_dict() if (curves := self.curves()) else None,
         }
+
+    def curves(self) -> Any:
+        """Score and loss curves against FLOPs with the compute multipliers (``zoo.compare.curves.CurveStudy``),
+        when an arm was trained at several budgets; else None."""
+        from zoo.compare.curves import curves_for
+
+        return curves_for(self)
 
     def write_json(self, path: Path) -> None:
         def clean(v: Any) -> Any:
