@@ -201,3 +201,16 @@ def test_no_section_with_one_budget(tmp_path) -> None:  # noqa: ANN001
     path = write_report(_pairs_result(tmp_path, one), tmp_path)
     assert "Compute multipliers" not in path.read_text() and not (tmp_path / "scaling.png").exists()
     assert _pairs_result(tmp_path, one).to_dict()["multipliers"] is None
+
+
+def test_loss_multiplier_only_for_the_same_objective_and_tokenizer_family() -> None:
+    runs = []
+    for backbone, shift in (("gpt", 0.0), ("gpt-wide", 0.4)):  # the wider one lower by 0.4 nats everywhere
+        for seed in range(3):
+            for i, flops in enumerate(BUDGETS):
+                runs.append(RunInfo(f"{backbone}-{i}-{seed}", backbone, "clm", seed, "/nonexistent", flops=flops,
+                                    final_loss=6.0 - 0.2 * math.log(flops / BUDGETS[0]) - shift + 0.01 * seed * i))
+    (m,) = study_curves(runs, [], None, {"gpt": "decoder", "gpt-wide": "decoder"}).loss_pairs
+    slopes = [0.2 - 0.01 * s / math.log(2) for s in range(3)]  # per seed, per unit ln FLOPs
+    assert m.metric == "loss" and m.log_k.point == pytest.approx(np.mean([-0.4 / b for b in slopes]), rel=1e-9)
+    assert study_curves(runs, [], None, {"gpt": "decoder", "gpt-wide": "encoder"}).loss_pairs == []

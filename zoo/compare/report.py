@@ -325,6 +325,9 @@ def multiplier_lines(result: ComparisonResult, figures: dict[str, Path], suite: 
     if study is None:
         return []
     lines = [f"## Compute multipliers{suite}", "", method_note(result.confidence), ""]
+    if result.bench.get("kind") != "minimal-pairs":
+        lines += ["Task scores of a fine-tuning suite are not fitted: their average mixes metrics (MCC, F1) that "
+                  "have no logit scale. Only the held-out loss is.", ""]
     if study.curves:
         lines += ["Per arm: the slope of the fitted line (logit of the macro-average accuracy per factor 10 of "
                   "training FLOPs) with its t interval over seeds, and whether the arm can be used.", ""]
