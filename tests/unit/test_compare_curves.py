@@ -121,9 +121,13 @@ def test_non_monotone_flags_the_arm_and_its_falling_paradigms() -> None:
     # a clm recipe's whole-suite accuracy fell early (52.4, 51.9, 51.8 at its first checkpoints) while word
     # frequencies misled the word-order paradigms; here it recovers later, so the line rises overall
     f = [1e12, 2e12, 4e12, 8e12]
-    per_seed = {0: list(zip(f, [0.524, 0.519, 0.56, 0.60])), 1: list(zip(f, [0.526, 0.52, 0.57, 0.61]))}
-    paradigms = {"word_order": {0: list(zip(f, [0.43, 0.38, 0.34, 0.40])), 1: list(zip(f, [0.44, 0.37, 0.35, 0.41]))},
-                 "agreement": {0: list(zip(f, [0.5, 0.55, 0.6, 0.7])), 1: list(zip(f, [0.5, 0.56, 0.6, 0.7]))}}
+
+    def at(*values: float) -> list[tuple[float, float]]:
+        return list(zip(f, values, strict=True))
+
+    per_seed = {0: at(0.524, 0.519, 0.56, 0.60), 1: at(0.526, 0.52, 0.57, 0.61)}
+    paradigms = {"word_order": {0: at(0.43, 0.38, 0.34, 0.40), 1: at(0.44, 0.37, 0.35, 0.41)},
+                 "agreement": {0: at(0.5, 0.55, 0.6, 0.7), 1: at(0.5, 0.56, 0.6, 0.7)}}
     c = arm_curve("gpt", "clm", per_seed, paradigms=paradigms)
     assert not c.monotone and c.falling == ("word_order",)
     assert c.reason == "curve not monotone (word_order fall)"

@@ -46,7 +46,15 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
-from zoo.compare.stats import DEFAULT_CONFIDENCE, DEFAULT_SEED, Estimate, format_level, sign_flip_test, t_interval
+
+from zoo.compare.stats import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_SEED,
+    Estimate,
+    format_level,
+    sign_flip_test,
+    t_interval,
+)
 
 MIN_BUDGETS = 3
 MIN_SEEDS = 2
