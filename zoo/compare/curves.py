@@ -25,7 +25,8 @@ per-seed ``ln k_s`` get the Student t interval of their mean (``stats.t_interval
 The interval covers the true multiplier at its nominal level when the per-seed ``ln k_s`` are
 independent and normal around it; with lines fitted to few budgets, ``ln k_s`` is a ratio of noisy
 estimates and its tails are heavier than normal when B's slope is poorly determined, which the
-applicability checks below guard against (a simulation in the tests measures the coverage). A sign-flip
+applicability checks below guard against (``perf/multiplier_coverage.py`` measures the coverage on simulated
+studies; the interval is over seeds only, given the evaluation items). A sign-flip
 interval would be distribution-free but cannot reach 95% with fewer than 6 seeds.
 
 **When it does not apply** (``reason`` names why, the number is withheld): fewer than ``MIN_BUDGETS``
@@ -293,7 +294,8 @@ def seed_log_k(a: SeedCurve, b: SeedCurve) -> tuple[float, bool]:
     return fb.solve(target) - fa.solve(target), lo > hi
 
 
-def multiplier(a: ArmCurve, b: ArmCurve, confidence: float = DEFAULT_CONFIDENCE, seed: int = DEFAULT_SEED) -> Multiplier:
+def multiplier(a: ArmCurve, b: ArmCurve, confidence: float = DEFAULT_CONFIDENCE,
+               seed: int = DEFAULT_SEED) -> Multiplier:
     """``k(A -> B)`` over the seeds both arms have (module docstring)."""
     key_a, key_b = (a.backbone, a.objective), (b.backbone, b.objective)
     for arm in (a, b):

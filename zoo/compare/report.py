@@ -296,7 +296,9 @@ def _curve_rows(curves: list) -> list[list[str]]:
     rows = []
     for c in curves:
         s = slope_per_decade(c)
-        slope = "-" if s is None else (f"{s.point:+.3f}" + (f" [{s.low:+.3f}, {s.high:+.3f}]" if s.has_interval else ""))
+        slope = "-" if s is None else f"{s.point:+.3f}"
+        if s is not None and s.has_interval:
+            slope += f" [{s.low:+.3f}, {s.high:+.3f}]"
         rows.append([c.backbone, c.objective, str(c.budgets), str(len(c.seeds)), slope,
                      "yes" if c.monotone else "no", c.reason or "yes"])
     return rows
