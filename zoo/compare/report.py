@@ -10,7 +10,7 @@ import numpy as np
 
 from zoo import fileio
 from zoo.compare.results import ComparisonResult, Group
-from zoo.compare.stats import Estimate, ItemComparison, format_level, seeds_needed, sign_flip_min_seeds
+from zoo.compare.stats import Estimate, ItemComparison, format_level, holm, seeds_needed, sign_flip_min_seeds
 from zoo.compare.study import BASELINE
 
 log = logging.getLogger(__name__)
@@ -304,10 +304,9 @@ def _curve_rows(curves: list) -> list[list[str]]:
     return rows
 
 
-def _multiplier_rows(pairs: list) -> list[list[str]]:
-    from zoo.compare.stats import holm
-
-    adj = holm([m.p for m in pairs])
+def _multiplier_rows(pairs: list, adj: list[float] | None = None) -> list[list[str]]:
+    """One row per multiplier; p (Holm) over ``pairs`` unless ``adj`` gives the adjusted values."""
+    adj = holm([m.p for m in pairs]) if adj is None else adj
     return [[" ".join(m.a), " ".join(m.b), m.text(), _p(m.p), _p(p_holm) if m.log_k else "-",
              str(m.beyond) if m.log_k else "-", m.reading(p_holm)] for m, p_holm in zip(pairs, adj, strict=True)]
 
@@ -347,8 +346,12 @@ def multiplier_lines(result: ComparisonResult, figures: dict[str, Path], suite: 
                   + ("; ".join(flags) if flags else "none") + ". Early training can learn word frequencies that "
                   "mislead some paradigms, so a phenomenon's curve may fall before it rises; no line is fitted "
                   "through such a curve.", ""]
-        rows = [[name, *row] for name, ms in study.phenomenon_pairs.items() for row in _multiplier_rows(ms)]
+        keyed = [(name, m) for name, ms in study.phenomenon_pairs.items() for m in ms]
+        adj = holm([m.p for _, m in keyed])  # one family: every (phenomenon, pair)
+        rows = [[name, *row] for (name, _), row in zip(keyed, _multiplier_rows([m for _, m in keyed], adj),
+                                                        strict=True)]
         if rows:
+            lines += [f"p (Holm) over all {len(rows)} (phenomenon, pair) multipliers.", ""]
             lines += _md((["phenomenon", *MULTIPLIER_COLUMNS], rows)) + [""]
     if loss and study.loss_curves:
         lines += ["Held-out loss (the final validation loss, fitted negated so that a rising line is an "
