@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from zoo.compare.stats import (
 )
 from zoo.compare.study import BASELINE
 from zoo.train.config import Budget
+
+if TYPE_CHECKING:
+    from zoo.compare.curves import CurveStudy
 
 RESULTS_FORMAT = 2
 
@@ -317,7 +320,7 @@ class ComparisonResult:
             "multipliers": curves.to_dict() if (curves := self.curves()) else None,
         }
 
-    def curves(self) -> Any:
+    def curves(self) -> CurveStudy | None:
         """Score and loss curves against FLOPs with the compute multipliers (``zoo.compare.curves.CurveStudy``),
         when an arm was trained at several budgets; else None."""
         from zoo.compare.curves import curves_for
