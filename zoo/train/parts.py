@@ -98,7 +98,7 @@ class Parts:
         """Training FLOPs (forward + backward = 3 x forward) of ``batches``; a mixture's batches all come
         from the part that ran, which is charged with its backbone passes and head FLOPs. ``batch_flops``
         (an encoder-decoder's ``Backbone.batch_flops``) charges batches with decoder inputs."""
-        return self.training_flops_split(batches, backbone_flops_per_token, batch_flops)[0]
+        return Parts.training_flops_split(self, batches, backbone_flops_per_token, batch_flops)[0]
 
     def training_flops_split(self, batches: list[Batch], backbone_flops_per_token: float,
                              batch_flops: Callable[[Batch], float] | None = None) -> tuple[float, float]:
