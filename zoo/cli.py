@@ -105,6 +105,9 @@ def list_cmd() -> None:
               "hf:NAME[@REVISION], or a zoo run or step directory; backbone, sizes and tokenizer come from it.")
 @click.option("--tokenizer", "tokenizer_path", help="Reuse this tokenizer.json instead of training one.")
 @click.option("--budget", help="10m | 90s | 2000steps | 3e14flops | 5e6tokens.")
+@click.option("--branch-from", help="Start a cooldown branch from this trapezoid trunk run (with --at-step and "
+              "--budget; its settings are the trunk's; docs/training.md).")
+@click.option("--at-step", type=int, help="The trunk checkpoint a --branch-from run starts from.")
 @click.option("--seq-len", type=int)
 @click.option("--batch-size", type=int, help="Rows per micro-batch per process.")
 @click.option("--vocab-size", type=int, help="Vocabulary size of the tokenizer trained for this run.")
@@ -142,6 +145,10 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
     from zoo.typed_config import apply_overrides, dump_toml, load_toml, merge
 
     data: dict[str, Any] = load_toml(config_path) if config_path else {}
+    if (flags.get("branch_from") is None) != (flags.get("at_step") is None):
+        from zoo.errors import ConfigError
+
+        raise ConfigError("--branch-from and --at-step go together: the trunk run and the step of its checkpoint")
     _check_alias_conflicts(flags, overrides)
     data = merge(data, _train_flags(flags))
     cfg = resolve(apply_overrides(data, list(overrides)))
@@ -588,6 +595,7 @@ def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
         "budget": ("train", "budget"), "seq_len": ("train", "seq_len"), "batch_size": ("train", "batch_size"),
         "precision": ("train", "precision"), "checkpoint_every": ("train", "checkpoint_every"),
         "seed": ("train", "seed"), "strategy": ("train", "strategy"), "init": ("init", "source"),
+        "branch_from": ("branch", "source"), "at_step": ("branch", "step"),
         **{flag: tuple(path.split(".")) for flag, path in TRAIN_ALIASES.items()},
     }
     out: dict[str, Any] = {}
