@@ -296,6 +296,10 @@ def _compare_presets() -> list[str]:
 @click.option("--objectives", help="Objectives to train and compare, e.g. mlm,mlm+nsp,span,clm,prefix.")
 @click.option("--backbones", default="bert,gpt", show_default=True, help="Backbones; incompatible pairs are skipped.")
 @click.option("--budget", help="Training budget of every run: 3e14flops | 5e6tokens | 2000steps | 10m.")
+@click.option("--budgets", help="A curve: models at each budget, e.g. 1e13,2e13,4e13,8e13flops, as cooldown branches "
+              "of one trapezoid run per objective, backbone and seed (docs/compare.md).")
+@click.option("--cooldown", type=float, default=0.2, show_default=True,
+              help="With --budgets: the final fraction of each budget, a linear decay of the learning rate.")
 @click.option("--seeds", type=int, default=5, show_default=True, help="Pretraining seeds (0..N-1) per pair.")
 @click.option("--data", help="Pretraining corpus: file, directory or hf:NAME. Default: embedded corpus.")
 @click.option("--size", type=click.Choice(list(SIZES)), default="mini",
@@ -331,7 +335,8 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
                 vocab_size: int | None, overrides: tuple[str, ...], evals: int, suite: str | None, tasks: str | None,
                 data_dir: str | None, bench_overrides: tuple[str, ...], bench_seeds: int,
                 max_train_examples: int | None, max_eval_examples: int | None, max_pairs: int | None, device: str,
-                no_baseline: bool, statistic: str, preset: str | None, out: str, report_only: bool) -> None:
+                no_baseline: bool, statistic: str, preset: str | None, out: str, report_only: bool,
+                **curve: Any) -> None:
     """Which objective is better at equal compute? Train the (objective x backbone x seed) grid at one
     budget, benchmark every run and a from-scratch baseline, report intervals and paired tests.
 
@@ -389,7 +394,8 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
                          baselines=not no_baseline, statistic=statistic)
     command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if runs:
-        training = {"--objectives": objectives, "--budget": budget, "--data": data, "--seq-len": seq_len,
+        training = {"--objectives": objectives, "--budget": budget, "--budgets": curve.get("budgets"), "--data": data,
+                    "--seq-len": seq_len,
                     "--batch-size": batch_size, "--vocab-size": vocab_size, "--set": overrides or None}
         given = [k for k, v in training.items() if v is not None]
         if given:
@@ -397,6 +403,19 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
                               "run directories or train a study with --objectives and --budget")
         result = compare_runs(list(runs), out, bench, command=command, bench_progress=console.BenchProgress)
     else:
+        budgets: list[str] = []
+        if curve.get("budgets"):
+            from zoo.compare.branches import split_budgets
+            from zoo.train.config import Budget
+
+            if budget:
+                raise ConfigError("--budget and --budgets both set the training budget: give --budget for runs at one "
+                                  "budget, or --budgets for models at several")
+            budgets = split_budgets(curve["budgets"])
+            try:
+                budget = max(budgets, key=lambda b: Budget.parse(b).value)
+            except ValueError as exc:
+                raise ConfigError(f"--budgets: {exc}") from exc
         if not objectives or not budget:
             raise ConfigError("zoo compare: pass --objectives and --budget to train a study, or name run directories")
         if seeds < 1:
@@ -405,7 +424,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
                                  backbones=split_list(backbones, "--backbones"), budget=budget,
                                  seeds=list(range(seeds)), data=data, size=size, seq_len=seq_len,
                                  batch_size=batch_size, vocab_size=vocab_size, train_overrides=list(overrides),
-                                 evals=evals, bench=bench)
+                                 evals=evals, bench=bench, budgets=budgets, cooldown=curve.get("cooldown", 0.2))
         result = run_study(settings, out, command=command, train_progress=console.TrainProgress,
                            bench_progress=console.BenchProgress)
     for part in (result, *result.others):

@@ -162,5 +162,7 @@ def test_branch_errors(tmp_path: Path, corpus: Path, trunk: Path) -> None:
             "train the trunk with an absolute warmup, optim.warmup_steps")
     with pytest.raises(ConfigError, match="optim: warmup_steps is for the constant and trapezoid schedules"):
         resolve({"optim": {"warmup_steps": 3}})
+    with pytest.raises(ConfigError, match="optim.warmup_steps = 2 reaches into the cooldown of the 2-step budget"):
+        train(resolve(config(tmp_path / "w", corpus, "8steps", branch_budgets=["2steps"])))
     with pytest.raises(ConfigError, match="branch_budgets: '1e9flops' must be a steps budget"):
         resolve({"train": {"budget": "8steps", "branch_budgets": ["1e9flops"]}})

@@ -309,6 +309,10 @@ def markdown(result: ComparisonResult, figures: dict[str, Path],
               "objective with a costly head (a "
               "full-vocabulary softmax at every position) sees fewer tokens.", ""]
     lines += _md(compute_table(result)) + [""]
+    if result.settings.get("budgets"):
+        from zoo.compare.branches import report_lines
+
+        lines += report_lines(result, fileio.read_json(Path(result.out) / "study.json"))
     if "compute" in figures:
         lines += ["![Compute used per run](compute.png)", ""]
     lines += ["## Validation loss", "",

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.compare import branches
 from zoo.compare.results import ComparisonResult, ItemValues, RunInfo, item_values
 from zoo.compare.study import (
     BASELINE,
@@ -104,6 +105,13 @@ def _run_study(settings: StudySettings, out: str | Path, *, command: str | None,
         name = run_name(cell, seed)
         run_dir = out / "runs" / name
         family = families[cell.backbone]
+        if settings.budgets:  # a curve: one trunk and its cooldown branches (zoo.compare.branches)
+            title = f"[{i}/{len(order)}] "
+            for info in branches.train_curve(settings, cell, seed, out, tokenizers[family], study, train_fn,
+                                             _eval_every(settings, cell, tokenizers[family], out, study),
+                                             lambda t, title=title: _progress(train_progress, title + t), _run_info):
+                infos[info.name] = info
+            continue
         state = run_state(run_dir)
         saved = run_dir / "config.json"
         if saved.is_file():
@@ -141,7 +149,8 @@ def _run_study(settings: StudySettings, out: str | Path, *, command: str | None,
                      cpu_s=study.run(name).get("cpu_s", 0.0) + time.process_time() - c0)
         infos[name] = _run_info(run_dir, name, study.run(name))
         study.update(name, counters=infos[name].counters())  # a report can be rewritten without the run
-    runs = [infos[run_name(c, s)] for c in grid.cells for s in settings.seeds]
+    runs = [infos[n] for c in grid.cells for s in settings.seeds
+            for n in (branches.model_names(settings, c, s) if settings.budgets else [run_name(c, s)])]
 
     notes = _budget_notes(budget)
     result = _benchmark_and_collect(runs, settings.bench, out, bench_fn, bench_progress, study, mode="study",
@@ -376,6 +385,7 @@ def _run_info(run_dir: Path, name: str, recorded: dict[str, Any]) -> RunInfo:
         info.steps, info.flops, info.tokens, info.train_time_s = (state.step, state.flops, state.tokens,
                                                                   state.train_time_s)
     info.evals = [r for r in run.records("eval") if r.get("step", 0) <= info.steps]
+    info.parent = (run.info.get("branch") or {}).get("parent")  # a cooldown branch's trunk
     return info
 
 

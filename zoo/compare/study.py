@@ -120,6 +120,9 @@ class StudySettings:
     train_overrides: list[str] = field(default_factory=list)  # --set key.path=value for every run
     evals: int = 0  # evaluation points per run (the loss curves) when train.eval_every is not set; 0: auto_evals
     bench: BenchOptions = field(default_factory=BenchOptions)
+    # a curve study (zoo.compare.branches): models at each of these budgets, cooldown branches of one trunk
+    budgets: list[str] = field(default_factory=list)
+    cooldown: float = 0.2  # a curve study's cooldown, the final fraction of each budget
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -138,6 +141,10 @@ class StudySettings:
             self._budget = Budget.parse(self.budget)  # parsed once; read as ``budget_spec``
         except ValueError as exc:
             raise ConfigError(f"--budget: {exc}") from exc
+        if self.budgets:
+            from zoo.compare.branches import check_budgets
+
+            check_budgets(self)
         for item in self.train_overrides:
             key = item.partition("=")[0].strip()
             if key in RESERVED_KEYS:
@@ -252,6 +259,8 @@ def base_config(settings: StudySettings, backbone: str) -> dict[str, Any]:
     for key in ("seq_len", "batch_size"):
         if getattr(settings, key) is not None:
             data["train"][key] = getattr(settings, key)
+    if settings.budgets:  # a curve study's trunks (zoo.compare.branches)
+        data["optim"] = {"schedule": "trapezoid", "cooldown": settings.cooldown, "warmup": 0.0}
     return apply_overrides(data, list(settings.train_overrides))
 
 
