@@ -111,7 +111,7 @@ def test_flops_budgets_branch_at_the_cooldown_start(tmp_path: Path, corpus: Path
     """With a FLOPs budget the trunk keeps the last checkpoint before each budget's cooldown, and the branch
     from it is the separately trained run of that FLOPs budget, charged the same FLOPs."""
     probe = tmp_path / "probe"
-    per_step = train(resolve(config(probe, corpus, "1steps"))).flops
+    per_step = train(resolve(config(probe, corpus, "4steps"))).flops / 4
     small, large = f"{7.5 * per_step:.6e}flops", f"{12.5 * per_step:.6e}flops"
     trunk = tmp_path / "trunk"
     train(resolve(config(trunk, corpus, large, branch_budgets=[small])))
