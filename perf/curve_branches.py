@@ -62,7 +62,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     budgets = [f"{int(b)}steps" for b in args.budgets.split(",")]
     # the tokenizer and token stores are built (and cached) once, outside the timings
-    train(resolve(config(out / "warm", "1steps", args.cooldown)))
+    train(resolve(config(out / "warm", "20steps", args.cooldown)))
     trunk = out / "curve" / budgets[-1]
     curve = {budgets[-1]: timed(config(trunk, budgets[-1], args.cooldown, branch_budgets=budgets))}
     for b in budgets[:-1]:

@@ -149,6 +149,10 @@ def test_branch_errors(tmp_path: Path, corpus: Path, trunk: Path) -> None:
     refused(["--out", b, "--branch-from", str(tmp_path / "none"), "--at-step", "6", "--budget", "8steps"],
             "no such run directory")
     assert not (tmp_path / "b").exists()
+    code, out = _cli(["train", "--out", str(tmp_path / "ok"), "--branch-from", str(trunk), "--at-step", "6",
+                      "--budget", "8steps"])
+    assert code == 0, out
+    assert json.loads((tmp_path / "ok" / "run.json").read_text())["branch"]["step"] == 6
     linear = tmp_path / "linear"
     c = config(linear, corpus, "4steps")
     c["optim"] = {"lr": 1e-3, "warmup": 0.1}

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from zoo.compare.results import ComparisonResult, ItemValues, RunInfo
 from zoo.compare.branches import model_names
+from zoo.compare.results import ComparisonResult, ItemValues, RunInfo
 from zoo.compare.study import BASELINE, StudySettings, expand_grid, run_name, slug
 from zoo.errors import ConfigError, ZooError
 

@@ -26,8 +26,8 @@ from zoo.batch import Batch
 from zoo.data import tokenizer_hash
 from zoo.errors import CheckpointError
 from zoo.objectives.base import LossOutput
-from zoo.train import checkpoint as ckpt
 from zoo.train import branch, distributed, estimate, faults, interrupt, rundir
+from zoo.train import checkpoint as ckpt
 from zoo.train.build import accumulation, build_backbone, build_data, build_run_objective, check_compatible
 from zoo.train.config import Budget, RunConfig
 from zoo.train.estimate import TimeEstimate
