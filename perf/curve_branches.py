@@ -33,9 +33,14 @@ def config(out: Path, budget: str, cooldown: float, **train_kw: object) -> dict:
                       "eval_batches": 2, "checkpoint_minutes": 0, **train_kw}}
 
 
+CPU: dict[str, float] = {}
+
+
 def timed(cfg: dict) -> float:
-    t0 = time.perf_counter()
+    """Wall seconds of one training call (its process CPU seconds go to ``CPU``, keyed by run directory)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     train(resolve(cfg))
+    CPU[str(cfg["out"])] = time.process_time() - c0
     return time.perf_counter() - t0
 
 
@@ -63,18 +68,21 @@ def main() -> None:
     budgets = [f"{int(b)}steps" for b in args.budgets.split(",")]
     # the tokenizer and token stores are built (and cached) once, outside the timings
     train(resolve(config(out / "warm", "20steps", args.cooldown)))
+    # separate runs first, then the curve (the trunk, then its branches)
+    separate = {b: timed(config(out / "separate" / b, b, args.cooldown)) for b in budgets}
     trunk = out / "curve" / budgets[-1]
     curve = {budgets[-1]: timed(config(trunk, budgets[-1], args.cooldown, branch_budgets=budgets))}
     for b in budgets[:-1]:
         step = latest_before_cooldown(trunk, Budget.parse(b), args.cooldown)
         curve[b] = timed({"out": str(out / "curve" / b), "branch": {"source": str(trunk), "step": step},
                           "train": {"budget": b}})
-    separate = {b: timed(config(out / "separate" / b, b, args.cooldown)) for b in budgets}
     equal = {b: all(torch.equal(x, y) for x, y in zip(weights(out / "curve" / b).values(),
                                                       weights(out / "separate" / b).values(), strict=True))
              for b in budgets}
     result = {"budgets": budgets, "cooldown": args.cooldown, "curve_s": curve, "separate_s": separate,
               "curve_total_s": sum(curve.values()), "separate_total_s": sum(separate.values()),
+              "curve_cpu_s": sum(v for k, v in CPU.items() if "/curve/" in k),
+              "separate_cpu_s": sum(v for k, v in CPU.items() if "/separate/" in k),
               "steps_curve": int(Budget.parse(budgets[-1]).value + sum(args.cooldown * Budget.parse(b).value
                                                                        for b in budgets[:-1])),
               "steps_separate": int(sum(Budget.parse(b).value for b in budgets)), "bitwise_equal": equal,
