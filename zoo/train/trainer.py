@@ -168,15 +168,16 @@ class Trainer:
             self.state.load_optimizer(saved_optimizer, start or (self.branch.path if self.branch else None))
         self.forward = torch.compile(self.wrapped) if cfg.train.compile else self.wrapped
         if info.is_main:
+            # a branch names its parent (kept when it resumes)
+            parent = (self.branch.record(self.budget, cfg.optim.cooldown) if self.branch is not None
+                      else branch.recorded_branch(self.run_dir))
             rundir.write_config(self.run_dir, cfg)
             rundir.write_run_info(self.run_dir, cfg, {
                 "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
                 "family": self.model.backbone.family, "backbone_config": to_dict(self.model.backbone.config),
                 "parameters": sum(p.numel() for p in self.model.parameters()), "data": self.data.stats,
                 "init": self.init_record or recorded_init(self.run_dir), "schedule": self.schedule.to_state(),
-                "precision": self.precision.record(),
-                **({"branch": self.branch.record(self.budget, cfg.optim.cooldown)} if self.branch is not None
-                   else {"branch": old} if (old := branch.recorded_branch(self.run_dir)) else {})})
+                "precision": self.precision.record(), **({"branch": parent} if parent else {})})
         self.sinks = (Sinks.for_run(self.run_dir, cfg.train.reporters, self.callback, to_dict(cfg)) if info.is_main
                       else Sinks([]))  # only rank 0 logs
         self.peak = cfg.train.peak_flops or default_peak_flops(self.device)
