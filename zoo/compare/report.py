@@ -289,6 +289,33 @@ def scores_section(result: ComparisonResult, figures: dict[str, Path], suite_tit
     return lines
 
 
+def plan_table(plan: dict) -> Table:
+    """Planned vs actual wall time per phase of a study planned by wall time (study.json "plan")."""
+    from zoo.compare.plan import PHASES
+
+    planned, actual = plan["plan"]["phases"], plan.get("actual", {})
+    rows = [[phase, _seconds(planned.get(phase)), _seconds(actual.get(phase)) if phase in actual else "-"]
+            for phase in PHASES]
+    total_a = sum(actual.get(p, 0.0) for p in PHASES)
+    rows.append(["total", _seconds(sum(planned.get(p, 0.0) for p in PHASES)), _seconds(total_a)])
+    return ["phase", "planned", "actual"], rows
+
+
+def plan_lines(plan: dict) -> list[str]:
+    """The "Plan vs actual" section (empty for a study given its budget)."""
+    if not plan or "plan" not in plan:
+        return []
+    p = plan["plan"]
+    pairs = "all pairs" if p.get("max_pairs") is None else f"{p['max_pairs']} pairs per paradigm"
+    lines = ["## Plan vs actual", "",
+             f"Planned for {p['hours']:g} h on this machine from measured speeds: {p['budget']} per run "
+             f"({p['layout']} = jobs x threads), {pairs}, training {p['train_share']:.0%} of the planned time. "
+             "Actual times are wall times of every invocation together; other work on the machine lengthens them.", ""]
+    lines += _md(plan_table(plan)) + [""]
+    lines += [f"> **Note.** {n}" for n in p.get("notes", [])]
+    return lines + ([""] if p.get("notes") else [])
+
+
 def markdown(result: ComparisonResult, figures: dict[str, Path],
              others_figures: list[dict[str, Path]] | None = None) -> str:
     lines = ["# Objective comparison" + (" at equal compute" if result.mode == "study" else ""), ""]
@@ -311,6 +338,7 @@ def markdown(result: ComparisonResult, figures: dict[str, Path],
     lines += _md(compute_table(result)) + [""]
     if "compute" in figures:
         lines += ["![Compute used per run](compute.png)", ""]
+    lines += plan_lines(result.plan)
     lines += ["## Validation loss", "",
               "Each objective's own held-out loss (the `kind: eval` records of `metrics.jsonl`) against training "
               "FLOPs. Losses of different objectives measure different predictions (masked tokens, the next token, "

@@ -263,6 +263,7 @@ class ComparisonResult:
     items: dict[str, dict[str, ItemValues]] = field(default_factory=dict)  # run name -> task -> per-item values
     confidence: float = DEFAULT_CONFIDENCE
     others: list[ComparisonResult] = field(default_factory=list)  # the same runs on the study's other suites
+    plan: dict[str, Any] = field(default_factory=dict)  # study.json "plan": a study planned by wall time
 
     def __post_init__(self) -> None:
         self.groups = summarize([*self.runs, *self.baselines], self.tasks, self.statistic, self.confidence)
@@ -314,6 +315,7 @@ class ComparisonResult:
             "pairs": [{"backbone": p.backbone, "a": p.a, "b": p.b, "seeds": p.seeds.to_dict(),
                        "items": {t: c.to_dict() for t, c in p.items.items()}} for p in self.pairs],
             "others": [o.to_dict() for o in self.others],
+            **({"plan": self.plan} if self.plan else {}),
         }
 
     def write_json(self, path: Path) -> None:
