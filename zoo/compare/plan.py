@@ -222,12 +222,13 @@ def make_plan(m: Measurements, req: PlanRequest) -> Plan:
         raise ConfigError(f"no training throughput was measured for a layout of {m.cores} core(s)")
     layout = min(units, key=lambda lay: (units[lay], lay.jobs))
     best = None
-    for pairs in _pair_options(m, req):
-        best = _plan_at(m, req, layout, units[layout], cost, fixed, pairs)
-        if best is None or best.phases["train"] >= req.train_share * wall:
+    for pairs in _pair_options(m, req):  # most pairs first; the fewest if none reaches the training share
+        candidate = _plan_at(m, req, layout, units[layout], cost, fixed, pairs)
+        best = candidate or best
+        if candidate is not None and candidate.phases["train"] >= req.train_share * wall:
             break
     if best is None:
-        raise ConfigError(_refusal(m, req, fixed))
+        raise ConfigError(_refusal(m, req, fixed, layout, cost))
     notes = list(best.notes)
     if best.phases["train"] < req.train_share * wall:
         notes.append(f"training takes {best.phases['train'] / wall:.0%} of the {req.hours:g} h (target "
@@ -262,19 +263,33 @@ def _plan_at(m: Measurements, req: PlanRequest, layout: Layout, unit: float, cos
                 pairs * m.paradigms, phases, tuple(notes))
 
 
-def _refusal(m: Measurements, req: PlanRequest, fixed: float) -> str:
+def _refusal(m: Measurements, req: PlanRequest, fixed: float, layout: Layout, cost: float) -> str:
     """Why the request cannot fit, and the largest plan that can (fewer seeds, fewer pairs, more hours)."""
     wall = req.hours * 3600.0
     fewest = _pair_options(m, req)[-1]
     need = fixed + _eval_s(m, req, fewest, req.seeds)
-    hours = need / (1.0 - req.train_share) / 3600.0
+    unit = _train_unit(m, layout, req.seeds, cost) or 0.0
+    hours = need / 3600.0
+    while True:  # the fewest hours (in 5% steps) at which this study trains its share of the time
+        fit = _plan_at(m, replace(req, hours=hours), layout, unit, cost, fixed, fewest) if unit else None
+        if fit is not None and fit.phases["train"] >= req.train_share * hours * 3600.0:
+            break
+        hours *= 1.05
     message = (f"--hours {req.hours:g}: evaluation and set-up alone take {need / 60:.1f} min of the {wall / 60:.1f} min "
                f"({req.seeds} seed(s), {len(m.arms)} arm(s)"
                + (f", {fewest} pairs per paradigm" if m.paradigms else "") + ")")
     for seeds in range(req.seeds - 1, 0, -1):
         sub = replace(req, seeds=seeds)
+        unit = _train_unit(m, layout, seeds, cost)
         for pairs in _pair_options(m, sub):
-            if wall - fixed - _eval_s(m, sub, pairs, seeds) >= sub.train_share * wall:
+            fit = _plan_at(m, sub, layout, unit or 0.0, cost, fixed, pairs) if unit else None
+            if fit is not None and fit.phases["train"] >= sub.train_share * wall:
                 what = f"--seeds {seeds}" + (f" --max-pairs {pairs}" if m.paradigms else "")
-                return f"{message}; the largest plan that fits is {what}, or this one needs --hours {hours:.2g}"
-    return f"{message}; even one seed does not fit: this study needs --hours {hours:.2g}"
+                return f"{message}; the largest plan that fits is {what}, or this one needs --hours {_up(hours)}"
+    return f"{message}; even one seed does not fit: this study needs --hours {_up(hours)}"
+
+
+def _up(hours: float) -> str:
+    """``hours`` rounded up to two significant digits."""
+    exp = math.floor(math.log10(hours)) - 1
+    return f"{math.ceil(hours / 10 ** exp - 1e-9) * 10 ** exp:.{max(0, -exp)}f}"
