@@ -42,8 +42,9 @@ def thread_env(threads: int) -> dict[str, str]:
 def start(kind: str, config: RunConfig, threads: int, config_path: Path, log_path: Path) -> subprocess.Popen:
     """Start ``python -m zoo.compare.worker KIND`` on ``config`` (written to ``config_path``), its output
     (stderr; stdout too unless it is a probe) into ``log_path``."""
-    fileio.write_json(config_path, to_dict(config))
+    config_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    fileio.write_json(config_path, to_dict(config))
     err = open(log_path, "wb")  # noqa: SIM115 - closed when the process is reaped
     out = subprocess.PIPE if kind == "probe" else err
     proc = subprocess.Popen([sys.executable, "-m", "zoo.compare.worker", kind, str(config_path), str(threads)],
