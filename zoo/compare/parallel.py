@@ -39,15 +39,20 @@ def thread_env(threads: int) -> dict[str, str]:
     return env
 
 
-def start(kind: str, config: RunConfig, threads: int, config_path: Path, log_path: Path) -> subprocess.Popen:
-    """Start ``python -m zoo.compare.worker KIND`` on ``config`` (written to ``config_path``), its output
-    (stderr; stdout too unless it is a probe) into ``log_path``."""
-    config_path.parent.mkdir(parents=True, exist_ok=True)
+def start(kind: str, config: RunConfig | list[RunConfig], threads: int, config_path: Path | list[Path],
+          log_path: Path) -> subprocess.Popen:
+    """Start ``python -m zoo.compare.worker KIND`` on ``config`` (written to ``config_path``; a probe takes
+    several), its output (stderr; stdout too unless it is a probe) into ``log_path``."""
+    configs = config if isinstance(config, list) else [config]
+    paths = config_path if isinstance(config_path, list) else [config_path]
+    for cfg, path in zip(configs, paths, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fileio.write_json(path, to_dict(cfg))
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    fileio.write_json(config_path, to_dict(config))
     err = open(log_path, "wb")  # noqa: SIM115 - closed when the process is reaped
     out = subprocess.PIPE if kind == "probe" else err
-    proc = subprocess.Popen([sys.executable, "-m", "zoo.compare.worker", kind, str(config_path), str(threads)],
+    proc = subprocess.Popen([sys.executable, "-m", "zoo.compare.worker", kind, os.pathsep.join(map(str, paths)),
+                             str(threads)],
                             stdout=out, stderr=err, env=thread_env(threads))
     proc._zoo_log = err  # type: ignore[attr-defined]
     return proc
@@ -98,8 +103,8 @@ def run_jobs(jobs: list[Job], layout: Layout, workdir: Path,
             proc._zoo_log.close()  # type: ignore[attr-defined]
 
 
-def probe_outputs(procs: list[subprocess.Popen], logs: list[Path]) -> list[dict]:
-    """Wait for probe workers; their JSON results (a ConfigError with the log on failure)."""
+def probe_outputs(procs: list[subprocess.Popen], logs: list[Path]) -> list[list[dict]]:
+    """Wait for probe workers; each one's JSON results, one per config (a ConfigError with the log on failure)."""
     from zoo.errors import ConfigError
 
     results = []
@@ -108,5 +113,5 @@ def probe_outputs(procs: list[subprocess.Popen], logs: list[Path]) -> list[dict]
         proc._zoo_log.close()  # type: ignore[attr-defined]
         if proc.returncode != 0:
             raise ConfigError(f"measuring training speed failed: {error_of(log_path, proc.returncode)}")
-        results.append(json.loads(out.decode().strip().splitlines()[-1]))
+        results.append([json.loads(line) for line in out.decode().splitlines() if line.startswith("{")])
     return results

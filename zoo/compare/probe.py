@@ -19,7 +19,7 @@ from pathlib import Path
 
 from zoo.compare.parallel import probe_outputs, start
 from zoo.compare.plan import ArmCost, Layout, Measurements, layouts
-from zoo.compare.study import Cell, Grid, StudySettings, run_config, slug
+from zoo.compare.study import Grid, StudySettings, run_config, slug
 from zoo.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -35,16 +35,42 @@ def cores() -> int:
 
 
 def measure(settings: StudySettings, grid: Grid, tokenizers: dict[str, Path], out: Path) -> Measurements:
-    """Probe every arm of ``grid`` (see the module docstring); ``tokenizers``: family -> tokenizer path."""
+    """Probe every arm of ``grid`` (see the module docstring); ``tokenizers``: family -> tokenizer path.
+    Each layout starts its jobs once; every job probes all arms in turn."""
+    import json
+
     n = cores()
     families = grid.families()
     root = out / "probe"
     shutil.rmtree(root, ignore_errors=True)
-    arms = []
+    probe = _probe_settings(settings)
     pairs_per_paradigm, paradigms = _pair_counts(settings)
+    fps: dict[str, dict[str, float]] = {slug(c): {} for c in grid.cells}
+    per_step: dict[str, dict] = {}
     try:
+        for layout in layouts(n):
+            procs, logs = [], []
+            for j in range(layout.jobs):
+                dirs = [root / layout.label / f"{slug(c)}-{j}" for c in grid.cells]
+                cfgs = [run_config(probe, c, settings.seeds[0], d, tokenizers[families[c.backbone]])
+                        for c, d in zip(grid.cells, dirs, strict=True)]
+                logs.append(root / layout.label / f"job{j}.log")
+                procs.append(start("probe", cfgs, layout.threads, [d.with_suffix(".json") for d in dirs], logs[-1]))
+            results = probe_outputs(procs, logs)
+            for i, cell in enumerate(grid.cells):
+                fps[slug(cell)][layout.label] = sum(r[i]["flops_per_s"] for r in results) / len(results)
+                log.info("%s: %.3g training FLOP/s per job in layout %s", slug(cell), fps[slug(cell)][layout.label],
+                         layout.label)
+                if layout.jobs == 1:
+                    per_step[slug(cell)] = results[0][i]
+        arms = []
         for cell in grid.cells:
-            arms.append(_probe_arm(settings, cell, tokenizers[families[cell.backbone]], root, n))
+            kept = root / layouts(n)[0].label / f"{slug(cell)}-0"  # a finished run of a few steps
+            params = int(json.loads((kept / "run.json").read_text(encoding="utf-8")).get("parameters") or 1)
+            r = per_step[slug(cell)]
+            pair_s, finetune_s = _evaluation_costs(settings, kept)
+            arms.append(ArmCost(slug(cell), cell.backbone, fps[slug(cell)],
+                                r["flops_per_step"] / max(r["tokens_per_step"], 1.0), params, pair_s, finetune_s))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return Measurements(cores=n, arms=tuple(arms), pairs_per_paradigm=pairs_per_paradigm, paradigms=paradigms)
@@ -55,29 +81,6 @@ def _probe_settings(settings: StudySettings) -> StudySettings:
             if o.partition("=")[0].strip() not in ("train.log_every", "train.eval_every", "train.checkpoint_every")]
     return replace(settings, budget=f"{PROBE_STEPS}steps", hours=None,
                    train_overrides=[*keep, "train.log_every=1", "train.eval_every=0", "train.checkpoint_every=0"])
-
-
-def _probe_arm(settings: StudySettings, cell: Cell, tokenizer: Path, root: Path, n: int) -> ArmCost:
-    probe = _probe_settings(settings)
-    fps: dict[str, float] = {}
-    result: dict = {}
-    kept: Path | None = None
-    for layout in layouts(n):
-        dirs = [root / f"{slug(cell)}-{layout.label}-{j}" for j in range(layout.jobs)]
-        procs = [start("probe", run_config(probe, cell, settings.seeds[0], d, tokenizer), layout.threads,
-                       d.with_suffix(".json"), d.with_suffix(".log")) for d in dirs]
-        results = probe_outputs(procs, [d.with_suffix(".log") for d in dirs])
-        fps[layout.label] = sum(r["flops_per_s"] for r in results) / len(results)
-        log.info("%s: %.3g training FLOP/s per job in layout %s", slug(cell), fps[layout.label], layout.label)
-        if layout.jobs == 1:
-            result, kept = results[0], dirs[0]
-    assert kept is not None  # layouts() starts with one job
-    import json
-
-    params = int(json.loads((kept / "run.json").read_text(encoding="utf-8")).get("parameters") or 1)
-    flops_per_token = result["flops_per_step"] / max(result["tokens_per_step"], 1.0)
-    pair_s, finetune_s = _evaluation_costs(settings, kept)
-    return ArmCost(slug(cell), cell.backbone, fps, flops_per_token, params, pair_s, finetune_s)
 
 
 def _pair_counts(settings: StudySettings) -> tuple[int, int]:

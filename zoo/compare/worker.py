@@ -1,8 +1,9 @@
 """One training job of a study in its own process, on a set number of threads.
 
 ``python -m zoo.compare.worker train CONFIG.json THREADS`` trains the run config (``to_dict`` of a
-``RunConfig``) exactly as ``zoo.train.trainer.train`` does in process; ``probe`` trains it for a few
-steps and prints the measured training FLOP/s (after the first step, excluded) as one JSON line.
+``RunConfig``) exactly as ``zoo.train.trainer.train`` does in process; ``probe`` trains each of
+several configs for a few steps and prints the measured training FLOP/s of each (after the first
+step, excluded) as one JSON line per config.
 The parent sets ``OMP_NUM_THREADS`` too, so that libraries read it before torch starts.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,13 +40,20 @@ def train_job(config: str, threads: int) -> int:
     return 0
 
 
-def probe_job(config: str, threads: int) -> int:
-    """Train the config's budget (a few steps) with a record per step; print FLOP/s of steps 2.."""
+def probe_job(configs: str, threads: int) -> int:
+    """Train each config's budget (a few steps; ``configs``: paths joined by ``os.pathsep``) with a record
+    per step; print the FLOP/s of steps 2.. of each, one JSON line per config."""
     import torch
 
+    torch.set_num_threads(threads)
+    for config in configs.split(os.pathsep):
+        _probe(config)
+    return 0
+
+
+def _probe(config: str) -> None:
     from zoo.train.trainer import train
 
-    torch.set_num_threads(threads)
     records: list[dict[str, Any]] = []
     train(_config(config), callback=lambda r: records.append(dict(r)) if r.get("kind") == "train" else None)
     first, last = records[0], records[-1]
@@ -54,7 +63,6 @@ def probe_job(config: str, threads: int) -> int:
     print(json.dumps({"flops_per_s": flops / seconds if seconds > 0 else 0.0, "steps": steps, "seconds": seconds,
                       "flops_per_step": flops / max(steps, 1), "tokens_per_step":
                       (int(last["tokens"]) - int(first["tokens"])) / max(steps, 1)}), flush=True)
-    return 0
 
 
 def main(argv: list[str]) -> int:
