@@ -383,8 +383,8 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
         max_train_examples, max_eval_examples, max_pairs = (p["max_train_examples"], p["max_eval_examples"],
                                                             p["max_pairs"])
         hours = p.get("hours", hours)
-        if hours is not None and "budget" not in given:
-            budget = None  # the plan sizes the runs instead of the preset's budget
+        if hours is not None and budget is not None and ("budget" in given) != ("hours" in given):
+            budget, hours = (budget, None) if "budget" in given else (None, hours)  # the one given replaces the other
     bench = BenchOptions(suite=suite, tasks=split_list(tasks, "--tasks") or None, data_dir=data_dir,
                          overrides=list(bench_overrides), seeds=bench_seeds, max_train_examples=max_train_examples,
                          max_eval_examples=max_eval_examples, max_pairs=max_pairs, device=device,

@@ -64,3 +64,17 @@ def test_hours_and_budget_are_one_choice(tmp_path: Path) -> None:
     code, output = invoke("compare", "--objectives", "clm", "--backbones", "gpt", "--out", str(tmp_path / "s"))
     assert code != 0 and "--budget (or --hours)" in output
     assert not (tmp_path / "s").exists()
+
+
+def test_a_preset_may_carry_hours(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from zoo.compare import presets
+
+    timed = replace(presets.CPU_HOUR, name="timed", budget=None, hours=1.0)
+    monkeypatch.setitem(presets.PRESETS, "timed", timed)
+    assert "--hours 1.0" in timed.describe() and not any(o.startswith("--budget") for o in timed.describe())
+    # an explicit --budget replaces the preset's hours (so --plan-only has no hours to plan)
+    code, output = invoke("compare", "--preset", "timed", "--budget", "1e12flops", "--plan-only",
+                          "--out", str(tmp_path / "s"))
+    assert code != 0 and "--plan-only prints the plan of a study sized by --hours" in output
