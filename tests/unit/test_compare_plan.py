@@ -80,10 +80,10 @@ def test_refuses_what_cannot_fit_naming_the_largest_that_can() -> None:
     # per seed: 4 models (3 arms, 1 baseline) x (20 s fine-tuning + 67 x 10 pairs x 2 ms) = 85 s
     with pytest.raises(ConfigError, match=r"--hours 0\.2: evaluation and set-up alone take 14\.6 min of the 12\.0 min "
                                           r"\(10 seed\(s\), 3 arm\(s\), 10 pairs per paradigm\); the largest plan that "
-                                          r"fits is --seeds 1 --max-pairs 62, or this one needs --hours ([\d.]+)$") as err:
+                                          r"fits is --seeds 1 --max-pairs 125, or this one needs --hours ([\d.]+)$") as err:
         make_plan(m, PlanRequest(hours=0.2, seeds=10))
     # both suggestions are plans that train at least 70% of the time
-    assert make_plan(m, PlanRequest(hours=0.2, seeds=1, max_pairs=62)).phases["train"] >= 0.7 * 720
+    assert make_plan(m, PlanRequest(hours=0.2, seeds=1, max_pairs=125)).phases["train"] >= 0.7 * 720
     hours = float(err.value.args[0].rsplit(" ", 1)[-1])
     assert make_plan(m, PlanRequest(hours=hours, seeds=10, max_pairs=10)).phases["train"] >= 0.7 * hours * 3600
     with pytest.raises(ConfigError, match="even one seed does not fit: this study needs --hours"):
@@ -130,3 +130,14 @@ def test_measurements_round_trip() -> None:
     assert Measurements.from_dict(m.to_dict()) == m
     plan = make_plan(m, PlanRequest(hours=1, seeds=2)).to_dict()
     assert plan["layout"] == "2x1" and plan["budget"].endswith("flops") and 0.7 <= plan["train_share"] <= 1
+
+
+def test_per_run_overheads_are_planned() -> None:
+    plain = make_plan(measured(*THREE), PlanRequest(hours=1, seeds=2))
+    costly = tuple(ArmCost(a.arm, a.backbone, a.flops_per_s, a.flops_per_token, a.params, a.pair_s, a.finetune_s,
+                           overhead_s={"1x2": 60.0, "2x1": 60.0}) for a in THREE)
+    plan = make_plan(measured(*costly), PlanRequest(hours=1, seeds=2))
+    assert plan.top_flops < plain.top_flops
+    assert plan.total_s <= 3600 and plan.phases["train"] >= 6 * 60.0 / 2  # 6 runs' overheads on 2 jobs
+    for a, p in zip(costly, plan.arms, strict=True):
+        assert p.train_s == pytest.approx(plan.top_flops / a.flops_per_s[plan.layout.label] + 60.0)

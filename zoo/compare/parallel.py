@@ -55,6 +55,7 @@ def start(kind: str, config: RunConfig | list[RunConfig], threads: int, config_p
                              str(threads)],
                             stdout=out, stderr=err, env=thread_env(threads))
     proc._zoo_log = err  # type: ignore[attr-defined]
+    proc._zoo_started = time.perf_counter()  # type: ignore[attr-defined]
     return proc
 
 
@@ -110,8 +111,13 @@ def probe_outputs(procs: list[subprocess.Popen], logs: list[Path]) -> list[list[
     results = []
     for proc, log_path in zip(procs, logs, strict=True):
         out, _ = proc.communicate()
+        wall = time.perf_counter() - proc._zoo_started  # type: ignore[attr-defined]
         proc._zoo_log.close()  # type: ignore[attr-defined]
         if proc.returncode != 0:
             raise ConfigError(f"measuring training speed failed: {error_of(log_path, proc.returncode)}")
-        results.append([json.loads(line) for line in out.decode().splitlines() if line.startswith("{")])
+        rows = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+        startup = wall - sum(r["setup_s"] + r["seconds"] for r in rows)  # interpreter and imports
+        for r in rows:
+            r["startup_s"] = max(0.0, startup)
+        results.append(rows)
     return results

@@ -57,6 +57,8 @@ class ArmCost:
     params: int
     pair_s: float = 0.0  # seconds to score one minimal pair with one model of this arm
     finetune_s: float = 0.0  # seconds to fine-tune and evaluate one model of this arm on the study's tasks
+    # layout label -> seconds a run costs besides its steps: process start, set-up, final evaluation, checkpoint
+    overhead_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -183,15 +185,30 @@ def _eval_s(m: Measurements, req: PlanRequest, pairs: int, seeds: int) -> float:
     return total
 
 
-def _train_unit(m: Measurements, layout: Layout, seeds: int, cost: float) -> float | None:
-    """Training wall seconds per top-budget FLOP in ``layout`` (None when it was not measured)."""
+def _train_time(m: Measurements, layout: Layout, seeds: int, cost: float, top: float) -> float | None:
+    """Training wall seconds of the grid at top budget ``top`` in ``layout``: each run's timed steps plus
+    its measured per-run overhead, longest first onto the layout's jobs (None: the layout was not measured)."""
     durations = []
     for a in m.arms:
         fps = a.flops_per_s.get(layout.label)
         if not fps or fps <= 0:
             return None
-        durations.extend([cost / fps] * seeds)
+        durations.extend([cost * top / fps + a.overhead_s.get(layout.label, 0.0)] * seeds)
     return _makespan(durations, layout.jobs)
+
+
+def _largest_top(m: Measurements, layout: Layout, seeds: int, cost: float, train_s: float) -> float:
+    """The largest top budget (two significant digits, rounded down) that trains within ``train_s``; 0 if none."""
+    if (_train_time(m, layout, seeds, cost, 0.0) or 0.0) >= train_s:
+        return 0.0
+    lo, hi = 0.0, train_s * max(a.flops_per_s[layout.label] for a in m.arms) / cost
+    for _ in range(100):  # the training time grows with the budget: bisect
+        mid = (lo + hi) / 2
+        if (_train_time(m, layout, seeds, cost, mid) or math.inf) <= train_s:
+            lo = mid
+        else:
+            hi = mid
+    return float(flops_text(lo).removesuffix("flops")) if lo > 0 else 0.0
 
 
 def _pair_options(m: Measurements, req: PlanRequest) -> list[int]:
@@ -217,18 +234,16 @@ def make_plan(m: Measurements, req: PlanRequest) -> Plan:
     wall = req.hours * 3600.0
     fixed = m.spent_s.get("measure", 0.0) + m.spent_s.get("tokenizers", 0.0) + m.report_s
     cost = design_cost(req.budgets, req.cooldown)
-    units = {lay: u for lay in layouts(m.cores) if (u := _train_unit(m, lay, req.seeds, cost)) is not None}
-    if not units:
+    if not _measured(m):
         raise ConfigError(f"no training throughput was measured for a layout of {m.cores} core(s)")
-    layout = min(units, key=lambda lay: (units[lay], lay.jobs))
     best = None
     for pairs in _pair_options(m, req):  # most pairs first; the fewest if none reaches the training share
-        candidate = _plan_at(m, req, layout, units[layout], cost, fixed, pairs)
+        candidate = _plan_at(m, req, cost, fixed, pairs)
         best = candidate or best
         if candidate is not None and candidate.phases["train"] >= req.train_share * wall:
             break
     if best is None:
-        raise ConfigError(_refusal(m, req, fixed, layout, cost))
+        raise ConfigError(_refusal(m, req, fixed, cost))
     notes = list(best.notes)
     if best.phases["train"] < req.train_share * wall:
         notes.append(f"training takes {best.phases['train'] / wall:.0%} of the {req.hours:g} h (target "
@@ -237,15 +252,23 @@ def make_plan(m: Measurements, req: PlanRequest) -> Plan:
     return replace(best, notes=tuple(notes))
 
 
-def _plan_at(m: Measurements, req: PlanRequest, layout: Layout, unit: float, cost: float, fixed: float,
-             pairs: int) -> Plan | None:
-    """The plan scoring ``pairs`` pairs per paradigm (None: no time is left to train)."""
+def _measured(m: Measurements) -> list[Layout]:
+    return [lay for lay in layouts(m.cores) if all(a.flops_per_s.get(lay.label, 0) > 0 for a in m.arms)]
+
+
+def _plan_at(m: Measurements, req: PlanRequest, cost: float, fixed: float, pairs: int) -> Plan | None:
+    """The plan scoring ``pairs`` pairs per paradigm, in the layout that trains the largest budget in the
+    time left (None: no time is left to train)."""
     wall = req.hours * 3600.0
     bench = _eval_s(m, req, pairs, req.seeds)
     train_s = (wall - fixed - bench) * (1.0 - MARGIN)
     if train_s <= 0:
         return None
-    top = float(flops_text(train_s / unit).removesuffix("flops"))
+    tops = {lay: _largest_top(m, lay, req.seeds, cost, train_s) for lay in _measured(m)}
+    layout = max(tops, key=lambda lay: (tops[lay], -lay.jobs))
+    top = tops[layout]
+    if top <= 0:
+        return None
     notes = []
     if m.paradigms and pairs < m.pairs_per_paradigm:
         notes.append(f"{pairs} of the {m.pairs_per_paradigm} pairs of each paradigm are scored per model"
@@ -256,22 +279,21 @@ def _plan_at(m: Measurements, req: PlanRequest, layout: Layout, unit: float, cos
     for a in m.arms:
         budgets = tuple(sorted(top * b / top_rel for b in req.budgets))
         arms.append(ArmPlan(a.arm, budgets, tuple(b / a.flops_per_token / a.params for b in budgets),
-                            cost * top / a.flops_per_s[layout.label]))
+                            cost * top / a.flops_per_s[layout.label] + a.overhead_s.get(layout.label, 0.0)))
     phases = {"tokenizers": m.spent_s.get("tokenizers", 0.0), "measure": m.spent_s.get("measure", 0.0),
-              "train": top * unit, "bench": bench, "report": m.report_s}
+              "train": _train_time(m, layout, req.seeds, cost, top) or 0.0, "bench": bench, "report": m.report_s}
     return Plan(req.hours, layout, top, tuple(arms), req.seeds, None if pairs >= m.pairs_per_paradigm else pairs,
                 pairs * m.paradigms, phases, tuple(notes))
 
 
-def _refusal(m: Measurements, req: PlanRequest, fixed: float, layout: Layout, cost: float) -> str:
+def _refusal(m: Measurements, req: PlanRequest, fixed: float, cost: float) -> str:
     """Why the request cannot fit, and the largest plan that can (fewer seeds, fewer pairs, more hours)."""
     wall = req.hours * 3600.0
     fewest = _pair_options(m, req)[-1]
     need = fixed + _eval_s(m, req, fewest, req.seeds)
-    unit = _train_unit(m, layout, req.seeds, cost) or 0.0
     hours = need / 3600.0
     while True:  # the fewest hours (in 5% steps) at which this study trains its share of the time
-        fit = _plan_at(m, replace(req, hours=hours), layout, unit, cost, fixed, fewest) if unit else None
+        fit = _plan_at(m, replace(req, hours=hours), cost, fixed, fewest)
         if fit is not None and fit.phases["train"] >= req.train_share * hours * 3600.0:
             break
         hours *= 1.05
@@ -280,9 +302,8 @@ def _refusal(m: Measurements, req: PlanRequest, fixed: float, layout: Layout, co
                + (f", {fewest} pairs per paradigm" if m.paradigms else "") + ")")
     for seeds in range(req.seeds - 1, 0, -1):
         sub = replace(req, seeds=seeds)
-        unit = _train_unit(m, layout, seeds, cost)
         for pairs in _pair_options(m, sub):
-            fit = _plan_at(m, sub, layout, unit or 0.0, cost, fixed, pairs) if unit else None
+            fit = _plan_at(m, sub, cost, fixed, pairs)
             if fit is not None and fit.phases["train"] >= sub.train_share * wall:
                 what = f"--seeds {seeds}" + (f" --max-pairs {pairs}" if m.paradigms else "")
                 return f"{message}; the largest plan that fits is {what}, or this one needs --hours {_up(hours)}"

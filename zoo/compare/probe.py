@@ -1,7 +1,8 @@
 """Measure what a study costs on this machine, for ``zoo.compare.plan``.
 
 Per arm (objective x backbone): a few real training steps of the arm's exact run config (its
-tokenizer, data, objective, sizes and precision; the first step, a warm-up, is excluded) in every
+tokenizer, data, objective, sizes and precision; the first step, a warm-up, is excluded from the
+FLOP/s and counted, with process start, set-up and the final evaluation, as the run's overhead) in every
 layout that keeps all cores busy (``1 x cores`` threads, ..., ``cores`` jobs x 1 thread, the jobs of
 a layout run at once); then, on the probe's tiny checkpoint, the seconds per minimal pair scored
 and per fine-tuning of the study's tasks on a few examples, scaled to the study's example count.
@@ -46,6 +47,7 @@ def measure(settings: StudySettings, grid: Grid, tokenizers: dict[str, Path], ou
     probe = _probe_settings(settings)
     pairs_per_paradigm, paradigms = _pair_counts(settings)
     fps: dict[str, dict[str, float]] = {slug(c): {} for c in grid.cells}
+    overhead: dict[str, dict[str, float]] = {slug(c): {} for c in grid.cells}
     per_step: dict[str, dict] = {}
     try:
         for layout in layouts(n):
@@ -59,6 +61,8 @@ def measure(settings: StudySettings, grid: Grid, tokenizers: dict[str, Path], ou
             results = probe_outputs(procs, logs)
             for i, cell in enumerate(grid.cells):
                 fps[slug(cell)][layout.label] = sum(r[i]["flops_per_s"] for r in results) / len(results)
+                # a run in its own process: interpreter start and imports, set-up, warm-up, final evaluation
+                overhead[slug(cell)][layout.label] = sum(r[i]["startup_s"] + r[i]["setup_s"] for r in results) / len(results)
                 log.info("%s: %.3g training FLOP/s per job in layout %s", slug(cell), fps[slug(cell)][layout.label],
                          layout.label)
                 if layout.jobs == 1:
@@ -70,7 +74,8 @@ def measure(settings: StudySettings, grid: Grid, tokenizers: dict[str, Path], ou
             r = per_step[slug(cell)]
             pair_s, finetune_s = _evaluation_costs(settings, kept)
             arms.append(ArmCost(slug(cell), cell.backbone, fps[slug(cell)],
-                                r["flops_per_step"] / max(r["tokens_per_step"], 1.0), params, pair_s, finetune_s))
+                                r["flops_per_step"] / max(r["tokens_per_step"], 1.0), params, pair_s, finetune_s,
+                                overhead[slug(cell)]))
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return Measurements(cores=n, arms=tuple(arms), pairs_per_paradigm=pairs_per_paradigm, paradigms=paradigms)

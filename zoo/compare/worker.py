@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,16 @@ def _probe(config: str) -> None:
     from zoo.train.trainer import train
 
     records: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
     train(_config(config), callback=lambda r: records.append(dict(r)) if r.get("kind") == "train" else None)
     first, last = records[0], records[-1]
     seconds = float(last["elapsed_s"]) - float(first["elapsed_s"])
     flops = float(last["flops"]) - float(first["flops"])
     steps = int(last["step"]) - int(first["step"])
+    wall = time.perf_counter() - t0
+    # set-up, warm-up step, final evaluation and checkpoint: what a run costs besides its timed steps
     print(json.dumps({"flops_per_s": flops / seconds if seconds > 0 else 0.0, "steps": steps, "seconds": seconds,
+                      "setup_s": max(0.0, wall - seconds),
                       "flops_per_step": flops / max(steps, 1), "tokens_per_step":
                       (int(last["tokens"]) - int(first["tokens"])) / max(steps, 1)}), flush=True)
 
