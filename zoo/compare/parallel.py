@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -95,8 +96,13 @@ def run_jobs(jobs: list[Job], layout: Layout, workdir: Path,
                 if error:
                     log.error("%s failed: %s", name, error)
                 on_done(job, error, time.perf_counter() - t0, usage.ru_utime + usage.ru_stime)
+    except BaseException:  # interrupted: each worker checkpoints its run and stops, as a run in process does
+        for _, proc, _ in running.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        raise
     finally:
-        for _, proc, _ in running.values():  # interrupted: the workers checkpoint and stop on the signal too
+        for _, proc, _ in running.values():
             try:
                 proc.wait(timeout=120)
             except subprocess.TimeoutExpired:
