@@ -11,10 +11,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from zoo import fileio
 from zoo.compare.plan import Layout
@@ -70,12 +72,24 @@ def error_of(log_path: Path, rc: int) -> str:
     return f"training process exited with code {rc} (log: {log_path}){': ' + tail if tail else ''}"
 
 
+def _stop_on_term() -> Any:
+    """Make SIGTERM stop the loop like Ctrl-C (so workers are signalled, not orphaned); the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
 def run_jobs(jobs: list[Job], layout: Layout, workdir: Path,
              on_start: Callable[[Job], None], on_done: Callable[[Job, str | None, float, float], None]) -> None:
     """Train ``jobs`` in order, ``layout.jobs`` at a time on ``layout.threads`` threads each; ``on_done``
     gets each job, its error (None: finished), its wall seconds and its CPU seconds, in the order they end."""
     pending = list(jobs)
     running: dict[str, tuple[Job, subprocess.Popen, float]] = {}
+    previous = _stop_on_term()
     try:
         while pending or running:
             while pending and len(running) < layout.jobs:
@@ -102,6 +116,8 @@ def run_jobs(jobs: list[Job], layout: Layout, workdir: Path,
                 proc.send_signal(signal.SIGINT)
         raise
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         for _, proc, _ in running.values():
             try:
                 proc.wait(timeout=120)
