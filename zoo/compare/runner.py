@@ -70,11 +70,15 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
               write_report: bool = True) -> ComparisonResult:
     """Train every compatible (objective, backbone) pair for every seed at ``settings.budget``, benchmark
     them and the from-scratch baselines, and write ``report.md``, plots and ``results.json`` into ``out``.
+    With ``settings.hours`` (and no budget) the budget, layout and pairs scored are planned first
+    (``zoo.compare.planning``); with ``settings.jobs``/``threads`` runs train in worker processes.
 
     Rerunning with the same settings resumes: finished runs (a checkpoint that reached the budget) are
     reused, interrupted runs continue from their newest checkpoint, fine-tuning results come from the cache.
     ``out`` is locked for the whole command (a second ``zoo compare`` into it is refused).
     """
+    if settings.hours is not None and settings.budget is not None:
+        raise ConfigError(f"--budget {settings.budget} and --hours {settings.hours:g} both size the runs; give one")
     with claim_study(Path(out).resolve()):
         return _run_study(settings, out, command=command, train_fn=train_fn, bench_fn=bench_fn,
                           train_progress=train_progress, bench_progress=bench_progress, write_report=write_report)
