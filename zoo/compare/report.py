@@ -309,11 +309,13 @@ def plan_lines(plan: dict) -> list[str]:
     pairs = "all pairs" if p.get("max_pairs") is None else f"{p['max_pairs']} pairs per paradigm"
     lines = ["## Plan vs actual", "",
              f"Planned for {p['hours']:g} h on this machine from measured speeds: {p['budget']} per run "
-             f"({p['layout']} = jobs x threads), {pairs}, training {p['train_share']:.0%} of the planned time. "
+             f"({p['layout']} = jobs x threads), {pairs}, training {p['phases']['train'] / (3600 * p['hours']):.0%} of "
+             f"the {p['hours']:g} h. "
              "Actual times are wall times of every invocation together; other work on the machine lengthens them.", ""]
     lines += _md(plan_table(plan)) + [""]
-    lines += [f"> **Note.** {n}" for n in p.get("notes", [])]
-    return lines + ([""] if p.get("notes") else [])
+    for note in p.get("notes", []):
+        lines += [f"> **Note.** {note}", ""]
+    return lines
 
 
 def markdown(result: ComparisonResult, figures: dict[str, Path],
