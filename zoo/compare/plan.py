@@ -100,6 +100,8 @@ class PlanRequest:
             raise ConfigError(f"--seeds must be at least 1, got {self.seeds}")
         if not self.budgets or min(self.budgets) <= 0:
             raise ConfigError(f"budgets must be positive, got {list(self.budgets)}")
+        if not 0.0 < self.train_share < 1.0 - MARGIN:
+            raise ConfigError(f"the training share must be in (0, {1 - MARGIN:g}), got {self.train_share}")
         if not 0.0 <= self.cooldown < 1.0:
             raise ConfigError(f"the cooldown fraction must be in [0, 1), got {self.cooldown}")
 
