@@ -33,7 +33,14 @@ from zoo.batch import SpecialTokens
 from zoo.benchmarks.data import TaskData
 from zoo.benchmarks.encoding import Encoded, TaskBatch, collate, encode, plain_tokenizer
 from zoo.benchmarks.scoring import compute_metrics
-from zoo.benchmarks.text_to_text import DECODINGS, METHODS, Verbalized, finetune_text_to_text, resolve_method, verbalize
+from zoo.benchmarks.text_to_text import (
+    DECODINGS,
+    METHODS,
+    Verbalized,
+    finetune_text_to_text,
+    resolve_method,
+    verbalize,
+)
 from zoo.errors import ConfigError, DataError, NonFiniteLossError
 from zoo.family import Family
 from zoo.models.base import Backbone
