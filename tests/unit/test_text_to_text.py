@@ -205,3 +205,11 @@ def test_bench_records_the_method_of_t5_results() -> None:
     old = {k: v for k, v in Recipe().to_dict().items() if k not in ("method", "decoding")}
     assert recipe_id(Recipe().to_dict()) == recipe_id(old)  # ids recorded before the option stay valid
     assert Recipe(method="text-to-text").hash() != Recipe().hash()
+
+
+def test_compare_reports_name_the_method() -> None:
+    from zoo.compare.report import _method_words
+
+    assert "t5 text-to-text (greedy decoding)" in _method_words(Recipe().to_dict())
+    assert _method_words({**Recipe().to_dict(), "method": "head"}).startswith("method head")
+    assert "rank decoding" in _method_words({**Recipe().to_dict(), "method": "text-to-text", "decoding": "rank"})
