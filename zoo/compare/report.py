@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -560,7 +561,16 @@ def _benchmark_line(result: ComparisonResult) -> str:
                f" dev sets from {b.get('data', 'hub')}" + (f"; {limits}" if limits else "")
                + f"; fine-tuning recipe lr {recipe.get('lr')}, {recipe.get('epochs')} epochs, batch "
                f"{recipe.get('batch_size')}, max length {recipe.get('max_length')}"
-               + (f" (per task: {', '.join(varying)} differ)" if varying else "") + ".")
+               + (f" (per task: {', '.join(varying)} differ)" if varying else "") + "; " + _method_words(recipe) + ".")
+
+
+def _method_words(recipe: dict[str, Any]) -> str:
+    """How the recipe fine-tunes: its ``method`` (``auto``: text-to-text for t5, a task head otherwise)."""
+    method = recipe.get("method", "auto")
+    decoding = f" ({recipe.get('decoding', 'greedy')} decoding)"
+    if method == "auto":
+        return f"method auto: t5 text-to-text{decoding}, other backbones a task head"
+    return "method text-to-text" + decoding if method == "text-to-text" else "method head (a task head on the states)"
 
 
 def write_report(result: ComparisonResult, out: str | Path, keep_figures: tuple[str, ...] = ()) -> Path:
