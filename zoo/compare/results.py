@@ -271,6 +271,7 @@ class ComparisonResult:
     items: dict[str, dict[str, ItemValues]] = field(default_factory=dict)  # run name -> task -> per-item values
     confidence: float = DEFAULT_CONFIDENCE
     others: list[ComparisonResult] = field(default_factory=list)  # the same runs on the study's other suites
+    plan: dict[str, Any] = field(default_factory=dict)  # study.json "plan": a study planned by wall time
 
     def __post_init__(self) -> None:
         self.groups = summarize([*self.runs, *self.baselines], self.tasks, self.statistic, self.confidence,
@@ -324,6 +325,7 @@ class ComparisonResult:
                        "items": {t: c.to_dict() for t, c in p.items.items()}} for p in self.pairs],
             "others": [o.to_dict() for o in self.others],
             "multipliers": curves.to_dict() if (curves := self.curves()) else None,
+            **({"plan": self.plan} if self.plan else {}),
         }
 
     def curves(self) -> CurveStudy | None:
