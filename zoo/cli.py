@@ -105,6 +105,9 @@ def list_cmd() -> None:
               "hf:NAME[@REVISION], or a zoo run or step directory; backbone, sizes and tokenizer come from it.")
 @click.option("--tokenizer", "tokenizer_path", help="Reuse this tokenizer.json instead of training one.")
 @click.option("--budget", help="10m | 90s | 2000steps | 3e14flops | 5e6tokens.")
+@click.option("--branch-from", help="Start a cooldown branch from this trapezoid trunk run (with --at-step and "
+              "--budget; its settings are the trunk's; docs/training.md).")
+@click.option("--at-step", type=int, help="The trunk checkpoint a --branch-from run starts from.")
 @click.option("--seq-len", type=int)
 @click.option("--batch-size", type=int, help="Rows per micro-batch per process.")
 @click.option("--vocab-size", type=int, help="Vocabulary size of the tokenizer trained for this run.")
@@ -142,6 +145,10 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
     from zoo.typed_config import apply_overrides, dump_toml, load_toml, merge
 
     data: dict[str, Any] = load_toml(config_path) if config_path else {}
+    if (flags.get("branch_from") is None) != (flags.get("at_step") is None):
+        from zoo.errors import ConfigError
+
+        raise ConfigError("--branch-from and --at-step go together: the trunk run and the step of its checkpoint")
     _check_alias_conflicts(flags, overrides)
     data = merge(data, _train_flags(flags))
     cfg = resolve(apply_overrides(data, list(overrides)))
@@ -289,6 +296,10 @@ def _compare_presets() -> list[str]:
 @click.option("--objectives", help="Objectives to train and compare, e.g. mlm,mlm+nsp,span,clm,prefix.")
 @click.option("--backbones", default="bert,gpt", show_default=True, help="Backbones; incompatible pairs are skipped.")
 @click.option("--budget", help="Training budget of every run: 3e14flops | 5e6tokens | 2000steps | 10m.")
+@click.option("--budgets", help="A curve: models at each budget, e.g. 1e13,2e13,4e13,8e13flops, as cooldown branches "
+              "of one trapezoid run per objective, backbone and seed (docs/compare.md).")
+@click.option("--cooldown", type=float, default=0.2, show_default=True,
+              help="With --budgets: the final fraction of each budget, a linear decay of the learning rate.")
 @click.option("--seeds", type=int, default=5, show_default=True, help="Pretraining seeds (0..N-1) per pair.")
 @click.option("--data", help="Pretraining corpus: file, directory or hf:NAME. Default: embedded corpus.")
 @click.option("--size", type=click.Choice(list(SIZES)), default="mini",
@@ -315,6 +326,10 @@ def _compare_presets() -> list[str]:
 @click.option("--max-pairs", type=int, help="Pairs per paradigm of a zero-shot suite (default: --max-eval-examples).")
 @click.option("--preset", help="Start from a named study preset (" + ", ".join(_compare_presets()) + "); options "
               "given explicitly replace its values, --set/--bench-set add to them.")
+@click.option("--hours", type=float, help="Plan the study to end within this many hours here: measure training and "
+              "evaluation speed, then choose the budget of every run, the parallel layout and the pairs scored "
+              "(instead of --budget).")
+@click.option("--plan-only", is_flag=True, help="With --hours: measure, print the plan and stop; nothing is trained.")
 @click.option("--out", default="studies/study", show_default=True, help="Study directory (study.json, runs, report).")
 @click.option("--report-only", is_flag=True, help="Rewrite the report of the study in --out from its study.json; "
               "nothing is trained or benchmarked.")
@@ -324,13 +339,15 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
                 vocab_size: int | None, overrides: tuple[str, ...], evals: int, suite: str | None, tasks: str | None,
                 data_dir: str | None, bench_overrides: tuple[str, ...], bench_seeds: int,
                 max_train_examples: int | None, max_eval_examples: int | None, max_pairs: int | None, device: str,
-                no_baseline: bool, statistic: str, preset: str | None, out: str, report_only: bool) -> None:
+                no_baseline: bool, statistic: str, preset: str | None, hours: float | None, plan_only: bool, out: str,
+                report_only: bool, **curve: Any) -> None:
     """Which objective is better at equal compute? Train the (objective x backbone x seed) grid at one
     budget, benchmark every run and a from-scratch baseline, report intervals and paired tests.
 
     \b
       zoo compare --objectives mlm,mlm+nsp,span,clm --budget 3e14flops --tasks sst2,cola,mrpc --data-dir glue/
       zoo compare --preset cpu-hour --out studies/cpu-hour     # every setting from the preset
+      zoo compare --objectives clm,mlm --backbones gpt --hours 1 ...   # budget planned to end within 1 hour
       zoo compare --suite blimp,glue --tasks sst2 --data-dir data/ ...   # several suites (data/blimp, data/glue)
       zoo compare runs/a runs/b        # existing runs: benchmark what is missing and report
     """
@@ -376,29 +393,64 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
                                                                 p["bench_overrides"], p["bench_seeds"])
         max_train_examples, max_eval_examples, max_pairs = (p["max_train_examples"], p["max_eval_examples"],
                                                             p["max_pairs"])
+        hours = p.get("hours", hours)
+        if hours is not None and budget is not None and ("budget" in given) != ("hours" in given):
+            budget, hours = (budget, None) if "budget" in given else (None, hours)  # the one given replaces the other
     bench = BenchOptions(suite=suite, tasks=split_list(tasks, "--tasks") or None, data_dir=data_dir,
                          overrides=list(bench_overrides), seeds=bench_seeds, max_train_examples=max_train_examples,
                          max_eval_examples=max_eval_examples, max_pairs=max_pairs, device=device,
                          baselines=not no_baseline, statistic=statistic)
     command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if runs:
-        training = {"--objectives": objectives, "--budget": budget, "--data": data, "--seq-len": seq_len,
-                    "--batch-size": batch_size, "--vocab-size": vocab_size, "--set": overrides or None}
+        training = {"--objectives": objectives, "--budget": budget, "--budgets": curve.get("budgets"), "--data": data,
+                    "--seq-len": seq_len, "--batch-size": batch_size, "--vocab-size": vocab_size,
+                    "--set": overrides or None, "--hours": hours, "--plan-only": plan_only or None}
         given = [k for k, v in training.items() if v is not None]
         if given:
             raise ConfigError(f"{', '.join(given)}: training options do not apply to existing runs; either name "
                               "run directories or train a study with --objectives and --budget")
         result = compare_runs(list(runs), out, bench, command=command, bench_progress=console.BenchProgress)
     else:
-        if not objectives or not budget:
-            raise ConfigError("zoo compare: pass --objectives and --budget to train a study, or name run directories")
+        budgets: list[str] = []
+        if curve.get("budgets"):
+            from zoo.compare.branches import split_budgets
+            from zoo.train.config import Budget
+
+            if budget or hours is not None:
+                raise ConfigError(f"{'--budget' if budget else '--hours'} and --budgets both set the training budget: "
+                                  f"give --budget for runs at one budget, or --budgets for models at several")
+            budgets = split_budgets(curve["budgets"])
+            try:
+                budget = max(budgets, key=lambda b: Budget.parse(b).value)
+            except ValueError as exc:
+                raise ConfigError(f"--budgets: {exc}") from exc
+        if budget is not None and hours is not None:
+            raise ConfigError(f"--budget {budget} and --hours {hours:g} both size the runs; give one (--hours plans "
+                              "the budget that fits the hours)")
+        if plan_only and hours is None:
+            raise ConfigError("--plan-only prints the plan of a study sized by --hours; pass --hours")
+        if not objectives or not (budget or hours):
+            raise ConfigError("zoo compare: pass --objectives and --budget (or --hours) to train a study, or name run "
+                              "directories")
         if seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {seeds}")
         settings = StudySettings(objectives=split_list(objectives, "--objectives"),
                                  backbones=split_list(backbones, "--backbones"), budget=budget,
                                  seeds=list(range(seeds)), data=data, size=size, seq_len=seq_len,
                                  batch_size=batch_size, vocab_size=vocab_size, train_overrides=list(overrides),
-                                 evals=evals, bench=bench)
+                                 evals=evals, bench=bench, hours=hours, budgets=budgets,
+                                 cooldown=curve.get("cooldown", 0.2))
+        if plan_only:
+            from zoo.compare.planning import plan_study, plan_tables
+
+            plan = plan_study(settings, out, command=command)
+            for title, columns, rows in plan_tables(plan):
+                console.table(title, columns, rows)
+            for note in plan.notes:
+                console.text(f"note: {note}")
+            console.text(f"plan: {Path(out) / 'study.json'} (nothing trained; run the same command without "
+                         "--plan-only to train it)")
+            return
         result = run_study(settings, out, command=command, train_progress=console.TrainProgress,
                            bench_progress=console.BenchProgress)
     for part in (result, *result.others):
@@ -588,6 +640,7 @@ def _train_flags(flags: dict[str, Any]) -> dict[str, Any]:
         "budget": ("train", "budget"), "seq_len": ("train", "seq_len"), "batch_size": ("train", "batch_size"),
         "precision": ("train", "precision"), "checkpoint_every": ("train", "checkpoint_every"),
         "seed": ("train", "seed"), "strategy": ("train", "strategy"), "init": ("init", "source"),
+        "branch_from": ("branch", "source"), "at_step": ("branch", "step"),
         **{flag: tuple(path.split(".")) for flag, path in TRAIN_ALIASES.items()},
     }
     out: dict[str, Any] = {}

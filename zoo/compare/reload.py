@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo.compare.branches import model_names
 from zoo.compare.results import ComparisonResult, ItemValues, RunInfo
 from zoo.compare.study import BASELINE, StudySettings, expand_grid, run_name, slug
 from zoo.errors import ConfigError, ZooError
@@ -83,11 +84,12 @@ def report_from_study(out: str | Path, count_models: bool = True) -> ComparisonR
     first_suite = settings.bench.suites[0] or ""
     for cell in grid.cells:
         for seed in settings.seeds:
-            name = run_name(cell, seed)
-            rec = data.get("runs", {}).get(name, {})
-            runs.append(_record_info(name, rec, cell.backbone, cell.objective, seed, out / "runs" / name,
-                                     settings.budget, plans.get(slug(cell), {}).get("params")))
-            _bench_seconds(runs[-1], rec, first_suite)
+            for name in model_names(settings, cell, seed) if settings.budgets else [run_name(cell, seed)]:
+                rec = data.get("runs", {}).get(name, {})
+                runs.append(_record_info(name, rec, cell.backbone, cell.objective, seed, out / "runs" / name,
+                                         rec.get("budget", settings.budget), plans.get(slug(cell), {}).get("params")))
+                runs[-1].parent = rec.get("parent")
+                _bench_seconds(runs[-1], rec, first_suite)
     baselines = [RunInfo(name, rec.get("backbone", "?"), BASELINE, int(rec.get("seed", 0)), rec.get("path", ""),
                          baseline=True) for name, rec in data.get("baselines", {}).items()]
     for b in baselines:
@@ -116,6 +118,7 @@ def report_from_study(out: str | Path, count_models: bool = True) -> ComparisonR
     first, *others = results
     first.others = others
     first.wall_s = data.get("wall_s_total")
+    first.plan = data.get("plan") or {}
     return first
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -374,6 +375,35 @@ def multiplier_lines(result: ComparisonResult, figures: dict[str, Path], suite: 
     return lines
 
 
+def plan_table(plan: dict) -> Table:
+    """Planned vs actual wall time per phase of a study planned by wall time (study.json "plan")."""
+    from zoo.compare.plan import PHASES
+
+    planned, actual = plan["plan"]["phases"], plan.get("actual", {})
+    rows = [[phase, _seconds(planned.get(phase)), _seconds(actual.get(phase)) if phase in actual else "-"]
+            for phase in PHASES]
+    total_a = sum(actual.get(p, 0.0) for p in PHASES)
+    rows.append(["total", _seconds(sum(planned.get(p, 0.0) for p in PHASES)), _seconds(total_a)])
+    return ["phase", "planned", "actual"], rows
+
+
+def plan_lines(plan: dict) -> list[str]:
+    """The "Plan vs actual" section (empty for a study given its budget)."""
+    if not plan or "plan" not in plan:
+        return []
+    p = plan["plan"]
+    pairs = "all pairs" if p.get("max_pairs") is None else f"{p['max_pairs']} pairs per paradigm"
+    lines = ["## Plan vs actual", "",
+             f"Planned for {p['hours']:g} h on this machine from measured speeds: {p['budget']} per run "
+             f"({p['layout']} = jobs x threads), {pairs}, training {p['phases']['train'] / (3600 * p['hours']):.0%} of "
+             f"the {p['hours']:g} h. "
+             "Actual times are wall times of every invocation together; other work on the machine lengthens them.", ""]
+    lines += _md(plan_table(plan)) + [""]
+    for note in p.get("notes", []):
+        lines += [f"> **Note.** {note}", ""]
+    return lines
+
+
 def markdown(result: ComparisonResult, figures: dict[str, Path],
              others_figures: list[dict[str, Path]] | None = None) -> str:
     lines = ["# Objective comparison" + (" at equal compute" if result.mode == "study" else ""), ""]
@@ -394,8 +424,13 @@ def markdown(result: ComparisonResult, figures: dict[str, Path],
               "objective with a costly head (a "
               "full-vocabulary softmax at every position) sees fewer tokens.", ""]
     lines += _md(compute_table(result)) + [""]
+    if result.settings.get("budgets"):
+        from zoo.compare.branches import report_lines
+
+        lines += report_lines(result, fileio.read_json(Path(result.out) / "study.json"))
     if "compute" in figures:
         lines += ["![Compute used per run](compute.png)", ""]
+    lines += plan_lines(result.plan)
     lines += ["## Validation loss", "",
               "Each objective's own held-out loss (the `kind: eval` records of `metrics.jsonl`) against training "
               "FLOPs. Losses of different objectives measure different predictions (masked tokens, the next token, "
@@ -538,7 +573,16 @@ def _benchmark_line(result: ComparisonResult) -> str:
                f" dev sets from {b.get('data', 'hub')}" + (f"; {limits}" if limits else "")
                + f"; fine-tuning recipe lr {recipe.get('lr')}, {recipe.get('epochs')} epochs, batch "
                f"{recipe.get('batch_size')}, max length {recipe.get('max_length')}"
-               + (f" (per task: {', '.join(varying)} differ)" if varying else "") + ".")
+               + (f" (per task: {', '.join(varying)} differ)" if varying else "") + "; " + _method_words(recipe) + ".")
+
+
+def _method_words(recipe: dict[str, Any]) -> str:
+    """How the recipe fine-tunes: its ``method`` (``auto``: text-to-text for t5, a task head otherwise)."""
+    method = recipe.get("method", "auto")
+    decoding = f" ({recipe.get('decoding', 'greedy')} decoding)"
+    if method == "auto":
+        return f"method auto: t5 text-to-text{decoding}, other backbones a task head"
+    return "method text-to-text" + decoding if method == "text-to-text" else "method head (a task head on the states)"
 
 
 def write_report(result: ComparisonResult, out: str | Path, keep_figures: tuple[str, ...] = ()) -> Path:

@@ -59,6 +59,7 @@ class RunInfo:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> metric -> median
     bench_s: float = 0.0
     final_loss: float | None = None  # the last validation loss, when the run's metrics.jsonl is not at hand
+    parent: str | None = None  # a cooldown branch's trunk run (zoo.compare.branches)
 
     @property
     def label(self) -> str:
@@ -86,10 +87,11 @@ class Group:
     runs: list[RunInfo]
     tasks: dict[str, Estimate]
     average: Estimate | None
+    budget: str | None = None  # a curve study's groups are per budget
 
     @property
     def label(self) -> str:
-        return f"{self.backbone} {self.objective}"
+        return f"{self.backbone} {self.objective}" + (f" @ {self.budget}" if self.budget else "")
 
     def seeds(self) -> list[int]:
         return [r.seed for r in self.runs]
@@ -155,18 +157,20 @@ class Pair:
 
 
 def summarize(runs: list[RunInfo], tasks: list[str], statistic: str = "median",
-              confidence: float = DEFAULT_CONFIDENCE) -> list[Group]:
-    """One group per (backbone, objective) in first-seen order, from-scratch baselines last per backbone."""
-    keyed: dict[tuple[str, str], list[RunInfo]] = {}
+              confidence: float = DEFAULT_CONFIDENCE, by_budget: bool = False) -> list[Group]:
+    """One group per (backbone, objective) in first-seen order, from-scratch baselines last per backbone;
+    ``by_budget`` (a curve study): one per (backbone, objective, budget)."""
+    keyed: dict[tuple[str, str, str | None], list[RunInfo]] = {}
     for r in runs:
         if r.status == "done":
-            keyed.setdefault((r.backbone, r.objective), []).append(r)
-    backbones = list(dict.fromkeys(b for b, _ in keyed))
+            keyed.setdefault((r.backbone, r.objective, r.budget if by_budget and not r.baseline else None),
+                             []).append(r)
+    backbones = list(dict.fromkeys(k[0] for k in keyed))
     order = [k for b in backbones for k in keyed if k[0] == b and k[1] != BASELINE]
     order += [k for b in backbones for k in keyed if k[0] == b and k[1] == BASELINE]
     groups = []
-    for bb, obj in order:
-        members = sorted(keyed[(bb, obj)], key=lambda r: r.seed)
+    for bb, obj, budget in order:
+        members = sorted(keyed[(bb, obj, budget)], key=lambda r: r.seed)
         ests = {}
         for t in tasks:
             values = [r.scores[t] for r in members if t in r.scores]
@@ -174,7 +178,7 @@ def summarize(runs: list[RunInfo], tasks: list[str], statistic: str = "median",
                 ests[t] = seed_estimate(values, statistic, confidence)
         avgs = [a for r in members if (a := r.average(tasks)) is not None]
         groups.append(Group(bb, obj, obj == BASELINE, members, ests,
-                            seed_estimate(avgs, statistic, confidence) if avgs else None))
+                            seed_estimate(avgs, statistic, confidence) if avgs else None, budget))
     return groups
 
 
@@ -189,7 +193,8 @@ def pairwise(groups: list[Group], tasks: list[str], items: dict[str, dict[str, I
     """
     items = items or {}
     family = [(ga, gb) for ga, gb in combinations(groups, 2)
-              if ga.backbone == gb.backbone and ga.average is not None and gb.average is not None]
+              if ga.backbone == gb.backbone and ga.average is not None and gb.average is not None
+              and (ga.budget == gb.budget or ga.baseline or gb.baseline)]
     out = []
     for ga, gb in family:
         a = [(r.seed, v) for r in ga.runs if (v := r.average(tasks)) is not None]
@@ -267,9 +272,11 @@ class ComparisonResult:
     items: dict[str, dict[str, ItemValues]] = field(default_factory=dict)  # run name -> task -> per-item values
     confidence: float = DEFAULT_CONFIDENCE
     others: list[ComparisonResult] = field(default_factory=list)  # the same runs on the study's other suites
+    plan: dict[str, Any] = field(default_factory=dict)  # study.json "plan": a study planned by wall time
 
     def __post_init__(self) -> None:
-        self.groups = summarize([*self.runs, *self.baselines], self.tasks, self.statistic, self.confidence)
+        self.groups = summarize([*self.runs, *self.baselines], self.tasks, self.statistic, self.confidence,
+                                by_budget=bool(self.settings.get("budgets")))
         self.pairs = pairwise(self.groups, self.tasks, self.items, self.confidence)
 
     @property
@@ -319,6 +326,7 @@ class ComparisonResult:
                        "items": {t: c.to_dict() for t, c in p.items.items()}} for p in self.pairs],
             "others": [o.to_dict() for o in self.others],
             "multipliers": curves.to_dict() if (curves := self.curves()) else None,
+            **({"plan": self.plan} if self.plan else {}),
         }
 
     def curves(self) -> CurveStudy | None:

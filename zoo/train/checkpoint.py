@@ -148,9 +148,20 @@ def steps(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def prune(run_dir: Path, keep_last: int, keep: Path | None = None) -> None:
+    """Remove all but the newest ``keep_last`` steps, except ``keep`` and the branch points (kept for
+    cooldown branches, ``zoo.train.branch``)."""
     for _, path in steps(run_dir)[:-keep_last] if keep_last > 0 else []:
-        if path != keep:
+        if path != keep and not is_branch_point(path):
             shutil.rmtree(path, ignore_errors=True)
+
+
+def is_branch_point(step_dir: Path) -> bool:
+    """Whether the checkpoint was kept as the start of a budget's cooldown."""
+    try:
+        state = json.loads((step_dir / "trainer.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("branch_point") is True
 
 
 def abandon_after(run_dir: Path, step: int) -> list[Path]:

@@ -70,12 +70,20 @@ class OptimConfig:
     weight_decay: float = bounded(0.01, ge=0.0)
     grad_clip: float = bounded(1.0, ge=0.0)  # 0 disables
     warmup: float = bounded(0.05, ge=0.0, lt=1.0)  # fraction of the budget
+    # absolute warmup in optimiser steps (constant and trapezoid schedules); > 0 replaces ``warmup`` (set to 0)
+    warmup_steps: int = bounded(0, ge=0)
     schedule: Literal["linear", "cosine", "constant", "trapezoid"] = "linear"
     min_lr_ratio: float = bounded(0.0, ge=0.0, le=1.0)  # final lr as a fraction of lr
     cooldown: float = bounded(0.2, gt=0.0, le=1.0)  # trapezoid only: the final fraction of the budget, a linear decay to the floor
     implementation: Literal["auto", "fused", "foreach", "for-loop"] = "auto"
 
     def __post_init__(self) -> None:
+        if self.warmup_steps > 0:
+            if self.schedule not in ("constant", "trapezoid"):
+                raise ValueError(f"warmup_steps is for the constant and trapezoid schedules (their later lr does not "
+                                 f"depend on where the warmup ends); with schedule {self.schedule!r} give "
+                                 f"optim.warmup, a fraction of the budget")
+            self.warmup = 0.0  # one warmup: the absolute one
         if self.schedule == "trapezoid" and not (0 < self.cooldown <= 1 - self.warmup):
             raise ValueError(f"cooldown is the final fraction of the budget, in (0, 1 - warmup] = "
                              f"(0, {1 - self.warmup:g}], got {self.cooldown}")
@@ -101,6 +109,8 @@ class TrainerConfig:
     eval_every: int = bounded(200, ge=0)  # steps; 0 = only at the end
     eval_batches: int = bounded(20, ge=1)
     checkpoint_every: int = bounded(0, ge=0)  # steps; 0 = only the wall-time ones and the end
+    # budgets (the run's kind) whose cooldown start gets a kept checkpoint, to branch cooldowns from (trapezoid)
+    branch_budgets: list[str] = field(default_factory=list)
     checkpoint_minutes: float = bounded(5.0, ge=0.0)  # wall time between checkpoints; 0 = by steps only (and at the end)
     keep_last: int = bounded(3, ge=1)
     peak_flops: float = bounded(0.0, ge=0.0)  # for MFU; 0 = known GPU default (H100/H200 bf16), none on CPU
@@ -112,6 +122,11 @@ class TrainerConfig:
 
     def __post_init__(self) -> None:
         self._budget = Budget.parse(self.budget)  # parsed here, once; read as ``RunConfig.budget``
+        self._branch_budgets = [Budget.parse(b) for b in self.branch_budgets]
+        for text, b in zip(self.branch_budgets, self._branch_budgets, strict=True):
+            if b.kind != self._budget.kind or b.kind == "time":
+                raise ValueError(f"branch_budgets: {text!r} must be a {self._budget.kind} budget like train.budget "
+                                 f"({self.budget}), and not wall time")
         check_fields(self, "train")
         if self.grad_accum and self.batch_tokens:
             raise ValueError(f"grad_accum ({self.grad_accum}) and batch_tokens ({self.batch_tokens}) both set the "
@@ -132,6 +147,10 @@ class TrainerConfig:
     def parsed_budget(self) -> Budget:
         return self._budget
 
+    @property
+    def parsed_branch_budgets(self) -> list[Budget]:
+        return self._branch_budgets
+
 
 @dataclass
 class InitConfig:
@@ -143,6 +162,15 @@ class InitConfig:
     source: str = ""  # transformers directory, hf:NAME[@REVISION], zoo run or step directory
     revision: str = ""  # hub revision (hf:NAME@REVISION sets it too)
     sha256: str = ""  # of the weights file
+
+
+@dataclass
+class BranchConfig:
+    """Where a cooldown branch starts (``--branch-from RUN --at-step S``): a trunk run's checkpoint, whose
+    full trainer state the run continues from under its own budget (``zoo.train.branch``)."""
+
+    source: str = ""  # the trunk's run directory
+    step: int = bounded(0, ge=0)  # the trunk checkpoint's step
 
 
 @dataclass
@@ -158,6 +186,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainerConfig = field(default_factory=TrainerConfig)
     init: InitConfig = field(default_factory=InitConfig)
+    branch: BranchConfig = field(default_factory=BranchConfig)
 
     @property
     def budget(self) -> Budget:
@@ -182,6 +211,10 @@ class RunConfig:
 def resolve(data: dict[str, Any], read_init: bool = True) -> RunConfig:
     """Typed, fully checked run config (plugin sections are checked against the plugins' Configs).
     With ``init.source`` the backbone, its sizes and the tokenizer come from that checkpoint."""
+    if read_init and isinstance(data.get("branch"), dict) and data["branch"].get("source"):
+        from zoo.train.branch import branch_settings
+
+        data = branch_settings(data)
     if read_init and isinstance(data.get("init"), dict) and data["init"].get("source"):
         from zoo.train.init import init_settings
 
@@ -204,7 +237,7 @@ def resolve(data: dict[str, Any], read_init: bool = True) -> RunConfig:
 # what is computed (docs/training.md lists them).
 RESUMABLE_CHANGES = ("out", "train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
                      "train.checkpoint_minutes", "train.keep_last", "train.tensorboard", "train.report_to", "train.prefetch",
-                     "train.dist_timeout_s", "data.cache_dir")
+                     "train.dist_timeout_s", "data.cache_dir", "train.branch_budgets")
 
 
 def _differences(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:

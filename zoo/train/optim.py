@@ -35,7 +35,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) ->
     return torch.optim.AdamW(param_groups(model, cfg.weight_decay), **kwargs)
 
 
-def lr_at(progress: float, cfg: OptimConfig) -> float:
+def lr_at(progress: float, cfg: OptimConfig, steps: int | None = None) -> float:
     """Learning rate at ``progress`` in [0, 1], the fraction of the budget spent before the step:
     linear warmup, then the schedule. With a steps budget N, step k (0-based) is at k / N, which
     gives exactly transformers' ``get_linear/cosine_schedule_with_warmup`` (warmup = warmup x N).
@@ -43,7 +43,10 @@ def lr_at(progress: float, cfg: OptimConfig) -> float:
     ``trapezoid`` holds the peak after warmup and decays linearly to the floor over the final
     ``cooldown`` fraction. ``linear`` with ``warmup = 0.5`` is cramming's one-cycle (Geiping &
     Goldstein 2023): a linear rise to the peak at half the budget, then a linear fall to zero.
+    ``optim.warmup_steps`` (constant, trapezoid) warms up over that many steps, ``steps`` being those taken.
     """
+    if cfg.warmup_steps > 0 and steps is not None and steps < cfg.warmup_steps:
+        return cfg.lr * steps / cfg.warmup_steps
     progress = min(max(progress, 0.0), 1.0)
     if cfg.warmup > 0 and progress < cfg.warmup:
         return cfg.lr * progress / cfg.warmup

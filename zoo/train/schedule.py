@@ -59,9 +59,13 @@ class Schedule:
         """The budget the schedule runs to now."""
         return self.extensions[-1].budget if self.extensions else self.base
 
-    def lr(self, spent: float) -> float:
+    def lr(self, spent: float, steps: int | None = None) -> float:
+        """``steps``: the optimiser steps taken (an absolute ``optim.warmup_steps`` counts them)."""
         if not self.extensions:  # exactly the unextended schedule (transformers' functions for steps)
-            return lr_at(spent / self.base, self.cfg)
+            return lr_at(spent / self.base, self.cfg, steps)
+        cfg = self.cfg
+        if cfg.warmup_steps > 0 and steps is not None and steps < cfg.warmup_steps:
+            return cfg.lr * steps / cfg.warmup_steps
         return self._extended(spent, self.extensions[-1])
 
     def _extended(self, x: float, ext: Extension) -> float:
@@ -86,7 +90,7 @@ class Schedule:
             return floor + (level - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
         return level - (level - floor) * t
 
-    def extend(self, budget: Budget, spent: float, run: str) -> str | None:
+    def extend(self, budget: Budget, spent: float, run: str, steps: int | None = None) -> str | None:
         """Continue towards ``budget`` from ``spent``: records an extension and returns what it means in
         words, or None when nothing changes. Refuses what cannot be continued honestly."""
         if budget.kind != self.kind:
@@ -99,7 +103,7 @@ class Schedule:
         cfg = self.cfg
         old = _amount(self.kind, self.end)
         new = _amount(self.kind, budget.value)
-        here = self.lr(spent)
+        here = self.lr(spent, steps)
         if abs(here - cfg.lr * cfg.min_lr_ratio) < cfg.lr * 1e-9:  # the floor up to rounding (2e-19 for 0)
             here = cfg.lr * cfg.min_lr_ratio
         if cfg.schedule in ("linear", "cosine") and spent >= self.end and cfg.warmup * self.base < spent:

@@ -26,8 +26,8 @@ from zoo.batch import Batch
 from zoo.data import tokenizer_hash
 from zoo.errors import CheckpointError
 from zoo.objectives.base import LossOutput
+from zoo.train import branch, distributed, estimate, faults, interrupt, rundir
 from zoo.train import checkpoint as ckpt
-from zoo.train import distributed, estimate, faults, interrupt, rundir
 from zoo.train.build import accumulation, build_backbone, build_data, build_run_objective, check_compatible
 from zoo.train.config import Budget, RunConfig
 from zoo.train.estimate import TimeEstimate
@@ -113,9 +113,16 @@ class Trainer:
         log.info("precision %s (%s)", self.precision.name, self.precision.reason)
         warn_if_emulated(self.precision, self.device)
         family = registry.load("backbone", cfg.backbone).family
+        # A branch starts from its trunk's checkpoint (on its first start; then from its own).
+        self.branch = branch.locate(cfg) if cfg.branch.source and start is None and not dry_run else None
         # --init is read on a fresh start only: a resumed run continues from its own checkpoint
-        self.init = locate(cfg.init.source, cfg.init.revision) if cfg.init.source and start is None else None
+        fresh = start is None and self.branch is None and not cfg.branch.source
+        self.init = locate(cfg.init.source, cfg.init.revision) if cfg.init.source and fresh else None
         given = self.init.tokenizer if self.init is not None else None
+        if self.branch is not None:
+            from tokenizers import Tokenizer
+
+            given = Tokenizer.from_file(str(self.branch.trunk / "tokenizer.json"))
         self.data = build_data(cfg, family, info, given, dry_run)
         self.tokens = self.data.special
         self.tokenizer_hash = tokenizer_hash(self.data.tokenizer)
@@ -139,6 +146,11 @@ class Trainer:
         saved_optimizer: dict[str, torch.Tensor] | None = None
         if start is not None:
             self.totals, saved_optimizer = self.state.load(start, self.parts.load_sampler_state)
+        elif self.branch is not None:
+            self.totals, saved_optimizer = self.state.load(self.branch.path, self.parts.load_sampler_state)
+            if info.is_main:
+                branch.copy_history(self.branch, self.run_dir, self.budget)
+            log.info("branching from %s at step %d: budget %s", self.branch.trunk, self.branch.step, self.budget)
         else:
             self.state.start_fresh(self.seed, dry_run)
         self.schedule = self._schedule(start is not None, last_budget)
@@ -153,16 +165,19 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
         self.state.attach_optimizer(self.optimizer)
         if saved_optimizer is not None:
-            self.state.load_optimizer(saved_optimizer, start)
+            self.state.load_optimizer(saved_optimizer, start or (self.branch.path if self.branch else None))
         self.forward = torch.compile(self.wrapped) if cfg.train.compile else self.wrapped
         if info.is_main:
+            # a branch names its parent (kept when it resumes)
+            parent = (self.branch.record(self.budget, cfg.optim.cooldown) if self.branch is not None
+                      else branch.recorded_branch(self.run_dir))
             rundir.write_config(self.run_dir, cfg)
             rundir.write_run_info(self.run_dir, cfg, {
                 "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
                 "family": self.model.backbone.family, "backbone_config": to_dict(self.model.backbone.config),
                 "parameters": sum(p.numel() for p in self.model.parameters()), "data": self.data.stats,
                 "init": self.init_record or recorded_init(self.run_dir), "schedule": self.schedule.to_state(),
-                "precision": self.precision.record()})
+                "precision": self.precision.record(), **({"branch": parent} if parent else {})})
         self.sinks = (Sinks.for_run(self.run_dir, cfg.train.reporters, self.callback, to_dict(cfg)) if info.is_main
                       else Sinks([]))  # only rank 0 logs
         self.peak = cfg.train.peak_flops or default_peak_flops(self.device)
@@ -185,7 +200,7 @@ class Trainer:
                 base = self.budget
             schedule = Schedule.fresh(base, self.cfg.optim)
         t = self.totals
-        note = schedule.extend(self.budget, self._spent(t.step, t), str(self.run_dir))
+        note = schedule.extend(self.budget, self._spent(t.step, t), str(self.run_dir), t.step)
         if note:
             log.info("%s", note)
         return schedule
@@ -273,10 +288,14 @@ class Trainer:
                 if (cfg.train.eval_every and t.step % cfg.train.eval_every == 0) or finished:
                     last_eval = self.evaluate()
                 stopping = bool(flags[3]) and not finished
+                cost = {"steps": 1.0, "flops": float(flags[0]), "tokens": float(step_tokens)}.get(self.budget.kind, 0.0)
+                branch_point = bool(cfg.train.branch_budgets) and branch.keep_for_branch(
+                    cfg.train.parsed_branch_budgets, cfg.optim.cooldown, self._spent(t.step, t), cost)
                 if (cfg.train.checkpoint_every and t.step % cfg.train.checkpoint_every == 0) or finished \
-                        or stopping or bool(flags[4]):
+                        or stopping or bool(flags[4]) or branch_point:
                     self.state.save(self.totals, sampler_state, self.parts.mixture is not None,
-                                    {"schedule": self.schedule.to_state()})
+                                    {"schedule": self.schedule.to_state(),
+                                     **({"branch_point": True} if branch_point else {})})
                     clock.reset()
                 if stopping:
                     raise interrupt.interrupted(stop, ckpt.step_name(t.step), self.run_dir, info.rank)
@@ -296,7 +315,7 @@ class Trainer:
                     ) -> tuple[dict[str, float], tuple[float, float], int]:
         cfg = self.cfg
         t = self.totals  # the step being taken is counted already; tokens, FLOPs and time are not
-        lr = self.schedule.lr(self._spent(t.step - 1, t))
+        lr = self.schedule.lr(self._spent(t.step - 1, t), t.step - 1)
         set_lr(self.optimizer, lr)
         metrics = Averager()
         batches = []

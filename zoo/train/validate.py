@@ -19,9 +19,23 @@ def validate(cfg: RunConfig, force: bool = False, check_time: bool = True) -> No
     sequence too short for the objective, too little memory, and (``check_time``, one process) a budget
     that would take longer than a year here unless ``force`` (``zoo.train.estimate``)."""
     check_seq_len(cfg)
+    check_warmup_steps(cfg)
     check_memory(cfg)
     if check_time and "WORLD_SIZE" not in os.environ:  # under torchrun, ``zoo train --nproc`` checked it
         check_budget_time(cfg, 1, force)
+
+
+def check_warmup_steps(cfg: RunConfig) -> None:
+    """An absolute warmup (``optim.warmup_steps``) of a trapezoid steps budget ends before its cooldown."""
+    opt, budget = cfg.optim, cfg.budget
+    if opt.warmup_steps == 0 or opt.schedule != "trapezoid" or budget.kind != "steps":
+        return
+    for b in [budget, *cfg.train.parsed_branch_budgets]:
+        start = (1.0 - opt.cooldown) * b.value
+        if opt.warmup_steps > start:
+            raise ConfigError(f"optim.warmup_steps = {opt.warmup_steps} reaches into the cooldown of the "
+                              f"{b.value:g}-step budget (it starts at step {start:g}, optim.cooldown = "
+                              f"{opt.cooldown:g}); give a shorter warmup or a longer budget")
 
 
 def check_budget_time(cfg: RunConfig, world: int = 1, force: bool = False) -> None:
