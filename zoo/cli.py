@@ -316,6 +316,10 @@ def _compare_presets() -> list[str]:
 @click.option("--max-pairs", type=int, help="Pairs per paradigm of a zero-shot suite (default: --max-eval-examples).")
 @click.option("--preset", help="Start from a named study preset (" + ", ".join(_compare_presets()) + "); options "
               "given explicitly replace its values, --set/--bench-set add to them.")
+@click.option("--hours", type=float, help="Plan the study to end within this many hours here: measure training and "
+              "evaluation speed, then choose the budget of every run, the parallel layout and the pairs scored "
+              "(instead of --budget).")
+@click.option("--plan-only", is_flag=True, help="With --hours: measure, print the plan and stop; nothing is trained.")
 @click.option("--out", default="studies/study", show_default=True, help="Study directory (study.json, runs, report).")
 @click.option("--report-only", is_flag=True, help="Rewrite the report of the study in --out from its study.json; "
               "nothing is trained or benchmarked.")
@@ -325,7 +329,8 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
                 vocab_size: int | None, overrides: tuple[str, ...], evals: int, suite: str | None, tasks: str | None,
                 data_dir: str | None, bench_overrides: tuple[str, ...], bench_seeds: int,
                 max_train_examples: int | None, max_eval_examples: int | None, max_pairs: int | None, device: str,
-                no_baseline: bool, statistic: str, preset: str | None, out: str, report_only: bool) -> None:
+                no_baseline: bool, statistic: str, preset: str | None, hours: float | None, plan_only: bool, out: str,
+                report_only: bool) -> None:
     """Which objective is better at equal compute? Train the (objective x backbone x seed) grid at one
     budget, benchmark every run and a from-scratch baseline, report intervals and paired tests.
 
@@ -333,6 +338,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
       zoo compare --objectives mlm,mlm+nsp,span,clm --budget 3e14flops --tasks sst2,cola,mrpc --data-dir glue/
       zoo compare --preset cpu-hour --out studies/cpu-hour     # every setting from the preset
       zoo compare --objectives clm@gpt,mlm@bert,span-lm@t5 --budget 4e12flops ...   # named pairs only
+      zoo compare --objectives clm,mlm --backbones gpt --hours 1 ...   # budget planned to end within 1 hour
       zoo compare --suite blimp,glue --tasks sst2 --data-dir data/ ...   # several suites (data/blimp, data/glue)
       zoo compare runs/a runs/b        # existing runs: benchmark what is missing and report
     """
@@ -378,6 +384,9 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
                                                                 p["bench_overrides"], p["bench_seeds"])
         max_train_examples, max_eval_examples, max_pairs = (p["max_train_examples"], p["max_eval_examples"],
                                                             p["max_pairs"])
+        hours = p.get("hours", hours)
+        if hours is not None and budget is not None and ("budget" in given) != ("hours" in given):
+            budget, hours = (budget, None) if "budget" in given else (None, hours)  # the one given replaces the other
     bench = BenchOptions(suite=suite, tasks=split_list(tasks, "--tasks") or None, data_dir=data_dir,
                          overrides=list(bench_overrides), seeds=bench_seeds, max_train_examples=max_train_examples,
                          max_eval_examples=max_eval_examples, max_pairs=max_pairs, device=device,
@@ -385,15 +394,22 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
     command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if runs:
         training = {"--objectives": objectives, "--budget": budget, "--data": data, "--seq-len": seq_len,
-                    "--batch-size": batch_size, "--vocab-size": vocab_size, "--set": overrides or None}
+                    "--batch-size": batch_size, "--vocab-size": vocab_size, "--set": overrides or None,
+                    "--hours": hours, "--plan-only": plan_only or None}
         given = [k for k, v in training.items() if v is not None]
         if given:
             raise ConfigError(f"{', '.join(given)}: training options do not apply to existing runs; either name "
                               "run directories or train a study with --objectives and --budget")
         result = compare_runs(list(runs), out, bench, command=command, bench_progress=console.BenchProgress)
     else:
-        if not objectives or not budget:
-            raise ConfigError("zoo compare: pass --objectives and --budget to train a study, or name run directories")
+        if budget is not None and hours is not None:
+            raise ConfigError(f"--budget {budget} and --hours {hours:g} both size the runs; give one (--hours plans "
+                              "the budget that fits the hours)")
+        if plan_only and hours is None:
+            raise ConfigError("--plan-only prints the plan of a study sized by --hours; pass --hours")
+        if not objectives or not (budget or hours):
+            raise ConfigError("zoo compare: pass --objectives and --budget (or --hours) to train a study, or name run "
+                              "directories")
         if seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {seeds}")
         objective_list, backbone_list = split_list(objectives, "--objectives"), split_list(backbones, "--backbones")
@@ -406,7 +422,18 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
         settings = StudySettings(objectives=objective_list, backbones=backbone_list, budget=budget,
                                  seeds=list(range(seeds)), data=data, size=size, seq_len=seq_len,
                                  batch_size=batch_size, vocab_size=vocab_size, train_overrides=list(overrides),
-                                 evals=evals, bench=bench)
+                                 evals=evals, bench=bench, hours=hours)
+        if plan_only:
+            from zoo.compare.planning import plan_study, plan_tables
+
+            plan = plan_study(settings, out, command=command)
+            for title, columns, rows in plan_tables(plan):
+                console.table(title, columns, rows)
+            for note in plan.notes:
+                console.text(f"note: {note}")
+            console.text(f"plan: {Path(out) / 'study.json'} (nothing trained; run the same command without "
+                         "--plan-only to train it)")
+            return
         result = run_study(settings, out, command=command, train_progress=console.TrainProgress,
                            bench_progress=console.BenchProgress)
     for part in (result, *result.others):

@@ -200,11 +200,22 @@ def test_bench_a_run_trained_by_zoo_train(backbone: str, objective: str, shared_
     assert code == 2 and "was trained with tokenizer" in flat and "tokenizer.json" in flat, out
 
 
-def test_bench_fine_tunes_a_t5_run_through_its_encoder(shared_data: Path, tmp_path: Path) -> None:
-    """GLUE on an encoder-decoder run: a classification head on the mean of the t5 encoder's states."""
+def test_bench_fine_tunes_a_t5_run_text_to_text_or_through_its_encoder(shared_data: Path, tmp_path: Path) -> None:
+    """GLUE on an encoder-decoder run: text-to-text by default (T5's method), a classification head on the
+    mean of the encoder's states with ``--set method=head``; bench.json and bench.md say which."""
     run, _ = _train_tiny_run("span-lm", "t5", shared_data, tmp_path, documents=2, vocab_size=400, steps=2,
                              layers=1)
     code, out = _bench(str(run), "--tasks", "sst2", "--data-dir", str(shared_data / "glue"), *QUICK)
     assert code == 0, out
     saved = _json(run)["models"][0]
     assert saved["backbone"] == "t5" and saved["objective"] == "span-lm" and set(saved["tasks"]) == {"sst2"}
+    assert saved["tasks"]["sst2"]["method"] == "text-to-text"
+    assert saved["tasks"]["sst2"]["recipe"]["method"] == "text-to-text"
+    code, out = _bench(str(run), "--tasks", "sst2", "--data-dir", str(shared_data / "glue"), *QUICK,
+                       "--set", "method=head")
+    assert code == 0, out
+    saved = _json(run)["models"][0]
+    assert saved["tasks"]["sst2"]["method"] == "head"
+    assert [t["method"] for t in saved["other_recipes"]] == ["text-to-text"]
+    md = (run / "bench.md").read_text()
+    assert "method=head" in md and "method=text-to-text" in md

@@ -16,8 +16,11 @@ log = logging.getLogger(__name__)
 
 
 def recipe_id(recipe: dict[str, Any]) -> str:
-    """The recipe's stable id (``Recipe.hash`` of the same values)."""
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    """The recipe's stable id (``Recipe.hash`` of the same values: options at their neutral values left out,
+    so results recorded before an option existed keep their id)."""
+    from zoo.benchmarks.finetune import neutral_recipe
+
+    return hashlib.sha256(json.dumps(neutral_recipe(recipe), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def recipe_label(recipe: dict[str, Any]) -> str:

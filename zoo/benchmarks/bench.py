@@ -22,7 +22,16 @@ from typing import Any
 from zoo import __version__, fileio
 from zoo.benchmarks.accumulate import merge_suite, recipe_id, recipe_label
 from zoo.benchmarks.data import TaskData, load_task_data
-from zoo.benchmarks.finetune import Prepared, Progress, Recipe, finetune, prepare, recipes_for, resolve_device
+from zoo.benchmarks.finetune import (
+    Prepared,
+    Progress,
+    Recipe,
+    Verbalized,
+    finetune,
+    prepare,
+    recipes_for,
+    resolve_device,
+)
 from zoo.benchmarks.scoring import (
     BAG_OF_WORDS,
     bag_of_words_scores,
@@ -32,6 +41,7 @@ from zoo.benchmarks.scoring import (
 )
 from zoo.benchmarks.source import ModelSource, open_source
 from zoo.benchmarks.tasks import TaskSpec, get_task, resolve_tasks
+from zoo.benchmarks.text_to_text import method_of
 from zoo.errors import ConfigError, ZooError
 from zoo.train.lock import BenchLock
 
@@ -119,7 +129,8 @@ class BenchResult:
             for name, r in m.tasks.items():
                 tasks[name] = {"task": name, "metrics": r.metrics, "summary": r.summary(), "score": r.score(),
                                "seeds": [{k: v for k, v in asdict(s).items() if k != "predictions"} for s in r.seeds], "recipe": r.recipe,
-                               "recipe_id": recipe_id(r.recipe), "data_fingerprint": r.data_fingerprint,
+                               "recipe_id": recipe_id(r.recipe), "method": method_of(r.recipe),
+                               "data_fingerprint": r.data_fingerprint,
                                "data": self.data, "max_train_examples": self.max_train_examples,
                                "max_eval_examples": self.max_eval_examples, "created": r.created}
             models.append({"name": m.name, "path": m.path, "backbone": m.backbone, "objective": m.objective,
@@ -339,7 +350,8 @@ def _task_data(spec: TaskSpec, data_dir: str | Path | None, max_train: int | Non
 def _bench_task(src: ModelSource, spec: TaskSpec, data: TaskData, recipe: Recipe, seeds: int, device: str,
                 use_cache: bool, progress: Progress | None) -> TaskResult:
     fingerprint = data.fingerprint()
-    prepared: Prepared | None = None
+    recipe = resolve_recipe_method(recipe, src.backbone_name)
+    prepared: Prepared | Verbalized | None = None
     out = []
     for seed in range(seeds):
         key = cache_key(src, spec.name, seed, recipe, fingerprint, device)
@@ -369,6 +381,19 @@ def _bench_task(src: ModelSource, spec: TaskSpec, data: TaskData, recipe: Recipe
             except OSError as exc:
                 log.warning("cannot write the result cache %s (%s); results are not cached", path, exc)
     return TaskResult(spec.name, spec.metric_names(), out, recipe.to_dict(), fingerprint)
+
+
+def resolve_recipe_method(recipe: Recipe, backbone_name: str) -> Recipe:
+    """``method = "auto"`` made explicit for an encoder-decoder (text-to-text, as T5 fine-tuned), so its
+    results record the method and never share a cache entry with encoder-head results."""
+    if recipe.method != "auto":
+        return recipe
+    from zoo import registry
+    from zoo.family import Family
+
+    if registry.load("backbone", backbone_name).family == Family.ENCODER_DECODER:
+        return replace(recipe, method="text-to-text")
+    return recipe
 
 
 def write_model_reports(result: BenchResult) -> list[Path]:

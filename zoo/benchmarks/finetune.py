@@ -33,6 +33,14 @@ from zoo.batch import SpecialTokens
 from zoo.benchmarks.data import TaskData
 from zoo.benchmarks.encoding import Encoded, TaskBatch, collate, encode, plain_tokenizer
 from zoo.benchmarks.scoring import compute_metrics
+from zoo.benchmarks.text_to_text import (
+    DECODINGS,
+    METHODS,
+    Verbalized,
+    finetune_text_to_text,
+    resolve_method,
+    verbalize,
+)
 from zoo.errors import ConfigError, DataError, NonFiniteLossError
 from zoo.family import Family
 from zoo.models.base import Backbone
@@ -67,6 +75,9 @@ class Recipe:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-6
+    # auto (text-to-text for an encoder-decoder, as T5; head otherwise) | head | text-to-text
+    method: str = "auto"
+    decoding: str = "greedy"  # text-to-text predictions: greedy | rank (over the label words)
 
     def __post_init__(self) -> None:
         checks = {
@@ -75,25 +86,37 @@ class Recipe:
             "weight_decay": self.weight_decay >= 0, "dropout": 0 <= self.dropout < 1,
             "max_length": self.max_length >= 4, "pooling": self.pooling in POOLINGS,
             "grad_clip": self.grad_clip >= 0, "attention": self.attention in ATTENTIONS,
+            "method": self.method in METHODS, "decoding": self.decoding in DECODINGS,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             k = bad[0]
             extra = {"pooling": f" (one of {', '.join(POOLINGS)})",
-                     "attention": f" (one of {', '.join(ATTENTIONS)})"}.get(k, "")
+                     "attention": f" (one of {', '.join(ATTENTIONS)})", "method": f" (one of {', '.join(METHODS)})",
+                     "decoding": f" (one of {', '.join(DECODINGS)})"}.get(k, "")
             raise ConfigError(f"recipe: invalid {k} = {getattr(self, k)!r}{extra}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def hash(self) -> str:
-        """Stable id of the hyper-parameters (part of the result-cache key). ``attention = "auto"`` is left
-        out: it resolves from the checkpoint alone (already in the key), and results cached before the
-        option existed stay valid."""
-        d = self.to_dict()
+        """Stable id of the hyper-parameters (part of the result-cache key). ``attention = "auto"``,
+        ``method = "auto"`` and ``decoding = "greedy"`` are left out: they resolve from the checkpoint alone
+        (already in the key; ``zoo bench`` records an encoder-decoder's resolved method), and results cached
+        before the options existed stay valid."""
+        d = neutral_recipe(self.to_dict())
         if d["attention"] == "auto":
             del d["attention"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+NEUTRAL = {"method": "auto", "decoding": "greedy"}
+
+
+def neutral_recipe(d: dict[str, Any]) -> dict[str, Any]:
+    """A recipe dict without the options added later at their neutral values (``NEUTRAL``): what its ids
+    hash, so ids of results recorded before those options existed stay the same."""
+    return {k: v for k, v in d.items() if NEUTRAL.get(k, object()) != v}
 
 
 def recipes_for(tasks: Sequence[str], base: Recipe | None = None, overrides: Sequence[str] = ()) -> dict[str, Recipe]:
@@ -239,12 +262,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def prepare(data: TaskData, tokenizer: Tokenizer, special: SpecialTokens, backbone: Backbone,
-            recipe: Recipe) -> Prepared:
-    """Encode the training and evaluation splits (truncated to the recipe's / model's max length)."""
+            recipe: Recipe) -> Prepared | Verbalized:
+    """Encode the training and evaluation splits (truncated to the recipe's / model's max length), in the
+    layout of the recipe's method (``Verbalized`` for text-to-text)."""
     max_length = min(recipe.max_length, backbone.spec.max_positions)
     if max_length < recipe.max_length:
         log.warning("%s: max_length %d exceeds the model's %d positions; using %d", data.spec.name,
                     recipe.max_length, backbone.spec.max_positions, max_length)
+    if resolve_method(recipe.method, backbone) == "text-to-text":
+        return verbalize(data, tokenizer, special, max_length)
     tok = plain_tokenizer(tokenizer)
     segments = "segments" in backbone.capabilities
     regression = data.spec.is_regression
@@ -265,9 +291,10 @@ def prepare(data: TaskData, tokenizer: Tokenizer, special: SpecialTokens, backbo
 
 def finetune(backbone: Backbone, tokenizer: Tokenizer, special: SpecialTokens, data: TaskData,
              recipe: Recipe | None = None, seed: int = 0, device: str | torch.device = "auto",
-             progress: Progress | None = None, prepared: Prepared | None = None,
+             progress: Progress | None = None, prepared: Prepared | Verbalized | None = None,
              label: str | None = None) -> FinetuneResult:
-    """Fine-tune a copy of ``backbone`` with a new head on ``data.train``; score it on ``data.evals``.
+    """Fine-tune a copy of ``backbone`` on ``data.train`` with the recipe's method (a new head on its
+    states, or text-to-text: ``zoo.benchmarks.text_to_text``); score it on ``data.evals``.
 
     Deterministic on CPU given ``seed`` (head init, dropout, shuffling); the global RNG state is
     restored afterwards.
@@ -275,8 +302,14 @@ def finetune(backbone: Backbone, tokenizer: Tokenizer, special: SpecialTokens, d
     recipe = recipe or Recipe()
     dev = resolve_device(device)
     spec = data.spec
+    if resolve_method(recipe.method, backbone) == "text-to-text":
+        prepared = prepared or prepare(data, tokenizer, special, backbone, recipe)
+        assert isinstance(prepared, Verbalized)
+        return finetune_text_to_text(backbone, tokenizer, special, data, recipe, seed, dev, progress, prepared,
+                                     label or f"{spec.name} seed {seed}")
     pooling = resolve_pooling(recipe.pooling, backbone, special)
     prepared = prepared or prepare(data, tokenizer, special, backbone, recipe)
+    assert isinstance(prepared, Prepared)
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)
@@ -308,21 +341,8 @@ def _train(model: TaskModel, enc: Encoded, regression: bool, recipe: Recipe, see
     if enc.labels is None:
         raise DataError("the training split has no labels")
     n = len(enc)
-    per_epoch = math.ceil(n / recipe.batch_size)
-    total = per_epoch * recipe.epochs
-    warmup = int(recipe.warmup * total)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=recipe.lr, betas=(recipe.beta1, recipe.beta2), eps=recipe.eps)
-
-    def lr_lambda(step: int) -> float:  # linear warmup, then linear decay to 0
-        if step < warmup:
-            return step / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    total = math.ceil(n / recipe.batch_size) * recipe.epochs
+    opt, sched = make_optimizer(model, recipe, total)
     shuffle = torch.Generator().manual_seed(seed)
     causal = model.causal
     if progress is not None:
@@ -358,6 +378,24 @@ def _train(model: TaskModel, enc: Encoded, regression: bool, recipe: Recipe, see
         if progress is not None:
             progress.finish()
     return step, float(np.mean(epoch_losses))
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe, total: int) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW (matrices decayed, biases and norms not) and linear warmup then linear decay to 0 over ``total``
+    steps."""
+    warmup = int(recipe.warmup * total)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=recipe.lr, betas=(recipe.beta1, recipe.beta2), eps=recipe.eps)
+
+    def lr_lambda(step: int) -> float:  # linear warmup, then linear decay to 0
+        if step < warmup:
+            return step / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
 
 
 @torch.no_grad()

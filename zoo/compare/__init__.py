@@ -8,6 +8,7 @@ Public API::
     result = run_study(settings, "studies/demo")   # trains, benchmarks, writes report.md + PNGs
     result.groups[0].average                          # Estimate(point, low, high, n, confidence, method)
     result.pairs[0].seeds.p, result.pairs[0].items    # exact sign-flip p; per-task seed-and-item test
+    result.curves()                                   # CurveStudy: compute multipliers when arms have several budgets
 
 Importing this package is cheap; training, benchmarking and plotting load on use.
 """
@@ -26,6 +27,8 @@ _EXPORTS = {
     "seed_item_test": "zoo.compare.stats", "sign_flip_test": "zoo.compare.stats", "holm": "zoo.compare.stats",
     "seeds_needed": "zoo.compare.stats", "bootstrap_ci": "zoo.compare.stats",
     "write_report": "zoo.compare.report", "objective_color": "zoo.compare.plots",
+    "study_curves": "zoo.compare.curves", "arm_curve": "zoo.compare.curves", "multiplier": "zoo.compare.curves",
+    "CurveStudy": "zoo.compare.curves", "Multiplier": "zoo.compare.curves", "ArmCurve": "zoo.compare.curves",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -67,7 +67,7 @@ def figures(result: ComparisonResult) -> dict[str, Any]:
     out = {}
     per_task = phenomena_figure if result.bench.get("kind") == "minimal-pairs" else scores_figure
     for name, fn in (("curves", curves_figure), ("scores", per_task), ("pairs", pairs_figure),
-                     ("compute", compute_figure)):
+                     ("compute", compute_figure), ("scaling", scaling_figure)):
         fig = fn(result)
         if fig is not None:
             out[name] = fig
@@ -80,7 +80,7 @@ def plot_all(result: ComparisonResult, out: Path, keep: tuple[str, ...] = ()) ->
     out = Path(out)
     made = figures(result)
     written = {}
-    for name in ("curves", "scores", "pairs", "compute"):
+    for name in ("curves", "scores", "pairs", "compute", "scaling"):
         path = out / f"{name}.png"
         if name in made:
             with fileio.staged(path) as tmp:
@@ -277,3 +277,62 @@ def compute_figure(result: ComparisonResult) -> Figure | None:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Compute used per run (bar: median over seeds, dots: seeds)", fontsize=10)
     return fig
+
+
+def scaling_figure(result: ComparisonResult) -> Figure | None:
+    """Minimal-pair accuracy vs training FLOPs (log axis), the macro average and then one panel per
+    phenomenon: per arm the mean over seeds with a band from the lowest to the highest seed and the fitted
+    line, the count-model baselines as horizontal lines; only when an arm was trained at several budgets."""
+    from zoo.benchmarks.ngram import LENGTH
+
+    study = result.curves()
+    if study is None or not study.curves:
+        return None
+    counts = {n: acc for n, acc in (result.bench.get("baselines") or {}).items()
+              if not n.startswith(LENGTH) and all(p in acc for p in result.tasks)}
+    panels = [("macro average over paradigms", study.curves, list(result.tasks))]
+    groups = result.bench.get("groups") or {}
+    panels += [(name.replace("_", " "), study.phenomena[name], groups.get(name, [])) for name in study.phenomena]
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = _figure(5.2 * ncols if len(panels) > 1 else 7.5, 3.8 * nrows + 0.7)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, (title, curves, paradigms) in zip(axes, panels, strict=False):
+        _scaling_panel(ax, curves, {n: float(np.mean([acc[p] for p in paradigms])) for n, acc in counts.items()
+                                    if paradigms})
+        ax.set_title(title, fontsize=9)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"{result.suite.upper()} accuracy vs training compute: dots = mean over seeds, band = lowest to "
+                 "highest seed, line = fitted (logit-linear in log FLOPs; none where the curve is not monotone), "
+                 "grey = count models, dotted = chance", fontsize=9)
+    return fig
+
+
+def _scaling_panel(ax: Any, curves: list[Any], counts: dict[str, float]) -> None:
+    from zoo.compare.curves import band, fitted_curve
+
+    for c in curves:
+        color = objective_color(c.objective)
+        style, marker = backbone_style(c.backbone)
+        x, mean, low, high = band(c)
+        ax.fill_between(x, 100 * low, 100 * high, color=color, alpha=0.18, linewidth=0)
+        ax.plot(x, 100 * mean, linestyle="none", marker=marker, color=color, markersize=5,
+                label=f"{c.label} ({len(c.seeds)} seed{'s' if len(c.seeds) > 1 else ''})")
+        if c.monotone and len(x) > 1:
+            xs = np.geomspace(x[0], x[-1], 50)
+            fit = fitted_curve(c, xs)
+            if fit is not None:
+                ax.plot(xs, 100 * fit, linestyle=style, color=color, linewidth=1.4)
+        else:
+            ax.plot(x, 100 * mean, linestyle=":", color=color, linewidth=1)
+    for i, (name, value) in enumerate(counts.items()):
+        ax.axhline(100 * value, color="#555555", linestyle=[":", "--", "-."][i % 3], linewidth=1)
+        ax.annotate(name, (0.01, 100 * value), xycoords=("axes fraction", "data"), fontsize=7, color="#555555",
+                    va="bottom")
+    ax.axhline(50, color="#999999", linestyle=":", linewidth=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs")
+    ax.set_ylabel("accuracy x100")
+    ax.grid(alpha=0.3, which="both")

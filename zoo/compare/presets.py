@@ -35,7 +35,7 @@ class StudyPreset:
     objectives: tuple[str, ...]
     backbones: tuple[str, ...]
     seeds: int
-    budget: str
+    budget: str | None
     data: str | None
     size: str
     seq_len: int | None
@@ -51,6 +51,7 @@ class StudyPreset:
     max_train_examples: int | None
     max_eval_examples: int | None
     max_pairs: int | None  # pairs per paradigm of a zero-shot suite
+    hours: float | None = None  # size the study by wall time (``--hours``) instead of ``budget`` (then None)
 
     def options(self) -> dict[str, Any]:
         """Option name (the ``zoo compare`` parameter) -> value, lists joined as the CLI spells them."""

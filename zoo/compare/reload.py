@@ -115,6 +115,7 @@ def report_from_study(out: str | Path, count_models: bool = True) -> ComparisonR
     first, *others = results
     first.others = others
     first.wall_s = data.get("wall_s_total")
+    first.plan = data.get("plan") or {}
     return first
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from zoo import fileio
 from zoo.compare.results import ComparisonResult, Group
-from zoo.compare.stats import Estimate, ItemComparison, format_level, seeds_needed, sign_flip_min_seeds
+from zoo.compare.stats import Estimate, ItemComparison, format_level, holm, seeds_needed, sign_flip_min_seeds
 from zoo.compare.study import BASELINE
 
 log = logging.getLogger(__name__)
@@ -286,6 +287,112 @@ def scores_section(result: ComparisonResult, figures: dict[str, Path], suite_tit
         if any(p.items for p in result.pairs):
             lines += [f"## Paired comparison over evaluation items{suite}", "", *_item_notes(result), ""]
             lines += _md(item_table(result)) + [""]
+    lines += multiplier_lines(result, figures, suite, prefix, loss=not prefix)
+    return lines
+
+
+def _curve_rows(curves: list) -> list[list[str]]:
+    from zoo.compare.curves import slope_per_decade
+
+    rows = []
+    for c in curves:
+        s = slope_per_decade(c)
+        slope = "-" if s is None else f"{s.point:+.3f}"
+        if s is not None and s.has_interval:
+            slope += f" [{s.low:+.3f}, {s.high:+.3f}]"
+        rows.append([c.backbone, c.objective, str(c.budgets), str(len(c.seeds)), slope,
+                     "yes" if c.monotone else "no", c.reason or "yes"])
+    return rows
+
+
+def _multiplier_rows(pairs: list, adj: list[float] | None = None) -> list[list[str]]:
+    """One row per multiplier; p (Holm) over ``pairs`` unless ``adj`` gives the adjusted values."""
+    adj = holm([m.p for m in pairs]) if adj is None else adj
+    return [[" ".join(m.a), " ".join(m.b), m.text(), _p(m.p), _p(p_holm) if m.log_k else "-",
+             str(m.beyond) if m.log_k else "-", m.reading(p_holm)] for m, p_holm in zip(pairs, adj, strict=True)]
+
+
+CURVE_COLUMNS = ["backbone", "objective", "budgets", "seeds", "slope per 10x FLOPs [t interval over seeds]",
+                 "monotone", "usable for a multiplier"]
+MULTIPLIER_COLUMNS = ["A", "B", "k(A -> B) [interval]", "p (sign-flip, seeds)", "p (Holm)",
+                      "seeds extrapolated", "reading"]
+
+
+def multiplier_lines(result: ComparisonResult, figures: dict[str, Path], suite: str = "", prefix: str = "",
+                     loss: bool = True) -> list[str]:
+    """The ``Compute multipliers`` section: present when an arm was trained at 2 or more budgets."""
+    from zoo.compare.curves import method_note
+
+    study = result.curves()
+    if study is None:
+        return []
+    lines = [f"## Compute multipliers{suite}", "", method_note(result.confidence), ""]
+    if result.bench.get("kind") != "minimal-pairs":
+        lines += ["Task scores of a fine-tuning suite are not fitted: their average mixes metrics (MCC, F1) that "
+                  "have no logit scale. Only the held-out loss is.", ""]
+    if study.curves:
+        lines += ["Per arm: the slope of the fitted line (logit of the macro-average accuracy per factor 10 of "
+                  "training FLOPs) with its t interval over seeds, and whether the arm can be used.", ""]
+        lines += _md((CURVE_COLUMNS, _curve_rows(study.curves))) + [""]
+        if study.pairs:
+            lines += [f"Multipliers on the macro average over paradigms; p (Holm) over the {len(study.pairs)} "
+                      "pair(s). The reading follows the interval.", ""]
+            lines += _md((MULTIPLIER_COLUMNS, _multiplier_rows(study.pairs))) + [""]
+        if "scaling" in figures:
+            lines += [f"![Accuracy vs training FLOPs]({prefix}scaling.png)", ""]
+    if study.phenomena:
+        flags = [f"{c.label} on {name}" + (f" (paradigms that fall: {', '.join(c.falling)})" if c.falling else "")
+                 for name, cs in study.phenomena.items() for c in cs if not c.monotone]
+        lines += ["Per phenomenon (mean accuracy over its paradigms). Not monotone: "
+                  + ("; ".join(flags) if flags else "none") + ". Early training can learn word frequencies that "
+                  "mislead some paradigms, so a phenomenon's curve may fall before it rises; no line is fitted "
+                  "through such a curve.", ""]
+        keyed = [(name, m) for name, ms in study.phenomenon_pairs.items() for m in ms]
+        adj = holm([m.p for _, m in keyed])  # one family: every (phenomenon, pair)
+        rows = [[name, *row] for (name, _), row in zip(keyed, _multiplier_rows([m for _, m in keyed], adj),
+                                                        strict=True)]
+        if rows:
+            lines += [f"p (Holm) over all {len(rows)} (phenomenon, pair) multipliers.", ""]
+            lines += _md((["phenomenon", *MULTIPLIER_COLUMNS], rows)) + [""]
+    if loss and study.loss_curves:
+        lines += ["Held-out loss (the final validation loss, fitted negated so that a rising line is an "
+                  "improving one): losses of different objectives measure different predictions, so a loss "
+                  "multiplier is computed only between arms with the same objective on backbones of the same "
+                  "tokenizer family.", ""]
+        lines += _md((CURVE_COLUMNS, _curve_rows(study.loss_curves))) + [""]
+        if study.loss_pairs:
+            lines += _md((MULTIPLIER_COLUMNS, _multiplier_rows(study.loss_pairs))) + [""]
+        else:
+            lines += ["No pair of arms shares an objective and a tokenizer family: no loss multiplier.", ""]
+    return lines
+
+
+def plan_table(plan: dict) -> Table:
+    """Planned vs actual wall time per phase of a study planned by wall time (study.json "plan")."""
+    from zoo.compare.plan import PHASES
+
+    planned, actual = plan["plan"]["phases"], plan.get("actual", {})
+    rows = [[phase, _seconds(planned.get(phase)), _seconds(actual.get(phase)) if phase in actual else "-"]
+            for phase in PHASES]
+    total_a = sum(actual.get(p, 0.0) for p in PHASES)
+    rows.append(["total", _seconds(sum(planned.get(p, 0.0) for p in PHASES)), _seconds(total_a)])
+    return ["phase", "planned", "actual"], rows
+
+
+def plan_lines(plan: dict) -> list[str]:
+    """The "Plan vs actual" section (empty for a study given its budget)."""
+    if not plan or "plan" not in plan:
+        return []
+    p = plan["plan"]
+    pairs = "all pairs" if p.get("max_pairs") is None else f"{p['max_pairs']} pairs per paradigm"
+    lines = ["## Plan vs actual", "",
+             f"Planned for {p['hours']:g} h on this machine from measured speeds: {p['budget']} per run "
+             f"({p['layout']} = jobs x threads), {pairs}, training {p['phases']['train'] / (3600 * p['hours']):.0%} of "
+             f"the {p['hours']:g} h. "
+             "Actual times are wall times of every invocation together; other work on the machine lengthens them.", ""]
+    lines += _md(plan_table(plan)) + [""]
+    for note in p.get("notes", []):
+        lines += [f"> **Note.** {note}", ""]
     return lines
 
 
@@ -311,6 +418,7 @@ def markdown(result: ComparisonResult, figures: dict[str, Path],
     lines += _md(compute_table(result)) + [""]
     if "compute" in figures:
         lines += ["![Compute used per run](compute.png)", ""]
+    lines += plan_lines(result.plan)
     lines += ["## Validation loss", "",
               "Each objective's own held-out loss (the `kind: eval` records of `metrics.jsonl`) against training "
               "FLOPs. Losses of different objectives measure different predictions (masked tokens, the next token, "
@@ -453,7 +561,16 @@ def _benchmark_line(result: ComparisonResult) -> str:
                f" dev sets from {b.get('data', 'hub')}" + (f"; {limits}" if limits else "")
                + f"; fine-tuning recipe lr {recipe.get('lr')}, {recipe.get('epochs')} epochs, batch "
                f"{recipe.get('batch_size')}, max length {recipe.get('max_length')}"
-               + (f" (per task: {', '.join(varying)} differ)" if varying else "") + ".")
+               + (f" (per task: {', '.join(varying)} differ)" if varying else "") + "; " + _method_words(recipe) + ".")
+
+
+def _method_words(recipe: dict[str, Any]) -> str:
+    """How the recipe fine-tunes: its ``method`` (``auto``: text-to-text for t5, a task head otherwise)."""
+    method = recipe.get("method", "auto")
+    decoding = f" ({recipe.get('decoding', 'greedy')} decoding)"
+    if method == "auto":
+        return f"method auto: t5 text-to-text{decoding}, other backbones a task head"
+    return "method text-to-text" + decoding if method == "text-to-text" else "method head (a task head on the states)"
 
 
 def write_report(result: ComparisonResult, out: str | Path, keep_figures: tuple[str, ...] = ()) -> Path:

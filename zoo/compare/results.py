@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from zoo.compare.stats import (
 )
 from zoo.compare.study import BASELINE
 from zoo.train.config import Budget
+
+if TYPE_CHECKING:
+    from zoo.compare.curves import CurveStudy
 
 RESULTS_FORMAT = 2
 
@@ -263,6 +266,7 @@ class ComparisonResult:
     items: dict[str, dict[str, ItemValues]] = field(default_factory=dict)  # run name -> task -> per-item values
     confidence: float = DEFAULT_CONFIDENCE
     others: list[ComparisonResult] = field(default_factory=list)  # the same runs on the study's other suites
+    plan: dict[str, Any] = field(default_factory=dict)  # study.json "plan": a study planned by wall time
 
     def __post_init__(self) -> None:
         self.groups = summarize([*self.runs, *self.baselines], self.tasks, self.statistic, self.confidence)
@@ -314,7 +318,16 @@ class ComparisonResult:
             "pairs": [{"backbone": p.backbone, "a": p.a, "b": p.b, "seeds": p.seeds.to_dict(),
                        "items": {t: c.to_dict() for t, c in p.items.items()}} for p in self.pairs],
             "others": [o.to_dict() for o in self.others],
+            "multipliers": curves.to_dict() if (curves := self.curves()) else None,
+            **({"plan": self.plan} if self.plan else {}),
         }
+
+    def curves(self) -> CurveStudy | None:
+        """Score and loss curves against FLOPs with the compute multipliers (``zoo.compare.curves.CurveStudy``),
+        when an arm was trained at several budgets; else None."""
+        from zoo.compare.curves import curves_for
+
+        return curves_for(self)
 
     def write_json(self, path: Path) -> None:
         def clean(v: Any) -> Any:

@@ -70,11 +70,15 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
               write_report: bool = True) -> ComparisonResult:
     """Train every compatible (objective, backbone) pair for every seed at ``settings.budget``, benchmark
     them and the from-scratch baselines, and write ``report.md``, plots and ``results.json`` into ``out``.
+    With ``settings.hours`` (and no budget) the budget, layout and pairs scored are planned first
+    (``zoo.compare.planning``); with ``settings.jobs``/``threads`` runs train in worker processes.
 
     Rerunning with the same settings resumes: finished runs (a checkpoint that reached the budget) are
     reused, interrupted runs continue from their newest checkpoint, fine-tuning results come from the cache.
     ``out`` is locked for the whole command (a second ``zoo compare`` into it is refused).
     """
+    if settings.hours is not None and settings.budget is not None:
+        raise ConfigError(f"--budget {settings.budget} and --hours {settings.hours:g} both size the runs; give one")
     with claim_study(Path(out).resolve()):
         return _run_study(settings, out, command=command, train_fn=train_fn, bench_fn=bench_fn,
                           train_progress=train_progress, bench_progress=bench_progress, write_report=write_report)
@@ -94,10 +98,59 @@ def _run_study(settings: StudySettings, out: str | Path, *, command: str | None,
         log.info("skipping %s x %s: %s", s.objective, s.backbone, s.reason)
     study = StudyFile(out)
     study.load_or_start(settings, grid, command)
+    t0 = time.perf_counter()
     tokenizers = _ensure_tokenizers(settings, grid, out, study)
+    phase_time(study, "tokenizers", time.perf_counter() - t0)
+    if settings.hours is not None:
+        from zoo.compare.planning import apply_plan, plan_for
+
+        settings = apply_plan(settings, plan_for(settings, grid, tokenizers, out, study), study)
     budget = settings.budget_spec
 
     order = [(cell, seed) for seed in settings.seeds for cell in grid.cells]  # a partial study covers all cells
+    t_train = time.perf_counter()
+    infos = _train_grid(settings, grid, order, tokenizers, out, study, train_fn, train_progress)
+    phase_time(study, "train", time.perf_counter() - t_train)
+    runs = [infos[run_name(c, s)] for c in grid.cells for s in settings.seeds]
+
+    notes = _budget_notes(budget)
+    t_bench = time.perf_counter()
+    result = _benchmark_and_collect(runs, settings.bench, out, bench_fn, bench_progress, study, mode="study",
+                                    settings=settings.to_dict(), notes=notes, command=command,
+                                    skipped=[{"objective": s.objective, "backbone": s.backbone, "reason": s.reason}
+                                             for s in grid.skipped],
+                                    tokenizers=study.data.get("tokenizers", {}))
+    phase_time(study, "bench", time.perf_counter() - t_bench)
+    result.wall_s = study.data.get("wall_s_total", 0.0) + time.perf_counter() - t_start
+    study.data["wall_s_total"] = result.wall_s
+    study.data["cpu_s_total"] = study.data.get("cpu_s_total", 0.0) + time.process_time() - c_start
+    study.save()
+    if write_report:
+        from zoo.compare.report import write_report as write
+
+        t_report = time.perf_counter()
+        result.plan = study.data.get("plan", {})
+        write(result, out)
+        phase_time(study, "report", time.perf_counter() - t_report)
+    return result
+
+
+def phase_time(study: StudyFile, phase: str, seconds: float) -> None:
+    """Add ``seconds`` to the wall time spent in ``phase`` (study.json "plan" / "actual"), all invocations."""
+    actual = study.data.setdefault("plan", {}).setdefault("actual", {})
+    actual[phase] = actual.get(phase, 0.0) + seconds
+    study.save()
+
+
+def _train_grid(settings: StudySettings, grid: Grid, order: list[tuple[Cell, int]], tokenizers: dict[str, Path],
+                out: Path, study: StudyFile, train_fn: TrainFn | None,
+                train_progress: TrainProgress | None) -> dict[str, RunInfo]:
+    """Train (or reuse) every run of ``order``: one at a time in this process, or in worker processes as
+    ``settings.layout`` says (each run's weights are those it gets in process on as many threads)."""
+    if train_fn is None:
+        from zoo.train.trainer import train as train_fn
+    budget = settings.budget_spec
+    jobs: list[Any] = []
     families = grid.families()
     infos: dict[str, RunInfo] = {}
     for i, (cell, seed) in enumerate(order, 1):
@@ -118,6 +171,11 @@ def _run_study(settings: StudySettings, out: str | Path, *, command: str | None,
             continue
         eval_every = _eval_every(settings, cell, tokenizers[family], out, study)
         cfg = run_config(settings, cell, seed, run_dir, tokenizers[family], eval_every)
+        if settings.layout is not None:
+            from zoo.compare.parallel import Job
+
+            jobs.append((Job(name, cfg), cell, seed))
+            continue
         what = "resuming" if state is not None else "training"
         log.info("[%d/%d] %s %s (%s)", i, len(order), what, name, budget)
         study.update(name, status="training", objective=cell.objective, backbone=cell.backbone, seed=seed,
@@ -141,23 +199,41 @@ def _run_study(settings: StudySettings, out: str | Path, *, command: str | None,
                      cpu_s=study.run(name).get("cpu_s", 0.0) + time.process_time() - c0)
         infos[name] = _run_info(run_dir, name, study.run(name))
         study.update(name, counters=infos[name].counters())  # a report can be rewritten without the run
-    runs = [infos[run_name(c, s)] for c in grid.cells for s in settings.seeds]
+    if jobs:
+        _train_parallel(settings, jobs, out, study, infos)
+    return infos
 
-    notes = _budget_notes(budget)
-    result = _benchmark_and_collect(runs, settings.bench, out, bench_fn, bench_progress, study, mode="study",
-                                    settings=settings.to_dict(), notes=notes, command=command,
-                                    skipped=[{"objective": s.objective, "backbone": s.backbone, "reason": s.reason}
-                                             for s in grid.skipped],
-                                    tokenizers=study.data.get("tokenizers", {}))
-    result.wall_s = study.data.get("wall_s_total", 0.0) + time.perf_counter() - t_start
-    study.data["wall_s_total"] = result.wall_s
-    study.data["cpu_s_total"] = study.data.get("cpu_s_total", 0.0) + time.process_time() - c_start
-    study.save()
-    if write_report:
-        from zoo.compare.report import write_report as write
 
-        write(result, out)
-    return result
+def _train_parallel(settings: StudySettings, jobs: list[Any], out: Path, study: StudyFile,
+                    infos: dict[str, RunInfo]) -> None:
+    from zoo.compare.parallel import Job, run_jobs
+    from zoo.compare.plan import Layout
+
+    assert settings.layout is not None
+    layout = Layout(*settings.layout)
+    cells = {job.name: (cell, seed) for job, cell, seed in jobs}
+
+    def started(job: Job) -> None:
+        cell, seed = cells[job.name]
+        log.info("training %s (%s) in a worker process, %d thread(s)", job.name, settings.budget, layout.threads)
+        study.update(job.name, status="training", objective=cell.objective, backbone=cell.backbone, seed=seed,
+                     path=str(job.config.run_dir), error=None)
+
+    def done(job: Job, error: str | None, wall: float, cpu: float) -> None:
+        cell, seed = cells[job.name]
+        rec = study.run(job.name)
+        times = {"wall_s": rec.get("wall_s", 0.0) + wall, "cpu_s": rec.get("cpu_s", 0.0) + cpu}
+        if error is not None:
+            study.update(job.name, status="failed", error=error, **times)
+            infos[job.name] = RunInfo(job.name, cell.backbone, cell.objective, seed, str(job.config.run_dir),
+                                      status="failed", error=error, budget=settings.budget)
+            return
+        study.update(job.name, status="done", **times)
+        infos[job.name] = _run_info(Path(job.config.run_dir), job.name, study.run(job.name))
+        study.update(job.name, counters=infos[job.name].counters())
+
+    log.info("training %d run(s), %d at a time on %d thread(s) each", len(jobs), layout.jobs, layout.threads)
+    run_jobs([j for j, _, _ in jobs], layout, out / "jobs", started, done)
 
 
 def _check_tasks(options: BenchOptions) -> None:

@@ -45,7 +45,7 @@ def auto_evals(steps: int) -> int:
     return min(50, max(4, steps // STEPS_PER_EVAL))
 
 
-MUTABLE_SETTINGS = ("objectives", "backbones", "seeds", "evals", "bench")
+MUTABLE_SETTINGS = ("objectives", "backbones", "seeds", "evals", "bench", "jobs", "threads")
 # Config keys a finished run may differ in and still be reused (they do not change the weights).
 REUSABLE_DIFFS = ("out", "train.log_every", "train.eval_every", "train.checkpoint_every", "train.checkpoint_minutes",
                   "train.keep_last", "train.tensorboard", "train.report_to", "train.prefetch", "data.cache_dir", "train.device",
@@ -110,7 +110,7 @@ class StudySettings:
 
     objectives: list[str]
     backbones: list[str]
-    budget: str
+    budget: str | None  # None: planned from ``hours`` (zoo.compare.plan)
     seeds: list[int] = field(default_factory=lambda: list(range(DEFAULT_SEEDS)))
     data: str | None = None  # pretraining corpus (None: the embedded default corpus)
     size: str = "mini"
@@ -120,6 +120,9 @@ class StudySettings:
     train_overrides: list[str] = field(default_factory=list)  # --set key.path=value for every run
     evals: int = 0  # evaluation points per run (the loss curves) when train.eval_every is not set; 0: auto_evals
     bench: BenchOptions = field(default_factory=BenchOptions)
+    hours: float | None = None  # plan the budget so the whole study takes this many hours here
+    jobs: int = 1  # runs trained at once (each in its own process when above 1 or with ``threads``)
+    threads: int | None = None  # threads per training process (None: in process, torch's default)
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -134,8 +137,16 @@ class StudySettings:
             raise ConfigError(f"--evals must be at least 1 (or 0: one per ~{STEPS_PER_EVAL} steps), got {self.evals}")
         if isinstance(self.bench, dict):
             self.bench = BenchOptions(**self.bench)
+        if self.hours is not None and not (0 < self.hours < float("inf")):
+            raise ConfigError(f"--hours must be a positive number, got {self.hours}")
+        if self.jobs < 1 or (self.threads is not None and self.threads < 1):
+            raise ConfigError(f"--jobs and --threads must be at least 1, got {self.jobs} and {self.threads}")
+        self._budget = None
+        if self.budget is None and self.hours is None:
+            raise ConfigError("zoo compare: pass --budget (per run) or --hours (the whole study) to train a study")
         try:
-            self._budget = Budget.parse(self.budget)  # parsed once; read as ``budget_spec``
+            if self.budget is not None:
+                self._budget = Budget.parse(self.budget)  # parsed once; read as ``budget_spec``
         except ValueError as exc:
             raise ConfigError(f"--budget: {exc}") from exc
         for item in self.train_overrides:
@@ -146,7 +157,16 @@ class StudySettings:
 
     @property
     def budget_spec(self) -> Budget:
+        if self._budget is None:
+            raise ValueError("the study's budget is not planned yet")
         return self._budget
+
+    @property
+    def layout(self) -> tuple[int, int] | None:
+        """(jobs, threads) when runs train in worker processes; None: one at a time in this process."""
+        if self.jobs == 1 and self.threads is None:
+            return None
+        return self.jobs, self.threads or 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -274,7 +294,8 @@ def run_name(cell: Cell, seed: int) -> str:
 
 def base_config(settings: StudySettings, backbone: str) -> dict[str, Any]:
     """The config dict shared by the runs of one backbone (before objective, seed and tokenizer)."""
-    data: dict[str, Any] = {"backbone": backbone, "size": settings.size, "train": {"budget": settings.budget}}
+    train = {"budget": settings.budget} if settings.budget is not None else {}  # None: not planned yet
+    data: dict[str, Any] = {"backbone": backbone, "size": settings.size, "train": train}
     if settings.data is not None:
         data["data"] = {"source": settings.data}
     if settings.vocab_size is not None:
@@ -373,7 +394,9 @@ class StudyFile:
                 raise ConfigError(f"{self.path}: not a readable study file ({exc}); choose another --out") from exc
             old = self.data.get("settings", {})
             new = settings.to_dict()
-            diffs = sorted(k for k in set(old) | set(new) if k not in MUTABLE_SETTINGS and old.get(k) != new.get(k))
+            planned = ("budget",) if new.get("hours") is not None else ()  # the plan sets it from stored measurements
+            diffs = sorted(k for k in set(old) | set(new)
+                           if k not in (*MUTABLE_SETTINGS, *planned) and old.get(k) != new.get(k))
             if diffs and not self.trained_anything():  # nothing trained, nothing to protect
                 log.info("%s holds a study that trained nothing yet; starting it over with these settings", self.out)
                 self.data = {"format": STUDY_FORMAT, "created": time.time(), "runs": {}, "baselines": {}}

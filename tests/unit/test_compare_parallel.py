@@ -1,0 +1,51 @@
+"""Runs of a study trained in worker processes, two at once, are bitwise the runs trained one at a
+time in process (on as many threads); a run that fails in its worker is reported and the others finish."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from tests.unit.test_compare_resume import FakeBench, final_weights, tiny_settings
+from zoo import markers
+from zoo.compare.runner import run_study
+
+TIMES = ("train_time_s",)  # counters that are measured, not computed
+
+
+def counters(out: Path) -> dict:
+    runs = json.loads((out / "study.json").read_text())["runs"]
+    return {n: (r["status"], {k: v for k, v in (r.get("counters") or {}).items() if k not in TIMES})
+            for n, r in runs.items()}
+
+
+def test_parallel_jobs_train_the_same_bits_as_sequential_training(corpus: Path, tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:  # the existing path: one run at a time in this process, on one thread
+        sequential = run_study(tiny_settings(corpus, objectives=["mlm"], seeds=[0, 1]), tmp_path / "seq",
+                               bench_fn=FakeBench(), write_report=False)
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "par"
+    (out / "runs").mkdir(parents=True)
+    markers.write_marker(out, "study")
+    (out / "runs" / "bert-mlm-seed2").write_text("a file where a run directory should be")  # that run fails
+    parallel = run_study(tiny_settings(corpus, objectives=["mlm"], seeds=[0, 1, 2], jobs=2, threads=1), out,
+                         bench_fn=FakeBench(), write_report=False)
+
+    for name in ("bert-mlm-seed0", "bert-mlm-seed1"):
+        seq = final_weights(tmp_path / "seq" / "runs" / name).read_bytes()
+        assert final_weights(out / "runs" / name).read_bytes() == seq, name
+    seq_counters, par_counters = counters(tmp_path / "seq"), counters(out)
+    assert {n: par_counters[n] for n in seq_counters} == seq_counters
+    for a, b in zip(sequential.runs, parallel.runs[:2], strict=True):
+        assert (a.name, a.status, a.flops, a.tokens, a.steps) == (b.name, b.status, b.flops, b.tokens, b.steps)
+    failed = parallel.runs[2]
+    assert failed.name == "bert-mlm-seed2" and failed.status == "failed" and "bert-mlm-seed2" in (failed.error or "")
+    assert par_counters["bert-mlm-seed2"][0] == "failed"
+    assert (out / "jobs" / "bert-mlm-seed0.log").is_file()
+    study = json.loads((out / "study.json").read_text())
+    assert study["runs"]["bert-mlm-seed0"]["cpu_s"] > 0  # the worker's CPU time

@@ -1,0 +1,145 @@
+"""Train runs of a study concurrently: each run in its own process (``zoo.compare.worker``) on a set
+number of threads, at most ``jobs`` at a time. A run trains exactly as it would in process; a failed
+run is reported to ``on_done`` with its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo import fileio
+from zoo.compare.plan import Layout
+from zoo.train.config import RunConfig
+from zoo.typed_config import to_dict
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    config: RunConfig
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment of a worker process limited to ``threads`` threads."""
+    env = dict(os.environ)
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[key] = str(threads)
+    return env
+
+
+def start(kind: str, config: RunConfig | list[RunConfig], threads: int, config_path: Path | list[Path],
+          log_path: Path) -> subprocess.Popen:
+    """Start ``python -m zoo.compare.worker KIND`` on ``config`` (written to ``config_path``; a probe takes
+    several), its output (stderr; stdout too unless it is a probe) into ``log_path``."""
+    configs = config if isinstance(config, list) else [config]
+    paths = config_path if isinstance(config_path, list) else [config_path]
+    for cfg, path in zip(configs, paths, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fileio.write_json(path, to_dict(cfg))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    err = open(log_path, "wb")  # noqa: SIM115 - closed when the process is reaped
+    out = subprocess.PIPE if kind == "probe" else err
+    proc = subprocess.Popen([sys.executable, "-m", "zoo.compare.worker", kind, os.pathsep.join(map(str, paths)),
+                             str(threads)],
+                            stdout=out, stderr=err, env=thread_env(threads))
+    proc._zoo_log = err  # type: ignore[attr-defined]
+    proc._zoo_started = time.perf_counter()  # type: ignore[attr-defined]
+    return proc
+
+
+def error_of(log_path: Path, rc: int) -> str:
+    """A failed worker's error: its ``zoo-error:`` line, else the exit code and the log's last line."""
+    lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines() if log_path.is_file() else []
+    for line in reversed(lines):
+        if line.startswith("zoo-error: "):
+            return line.removeprefix("zoo-error: ")
+    tail = next((ln for ln in reversed(lines) if ln.strip()), "")
+    return f"training process exited with code {rc} (log: {log_path}){': ' + tail if tail else ''}"
+
+
+def _stop_on_term() -> Any:
+    """Make SIGTERM stop the loop like Ctrl-C (so workers are signalled, not orphaned); the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def run_jobs(jobs: list[Job], layout: Layout, workdir: Path,
+             on_start: Callable[[Job], None], on_done: Callable[[Job, str | None, float, float], None]) -> None:
+    """Train ``jobs`` in order, ``layout.jobs`` at a time on ``layout.threads`` threads each; ``on_done``
+    gets each job, its error (None: finished), its wall seconds and its CPU seconds, in the order they end."""
+    pending = list(jobs)
+    running: dict[str, tuple[Job, subprocess.Popen, float]] = {}
+    previous = _stop_on_term()
+    try:
+        while pending or running:
+            while pending and len(running) < layout.jobs:
+                job = pending.pop(0)
+                on_start(job)
+                proc = start("train", job.config, layout.threads, workdir / f"{job.name}.json",
+                             workdir / f"{job.name}.log")
+                running[job.name] = (job, proc, time.perf_counter())
+            time.sleep(POLL_S)
+            for name, (job, proc, t0) in list(running.items()):
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid == 0:
+                    continue
+                rc = proc.returncode = os.waitstatus_to_exitcode(status)
+                proc._zoo_log.close()  # type: ignore[attr-defined]
+                del running[name]
+                error = None if rc == 0 else error_of(workdir / f"{name}.log", rc)
+                if error:
+                    log.error("%s failed: %s", name, error)
+                on_done(job, error, time.perf_counter() - t0, usage.ru_utime + usage.ru_stime)
+    except BaseException:  # interrupted: each worker checkpoints its run and stops, as a run in process does
+        for _, proc, _ in running.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        for _, proc, _ in running.values():
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            proc._zoo_log.close()  # type: ignore[attr-defined]
+
+
+def probe_outputs(procs: list[subprocess.Popen], logs: list[Path]) -> list[list[dict]]:
+    """Wait for probe workers; each one's JSON results, one per config (a ConfigError with the log on failure)."""
+    from zoo.errors import ConfigError
+
+    results = []
+    for proc, log_path in zip(procs, logs, strict=True):
+        out, _ = proc.communicate()
+        wall = time.perf_counter() - proc._zoo_started  # type: ignore[attr-defined]
+        proc._zoo_log.close()  # type: ignore[attr-defined]
+        if proc.returncode != 0:
+            raise ConfigError(f"measuring training speed failed: {error_of(log_path, proc.returncode)}")
+        rows = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+        startup = wall - sum(r["setup_s"] + r["seconds"] for r in rows)  # interpreter and imports
+        for r in rows:
+            r["startup_s"] = max(0.0, startup)
+        results.append(rows)
+    return results

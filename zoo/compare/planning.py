@@ -1,0 +1,115 @@
+"""A study sized by wall time: measure (or reuse the measurements in ``study.json``), plan, apply.
+
+``study.json`` "plan" holds ``request`` (the hours and design), ``measurements`` (``zoo.compare.probe``),
+``plan`` (``Plan.to_dict``) and ``actual`` (wall seconds per phase, all invocations). A resumed study
+plans from its stored measurements, so it trains to the same budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from zoo.compare.plan import Measurements, Plan, PlanRequest, make_plan
+from zoo.compare.study import Grid, StudyFile, StudySettings, slug
+
+log = logging.getLogger(__name__)
+
+
+def plan_request(settings: StudySettings, budgets: tuple[float, ...] = (1.0,), cooldown: float = 0.0) -> PlanRequest:
+    """What ``settings`` ask the planner for (``budgets``/``cooldown``: a curve design, relative budgets)."""
+    from zoo.benchmarks.minimal_pairs import SUITES
+
+    assert settings.hours is not None
+    cap = None
+    for suite in settings.bench.suites:
+        if suite in SUITES:
+            cap = settings.bench.for_suite(suite).max_eval_examples
+    return PlanRequest(hours=settings.hours, seeds=len(settings.seeds), budgets=budgets, cooldown=cooldown,
+                       baselines=settings.bench.baselines, max_pairs=cap)
+
+
+def measurements_for(settings: StudySettings, grid: Grid, tokenizers: dict[str, Path], out: Path,
+                     study: StudyFile) -> Measurements:
+    """The stored measurements when they cover this grid on as many cores; else measured now (and stored)."""
+    from zoo.compare.probe import cores, measure
+
+    section = study.data.setdefault("plan", {})
+    stored = section.get("measurements")
+    if stored:
+        m = Measurements.from_dict(stored)
+        if m.cores == cores() and [a.arm for a in m.arms] == [slug(c) for c in grid.cells]:
+            log.info("planning from the measurements stored in %s", study.path)
+            return m
+    log.info("measuring training and evaluation speed of %d arm(s) on %d core(s)", len(grid.cells), cores())
+    t0 = time.perf_counter()
+    m = measure(settings, grid, tokenizers, out)
+    spent = time.perf_counter() - t0
+    actual = section.get("actual", {})
+    m = replace(m, spent_s={"tokenizers": actual.get("tokenizers", 0.0), "measure": spent})
+    section["measurements"] = m.to_dict()
+    actual["measure"] = actual.get("measure", 0.0) + spent
+    section["actual"] = actual
+    study.save()
+    return m
+
+
+def plan_for(settings: StudySettings, grid: Grid, tokenizers: dict[str, Path], out: Path, study: StudyFile) -> Plan:
+    """Measure (or reuse), plan ``settings.hours`` and record request and plan in ``study.json``."""
+    m = measurements_for(settings, grid, tokenizers, out, study)
+    request = plan_request(settings)
+    plan = make_plan(m, request)
+    section = study.data.setdefault("plan", {})
+    section["request"] = asdict(request)
+    section["plan"] = plan.to_dict()
+    study.save()
+    log.info("plan: %s per run, %s layout, %.0f min of training of %.0f min", plan.budget, plan.layout.label,
+             plan.phases["train"] / 60, plan.total_s / 60)
+    return plan
+
+
+def apply_plan(settings: StudySettings, plan: Plan, study: StudyFile) -> StudySettings:
+    """``settings`` with the plan's budget, layout and pairs per paradigm (recorded as the study's)."""
+    bench = settings.bench
+    if plan.max_pairs is not None:
+        bench = replace(bench, max_pairs=plan.max_pairs)
+    planned = replace(settings, budget=plan.budget, jobs=plan.layout.jobs, threads=plan.layout.threads, bench=bench)
+    study.data["settings"] = planned.to_dict()
+    study.save()
+    return planned
+
+
+def plan_study(settings: StudySettings, out: str | Path, command: str | None = None) -> Plan:
+    """``zoo compare --plan-only``: build the study's tokenizers, measure, plan; train nothing. The
+    tokenizers, measurements and plan are kept in ``out``, so running the study then starts from them."""
+    from zoo.compare.runner import _check_tasks, _ensure_tokenizers, absolute_paths, phase_time
+    from zoo.compare.study import claim_study, expand_grid
+
+    out = Path(out).resolve()
+    with claim_study(out):
+        settings = absolute_paths(settings)
+        _check_tasks(settings.bench)
+        grid = expand_grid(settings.objectives, settings.backbones)
+        study = StudyFile(out)
+        study.load_or_start(settings, grid, command)
+        t0 = time.perf_counter()
+        tokenizers = _ensure_tokenizers(settings, grid, out, study)
+        phase_time(study, "tokenizers", time.perf_counter() - t0)
+        return plan_for(settings, grid, tokenizers, out, study)
+
+
+def plan_tables(plan: Plan) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The plan as tables (title, header, rows): the runs of each arm, then the phases."""
+    from zoo.compare.plan import PHASES
+    from zoo.train.estimate import duration
+
+    runs = [[a.arm, ", ".join(f"{b:.2g}" for b in a.budgets), ", ".join(f"{t:.2g}" for t in a.tokens_per_param),
+             duration(a.train_s)] for a in plan.arms]
+    pairs = "all" if plan.max_pairs is None else f"{plan.max_pairs} per paradigm"
+    phases = [[p, duration(plan.phases[p]), f"{plan.phases[p] / plan.total_s:.0%}"] for p in PHASES]
+    phases.append(["total", duration(plan.total_s), f"of {plan.hours:g} h"])
+    return [(f"Plan: {plan.budget} per run, {plan.seeds} seed(s), layout {plan.layout.label} (jobs x threads), "
+             f"pairs scored: {pairs}", ["arm", "FLOPs per run", "tokens per parameter", "training per seed"], runs),
+            ("Expected wall time per phase", ["phase", "time", "share"], phases)]
