@@ -293,7 +293,8 @@ def _compare_presets() -> list[str]:
 
 @cli.command("compare")
 @click.argument("runs", nargs=-1, type=click.Path(exists=True, file_okay=False))
-@click.option("--objectives", help="Objectives to train and compare, e.g. mlm,mlm+nsp,span,clm,prefix.")
+@click.option("--objectives", help="Objectives to train and compare, e.g. mlm,mlm+nsp,span,clm,prefix; "
+              "OBJECTIVE@BACKBONE trains that one pair, e.g. clm@gpt,mlm@bert,span-lm@t5.")
 @click.option("--backbones", default="bert,gpt", show_default=True, help="Backbones; incompatible pairs are skipped.")
 @click.option("--budget", help="Training budget of every run: 3e14flops | 5e6tokens | 2000steps | 10m.")
 @click.option("--budgets", help="A curve: models at each budget, e.g. 1e13,2e13,4e13,8e13flops, as cooldown branches "
@@ -347,6 +348,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
     \b
       zoo compare --objectives mlm,mlm+nsp,span,clm --budget 3e14flops --tasks sst2,cola,mrpc --data-dir glue/
       zoo compare --preset cpu-hour --out studies/cpu-hour     # every setting from the preset
+      zoo compare --objectives clm@gpt,mlm@bert,span-lm@t5 --budget 4e12flops ...   # named pairs only
       zoo compare --objectives clm,mlm --backbones gpt --hours 1 ...   # budget planned to end within 1 hour
       zoo compare --suite blimp,glue --tasks sst2 --data-dir data/ ...   # several suites (data/blimp, data/glue)
       zoo compare runs/a runs/b        # existing runs: benchmark what is missing and report
@@ -357,7 +359,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
     from zoo import console
     from zoo.compare import report
     from zoo.compare.runner import compare_runs, run_study
-    from zoo.compare.study import BenchOptions, StudySettings, split_list
+    from zoo.compare.study import BenchOptions, StudySettings, pair_backbones, split_list
     from zoo.errors import ConfigError
 
     if report_only:
@@ -434,8 +436,14 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
                               "directories")
         if seeds < 1:
             raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-        settings = StudySettings(objectives=split_list(objectives, "--objectives"),
-                                 backbones=split_list(backbones, "--backbones"), budget=budget,
+        objective_list, backbone_list = split_list(objectives, "--objectives"), split_list(backbones, "--backbones")
+        named = pair_backbones(objective_list)
+        if named is not None:  # every objective names its backbone: --backbones has nothing to add
+            if ctx.get_parameter_source("backbones") is not click.core.ParameterSource.DEFAULT:
+                raise ConfigError("--backbones: every --objectives item names its backbone (OBJECTIVE@BACKBONE); "
+                                  "leave --backbones out")
+            backbone_list = named
+        settings = StudySettings(objectives=objective_list, backbones=backbone_list, budget=budget,
                                  seeds=list(range(seeds)), data=data, size=size, seq_len=seq_len,
                                  batch_size=batch_size, vocab_size=vocab_size, train_overrides=list(overrides),
                                  evals=evals, bench=bench, hours=hours, budgets=budgets,

@@ -150,3 +150,45 @@ def test_default_evaluations_scale_with_the_steps() -> None:
 
     assert [auto_evals(n) for n in (10, 400, 1000, 5000, 10**6)] == [4, 8, 20, 50, 50]
     assert settings().evals == 0  # auto unless --evals is given
+
+
+def test_named_pairs_train_exactly_those_pairs() -> None:
+    """``--objectives clm@gpt,mlm@bert,span-lm@t5``: one cell per item, across families, none crossed."""
+    from zoo.compare.study import pair_backbones
+
+    objectives = split_list("clm@gpt, mlm@bert ,span-lm@t5", "--objectives")
+    assert pair_backbones(objectives) == ["gpt", "bert", "t5"]
+    grid = expand_grid(objectives, ["gpt", "bert", "t5"])
+    assert [(c.objective, c.backbone) for c in grid.cells] == [("clm", "gpt"), ("mlm", "bert"), ("span-lm", "t5")]
+    assert not grid.skipped
+    assert [run_name(c, 0) for c in grid.cells] == ["gpt-clm-seed0", "bert-mlm-seed0", "t5-span-lm-seed0"]
+    assert grid.families() == {"gpt": "decoder", "bert": "encoder", "t5": "encoder-decoder"}
+    # a plain item still pairs with every --backbones entry; a pair reaches a backbone not listed there
+    mixed = expand_grid(["mlm", "clm@gpt"], ["bert"])
+    assert [(c.objective, c.backbone) for c in mixed.cells] == [("mlm", "bert"), ("clm", "gpt")]
+    assert pair_backbones(["mlm", "clm@gpt"]) is None
+
+
+def test_named_pairs_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="nsp@gpt cannot train"):
+        expand_grid(["nsp@gpt"], ["gpt"])  # asked for by name: an error, not a skip
+    with pytest.raises(ConfigError, match="OBJECTIVE@BACKBONE"):
+        expand_grid(["clm@"], ["gpt"])
+    with pytest.raises(ConfigError, match="OBJECTIVE@BACKBONE"):
+        expand_grid(["clm@gpt@bert"], ["gpt"])
+    with pytest.raises(ConfigError, match="listed twice"):
+        expand_grid(["clm", "clm@gpt"], ["gpt"])
+    with pytest.raises(PluginError, match="robert"):
+        expand_grid(["mlm@robert"], ["bert"])
+
+
+def test_cli_named_pairs_refuse_backbones(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from zoo.cli import cli
+
+    result = CliRunner().invoke(cli, ["compare", "--objectives", "clm@gpt,mlm@bert", "--backbones", "gpt",
+                                      "--budget", "1steps", "--out", str(tmp_path / "s")])
+    assert result.exit_code != 0
+    assert "leave --backbones out" in result.output
+    assert not (tmp_path / "s").exists()

@@ -219,25 +219,55 @@ class Grid:
         return {c.backbone: registry.load("backbone", c.backbone).family for c in self.cells}
 
 
+PAIR_SEP = "@"  # ``clm@gpt``: an objective item that names its one backbone
+
+
+def split_pair(item: str) -> tuple[str, str | None]:
+    """``"clm@gpt"`` -> ("clm", "gpt"); ``"clm"`` -> ("clm", None) (it pairs with every --backbones entry)."""
+    objective, sep, backbone = item.partition(PAIR_SEP)
+    if not sep:
+        return item, None
+    objective, backbone = objective.strip(), backbone.strip()
+    if not objective or not backbone or PAIR_SEP in backbone:
+        raise ConfigError(f"--objectives: {item!r} is not OBJECTIVE@BACKBONE (e.g. clm@gpt or span-lm@t5)")
+    return objective, backbone
+
+
+def pair_backbones(objectives: list[str]) -> list[str] | None:
+    """The backbones named by ``objectives`` in order when every item is a pair (``clm@gpt,mlm@bert``), else None."""
+    pairs = [split_pair(o) for o in objectives]
+    if not pairs or any(bb is None for _, bb in pairs):
+        return None
+    return list(dict.fromkeys(bb for _, bb in pairs if bb is not None))
+
+
 def expand_grid(objectives: list[str], backbones: list[str]) -> Grid:
-    """Every compatible (objective, backbone) pair in the order given; incompatible pairs are skipped
-    with the reason. Unknown names are errors, not skips."""
+    """The cells of ``objectives``, in the order given: an ``OBJECTIVE@BACKBONE`` item is that one pair
+    (an error when incompatible: it was asked for by name); a plain item pairs with every compatible
+    backbone of ``backbones``, incompatible pairs skipped with the reason. Unknown names are errors."""
     from zoo.objectives.compose import check_compatible
     from zoo.objectives.spec import parse
 
-    classes = {b: registry.load("backbone", b) for b in backbones}  # PluginError for unknown backbones
-    for spec in objectives:
+    items = [split_pair(o) for o in objectives]
+    names = list(dict.fromkeys([*backbones, *(bb for _, bb in items if bb is not None)]))
+    classes = {b: registry.load("backbone", b) for b in names}  # PluginError for unknown backbones
+    for spec, _ in items:
         for name in parse(spec).names:
             registry.info("objective", name)  # PluginError for unknown objectives
-    cells, skipped = [], []
-    for obj in objectives:
-        for bb in backbones:
+    cells: list[Cell] = []
+    skipped = []
+    for obj, pair in items:
+        for bb in [pair] if pair is not None else backbones:
             try:
                 check_compatible(obj, classes[bb])
             except IncompatibleError as exc:
                 reason = str(exc).split(": ", 1)[-1].split("; try ")[0]
+                if pair is not None:
+                    raise ConfigError(f"--objectives: {obj}{PAIR_SEP}{bb} cannot train: {reason}") from exc
                 skipped.append(Skipped(obj, bb, reason))
                 continue
+            if Cell(obj, bb) in cells:
+                raise ConfigError(f"--objectives: {obj} on {bb} is listed twice (with --backbones {','.join(backbones)})")
             cells.append(Cell(obj, bb))
     if not cells:
         detail = "; ".join(f"{s.objective} x {s.backbone}: {s.reason}" for s in skipped)
