@@ -8,7 +8,7 @@ over pairs; then, for 2 and 3 arms compared pairwise (1 and 3 contrasts, Holm's 
 simulated power of the exact sign-flip test the zoo runs at that many seeds, and the seeds at which
 that simulated power reaches 80%.
 
-    python perf/seed_power.py docs/studies/cpu-hour --out docs/results/shape
+    python perf/seed_power.py docs/studies/six-objectives-4e12 --out docs/results/shape
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def test_preset_is_consistent(preset: StudyPreset) -> None:
     grid = expand_grid(list(preset.objectives), list(preset.backbones))
     assert not grid.skipped and len(grid.cells) == len(preset.objectives) * len(preset.backbones)
     settings = StudySettings(objectives=list(preset.objectives), backbones=list(preset.backbones),
-                             budget=preset.budget, size=preset.size, seq_len=preset.seq_len,
+                             budget=preset.budget, hours=preset.hours, size=preset.size, seq_len=preset.seq_len,
                              batch_size=preset.batch_size, vocab_size=preset.vocab_size,
                              train_overrides=list(preset.overrides))
     for cell in grid.cells:  # every override applies to every run (no objective-specific keys)
@@ -77,7 +77,7 @@ def test_explicit_options_replace_preset_values(monkeypatch: pytest.MonkeyPatch,
     assert s.seeds == [0] and s.budget == "1e12flops" and s.bench.max_pairs == 7  # given: replaced
     assert s.objectives == list(p.objectives) and s.backbones == list(p.backbones) and s.size == p.size
     assert s.train_overrides == [*p.overrides, "optim.lr=3e-3"]  # --set adds after the preset's (later wins)
-    assert s.bench.suite == p.suite and s.bench.tasks == list(p.tasks)
+    assert s.bench.suite == p.suite and s.bench.tasks == (list(p.tasks) or None)
     assert s.bench.max_train_examples == p.max_train_examples
 
 
@@ -92,7 +92,8 @@ def test_preset_study_on_two_suites(corpus: Path, shared_data: Path, tmp_path: P
     (data / "glue").symlink_to(shared_data / "glue")
     out = tmp_path / "study"
     code, text = invoke("compare", "--preset", "cpu-hour", "--objectives", "clm", "--seeds", "2",
-                        "--data", str(corpus), "--data-dir", str(data), *TINY, *BENCH, "--out", str(out))
+                        "--data", str(corpus), "--data-dir", str(data), "--suite", "blimp,glue", "--tasks", "sst2",
+                        *TINY, *BENCH, "--out", str(out))
     assert code == 0, text
     results = json.loads((out / "results.json").read_text())
     (glue,) = results["others"]

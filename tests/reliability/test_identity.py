@@ -227,7 +227,7 @@ def test_the_committed_study_is_recognised_as_a_study(tmp_path: Path) -> None:
     from zoo import markers
 
     study = tmp_path / "cpu-hour"
-    shutil.copytree(REPO / "docs" / "studies" / "cpu-hour", study)
+    shutil.copytree(REPO / "docs" / "studies" / "six-objectives-4e12", study)
     assert markers.identify(study).kind == "legacy-study"
     from zoo.compare.study import claim_study
 

@@ -14,7 +14,7 @@ from zoo.cli import cli
 from zoo.compare.reload import report_from_study
 from zoo.compare.report import markdown, pair_table
 
-STUDY = Path(__file__).resolve().parents[2] / "docs" / "studies" / "cpu-hour"
+STUDY = Path(__file__).resolve().parents[2] / "docs" / "studies" / "six-objectives-4e12"
 
 
 @pytest.fixture()

@@ -5,7 +5,7 @@ grid is clm); a masked-LM run is scored with pseudo-log-likelihood, which is bia
 random init. This scores each seed's random init with PLL-word-l2r on the same 50 pairs per paradigm
 and compares it with that seed's mlm run:
 
-    python docs/studies/cpu-hour/pll_baseline.py studies/cpu-hour > docs/studies/cpu-hour/pll_baseline.json
+    python docs/studies/six-objectives-4e12/pll_baseline.py studies/cpu-hour > docs/studies/six-objectives-4e12/pll_baseline.json
 
 The seed is the unit of replication: the test is over the 5 per-seed differences (exact sign-flip,
 with the t interval of their mean), and over seeds and pairs together with ``seed_item_test`` (pairs
