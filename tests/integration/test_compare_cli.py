@@ -136,6 +136,7 @@ def test_a_study_that_trained_nothing_can_be_rerun_with_other_settings(corpus: P
     assert json.loads((tmp_path / "study" / "study.json").read_text())["runs"]["gpt-clm-seed0"]["status"] == "done"
 
 
+@pytest.mark.slow
 def test_invalid_utf8_in_the_corpus_is_summarised_once_per_study(corpus: Path, tmp_path: Path) -> None:
     """A corpus with a stray cp1252 byte: its tokenizer and each run read it, and the study says so once."""
     from ..unit.test_minimal_pairs_data import write_blimp
