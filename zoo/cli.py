@@ -87,6 +87,16 @@ def list_cmd() -> None:
         console.table("Compatibility (objective x backbone)", ["objective", *backbones], cells)
         for i, reason in enumerate(reasons, 1):
             console.text(f"  [{i}] {reason}")
+        headless = [o for o in ("nsp", "sop", "rtd") if o in result.matrix]  # no masked-LM or LM head
+        console.text("  yes = trainable, and fine-tunable on glue, clue. Zero-shot scoring (blimp, climp) also needs a "
+                     "token-level head (masked-LM or LM head)"
+                     + (f": {_and(headless)} alone {'are' if len(headless) > 1 else 'is'} trainable but not zero-shot "
+                        "scorable" if headless else "") + ".")
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
 
 @cli.command("train")
 @click.option("--objective", help="Objective name or composition, e.g. mlm+nsp or mlm:1.0+nsp:0.5. "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from zoo import registry
 from zoo.benchmarks.data import load_task_data
 from zoo.benchmarks.tasks import get_task
 from zoo.cli import cli
+from zoo.errors import ConfigError
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -96,6 +98,9 @@ def test_glue_on_bert_and_gpt_side_by_side(hf_dirs: dict[str, Path], shared_data
     for row in ("SST-2", "matthews_corr", "MRPC", "average (3"):  # an 80-column terminal wraps long cells
         assert row in out
     assert re.search(r"gpt\s*\|\s*constant", out)  # the constant predictor beside the models
+    # the results went into the exported directories, and the command says where
+    assert (f"results written: {bert / 'bench.json'}, {bert / 'bench.md'}, {gpt / 'bench.json'}, {gpt / 'bench.md'} "
+            "(and the result cache bench-cache/ beside them)") in out
     for d in (bert, gpt):
         saved = _json(d)
         model = saved["models"][0]
@@ -113,6 +118,40 @@ def test_glue_on_bert_and_gpt_side_by_side(hf_dirs: dict[str, Path], shared_data
     assert code == 0, out
     seeds = [s for t in _json(bert)["models"][0]["tasks"].values() for s in t["seeds"]]
     assert len(seeds) == 6 and all(s["cached"] for s in seeds)
+
+
+def test_one_model_that_fails_keeps_the_others_results(hf_dirs: dict[str, Path], shared_data: Path,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GLUE on two models, one of which cannot be fine-tuned: its column is marked [failed], the other's
+    results are printed and saved, and the command exits 1 naming the failure."""
+    from zoo.benchmarks import bench
+
+    dirs = {}
+    for name in ("bert", "gpt"):  # fresh copies: no results of the other tests
+        (tmp_path / name).mkdir()
+        for f in ("config.json", "model.safetensors", "tokenizer.json"):
+            shutil.copy(hf_dirs[name] / f, tmp_path / name / f)
+        dirs[name] = tmp_path / name
+    real = bench._bench_task
+
+    def fail_gpt(src, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if src.name == "gpt":
+            raise ConfigError("cannot fine-tune this one")
+        return real(src, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "_bench_task", fail_gpt)
+    code, out = _bench(str(dirs["bert"]), str(dirs["gpt"]), "--tasks", "sst2", "--data-dir",
+                       str(shared_data / "glue"), *QUICK)
+    flat = " ".join(out.split())
+    assert code == 1, out
+    assert re.search(r"\|\s*bert\s*\|\s*gpt \[failed\]\s*\|", out), out
+    assert "1 model(s) could not be benchmarked" in flat and "gpt: cannot fine-tune this one" in flat
+    assert re.search(r"\| SST-2 \| accuracy \| [0-9.]+ \| - \|", out), out  # bert scored, gpt's cell empty
+    saved = _json(dirs["bert"])["models"]
+    assert [m["name"] for m in saved] == ["bert"] and set(saved[0]["tasks"]) == {"sst2"}
+    assert "| SST-2 | accuracy |" in (dirs["bert"] / "bench.md").read_text()
+    assert not (dirs["gpt"] / "bench.json").exists() and not (dirs["gpt"] / "bench.md").exists()
+    assert f"results written: {dirs['bert'] / 'bench.json'}, {dirs['bert'] / 'bench.md'} (and" in out
 
 
 def test_clue_tnews(hf_dirs: dict[str, Path], shared_data: Path) -> None:

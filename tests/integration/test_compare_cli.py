@@ -134,3 +134,23 @@ def test_a_study_that_trained_nothing_can_be_rerun_with_other_settings(corpus: P
     assert code == 0, output
     assert (tmp_path / "study" / "report.md").is_file()
     assert json.loads((tmp_path / "study" / "study.json").read_text())["runs"]["gpt-clm-seed0"]["status"] == "done"
+
+
+@pytest.mark.slow
+def test_invalid_utf8_in_the_corpus_is_summarised_once_per_study(corpus: Path, tmp_path: Path) -> None:
+    """A corpus with a stray cp1252 byte: its tokenizer and each run read it, and the study says so once."""
+    from ..unit.test_minimal_pairs_data import write_blimp
+
+    blimp = tmp_path / "blimp"
+    blimp.mkdir()
+    write_blimp(blimp / "toy.jsonl", "toy", [("The cats sleep.", "The cats sleeps."), ("Dogs bark.", "Dogs barks.")])
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "docs.txt").write_bytes(corpus.read_bytes() + b"\n\nA caf\xe9 on the corner.\n")
+    code, output = invoke("compare", "--objectives", "clm", "--backbones", "gpt", "--budget", "2steps", "--seeds", "2",
+                          *TINY, "--data", str(data), "--suite", "blimp", "--data-dir", str(blimp), "--device", "cpu",
+                          "--no-baseline", "--out", str(tmp_path / "study"))
+    assert code == 0, output
+    flat = " ".join(output.split())
+    assert flat.count("1 invalid UTF-8 sequence(s) decoded as U+FFFD") == 1, output
+    assert {r["status"] for r in json.loads((tmp_path / "study" / "study.json").read_text())["runs"].values()} == {"done"}

@@ -75,10 +75,16 @@ def rope_run(plugins: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # --- backbone plugin ---------------------------------------------------------------------------------
-def test_zoo_list_shows_the_examples_and_their_compatibility(plugins: Path) -> None:
+def test_zoo_list_shows_the_examples_and_their_compatibility(plugins: Path, tmp_path: Path) -> None:
     out = CliRunner().invoke(cli, ["list"], terminal_width=250).output
     assert "bert-rope" in out and "zoo-plugin-backbone 0.1.0" in out
     assert "polarity" in out and "zoo-plugin-task 0.1.0" in out
+    assert "| reviews | fine-tuning: polarity |" in out  # the plugin's suite in the Suites table
+    # ... and in the --suite error, with a did-you-mean
+    result = CliRunner().invoke(cli, ["bench", str(tmp_path), "--suite", "review"])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "known suites: clue, glue, reviews, blimp, climp" in flat and "Did you mean 'reviews'?" in flat, flat
     matrix = listing().matrix
     assert matrix["mlm"]["bert-rope"] == "yes" and matrix["clm"]["bert-rope"] == "yes"
     assert matrix["nsp"]["gpt"].startswith("no: nsp needs segment embeddings")

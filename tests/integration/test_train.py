@@ -236,6 +236,8 @@ def test_two_processes_match_one_process(tmp_path: Path, corpus: Path, strategy:
                            "--strategy", strategy],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("Run summary") == 1, proc.stdout  # rank 0 alone prints the summary
+    assert proc.stdout.count(f"| run | {two} |") == 1, proc.stdout
     (ma, _), (mb, _) = final_state(one), final_state(two)
     for k in ma:
         assert torch.allclose(ma[k], mb[k], atol=1e-5, rtol=1e-4), k

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import json
+import math
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -89,3 +94,59 @@ def test_wandb_offline_run_is_written(corpus: Path, tmp_path: Path, monkeypatch)
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     for record in records:
         assert f"{record['kind']}/loss".encode() in data and json.dumps(record["loss"]).encode() in data
+
+
+def fake_wandb(monkeypatch: pytest.MonkeyPatch, fail: Exception | None = None) -> dict[str, Any]:
+    """A ``wandb`` module in ``sys.modules`` that records what the sink calls (``init`` raises ``fail``)."""
+    calls: dict[str, Any] = {"init": [], "log": [], "finish": 0}
+
+    class Run:
+        def log(self, data: dict[str, float], step: int | None = None) -> None:
+            calls["log"].append((step, dict(data)))
+
+        def finish(self) -> None:
+            calls["finish"] += 1
+
+    def init(**kwargs: Any) -> Run:
+        calls["init"].append(kwargs)
+        if fail is not None:
+            raise fail
+        return Run()
+
+    module = types.ModuleType("wandb")
+    module.__spec__ = importlib.machinery.ModuleSpec("wandb", None)  # what importlib.util.find_spec reads
+    module.init = init  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    return calls
+
+
+def test_wandb_sink_logs_every_record_to_the_project(corpus: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the wandb package installed: the sink starts one run in $WANDB_PROJECT named after the run
+    directory, logs each record's finite numbers as ``kind/key`` at its step, and finishes the run."""
+    calls = fake_wandb(monkeypatch)
+    monkeypatch.setenv("WANDB_PROJECT", "zoo-tests")
+    run = tmp_path / "run"
+    _train(corpus, run, "wandb")
+    (init,) = calls["init"]
+    assert init["project"] == "zoo-tests" and init["name"] == "run" and init["dir"] == str(run)
+    assert init["config"]["objective"] == "clm" and init["config"]["backbone"] == "gpt"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    expected = [(r["step"], {f"{r['kind']}/{k}": v for k, v in r.items() if k not in ("kind", "step")
+                             and type(v) in (int, float) and math.isfinite(v)}) for r in records]
+    assert calls["log"] == expected
+    assert {k for _, data in calls["log"] for k in data} >= {"train/loss", "train/lr", "eval/loss"}
+    assert [step for step, data in calls["log"] if "train/loss" in data] == [1, 2]
+    assert calls["finish"] == 1
+
+
+def test_wandb_that_cannot_start_is_a_one_line_error(corpus: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_wandb(monkeypatch, fail=RuntimeError("api_key not configured (no-tty)"))
+    result = CliRunner().invoke(cli, ["train", *TINY, "--data", str(corpus), "--out", str(tmp_path / "run"),
+                                      "--budget", "1steps", "--report-to", "wandb"])
+    assert result.exit_code == 2, result.output
+    (line,) = [ln for ln in result.output.splitlines() if "W&B" in ln]
+    assert line == ("error: --report-to wandb: W&B could not start a run (api_key not configured (no-tty)); "
+                    "log in with `wandb login` or set WANDB_MODE=offline")
+    assert "Traceback" not in result.output

@@ -13,7 +13,8 @@ from sklearn.metrics import accuracy_score, matthews_corrcoef
 from zoo import registry
 from zoo.benchmarks.data import load_task_data
 from zoo.benchmarks.scoring import compute_metrics
-from zoo.benchmarks.tasks import Columns, TaskSpec, get_task, resolve_tasks, task_names
+from zoo.benchmarks.tasks import Columns, TaskSpec, get_task, known_suites, resolve_tasks, task_names
+from zoo.errors import ConfigError
 
 GLUE = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
 CLUE = ["afqmc", "tnews", "iflytek", "cmnli", "ocnli", "cluewsc", "csl"]
@@ -103,6 +104,9 @@ def test_a_third_party_task_is_found_read_and_scored(task_plugin: Path) -> None:
     assert registry.find("task")["reviews"].origin == "shoptasks 0.3"
     suite, specs = resolve_tasks(None, "reviews")
     assert suite == "shop" and task_names("shop") == ["reviews"]
+    assert known_suites()["shop"] == "fine-tuning: reviews"  # zoo list's Suites table, the --suite error
+    with pytest.raises(ConfigError, match=r"known suites: clue, glue, shop, blimp, climp.*Did you mean 'shop'"):
+        resolve_tasks("shops", None)
     folder = task_plugin / "data" / "reviews"
     folder.mkdir(parents=True)
     for split in ("train", "dev"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -45,6 +46,21 @@ def test_suite_error_and_list_name_every_suite(tmp_path) -> None:  # type: ignor
     assert code == 0
     assert "| blimp | zero-shot minimal pairs |" in out and "| climp | zero-shot minimal pairs |" in out
     assert "| glue | fine-tuning: cola, sst2," in out
+    # under the matrix: "yes" is trainable, and the objectives with no token-level head are not scorable zero-shot
+    assert "yes = trainable, and fine-tunable on glue, clue. Zero-shot scoring (blimp, climp) also needs a " \
+           "token-level head (masked-LM or LM head): nsp, sop" in out, out
+    assert "alone are trainable but not zero-shot scorable." in out
+
+
+def test_docs_state_the_rules_the_messages_enforce() -> None:
+    """The objective grammar's parentheses rule and the matrix's meaning, where a reader looks for them."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    training = " ".join((docs / "training.md").read_text(encoding="utf-8").split())
+    assert "`|` cannot sit inside parentheses: a mixture is always the top level" in training
+    assert "`nsp`, `sop` and `rtd` alone are trainable but not zero-shot scorable" in training
+    benchmarks = " ".join((docs / "benchmarks.md").read_text(encoding="utf-8").split())
+    assert "a `yes` in `zoo list`'s compatibility matrix means *trainable*; it does not promise zero-shot " \
+           "scoring: `nsp`, `sop` and `rtd` alone" in benchmarks
 
 
 def test_tables_are_full_width_markdown_when_not_a_terminal() -> None:
