@@ -308,7 +308,8 @@ def _compare_presets() -> list[str]:
 @click.option("--backbones", default="bert,gpt", show_default=True, help="Backbones; incompatible pairs are skipped.")
 @click.option("--budget", help="Training budget of every run: 3e14flops | 5e6tokens | 2000steps | 10m.")
 @click.option("--budgets", help="A curve: models at each budget, e.g. 1e13,2e13,4e13,8e13flops, as cooldown branches "
-              "of one trapezoid run per objective, backbone and seed (docs/compare.md).")
+              "of one trapezoid run per objective, backbone and seed (docs/compare.md); with --hours relative "
+              "budgets, e.g. 1,2,4,8, whose FLOPs the plan chooses.")
 @click.option("--cooldown", type=float, default=0.2, show_default=True,
               help="With --budgets: the final fraction of each budget, a linear decay of the learning rate.")
 @click.option("--seeds", type=int, default=5, show_default=True, help="Pretraining seeds (0..N-1) per pair.")
@@ -360,6 +361,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
       zoo compare --preset cpu-hour --out studies/cpu-hour     # every setting from the preset
       zoo compare --objectives clm@gpt,mlm@bert,span-lm@t5 --budget 4e12flops ...   # named pairs only
       zoo compare --objectives clm,mlm --backbones gpt --hours 1 ...   # budget planned to end within 1 hour
+      zoo compare --objectives clm,mlm --backbones gpt --hours 2 --budgets 1,2,4,8 ...   # a planned curve
       zoo compare --suite blimp,glue --tasks sst2 --data-dir data/ ...   # several suites (data/blimp, data/glue)
       zoo compare runs/a runs/b        # existing runs: benchmark what is missing and report
     """
@@ -393,7 +395,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
         for key, value in values.items():
             if key in ("overrides", "bench_overrides"):
                 value = (*value, *(overrides if key == "overrides" else bench_overrides))
-            elif key in given:
+            elif key in given or (key == "cooldown" and value is None):  # None: the option's default
                 continue
             ctx.params[key] = value
         p = ctx.params
@@ -406,8 +408,16 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
         max_train_examples, max_eval_examples, max_pairs = (p["max_train_examples"], p["max_eval_examples"],
                                                             p["max_pairs"])
         hours = p.get("hours", hours)
+        curve = {"budgets": p.get("budgets") or None, "cooldown": p.get("cooldown", 0.2)}
         if hours is not None and budget is not None and ("budget" in given) != ("hours" in given):
             budget, hours = (budget, None) if "budget" in given else (None, hours)  # the one given replaces the other
+        if "budget" in given and "budgets" not in given:
+            curve["budgets"] = None  # an explicit --budget replaces the preset's curve
+        if "budgets" in given and "hours" not in given and curve["budgets"]:
+            from zoo.compare.branches import is_relative
+
+            if not is_relative(curve["budgets"]):
+                hours = None  # explicit absolute budgets replace the preset's hours
     bench = BenchOptions(suite=suite, tasks=split_list(tasks, "--tasks") or None, data_dir=data_dir,
                          overrides=list(bench_overrides), seeds=bench_seeds, max_train_examples=max_train_examples,
                          max_eval_examples=max_eval_examples, max_pairs=max_pairs, device=device,
@@ -424,13 +434,18 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
         result = compare_runs(list(runs), out, bench, command=command, bench_progress=console.BenchProgress)
     else:
         budgets: list[str] = []
-        if curve.get("budgets"):
+        if curve.get("budgets") and hours is not None and not budget:
+            from zoo.compare.branches import relative_budgets
+
+            relative_budgets(curve["budgets"])  # ratios: the plan chooses their FLOPs
+            budgets = split_list(curve["budgets"], "--budgets")
+        elif curve.get("budgets"):
             from zoo.compare.branches import split_budgets
             from zoo.train.config import Budget
 
-            if budget or hours is not None:
-                raise ConfigError(f"{'--budget' if budget else '--hours'} and --budgets both set the training budget: "
-                                  f"give --budget for runs at one budget, or --budgets for models at several")
+            if budget:
+                raise ConfigError("--budget and --budgets both set the training budget: give --budget for runs at "
+                                  "one budget, or --budgets for models at several")
             budgets = split_budgets(curve["budgets"])
             try:
                 budget = max(budgets, key=lambda b: Budget.parse(b).value)
@@ -457,7 +472,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
                                  seeds=list(range(seeds)), data=data, size=size, seq_len=seq_len,
                                  batch_size=batch_size, vocab_size=vocab_size, train_overrides=list(overrides),
                                  evals=evals, bench=bench, hours=hours, budgets=budgets,
-                                 cooldown=curve.get("cooldown", 0.2))
+                                 cooldown=curve.get("cooldown") if curve.get("cooldown") is not None else 0.2)
         if plan_only:
             from zoo.compare.planning import plan_study, plan_tables
 

@@ -1,5 +1,6 @@
 """``zoo compare --hours``: ``--plan-only`` measures this machine (real probe runs of the arm), prints the
-plan and trains nothing; ``--budget`` with ``--hours`` and ``--plan-only`` without it are clear errors."""
+plan and trains nothing; with ``--budgets`` (relative) it plans a curve; ``--budget`` with ``--hours``,
+absolute ``--budgets`` with ``--hours`` and ``--plan-only`` without it are clear errors."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from tests.integration.test_compare_cli import TINY
 from tests.unit.test_minimal_pairs_data import write_blimp
 from zoo.cli import cli
-from zoo.compare.plan import Measurements, PlanRequest, make_plan
+from zoo.compare.plan import ArmCost, Measurements, PlanRequest, layouts, make_plan
 
 PAIRS = [("The cats sleep soundly tonight.", "The cats sleeps."), ("Dogs bark.", "Dogs barks at them loudly now."),
          ("A dog barks.", "A dog bark."), ("Who left?", "Who leave?")]
@@ -54,6 +55,37 @@ def test_plan_only_measures_plans_and_trains_nothing(corpus: Path, tmp_path: Pat
     assert json.loads((out / "study.json").read_text())["plan"]["measurements"] == section["measurements"]
 
 
+def test_plan_only_with_relative_budgets_prints_a_curve(corpus: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--hours`` with ``--budgets 1,2``: the plan's two budgets, the top one twice the other, per arm
+    (measuring is replaced by fixed measurements; the real probe is the test above)."""
+    import zoo.compare.probe as probe
+
+    def measure(settings, grid, tokenizers, out):  # noqa: ANN001, ANN202
+        assert settings.budgets == ["1", "2"]  # the study's; the probe's own settings drop them
+        speeds = {lay.label: 1e9 / lay.jobs for lay in layouts(probe.cores())}
+        arm = ArmCost("gpt-clm", "gpt", speeds, 1e5, 100_000, pair_s=0.001, overhead_s={k: 5.0 for k in speeds})
+        return Measurements(cores=probe.cores(), arms=(arm,), pairs_per_paradigm=4, paradigms=2)
+
+    monkeypatch.setattr(probe, "measure", measure)
+    blimp = tmp_path / "blimp"
+    blimp.mkdir()
+    write_blimp(blimp / "adjunct_island.jsonl", "adjunct_island", PAIRS)
+    out = tmp_path / "study"
+    code, output = invoke("compare", "--objectives", "clm", "--backbones", "gpt", "--seeds", "2", "--hours", "0.2",
+                          "--budgets", "1,2", "--data", str(corpus), *TINY, "--suite", "blimp", "--data-dir",
+                          str(blimp), "--out", str(out), "--plan-only")
+    assert code == 0, output
+    plan = json.loads((out / "study.json").read_text())["plan"]["plan"]
+    low, top = plan["budgets"]
+    assert top == plan["budget"] and float(low.removesuffix("flops")) == pytest.approx(
+        float(top.removesuffix("flops")) / 2, rel=0.05)
+    text = " ".join(output.split())
+    assert f"Plan: budgets {low}, {top} (a trunk to the top budget and a cooldown branch of 0.2" in text
+    assert f"{low.removesuffix('flops')}, {top.removesuffix('flops')}" in text and "gpt-clm" in text
+    assert not (out / "runs").exists() or not any((out / "runs").iterdir())
+
+
 def test_hours_and_budget_are_one_choice(tmp_path: Path) -> None:
     code, output = invoke("compare", "--objectives", "clm", "--backbones", "gpt", "--budget", "1e12flops",
                           "--hours", "1", "--out", str(tmp_path / "s"))
@@ -63,6 +95,12 @@ def test_hours_and_budget_are_one_choice(tmp_path: Path) -> None:
     assert code != 0 and "--plan-only" in output and "--hours" in output
     code, output = invoke("compare", "--objectives", "clm", "--backbones", "gpt", "--out", str(tmp_path / "s"))
     assert code != 0 and "--budget (or --hours)" in output
+    code, output = invoke("compare", "--objectives", "clm", "--backbones", "gpt", "--hours", "1", "--budgets",
+                          "1e12,2e12flops", "--out", str(tmp_path / "s"))
+    assert code != 0 and "--budgets 1e12,2e12flops: 1e12 looks like an absolute budget; with --hours" in output
+    code, output = invoke("compare", "--objectives", "clm", "--backbones", "gpt", "--hours", "1", "--budgets",
+                          "1,2", "--budget", "1e12flops", "--out", str(tmp_path / "s"))
+    assert code != 0 and "--budget and --budgets both set the training budget" in output
     assert not (tmp_path / "s").exists()
 
 

@@ -50,12 +50,14 @@ def test_preset_is_consistent(preset: StudyPreset) -> None:
     settings = StudySettings(objectives=list(preset.objectives), backbones=list(preset.backbones),
                              budget=preset.budget, hours=preset.hours, size=preset.size, seq_len=preset.seq_len,
                              batch_size=preset.batch_size, vocab_size=preset.vocab_size,
-                             train_overrides=list(preset.overrides))
+                             train_overrides=list(preset.overrides), budgets=list(preset.budgets),
+                             cooldown=0.2 if preset.cooldown is None else preset.cooldown)
     for cell in grid.cells:  # every override applies to every run (no objective-specific keys)
         cfg = resolve({**base_config(settings, cell.backbone), "objective": cell.objective})
         assert cfg.train.seq_len == preset.seq_len and cfg.size == preset.size
     code, out = invoke("compare", "--help")
     assert code == 0 and all(line in out for line in preset.describe())
+    assert not any(line.endswith(" ") or line.endswith("None") for line in preset.describe())  # no empty values
 
 
 def test_explicit_options_replace_preset_values(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -79,6 +81,37 @@ def test_explicit_options_replace_preset_values(monkeypatch: pytest.MonkeyPatch,
     assert s.train_overrides == [*p.overrides, "optim.lr=3e-3"]  # --set adds after the preset's (later wins)
     assert s.bench.suite == p.suite and s.bench.tasks == (list(p.tasks) or None)
     assert s.bench.max_train_examples == p.max_train_examples
+
+
+def test_the_curve_preset_plans_relative_budgets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """compute-curve: hours and relative budgets; an explicit --budget replaces both, explicit absolute
+    --budgets replace its hours."""
+    import zoo.compare.runner as runner
+    from zoo.compare.presets import CURVE_RECIPE
+    from zoo.compare.results import ComparisonResult
+
+    seen = []
+
+    def fake_run_study(settings, out, **kw):  # noqa: ANN001, ANN003, ANN202
+        seen.append(settings)
+        return ComparisonResult(out=str(out), mode="study", suite="blimp", tasks=[], task_titles={}, task_metrics={},
+                                runs=[], baselines=[])
+
+    monkeypatch.setattr(runner, "run_study", fake_run_study)
+    p = PRESETS["compute-curve"]
+    assert "--budgets 1,2,4,8" in p.describe() and "--cooldown 0.2" in p.describe()
+    for extra in ([], ["--budget", "1e12flops"], ["--budgets", "1e12,4e12flops"], ["--cooldown", "0.1"]):
+        code, out = invoke("compare", "--preset", "compute-curve", *extra, "--out", str(tmp_path / "s"))
+        assert code == 0, out
+    plain, single, absolute, cooler = seen
+    assert (plain.hours, plain.budget, plain.budgets, plain.cooldown) == (1.5, None, ["1", "2", "4", "8"], 0.2)
+    assert plain.seeds == list(range(6)) and plain.train_overrides == list(CURVE_RECIPE)
+    assert not any(o.startswith(("optim.schedule", "optim.warmup")) for o in CURVE_RECIPE)
+    assert (single.hours, single.budget, single.budgets) == (None, "1e12flops", [])
+    assert (absolute.hours, absolute.budget, absolute.budgets) == (None, "4e12flops", ["1e12flops", "4e12flops"])
+    assert cooler.cooldown == 0.1 and cooler.budgets == plain.budgets
+    code, out = invoke("compare", "--preset", "cpu-hour", "--out", str(tmp_path / "s"))
+    assert code == 0 and seen[-1].budgets == [] and seen[-1].cooldown == 0.2
 
 
 @pytest.mark.slow

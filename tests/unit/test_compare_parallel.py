@@ -49,3 +49,36 @@ def test_parallel_jobs_train_the_same_bits_as_sequential_training(corpus: Path, 
     assert (out / "jobs" / "bert-mlm-seed0.log").is_file()
     study = json.loads((out / "study.json").read_text())
     assert study["runs"]["bert-mlm-seed0"]["cpu_s"] > 0  # the worker's CPU time
+
+
+def test_parallel_curves_train_the_same_bits_as_sequential_curves(corpus: Path, tmp_path: Path) -> None:
+    """A curve study in worker processes (every trunk first, two at once, then every branch from its trunk's
+    checkpoint) trains bitwise the models the in-process curve trains, with the same records."""
+    curve = dict(objectives=["mlm"], seeds=[0, 1], budget="8steps", budgets=["4steps", "8steps"], cooldown=0.5,
+                 train_overrides=[*tiny_settings(corpus).train_overrides, "optim.warmup_steps=1"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sequential = run_study(tiny_settings(corpus, **curve), tmp_path / "seq", bench_fn=FakeBench(),
+                               write_report=False)
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "par"
+    parallel = run_study(tiny_settings(corpus, jobs=2, threads=1, **curve), out, bench_fn=FakeBench(),
+                         write_report=False)
+
+    names = [f"bert-mlm-seed{s}-{b}steps" for s in (0, 1) for b in (4, 8)]
+    assert [r.name for r in parallel.runs] == [r.name for r in sequential.runs] == names
+    for name in names:
+        seq = final_weights(tmp_path / "seq" / "runs" / name).read_bytes()
+        assert final_weights(out / "runs" / name).read_bytes() == seq, name
+        assert (out / "jobs" / f"{name}.log").is_file()
+    assert counters(out) == counters(tmp_path / "seq")
+    for a, b in zip(sequential.runs, parallel.runs, strict=True):
+        assert (a.status, a.flops, a.steps, a.parent, a.budget) == (b.status, b.flops, b.steps, b.parent, b.budget)
+    seq_study, par_study = (json.loads((d / "study.json").read_text()) for d in (tmp_path / "seq", out))
+    for name in names:
+        keys = ("parent", "parent_step", "budget", "cooldown_flops")
+        assert {k: par_study["runs"][name].get(k) for k in keys} == {k: seq_study["runs"][name].get(k) for k in keys}
+    assert par_study["runs"]["bert-mlm-seed1-4steps"]["parent"] == "bert-mlm-seed1-8steps"
+    assert par_study["curve"] == seq_study["curve"]

@@ -42,16 +42,21 @@ def test_docs_show_the_cpu_hour_config() -> None:
     assert tomllib.loads(block) == load_toml(Path(__file__).parents[2] / "configs" / "cpu-hour.toml")
 
 
-def test_the_cpu_hour_preset_trains_with_the_recipe_file() -> None:
-    """The preset (package code) and configs/cpu-hour.toml (the documented recipe) spell the same
-    training recipe twice; the preset chooses its own shape (a smaller vocabulary, so the output layer
-    is not most of the FLOPs) and budget."""
-    from zoo.compare.presets import CPU_HOUR
+@pytest.mark.parametrize("name", ["cpu-hour", "compute-curve"])
+def test_every_preset_trains_with_the_recipe_file(name: str) -> None:
+    """The presets (package code) and configs/cpu-hour.toml (the documented recipe) spell the same
+    training recipe twice; a preset chooses its own shape (a smaller vocabulary, so the output layer
+    is not most of the FLOPs) and budget, and a curve study its schedule (trapezoid, absolute warmup)."""
+    from zoo.compare.presets import PRESETS
 
+    assert set(PRESETS) == {"cpu-hour", "compute-curve"}  # every preset is checked here
+    preset = PRESETS[name]
     toml = load_toml(Path(__file__).parents[2] / "configs" / "cpu-hour.toml")
-    preset = apply_overrides({}, list(CPU_HOUR.overrides))
-    recipe = {k: toml[k] for k in ("model", "optim")}
-    assert {k: preset[k] for k in recipe} == recipe
-    assert preset["train"]["precision"] == toml["train"]["precision"]
-    assert (CPU_HOUR.backbones, CPU_HOUR.seq_len, CPU_HOUR.batch_size) == (
+    overrides = apply_overrides({}, list(preset.overrides))
+    recipe = {k: dict(toml[k]) for k in ("model", "optim")}
+    if preset.budgets:  # the curve study sets the schedule of its trunks itself
+        recipe["optim"] = {k: v for k, v in recipe["optim"].items() if k not in ("schedule", "warmup")}
+    assert {k: overrides[k] for k in recipe} == recipe
+    assert overrides["train"]["precision"] == toml["train"]["precision"]
+    assert (preset.backbones, preset.seq_len, preset.batch_size) == (
         (toml["backbone"],), toml["train"]["seq_len"], toml["train"]["batch_size"])

@@ -13,11 +13,18 @@ the cooldown fraction, budgets ``B_1 < ... < B_n``)::
     F(B_n) + sum_{i<n} c * F(B_i)        (vs sum_i F(B_i) for separate runs)
 
 for FLOPs budgets exactly so up to the last step; steps and tokens budgets likewise in their unit.
+
+With ``--hours`` the budgets are relative (``--budgets 1,2,4,8``: ratios to the smallest): the planner
+(``zoo.compare.plan``) chooses the top budget that fits the hours, and the study trains
+``B_top * r_i / r_max`` for each ratio ``r_i`` (``planned_budgets``, two significant digits). With a
+parallel layout every trunk trains first, all at once in worker processes, then every branch
+(``train_curves_parallel``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,30 +40,80 @@ from zoo.typed_config import to_dict
 log = logging.getLogger(__name__)
 
 DEFAULT_WARMUP = 0.05  # of the shortest budget's steps, when no optim.warmup_steps is given
+CURVE_KEYS = ("optim.schedule", "optim.cooldown", "optim.warmup", "train.branch_budgets")  # the study sets them
+RATIO_LIMIT = 1e6  # a "ratio" this large is an absolute budget given with --hours
 
 
 def check_budgets(settings: StudySettings) -> None:
     """``--budgets``: two or more distinct budgets of one kind (steps, tokens or FLOPs), ``budget`` the
-    longest; a cooldown in (0, 1); no override of the schedule the study sets."""
-    try:
-        parsed = [Budget.parse(b) for b in settings.budgets]
-    except ValueError as exc:
-        raise ConfigError(f"--budgets: {exc}") from exc
-    kinds = {b.kind for b in parsed}
-    if len(kinds) > 1 or "time" in kinds:
-        raise ConfigError(f"--budgets {','.join(settings.budgets)}: give budgets of one kind, steps, tokens or FLOPs "
-                          f"(wall time is not reproducible)")
-    if len(parsed) < 2 or len({b.value for b in parsed}) != len(parsed):
-        raise ConfigError(f"--budgets {','.join(settings.budgets)}: give two or more different budgets")
-    if max(parsed, key=lambda b: b.value) != settings.budget_spec:
-        raise ConfigError(f"--budgets: the study's budget ({settings.budget}) must be the longest of them")
+    longest; or, in a study planned by ``--hours`` and not planned yet, two or more relative budgets
+    (``relative_budgets``). A cooldown in (0, 1); no override of the schedule the study sets."""
+    if settings.budget is None and settings.hours is not None:
+        relative_budgets(settings.budgets)
+    else:
+        try:
+            parsed = [Budget.parse(b) for b in settings.budgets]
+        except ValueError as exc:
+            raise ConfigError(f"--budgets: {exc}") from exc
+        kinds = {b.kind for b in parsed}
+        if len(kinds) > 1 or "time" in kinds:
+            raise ConfigError(f"--budgets {','.join(settings.budgets)}: give budgets of one kind, steps, tokens or "
+                              f"FLOPs (wall time is not reproducible)")
+        if len(parsed) < 2 or len({b.value for b in parsed}) != len(parsed):
+            raise ConfigError(f"--budgets {','.join(settings.budgets)}: give two or more different budgets")
+        if max(parsed, key=lambda b: b.value) != settings.budget_spec:
+            raise ConfigError(f"--budgets: the study's budget ({settings.budget}) must be the longest of them")
     if not 0.0 < settings.cooldown < 1.0:
         raise ConfigError(f"--cooldown must be in (0, 1), the final fraction of each budget; got {settings.cooldown}")
     for item in settings.train_overrides:
         key = item.partition("=")[0].strip()
-        if key in ("optim.schedule", "optim.cooldown", "optim.warmup", "train.branch_budgets"):
+        if key in CURVE_KEYS:
             raise ConfigError(f"--set {item!r}: a curve study trains a trapezoid trunk with --cooldown and an "
                               f"absolute warmup (--set optim.warmup_steps=N); it sets {key} itself")
+
+
+def relative_budgets(budgets: str | list[str] | tuple[str, ...]) -> tuple[float, ...]:
+    """``--budgets 1,2,4,8`` with ``--hours``: plain positive numbers, two or more and all different, as
+    ratios to the smallest (``(1.0, 2.0, 4.0, 8.0)``, in the order given). A budget with a unit
+    (``1e12flops``) or a number too large for a ratio is refused: the planner chooses the FLOPs."""
+    items = [b.strip() for b in (budgets.split(",") if isinstance(budgets, str) else budgets) if b.strip()]
+    shown = ",".join(items)
+    values = []
+    for item in items:
+        try:
+            value = float(item)
+        except ValueError:
+            raise ConfigError(f"--budgets {shown}: with --hours the budgets are relative (e.g. 1,2,4,8: ratios to "
+                              f"the smallest) and the planner chooses their FLOPs; {item!r} is not a plain number. "
+                              f"Give ratios, or absolute budgets (1e13,2e13flops) without --hours") from None
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"--budgets {shown}: relative budgets must be positive finite numbers, got {item!r}")
+        if value >= RATIO_LIMIT:
+            raise ConfigError(f"--budgets {shown}: {item} looks like an absolute budget; with --hours the budgets "
+                              f"are relative (e.g. 1,2,4,8) and the planner chooses their FLOPs. Give ratios, or "
+                              f"absolute budgets without --hours")
+        values.append(value)
+    if len(values) < 2 or len(set(values)) != len(values):
+        raise ConfigError(f"--budgets {shown}: give two or more different budgets, e.g. 1,2,4,8")
+    smallest = min(values)
+    return tuple(v / smallest for v in values)
+
+
+def is_relative(budgets: str) -> bool:
+    """Whether ``--budgets`` text names plain numbers (relative budgets), no unit."""
+    return all(not p.strip().lstrip("0123456789.eE+-") for p in budgets.split(",") if p.strip())
+
+
+def planned_budgets(top: float, ratios: tuple[float, ...] | list[float]) -> list[str]:
+    """The absolute budgets of a planned curve: ``top * r_i / r_max`` for each ratio, shortest first, each
+    rounded down to two significant digits (``zoo.compare.plan.flops_text``; the top one is ``top``'s)."""
+    from zoo.compare.plan import flops_text
+
+    texts = [flops_text(top * r / max(ratios)) for r in sorted(ratios)]
+    if len(set(texts)) != len(texts):
+        raise ConfigError(f"--budgets: at two significant digits the planned budgets {', '.join(texts)} are not all "
+                          f"different; give ratios further apart")
+    return texts
 
 
 def split_budgets(text: str) -> list[str]:
@@ -104,14 +161,50 @@ def trunk_config(settings: StudySettings, cell: Cell, seed: int, run_dir: Path, 
     return resolve(data)
 
 
+def _reused(cell: Cell, seed: int, name: str, run_dir: Path, budget: str,
+            parent: dict[str, Any] | None, study: StudyFile,
+            run_info: Callable[[Path, str, dict[str, Any]], RunInfo]) -> RunInfo | None:
+    """The model ``name`` when its run directory already reached ``budget`` (recorded as done), else None."""
+    state = run_state(run_dir)
+    if state is None or state.progress(Budget.parse(budget)) < 1.0:
+        return None
+    log.info("%s: finished earlier (step %d), reused", name, state.step)
+    return _finished(cell, seed, name, run_dir, budget, parent, study, run_info)
+
+
+def _finished(cell: Cell, seed: int, name: str, run_dir: Path, budget: str, parent: dict[str, Any] | None,
+              study: StudyFile, run_info: Callable[[Path, str, dict[str, Any]], RunInfo]) -> RunInfo:
+    study.update(name, status="done", path=str(run_dir), budget=budget, objective=cell.objective,
+                 backbone=cell.backbone, seed=seed, **(parent or {}))
+    info = run_info(run_dir, name, study.run(name))
+    info.parent = parent["parent"] if parent else None
+    study.update(name, counters=info.counters())
+    return info
+
+
+def _failed(cell: Cell, seed: int, name: str, run_dir: Path, budget: str, error: str) -> RunInfo:
+    return RunInfo(name, cell.backbone, cell.objective, seed, str(run_dir), status="failed", error=error, budget=budget)
+
+
+def _branch_point(settings: StudySettings, trunk_dir: Path, budget: str) -> tuple[int | None, str]:
+    """The trunk's checkpoint to branch ``budget`` from, or None and why there is none."""
+    from zoo.train.branch import latest_before_cooldown
+
+    step = latest_before_cooldown(trunk_dir, Budget.parse(budget), settings.cooldown)
+    return step, f"{trunk_dir} has no checkpoint before {budget}'s cooldown"
+
+
+def _branch_config(run_dir: Path, trunk_dir: Path, step: int, budget: str) -> Any:
+    return resolve({"out": str(run_dir), "branch": {"source": str(trunk_dir), "step": step}, "train": {"budget": budget}})
+
+
 def train_curve(settings: StudySettings, cell: Cell, seed: int, out: Path, tokenizer: Path, study: StudyFile,
                 train_fn: Callable[..., Any], eval_every: int | None, progress: Callable[[str], Any],
                 run_info: Callable[[Path, str, dict[str, Any]], RunInfo]) -> list[RunInfo]:
-    """Train (or reuse) one arm's trunk, then its branches; returns one ``RunInfo`` per budget, shortest
-    first, each with its parent. ``study.json`` records each model (``parent``, ``parent_step``,
-    ``cooldown_flops``: what the branch itself trained) and the curve's totals (``curve``)."""
+    """Train (or reuse) one arm's trunk, then its branches, in this process; returns one ``RunInfo`` per
+    budget, shortest first, each with its parent. ``study.json`` records each model (``parent``,
+    ``parent_step``, ``cooldown_flops``: what the branch itself trained) and the curve's totals (``curve``)."""
     from zoo.compare.study import slug
-    from zoo.train.branch import latest_before_cooldown
 
     budgets = ordered(settings)
     names = model_names(settings, cell, seed)
@@ -122,52 +215,94 @@ def train_curve(settings: StudySettings, cell: Cell, seed: int, out: Path, token
     infos: dict[str, RunInfo] = {}
 
     def fit(name: str, run_dir: Path, cfg: Any, budget: str, parent: dict[str, Any] | None) -> bool:
-        state = run_state(run_dir)
-        if state is not None and state.progress(Budget.parse(budget)) >= 1.0:
-            log.info("%s: finished earlier (step %d), reused", name, state.step)
-        else:
-            study.update(name, status="training", path=str(run_dir), budget=budget, error=None, **common,
-                         **(parent or {}))
-            t0, c0 = time.perf_counter(), time.process_time()
-            try:
-                with progress(f"{cell.backbone} {cell.objective} seed {seed} {budget}") as cb:
-                    train_fn(cfg, callback=cb)
-            except TrainingInterrupted:
-                raise
-            except ZooError as exc:
-                log.error("%s failed: %s", name, exc)
-                study.update(name, status="failed", error=str(exc))
-                infos[name] = RunInfo(name, cell.backbone, cell.objective, seed, str(run_dir), status="failed",
-                                      error=str(exc), budget=budget)
-                return False
-            rec = study.run(name)
-            study.update(name, wall_s=rec.get("wall_s", 0.0) + time.perf_counter() - t0,
-                         cpu_s=rec.get("cpu_s", 0.0) + time.process_time() - c0)
-        study.update(name, status="done", path=str(run_dir), budget=budget, **common, **(parent or {}))
-        info = run_info(run_dir, name, study.run(name))
-        info.parent = parent["parent"] if parent else None
-        study.update(name, counters=info.counters())
-        infos[name] = info
+        reused = _reused(cell, seed, name, run_dir, budget, parent, study, run_info)
+        if reused is not None:
+            infos[name] = reused
+            return True
+        study.update(name, status="training", path=str(run_dir), budget=budget, error=None, **common,
+                     **(parent or {}))
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            with progress(f"{cell.backbone} {cell.objective} seed {seed} {budget}") as cb:
+                train_fn(cfg, callback=cb)
+        except TrainingInterrupted:
+            raise
+        except ZooError as exc:
+            log.error("%s failed: %s", name, exc)
+            study.update(name, status="failed", error=str(exc))
+            infos[name] = _failed(cell, seed, name, run_dir, budget, str(exc))
+            return False
+        rec = study.run(name)
+        study.update(name, wall_s=rec.get("wall_s", 0.0) + time.perf_counter() - t0,
+                     cpu_s=rec.get("cpu_s", 0.0) + time.process_time() - c0)
+        infos[name] = _finished(cell, seed, name, run_dir, budget, parent, study, run_info)
         return True
 
     if fit(trunk_name, trunk_dir, cfg, budgets[-1], None):
         for name, budget in zip(names[:-1], budgets[:-1], strict=True):
-            step = latest_before_cooldown(trunk_dir, Budget.parse(budget), settings.cooldown)
+            step, why = _branch_point(settings, trunk_dir, budget)
             run_dir = out / "runs" / name
             if step is None:
-                infos[name] = RunInfo(name, cell.backbone, cell.objective, seed, str(run_dir), status="failed",
-                                      error=f"{trunk_dir} has no checkpoint before {budget}'s cooldown",
-                                      budget=budget)
+                infos[name] = _failed(cell, seed, name, run_dir, budget, why)
                 continue
-            branch_cfg = resolve({"out": str(run_dir), "branch": {"source": str(trunk_dir), "step": step},
-                                  "train": {"budget": budget}})
-            fit(name, run_dir, branch_cfg, budget, {"parent": trunk_name, "parent_step": step})
+            fit(name, run_dir, _branch_config(run_dir, trunk_dir, step, budget), budget,
+                {"parent": trunk_name, "parent_step": step})
     else:
         for name, budget in zip(names[:-1], budgets[:-1], strict=True):
-            infos[name] = RunInfo(name, cell.backbone, cell.objective, seed, str(out / "runs" / name),
-                                  status="failed", error=f"its trunk {trunk_name} failed", budget=budget)
+            infos[name] = _failed(cell, seed, name, out / "runs" / name, budget, f"its trunk {trunk_name} failed")
     _record_totals(study, names)
     return [infos[n] for n in names]
+
+
+def train_curves_parallel(settings: StudySettings, curves: list[tuple[Cell, int]], out: Path, study: StudyFile,
+                          infos: dict[str, RunInfo], tokenizer: Callable[[Cell], Path],
+                          eval_every: Callable[[Cell, Path], int | None],
+                          run_info: Callable[[Path, str, dict[str, Any]], RunInfo]) -> None:
+    """Train (or reuse) the curves of ``curves`` (arm, seed) in worker processes, in ``settings.layout``:
+    first every trunk, all at once as the layout allows, then every branch of the trunks that finished
+    (each from its trunk's checkpoint). Every model is the one ``train_curve`` trains in process, bit for
+    bit; ``infos`` gets one ``RunInfo`` per model and ``study.json`` the same records."""
+    from zoo.compare.parallel import Job, StudyJob, train_parallel
+    from zoo.compare.study import slug
+
+    trunks: list[StudyJob] = []
+    for cell, seed in curves:
+        names, budgets = model_names(settings, cell, seed), ordered(settings)
+        trunk_dir = out / "runs" / names[-1]
+        every = eval_every(cell, tokenizer(cell))
+        reused = _reused(cell, seed, names[-1], trunk_dir, budgets[-1], None, study, run_info)
+        if reused is not None:
+            infos[names[-1]] = reused
+            continue
+        cfg = trunk_config(settings, cell, seed, trunk_dir, tokenizer(cell), every,
+                           study.data.get("plans", {}).get(slug(cell)))
+        trunks.append((Job(names[-1], cfg), cell, seed, {"budget": budgets[-1]}))
+    if trunks:
+        train_parallel(settings, trunks, out, study, infos, run_info)
+    branches: list[StudyJob] = []
+    for cell, seed in curves:
+        names, budgets = model_names(settings, cell, seed), ordered(settings)
+        trunk_name, trunk_dir = names[-1], out / "runs" / names[-1]
+        for name, budget in zip(names[:-1], budgets[:-1], strict=True):
+            run_dir = out / "runs" / name
+            if infos[trunk_name].status != "done":
+                infos[name] = _failed(cell, seed, name, run_dir, budget, f"its trunk {trunk_name} failed")
+                continue
+            step, why = _branch_point(settings, trunk_dir, budget)
+            if step is None:
+                infos[name] = _failed(cell, seed, name, run_dir, budget, why)
+                continue
+            parent = {"parent": trunk_name, "parent_step": step}
+            reused = _reused(cell, seed, name, run_dir, budget, parent, study, run_info)
+            if reused is not None:
+                infos[name] = reused
+                continue
+            branches.append((Job(name, _branch_config(run_dir, trunk_dir, step, budget)), cell, seed,
+                             {"budget": budget, **parent}))
+    if branches:
+        train_parallel(settings, branches, out, study, infos, run_info)
+    for cell, seed in curves:
+        _record_totals(study, model_names(settings, cell, seed))
 
 
 def _record_totals(study: StudyFile, names: list[str]) -> None:

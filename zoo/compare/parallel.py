@@ -1,6 +1,7 @@
 """Train runs of a study concurrently: each run in its own process (``zoo.compare.worker``) on a set
 number of threads, at most ``jobs`` at a time. A run trains exactly as it would in process; a failed
-run is reported to ``on_done`` with its error and the others go on.
+run is reported to ``on_done`` with its error and the others go on. ``train_parallel`` trains a study's
+jobs so and records each in ``study.json`` (a curve study's trunks, then its branches: ``zoo.compare.branches``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo import fileio
 from zoo.compare.plan import Layout
 from zoo.train.config import RunConfig
 from zoo.typed_config import to_dict
+
+if TYPE_CHECKING:
+    from zoo.compare.results import RunInfo
+    from zoo.compare.study import Cell, StudyFile, StudySettings
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +129,48 @@ def run_jobs(jobs: list[Job], layout: Layout, workdir: Path,
             except subprocess.TimeoutExpired:
                 proc.kill()
             proc._zoo_log.close()  # type: ignore[attr-defined]
+
+
+# a study's job: the run, its cell and seed, and what study.json records of it besides the usual fields
+# (a curve model's ``budget``, a branch's ``parent`` and ``parent_step``)
+StudyJob = tuple[Job, "Cell", int, dict[str, Any]]
+
+
+def train_parallel(settings: StudySettings, jobs: list[StudyJob], out: Path, study: StudyFile,
+                   infos: dict[str, RunInfo], run_info: Callable[[Path, str, dict[str, Any]], RunInfo]) -> None:
+    """Train ``jobs`` in worker processes in the layout of ``settings``; record each run's status, wall and
+    CPU seconds and counters in ``study.json`` and its ``RunInfo`` (``run_info``) in ``infos``."""
+    from zoo.compare.results import RunInfo
+
+    assert settings.layout is not None
+    layout = Layout(*settings.layout)
+    cells = {job.name: (cell, seed, record) for job, cell, seed, record in jobs}
+
+    def started(job: Job) -> None:
+        cell, seed, record = cells[job.name]
+        log.info("training %s (%s) in a worker process, %d thread(s)", job.name, record.get("budget", settings.budget),
+                 layout.threads)
+        study.update(job.name, status="training", objective=cell.objective, backbone=cell.backbone, seed=seed,
+                     path=str(job.config.run_dir), error=None, **record)
+
+    def done(job: Job, error: str | None, wall: float, cpu: float) -> None:
+        cell, seed, record = cells[job.name]
+        rec = study.run(job.name)
+        times = {"wall_s": rec.get("wall_s", 0.0) + wall, "cpu_s": rec.get("cpu_s", 0.0) + cpu}
+        budget = record.get("budget", settings.budget)
+        if error is not None:
+            study.update(job.name, status="failed", error=error, **times)
+            infos[job.name] = RunInfo(job.name, cell.backbone, cell.objective, seed, str(job.config.run_dir),
+                                      status="failed", error=error, budget=budget)
+            return
+        study.update(job.name, status="done", **times)
+        infos[job.name] = run_info(Path(job.config.run_dir), job.name, study.run(job.name))
+        if "parent" in record:
+            infos[job.name].parent = record["parent"]
+        study.update(job.name, counters=infos[job.name].counters())
+
+    log.info("training %d run(s), %d at a time on %d thread(s) each", len(jobs), layout.jobs, layout.threads)
+    run_jobs([j for j, _, _, _ in jobs], layout, out / "jobs", started, done)
 
 
 def probe_outputs(procs: list[subprocess.Popen], logs: list[Path]) -> list[list[dict]]:

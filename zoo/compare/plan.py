@@ -7,7 +7,9 @@ stored in ``study.json`` so a resumed study plans the same budget again.
 The cost of one (arm, seed) is that of its budget design, in units of the top budget ``B``: one
 run at ``B`` costs ``B``; a curve of relative budgets ``b_i`` (``max b_i = 1``) trained as one trunk
 to ``(1 - c) B`` with a cooldown branch of ``c b_i B`` per budget costs ``((1 - c) + c sum b_i) B``
-(``design_cost``), which is ``B`` for a single budget whatever ``c``.
+(``design_cost``), which is ``B`` for a single budget whatever ``c``. Every model trained (a run, a
+trunk, each branch) also costs the measured per-run overhead (process start, set-up, final evaluation);
+trunks train first, all at once on the layout's jobs, then the branches.
 """
 
 from __future__ import annotations
@@ -135,11 +137,17 @@ class Plan:
     pairs_per_model: int
     phases: dict[str, float]  # expected wall seconds per phase (PHASES)
     notes: tuple[str, ...] = ()
+    cooldown: float = 0.0  # a curve design's cooldown fraction (0: one budget)
 
     @property
     def budget(self) -> str:
         """The top budget as ``--budget`` spells it (two significant digits)."""
         return flops_text(self.top_flops)
+
+    @property
+    def budgets(self) -> tuple[str, ...]:
+        """Every budget of the design as ``--budgets`` spells them, shortest first (one: ``(budget,)``)."""
+        return tuple(flops_text(b) for b in self.arms[0].budgets) if self.arms else (self.budget,)
 
     @property
     def total_s(self) -> float:
@@ -153,6 +161,7 @@ class Plan:
         data = asdict(self)
         data["layout"] = self.layout.label
         data["budget"] = self.budget
+        data["budgets"] = list(self.budgets)
         data["train_share"] = self.train_share
         return data
 
@@ -162,6 +171,11 @@ def flops_text(flops: float) -> str:
     exp = math.floor(math.log10(flops))
     mantissa = math.floor(flops / 10 ** exp * 10 + 1e-9) / 10
     return f"{mantissa:g}e{exp}flops"
+
+
+def round_flops(flops: float) -> float:
+    """``flops`` rounded down to two significant digits (as ``flops_text`` spells it)."""
+    return float(flops_text(flops).removesuffix("flops"))
 
 
 def _makespan(durations: list[float], jobs: int) -> float:
@@ -187,30 +201,44 @@ def _eval_s(m: Measurements, req: PlanRequest, pairs: int, seeds: int) -> float:
     return total
 
 
-def _train_time(m: Measurements, layout: Layout, seeds: int, cost: float, top: float) -> float | None:
-    """Training wall seconds of the grid at top budget ``top`` in ``layout``: each run's timed steps plus
-    its measured per-run overhead, longest first onto the layout's jobs (None: the layout was not measured)."""
-    durations = []
+def _model_times(a: ArmCost, layout: Layout, req: PlanRequest, top: float) -> tuple[float, list[float]] | None:
+    """Wall seconds of one (arm, seed)'s models in ``layout``: its run (or trunk, to the top budget) and each
+    cooldown branch (``c`` of a shorter budget), every one its steps plus the measured per-run overhead."""
+    fps = a.flops_per_s.get(layout.label)
+    if not fps or fps <= 0:
+        return None
+    overhead = a.overhead_s.get(layout.label, 0.0)
+    top_rel = max(req.budgets)
+    shorter = sorted(req.budgets)[:-1]
+    return top / fps + overhead, [req.cooldown * top * b / top_rel / fps + overhead for b in shorter]
+
+
+def _train_time(m: Measurements, layout: Layout, req: PlanRequest, top: float) -> float | None:
+    """Training wall seconds of the grid at top budget ``top`` in ``layout``: the runs (or trunks), longest
+    first onto the layout's jobs, then the cooldown branches likewise (None: the layout was not measured)."""
+    runs: list[float] = []
+    branches: list[float] = []
     for a in m.arms:
-        fps = a.flops_per_s.get(layout.label)
-        if not fps or fps <= 0:
+        times = _model_times(a, layout, req, top)
+        if times is None:
             return None
-        durations.extend([cost * top / fps + a.overhead_s.get(layout.label, 0.0)] * seeds)
-    return _makespan(durations, layout.jobs)
+        runs.extend([times[0]] * req.seeds)
+        branches.extend(times[1] * req.seeds)
+    return _makespan(runs, layout.jobs) + (_makespan(branches, layout.jobs) if branches else 0.0)
 
 
-def _largest_top(m: Measurements, layout: Layout, seeds: int, cost: float, train_s: float) -> float:
+def _largest_top(m: Measurements, layout: Layout, req: PlanRequest, train_s: float) -> float:
     """The largest top budget (two significant digits, rounded down) that trains within ``train_s``; 0 if none."""
-    if (_train_time(m, layout, seeds, cost, 0.0) or 0.0) >= train_s:
+    if (_train_time(m, layout, req, 0.0) or 0.0) >= train_s:
         return 0.0
-    lo, hi = 0.0, train_s * max(a.flops_per_s[layout.label] for a in m.arms) / cost
+    lo, hi = 0.0, train_s * max(a.flops_per_s[layout.label] for a in m.arms)  # a run (trunk) alone takes top / fps
     for _ in range(100):  # the training time grows with the budget: bisect
         mid = (lo + hi) / 2
-        if (_train_time(m, layout, seeds, cost, mid) or math.inf) <= train_s:
+        if (_train_time(m, layout, req, mid) or math.inf) <= train_s:
             lo = mid
         else:
             hi = mid
-    return float(flops_text(lo).removesuffix("flops")) if lo > 0 else 0.0
+    return round_flops(lo) if lo > 0 else 0.0
 
 
 def _pair_options(m: Measurements, req: PlanRequest) -> list[int]:
@@ -266,7 +294,7 @@ def _plan_at(m: Measurements, req: PlanRequest, cost: float, fixed: float, pairs
     train_s = (wall - fixed - bench) * (1.0 - MARGIN)
     if train_s <= 0:
         return None
-    tops = {lay: _largest_top(m, lay, req.seeds, cost, train_s) for lay in _measured(m)}
+    tops = {lay: _largest_top(m, lay, req, train_s) for lay in _measured(m)}
     layout = max(tops, key=lambda lay: (tops[lay], -lay.jobs))
     top = tops[layout]
     if top <= 0:
@@ -279,13 +307,14 @@ def _plan_at(m: Measurements, req: PlanRequest, cost: float, fixed: float, pairs
     top_rel = max(req.budgets)
     arms = []
     for a in m.arms:
-        budgets = tuple(sorted(top * b / top_rel for b in req.budgets))
-        arms.append(ArmPlan(a.arm, budgets, tuple(b / a.flops_per_token / a.params for b in budgets),
-                            cost * top / a.flops_per_s[layout.label] + a.overhead_s.get(layout.label, 0.0)))
+        budgets = tuple(round_flops(top * b / top_rel) for b in sorted(req.budgets))  # as --budgets spells them
+        # one seed: the design's FLOPs at the measured speed, and the overhead of each model (run or trunk, branches)
+        train_s = cost * top / a.flops_per_s[layout.label] + len(req.budgets) * a.overhead_s.get(layout.label, 0.0)
+        arms.append(ArmPlan(a.arm, budgets, tuple(b / a.flops_per_token / a.params for b in budgets), train_s))
     phases = {"tokenizers": m.spent_s.get("tokenizers", 0.0), "measure": m.spent_s.get("measure", 0.0),
-              "train": _train_time(m, layout, req.seeds, cost, top) or 0.0, "bench": bench, "report": m.report_s}
+              "train": _train_time(m, layout, req, top) or 0.0, "bench": bench, "report": m.report_s}
     return Plan(req.hours, layout, top, tuple(arms), req.seeds, None if pairs >= m.pairs_per_paradigm else pairs,
-                pairs * m.paradigms, phases, tuple(notes))
+                pairs * m.paradigms, phases, tuple(notes), req.cooldown if len(req.budgets) > 1 else 0.0)
 
 
 def _refusal(m: Measurements, req: PlanRequest, fixed: float, cost: float) -> str:

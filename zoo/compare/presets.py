@@ -25,6 +25,13 @@ CPU_HOUR_RECIPE: tuple[str, ...] = (
     "data.on_decode_error=replace",
 )
 
+# The compute-curve study's recipe: the cpu-hour recipe less its schedule. A curve study trains trapezoid trunks
+# (constant learning rate, then a cooldown of --cooldown of each budget) with an absolute warmup, the same for every
+# budget (by default 5% of the shortest budget's steps, or --set optim.warmup_steps=N): the study sets
+# optim.schedule and optim.warmup itself (zoo.compare.branches).
+CURVE_RECIPE: tuple[str, ...] = tuple(o for o in CPU_HOUR_RECIPE
+                                      if o.partition("=")[0] not in ("optim.schedule", "optim.warmup"))
+
 
 @dataclass(frozen=True)
 class StudyPreset:
@@ -52,6 +59,8 @@ class StudyPreset:
     max_eval_examples: int | None
     max_pairs: int | None  # pairs per paradigm of a zero-shot suite
     hours: float | None = None  # size the study by wall time (``--hours``) instead of ``budget`` (then None)
+    budgets: tuple[str, ...] = ()  # a curve study (``--budgets``); with ``hours``, relative budgets (1, 2, 4, 8)
+    cooldown: float | None = None  # a curve study's cooldown fraction (None: the option's default)
 
     def options(self) -> dict[str, Any]:
         """Option name (the ``zoo compare`` parameter) -> value, lists joined as the CLI spells them."""
@@ -60,7 +69,7 @@ class StudyPreset:
             if f.name in ("name", "summary"):
                 continue
             value = getattr(self, f.name)
-            if f.name in ("objectives", "backbones", "tasks"):
+            if f.name in ("objectives", "backbones", "tasks", "budgets"):
                 value = ",".join(value)
             out[f.name] = value
         return out
@@ -71,7 +80,7 @@ class StudyPreset:
         for key, value in self.options().items():
             if isinstance(value, tuple):
                 shown.extend(f"--{_flag(key)} {v}" for v in value)
-            elif value is not None:
+            elif value is not None and value != "":
                 shown.append(f"--{_flag(key)} {value}")
         return shown
 
@@ -107,7 +116,38 @@ CPU_HOUR = StudyPreset(
     max_pairs=None,  # every pair if the plan affords it; the plan says what it drops
 )
 
-PRESETS: dict[str, StudyPreset] = {p.name: p for p in (CPU_HOUR,)}
+COMPUTE_CURVE = StudyPreset(
+    name="compute-curve",
+    summary="clm vs mlm on cpu-hour's architecture at four budgets (1:2:4:8), each a cooldown branch of one "
+            "trapezoid trunk per objective and seed, 6 paired seeds, English Wikipedia, BLiMP zero-shot; the budgets "
+            "are planned so that the whole study takes an hour and a half on this machine.",
+    objectives=("clm", "mlm"),
+    backbones=("gpt",),
+    # the fewest with which the exact sign-flip test over seeds can reach p < 0.05 for one contrast (2/2^6, before
+    # Holm's adjustment); a curve costs more per seed than one run
+    seeds=6,
+    budget=None,
+    hours=1.5,
+    budgets=("1", "2", "4", "8"),  # relative: the plan chooses the top budget
+    cooldown=0.2,
+    data=CPU_HOUR.data,
+    size=CPU_HOUR.size,
+    seq_len=CPU_HOUR.seq_len,
+    batch_size=CPU_HOUR.batch_size,
+    vocab_size=CPU_HOUR.vocab_size,
+    overrides=CURVE_RECIPE,
+    evals=4,
+    suite=CPU_HOUR.suite,
+    tasks=(),
+    data_dir=CPU_HOUR.data_dir,
+    bench_overrides=(),
+    bench_seeds=1,
+    max_train_examples=None,
+    max_eval_examples=None,
+    max_pairs=None,
+)
+
+PRESETS: dict[str, StudyPreset] = {p.name: p for p in (CPU_HOUR, COMPUTE_CURVE)}
 
 
 def get_preset(name: str) -> StudyPreset:

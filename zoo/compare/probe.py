@@ -84,7 +84,8 @@ def measure(settings: StudySettings, grid: Grid, tokenizers: dict[str, Path], ou
 def _probe_settings(settings: StudySettings) -> StudySettings:
     keep = [o for o in settings.train_overrides
             if o.partition("=")[0].strip() not in ("train.log_every", "train.eval_every", "train.checkpoint_every")]
-    return replace(settings, budget=f"{PROBE_STEPS}steps", hours=None,
+    # a few steps of each arm's run: no curve design (its budgets are the study's, planned from this)
+    return replace(settings, budget=f"{PROBE_STEPS}steps", hours=None, budgets=[],
                    train_overrides=[*keep, "train.log_every=1", "train.eval_every=0", "train.checkpoint_every=0"])
 
 

@@ -393,8 +393,11 @@ def plan_lines(plan: dict) -> list[str]:
         return []
     p = plan["plan"]
     pairs = "all pairs" if p.get("max_pairs") is None else f"{p['max_pairs']} pairs per paradigm"
+    budgets = p.get("budgets") or [p["budget"]]
+    design = (f"budgets {', '.join(budgets)} (cooldown branches of {p.get('cooldown', 0.2):g} of one trunk per arm "
+              f"and seed)" if len(budgets) > 1 else f"{p['budget']} per run")
     lines = ["## Plan vs actual", "",
-             f"Planned for {p['hours']:g} h on this machine from measured speeds: {p['budget']} per run "
+             f"Planned for {p['hours']:g} h on this machine from measured speeds: {design} "
              f"({p['layout']} = jobs x threads), {pairs}, training {p['phases']['train'] / (3600 * p['hours']):.0%} of "
              f"the {p['hours']:g} h. "
              "Actual times are wall times of every invocation together; other work on the machine lengthens them.", ""]

@@ -153,12 +153,16 @@ def _train_grid(settings: StudySettings, grid: Grid, order: list[tuple[Cell, int
         from zoo.train.trainer import train as train_fn
     budget = settings.budget_spec
     jobs: list[Any] = []
+    curves: list[tuple[Cell, int]] = []
     families = grid.families()
     infos: dict[str, RunInfo] = {}
     for i, (cell, seed) in enumerate(order, 1):
         name = run_name(cell, seed)
         run_dir = out / "runs" / name
         family = families[cell.backbone]
+        if settings.budgets and settings.layout is not None:
+            curves.append((cell, seed))
+            continue
         if settings.budgets:  # a curve: one trunk and its cooldown branches (zoo.compare.branches)
             title = f"[{i}/{len(order)}] "
             for info in branches.train_curve(settings, cell, seed, out, tokenizers[family], study, train_fn,
@@ -183,7 +187,7 @@ def _train_grid(settings: StudySettings, grid: Grid, order: list[tuple[Cell, int
         if settings.layout is not None:
             from zoo.compare.parallel import Job
 
-            jobs.append((Job(name, cfg), cell, seed))
+            jobs.append((Job(name, cfg), cell, seed, {}))
             continue
         what = "resuming" if state is not None else "training"
         log.info("[%d/%d] %s %s (%s)", i, len(order), what, name, budget)
@@ -209,40 +213,13 @@ def _train_grid(settings: StudySettings, grid: Grid, order: list[tuple[Cell, int
         infos[name] = _run_info(run_dir, name, study.run(name))
         study.update(name, counters=infos[name].counters())  # a report can be rewritten without the run
     if jobs:
-        _train_parallel(settings, jobs, out, study, infos)
+        from zoo.compare.parallel import train_parallel
+
+        train_parallel(settings, jobs, out, study, infos, _run_info)
+    if curves:  # with a layout: every trunk in worker processes, then every branch
+        branches.train_curves_parallel(settings, curves, out, study, infos, lambda c: tokenizers[families[c.backbone]],
+                                       lambda c, tok: _eval_every(settings, c, tok, out, study), _run_info)
     return infos
-
-
-def _train_parallel(settings: StudySettings, jobs: list[Any], out: Path, study: StudyFile,
-                    infos: dict[str, RunInfo]) -> None:
-    from zoo.compare.parallel import Job, run_jobs
-    from zoo.compare.plan import Layout
-
-    assert settings.layout is not None
-    layout = Layout(*settings.layout)
-    cells = {job.name: (cell, seed) for job, cell, seed in jobs}
-
-    def started(job: Job) -> None:
-        cell, seed = cells[job.name]
-        log.info("training %s (%s) in a worker process, %d thread(s)", job.name, settings.budget, layout.threads)
-        study.update(job.name, status="training", objective=cell.objective, backbone=cell.backbone, seed=seed,
-                     path=str(job.config.run_dir), error=None)
-
-    def done(job: Job, error: str | None, wall: float, cpu: float) -> None:
-        cell, seed = cells[job.name]
-        rec = study.run(job.name)
-        times = {"wall_s": rec.get("wall_s", 0.0) + wall, "cpu_s": rec.get("cpu_s", 0.0) + cpu}
-        if error is not None:
-            study.update(job.name, status="failed", error=error, **times)
-            infos[job.name] = RunInfo(job.name, cell.backbone, cell.objective, seed, str(job.config.run_dir),
-                                      status="failed", error=error, budget=settings.budget)
-            return
-        study.update(job.name, status="done", **times)
-        infos[job.name] = _run_info(Path(job.config.run_dir), job.name, study.run(job.name))
-        study.update(job.name, counters=infos[job.name].counters())
-
-    log.info("training %d run(s), %d at a time on %d thread(s) each", len(jobs), layout.jobs, layout.threads)
-    run_jobs([j for j, _, _ in jobs], layout, out / "jobs", started, done)
 
 
 def _check_tasks(options: BenchOptions) -> None:

@@ -405,7 +405,8 @@ class StudyFile:
                 raise ConfigError(f"{self.path}: not a readable study file ({exc}); choose another --out") from exc
             old = self.data.get("settings", {})
             new = settings.to_dict()
-            planned = ("budget",) if new.get("hours") is not None else ()  # the plan sets it from stored measurements
+            # the plan sets them from the stored measurements (a curve study's budgets: from its relative ones)
+            planned = ("budget", "budgets") if new.get("hours") is not None else ()
             diffs = sorted(k for k in set(old) | set(new)
                            if k not in (*MUTABLE_SETTINGS, *planned) and old.get(k) != new.get(k))
             if diffs and not self.trained_anything():  # nothing trained, nothing to protect
