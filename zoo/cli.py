@@ -496,6 +496,9 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
         if any(p.items for p in part.pairs):
             console.table(f"Same backbone{suite}, over items: A - B per task (seed-and-item t p, Holm)",
                           *report.item_table(part))
+        if part.cross_pairs:
+            console.table(f"Across backbones{suite}, unpaired over seeds: A - B of the average score (Welch p, Holm)",
+                          *report.cross_table(part))
     for note in result.notes:
         console.text(f"note: {note}")
     console.text(f"report: {Path(result.out) / 'report.md'}")

@@ -227,6 +227,37 @@ def _check_tied(where: str, state: dict[str, torch.Tensor]) -> None:
                                       f"objective-zoo's output heads are tied, so these weights cannot be loaded")
 
 
+# --- zero-shot scoring of a transformers directory ------------------------------------------------------------
+
+# The classes whose token-level head minimal pairs can read, and the objective that head is scored as: an
+# encoder's masked-LM head, a decoder's causal LM head, an encoder-decoder's decoder LM head.
+TOKEN_HEADS = {"BertForMaskedLM": "mlm", "BertForPreTraining": "mlm", "RobertaPreLayerNormForMaskedLM": "mlm",
+               "GPT2LMHeadModel": "clm", "T5ForConditionalGeneration": "span-lm"}
+# Classes read the way the exporting run trained (``zoo_export.json``'s objective): an encoder-decoder's
+# decoder reads a sentence in the context its objective showed it (span-lm -> seq2seq-sentinel, clm/prefix/
+# mlm/deshuffle -> seq2seq, ul2 -> seq2seq[S]); a directory without that record is T5's span corruption.
+RECORDED_OBJECTIVE = frozenset({"T5ForConditionalGeneration"})
+
+
+def export_record(path: Path) -> dict[str, Any]:
+    """``zoo_export.json`` of an exported directory ({} when absent or unreadable: saved by transformers)."""
+    try:
+        record = json.loads((path / "zoo_export.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def scoring_objective(path: Path, architecture: str) -> str | None:
+    """The objective spec whose scorers read the token head of the transformers directory ``path`` of class
+    ``architecture`` (None: the class has no token-level head)."""
+    objective = TOKEN_HEADS.get(architecture)
+    if objective is not None and architecture in RECORDED_OBJECTIVE:
+        recorded = export_record(path).get("objective")
+        objective = str(recorded) if isinstance(recorded, str) and recorded else objective
+    return objective
+
+
 # --- writing one: which heads go where ----------------------------------------------------------------------
 
 @dataclass

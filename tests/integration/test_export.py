@@ -415,3 +415,58 @@ def test_untied_t5_export_is_refused_not_written(make_run, tmp_path: Path) -> No
     with pytest.raises(PluginError, match="does not reproduce"):
         export_hf(run_dir, tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize(("objective", "scorer"), [("span-lm", "seq2seq-sentinel"), ("clm", "seq2seq"),
+                                                   ("ul2", "seq2seq[S]")])
+def test_zoo_bench_scores_a_t5_export_as_transformers_and_the_run(make_run, tmp_path: Path, objective: str,
+                                                                  scorer: str) -> None:
+    """``zoo bench EXPORT --suite blimp`` reads a T5ForConditionalGeneration export with the scorer of the
+    objective its zoo_export.json records: its scores are the log-likelihoods transformers computes from the
+    export directory alone, and the run's own scores."""
+    import transformers
+    from tokenizers import Tokenizer
+
+    from zoo.benchmarks.lm_scoring import score_sentences, scorers_for
+    from zoo.benchmarks.source import open_source
+    from zoo.benchmarks.zeroshot import open_scoring_model
+
+    from ..unit.test_minimal_pairs_data import write_blimp
+
+    pairs = [("The cats sleep soundly tonight.", "The cats sleeps."), ("Dogs bark.", "Dogs barks at them loudly.")]
+    sentences = [s for p in pairs for s in p]
+    run_dir, out = make_run(objective, "t5"), tmp_path / "hf"
+    export_hf(run_dir, out)
+    data = tmp_path / "blimp"
+    data.mkdir()
+    write_blimp(data / "toy.jsonl", "toy", pairs)
+    result = CliRunner().invoke(cli, ["bench", str(out), "--suite", "blimp", "--data-dir", str(data), "--device",
+                                      "cpu", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    (saved,) = json.loads((out / "bench.json").read_text())["suites"]["blimp"]["models"]
+    assert saved["scorer"] == scorer and saved["objective"] == objective
+
+    scores = []
+    for path in (run_dir, out):
+        src = open_source(path)
+        sm = open_scoring_model(src)
+        (chosen,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads)
+        assert chosen.name == scorer
+        scores.append(score_sentences(chosen, sm.backbone, sm.heads, src.tokenizer, src.special, sentences)[scorer])
+    ours, exported = scores
+    # transformers alone: the export's model, config and tokenizer.json; decoder_start_token_id shifts labels
+    hf = transformers.T5ForConditionalGeneration.from_pretrained(str(out)).eval()
+    tok = Tokenizer.from_file(str(out / "tokenizer.json"))
+    sentinel = [tok.token_to_id("<extra_id_0>")] if "sentinel" in scorer else []
+    lead = [tok.token_to_id("[S]")] if scorer.endswith("[S]") else []
+    reference = []
+    for text in sentences:
+        labels = torch.tensor([[*sentinel, *tok.encode(text, add_special_tokens=False).ids]])
+        with torch.no_grad():
+            logits = hf(input_ids=torch.tensor([[*lead, *sentinel, hf.config.eos_token_id]]), labels=labels).logits
+        logp = logits.log_softmax(-1)[0, len(sentinel):].gather(1, labels[0, len(sentinel):, None])
+        reference.append(logp.sum().item())
+    np.testing.assert_allclose(exported, reference, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(exported, ours, atol=1e-4, rtol=0)
+    expected = "".join("1" if reference[2 * i] > reference[2 * i + 1] else "0" for i in range(len(pairs)))
+    assert saved["correct"][scorer]["toy"] == expected

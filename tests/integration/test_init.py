@@ -160,6 +160,50 @@ def test_transformers_saved_directory(corpus: Path, tmp_path: Path) -> None:
     assert exported.architecture == "BertForPreTraining"
 
 
+def test_transformers_saved_t5_directory(corpus: Path, tmp_path: Path) -> None:
+    """save_pretrained of a random tiny T5ForConditionalGeneration beside a T5-style tokenizer (<pad>,
+    </s>, <unk>, <extra_id_N>) is a valid --init: span corruption trains from its weights, and the first
+    batch's loss is the one transformers computes for that directory."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+    specials = ["<pad>", "</s>", "<unk>", *(f"<extra_id_{i}>" for i in range(20))]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer, tok.decoder = pre_tokenizers.ByteLevel(add_prefix_space=False), decoders.ByteLevel()
+    tok.train_from_iterator(corpus.read_text().split("\n\n"), trainers.BpeTrainer(
+        vocab_size=300, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    hf_dir = tmp_path / "hf"
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                            unk_token="<unk>").save_pretrained(str(hf_dir))
+    torch.manual_seed(1)
+    config = T5Config(vocab_size=tok.get_vocab_size(), d_model=32, d_kv=16, d_ff=64, num_layers=2,
+                      num_decoder_layers=2, num_heads=2, relative_attention_num_buckets=8,
+                      relative_attention_max_distance=16, dropout_rate=0.0, pad_token_id=0, eos_token_id=1,
+                      decoder_start_token_id=0)
+    model = T5ForConditionalGeneration(config).eval()
+    model.save_pretrained(str(hf_dir))
+    trainer = _setup({**_config(corpus, tmp_path / "continued", objective="span-lm"),
+                      "init": {"source": str(hf_dir)}})
+    assert trainer.cfg.backbone == "t5" and trainer.data.stats["tokenizer_source"] == "init"
+    assert trainer.cfg.model["hidden_size"] == 32 and trainer.cfg.model["num_layers"] == 2
+    state = model.state_dict()
+    for key, tensor in trainer.model.backbone.hf_state_dict().items():
+        assert torch.equal(tensor, state[key]), key
+    _, micro = next(trainer._step_batches())
+    b = micro[0][1].to("cpu")
+    trainer.model.eval()
+    with torch.no_grad():
+        ours = float(trainer.model(b).loss)
+        hf = T5ForConditionalGeneration.from_pretrained(str(hf_dir)).eval()
+        out = hf(input_ids=b.input_ids, attention_mask=(b.doc_ids >= 0).long(),
+                 decoder_attention_mask=(b.decoder_doc_ids >= 0).long(), labels=b.targets["span-lm"]["labels"])
+    assert abs(ours - float(out.loss)) < 1e-5, (ours, float(out.loss))
+    record = json.loads((trainer.run_dir / "run.json").read_text())["init"]
+    assert record["architecture"] == "T5ForConditionalGeneration" and record["heads"]["span-lm"].startswith("lm_head")
+    assert trainer.fit().step == 2
+
+
 def test_zoo_run_and_step_as_init_resume_never_rereads(scratch, corpus: Path, tmp_path: Path) -> None:
     run, _ = scratch("mlm+nsp", "bert")
     copy = tmp_path / "source-run"

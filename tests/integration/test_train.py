@@ -415,11 +415,12 @@ def test_extending_a_finished_budget_is_said_recorded_and_resumes_bitwise(tmp_pa
     assert json.loads((tmp_path / "lin" / "config.json").read_text())["train"]["budget"] == "10steps"
 
 
-@pytest.mark.parametrize("objective", ["span-lm", "prefix"])
+@pytest.mark.parametrize("objective", ["span-lm", "prefix", "clm", "ul2"])
 def test_t5_trains_and_resumes_bitwise(tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch,
                                        objective: str) -> None:
-    """Encoder-decoder runs end to end: T5 span corruption (fixed widths) and the prefix LM (packed
-    pieces, widths per batch) on t5 resume exactly."""
+    """Encoder-decoder runs end to end: T5 span corruption (fixed widths), the prefix LM (packed
+    pieces, widths per batch), clm (an empty encoder input) and UL2 (a seeded mixture of R/S/X
+    denoisers, mode token leading the encoder input) on t5 resume exactly."""
     full = tmp_path / "full"
     result = train(resolve(tiny_config(full, corpus, objective, "t5", 8, checkpoint_every=4)))
     part = tmp_path / "part"

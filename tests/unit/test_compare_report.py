@@ -10,7 +10,15 @@ import pytest
 from matplotlib.colors import to_hex
 
 from zoo.compare.plots import OBJECTIVE_COLORS, curves_figure, figures, objective_color, scores_figure
-from zoo.compare.report import item_table, markdown, pair_table, score_table, write_report
+from zoo.compare.report import (
+    cross_table,
+    item_table,
+    markdown,
+    pair_table,
+    reading,
+    score_table,
+    write_report,
+)
 from zoo.compare.results import ComparisonResult, ItemValues, RunInfo
 from zoo.compare.stats import median_interval, seeds_needed
 from zoo.compare.study import BASELINE
@@ -134,6 +142,46 @@ def test_constant_predictor_row_and_readings(tmp_path: Path) -> None:
     assert rows[-1] == ["-", "bag of words", "80.0", "70.0", "75.0", "-", "none (no randomness)"]
     text = markdown(result, {})
     assert "majority class of the training labels" in text and "logistic regression" in text
+
+
+def test_arms_on_different_backbones_are_compared_unpaired(tmp_path: Path) -> None:
+    """bert mlm / mlm+nsp vs gpt clm: Welch over seeds (scipy's ttest_ind with unequal variances), Holm over
+    those two rows alone; baselines and same-backbone pairs are not in this family."""
+    import scipy.stats
+
+    result = synthetic(tmp_path)
+    keys = [(c.a.label, c.b.label) for c in result.cross_pairs]
+    assert keys == [("bert mlm", "gpt clm"), ("bert mlm+nsp", "gpt clm")]
+    clm = [float(np.mean(s)) for s in SCORES[("gpt", "clm")]]
+    ps = []
+    for c, arm in zip(result.cross_pairs, ("mlm", "mlm+nsp"), strict=True):
+        a = [float(np.mean(s)) for s in SCORES[("bert", arm)]]
+        ref = scipy.stats.ttest_ind(a, clm, equal_var=False)
+        low, high = ref.confidence_interval(0.95)
+        assert not c.seeds.paired and c.seeds.test == "welch" and c.seeds.wins is None
+        assert c.seeds.diff.point == pytest.approx(np.mean(a) - np.mean(clm))
+        assert (c.seeds.diff.low, c.seeds.diff.high) == pytest.approx((low, high))
+        assert c.seeds.p == pytest.approx(ref.pvalue)
+        ps.append(ref.pvalue)
+    low_p, high_p = sorted(ps)  # Holm over two: 2 x the smaller p, then the larger p (kept monotone)
+    adjusted = {low_p: min(1.0, 2 * low_p), high_p: max(min(1.0, 2 * low_p), high_p)}
+    assert [c.seeds.p_holm for c in result.cross_pairs] == pytest.approx([adjusted[p] for p in ps])
+    columns, rows = cross_table(result)
+    assert columns[:4] == ["A", "B", "seeds (A, B)", "A - B (avg x100)"]
+    first = result.cross_pairs[0].seeds
+    assert rows[0][:4] == ["bert mlm", "gpt clm", "3, 3",
+                           f"{100 * first.diff.point:+.1f} [{100 * first.diff.low:+.1f}, {100 * first.diff.high:+.1f}]"]
+    assert rows[0][-1] == reading(first.diff, first.p_holm, "bert mlm", "gpt clm")
+    text = markdown(result, {})
+    assert "## Across backbones (unpaired)" in text and "Holm-adjusted over these 2 difference(s) alone" in text
+    assert "| bert mlm | gpt clm | 3, 3 |" in text
+    saved = result.to_dict()["across_backbones"]
+    assert [(x["a"]["objective"], x["b"]["backbone"]) for x in saved] == [("mlm", "gpt"), ("mlm+nsp", "gpt")]
+    assert saved[1]["seeds"] == result.cross_pairs[1].seeds.to_dict()
+    one_backbone = ComparisonResult(out=str(tmp_path), mode="runs", suite="glue", tasks=TASKS, task_titles={},
+                                    task_metrics={}, runs=[r for r in result.runs if r.backbone == "bert"],
+                                    baselines=result.baselines)
+    assert one_backbone.cross_pairs == [] and "Across backbones" not in markdown(one_backbone, {})
 
 
 def _items(seed: int, n: int, p: float) -> ItemValues:

@@ -248,6 +248,76 @@ def test_encoder_decoder_forms_split_each_document() -> None:
             assert batch.doc_ids[b].max() == batch.decoder_doc_ids[b].max() == len(pieces) - 1
 
 
+def test_deshuffle_and_ul2_encoder_decoder_forms() -> None:
+    """deshuffle: encoder = the row's text in a random order and the end token, decoder = the text and the end
+    token; ul2: each denoiser's paradigm token leads the encoder input (and appears nowhere else): R and X
+    (span-lm) read the text with one sentinel per span while the decoder predicts the spans, so that the
+    input's sentinels replaced by their spans give the text back; S (prefix) reads the first three quarters,
+    the decoder predicts the last quarter. The decoder input is always the target behind the start token."""
+    import dataclasses
+
+    import numpy as np
+
+    from zoo import registry
+    from zoo.batch import Batch
+    from zoo.objectives.compose import build_objective
+    from zoo.testing import special_tokens_for_tests
+
+    paradigms = {"[R]": 6, "[S]": 7, "[X]": 8}
+    tokens = dataclasses.replace(special_tokens_for_tests(vocab_size=512, num_sentinels=64), extra=paradigms)
+    sentinels = set(tokens.sentinels)
+    spec = _tiny(vocab_size=tokens.vocab_size).spec
+    rng = np.random.default_rng(0)
+
+    def rows(width: int) -> Batch:  # three rows of one text each
+        ids = rng.integers(16, tokens.vocab_size - 64, size=(3, width))
+        return Batch(input_ids=ids, doc_ids=np.zeros((3, width), dtype=np.int32),
+                     position_ids=np.broadcast_to(np.arange(width), (3, width)).copy())
+
+    def split(batch: Batch, labels: np.ndarray, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """(encoder input, decoder target) of row b, the decoder input checked against the target."""
+        dec_docs = np.asarray(batch.decoder_doc_ids)[b]
+        assert set(np.asarray(batch.doc_ids)[b].tolist()) <= {-1, 0} and set(dec_docs.tolist()) <= {-1, 0}
+        target = labels[b][dec_docs >= 0]
+        assert np.array_equal(np.asarray(batch.decoder_input_ids)[b][dec_docs >= 0],
+                              np.concatenate([[tokens.pad], target[:-1]]))
+        return np.asarray(batch.input_ids)[b][np.asarray(batch.doc_ids)[b] >= 0], target
+
+    deshuffle = registry.load("objective", "deshuffle")(None, tokens, spec)
+    data = rows(deshuffle.row_length(24))
+    batch = deshuffle.prepare(data, np.random.default_rng(0))
+    for b in range(3):
+        enc, target = split(batch, np.asarray(batch.targets["deshuffle"]["labels"]), b)
+        text = data.input_ids[b]
+        assert enc[-1] == target[-1] == tokens.eos and np.array_equal(target[:-1], text)
+        assert np.array_equal(np.sort(enc[:-1]), np.sort(text)) and not np.array_equal(enc[:-1], text)
+
+    ul2 = build_objective("ul2", {}, tokens, spec)
+    assert len(ul2.members) == 7
+    for member in ul2.members:
+        lead = paradigms[member.objective.config.paradigm]
+        data = rows(member.objective.row_length(40))
+        batch = member.prepare(data, np.random.default_rng(1))
+        for b in range(3):
+            enc, target = split(batch, np.asarray(batch.targets[member.label]["labels"]), b)
+            text = data.input_ids[b]
+            assert enc[0] == lead and lead not in enc[1:] and lead not in target, member.label
+            if member.label == "s-25":
+                k = len(text) - int(np.round(len(text) * 0.25))
+                assert np.array_equal(enc[1:], text[:k]) and np.array_equal(target, text[k:])
+                continue
+            assert enc[-1] == target[-1] == tokens.eos and target[0] in sentinels, member.label
+            spans: dict[int, list[int]] = {}
+            for t in target[:-1].tolist():
+                if t in sentinels:
+                    key = t
+                    spans[key] = []
+                else:
+                    spans[key].append(t)
+            rebuilt = [x for t in enc[1:-1].tolist() for x in (spans.pop(t) if t in sentinels else [t])]
+            assert rebuilt == text.tolist() and not spans, member.label
+
+
 @pytest.mark.parametrize("objective, name", [("span-lm", "seq2seq-sentinel"), ("clm", "seq2seq")])
 def test_zero_shot_scores_are_t5_for_conditional_generation_log_likelihoods(objective: str, name: str) -> None:
     """The decoder's log p(sentence | empty input) equals transformers' with the same weights and tokens."""

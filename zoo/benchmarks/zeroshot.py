@@ -53,8 +53,6 @@ BASELINES_NOTE = ("unigram / bigram / trigram: interpolated Kneser-Ney count mod
                   "model has learnt something beyond counts only where it is above the best count model.")
 AVERAGE_DEFINITION = ("macro average over paradigms of the share of pairs whose acceptable sentence scores strictly "
                       "higher; a phenomenon is the mean over its paradigms")
-HF_TOKEN_HEADS = {"BertForMaskedLM": "mlm", "BertForPreTraining": "mlm", "RobertaPreLayerNormForMaskedLM": "mlm",
-                  "GPT2LMHeadModel": "clm"}
 
 
 # --- models with their heads -------------------------------------------------------------------------
@@ -108,18 +106,24 @@ def open_scoring_model(source: ModelSource, step: int | None = None, from_scratc
 
 
 def _open_hf(source: ModelSource, from_scratch: bool, scratch_seed: int = 0) -> ScoringModel:
+    from zoo.interop import TOKEN_HEADS, export_record, scoring_objective
+
     assert source.path is not None
     config_path = source.path / "config.json"
     arch = (json.loads(config_path.read_text(encoding="utf-8")).get("architectures") or ["?"])[0]
-    objective = HF_TOKEN_HEADS.get(arch)
+    objective = scoring_objective(source.path, arch)
     if objective is None:
         raise CheckpointError(f"{config_path}: {arch} has no token-level head (masked-LM or LM head) to score "
-                              f"sentences with; expected one of {', '.join(HF_TOKEN_HEADS)}")
+                              f"sentences with; expected one of {', '.join(TOKEN_HEADS)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(scratch_seed)  # the heads' random init, with the backbone's seed
         backbone = source.scratch().backbone(scratch_seed) if from_scratch else copy.deepcopy(source.backbone())
         head: nn.Module
-        if objective == "mlm":
+        if str(backbone.spec.family) == "encoder-decoder":  # the decoder's LM head, output scale and all
+            from zoo.objectives.clm import decoder_lm_head
+
+            head = decoder_lm_head(backbone)
+        elif objective == "mlm":
             head = MaskedLMHead(backbone.spec, backbone.input_embedding())
         else:
             head = TiedLinear(backbone.input_embedding(), bias=False)
@@ -142,16 +146,28 @@ def _open_hf(source: ModelSource, from_scratch: bool, scratch_seed: int = 0) -> 
         except (KeyError, RuntimeError, TypeError) as exc:
             raise CheckpointError(f"{source.path / 'model.safetensors'}: the {arch} masked-LM head is incomplete "
                                   f"({exc})") from exc
-    return ScoringModel(source, backbone, {objective: head}, objective, from_scratch, doc_start=_exported_doc_start(source.path))
+    data = export_record(source.path).get("data")  # a run trained with a start token before every document
+    doc_start = isinstance(data, dict) and bool(data.get("doc_start"))
+    return ScoringModel(source, backbone, _head_slots(objective, head), objective, from_scratch, doc_start=doc_start)
 
 
-def _exported_doc_start(path: Path) -> bool:
-    """Whether the run a directory was exported from trained with a start token before every document
-    (recorded by ``zoo export`` in ``zoo_export.json``; absent: no)."""
+def _head_slots(objective: str, head: nn.Module) -> dict[str, nn.Module]:
+    """The one token head of a transformers directory under every name the scorers of ``objective`` look
+    it up by (each part's name and, when shared, its ``head_key``: ``ul2``'s parts share ``heads.lm``)."""
+    from zoo.objectives.mixture import spec_leaves
+
+    slots: dict[str, nn.Module] = {objective: head}
+    if objective in ("mlm", "clm"):
+        return slots
     try:
-        return bool(json.loads((path / "zoo_export.json").read_text(encoding="utf-8")).get("data", {}).get("doc_start"))
-    except (OSError, ValueError, AttributeError):
-        return False
+        leaves = spec_leaves(objective)
+    except ZooError as exc:
+        raise CheckpointError(f"the export records objective {objective!r}, which cannot be read here ({exc})") from exc
+    for leaf in leaves:
+        slots[leaf.name] = head
+        if leaf.cls.head_key:
+            slots[leaf.cls.head_key] = head
+    return slots
 
 
 # --- results -------------------------------------------------------------------------------------------

@@ -108,6 +108,27 @@ def pair_table(result: ComparisonResult) -> Table:
     return columns, rows
 
 
+def cross_table(result: ComparisonResult) -> Table:
+    """Arms on different backbones, unpaired: Welch over seeds, Holm over these rows alone."""
+    columns = ["A", "B", "seeds (A, B)", "A - B (avg x100)", "p (Welch, seeds)", "p (Holm)", "reading"]
+    rows = []
+    for c in result.cross_pairs:
+        a, b = c.a.label, c.b.label
+        rows.append([a, b, f"{len(c.a.runs)}, {len(c.b.runs)}", fmt_estimate(c.seeds.diff, signed=True), _p(c.seeds.p),
+                     _p(c.seeds.p_holm), reading(c.seeds.diff, c.seeds.p_holm, a, b)])
+    return columns, rows
+
+
+def _cross_note(result: ComparisonResult) -> str:
+    m = len(result.cross_pairs)
+    return (f"Arms on different backbones share no initial weights, so seed s of one is no pair for seed s of the "
+            f"other: A - B of the average score (x100) is the difference of the means over seeds with Welch's "
+            f"{format_level(result.confidence)} t interval and Welch's t test (unequal variances), p Holm-adjusted "
+            f"over these {m} difference(s) alone. Each difference mixes the objective with the architecture "
+            "(and with the tokenizer, where the families use different ones). A winner is named only when the "
+            "interval excludes 0 and the Holm-adjusted p is below 0.05.")
+
+
 def item_reading(c: ItemComparison, a: str, b: str) -> str:
     """A winner only when the test over seeds and items and the sign-flip test over the same per-seed
     differences both reject after Holm; with one seed the item test is conditional on that seed."""
@@ -221,7 +242,8 @@ def _pair_notes(result: ComparisonResult) -> list[str]:
              "starts from the same initial weights and uses the same fine-tuning seeds), Welch's interval "
              "otherwise. p is the exact sign-flip permutation test of the per-seed differences (all 2^n sign "
              "patterns enumerated; Welch's t test when unpaired). Objectives on different backbones are not "
-             "paired: their difference mixes the objective with the architecture.",
+             "paired: their difference mixes the objective with the architecture"
+             + (" (compared unpaired below, \"Across backbones\")." if result.cross_pairs else "."),
              "",
              f"{m} pair(s) were tested: p (Holm) is adjusted for that many comparisons (Holm's step-down method, "
              "family-wise error at most 5%). \"Not distinguishable\" means the interval contains 0; a winner is "
@@ -295,6 +317,9 @@ def scores_section(result: ComparisonResult, figures: dict[str, Path], suite_tit
         if any(p.items for p in result.pairs):
             lines += [f"## Paired comparison over evaluation items{suite}", "", *_item_notes(result), ""]
             lines += _md(item_table(result)) + [""]
+    if result.cross_pairs:
+        lines += [f"## Across backbones (unpaired){suite}", "", _cross_note(result), ""]
+        lines += _md(cross_table(result)) + [""]
     lines += multiplier_lines(result, figures, suite, prefix, loss=not prefix)
     return lines
 

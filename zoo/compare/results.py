@@ -1,6 +1,7 @@
-"""What a comparison found: per run, per (backbone, objective) group with intervals over seeds, and
-per pair of objectives on the same backbone, tested over seeds and over evaluation items. Plain
-data; the report and plots read it. The statistics are in ``zoo.compare.stats``.
+"""What a comparison found: per run, per (backbone, objective) group with intervals over seeds,
+per pair of objectives on the same backbone, tested over seeds and over evaluation items, and per pair
+of arms on different backbones, unpaired over seeds. Plain data; the report and plots read it. The
+statistics are in ``zoo.compare.stats``.
 """
 
 from __future__ import annotations
@@ -156,6 +157,22 @@ class Pair:
         return self.seeds.wins
 
 
+@dataclass
+class CrossPair:
+    """``a - b`` of two trained arms on different backbones: unpaired (seed s of each starts from
+    different initial weights), Welch's t interval and test over seeds of the average score; the
+    difference mixes the objective with the architecture."""
+
+    a: Group
+    b: Group
+    seeds: SeedComparison
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"a": {"backbone": self.a.backbone, "objective": self.a.objective, "budget": self.a.budget},
+                "b": {"backbone": self.b.backbone, "objective": self.b.objective, "budget": self.b.budget},
+                "seeds": self.seeds.to_dict()}
+
+
 def summarize(runs: list[RunInfo], tasks: list[str], statistic: str = "median",
               confidence: float = DEFAULT_CONFIDENCE, by_budget: bool = False) -> list[Group]:
     """One group per (backbone, objective) in first-seen order, from-scratch baselines last per backbone;
@@ -213,6 +230,24 @@ def pairwise(groups: list[Group], tasks: list[str], items: dict[str, dict[str, I
             pair.items = _item_comparisons(ga, gb, tasks, items, confidence)
         out.append(pair)
     _adjust(out)
+    return out
+
+
+def across_backbones(groups: list[Group], tasks: list[str],
+                     confidence: float = DEFAULT_CONFIDENCE) -> list[CrossPair]:
+    """Every pair of trained arms (from-scratch baselines left out) on different backbones, at the same
+    budget, ``a`` before ``b`` in group order: Welch over seeds (``compare_seeds`` unpaired), p values
+    Holm-adjusted over this family alone (the same-backbone pairs are another family)."""
+    family = [(ga, gb) for ga, gb in combinations(groups, 2)
+              if ga.backbone != gb.backbone and not ga.baseline and not gb.baseline and ga.budget == gb.budget
+              and ga.average is not None and gb.average is not None]
+    out = []
+    for ga, gb in family:
+        xa = [v for r in ga.runs if (v := r.average(tasks)) is not None]
+        xb = [v for r in gb.runs if (v := r.average(tasks)) is not None]
+        out.append(CrossPair(ga, gb, compare_seeds(xa, xb, paired=False, confidence=confidence)))
+    for c, adj in zip(out, holm([c.seeds.p for c in out]), strict=True):
+        c.seeds = replace(c.seeds, p_holm=None if math.isnan(adj) else adj)
     return out
 
 
@@ -278,6 +313,7 @@ class ComparisonResult:
         self.groups = summarize([*self.runs, *self.baselines], self.tasks, self.statistic, self.confidence,
                                 by_budget=bool(self.settings.get("budgets")))
         self.pairs = pairwise(self.groups, self.tasks, self.items, self.confidence)
+        self.cross_pairs = across_backbones(self.groups, self.tasks, self.confidence)
 
     @property
     def budget(self) -> Budget | None:
@@ -324,6 +360,7 @@ class ComparisonResult:
                              "average": self.bag_of_words_average()},
             "pairs": [{"backbone": p.backbone, "a": p.a, "b": p.b, "seeds": p.seeds.to_dict(),
                        "items": {t: c.to_dict() for t, c in p.items.items()}} for p in self.pairs],
+            "across_backbones": [c.to_dict() for c in self.cross_pairs],
             "others": [o.to_dict() for o in self.others],
             "multipliers": curves.to_dict() if (curves := self.curves()) else None,
             **({"plan": self.plan} if self.plan else {}),
