@@ -32,9 +32,7 @@ def check_out(run_dir: Path, cfg: RunConfig, compare: bool = True) -> markers.Fo
     """Refuse ``--out`` when it is a file, a non-empty directory that is not a zoo run, or (with
     ``compare``) a zoo run of another configuration (naming the settings that differ, old and new).
     Returns what the directory is (None when it does not exist)."""
-    if run_dir.is_symlink() and not run_dir.exists():
-        raise ConfigError(f"--out {run_dir} is a symbolic link to {os.readlink(run_dir)}, which does not exist; "
-                          f"create that directory, or remove the link or choose another --out")
+    markers.refuse_dangling_link(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file, not a directory; a run directory holds the configuration, "
                           f"tokenizer, logs and checkpoints: choose a new or empty directory")
