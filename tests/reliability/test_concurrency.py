@@ -120,3 +120,29 @@ def test_readers_get_one_whole_checkpoint_while_a_training_writes(tmp_path: Path
         stop.set()
         writer.join()
     assert len(seen) > 1  # the reads did overlap the writes
+
+
+def test_a_training_start_keeps_the_temporary_file_of_a_live_benchmark(tmp_path: Path) -> None:
+    """A training that starts removes the temporary files that killed writers left in its run; before, it
+    also removed a running ``zoo bench``'s ``.bench.json.tmp-PID-...`` (bench takes no run lock), so that
+    bench's rename then failed. A temporary file whose writer is alive is kept now."""
+    from zoo.train.config import resolve
+    from zoo.train.rundir import claim
+
+    run = tmp_path / "run"
+    run.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    bench = subprocess.Popen(["sleep", "120"])  # stands for the live benchmark writing bench.json
+    try:
+        live = run / f".bench.json.tmp-{bench.pid}-0123abcd"
+        live.write_text('{"suites": {}}\n')
+        dead = run / f".config.json.tmp-{int(gone.stdout)}-89abcdef"
+        dead.write_text("{")
+        cfg = resolve({"objective": "mlm", "backbone": "bert", "size": "tiny", "out": str(run)})
+        with claim(run, cfg, main=True):
+            assert live.exists() and not dead.exists()
+        os.replace(live, run / "bench.json")  # the benchmark's write completes
+    finally:
+        bench.kill()
+        bench.wait()
+    assert json.loads((run / "bench.json").read_text()) == {"suites": {}}

@@ -134,7 +134,10 @@ class RunClaim:
                 log.info("%s: a run of an earlier version; marking it as a zoo run", self.run_dir)
             markers.write_marker(self.run_dir, "run")  # first: the directory is this run's from now on
         for name in os.listdir(self.run_dir):
-            if fileio.is_temp(name):  # a write interrupted by a kill
+            owner = fileio.temp_owner(name)
+            # A write interrupted by a kill; not one in progress (a ``zoo bench`` merging into bench.json,
+            # which takes no run lock).
+            if owner is not None and not fileio.process_alive(owner):
                 (self.run_dir / name).unlink(missing_ok=True)
         has_checkpoints = bool(ckpt.steps(self.run_dir))
         if not (self.run_dir / "config.json").exists() and not has_checkpoints:
