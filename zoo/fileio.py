@@ -7,7 +7,9 @@ flushed and fsync'ed, then renamed over the target and the directory fsync'ed (`
 made by another library (``save_file``, ``savefig``) is written to such a temporary path inside
 ``staged``. A log is only ever appended to (``AppendLog``): a record is one ``write`` of a whole
 line, and a write cut short (a full disk, a file-size limit) is undone before the error is raised.
-A directory built elsewhere replaces another as a whole (``replace_dir``).
+A directory built elsewhere replaces another as a whole (``replace_dir``). A temporary file names
+its writer's pid (``temp_owner``), so that a clean-up of what killed writers left can keep the files
+of a writer still at work (``process_alive``).
 
 "No space left" and "file too large" are raised as ``WriteError`` (a ``ZooError`` and an
 ``OSError`` with the original errno) naming the path and the bytes needed.
@@ -35,7 +37,7 @@ _write = os.write
 _fsync = os.fsync
 _replace = os.replace
 
-TEMP_PATTERN = re.compile(r"^\..+\.tmp-\d+-[0-9a-f]{8}$")
+TEMP_PATTERN = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]{8}$")  # group 1: the writer's pid
 
 
 class WriteError(ZooError, OSError):
@@ -49,6 +51,23 @@ def temp_path(path: Path) -> Path:
 
 def is_temp(name: str) -> bool:
     return bool(TEMP_PATTERN.match(name))
+
+
+def temp_owner(name: str) -> int | None:
+    """The pid of the process writing the temporary file ``name`` (None when it is not one)."""
+    m = TEMP_PATTERN.match(name)
+    return int(m.group(1)) if m else None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a process of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
 
 
 def _size_limit() -> int | None:

@@ -10,6 +10,7 @@ that is non-empty is ever written into.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,15 @@ class Found:
 
 def _entries(directory: Path) -> list[str]:
     return sorted(n for n in (p.name for p in directory.iterdir()) if not fileio.is_temp(n))
+
+
+def refuse_dangling_link(path: Path, option: str = "--out") -> None:
+    """Refuse ``path`` when it is a symbolic link to nothing (following it would create its target, or fail
+    with "File exists"), naming the link and its target."""
+    path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(f"{option} {path} is a symbolic link to {os.readlink(path)}, which does not exist; "
+                          f"create that directory, or remove the link or choose another {option}")
 
 
 def read_marker(directory: Path, kind: str) -> dict[str, Any] | None:

@@ -421,3 +421,49 @@ def test_write_and_append_keep_the_old_version_at_every_point(tmp_path: Path, mo
         assert not [p for p in tmp_path.iterdir() if fileio.is_temp(p.name)]
         if kind == "ENOSPC" and counter.points[i].op != "rename":
             assert "no space left on" in str(caught.value) and str(tmp_path) in str(caught.value)
+
+
+def _tiny_checkpoint(value: float, step: int) -> ckpt.Checkpoint:
+    import torch
+
+    return ckpt.Checkpoint({"w": torch.full((4,), value)}, {"w/exp_avg": torch.full((4,), value)},
+                           {"cpu": torch.zeros(8, dtype=torch.uint8)}, {"step": step})
+
+
+def test_a_checkpoint_written_again_keeps_the_old_one_until_the_new_one_is_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, writing a step that exists (after a resume at that step) deleted the old one first, so a
+    failure before the rename lost the step. Now the old one is moved aside, and put back if the rename of
+    the new one fails, or by the next training's clean-up if the process died in between."""
+    from safetensors.torch import load_file
+
+    run = tmp_path / "run"
+    run.mkdir()
+    final = ckpt.write(run, 5, _tiny_checkpoint(1.0, 5), keep_last=3)
+    real = fileio._replace
+
+    def failing(src: object, dst: object) -> None:
+        if Path(dst) == final:  # the rename of the new step into place
+            raise OSError(errno.EIO, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(fileio, "_replace", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        ckpt.write(run, 5, _tiny_checkpoint(2.0, 5), keep_last=3)
+    monkeypatch.undo()
+    ckpt.verify(final)
+    assert float(load_file(str(final / "model.safetensors"))["w"][0]) == 1.0
+    assert sorted(p.name for p in run.iterdir()) == ["latest", "step-000005"]  # nothing temporary left
+
+    # A process killed between the two renames leaves the old step moved aside: it is put back.
+    aside = run / ".step-000005.old-123-0123abcd"
+    os.rename(final, aside)
+    assert ckpt.steps(run) == []
+    ckpt.clean_temporaries(run)
+    assert ckpt.steps(run) == [(5, final)] and not aside.exists()
+    ckpt.verify(final)
+    # The rewrite itself succeeds and replaces the step as a whole.
+    ckpt.write(run, 5, _tiny_checkpoint(2.0, 5), keep_last=3)
+    ckpt.verify(final)
+    assert float(load_file(str(final / "model.safetensors"))["w"][0]) == 2.0
+    assert sorted(p.name for p in run.iterdir()) == ["latest", "step-000005"]

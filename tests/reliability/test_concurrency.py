@@ -120,3 +120,84 @@ def test_readers_get_one_whole_checkpoint_while_a_training_writes(tmp_path: Path
         stop.set()
         writer.join()
     assert len(seen) > 1  # the reads did overlap the writes
+
+
+# Merges ``suite``0..2 into the bench.json of a model directory once the start file exists; each write of
+# bench.json comes a moment after its read, so that merges not taking turns would lose each other's suites.
+_MERGER = """
+import sys, time
+from pathlib import Path
+from zoo.benchmarks import bench
+write = bench._write_json
+def slow_write(path, data):
+    time.sleep(0.3)
+    write(path, data)
+bench._write_json = slow_write
+bench._markdown_of = lambda entry: "- " + entry["suite"]
+model, suite, start = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+print("ready", flush=True)
+while not start.exists():
+    time.sleep(0.01)
+for i in range(3):
+    name = f"{suite}{i}"
+    bench.merge_suite_report(model, name, {"suite": name, "kind": "minimal-pairs", "by": suite})
+print("merged", flush=True)
+"""
+
+
+def test_two_benchmarks_merging_into_one_bench_json_keep_both_results(tmp_path: Path) -> None:
+    """``zoo bench`` takes no run lock; two of them on one model (say BLiMP and GLUE at once) read, merge and
+    rewrite its bench.json in turn under ``.bench.lock``, so every suite of both survives."""
+    from .conftest import child_env
+
+    model, start = tmp_path / "model", tmp_path / "start"
+    model.mkdir()
+    (model / "bench.json").write_text(json.dumps({"suites": {"earlier": {"suite": "earlier", "kind": "minimal-pairs"}}}))
+    procs = [subprocess.Popen([sys.executable, "-c", _MERGER, str(model), suite, str(start)], cwd=REPO,
+                              env=child_env(tmp_path / "cache"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True) for suite in ("blimp", "glue")]
+    try:
+        for proc in procs:  # both wait at the start line (after their imports), then go together
+            said = [proc.stdout.readline()]
+            while said[-1] and said[-1].strip() != "ready":
+                said.append(proc.stdout.readline())
+            assert said[-1].strip() == "ready", "".join(said)
+        start.touch()
+        for proc in procs:
+            out, _ = proc.communicate(timeout=240)
+            assert proc.returncode == 0 and "merged" in out, out
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    suites = json.loads((model / "bench.json").read_text())["suites"]
+    assert sorted(suites) == ["blimp0", "blimp1", "blimp2", "earlier", "glue0", "glue1", "glue2"]
+    assert sorted((model / "bench.md").read_text().split("\n")[2:]) == [f"- {s}" for s in sorted(suites)]
+    assert not [p.name for p in model.iterdir() if p.name.startswith(".bench.json.tmp")]
+
+
+def test_a_training_start_keeps_the_temporary_file_of_a_live_benchmark(tmp_path: Path) -> None:
+    """A training that starts removes the temporary files that killed writers left in its run; before, it
+    also removed a running ``zoo bench``'s ``.bench.json.tmp-PID-...`` (bench takes no run lock), so that
+    bench's rename then failed. A temporary file whose writer is alive is kept now."""
+    from zoo.train.config import resolve
+    from zoo.train.rundir import claim
+
+    run = tmp_path / "run"
+    run.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    bench = subprocess.Popen(["sleep", "120"])  # stands for the live benchmark writing bench.json
+    try:
+        live = run / f".bench.json.tmp-{bench.pid}-0123abcd"
+        live.write_text('{"suites": {}}\n')
+        dead = run / f".config.json.tmp-{int(gone.stdout)}-89abcdef"
+        dead.write_text("{")
+        cfg = resolve({"objective": "mlm", "backbone": "bert", "size": "tiny", "out": str(run)})
+        with claim(run, cfg, main=True):
+            assert live.exists() and not dead.exists()
+        os.replace(live, run / "bench.json")  # the benchmark's write completes
+    finally:
+        bench.kill()
+        bench.wait()
+    assert json.loads((run / "bench.json").read_text()) == {"suites": {}}

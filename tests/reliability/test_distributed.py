@@ -1,6 +1,6 @@
 """Two ranks on CPU (gloo): when one rank is SIGKILLed, the whole job ends promptly with a message
-naming the rank and the signal; rerunning the command resumes to the result of an uninterrupted
-two-rank run."""
+naming the rank and the signal; after that, and after Ctrl-C, rerunning the command resumes to the
+result of an uninterrupted two-rank run."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,16 +39,48 @@ def two_ranks(out: Path, corpus: Path, objective: str = "mlm", backbone: str = "
                       *extra)
 
 
+@pytest.fixture(scope="module")
+def mlm_reference(tmp_path_factory: pytest.TempPathFactory, corpus: Path, cache_dir: Path) -> Iterator[Callable[[], Path]]:
+    """The uninterrupted two-rank run of the ``mlm`` job, started in the background when first asked for
+    and shared by the tests that resume that job; calling the value waits for it and returns its directory."""
+    base = tmp_path_factory.mktemp("two-ranks")
+    objective, backbone, extra = JOBS[0]
+    child = spawn(two_ranks(base / "uninterrupted", corpus, objective, backbone, *extra), base / "reference.log",
+                  cache_dir)
+
+    def finished() -> Path:
+        rc, log = child.wait(timeout=300)
+        assert rc == 0, log[-4000:]
+        return base / "uninterrupted"
+
+    try:
+        yield finished
+    finally:
+        child.kill()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("objective", "backbone", "extra"), JOBS, ids=[j[0] for j in JOBS])
 def test_killed_rank_ends_the_job_and_the_rerun_resumes(tmp_path: Path, corpus: Path, cache_dir: Path,
-                                                        objective: str, backbone: str, extra: tuple[str, ...]) -> None:
+                                                        request: pytest.FixtureRequest, objective: str, backbone: str,
+                                                        extra: tuple[str, ...]) -> None:
     step = random.Random("two-ranks").randint(CKPT_EVERY + 1, STEPS)  # after the first checkpoint
-    ref_dir, job_dir = tmp_path / "uninterrupted", tmp_path / "job"
+    job_dir = tmp_path / "job"
     job_args = (objective, backbone, *extra)
-    reference = spawn(two_ranks(ref_dir, corpus, *job_args), tmp_path / "reference.log", cache_dir)
+    if (objective, backbone, extra) == JOBS[0]:
+        reference_of = request.getfixturevalue("mlm_reference")  # shared with the Ctrl-C test below
+        children = []
+    else:
+        reference = spawn(two_ranks(tmp_path / "uninterrupted", corpus, *job_args), tmp_path / "reference.log",
+                          cache_dir)
+        children = [reference]
+
+        def reference_of() -> Path:
+            rc, log = reference.wait(timeout=300)
+            assert rc == 0, log[-4000:]
+            return tmp_path / "uninterrupted"
     job = spawn(two_ranks(job_dir, corpus, *job_args), tmp_path / "job.log", cache_dir, f"kill@rank=1,kill@step={step}")
-    children = [reference, job]
+    children.append(job)
     try:
         rc, log = job.wait(timeout=300)
         ended = time.time()
@@ -66,8 +99,7 @@ def test_killed_rank_ends_the_job_and_the_rerun_resumes(tmp_path: Path, corpus: 
         rc, log = children[-1].wait(timeout=300)
         assert rc == 0, log[-4000:]
         assert f"resuming from step-{survived:06d}" in log
-        rc, log = reference.wait(timeout=300)
-        assert rc == 0, log[-4000:]
+        ref_dir = reference_of()
     finally:
         for child in children:
             child.kill()
@@ -166,28 +198,44 @@ def test_two_nodes_with_a_localhost_rendezvous_equal_one_node_of_two(tmp_path: P
 
 
 @pytest.mark.slow
-def test_ctrl_c_on_two_ranks_writes_one_checkpoint(tmp_path: Path, corpus: Path, cache_dir: Path) -> None:
+def test_ctrl_c_on_two_ranks_writes_one_checkpoint_and_the_rerun_resumes(
+        tmp_path: Path, corpus: Path, cache_dir: Path, mlm_reference: Callable[[], Path]) -> None:
     """Ctrl-C reaches the launcher and both ranks (the terminal signals the whole process group, and the
     launcher passes it on): they agree to stop after the same step, rank 0 writes its checkpoint, and
-    the launcher says how to resume, with no traceback."""
+    the launcher says how to resume, with no traceback. Running the same command again ends with the
+    weights, state and metrics lines of an uninterrupted two-rank run. The job is the ``mlm`` one above
+    (records at steps 4 and 7): the signal comes once step 4 is logged and the ranks stop after step 5
+    or 6, so the checkpoint holds every rank's sums of steps not yet logged (measured before: only rank
+    0's were kept, and the resumed run logged another loss)."""
     out, gate = tmp_path / "run", tmp_path / "gate"
-    job = spawn(train_args(out, corpus, "mlm", "bert", 12, 0, "--batch-size", "2", "--nproc", "2"),
-                tmp_path / "job.log", cache_dir, "hold@step=6", {"ZOO_FAULT_RELEASE": str(gate)})
+    objective, backbone, extra = JOBS[0]
+    args = two_ranks(out, corpus, objective, backbone, *extra)
+    job = spawn(args, tmp_path / "job.log", cache_dir, "hold@step=5", {"ZOO_FAULT_RELEASE": str(gate)})
+    children = [job]
     try:
         deadline = time.monotonic() + 240
-        while not ((out / "metrics.jsonl").is_file() and "\"step\": 2" in (out / "metrics.jsonl").read_text()):
+        metrics = out / "metrics.jsonl"
+        while not (metrics.is_file() and any(r["step"] >= 4 for r in read_records(metrics, "train"))):
             assert job.proc.poll() is None and time.monotonic() < deadline, job.log.read_text()[-3000:]
             time.sleep(0.05)
         os.killpg(job.proc.pid, signal.SIGINT)
         gate.touch()
         rc, log = job.wait(timeout=240)
+        assert rc == 128 + signal.SIGINT, log[-3000:]
+        assert "Traceback" not in log, log[-3000:]
+        steps = [s for s, _ in ckpt.steps(out)]
+        assert steps[:1] == [CKPT_EVERY] and len(steps) == 2 and steps[1] in (5, 6), (steps, log[-3000:])
+        said = [line for line in log.splitlines() if line.startswith("error: training interrupted by SIGINT")]
+        assert len(said) == 1 and f"after step {steps[1]}: checkpoint" in said[0], log[-3000:]  # by rank 0 only
+        assert "error: stopped by SIGINT: the training processes finished their step and wrote a checkpoint" in log
+
+        children.append(spawn(args, tmp_path / "rerun.log", cache_dir))
+        rc, log = children[-1].wait(timeout=300)
+        assert rc == 0, log[-4000:]
+        assert f"resuming from {ckpt.step_name(steps[1])}" in log
+        reference = mlm_reference()
     finally:
         gate.touch()
-        job.kill()
-    assert rc == 128 + signal.SIGINT, log[-3000:]
-    assert "Traceback" not in log, log[-3000:]
-    steps = [s for s, _ in ckpt.steps(out)]
-    assert len(steps) == 1 and 2 <= steps[0] < 12, (steps, log[-3000:])
-    said = [line for line in log.splitlines() if line.startswith("error: training interrupted by SIGINT")]
-    assert len(said) == 1 and f"after step {steps[0]}: checkpoint" in said[0], log[-3000:]  # by rank 0 only
-    assert "error: stopped by SIGINT: the training processes finished their step and wrote a checkpoint" in log
+        for child in children:
+            child.kill()
+    assert_same_run(reference, out)

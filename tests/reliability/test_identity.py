@@ -205,6 +205,21 @@ def test_a_second_compare_into_one_study_is_refused(tmp_path: Path, finished: Pa
     assert sorted(p.name for p in out.iterdir()) == [".lock"]
 
 
+def test_report_only_into_a_study_held_by_another_compare_is_refused(tmp_path: Path) -> None:
+    """``--report-only`` rewrites report.md, results.json and the figures: it takes the study's lock as
+    ``zoo compare`` does, so that it never writes beside a running study."""
+    from zoo.train.lock import StudyLock
+
+    out = tmp_path / "study"
+    shutil.copytree(REPO / "docs" / "studies" / "six-objectives-4e12", out)
+    before = _snapshot(out)
+    with StudyLock(out):
+        code, text = invoke(["compare", "--out", str(out), "--report-only"])
+        assert_user_error(code, text, "another zoo compare holds this study", f"{out} is being written by another "
+                                      "process (pid")
+    assert {k: v for k, v in _snapshot(out).items() if k != ".lock"} == before  # nothing rewritten
+
+
 # --- directories of earlier versions --------------------------------------------------------------------------------
 
 def test_a_run_of_an_earlier_version_is_recognised_and_marked(tmp_path: Path, finished: Path, corpus: Path) -> None:

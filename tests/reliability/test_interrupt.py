@@ -1,4 +1,4 @@
-"""Interrupting a run with default settings loses nothing: SIGINT / SIGTERM finish the step, write a
+"""Interrupting a run with default settings loses nothing: SIGINT / SIGTERM / SIGHUP finish the step, write a
 checkpoint and say how to resume; the same command resumes bitwise. Checkpoints are also written by
 wall time by default, and a time budget resumes with the time already spent counted."""
 
@@ -47,7 +47,8 @@ def test_a_signal_at_a_random_step_writes_a_checkpoint_and_the_rerun_resumes_bit
         tmp_path: Path, corpus: Path, cache_dir: Path) -> None:
     assert TrainerConfig().checkpoint_every == 0  # the default under test: no step checkpoints
     rnd = random.Random("interrupt")
-    cases = {signal.SIGINT: rnd.randint(1, STEPS // 2), signal.SIGTERM: rnd.randint(1, STEPS // 2)}
+    # SIGHUP: a closed terminal (or ssh session) is handled as Ctrl-C is.
+    cases = {sig: rnd.randint(1, STEPS // 2) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     # The signal is sent once step k is logged and lands wherever the child is by then; a gate at step
     # STEPS / 2 + 1 (opened right after the signal) keeps a fast child from finishing first.
     gates = {sig: tmp_path / f"{sig.name}.gate" for sig in cases}

@@ -158,3 +158,20 @@ def test_a_dangling_out_symlink_is_named(tmp_path: Path, corpus: Path) -> None:
     code, text = invoke(train_args(out, corpus))
     assert_user_error(code, text, f"--out {out} is a symbolic link to {tmp_path / 'gone'}, which does not exist")
     assert out.is_symlink() and not (tmp_path / "gone").exists()
+
+
+@pytest.mark.parametrize("mode", ["study", "plan-only", "existing-runs", "report-only"])
+def test_a_dangling_compare_out_symlink_is_named(tmp_path: Path, mode: str) -> None:
+    """Before: ``zoo compare`` resolved the link and created its missing target (or, elsewhere, "File
+    exists"). Now it is refused as ``zoo train`` refuses it, before anything is built or trained. (A
+    misspelt task makes the pre-fix code fail early too, instead of training.)"""
+    out = tmp_path / "study"
+    out.symlink_to(tmp_path / "gone")
+    (tmp_path / "somerun").mkdir()
+    train = ["--objectives", "mlm", "--backbones", "bert", "--tasks", "no-such-task"]
+    args = {"study": [*train, "--budget", "1steps"], "plan-only": [*train, "--hours", "1", "--plan-only"],
+            "existing-runs": [str(tmp_path / "somerun"), "--tasks", "no-such-task"], "report-only": ["--report-only"]}
+    code, text = invoke(["compare", *args[mode], "--out", str(out)])
+    assert_user_error(code, text, f"--out {out} is a symbolic link to {tmp_path / 'gone'}, which does not exist; "
+                                  "create that directory, or remove the link or choose another --out")
+    assert out.is_symlink() and not (tmp_path / "gone").exists()

@@ -82,3 +82,41 @@ def test_parallel_curves_train_the_same_bits_as_sequential_curves(corpus: Path, 
         assert {k: par_study["runs"][name].get(k) for k in keys} == {k: seq_study["runs"][name].get(k) for k in keys}
     assert par_study["runs"]["bert-mlm-seed1-4steps"]["parent"] == "bert-mlm-seed1-8steps"
     assert par_study["curve"] == seq_study["curve"]
+
+
+def test_a_worker_log_keeps_every_attempt_and_errors_come_from_the_last(tmp_path: Path, monkeypatch) -> None:
+    """Before, each attempt opened the log with "wb": a rerun of a study erased the output of the attempt
+    that failed. Now the log is appended to, each attempt below a header line; the error reported for a
+    worker is read from its own attempt only."""
+    import subprocess
+    import sys
+
+    from zoo.compare import parallel
+    from zoo.train.config import resolve
+
+    cfg = resolve({"objective": "mlm", "backbone": "bert", "size": "tiny", "out": str(tmp_path / "run")})
+    log = tmp_path / "jobs" / "run.log"
+    log.parent.mkdir()
+    log.write_text("output of an attempt by an earlier version\nzoo-error: the first attempt failed\n")
+    real = subprocess.Popen
+    said = iter(["second attempt, no error line", "zoo-error: the third attempt failed"])
+
+    def worker(args: list[str], **kwargs):  # a worker that prints one line to stderr and exits 1
+        assert args[1:3] == ["-m", "zoo.compare.worker"]
+        return real([sys.executable, "-c", f"import sys; print({next(said)!r}, file=sys.stderr); sys.exit(1)"],
+                    **kwargs)
+
+    monkeypatch.setattr(parallel.subprocess, "Popen", worker)
+    errors = []
+    for _ in range(2):
+        proc = parallel.start("train", cfg, 1, tmp_path / "jobs" / "run.json", log)
+        proc.wait()
+        proc._zoo_log.close()
+        errors.append(parallel.error_of(log, proc.returncode))
+    assert errors == [f"training process exited with code 1 (log: {log}): second attempt, no error line",
+                      "the third attempt failed"]
+    lines = log.read_text().splitlines()
+    assert lines[:2] == ["output of an attempt by an earlier version", "zoo-error: the first attempt failed"]
+    assert [line.startswith(parallel.ATTEMPT + " train worker started") for line in lines[2:]] == [
+        True, False, True, False]
+    assert lines[3::2] == ["second attempt, no error line", "zoo-error: the third attempt failed"]

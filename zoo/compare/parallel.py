@@ -1,7 +1,9 @@
 """Train runs of a study concurrently: each run in its own process (``zoo.compare.worker``) on a set
 number of threads, at most ``jobs`` at a time. A run trains exactly as it would in process; a failed
-run is reported to ``on_done`` with its error and the others go on. ``train_parallel`` trains a study's
-jobs so and records each in ``study.json`` (a curve study's trunks, then its branches: ``zoo.compare.branches``).
+run is reported to ``on_done`` with its error and the others go on. A worker's output goes to its log,
+which is only appended to: each attempt begins with a header line (``ATTEMPT``), so that rerunning a
+study keeps the output of the attempts before. ``train_parallel`` trains a study's jobs so and records
+each in ``study.json`` (a curve study's trunks, then its branches: ``zoo.compare.branches``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2
+ATTEMPT = "==== zoo:"  # the start of the line that opens each attempt's output in a worker log
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,12 @@ def start(kind: str, config: RunConfig | list[RunConfig], threads: int, config_p
         path.parent.mkdir(parents=True, exist_ok=True)
         fileio.write_json(path, to_dict(cfg))
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    err = open(log_path, "wb")  # noqa: SIM115 - closed when the process is reaped
+    # Appended to, never rewritten: an earlier attempt's output (a run resumed by a rerun of the study) stays
+    # above this attempt's header line.
+    err = open(log_path, "ab")  # noqa: SIM115 - closed when the process is reaped
+    started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    err.write(f"{ATTEMPT} {kind} worker started {started} ({', '.join(map(str, paths))})\n".encode())
+    err.flush()
     out = subprocess.PIPE if kind == "probe" else err
     proc = subprocess.Popen([sys.executable, "-m", "zoo.compare.worker", kind, os.pathsep.join(map(str, paths)),
                              str(threads)],
@@ -68,8 +76,11 @@ def start(kind: str, config: RunConfig | list[RunConfig], threads: int, config_p
 
 
 def error_of(log_path: Path, rc: int) -> str:
-    """A failed worker's error: its ``zoo-error:`` line, else the exit code and the log's last line."""
+    """A failed worker's error: its ``zoo-error:`` line, else the exit code and the log's last line (of
+    its own attempt: the lines after the log's last header)."""
     lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines() if log_path.is_file() else []
+    headers = [i for i, line in enumerate(lines) if line.startswith(ATTEMPT)]
+    lines = lines[headers[-1] + 1:] if headers else lines
     for line in reversed(lines):
         if line.startswith("zoo-error: "):
             return line.removeprefix("zoo-error: ")

@@ -105,9 +105,9 @@ def plan_study(settings: StudySettings, out: str | Path, command: str | None = N
     """``zoo compare --plan-only``: build the study's tokenizers, measure, plan; train nothing. The
     tokenizers, measurements and plan are kept in ``out``, so running the study then starts from them."""
     from zoo.compare.runner import _check_tasks, _ensure_tokenizers, absolute_paths, phase_time
-    from zoo.compare.study import claim_study, expand_grid
+    from zoo.compare.study import claim_study, expand_grid, study_dir
 
-    out = Path(out).resolve()
+    out = study_dir(out)
     with claim_study(out):
         settings = absolute_paths(settings)
         _check_tasks(settings.bench)

@@ -225,9 +225,9 @@ def rewrite_report(out: str | Path) -> ComparisonResult:
     holding the study's lock as ``zoo compare`` does; figures drawn from run directories that are gone
     are kept."""
     from zoo.compare.report import write_report
-    from zoo.compare.study import claim_study
+    from zoo.compare.study import claim_study, study_dir
 
-    out = Path(out).resolve()
+    out = study_dir(out)
     if not (out / "study.json").is_file():
         raise ConfigError(f"{out}: no study.json; --report-only rewrites the report of a study trained by zoo compare")
     with claim_study(out):

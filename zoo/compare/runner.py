@@ -38,6 +38,7 @@ from zoo.compare.study import (
     run_state,
     shared_tokenizer_config,
     slug,
+    study_dir,
 )
 from zoo.errors import ConfigError, ZooError
 from zoo.train.config import Budget, RunConfig, resolve
@@ -80,7 +81,7 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
     """
     if settings.hours is not None and settings.budget is not None:
         raise ConfigError(f"--budget {settings.budget} and --hours {settings.hours:g} both size the runs; give one")
-    with claim_study(Path(out).resolve()):
+    with claim_study(study_dir(out)):
         return _run_study(settings, out, command=command, train_fn=train_fn, bench_fn=bench_fn,
                           train_progress=train_progress, bench_progress=bench_progress, write_report=write_report)
 
@@ -342,7 +343,7 @@ def compare_runs(paths: Sequence[str | Path], out: str | Path, options: BenchOpt
     locked and marked as a study, as ``run_study``'s is."""
     if not paths:
         raise ConfigError("zoo compare: name run directories, or pass --objectives and --budget to train a study")
-    with claim_study(Path(out).resolve()):
+    with claim_study(study_dir(out)):
         return _compare_runs(paths, out, options, command=command, bench_fn=bench_fn, bench_progress=bench_progress,
                              write_report=write_report)
 

@@ -446,6 +446,13 @@ class StudyFile:
         fileio.write_json(self.path, self.data, default=str)
 
 
+def study_dir(out: str | Path) -> Path:
+    """``--out`` of a study as an absolute path; a dangling symbolic link is refused first (resolving it
+    would name its missing target, which the study would then create)."""
+    markers.refuse_dangling_link(Path(out))
+    return Path(out).resolve()
+
+
 @contextmanager
 def claim_study(out: Path) -> Iterator[StudyLock]:
     """Lock ``out`` for one ``zoo compare`` and mark it as a study: a new or empty directory, a study

@@ -352,16 +352,6 @@ STALE_AFTER_S = 600.0
 _TEMPORARY = re.compile(r"^\.tmp-.+-(\d+)-[0-9a-f]{8}$")
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # someone else's process
-        return True
-    return True
-
-
 def clean_stale_temporaries(root: Path, now: float | None = None) -> list[Path]:
     """Remove the temporary stores under ``root`` that killed builds left behind (see ``STALE_AFTER_S``)
     and the ``.trash-*`` directories of removals that were cut short. Returns what was removed."""
@@ -375,7 +365,7 @@ def clean_stale_temporaries(root: Path, now: float | None = None) -> list[Path]:
         m = _TEMPORARY.match(path.name)
         if m is None and not path.name.startswith(".trash-"):
             continue
-        if m is not None and _process_alive(int(m.group(1))):
+        if m is not None and fileio.process_alive(int(m.group(1))):
             continue
         try:
             changed = max([path.stat().st_mtime, *(p.stat().st_mtime for p in path.iterdir())])

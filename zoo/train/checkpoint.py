@@ -9,7 +9,9 @@ Layout of ``<run>/step-NNNNNN/``::
     manifest.json           sha256 and size of every file above (written last)
 
 A step directory is written as ``.tmp-step-NNNNNN-<pid>`` and renamed when complete; then
-``latest`` is replaced. Resuming from an older step moves the newer ones aside to
+``latest`` is replaced. A step written again (after a resume at that step) replaces the old one
+only once it is complete, by ``fileio.replace_dir``; an old one a crash left moved aside is put back
+by ``clean_temporaries``. Resuming from an older step moves the newer ones aside to
 ``abandoned-step-NNNNNN-<unix time>`` (never deleted, never resumed from). Nothing here
 unpickles anything.
 """
@@ -41,6 +43,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 LATEST = "latest"
 _STEP = re.compile(r"^step-(\d{6,})$")
+_MOVED_ASIDE = re.compile(r"^\.(step-\d{6,})\.old-\d+-[0-9a-f]{8}$")  # see ``fileio.replace_dir``
 TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
 
 
@@ -97,10 +100,11 @@ def write(run_dir: Path, step: int, ckpt: Checkpoint, keep_last: int) -> Path:
                               f"{kept} and the partial files were removed. Free some space (or lower "
                               f"train.keep_last) and run the same command again to resume") from exc
     faults.maybe_kill_in_checkpoint("before-rename")
-    if final.exists():  # re-written after a resume at the same step
-        shutil.rmtree(final)
     try:
-        fileio.rename(tmp, final)
+        if final.exists():  # re-written after a resume at the same step: the old one stays until the new is in
+            fileio.replace_dir(tmp, final)
+        else:
+            fileio.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -193,12 +197,28 @@ def abandon_after(run_dir: Path, step: int) -> list[Path]:
 
 
 def clean_temporaries(run_dir: Path) -> int:
-    """Remove leftovers of interrupted checkpoint writes; returns how many."""
+    """Remove leftovers of interrupted checkpoint writes; returns how many. A step that was being
+    replaced by a rewrite of itself (``fileio.replace_dir`` moves it aside as ``.step-NNNNNN.old-*``
+    first) is put back when the new one never arrived."""
     run_dir = Path(run_dir)
-    leftovers = [p for p in run_dir.glob(".tmp-step-*") if p.is_dir()] if run_dir.is_dir() else []
+    if not run_dir.is_dir():
+        return 0
+    leftovers = [p for p in run_dir.glob(".tmp-step-*") if p.is_dir()]
     for p in leftovers:
         log.warning("removing incomplete checkpoint %s (interrupted write)", p.name)
         shutil.rmtree(p, ignore_errors=True)
+    for p in sorted(run_dir.glob(".step-*.old-*")):
+        m = _MOVED_ASIDE.match(p.name)
+        if m is None or not p.is_dir():
+            continue
+        final = run_dir / m.group(1)
+        if final.exists():  # the rewrite finished; only the deletion of the old one was cut short
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            log.warning("restoring checkpoint %s (its rewrite was interrupted)", final.name)
+            os.replace(p, final)
+            fileio.fsync_dir(run_dir)
+        leftovers.append(p)
     return len(leftovers)
 
 

@@ -32,9 +32,7 @@ def check_out(run_dir: Path, cfg: RunConfig, compare: bool = True) -> markers.Fo
     """Refuse ``--out`` when it is a file, a non-empty directory that is not a zoo run, or (with
     ``compare``) a zoo run of another configuration (naming the settings that differ, old and new).
     Returns what the directory is (None when it does not exist)."""
-    if run_dir.is_symlink() and not run_dir.exists():
-        raise ConfigError(f"--out {run_dir} is a symbolic link to {os.readlink(run_dir)}, which does not exist; "
-                          f"create that directory, or remove the link or choose another --out")
+    markers.refuse_dangling_link(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is a file, not a directory; a run directory holds the configuration, "
                           f"tokenizer, logs and checkpoints: choose a new or empty directory")
@@ -136,7 +134,10 @@ class RunClaim:
                 log.info("%s: a run of an earlier version; marking it as a zoo run", self.run_dir)
             markers.write_marker(self.run_dir, "run")  # first: the directory is this run's from now on
         for name in os.listdir(self.run_dir):
-            if fileio.is_temp(name):  # a write interrupted by a kill
+            owner = fileio.temp_owner(name)
+            # A write interrupted by a kill; not one in progress (a ``zoo bench`` merging into bench.json,
+            # which takes no run lock).
+            if owner is not None and not fileio.process_alive(owner):
                 (self.run_dir / name).unlink(missing_ok=True)
         has_checkpoints = bool(ckpt.steps(self.run_dir))
         if not (self.run_dir / "config.json").exists() and not has_checkpoints:
