@@ -1,8 +1,8 @@
 """Measure the causal scorer's readings on BLiMP and cross-check them against lm-evaluation-harness.
 
-    python perf/causal_scoring.py runs/gpt-clm runs/gpt-clm-start --max-pairs 50 \
-        --out docs/results/causal-scoring.json
-    python perf/causal_scoring.py exports/gpt-clm --lm-eval --max-pairs 50     # needs `pip install lm-eval`
+    python perf/causal_scoring.py runs/gpt-clm --max-pairs 50 --out docs/results/causal-scoring/clm.json
+    python perf/causal_scoring.py runs/gpt-clm-start exports/gpt-clm-start --lm-eval --max-pairs 50 \
+        --out docs/results/causal-scoring/clm-start.json      # --lm-eval needs `pip install -e '.[lm-eval]'`
 
 Every model (a run directory or a directory exported with ``zoo export --to hf``) is scored with each
 reading of ``zoo.benchmarks.lm_scoring.CAUSAL_READINGS`` (``causal``, ``causal-unigram`` where the

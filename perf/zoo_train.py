@@ -1,6 +1,6 @@
 """A real ``zoo train`` run against a plain transformers loop on the same config and data.
 
-    python perf/zoo_train.py                 # bert mlm+nsp, mini, seq 128, batch 32, vocab 30522, bf16
+    python perf/zoo_train.py                 # bert mlm+nsp, mini, seq 128, batch 32, vocab 30522, precision auto
     python perf/zoo_train.py --model gpt     # gpt clm, same sizes, vocab 50257
 
 Runs ``zoo train`` on the corpus as a user would (its own process, tokenizer training cached),
@@ -53,6 +53,7 @@ def run_zoo(args: argparse.Namespace, scratch: Path, k: int) -> dict:
     steady = [r["tokens_per_s"] for r in train[1:]] or [train[-1]["tokens_per_s"]]
     run = json.loads((out / "run.json").read_text())
     return {"command": " ".join(cmd), "wall_s": wall, "tokens_per_s": statistics.median(steady),
+            "precision": (run.get("precision") or {}).get("resolved", args.precision),
             "intervals": [r["tokens_per_s"] for r in train], "vocab_size": run["vocab_size"],
             "parameters": run["parameters"], "train_tokens": run["data"].get("train_tokens")}
 
@@ -96,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--vocab", type=int, default=0, help="tokenizer size (default 30522 bert / 50257 gpt)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="zoo train --precision (default auto, as the trainer: bf16 where the CPU computes it natively)")
     p.add_argument("--steps", type=int, default=60, help="zoo train budget in steps")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--repeats", type=int, default=2, help="alternating zoo / reference runs")
@@ -134,12 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     hf_tps = per_variant[best_name]
     plain_tps = hf_plain[0]["summary"][best_name]["tokens_per_s"]
     vocab = zoo_runs[0]["vocab_size"]
-    rows = [["zoo train (" + args.precision + ")", zoo_tps, 1.0 * zoo_tps / hf_tps]]
+    precision = zoo_runs[0]["precision"]
+    if precision != args.precision:
+        precision = f"{args.precision}: {precision}"
+    rows = [["zoo train (" + precision + ")", zoo_tps, 1.0 * zoo_tps / hf_tps]]
     rows += [[f"transformers {v}", t, t / hf_tps] for v, t in per_variant.items()]
     rows.append([f"transformers {best_name}, library-default runtime env", plain_tps, plain_tps / hf_tps])
     table = common.markdown_table(["run", "tokens/s", "x best reference"], rows)
     md = (f"**zoo train {common.OBJECTIVE[args.model]} {args.model} mini, seq {args.seq_len}, batch "
-          f"{args.batch_size}, vocab {vocab} ({args.precision})**: {zoo_tps:,.0f} tokens/s (steady state, "
+          f"{args.batch_size}, vocab {vocab} ({precision})**: {zoo_tps:,.0f} tokens/s (steady state, "
           f"metrics.jsonl) vs best transformers loop ({best_name}) {hf_tps:,.0f} tokens/s = "
           f"**{zoo_tps / hf_tps:.2f}x** (vs the reference under library-default runtime settings: "
           f"{zoo_tps / plain_tps:.2f}x)\n\n{table}\n\ncommand: `{zoo_runs[0]['command']}`")

@@ -377,6 +377,9 @@ def test_compare_suite_blimp(corpus: Path, tmp_path: Path) -> None:
     assert "trigram (gpt-clm tokens)" in saved["bench"]["baselines"]
     assert saved["bench"]["equal_pairs"] == 0 and "| equal-length pairs |" not in report  # no pair of equal length
     assert saved["bench"]["baselines"]["fewer tokens (gpt-clm tokens)"]["toy"] == 0.5  # one shorter good, one longer
+    tokenizers = saved["bench"]["count_model_tokenizers"]  # each arm against the count models of its own tokens
+    assert sorted(t["label"] for t in tokenizers.values()) == ["bert-mlm tokens", "gpt-clm tokens"]
+    assert {saved["bench"]["run_tokenizers"][r["name"]] for r in saved["runs"]} == set(tokenizers)
     assert (tmp_path / "study" / "scores.png").is_file()
     for run in runs:  # per-pair correctness for paired tests, beside each run
         entry = json.loads((run / "bench.json").read_text())["suites"]["blimp"]["models"][0]

@@ -61,3 +61,21 @@ def test_report_only_cli(study: Path) -> None:
     missing = CliRunner().invoke(cli, ["compare", "--report-only", "--out", str(study.parent / "none")])
     assert missing.exit_code != 0 and "no study.json" in missing.output
     shutil.rmtree(study)
+
+
+def test_a_rewritten_report_knows_each_arms_tokenizer() -> None:
+    """The three-families study trains one tokenizer per family: gpt and t5 share the BPE one, bert has a
+    WordPiece one; a rewritten report maps every run and baseline to its family's recorded hash, so each arm
+    meets the count models of its own tokens only."""
+    from zoo.compare.reload import _run_tokenizers
+    from zoo.compare.results import RunInfo
+    from zoo.compare.study import StudySettings
+
+    data = json.loads((STUDY.parent / "three-families" / "study.json").read_text(encoding="utf-8"))
+    runs = [RunInfo(name, rec["backbone"], rec.get("objective", "from scratch"), int(rec.get("seed", 0)), "")
+            for section in ("runs", "baselines") for name, rec in data[section].items()]
+    tokens = _run_tokenizers(StudySettings(**data["settings"]), data, runs)
+    hashes = {f: t["tokenizer_hash"] for f, t in data["tokenizers"].items()}
+    assert set(tokens) == {r.name for r in runs}
+    assert {tokens[r.name] for r in runs if r.backbone in ("gpt", "t5")} == {hashes["decoder"]}
+    assert {tokens[r.name] for r in runs if r.backbone == "bert"} == {hashes["encoder"]} != {hashes["decoder"]}

@@ -277,3 +277,98 @@ def test_write_report_files(tmp_path: Path) -> None:
     write_report(lone, tmp_path)
     assert not (tmp_path / "pairs.png").exists()
     assert set(figures(lone)) == {"curves", "scores", "compute"}
+
+
+PARADIGMS = ["anaphor_agreement", "npi_licensing"]
+
+
+def _pairs_study(tmp: Path, per_seed: dict[tuple[str, str], list[float]], bench: dict,
+                 tokenizers: dict | None = None) -> ComparisonResult:
+    """A minimal-pair study: each arm's per-seed macro accuracy, both paradigms at that value."""
+    runs, baselines = [], []
+    for (bb, obj), values in per_seed.items():
+        for seed, v in enumerate(values):
+            info = RunInfo(name=f"{bb}-{obj}-seed{seed}", backbone=bb, objective=obj, seed=seed,
+                           path=str(tmp / f"{bb}-{obj}-{seed}"), baseline=obj == BASELINE)
+            info.scores = dict.fromkeys(PARADIGMS, v)
+            (baselines if obj == BASELINE else runs).append(info)
+    return ComparisonResult(out=str(tmp), mode="study", suite="blimp", tasks=PARADIGMS,
+                            task_titles={p: p for p in PARADIGMS}, task_metrics={p: ["accuracy"] for p in PARADIGMS},
+                            runs=runs, baselines=baselines, tokenizers=tokenizers or {},
+                            settings={"budget": "1e12flops", "seeds": [0, 1, 2], "size": "tiny"},
+                            bench={"kind": "minimal-pairs", "suite": "blimp", "scorers": {},
+                                   "groups": {"agreement": PARADIGMS}, **bench})
+
+
+def _flat(v: float) -> dict[str, float]:
+    return dict.fromkeys(PARADIGMS, v)
+
+
+def test_count_model_regime_against_the_best_count_model(tmp_path: Path) -> None:
+    """One tokenizer: every arm against the best count model by macro average; the length heuristic is no
+    count model even when it scores higher; below / at / above from the arm's interval over seeds."""
+    from zoo.compare.report import count_model_regime
+
+    result = _pairs_study(tmp_path, {("gpt", "clm"): [0.60, 0.62, 0.64], ("gpt", "prefix"): [0.52, 0.55, 0.58],
+                                     ("gpt", BASELINE): [0.44, 0.46, 0.48]},
+                          {"baselines": {"unigram": _flat(0.47), "bigram": _flat(0.53), "trigram": _flat(0.55),
+                                         "fewer tokens": _flat(0.70)},
+                           "baselines_equal_length": {"unigram": 0.4, "bigram": 0.5, "trigram": 0.5,
+                                                      "fewer tokens": 0.5}, "equal_pairs": 2563})
+    averages = {g.label: g.average for g in result.groups}
+    assert averages["gpt clm"].low > 0.55 and averages["gpt prefix"].low < 0.55 < averages["gpt prefix"].high
+    assert count_model_regime(result) == [
+        "Against the best count model (trigram, 55.0): gpt clm above; gpt prefix at; gpt from scratch below. "
+        "Pretraining has bought something a count cannot give only where a row is above it; a random init is no "
+        "measure of that."]
+    text = markdown(result, {})
+    assert count_model_regime(result)[0] in text
+    assert "The last row is the accuracy on the 2,563 pairs whose two sentences have the same number of tokens" in text
+    # no count model (an exported model carries no corpus): no sentence
+    assert count_model_regime(_pairs_study(tmp_path, {("gpt", "clm"): [0.6, 0.62, 0.64]},
+                                           {"baselines": {"fewer tokens": _flat(0.5)}})) == []
+
+
+def test_count_model_regime_per_tokenizer_family(tmp_path: Path) -> None:
+    """A bert arm on WordPiece and a gpt arm on BPE: each is set against the best count model on its own
+    tokens, not the best over both tokenizers, and the equal-length sentence gives each tokenizer's count."""
+    from zoo.compare.report import count_model_regime
+
+    bpe, wordpiece = "b" * 64, "w" * 64
+    gpt_tokens, bert_tokens = "gpt-clm-seed0 tokens", "bert-mlm-seed0 tokens"
+    counts = {f"unigram ({gpt_tokens})": 0.48, f"trigram ({gpt_tokens})": 0.60, f"fewer tokens ({gpt_tokens})": 0.49,
+              f"unigram ({bert_tokens})": 0.50, f"trigram ({bert_tokens})": 0.52, f"fewer tokens ({bert_tokens})": 0.51}
+    bench = {"baselines": {n: _flat(v) for n, v in counts.items()},
+             "baselines_equal_length": dict.fromkeys(counts, 0.5), "equal_pairs": 2563,
+             "count_model_tokenizers": {
+                 bpe: {"label": gpt_tokens, "baselines": [n for n in counts if gpt_tokens in n], "equal_pairs": 2563},
+                 wordpiece: {"label": bert_tokens, "baselines": [n for n in counts if bert_tokens in n],
+                             "equal_pairs": 2410}},
+             "run_tokenizers": {**{f"gpt-{o}-seed{s}": bpe for o in ("clm", BASELINE) for s in range(3)},
+                                **{f"bert-{o}-seed{s}": wordpiece for o in ("mlm", BASELINE) for s in range(3)},
+                                **{f"t5-span-lm-seed{s}": bpe for s in range(3)}}}
+    tokenizers = {"decoder": {"tokenizer_hash": bpe, "tokenizer_kind": "BPE"},
+                  "encoder": {"tokenizer_hash": wordpiece, "tokenizer_kind": "WordPiece"}}
+    arms = {("gpt", "clm"): [0.58, 0.60, 0.62], ("bert", "mlm"): [0.54, 0.55, 0.57], ("t5", "span-lm"): [0.48, 0.49, 0.5],
+            ("gpt", BASELINE): [0.46, 0.47, 0.48], ("bert", BASELINE): [0.50, 0.53, 0.55]}
+    result = _pairs_study(tmp_path, arms, bench, tokenizers)
+    [line] = count_model_regime(result)
+    assert line.startswith(
+        "Against the best count model on each arm's own tokenizer (a count model on other tokens scores other token "
+        f"sequences): trigram ({gpt_tokens}), 60.0: gpt clm at, t5 span-lm below, gpt from scratch below; "
+        f"trigram ({bert_tokens}), 52.0: bert mlm above, bert from scratch at.")
+    # against the best over both tokenizers (the BPE trigram, 60.0) bert mlm would read "below"
+    assert {g.label: g.average for g in result.groups}["bert mlm"].high < 0.60
+    text = markdown(result, {})
+    assert line in text
+    assert ("The last row is the accuracy on the pairs whose two sentences have the same number of tokens under the "
+            f"column's tokenizer, where length cannot decide (2,563 under the BPE tokenizer ({gpt_tokens}), 2,410 "
+            f"under the WordPiece tokenizer ({bert_tokens})).") in text
+    assert "the 2,563 pairs" not in text
+    # count models on one family's tokenizer only (a rewritten report): the other arms say they have none
+    bench["count_model_tokenizers"] = {bpe: {"label": "decoder tokens", "baselines": list(counts)[:3],
+                                             "equal_pairs": 2563}}
+    bench["baselines"] = {n: _flat(v) for n, v in list(counts.items())[:3]}
+    [line] = count_model_regime(_pairs_study(tmp_path, arms, bench, tokenizers))
+    assert f"trigram ({gpt_tokens}), 60.0: gpt clm at, t5 span-lm below, gpt from scratch below." in line
+    assert "No count model on the tokenizer of: bert mlm, bert from scratch." in line

@@ -100,13 +100,16 @@ def test_add_pair_baselines_rows_and_refusals(monkeypatch: pytest.MonkeyPatch) -
     assert res.baselines["fewer tokens (hf tokens)"] == {"toy": 0.25}  # a tie, then the longer good sentence
     assert res.equal_length == {"run": {"causal": 1.0}, "hf": {"causal": 1.0}} and res.equal_pairs["run"] == 1
     assert res.baseline_notes == ["No count models for hf: an exported model carries no corpus."]
+    assert res.baseline_tokenizers == {  # which tokenizer each column used, for the comparison report
+        "h": {"label": "run tokens", "baselines": list(res.baselines)[:4], "equal_pairs": 1},
+        "h2": {"label": "hf tokens", "baselines": ["fewer tokens (hf tokens)"], "equal_pairs": 1}}
     columns, rows = res.table()
     assert columns[-5:] == list(res.baselines) and rows[-1][0] == "equal-length pairs (1)"
     assert res.to_dict()["baselines"]["fewer tokens (hf tokens)"]["equal_length"] == 0.5
     from zoo.benchmarks.zeroshot import pairs_result_from_dict
 
     back = pairs_result_from_dict(res.to_dict())  # bench.json -> bench.md keeps the baseline columns
-    assert back.table() == res.table()
+    assert back.table() == res.table() and back.baseline_tokenizers == res.baseline_tokenizers
 
 
 def test_bad_input() -> None:

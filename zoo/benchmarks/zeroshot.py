@@ -217,6 +217,9 @@ class PairsResult:
     equal_pairs: dict[str, int] = field(default_factory=dict)  # model -> pairs of equal token length
     baseline_notes: list[str] = field(default_factory=list)
     equal_masks: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # tokenizer hash -> paradigm -> mask
+    # tokenizer hash -> {"label": the baselines' name suffix ("" with one tokenizer), "baselines": their names,
+    # "equal_pairs": pairs of equal token length under it}
+    baseline_tokenizers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def baseline_average(self, name: str) -> float:
         return float(np.mean([self.baselines[name][p] for p in self.paradigms]))
@@ -255,7 +258,7 @@ class PairsResult:
                 "equal_length": {"definition": EQUAL_LENGTH_DEFINITION, "pairs": self.equal_pairs,
                                  "accuracy": {m: {v: _finite(x) for v, x in acc.items()}
                                               for m, acc in self.equal_length.items()}},
-                "baseline_notes": self.baseline_notes}
+                "baseline_notes": self.baseline_notes, "baseline_tokenizers": self.baseline_tokenizers}
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """One row per phenomenon, the macro average and the accuracy on equal-length pairs; one column per
@@ -314,7 +317,8 @@ def pairs_result_from_dict(d: dict[str, Any]) -> PairsResult:
                        equal_length={m: {v: math.nan if x is None else x for v, x in acc.items()}
                                      for m, acc in equal.get("accuracy", {}).items()},
                        equal_pairs=equal.get("pairs", {}),
-                       baseline_notes=list(d.get("baseline_notes", [])))
+                       baseline_notes=list(d.get("baseline_notes", [])),
+                       baseline_tokenizers=dict(d.get("baseline_tokenizers") or {}))
 
 
 def correctness(entry: dict[str, Any], variant: str | None = None) -> dict[str, np.ndarray]:
@@ -355,12 +359,16 @@ def add_pair_baselines(result: PairsResult, sources: Sequence[ModelSource], para
             result.baseline_notes.append(f"No count models for {src.name}: an exported model carries no corpus.")
         if base is None:
             base = score_pair_baselines(src.tokenizer, pairs, np.zeros(0, np.int64), np.zeros(1, np.int64), orders=())
-        suffix = f" ({src.name} tokens)" if several else ""
+        label = f"{src.name} tokens" if several else ""
+        suffix = f" ({label})" if several else ""
         equal = base.equal_length()
         result.equal_masks[src.tokenizer_hash] = equal
         for name in base.names:
             result.baselines[name + suffix] = base.accuracy(name)
             result.baseline_equal_length[name + suffix] = equal_length_accuracy(base.outcomes[name], equal)[0]
+        result.baseline_tokenizers[src.tokenizer_hash] = {
+            "label": label, "baselines": [name + suffix for name in base.names],
+            "equal_pairs": sum(int(x.sum()) for x in equal.values())}
         names = {s.name for s in group} | {f"{s.name} (from scratch)" for s in group}
         for m in result.models:
             if m.name in names:

@@ -7,8 +7,9 @@ validation loss. A run directory that is still there adds its validation curve a
 minimal-pair suite, its per-pair correctness (``bench.json``); without them the item-level tests
 are left out and the report says so. Trivial baselines are recomputed: the constant predictor and
 the bag-of-words model from the benchmark's training data, the count models from the study's
-corpus and its tokenizer (rebuilt from the corpus when ``tokenizers/`` is gone; the study's
-recorded tokenizer hash must match, else the count models are left out).
+corpus and the tokenizer of its first family (rebuilt from the corpus when ``tokenizers/`` is gone;
+the study's recorded tokenizer hash must match, else the count models are left out); arms of other
+families are reported as having no count model on their tokenizer.
 """
 
 from __future__ import annotations
@@ -177,6 +178,7 @@ def _pairs_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
             items[r.name] = {ALL_PAIRS: pair_items(model["correct"][model["scorer"]])}
     if count_models and paradigms:
         meta.update(_count_models(out, settings, data, paradigms))
+        meta["run_tokenizers"] = _run_tokenizers(settings, data, [*common["runs"], *common["baselines"]])
     return ComparisonResult(**common, task_titles={p: p for p in tasks}, task_metrics={p: ["accuracy"] for p in tasks},
                             bench=meta, items=items)
 
@@ -212,12 +214,28 @@ def _count_models(out: Path, settings: StudySettings, data: dict[str, Any], para
                                 np.asarray(bundle.train.sent_offsets))
     equal = base.equal_length()
     rebuilt = "" if tok_cfg.path else " (rebuilt from the corpus with the study's settings; its hash matches the study's)"
+    equal_pairs = sum(int(m.sum()) for m in equal.values())
+    digest = str(got or recorded.get("tokenizer_hash") or "")
     return {"baselines": {n: base.accuracy(n) for n in base.names},
             "baselines_equal_length": {n: equal_length_accuracy(base.outcomes[n], equal)[0] for n in base.names},
-            "equal_pairs": sum(int(m.sum()) for m in equal.values()),
+            "equal_pairs": equal_pairs,
+            "count_model_tokenizers": {digest: {"label": f"{family} tokens", "baselines": list(base.names),
+                                                "equal_pairs": equal_pairs}} if digest else {},
             "baseline_notes": [f"Count models: the {family} tokenizer{rebuilt}, trained on the "
                                f"{base.train_sentences:,} sentences ({base.train_tokens:,} tokens) of the corpus's "
                                "training split."]}
+
+
+def _run_tokenizers(settings: StudySettings, data: dict[str, Any], runs: list[RunInfo]) -> dict[str, str]:
+    """run name -> the recorded hash of its family's tokenizer (a study trains one tokenizer per family)."""
+    families = expand_grid(settings.objectives, settings.backbones).families()
+    recorded = data.get("tokenizers") or {}
+    out = {}
+    for r in runs:
+        digest = (recorded.get(families.get(r.backbone, "")) or {}).get("tokenizer_hash")
+        if digest:
+            out[r.name] = str(digest)
+    return out
 
 
 def rewrite_report(out: str | Path) -> ComparisonResult:

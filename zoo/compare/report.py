@@ -482,8 +482,31 @@ def markdown(result: ComparisonResult, figures: dict[str, Path],
     return "\n".join(lines)
 
 
+def _group_tokenizer(result: ComparisonResult, g: Group) -> str | None:
+    """The tokenizer hash an arm's runs used (``bench["run_tokenizers"]``), None when not recorded."""
+    run_tok = result.bench.get("run_tokenizers") or {}
+    return next((run_tok[r.name] for r in g.runs if r.name in run_tok), None)
+
+
+def _several_tokenizers(result: ComparisonResult) -> bool:
+    """Whether the minimal-pair baselines or the runs span more than one tokenizer."""
+    hashes = set(result.bench.get("count_model_tokenizers") or {})
+    hashes |= set((result.bench.get("run_tokenizers") or {}).values())
+    return len(hashes) > 1
+
+
+def _tokenizer_label(result: ComparisonResult, digest: str, label: str) -> str:
+    """``the BPE tokenizer (gpt-clm-seed0 tokens)``: the kind recorded for the study's tokenizer of that hash."""
+    kind = next((t.get("tokenizer_kind") for t in result.tokenizers.values()
+                 if str(t.get("tokenizer_hash")) == digest and t.get("tokenizer_kind")), None)
+    name = f"the {kind} tokenizer" if kind else "the tokenizer"
+    return f"{name} ({label})" if label else name
+
+
 def count_model_regime(result: ComparisonResult) -> list[str]:
-    """Per group: below, at or above the best count model's macro average (its interval against it)."""
+    """Per group: below, at or above the best count model's macro average (its interval against it). With
+    several tokenizers (a study of several families), each arm against the best count model on its own
+    tokenizer: a count model on other tokens scores other token sequences."""
     from zoo.benchmarks.ngram import LENGTH
 
     base = result.bench.get("baselines") or {}
@@ -491,16 +514,54 @@ def count_model_regime(result: ComparisonResult) -> list[str]:
               if not n.startswith(LENGTH) and all(p in acc for p in result.tasks)}
     if not counts:
         return []
-    best_name, best = max(counts.items(), key=lambda kv: kv[1])
-    out = []
-    for g in result.groups:
-        if g.average is None or not g.average.has_interval:
-            continue
-        regime = ("above" if g.average.low > best else "below" if g.average.high < best else "at")
-        out.append(f"{g.label} {regime}")
-    return [f"Against the best count model ({best_name}, {100 * best:.1f}): " + "; ".join(out) + ". Pretraining "
-            "has bought something a count cannot give only where a row is above it; a random init is no measure "
-            "of that."] if out else []
+    tail = ("Pretraining has bought something a count cannot give only where a row is above it; a random init is "
+            "no measure of that.")
+
+    def regime(g: Group, best: float) -> str:
+        return f"{g.label} " + ("above" if g.average.low > best else "below" if g.average.high < best else "at")
+
+    groups = [g for g in result.groups if g.average is not None and g.average.has_interval]
+    if not _several_tokenizers(result) or not result.bench.get("count_model_tokenizers"):
+        best_name, best = max(counts.items(), key=lambda kv: kv[1])
+        out = [regime(g, best) for g in groups]
+        return [f"Against the best count model ({best_name}, {100 * best:.1f}): " + "; ".join(out) + ". "
+                + tail] if out else []
+    by_tokenizer: dict[str, tuple[str, float]] = {}
+    for digest, t in (result.bench.get("count_model_tokenizers") or {}).items():
+        own = {n: v for n, v in counts.items() if n in set(t.get("baselines") or [])}
+        if own:
+            by_tokenizer[digest] = max(own.items(), key=lambda kv: kv[1])
+    placed: dict[str, list[str]] = {d: [] for d in by_tokenizer}
+    unplaced = []
+    for g in groups:
+        digest = _group_tokenizer(result, g)
+        if digest in by_tokenizer:
+            placed[digest].append(regime(g, by_tokenizer[digest][1]))
+        else:
+            unplaced.append(g.label)
+    parts = [f"{name}, {100 * best:.1f}: " + ", ".join(placed[d]) for d, (name, best) in by_tokenizer.items()
+             if placed[d]]
+    if not parts and not unplaced:
+        return []
+    text = "Against the best count model on each arm's own tokenizer (a count model on other tokens scores other " \
+           "token sequences): " + ("; ".join(parts) + "." if parts else "none has one.")
+    if unplaced:
+        text += f" No count model on the tokenizer of: {', '.join(unplaced)}."
+    return [f"{text} {tail}"]
+
+
+def _equal_length_sentence(result: ComparisonResult) -> str:
+    """What the equal-length row counts: one number of pairs, or one per tokenizer (token counts differ)."""
+    toks = result.bench.get("count_model_tokenizers") or {}
+    if _several_tokenizers(result) and any(t.get("equal_pairs") for t in toks.values()):
+        each = ", ".join(f"{int(t.get('equal_pairs') or 0):,} under {_tokenizer_label(result, d, t.get('label', ''))}"
+                         for d, t in toks.items())
+        return (" The last row is the accuracy on the pairs whose two sentences have the same number of tokens "
+                f"under the column's tokenizer, where length cannot decide ({each}).")
+    if result.bench.get("equal_pairs") and not _several_tokenizers(result):
+        return (f" The last row is the accuracy on the {result.bench['equal_pairs']:,} pairs whose two sentences "
+                "have the same number of tokens, where length cannot decide.")
+    return ""
 
 
 def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path], prefix: str = "") -> list[str]:
@@ -520,9 +581,7 @@ def _phenomena_lines(result: ComparisonResult, figures: dict[str, Path], prefix:
                   "trigram interpolated Kneser-Ney count models trained on the training split of the study's corpus "
                   "(each sentence scored whole: start-of-sentence context, end-of-sentence symbol), and `fewer "
                   "tokens` (the shorter sentence wins, ties count half)."
-                  + (f" The last row is the accuracy on the {result.bench['equal_pairs']:,} pairs whose two sentences "
-                     "have the same number of tokens, where length cannot decide." if result.bench.get("equal_pairs")
-                     else ""), ""]
+                  + _equal_length_sentence(result), ""]
     for note in result.bench.get("baseline_notes") or []:
         lines += [f"> {note}", ""]
     lines += ["| phenomenon | " + " | ".join(g.label for g in groups) + "".join(f" | {n}" for n in base) + " |",

@@ -670,7 +670,9 @@ ALL_PAIRS = "all pairs"  # the item set of a zero-shot suite: every pair of ever
 def pair_baselines_meta(result: Any, infos: list[RunInfo], items: dict[str, dict[str, ItemValues]]) -> dict[str, Any]:
     """The trivial baselines of a minimal-pair result for the report (``bench`` keys): count models and the
     length heuristic per paradigm, their accuracy on equal-length pairs, and each model's (from its
-    per-pair correctness and its tokenizer's lengths)."""
+    per-pair correctness and its tokenizer's lengths); which tokenizer each baseline and each run used
+    (``count_model_tokenizers``, ``run_tokenizers``: tokenizer hashes), so that an arm is set against the
+    count models of its own tokenizer."""
     from zoo.runs import open_run
 
     equal_length: dict[str, float] = {}
@@ -688,7 +690,9 @@ def pair_baselines_meta(result: Any, infos: list[RunInfo], items: dict[str, dict
         if pairs:
             equal_length[info.name] = float(values.values[0][mask].mean())
     return {"baselines": result.baselines, "baselines_equal_length": result.baseline_equal_length,
-            "baseline_notes": result.baseline_notes, "equal_length": equal_length, "equal_pairs": pairs}
+            "baseline_notes": result.baseline_notes, "equal_length": equal_length, "equal_pairs": pairs,
+            "count_model_tokenizers": result.baseline_tokenizers,
+            "run_tokenizers": {info.name: hashes[info.path] for info in infos}}
 
 
 def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValues]] | None = None) -> None:
