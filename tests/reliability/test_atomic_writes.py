@@ -3,13 +3,17 @@
 The harness runs real tiny actions (building the tokenizer and token-store caches and a run's
 tokenizer, a new training, a resume that drops records of an abandoned attempt, an export
 replacing an earlier one, a comparison that fine-tunes, merges into the run's ``bench.json`` and
-rewrites its report and figures) once to list every point where a file is created,
+rewrites its report and figures, a BLiMP benchmark writing its zero-shot scoring caches and
+``bench.json``, a ``--resume-from`` an older step that moves the newer one aside with a copy of the
+metrics and repoints ``latest``, a cooldown branch copying its trunk's history, a training
+``--init`` from a zoo run) once to list every point where a file is created,
 written, fsync'ed or renamed into place (``zoo.fileio``'s OS calls and the checkpoint's safetensors
 writes), then once per point with a failure injected there: a full disk or a file-size limit (after
 half the bytes are written) or an error raised between write and rename. After each, every file of
 the action's directories must be its old bytes, its new bytes, or a complete file of its kind
 (readable JSON, whole log lines without a record twice, checkpoints that verify); nothing
-temporary is left, and the run can still be opened.
+temporary is left, the run can still be opened, and a full disk or a size limit never ends in a
+traceback.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ from .conftest import flat, invoke, tiny_glue, train_args, train_in_process
 
 # A constant learning rate: the budget of a finished run can be extended (a decayed schedule cannot).
 CONSTANT = ("--set", "optim.schedule=constant")
+# A trunk whose 2-step branch starts its cooldown after step 1 (zoo.train.branch).
+TRAPEZOID = ("--set", "optim.schedule=trapezoid", "--set", "optim.warmup=0", "--set", "optim.cooldown=0.25",
+             "--set", "train.branch_budgets=[\"2steps\"]")
 _TEMP = re.compile(r"(^\..+\.tmp-\d+-[0-9a-f]{8}$|^\.tmp-|\.export-|\.old-\d+-)")
 
 
@@ -192,18 +199,28 @@ def _complete(name: str, data: bytes, old: bytes | None, new: bytes | None) -> s
     return "neither the old nor the new text"
 
 
-def check_files(root: Path, old: dict[str, bytes], new: dict[str, bytes], label: str) -> None:
+def _unstamped(name: str) -> str:
+    return re.sub(r"-\d{9,}", "-T", name)  # abandoned-step-NNNNNN-<unix time>: another second in another attempt
+
+
+def check_files(root: Path, old: dict[str, bytes], new: dict[str, bytes], label: str, written: set[str]) -> None:
+    """``written``: the (normalised) files the action writes; one it writes twice (``latest`` pointed at
+    the step resumed from, then at the new one) may be left at its middle version, if whole."""
     now = _files(root)
     left = [p for p in root.rglob("*") if _TEMP.search(p.name)]
     assert not left, f"{label}: temporary files left: {left}"
+    stamped = {_unstamped(name): name for name in new}
     for name, data in now.items():
-        if data == old.get(name) or data == new.get(name):
+        counterpart = new.get(name, new.get(stamped.get(_unstamped(name), "")))
+        if data == old.get(name) or data == counterpart:
             continue
-        problem = _complete(name, data, old.get(name), new.get(name))
+        problem = _complete(name, data, old.get(name), counterpart)
         assert problem is None, f"{label}: {name} is {problem}"
     for name, data in old.items():
-        if new.get(name) == data and "/step-" not in f"/{name}":  # untouched by the action: still there
-            assert now.get(name) == data, f"{label}: {name}, which the action does not change, was changed or lost"
+        if new.get(name) == data and "/step-" not in f"/{name}":  # the same before and after: still there
+            assert name in now, f"{label}: {name}, which the action does not change, was lost"
+            if _normal(str(root / name), root) not in written:
+                assert now[name] == data, f"{label}: {name}, which the action does not write, was changed"
     for step in [p for p in root.rglob("step-*") if p.is_dir() and re.fullmatch(r"step-\d+", p.name)]:
         ckpt.verify(step)
 
@@ -265,6 +282,24 @@ def _actions(base_run: Path, corpus: Path) -> list[Action]:
             return 1, f"[uncaught RuntimeError: {exc}]"
         return 0, ""
 
+    def blimp(root: Path) -> None:  # a finished run and a toy BLiMP of two paradigms
+        finished(root)
+        pairs = [("The cats sleep.", "The cats sleeps."), ("Dogs bark.", "Dogs barks.")]
+        (root / "blimp").mkdir()
+        for uid, term in (("toy", "island_effects"), ("toy_two", "binding")):
+            rows = [{"sentence_good": g, "sentence_bad": b, "field": "syntax", "linguistics_term": term, "UID": uid,
+                     "simple_LM_method": True, "pairID": str(i)} for i, (g, b) in enumerate(pairs)]
+            (root / "blimp" / f"{uid}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def trunk(root: Path) -> None:  # a trapezoid run that keeps the cooldown start of a 2-step branch
+        code, out = invoke(train_args(root / "trunk", corpus, "mlm", "bert", 3, 3, *TRAPEZOID))
+        assert code == 0, out
+
+    def init_run(root: Path, out: str) -> tuple[int, str]:
+        return invoke(["train", "--objective", "mlm", "--init", str(root / "run"), "--data", str(corpus), "--budget",
+                       "1steps", "--checkpoint-every", "1", "--out", str(root / out), "--seq-len", "32",
+                       "--batch-size", "4", "--set", "train.device=cpu", "--set", "train.eval_batches=1"])
+
     return [
         Action("data", small_corpus, build_data, ()),
         Action("train-new", lambda root: None, lambda root: invoke(
@@ -274,6 +309,16 @@ def _actions(base_run: Path, corpus: Path) -> list[Action]:
         Action("export", exported, lambda root: invoke(["export", str(root / "run"), str(root / "hf"), "--force"]),
                ("run",)),
         Action("compare", compared, lambda root: _compare(root, "2e-4"), ("run",)),
+        Action("bench-blimp", blimp, lambda root: invoke(  # zero-shot scoring caches, bench.json and bench.md
+            ["bench", str(root / "run"), "--suite", "blimp", "--data-dir", str(root / "blimp"), "--device", "cpu"]),
+               ("run",)),
+        Action("resume-from", finished, lambda root: invoke(  # abandon_after: the metrics copy and ``latest``
+            train_args(root / "run", corpus, "mlm", "bert", 2, 1, *CONSTANT, "--resume-from", "step-000001")),
+               ("run",)),
+        Action("branch", trunk, lambda root: invoke(  # copy_history: the trunk's records up to the branch point
+            ["train", "--out", str(root / "branch"), "--branch-from", str(root / "trunk"), "--at-step", "1",
+             "--budget", "2steps"]), ("trunk", "branch")),
+        Action("init", finished, lambda root: init_run(root, "init"), ("run", "init")),
     ]
 
 
@@ -303,7 +348,8 @@ def _reset(root: Path, template: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", range(5), ids=["data", "train-new", "train-resume", "export", "compare"])
+@pytest.mark.parametrize("index", range(9), ids=["data", "train-new", "train-resume", "export", "compare",
+                                                 "bench-blimp", "resume-from", "branch", "init"])
 def test_every_file_is_old_or_new_when_any_write_fails(index: int, tmp_path: Path, base_run: Path, corpus: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     action = _actions(base_run, corpus)[index]
@@ -326,10 +372,12 @@ def test_every_file_is_old_or_new_when_any_write_fails(index: int, tmp_path: Pat
         with injector.installed(monkeypatch):
             code, out = action.run(root)
         assert injector.fired, f"{label}: the point was not reached again"
-        check_files(root, old, new, label)
-        if code != 0 and kind != "raise" and "Traceback" not in out:
+        check_files(root, old, new, label, {p.where for p in counter.points})
+        if kind != "raise":  # a full disk or a size limit is a one-line error (or a warning), never a crash
+            crashed = "Traceback" in out or re.search(r"\[uncaught (?!OSError)", out)  # the CLI prints an OSError
+            assert not crashed, f"{label}: a traceback:\n{out}"  # as one line; anything else escaping is a crash
             text = flat(out)
-            assert "no space left on" in text or "file too large:" in text, f"{label}: {text}"
+            assert code == 0 or "no space left on" in text or "file too large:" in text, f"{label}: {text}"
         for name in action.runs:
             if (root / name / "config.json").exists() or name in old:
                 open_run(root / name)  # still a run that bench and export can open (measured: config.json
