@@ -15,12 +15,16 @@ What each kind of check does:
 - ``dry-run``: a ``zoo train`` line runs with ``--dry-run`` appended: the config, the corpus and
   the tokenizer are resolved, nothing is trained. The step-time measurement of the dry run (a few
   timed optimiser steps, seconds per line on two CPU cores) is stubbed: it times, it resolves nothing.
+- ``plan-only``: ``zoo compare --hours ... --plan-only`` runs as written (it builds the tokenizers,
+  reads the BLiMP files for their pair counts, plans and writes ``study.json``) with the probe
+  training runs of its speed measurement stubbed by fixed synthetic speeds: they take minutes and
+  only time.
 - ``offline``: an ``hf:`` name needs the network; the tests run with ``HF_HUB_OFFLINE=1``, so the
   line must stop with the one-line offline error, no traceback.
 - ``parse``: the options parse (click's ``make_context``, which also checks that the paths given to
   ``click.Path(exists=True)`` options exist) and each option is documented in ``--help``. Used where
   running the line takes minutes: fine-tuning on the full GLUE/CLUE training sets, scoring all 67,000
-  BLiMP pairs, training a study, or ``--plan-only``'s measurement; ``zoo compare runs/a runs/b``
+  BLiMP pairs, training a study; ``zoo compare runs/a runs/b``
   benchmarks on GLUE from the Hugging Face hub, which needs the network. The ``bench`` lines on
   official files also load those files (``load-data``).
 """
@@ -76,7 +80,7 @@ CHECKS = {
     "zoo compare --objectives mlm,mlm+nsp,span,clm --backbones bert,gpt --budget 3e14flops --seeds 6 "
     "--tasks sst2,cola,mrpc --data-dir glue_data/ --out studies/first": "parse",
     "zoo compare --objectives clm,mlm --backbones gpt --hours 1 --suite blimp --data-dir blimp_data/ "
-    "--plan-only": "parse",
+    "--plan-only": "plan-only",
     "zoo compare runs/a runs/b": "parse",
     "zoo export runs/bert-mlm+nsp --to hf out/bert": "run",
     'zoo generate runs/gpt-clm --prompt "The history of" --top-p 0.9 --temperature 0.8': "run",
@@ -205,6 +209,13 @@ def test_readme_usage_line(line: str, shared_data: Path, request: pytest.Fixture
         if str(shared_data / "corpus/en/inaugural") in args:
             assert "decoded as U+FFFD in 1 file(s)" in out
         assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+    elif check == "plan-only":
+        monkeypatch.setattr("zoo.compare.probe.measure", _synthetic_speeds)
+        result = runner.invoke(cli, args)
+        out = " ".join(result.output.split())
+        assert result.exit_code == 0, out
+        assert "Plan:" in out and "nothing trained" in out
+        assert (tmp_path / "studies" / "study" / "study.json").is_file()
     elif check == "offline":
         result = runner.invoke(cli, args)
         out = result.output.strip()
@@ -217,6 +228,22 @@ def test_readme_usage_line(line: str, shared_data: Path, request: pytest.Fixture
             _load_bench_data(args)
     else:
         pytest.fail(f"unknown check {check!r}")
+
+
+def _synthetic_speeds(settings, grid, tokenizers, out):  # type: ignore[no-untyped-def]
+    """``zoo.compare.probe.measure`` without its timed probe runs: fixed speeds; the pair counts are read
+    from the suite's files as the real one reads them."""
+    from zoo.compare import probe
+    from zoo.compare.plan import ArmCost, Measurements, layouts
+    from zoo.compare.study import slug
+
+    cores = probe.cores()
+    pairs, paradigms = probe._pair_counts(settings)
+    assert (pairs, paradigms) == (1000, 67)
+    labels = [layout.label for layout in layouts(cores)]
+    arms = tuple(ArmCost(slug(c), c.backbone, dict.fromkeys(labels, 1e11), flops_per_token=6e7, params=10_000_000,
+                         pair_s=0.002, overhead_s=dict.fromkeys(labels, 5.0)) for c in grid.cells)
+    return Measurements(cores=cores, arms=arms, pairs_per_paradigm=pairs, paradigms=paradigms)
 
 
 def _check_output(args: list[str], output: str, cwd: Path) -> None:
