@@ -79,3 +79,28 @@ def test_a_rewritten_report_knows_each_arms_tokenizer() -> None:
     assert set(tokens) == {r.name for r in runs}
     assert {tokens[r.name] for r in runs if r.backbone in ("gpt", "t5")} == {hashes["decoder"]}
     assert {tokens[r.name] for r in runs if r.backbone == "bert"} == {hashes["encoder"]} != {hashes["decoder"]}
+
+
+def test_the_committed_cpu_hour_study_gives_the_numbers_docs_quote(tmp_path: Path) -> None:
+    """docs/compare.md reads docs/studies/cpu-hour: clm - mlm +2.6 [+1.9, +3.2] on all 7 seeds, sign-flip p
+    2/2^7 and Holm 0.047 over 3 pairs (clm ahead); medians 55.3 and 52.4; the plan against the measured hour."""
+    source = STUDY.parent / "cpu-hour"
+    out = tmp_path / "cpu-hour"
+    out.mkdir()
+    data = json.loads((source / "study.json").read_text(encoding="utf-8"))
+    data["settings"]["bench"]["data_dir"] = str(tmp_path / "absent")
+    data["settings"]["data"] = str(tmp_path / "absent-corpus")
+    (out / "study.json").write_text(json.dumps(data), encoding="utf-8")
+    result = report_from_study(out, count_models=False)
+    pairs = {(p.a, p.b): p for p in result.pairs}
+    primary = pairs[("clm", "mlm")].seeds
+    diff = tuple(100 * v for v in (primary.diff.point, primary.diff.low, primary.diff.high))
+    assert diff == pytest.approx((2.6, 1.9, 3.2), abs=0.05)
+    assert primary.wins == 7 and primary.p == pytest.approx(2 / 2**7) and primary.p_holm == pytest.approx(3 * 2 / 2**7)
+    medians = {g.objective: 100 * g.average.point for g in result.groups if not g.baseline}
+    assert medians["clm"] == pytest.approx(55.3, abs=0.05) and medians["mlm"] == pytest.approx(52.4, abs=0.05)
+    plan = data["plan"]
+    assert plan["plan"]["budget"] == "3.8e13flops" and plan["plan"]["max_pairs"] == 125
+    planned, actual = sum(plan["plan"]["phases"].values()), sum(plan["actual"].values())
+    assert planned / 60 == pytest.approx(57.0, abs=0.05) and actual / 60 == pytest.approx(59.0, abs=0.05)
+    assert "| gpt | clm | mlm | +2.6 [+1.9, +3.2] | 0.016 | 0.047 | 7/7 seeds |" in (source / "report.md").read_text()
