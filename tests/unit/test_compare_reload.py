@@ -20,9 +20,14 @@ STUDY = Path(__file__).resolve().parents[2] / "docs" / "studies" / "six-objectiv
 @pytest.fixture()
 def study(tmp_path: Path) -> Path:
     """The study record without its benchmark data (no constant, bag-of-words or count-model rows: fast)."""
-    out = tmp_path / "cpu-hour"
+    return _record_only(STUDY, tmp_path)
+
+
+def _record_only(source: Path, tmp_path: Path) -> Path:
+    """A copy of the study record of ``source`` whose benchmark data and corpus paths point nowhere."""
+    out = tmp_path / source.name
     out.mkdir()
-    data = json.loads((STUDY / "study.json").read_text(encoding="utf-8"))
+    data = json.loads((source / "study.json").read_text(encoding="utf-8"))
     data["settings"]["bench"]["data_dir"] = str(tmp_path / "absent")
     data["settings"]["data"] = str(tmp_path / "absent-corpus")
     (out / "study.json").write_text(json.dumps(data), encoding="utf-8")
@@ -85,12 +90,8 @@ def test_the_committed_cpu_hour_study_gives_the_numbers_docs_quote(tmp_path: Pat
     """docs/compare.md reads docs/studies/cpu-hour: clm - mlm +2.6 [+1.9, +3.2] on all 7 seeds, sign-flip p
     2/2^7 and Holm 0.047 over 3 pairs (clm ahead); medians 55.3 and 52.4; the plan against the measured hour."""
     source = STUDY.parent / "cpu-hour"
-    out = tmp_path / "cpu-hour"
-    out.mkdir()
-    data = json.loads((source / "study.json").read_text(encoding="utf-8"))
-    data["settings"]["bench"]["data_dir"] = str(tmp_path / "absent")
-    data["settings"]["data"] = str(tmp_path / "absent-corpus")
-    (out / "study.json").write_text(json.dumps(data), encoding="utf-8")
+    out = _record_only(source, tmp_path)
+    data = json.loads((out / "study.json").read_text(encoding="utf-8"))
     result = report_from_study(out, count_models=False)
     pairs = {(p.a, p.b): p for p in result.pairs}
     primary = pairs[("clm", "mlm")].seeds
