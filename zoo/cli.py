@@ -59,12 +59,12 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 @cli.command("list")
 def list_cmd() -> None:
-    """Objectives, backbones and tasks, their origin, and which objective trains which backbone."""
+    """Objectives, backbones, tasks and zero-shot suites, their origin, and which objective trains which backbone."""
     from zoo import console
     from zoo.listing import listing
 
     result = listing()
-    titles = {"objective": "Objectives", "backbone": "Backbones", "task": "Tasks"}
+    titles = {"objective": "Objectives", "backbone": "Backbones", "task": "Tasks", "suite": "Zero-shot suites"}
     for kind, rows in result.plugins.items():
         console.table(titles[kind], ["name", "origin", "note"] if any(r[2] for r in rows) else ["name", "origin"],
                       [r if r[2] else r[:2] for r in rows] or [("(none)", "")])
@@ -88,8 +88,10 @@ def list_cmd() -> None:
         for i, reason in enumerate(reasons, 1):
             console.text(f"  [{i}] {reason}")
         headless = [o for o in ("nsp", "sop", "rtd") if o in result.matrix]  # no masked-LM or LM head
-        console.text("  yes = trainable, and fine-tunable on glue, clue. Zero-shot scoring (blimp, climp) also needs a "
-                     "token-level head (masked-LM or LM head)"
+        from zoo.benchmarks.minimal_pairs import pair_suites
+
+        console.text(f"  yes = trainable, and fine-tunable on glue, clue. Zero-shot scoring ({', '.join(pair_suites())}) "
+                     "also needs a token-level head (masked-LM or LM head)"
                      + (f": {_and(headless)} alone {'are' if len(headless) > 1 else 'is'} trainable but not zero-shot "
                         "scorable" if headless else "") + ".")
 
@@ -197,8 +199,8 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
 
 @cli.command("bench")
 @click.argument("runs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--suite", help="Benchmark suite: glue, clue, a plugin's (fine-tuning), or blimp, climp (zero-shot "
-                               "minimal pairs). Default: from --tasks, else glue.")
+@click.option("--suite", help="Benchmark suite: glue, clue, a plugin's (fine-tuning), or blimp, climp, a plugin's "
+                               "(zero-shot minimal pairs; zoo list shows them). Default: from --tasks, else glue.")
 @click.option("--tasks", help="Comma-separated task names (cola,sst2,mrpc,... / afqmc,tnews,...) or all.")
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False),
               help="Official files (GLUE: DIR/SST-2/train.tsv ..., CLUE: DIR/tnews_public/train.json ..., "
@@ -236,13 +238,13 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
     or score them zero-shot on BLiMP / CLiMP minimal pairs."""
     from zoo import console
     from zoo.benchmarks.bench import run_bench
-    from zoo.benchmarks.minimal_pairs import SUITES
+    from zoo.benchmarks.minimal_pairs import is_pair_suite, pair_suites
     from zoo.benchmarks.source import open_source
 
     flags = [f"{k}={v}" if not isinstance(v, str) else f'{k}="{v}"' for k, v in recipe_flags.items() if v is not None]
     zero_shot_only = [f for f, v in (("--pll", pll != "word-l2r"), ("--precision", precision != "fp32"),
                                      ("--scorer", scorer)) if v]
-    if suite in SUITES:
+    if is_pair_suite(suite):
         fine_tuning = [f for f, v in (("--tasks", tasks), ("--seeds", seeds != 1), ("--set", overrides),
                                       ("--max-train-examples", max_train_examples)) if v]
         fine_tuning += [f"--{k.replace('_', '-')}" for k, v in recipe_flags.items() if v is not None]
@@ -253,7 +255,7 @@ def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_
                              not no_cache, scorer)
         return
     if zero_shot_only:
-        raise ConfigError(f"{', '.join(zero_shot_only)}: apply to the zero-shot suites ({', '.join(SUITES)}) only")
+        raise ConfigError(f"{', '.join(zero_shot_only)}: apply to the zero-shot suites ({', '.join(pair_suites())}) only")
     models = [open_source(r, step) for r in runs] if step is not None else list(runs)
     with console.BenchProgress() as progress:
         result = run_bench(models, suite=suite, tasks=tasks, data_dir=data_dir, seeds=seeds,
@@ -322,8 +324,8 @@ def _compare_presets() -> list[str]:
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Training config override (every run).")
 @click.option("--evals", type=int, default=0, help="Validation points (and checkpoints) per run, for the loss "
                                                   "curves. Default: one per ~50 steps, 4 to 50.")
-@click.option("--suite", help="Benchmark suite(s), comma-separated: glue, clue, blimp, climp (default: from --tasks, "
-              "else glue); e.g. blimp,glue scores every model on both.")
+@click.option("--suite", help="Benchmark suite(s), comma-separated: glue, clue, blimp, climp or a plugin's (default: "
+              "from --tasks, else glue); e.g. blimp,glue scores every model on both.")
 @click.option("--tasks", help="Comma-separated benchmark tasks, e.g. sst2,cola,mrpc.")
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False),
               help="Official benchmark files (see zoo bench); with several suites, a directory with one folder per "

@@ -83,6 +83,16 @@ def backbones_by_model_type() -> dict[str, str]:
     return out
 
 
+def known_classes() -> list[str]:
+    """The transformers classes the registered backbones' adapters declare (their class-level names)."""
+    out: list[str] = []
+    for name in sorted(set(backbones_by_model_type().values())):
+        names = hf_names(registry.load("backbone", name))
+        if names is not None:
+            out += [c for c in (*names.heads.values(), names.base) if c not in out]
+    return out
+
+
 def read_hf_config(p: Path) -> tuple[str, type[Backbone], Any, dict[str, Any]]:
     """The backbone of a transformers directory from its ``config.json`` alone (no remote code):
     (backbone name, backbone class, our config, the raw config.json)."""
@@ -144,41 +154,117 @@ def load_hf_backbone(backbone: Backbone, state: dict[str, torch.Tensor], weights
         raise CheckpointError(f"{weights}: does not fit config.json ({exc})") from exc
 
 
+@dataclass
+class HFDirectory:
+    """A transformers directory, read through the adapter of the backbone that declares its ``model_type``
+    (``hf`` / ``hf_names()``, ``config_from_hf``): ``--init``, ``zoo bench`` and zero-shot scoring all open
+    one with ``open_hf``."""
+
+    path: Path
+    backbone: str  # the registered backbone that reads it
+    cls: type[Backbone]
+    config: Any  # the backbone's config, from config.json
+    raw: dict[str, Any]  # config.json as written
+    names: HFNames  # the adapter's transformers names for this config
+
+    @property
+    def architectures(self) -> list[str]:
+        return [str(a) for a in self.raw.get("architectures") or []]
+
+    @property
+    def architecture(self) -> str:
+        """The class the directory was saved as (``model_type`` when config.json lists none)."""
+        return (self.architectures or [str(self.raw.get("model_type"))])[0]
+
+    @property
+    def weights(self) -> Path:
+        return self.path / "model.safetensors"
+
+    def classes(self) -> tuple[str, ...]:
+        """Every transformers class the adapter reads: the base model and its head classes."""
+        return (self.names.base, *dict.fromkeys(self.names.heads.values()))
+
+    def roles(self) -> tuple[str, ...]:
+        """The head roles (``ROLES``) the directory's class holds: () for the base model."""
+        return next((key for key, c in self.names.heads.items() if c == self.architecture), ())
+
+    def token_objective(self) -> str | None:
+        """The objective whose scorers read the class's token-level head (None: it has none): a masked-LM
+        head is ``mlm``, a decoder's LM head ``clm``; an encoder-decoder's decoder is read the way the
+        exporting run trained (``zoo_export.json``), else as T5's span corruption (``span-lm``)."""
+        roles = self.roles()
+        if "mlm" in roles:
+            return "mlm"
+        if "lm" not in roles:
+            return None
+        if str(self.cls.family) != "encoder-decoder":
+            return "clm"
+        recorded = export_record(self.path).get("objective")
+        return str(recorded) if isinstance(recorded, str) and recorded else "span-lm"
+
+    def tokenizer(self) -> Tokenizer:
+        return read_hf_tokenizer(self.path)
+
+    def load_backbone(self) -> Backbone:
+        """The backbone with the directory's weights, strictly."""
+        backbone = self.cls(self.config)
+        load_hf_backbone(backbone, read_hf_weights(self.weights), self.weights)
+        return backbone
+
+
+def open_hf(path: str | Path) -> HFDirectory:
+    """A transformers directory through its backbone's adapter; a ``CheckpointError`` naming the file when
+    no registered backbone reads its config.json."""
+    p = Path(path)
+    name, cls, config, raw = read_hf_config(p)
+    with torch.device("meta"):  # the names may depend on the config (bert's pre-LN); no weights are made
+        names = hf_names(cls(config))
+    if names is None:
+        raise CheckpointError(f"{p / 'config.json'}: backbone {name!r} declares no transformers names")
+    return HFDirectory(p, name, cls, config, raw, names)
+
+
 def load_hf_model(model: nn.Module, weights: Path, where: str, architecture: str) -> tuple[dict[str, str], list[str]]:
     """Load a transformers checkpoint (``weights`` of class ``architecture``) into a ``ZooModel``: the
-    backbone strictly, each head whose role the checkpoint holds. Returns (head -> where it came from,
-    or "new"; the checkpoint's head groups nothing used). ``where`` starts each error (``--init X``)."""
+    backbone strictly, each head whose role the checkpoint holds (``load_hf_heads``)."""
     state = read_hf_weights(weights)
     load_hf_backbone(model.backbone, state, weights)
-    if getattr(model.backbone, "lm_head", None) is None:  # an untied T5 (v1.1) holds its lm_head itself
+    return load_hf_heads(model.backbone, dict(model.heads.items()), state, weights, where, architecture)
+
+
+def load_hf_heads(backbone: Backbone, heads: dict[str, nn.Module], state: dict[str, Tensor], weights: Path,
+                  where: str, architecture: str) -> tuple[dict[str, str], list[str]]:
+    """Copy into each of ``heads`` the tensors of its role (``hf_role``) that ``state`` holds. Returns (head ->
+    where it came from, or "new"; the checkpoint's head groups nothing used). ``where`` starts each error."""
+    if getattr(backbone, "lm_head", None) is None:  # an untied T5 (v1.1) holds its lm_head itself
         _check_tied(where, state)
-    names = hf_names(model.backbone)
+    names = hf_names(backbone)
     prefix = names.prefix if names is not None else ""
     used: set[str] = set()  # keys of ``state`` copied into a head
-    heads: dict[str, str] = {}
-    for name, head in model.heads.items():
+    out: dict[str, str] = {}
+    for name, head in heads.items():
         role = getattr(head, "hf_role", None)  # the transformers hook (zoo.interop)
         if role == "mlm":
             got = _copy_hf(where, weights, head.hf_parameters(), state, used, prefix, names)
-            heads[name] = _mlm_module(names) if got else "new"
+            out[name] = _mlm_module(names) if got else "new"
         elif role in ("nsp", "pooler"):  # the classifier of any pair task but NSP has no counterpart
             nsp = role == "nsp"
             params = {k: v for k, v in head.hf_parameters().items() if nsp or k.startswith("bert.pooler.")}
             got = _copy_hf(where, weights, params, state, used, prefix, names)
-            heads[name] = "new" if not got else (f"{prefix}.pooler + cls.seq_relationship" if nsp
-                                                 else f"{prefix}.pooler; classifier new")
+            out[name] = "new" if not got else (f"{prefix}.pooler + cls.seq_relationship" if nsp
+                                               else f"{prefix}.pooler; classifier new")
         elif role == "lm" and "lm_head.weight" in state:
             used.add("lm_head.weight")
-            heads[name] = "lm_head (tied to the token embedding)"
+            out[name] = "lm_head (tied to the token embedding)"
         elif role == "lm" and names is not None and architecture == names.heads.get(("lm",)):
-            heads[name] = "lm_head (tied to the token embedding)"  # saved without the tied copy
+            out[name] = "lm_head (tied to the token embedding)"  # saved without the tied copy
         else:
-            heads[name] = "new"
+            out[name] = "new"
     groups = ("cls.predictions", "cls.seq_relationship", "bert.pooler", "pooler", "lm_head")
     tied = {"cls.predictions.decoder.weight", resolve("cls.predictions.decoder.weight", prefix, names)}
     unused = sorted({g.removeprefix("bert.") for k in state if k not in used and k not in tied
                      for g in groups if k.startswith(g + ".")})
-    return heads, unused
+    return out, unused
 
 
 def _mlm_module(names: HFNames | None) -> str:
@@ -229,16 +315,6 @@ def _check_tied(where: str, state: dict[str, torch.Tensor]) -> None:
 
 # --- zero-shot scoring of a transformers directory ------------------------------------------------------------
 
-# The classes whose token-level head minimal pairs can read, and the objective that head is scored as: an
-# encoder's masked-LM head, a decoder's causal LM head, an encoder-decoder's decoder LM head.
-TOKEN_HEADS = {"BertForMaskedLM": "mlm", "BertForPreTraining": "mlm", "RobertaPreLayerNormForMaskedLM": "mlm",
-               "GPT2LMHeadModel": "clm", "T5ForConditionalGeneration": "span-lm"}
-# Classes read the way the exporting run trained (``zoo_export.json``'s objective): an encoder-decoder's
-# decoder reads a sentence in the context its objective showed it (span-lm -> seq2seq-sentinel, clm/prefix/
-# mlm/deshuffle -> seq2seq, ul2 -> seq2seq[S]); a directory without that record is T5's span corruption.
-RECORDED_OBJECTIVE = frozenset({"T5ForConditionalGeneration"})
-
-
 def export_record(path: Path) -> dict[str, Any]:
     """``zoo_export.json`` of an exported directory ({} when absent or unreadable: saved by transformers)."""
     try:
@@ -246,16 +322,6 @@ def export_record(path: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}
-
-
-def scoring_objective(path: Path, architecture: str) -> str | None:
-    """The objective spec whose scorers read the token head of the transformers directory ``path`` of class
-    ``architecture`` (None: the class has no token-level head)."""
-    objective = TOKEN_HEADS.get(architecture)
-    if objective is not None and architecture in RECORDED_OBJECTIVE:
-        recorded = export_record(path).get("objective")
-        objective = str(recorded) if isinstance(recorded, str) and recorded else objective
-    return objective
 
 
 # --- writing one: which heads go where ----------------------------------------------------------------------

@@ -29,6 +29,8 @@ def describe(kind: str, name: str) -> str:
         cls = registry.load(kind, name)
         if kind == "backbone":
             return "capabilities: " + ", ".join(sorted(cls.capabilities))
+        if kind == "suite":
+            return f"zero-shot minimal pairs ({cls.language}), {cls.pattern} files"
         if kind != "objective":
             return ""
         backbones = [registry.load("backbone", b) for b in registry.names("backbone")]

@@ -1,4 +1,4 @@
-"""One registry for objectives, backbones and tasks, built on Python entry points.
+"""One registry for objectives, backbones, tasks and zero-shot suites, built on Python entry points.
 
 *Finding* reads entry-point metadata only (nothing is imported); *loading* imports just the
 plugin that was named. Built-ins are declared in objective-zoo's own ``pyproject.toml`` exactly
@@ -22,6 +22,7 @@ GROUPS: dict[str, str] = {
     "objective": "zoo.objectives",
     "backbone": "zoo.backbones",
     "task": "zoo.tasks",
+    "suite": "zoo.suites",
 }
 BUILTIN_DISTRIBUTION = "objective-zoo"
 DISABLE_ENV = "ZOO_DISABLE_PLUGIN_AUTOLOAD"
@@ -143,13 +144,18 @@ def _expected_type(kind: str) -> tuple[type, bool]:
         from zoo.models.base import Backbone
 
         return Backbone, True
+    if kind == "suite":
+        from zoo.benchmarks.minimal_pairs import PairSuite
+
+        return PairSuite, False
     from zoo.benchmarks.tasks import TaskSpec
 
     return TaskSpec, False
 
 
 def load(kind: str, name: str) -> Any:
-    """Import and return the plugin registered as ``name`` (a class, or a TaskSpec for tasks)."""
+    """Import and return the plugin registered as ``name`` (a class; a TaskSpec or PairSuite instance for
+    tasks and suites)."""
     plugin = info(kind, name)
     key = (kind, name, plugin.distribution)
     if key in _loaded:

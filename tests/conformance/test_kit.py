@@ -128,7 +128,7 @@ def test_kit_would_have_caught_span_composed_with_prefix(monkeypatch) -> None:
     """Without the composition rule, span+prefix leaked span targets through prefix's redrawn prefix."""
     from zoo.objectives import compat
     from zoo.objectives.span import SpanCorruption
-    from zoo.testing import _check_composition
+    from zoo.testing.conformance import _check_composition
 
     monkeypatch.setattr(compat, "conflicts", lambda parts, family: None)
     gpt = registry.load("backbone", "gpt")
@@ -138,7 +138,7 @@ def test_kit_would_have_caught_span_composed_with_prefix(monkeypatch) -> None:
 
 
 def test_kit_composes_with_every_compatible_partner() -> None:
-    from zoo.testing import _partners
+    from zoo.testing.conformance import _partners
 
     bert, gpt = registry.load("backbone", "bert"), registry.load("backbone", "gpt")
     spec = tiny_backbone(bert, TOKENS.vocab_size).spec

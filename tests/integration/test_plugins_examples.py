@@ -1,4 +1,4 @@
-"""The backbone and task plugin examples of docs/plugins.md, registered from their own
+"""The backbone, task and suite plugin examples of docs/plugins.md, registered from their own
 ``pyproject.toml`` metadata (a dist-info written from it, the package imported from its folder),
 exactly as ``pip install ./examples/...`` would register them."""
 
@@ -25,7 +25,8 @@ except ImportError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-PACKAGES = {"zoo-plugin-backbone": "zoo_bert_rope", "zoo-plugin-task": "zoo_polarity"}
+PACKAGES = {"zoo-plugin-backbone": "zoo_bert_rope", "zoo-plugin-task": "zoo_polarity",
+            "zoo-plugin-suite": "zoo_agreement"}
 
 
 def fake_install(example: Path, site: Path) -> None:
@@ -84,7 +85,7 @@ def test_zoo_list_shows_the_examples_and_their_compatibility(plugins: Path, tmp_
     result = CliRunner().invoke(cli, ["bench", str(tmp_path), "--suite", "review"])
     flat = " ".join(result.output.split())
     assert result.exit_code == 2, result.output
-    assert "known suites: clue, glue, reviews, blimp, climp" in flat and "Did you mean 'reviews'?" in flat, flat
+    assert "known suites: clue, glue, reviews, agreement, blimp, climp" in flat and "Did you mean 'reviews'?" in flat, flat
     matrix = listing().matrix
     assert matrix["mlm"]["bert-rope"] == "yes" and matrix["clm"]["bert-rope"] == "yes"
     assert matrix["nsp"]["gpt"].startswith("no: nsp needs segment embeddings")
@@ -163,6 +164,37 @@ def test_the_plugin_backbone_exports_to_roformer_and_benches_from_it(rope_run: P
     assert "Polarity" in result.output
 
 
+def test_the_plugin_backbones_export_reimports_with_init_and_scores_zero_shot(rope_run: Path, tmp_path: Path) -> None:
+    """The whole transformers round trip of a plugin backbone through its adapter, nothing in zoo/ naming
+    RoFormer: export, ``zoo train --init`` from the export, zero-shot scoring of the export's masked-LM head
+    equal to the run's own."""
+    import json
+
+    from zoo.interop import open_hf
+    from zoo.runs import open_run
+
+    out = tmp_path / "hf"
+    assert CliRunner().invoke(cli, ["export", str(rope_run), "--to", "hf", str(out)]).exit_code == 0
+    hf = open_hf(out)
+    assert (hf.backbone, hf.architecture, hf.token_objective()) == ("bert-rope", "RoFormerForMaskedLM", "mlm")
+    again = tmp_path / "again"
+    result = CliRunner().invoke(cli, ["train", "--init", str(out), "--objective", "mlm", "--budget", "1steps",
+                                      "--seq-len", "32", "--batch-size", "4", "--data", str(rope_run.parent / "corpus.txt"),
+                                      "--out", str(again), "--set", "data.doc_boundary=blank-line",
+                                      "--set", "train.eval_batches=1"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    run = open_run(again)
+    assert run.backbone_name == "bert-rope" and run.info["init"]["heads"]["mlm"] == "cls.predictions"
+    scores = {}
+    for model in (rope_run, out):
+        result = CliRunner().invoke(cli, ["bench", str(model), "--suite", "agreement", "--device", "cpu"],
+                                    terminal_width=200)
+        assert result.exit_code == 0, result.output
+        entry = json.loads((model / "bench.json").read_text())["suites"]["agreement"]
+        scores[model] = (entry["models"][0]["scorer"], entry["models"][0]["correct"])
+    assert scores[rope_run] == scores[out]
+
+
 # --- task plugin -------------------------------------------------------------------------------------
 def _reviews(root: Path, per_class: int = 12) -> Path:
     rng = np.random.default_rng(0)
@@ -221,3 +253,41 @@ def test_zoo_bench_fine_tunes_the_plugin_backbone_on_the_plugin_task(rope_run: P
 
     bench = json.loads((rope_run / "bench.json").read_text())
     assert "polarity" in json.dumps(bench)
+
+
+# --- suite plugin ------------------------------------------------------------------------------------
+def test_the_suite_plugin_is_listed_conforms_and_names_bad_lines(plugins: Path, tmp_path: Path) -> None:
+    from zoo.benchmarks.minimal_pairs import load_suite
+    from zoo.testing import check_suite
+
+    out = CliRunner().invoke(cli, ["list"], terminal_width=250).output
+    assert "agreement" in out and "zoo-plugin-suite 0.1.0" in out
+    paradigms = check_suite("agreement")  # its bundled pairs
+    assert [p.name for p in paradigms] == ["determiner_noun", "subject_verb_attractor", "subject_verb_simple"]
+    assert sum(len(p.pairs) for p in paradigms) == 24
+    # a folder of its files replaces the bundled pairs; a malformed line is named by file and line
+    mine = tmp_path / "mine.pairs"
+    mine.write_text("# phenomenon: agreement\nThe cat sleeps. | The cat sleep.\n")
+    (only,) = load_suite("agreement", tmp_path)
+    assert (only.name, only.phenomenon, only.pairs[0].bad) == ("mine", "agreement", "The cat sleep.")
+    mine.write_text("# phenomenon: agreement\nThe cat sleeps. | The cat sleep.\nno separator here\n")
+    with pytest.raises(DataError, match=r"mine\.pairs:3: expected 'acceptable sentence \| unacceptable sentence'"):
+        load_suite("agreement", tmp_path)
+
+
+def test_zoo_bench_and_compare_score_the_plugin_suite(rope_run: Path, tmp_path: Path) -> None:
+    """``zoo bench --suite`` and ``zoo compare --suite`` take the plugin's suite as they take BLiMP."""
+    import json
+
+    result = CliRunner().invoke(cli, ["bench", str(rope_run), "--suite", "agreement", "--device", "cpu"],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    entry = json.loads((rope_run / "bench.json").read_text())["suites"]["agreement"]
+    assert entry["kind"] == "minimal-pairs" and sorted(entry["groups"]) == ["determiner_noun_agreement",
+                                                                             "subject_verb_agreement"]
+    study = tmp_path / "study"
+    result = CliRunner().invoke(cli, ["compare", str(rope_run), "--suite", "agreement", "--out", str(study)],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    report = (study / "report.md").read_text()
+    assert "subject_verb_agreement" in report and "pll-word-l2r" in report

@@ -1,5 +1,9 @@
 """Minimal-pair suites (zero-shot): BLiMP (English) and CLiMP (Chinese), read from their official layouts.
 
+A suite is a ``PairSuite`` registered in the ``zoo.suites`` entry-point group, like a task: the reader of
+its own file layout, where its pairs are without ``--data-dir``, and its language. BLiMP and CLiMP are
+declared in objective-zoo's ``pyproject.toml`` exactly as a third-party suite would be.
+
 A pair is a grammatical and an ungrammatical sentence that differ minimally; a model gets it right
 when it scores the grammatical one higher. Pairs are grouped into paradigms (one file each), and
 paradigms into phenomena.
@@ -24,15 +28,16 @@ import hashlib
 import io
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import DataError
+from zoo import registry
+from zoo.errors import DataError, PluginError
 
 log = logging.getLogger(__name__)
 
-SUITES = ("blimp", "climp")
 BLIMP_HUB = "nyu-mll/blimp"
 BLIMP_FIELDS = ("sentence_good", "sentence_bad", "UID", "linguistics_term")
 # the data files' term -> the paper's phenomenon (Warstadt et al. 2020, Table 1)
@@ -88,16 +93,65 @@ class Paradigm:
         return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class PairSuite:
+    """A zero-shot suite of minimal pairs, registered in the ``zoo.suites`` entry-point group."""
+
+    name: str
+    language: str  # of its sentences ("en", "zh", ...)
+    pattern: str  # glob of its paradigm files in a ``--data-dir`` folder, one paradigm per file
+    read_file: Callable[[Path], Paradigm]  # one file -> its paradigm; bad input: DataError naming file and line
+    default: Callable[[], list[Paradigm]] | None = None  # its pairs without --data-dir (hub, bundled files)
+    description: str = ""
+
+    def load(self, data_dir: str | Path | None = None) -> list[Paradigm]:
+        """Every paradigm, from ``data_dir`` (its files matching ``pattern``) or, without one, ``default``."""
+        if data_dir is None:
+            if self.default is None:
+                raise DataError(f"{self.name.upper()}: no copy on the Hugging Face hub or bundled with the suite is "
+                                f"known; pass --data-dir with its {self.pattern} files")
+            paradigms = self.default()
+        else:
+            root = Path(data_dir)
+            if not root.is_dir():
+                raise DataError(f"{root}: not a directory")
+            files = sorted(root.glob(self.pattern))
+            if not files:
+                raise DataError(f"{root}: no {self.name.upper()} files ({self.pattern}) in this directory")
+            paradigms = [self.read_file(f) for f in files]
+        seen: dict[str, str] = {}
+        for p in paradigms:
+            if not isinstance(p, Paradigm) or not p.pairs:
+                raise DataError(f"{self.name}: {getattr(p, 'source', p)!s}: a reader must return a Paradigm with "
+                                f"at least one pair")
+            if p.name in seen:
+                raise DataError(f"{self.name}: paradigm {p.name!r} is read from both {seen[p.name]} and {p.source}")
+            seen[p.name] = p.source
+        return paradigms
+
+
+def pair_suites() -> list[str]:
+    """Names of the registered zero-shot suites (metadata only: nothing is imported)."""
+    return registry.names("suite")
+
+
+def is_pair_suite(name: str | None) -> bool:
+    return name is not None and name in registry.find("suite")
+
+
+def get_suite(name: str) -> PairSuite:
+    """The registered suite ``name``; a ``DataError`` naming the known ones otherwise."""
+    try:
+        return registry.load("suite", name)
+    except PluginError as exc:
+        raise DataError(f"minimal-pair suite: {exc}") from None
+
+
 def load_suite(suite: str, data_dir: str | Path | None = None, max_pairs: int | None = None) -> list[Paradigm]:
     """Every paradigm of ``suite`` (sorted by name), each cut to its first ``max_pairs`` pairs in file order."""
-    if suite not in SUITES:
-        raise DataError(f"unknown minimal-pair suite {suite!r}; expected one of {', '.join(SUITES)}")
     if max_pairs is not None and max_pairs < 1:
         raise DataError(f"--max-eval-examples must be at least 1, got {max_pairs}")
-    if data_dir is None:
-        paradigms = _blimp_hub() if suite == "blimp" else _no_hub(suite)
-    else:
-        paradigms = _read_dir(suite, Path(data_dir))
+    paradigms = get_suite(suite).load(data_dir)
     for p in paradigms:
         if max_pairs is not None:
             p.pairs = p.pairs[:max_pairs]
@@ -114,41 +168,34 @@ def phenomena(paradigms: list[Paradigm]) -> dict[str, list[str]]:
 
 # --- official layouts ---------------------------------------------------------------------------
 
-def _read_dir(suite: str, root: Path) -> list[Paradigm]:
-    pattern, reader = ("*.jsonl", read_blimp_file) if suite == "blimp" else ("*.csv", read_climp_file)
-    if not root.is_dir():
-        raise DataError(f"{root}: not a directory")
-    files = sorted(root.glob(pattern))
-    if not files:
-        raise DataError(f"{root}: no {suite.upper()} files ({pattern}) in this directory")
-    return [reader(f) for f in files]
-
-
 def read_blimp_file(path: Path) -> Paradigm:
     """One BLiMP paradigm file; every line must be a complete pair."""
     paradigm: Paradigm | None = None
-    with open(path, encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            missing = [k for k in BLIMP_FIELDS if not isinstance(row.get(k), str)]
-            if missing:
-                raise DataError(f"{path}:{lineno}: missing field(s) {', '.join(missing)} (a BLiMP line needs "
-                                f"{', '.join(BLIMP_FIELDS)})")
-            term = row["linguistics_term"]
-            if paradigm is None:
-                paradigm = Paradigm(row["UID"], BLIMP_TERM_GROUP.get(term, term), str(path))
-            elif row["UID"] != paradigm.name:
-                raise DataError(f"{path}:{lineno}: UID {row['UID']!r} differs from the file's first line "
-                                f"({paradigm.name!r}); one paradigm per file")
-            pair_id = str(row.get("pairID", len(paradigm.pairs)))
-            paradigm.pairs.append(MinimalPair(row["sentence_good"], row["sentence_bad"], pair_id))
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        missing = [k for k in BLIMP_FIELDS if not isinstance(row.get(k), str)]
+        if missing:
+            raise DataError(f"{path}:{lineno}: missing field(s) {', '.join(missing)} (a BLiMP line needs "
+                            f"{', '.join(BLIMP_FIELDS)})")
+        term = row["linguistics_term"]
+        if paradigm is None:
+            paradigm = Paradigm(row["UID"], BLIMP_TERM_GROUP.get(term, term), str(path))
+        elif row["UID"] != paradigm.name:
+            raise DataError(f"{path}:{lineno}: UID {row['UID']!r} differs from the file's first line "
+                            f"({paradigm.name!r}); one paradigm per file")
+        pair_id = str(row.get("pairID", len(paradigm.pairs)))
+        paradigm.pairs.append(MinimalPair(row["sentence_good"], row["sentence_bad"], pair_id))
     if paradigm is None:
         raise DataError(f"{path}: no pairs in this file")
     return paradigm
@@ -247,6 +294,7 @@ def _hub_paradigm(uid: str, rows: Any, source: str) -> Paradigm:
     return paradigm
 
 
-def _no_hub(suite: str) -> list[Paradigm]:
-    raise DataError(f"{suite.upper()}: no copy on the Hugging Face hub is known; pass --data-dir with the official "
-                    f"<paradigm>_1000.csv files")
+BLIMP = PairSuite("blimp", "en", "*.jsonl", read_blimp_file, _blimp_hub,
+                  "BLiMP (Warstadt et al. 2020): 67 English paradigms of 1,000 pairs, <UID>.jsonl")
+CLIMP = PairSuite("climp", "zh", "*.csv", read_climp_file, None,
+                  "CLiMP (Xiang et al. 2021): 16 Chinese paradigms of 1,000 pairs, <paradigm>_1000.csv")

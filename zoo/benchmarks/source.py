@@ -23,7 +23,7 @@ from tokenizers import Tokenizer
 from zoo.batch import SpecialTokens
 from zoo.data.tokenizer import special_tokens, tokenizer_hash
 from zoo.errors import CheckpointError, ConfigError
-from zoo.interop import load_hf_backbone, read_hf_config, read_hf_tokenizer, read_hf_weights
+from zoo.interop import HFDirectory, open_hf
 from zoo.models.base import Backbone
 from zoo.typed_config import to_dict
 
@@ -77,6 +77,7 @@ class ModelSource:
     from_scratch: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     implied_attention: str | None = None  # fine-tuning attention when no objective says (a baseline's)
+    hf: HFDirectory | None = None  # a transformers directory: read through its backbone's adapter
 
     def backbone(self, seed: int = 0) -> Backbone:
         return self.loader(seed)
@@ -163,15 +164,12 @@ def _open_run(p: Path, step: int | None) -> ModelSource:
 
 
 def _open_hf(p: Path) -> ModelSource:
-    name, cls, config, raw = read_hf_config(p)
-    model_type = raw["model_type"]
-    tok = read_hf_tokenizer(p)
-    tok_path = p / "tokenizer.json"
-    check_tokenizer_fits(tok.get_vocab_size(with_added_tokens=True), config.vocab_size, str(tok_path),
-                    f"{p / 'config.json'} (vocab_size)")
-    weights = p / "model.safetensors"
+    hf = open_hf(p)
+    tok = hf.tokenizer()
+    check_tokenizer_fits(tok.get_vocab_size(with_added_tokens=True), hf.config.vocab_size, str(p / "tokenizer.json"),
+                         f"{p / 'config.json'} (vocab_size)")
     digest = hashlib.sha256()
-    for f in (p / "config.json", weights):
+    for f in (p / "config.json", hf.weights):
         with open(f, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 digest.update(chunk)
@@ -179,13 +177,12 @@ def _open_hf(p: Path) -> ModelSource:
 
     def load(seed: int) -> Backbone:
         if "bb" not in cache:
-            backbone = cls(config)
-            load_hf_backbone(backbone, read_hf_weights(weights), weights)
-            cache["bb"] = backbone
+            cache["bb"] = hf.load_backbone()
         return cache["bb"]
 
-    source = ModelSource(name=p.name, backbone_name=name, tokenizer=tok, special=special_tokens(tok),
+    source = ModelSource(name=p.name, backbone_name=hf.backbone, tokenizer=tok, special=special_tokens(tok),
                          checkpoint_id=f"hf-{digest.hexdigest()}", tokenizer_hash=tokenizer_hash(tok),
-                         loader=load, path=p, info={"format": "huggingface", "model_type": model_type})
+                         loader=load, path=p, info={"format": "huggingface", "model_type": hf.raw["model_type"]},
+                         hf=hf)
     load(0)  # damaged or mismatched weights fail here, before any fine-tuning
     return source

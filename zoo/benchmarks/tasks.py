@@ -162,7 +162,7 @@ SUITE_ORDER: dict[str, tuple[str, ...]] = {
 def known_suites() -> dict[str, str]:
     """Every suite ``--suite`` accepts -> what it is: fine-tuning suites of the registered tasks (built-in
     and plugins') with their tasks, then the zero-shot minimal-pair suites."""
-    from zoo.benchmarks.minimal_pairs import SUITES
+    from zoo.benchmarks.minimal_pairs import pair_suites
 
     by_suite: dict[str, list[str]] = {}
     for name in registry.names("task"):
@@ -171,7 +171,7 @@ def known_suites() -> dict[str, str]:
         except PluginError:
             continue
     out = {s: f"fine-tuning: {', '.join(task_names(s))}" for s in sorted(by_suite)}
-    out.update({s: "zero-shot minimal pairs" for s in SUITES})
+    out.update({s: "zero-shot minimal pairs" for s in pair_suites()})
     return out
 
 

@@ -106,15 +106,17 @@ def open_scoring_model(source: ModelSource, step: int | None = None, from_scratc
 
 
 def _open_hf(source: ModelSource, from_scratch: bool, scratch_seed: int = 0) -> ScoringModel:
-    from zoo.interop import TOKEN_HEADS, export_record, scoring_objective
+    """The token head of a transformers directory, through its backbone's adapter: the head an objective
+    of its class trains (``HFDirectory.token_objective``), loaded by role like ``--init`` loads it."""
+    from zoo.interop import export_record, load_hf_heads, read_hf_weights
 
-    assert source.path is not None
-    config_path = source.path / "config.json"
-    arch = (json.loads(config_path.read_text(encoding="utf-8")).get("architectures") or ["?"])[0]
-    objective = scoring_objective(source.path, arch)
+    hf = source.hf
+    assert hf is not None and source.path is not None
+    objective = hf.token_objective()
     if objective is None:
-        raise CheckpointError(f"{config_path}: {arch} has no token-level head (masked-LM or LM head) to score "
-                              f"sentences with; expected one of {', '.join(TOKEN_HEADS)}")
+        with_heads = [c for key, c in hf.names.heads.items() if "mlm" in key or "lm" in key]
+        raise CheckpointError(f"{hf.path / 'config.json'}: {hf.architecture} has no token-level head (masked-LM or "
+                              f"LM head) to score sentences with; expected one of {', '.join(with_heads)}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(scratch_seed)  # the heads' random init, with the backbone's seed
         backbone = source.scratch().backbone(scratch_seed) if from_scratch else copy.deepcopy(source.backbone())
@@ -128,24 +130,10 @@ def _open_hf(source: ModelSource, from_scratch: bool, scratch_seed: int = 0) -> 
         else:
             head = TiedLinear(backbone.input_embedding(), bias=False)
     if not from_scratch and isinstance(head, MaskedLMHead):
-        from safetensors.torch import load_file
-
-        from zoo.interop import hf_names, resolve
-
-        state = load_file(str(source.path / "model.safetensors"))
-        names = hf_names(backbone)  # BERT's cls.predictions, or RoBERTa's lm_head
-        key = {k: resolve(k, "", names) for k in head.hf_parameters()}
-        p = "cls.predictions."
-        try:
-            head.load_state_dict({
-                "dense.weight": state[key[p + "transform.dense.weight"]],
-                "dense.bias": state[key[p + "transform.dense.bias"]],
-                "norm.weight": state[key[p + "transform.LayerNorm.weight"]],
-                "norm.bias": state[key[p + "transform.LayerNorm.bias"]],
-                "decoder.bias": state.get(key[p + "bias"], state.get(resolve(p + "decoder.bias", "", names)))})
-        except (KeyError, RuntimeError, TypeError) as exc:
-            raise CheckpointError(f"{source.path / 'model.safetensors'}: the {arch} masked-LM head is incomplete "
-                                  f"({exc})") from exc
+        loaded, _ = load_hf_heads(backbone, {"mlm": head}, read_hf_weights(hf.weights), hf.weights,
+                                  f"{hf.weights}", hf.architecture)
+        if loaded["mlm"] == "new":
+            raise CheckpointError(f"{hf.weights}: the {hf.architecture} masked-LM head is missing")
     data = export_record(source.path).get("data")  # a run trained with a start token before every document
     doc_start = isinstance(data, dict) and bool(data.get("doc_start"))
     return ScoringModel(source, backbone, _head_slots(objective, head), objective, from_scratch, doc_start=doc_start)

@@ -25,13 +25,13 @@ log = logging.getLogger(__name__)
 def plan_request(settings: StudySettings) -> PlanRequest:
     """What ``settings`` ask the planner for: the hours, the seeds and, for a curve study, the relative
     budgets (ratios to the smallest) and the cooldown fraction."""
-    from zoo.benchmarks.minimal_pairs import SUITES
+    from zoo.benchmarks.minimal_pairs import is_pair_suite
     from zoo.compare.branches import relative_budgets
 
     assert settings.hours is not None
     cap = None
     for suite in settings.bench.suites:
-        if suite in SUITES:
+        if is_pair_suite(suite):
             cap = settings.bench.for_suite(suite).max_eval_examples
     design: dict[str, Any] = {}
     if settings.budgets:

@@ -90,30 +90,25 @@ def _probe_settings(settings: StudySettings) -> StudySettings:
 
 
 def _pair_counts(settings: StudySettings) -> tuple[int, int]:
-    """(pairs per paradigm, paradigms) of the study's zero-shot suite, from its files; (0, 0) without one."""
-    from zoo.benchmarks.minimal_pairs import SUITES
+    """(pairs per paradigm, paradigms) of the study's zero-shot suite, read with its reader; (0, 0) without one."""
+    from zoo.benchmarks.minimal_pairs import is_pair_suite, load_suite
 
     for suite in settings.bench.suites:
-        if suite in SUITES:
+        if is_pair_suite(suite):
             opts = settings.bench.for_suite(suite)
-            folder = Path(opts.data_dir) if opts.data_dir else None
-            files = sorted(folder.glob("*.jsonl")) if folder and folder.is_dir() else []
-            if not files:
-                raise ConfigError(f"--hours: planning the {suite} suite reads its pair files; pass --data-dir with "
-                                  f"the folder that holds {suite}'s *.jsonl files")
-            counts = [sum(1 for line in f.open(encoding="utf-8") if line.strip()) for f in files]
+            counts = [len(p.pairs) for p in load_suite(suite, opts.data_dir)]
             return round(sum(counts) / len(counts)), len(counts)
     return 0, 0
 
 
 def _evaluation_costs(settings: StudySettings, run_dir: Path) -> tuple[float, float]:
     """(seconds per minimal pair, seconds to fine-tune one model on the study's tasks) with the probe run."""
-    from zoo.benchmarks.minimal_pairs import SUITES
+    from zoo.benchmarks.minimal_pairs import is_pair_suite
 
     pair_s = finetune_s = 0.0
     for suite in settings.bench.suites:
         opts = settings.bench.for_suite(suite)
-        if suite in SUITES:
+        if is_pair_suite(suite):
             from zoo.benchmarks.zeroshot import run_minimal_pairs
 
             res = run_minimal_pairs([run_dir], suite, opts.data_dir, PROBE_PAIRS, device=opts.device,

@@ -126,14 +126,14 @@ def report_from_study(out: str | Path, count_models: bool = True) -> ComparisonR
 def _suite_result(out: Path, settings: StudySettings, data: dict[str, Any], opts: Any, suite: str, tasks: list[str],
                   runs: list[RunInfo], baselines: list[RunInfo], notes: list[str],
                   count_models: bool) -> ComparisonResult:
-    from zoo.benchmarks.minimal_pairs import SUITES
+    from zoo.benchmarks.minimal_pairs import is_pair_suite
 
     common = {"out": str(out), "mode": "study", "suite": suite, "tasks": tasks, "runs": runs,
               "baselines": baselines, "statistic": opts.statistic, "settings": settings.to_dict(), "notes": notes,
               "command": data.get("command"), "skipped": data.get("skipped", []),
               "tokenizers": data.get("tokenizers", {})}
     data_dir = _resolve(opts.data_dir, out)
-    if suite in SUITES:
+    if is_pair_suite(suite):
         return _pairs_result(out, settings, data, opts, data_dir, common, count_models)
     from zoo.benchmarks.bench import _task_data
     from zoo.benchmarks.scoring import bag_of_words_scores, constant_predictor_scores

@@ -225,12 +225,12 @@ def _train_grid(settings: StudySettings, grid: Grid, order: list[tuple[Cell, int
 
 def _check_tasks(options: BenchOptions) -> None:
     from zoo.benchmarks.finetune import recipes_for
-    from zoo.benchmarks.minimal_pairs import SUITES
+    from zoo.benchmarks.minimal_pairs import is_pair_suite
     from zoo.benchmarks.tasks import resolve_tasks
 
     for suite in options.suites:
         opts = options.for_suite(suite)
-        if suite in SUITES:
+        if is_pair_suite(suite):
             _check_minimal_pairs(opts)
             continue
         _, specs = resolve_tasks(suite, opts.tasks)  # a typo fails before hours of training
@@ -482,10 +482,10 @@ def _collect_suite(runs: list[RunInfo], options: BenchOptions, out: Path, bench_
                    progress: BenchProgress | None, *, mode: str, settings: dict[str, Any], notes: list[str],
                    command: str | None, skipped: list[dict[str, str]],
                    tokenizers: dict[str, dict[str, Any]]) -> ComparisonResult:
-    from zoo.benchmarks.minimal_pairs import SUITES
+    from zoo.benchmarks.minimal_pairs import is_pair_suite
     from zoo.benchmarks.tasks import resolve_tasks
 
-    if options.suite in SUITES:
+    if is_pair_suite(options.suite):
         return _minimal_pairs_collect(runs, options, out, progress, mode=mode, settings=settings, notes=notes,
                                       command=command, skipped=skipped, tokenizers=tokenizers)
     if bench_fn is None:

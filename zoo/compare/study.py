@@ -88,16 +88,16 @@ class BenchOptions:
     def for_suite(self, suite: str | None) -> BenchOptions:
         """These options for one of the suites: its own data folder (``data_dir/<suite>`` when that is a
         directory), and, for a zero-shot suite, ``max_pairs`` pairs per paradigm and no fine-tuning options."""
-        from zoo.benchmarks.minimal_pairs import SUITES
+        from zoo.benchmarks.minimal_pairs import is_pair_suite
 
         if len(self.suites) == 1:
-            if suite in SUITES and self.max_pairs is not None:
+            if is_pair_suite(suite) and self.max_pairs is not None:
                 return replace(self, max_eval_examples=self.max_pairs, max_pairs=None)
             return self
         data_dir = self.data_dir
         if data_dir and suite and (Path(data_dir) / suite).is_dir():
             data_dir = str(Path(data_dir) / suite)
-        if suite in SUITES:
+        if is_pair_suite(suite):
             pairs = self.max_pairs if self.max_pairs is not None else self.max_eval_examples
             return replace(self, suite=suite, data_dir=data_dir, tasks=None, overrides=[], seeds=1,
                            max_train_examples=None, max_eval_examples=pairs, max_pairs=None)

@@ -43,10 +43,6 @@ log = logging.getLogger(__name__)
 # from-scratch default, 5e-4, is for random weights), 6% linear warmup, linear decay.
 CONTINUED_OPTIM: dict[str, Any] = {"lr": 1e-4, "warmup": 0.06, "schedule": "linear"}
 
-# transformers classes whose weights --init loads (the classes zoo export writes for bert, gpt2 and t5).
-SUPPORTED = ("BertForPreTraining", "BertForMaskedLM", "BertForNextSentencePrediction", "BertModel",
-             "RobertaPreLayerNormForMaskedLM", "RobertaPreLayerNormModel", "GPT2LMHeadModel", "GPT2Model",
-             "T5ForConditionalGeneration", "T5Model")
 # Backbone fields that may differ from the checkpoint's: regularisation and kernels, not what the
 # weights mean.
 RUNTIME_FIELDS = frozenset({"dropout", "attention_dropout", "attention", "activation_checkpointing",
@@ -55,7 +51,8 @@ _NOT_RECORDED = ("attention", "activation_checkpointing")  # left to the run's o
 HUB_FILES = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
              "special_tokens_map.json", "vocab.txt"]
 _STEP_DIR = re.compile(r"^step-(\d{6,})$")
-_WHAT = "a transformers directory (BERT or GPT-2), hf:NAME[@REVISION], or a zoo run or step directory"
+_WHAT = ("a transformers directory (a model type a registered backbone reads), hf:NAME[@REVISION], or a zoo run "
+         "or step directory")
 
 
 @dataclass
@@ -122,17 +119,19 @@ def _hub_snapshot(name: str, revision: str | None) -> tuple[Path, str]:
 
 def _transformers(source: str, p: Path, kind: str, revision: str = "") -> InitSource:
     from zoo.benchmarks.source import check_tokenizer_fits
-    from zoo.interop import read_hf_config, read_hf_tokenizer
+    from zoo.interop import known_classes, open_hf
 
     try:
-        name, _, config, raw = read_hf_config(p)
+        hf = open_hf(p)  # the adapter of the backbone that declares config.json's model_type
     except CheckpointError as exc:
-        raise CheckpointError(f"--init {source}: {exc}; --init loads {', '.join(SUPPORTED)} or a zoo run") from exc
-    archs = raw.get("architectures") or []
-    unsupported = [a for a in archs if a not in SUPPORTED]
+        raise CheckpointError(f"--init {source}: {exc}; --init loads {', '.join(known_classes())} (the classes the "
+                              f"registered backbones declare) or a zoo run") from exc
+    archs = hf.architectures
+    unsupported = [a for a in archs if a not in hf.classes()]
     if unsupported:
-        raise CheckpointError(f"--init {source}: {unsupported[0]} is not supported; --init loads "
-                              f"{', '.join(SUPPORTED)} or a zoo run")
+        raise CheckpointError(f"--init {source}: {unsupported[0]} is not supported; for model_type "
+                              f"{hf.raw['model_type']!r} --init loads {', '.join(hf.classes())} (backbone "
+                              f"{hf.backbone}) or a zoo run")
     if not (p / "model.safetensors").is_file():
         if (p / "pytorch_model.bin").is_file():
             raise CheckpointError(f"--init {source}: the weights are only in pytorch_model.bin, a pickle, which "
@@ -141,17 +140,17 @@ def _transformers(source: str, p: Path, kind: str, revision: str = "") -> InitSo
         raise CheckpointError(f"--init {source}: no model.safetensors in {p} (sharded or other formats are not "
                               f"loaded)")
     try:
-        tok = read_hf_tokenizer(p)
+        tok = hf.tokenizer()
     except CheckpointError as exc:
         raise CheckpointError(f"--init {source}: {exc}; --init uses the model's own tokenizer, save it with "
                               f"AutoTokenizer.from_pretrained(...).save_pretrained(dir)") from exc
     if tok.truncation is not None or tok.padding is not None:  # a saved encoding setting would cut documents
         tok.no_truncation()
         tok.no_padding()
-    check_tokenizer_fits(tok.get_vocab_size(with_added_tokens=True), config.vocab_size,
-                    f"--init {source}: tokenizer.json", "its config.json (vocab_size)")
-    model = {k: v for k, v in to_dict(config).items() if k not in _NOT_RECORDED}
-    return InitSource(source, kind, p, name, model, archs[0] if archs else raw["model_type"], tok, revision)
+    check_tokenizer_fits(tok.get_vocab_size(with_added_tokens=True), hf.config.vocab_size,
+                         f"--init {source}: tokenizer.json", "its config.json (vocab_size)")
+    model = {k: v for k, v in to_dict(hf.config).items() if k not in _NOT_RECORDED}
+    return InitSource(source, kind, p, hf.backbone, model, hf.architecture, tok, revision)
 
 
 def _zoo_run(source: str, p: Path) -> InitSource:
