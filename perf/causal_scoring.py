@@ -5,7 +5,7 @@
         --out docs/results/causal-scoring/clm-start.json      # --lm-eval needs `pip install -e '.[lm-eval]'`
 
 Every model (a run directory or a directory exported with ``zoo export --to hf``) is scored with each
-reading of ``zoo.benchmarks.lm_scoring.CAUSAL_READINGS`` (``causal``, ``causal-unigram`` where the
+registered causal reading (``zoo.benchmarks.lm_scoring.causal_readings``) (``causal``, ``causal-unigram`` where the
 run's training store is at hand, ``causal-start``), each on the sentences as BLiMP writes them and
 with a leading space (the form a sentence takes inside a document, and the one lm-evaluation-harness
 scores). With ``--lm-eval``, every exported directory is also scored by lm-evaluation-harness's

@@ -64,7 +64,8 @@ def list_cmd() -> None:
     from zoo.listing import listing
 
     result = listing()
-    titles = {"objective": "Objectives", "backbone": "Backbones", "task": "Tasks", "suite": "Zero-shot suites"}
+    titles = {"objective": "Objectives", "backbone": "Backbones", "task": "Tasks", "suite": "Zero-shot suites",
+              "scorer": "Zero-shot scorers"}
     for kind, rows in result.plugins.items():
         console.table(titles[kind], ["name", "origin", "note"] if any(r[2] for r in rows) else ["name", "origin"],
                       [r if r[2] else r[:2] for r in rows] or [("(none)", "")])
@@ -227,9 +228,9 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "auto"]), default="fp32", show_default=True,
               help="Minimal pairs: scoring precision (bf16 autocast is faster on CPUs and GPUs with bf16 "
                    "instructions; fp32 is exact; auto: bf16 where computed natively, else fp32).")
-@click.option("--scorer", type=click.Choice(["causal", "causal-unigram", "causal-start"]),
-              help="Minimal pairs: how a next-token head reads a sentence (default: the context it trained in; "
-                   "see docs/benchmarks.md).")
+@click.option("--scorer", help="Minimal pairs: how a next-token head reads a sentence: causal, causal-unigram, "
+                               "causal-start or a plugin's causal reading (zoo list; default: the context it "
+                               "trained in; see docs/benchmarks.md).")
 def bench_cmd(runs: tuple[str, ...], suite: str | None, tasks: str | None, data_dir: str | None, seeds: int,
               overrides: tuple[str, ...], max_train_examples: int | None, max_eval_examples: int | None,
               device: str, from_scratch: bool, no_cache: bool, step: int | None, pll: str, precision: str,

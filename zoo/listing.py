@@ -31,6 +31,8 @@ def describe(kind: str, name: str) -> str:
             return "capabilities: " + ", ".join(sorted(cls.capabilities))
         if kind == "suite":
             return f"zero-shot minimal pairs ({cls.language}), {cls.pattern} files"
+        if kind == "scorer":
+            return f"{cls.kind}: {cls.description}"
         if kind != "objective":
             return ""
         backbones = [registry.load("backbone", b) for b in registry.names("backbone")]

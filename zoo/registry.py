@@ -1,4 +1,4 @@
-"""One registry for objectives, backbones, tasks and zero-shot suites, built on Python entry points.
+"""One registry for objectives, backbones, tasks, zero-shot suites and scorers, built on Python entry points.
 
 *Finding* reads entry-point metadata only (nothing is imported); *loading* imports just the
 plugin that was named. Built-ins are declared in objective-zoo's own ``pyproject.toml`` exactly
@@ -23,6 +23,7 @@ GROUPS: dict[str, str] = {
     "backbone": "zoo.backbones",
     "task": "zoo.tasks",
     "suite": "zoo.suites",
+    "scorer": "zoo.scorers",
 }
 BUILTIN_DISTRIBUTION = "objective-zoo"
 DISABLE_ENV = "ZOO_DISABLE_PLUGIN_AUTOLOAD"
@@ -148,14 +149,18 @@ def _expected_type(kind: str) -> tuple[type, bool]:
         from zoo.benchmarks.minimal_pairs import PairSuite
 
         return PairSuite, False
+    if kind == "scorer":
+        from zoo.benchmarks.lm_scoring import Reading
+
+        return Reading, False
     from zoo.benchmarks.tasks import TaskSpec
 
     return TaskSpec, False
 
 
 def load(kind: str, name: str) -> Any:
-    """Import and return the plugin registered as ``name`` (a class; a TaskSpec or PairSuite instance for
-    tasks and suites)."""
+    """Import and return the plugin registered as ``name`` (a class; a TaskSpec, PairSuite or Reading
+    instance for tasks, suites and scorers)."""
     plugin = info(kind, name)
     key = (kind, name, plugin.distribution)
     if key in _loaded:

@@ -1,4 +1,4 @@
-"""The backbone, task and suite plugin examples of docs/plugins.md, registered from their own
+"""The backbone, task, suite and scorer plugin examples of docs/plugins.md, registered from their own
 ``pyproject.toml`` metadata (a dist-info written from it, the package imported from its folder),
 exactly as ``pip install ./examples/...`` would register them."""
 
@@ -26,7 +26,7 @@ except ImportError:  # Python 3.10
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PACKAGES = {"zoo-plugin-backbone": "zoo_bert_rope", "zoo-plugin-task": "zoo_polarity",
-            "zoo-plugin-suite": "zoo_agreement"}
+            "zoo-plugin-suite": "zoo_agreement", "zoo-plugin-scorer": "zoo_slor"}
 
 
 def fake_install(example: Path, site: Path) -> None:
@@ -291,3 +291,43 @@ def test_zoo_bench_and_compare_score_the_plugin_suite(rope_run: Path, tmp_path: 
     assert result.exit_code == 0, result.output
     report = (study / "report.md").read_text()
     assert "subject_verb_agreement" in report and "pll-word-l2r" in report
+
+
+# --- scorer plugin -----------------------------------------------------------------------------------
+def test_the_scorer_plugin_scores_a_causal_run_as_slor(plugins: Path, rope_run: Path, tmp_path: Path) -> None:
+    """``zoo bench --scorer slor`` (the plugin's reading) on a ``clm`` run, on the plugin suite: SLOR is the
+    causal-unigram log-probability less the unigram log-probability of the sentence's tokens."""
+    import json
+
+    from zoo.benchmarks.lm_scoring import get_reading, score_sentences, scorers_for
+    from zoo.benchmarks.minimal_pairs import load_suite
+    from zoo.benchmarks.source import open_source
+    from zoo.benchmarks.zeroshot import open_scoring_model
+
+    out = CliRunner().invoke(cli, ["list"], terminal_width=250).output
+    assert "slor" in out and "zoo-plugin-scorer 0.1.0" in out
+    run = tmp_path / "clm"
+    args = ["train", "--objective", "clm", "--backbone", "gpt", "--size", "tiny", "--budget", "2steps",
+            "--seq-len", "32", "--batch-size", "4", "--vocab-size", "400", "--data", str(rope_run.parent / "corpus.txt"),
+            "--out", str(run), "--set", "model.hidden_size=32", "--set", "model.num_heads=2",
+            "--set", "data.doc_boundary=blank-line", "--set", "train.eval_batches=1"]
+    assert (result := CliRunner().invoke(cli, args)).exit_code == 0, result.output
+    result = CliRunner().invoke(cli, ["bench", str(run), "--suite", "agreement", "--scorer", "slor", "--device", "cpu"],
+                                terminal_width=200)
+    assert result.exit_code == 0, result.output
+    entry = json.loads((run / "bench.json").read_text())["suites"]["agreement"]["models"][0]
+    assert sorted(entry["scorers"]) == ["slor", "slor-mean"] and entry["scorer"] == "slor"
+    sm = open_scoring_model(open_source(run))
+    (scorer,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, causal="slor")
+    (base,) = scorers_for(sm.objective, sm.backbone.spec.family, sm.heads, causal="causal-unigram")
+    sentences = [p.good for p in load_suite("agreement")[0].pairs]
+    args = (sm.backbone, sm.heads, open_source(run).tokenizer, sm.source.special, sentences)
+    ours = score_sentences(scorer, *args, unigram=sm.unigram())
+    lm = score_sentences(base, *args, unigram=sm.unigram())["causal-unigram"]
+    ids = [open_source(run).tokenizer.encode(s, add_special_tokens=False).ids for s in sentences]
+    np.testing.assert_allclose(ours["slor"], lm - np.asarray([sm.unigram()[i].sum() for i in ids]), rtol=1e-6)
+    np.testing.assert_allclose(ours["slor-mean"], ours["slor"] / np.asarray([len(i) for i in ids]), rtol=1e-6)
+    assert get_reading("slor").unigram
+    from zoo.testing import check_scorer
+
+    check_scorer("slor")  # the conformance kit, on a tiny random gpt

@@ -146,7 +146,7 @@ def test_scorer_choice_follows_the_training_rows() -> None:
     assert scorers_for("mntp", "decoder", {"mntp": lm})[0] == Scorer("pll-word-l2r", "pll", "mntp", 1)
     assert scorers_for("mntp", "decoder", {"mntp": lm}, doc_start=True)[0].context == "start"
     assert scorers_for("ul2", "decoder", {"lm": lm}, doc_start=True)[0].name == "causal-start[S]"
-    with pytest.raises(ConfigError, match=r"--scorer must be one of causal, causal-unigram, causal-start"):
+    with pytest.raises(ConfigError, match=r"--scorer must be one of causal, causal-start, causal-unigram"):
         scorers_for("clm", "decoder", {"clm": lm}, causal="causal-eos")
     with pytest.raises(ConfigError, match=r"--scorer causal: objective 'mlm' has no causal"):
         scorers_for("mlm", "encoder", {"mlm": lm}, causal="causal")
@@ -201,3 +201,18 @@ def test_without_an_s_denoiser_the_first_paradigm_mode_is_scored(monkeypatch: py
     lm = TiedLinear(torch.nn.Embedding(10, 8), bias=False)
     assert [(s.name, s.paradigm, s.sentinel) for s in scorers_for("rx", "decoder", {"lm": lm})] == [
         ("causal-sentinel[R]", "[R]", True), ("causal", "", False)]  # the plain clm part keeps its own
+
+
+def test_an_objective_names_the_reading_it_trained_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Objective.scorer`` overrides the reading the layout implies; a name that is not registered is refused."""
+    from zoo.objectives.mntp import MaskedNextTokenPrediction
+
+    lm = TiedLinear(torch.nn.Embedding(400, 8), bias=False)
+    monkeypatch.setattr(MaskedNextTokenPrediction, "scorer", "pll-original")
+    assert scorers_for("mntp", "decoder", {"mntp": lm}) == [Scorer("pll-original", "pll", "mntp", 1)]
+    monkeypatch.setattr(MaskedNextTokenPrediction, "scorer", "causal-start")
+    assert scorers_for("mntp", "decoder", {"mntp": lm}) == [Scorer("causal-start", "causal", "mntp", 1,
+                                                                    context="start")]
+    monkeypatch.setattr(MaskedNextTokenPrediction, "scorer", "no-such-reading")
+    with pytest.raises(ConfigError, match=r"unknown scorer 'no-such-reading'; known: causal, causal-sentinel"):
+        scorers_for("mntp", "decoder", {"mntp": lm})

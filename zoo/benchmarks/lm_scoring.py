@@ -3,8 +3,8 @@
 A scorer reads the model in the context it trained in: the same leading tokens at the same positions.
 Decoder rows are packed without a leading token (positions from 0 per document) unless the run
 trained with ``data.doc_start``, which puts a start token before every document; encoder rows are
-``[CLS] piece [SEP]``. The readings of a causal head are named in ``CAUSAL_READINGS`` (the choices
-of ``zoo bench --scorer``).
+``[CLS] piece [SEP]``. The readings of a causal head (``causal_readings``) are the choices of
+``zoo bench --scorer``.
 
 Scorers
   causal          the default for decoders trained without a start token: the sentence alone at
@@ -33,8 +33,10 @@ Scorers
                   i - 1 (GPT-BERT's ``mntp``) leaves out a first token no position precedes.
   pll-original    the same without the within-word masking (Salazar et al., 2020).
 
-Which scorer a model gets is decided by ``scorers_for`` alone, from the objective classes' declared
-attention layout and the heads the model has. Masked copies are batched, and only the positions
+Each scorer above is a ``Reading`` registered in the ``zoo.scorers`` entry-point group (declared in
+objective-zoo's ``pyproject.toml`` like a plugin's); a plugin adds one the same way. Which scorer a
+model gets is decided by ``scorers_for`` alone: the reading its objective names (``Objective.scorer``),
+else the one its declared attention layout implies, given the heads the model has. Masked copies are batched, and only the positions
 that are read go through the vocabulary projection.
 """
 
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,9 +53,10 @@ import torch.nn.functional as F
 from tokenizers import Tokenizer
 from torch import Tensor, nn
 
+from zoo import registry
 from zoo.batch import SpecialTokens
 from zoo.data.packing import start_token
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, PluginError
 from zoo.models.attention import AttentionLayout
 from zoo.models.base import Backbone
 from zoo.objectives.base import TiedLinear
@@ -64,21 +67,17 @@ from zoo.objectives.spec import parse
 log = logging.getLogger(__name__)
 
 PLL_VARIANTS = ("word-l2r", "original")
-# The readings of a causal head (``zoo bench --scorer``); how each one works is in the module docstring.
-CAUSAL_READINGS = {
-    "causal": "no leading token, positions from 0, the first token left out",
-    "causal-unigram": "as causal, the first token scored by its unigram log-probability in the training split",
-    "causal-start": "the start token before the sentence (the context of a run trained with data.doc_start)",
-}
 CONTEXTS = ("none", "start", "cls")  # what leads a scored row: nothing, the start token, [CLS] ... [SEP]
+KINDS = ("causal", "pll", "seq2seq")  # the heads and rows a reading needs: next-token, masked-token, decoder
 
 
 @dataclass(frozen=True)
 class Scorer:
-    """One way of scoring sentences with one of the model's heads."""
+    """One way of scoring sentences with one of the model's heads: a registered reading (``Reading``) in
+    the paradigm mode the model trained with."""
 
-    name: str  # reported: "causal", "causal-sentinel", "causal[S]", "pll-word-l2r", "pll-original"
-    kind: str  # "causal" | "pll" | "seq2seq" (an encoder-decoder: zoo.benchmarks.seq2seq_scoring)
+    name: str  # reported: the reading's name and the paradigm, "causal", "causal[S]", "pll-word-l2r", ...
+    kind: str  # the reading's kind (``KINDS``); "seq2seq" is an encoder-decoder (zoo.benchmarks.seq2seq_scoring)
     head: str  # key in the model's heads
     offset: int = 0  # pll: the masked token i is read at position i - offset
     sentinel: bool = False  # causal: the sentence is the one noise span of an empty text
@@ -87,9 +86,70 @@ class Scorer:
     unigram: bool = False  # causal, no leading token: the first token scored by a unigram term
 
     @property
+    def reading(self) -> str:
+        """The registered reading this scorer applies."""
+        return self.name.removesuffix(self.paradigm) if self.paradigm else self.name
+
+    @property
     def variants(self) -> tuple[str, ...]:
         """Score names this scorer reports (the causal ones also length-normalised)."""
         return (self.name, f"{self.name}-mean") if self.kind in ("causal", "seq2seq") else (self.name,)
+
+
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What a reading computes from."""
+
+    scorer: Scorer
+    backbone: Backbone
+    head: VocabProjection
+    special: SpecialTokens
+    enc: Encoded
+    batch_tokens: int
+    paradigm: int | None  # the id of the scorer's paradigm token; None without one
+    unigram: np.ndarray | None  # (V,) log-probabilities of the run's training split (``Reading.unigram``)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A registered scorer (entry-point group ``zoo.scorers``; ``zoo bench --scorer NAME``): which head and
+    rows it reads (``kind``) and how it computes a score per sentence. ``compute`` returns (sums, tokens
+    scored); the causal and seq2seq kinds also report the sum divided by the tokens, as ``NAME-mean``."""
+
+    name: str
+    kind: str  # one of KINDS
+    compute: Callable[[ScoreInputs], tuple[np.ndarray, np.ndarray]]
+    description: str = ""
+    context: str | None = None  # what leads the rows (CONTEXTS); None: the way the model's rows were packed
+    sentinel: bool = False  # causal: the sentence as the one noise span of an empty text (span corruption)
+    unigram: bool = False  # needs the unigram log-probabilities of the model's training split
+
+    def scorer(self, head: str, paradigm: str = "", offset: int = 0, context: str = "none") -> Scorer:
+        """This reading of the head ``head`` in the paradigm mode ``paradigm``."""
+        return Scorer(f"{self.name}{paradigm}", self.kind, head, offset, self.sentinel, paradigm,
+                      self.context or context, self.unigram)
+
+
+def get_reading(name: str) -> Reading:
+    """The registered reading ``name``; a ``ConfigError`` naming the known ones otherwise."""
+    try:
+        return registry.load("scorer", name)
+    except PluginError as exc:
+        raise ConfigError(f"--scorer: {exc}") from None
+
+
+def causal_readings() -> list[str]:
+    """The registered readings a next-token head trained without span corruption can be scored with
+    (``zoo bench --scorer``): causal ones that are not the sentinel reading."""
+    out = []
+    for name in registry.names("scorer"):
+        try:
+            r = get_reading(name)
+        except ConfigError:
+            continue
+        if r.kind == "causal" and not r.sentinel:
+            out.append(name)
+    return out
 
 
 def is_token_head(head: nn.Module | None) -> bool:
@@ -97,40 +157,48 @@ def is_token_head(head: nn.Module | None) -> bool:
 
 
 def causal_reading(reading: str, paradigm: str, key: str) -> Scorer:
-    """The causal scorer named ``reading`` (a key of ``CAUSAL_READINGS``), in the paradigm mode ``paradigm``."""
-    if reading not in CAUSAL_READINGS:
-        raise ConfigError(f"--scorer must be one of {', '.join(CAUSAL_READINGS)}, got {reading!r}")
-    if paradigm and reading == "causal-unigram":
-        raise ConfigError("--scorer causal-unigram: a paradigm token leads the scored rows, so the first token "
-                          "is predicted; use causal or causal-start")
-    context = "start" if reading == "causal-start" else "none"
-    return Scorer(f"{reading}{paradigm}", "causal", key, paradigm=paradigm, context=context,
-                  unigram=reading == "causal-unigram")
+    """The causal scorer named ``reading`` (a registered causal reading), in the paradigm mode ``paradigm``."""
+    found = get_reading(reading)
+    if found.kind != "causal" or found.sentinel:
+        raise ConfigError(f"--scorer must be one of {', '.join(causal_readings())}, got {reading!r}")
+    if paradigm and found.unigram:
+        raise ConfigError(f"--scorer {reading}: a paradigm token leads the scored rows, so the first token "
+                          f"is predicted; use causal or causal-start")
+    return found.scorer(key, paradigm)
 
 
 def _scorer(leaf: Leaf, family: str, heads: Mapping[str, nn.Module], pll: str, doc_start: bool,
             causal: str | None) -> Scorer | None:
-    """How ``leaf``'s head scores a sentence, the way it trained (None: no token head, no layout)."""
+    """How ``leaf``'s head scores a sentence, the way it trained (None: no token head, no layout): the
+    reading its objective names (``Objective.scorer``), else the one its attention layout implies."""
     key = leaf.name if leaf.name in heads else leaf.cls.head_key  # shared heads live under heads.<head_key>
     if key is None or not is_token_head(heads.get(key)):
         return None
     paradigm = str(leaf.config.get("paradigm", ""))
+    named = getattr(leaf.cls, "scorer", None)
+    if named:
+        reading = get_reading(named)
+        if causal is not None and reading.kind == "causal" and not reading.sentinel:
+            return causal_reading(causal, paradigm, key)
+        return reading.scorer(key, paradigm, leaf.cls.read_offset, _rows_context(family, doc_start))
     if str(family) == "encoder-decoder":  # the decoder's log-likelihood (zoo.benchmarks.seq2seq_scoring)
-        sentinel = bool(leaf.cls.sentinel_targets)
-        return Scorer(f"seq2seq{'-sentinel' if sentinel else ''}{paradigm}", "seq2seq", key, sentinel=sentinel,
-                      paradigm=paradigm)
+        return get_reading("seq2seq-sentinel" if leaf.cls.sentinel_targets else "seq2seq").scorer(key, paradigm)
     layout = leaf.cls.layout_for(family)
     # Span corruption as a prefix LM (``Objective.sentinel_targets``): the sentence is the single noise span
     # of an empty text; other row-rebuilding prefix LMs (deshuffling) are scored causally, empty prefix.
     if layout == "prefix" and leaf.cls.rebuilds_rows_for(family) and leaf.cls.sentinel_targets:
-        return Scorer(f"causal-sentinel{paradigm}", "causal", key, sentinel=True, paradigm=paradigm)
+        return get_reading("causal-sentinel").scorer(key, paradigm)
     if layout in ("causal", "prefix"):  # a prefix LM: a one-token prefix (or the paradigm token) is causal
         return causal_reading(causal or ("causal-start" if doc_start else "causal"), paradigm, key)
     if layout == "bidirectional":
-        context = "cls" if family == "encoder" else ("start" if doc_start else "none")
-        return Scorer(f"pll-{pll}", "pll", key, leaf.cls.read_offset, context=context)
+        return get_reading(f"pll-{pll}").scorer(key, "", leaf.cls.read_offset, _rows_context(family, doc_start))
     log.info("%s declares no attention layout on a %s; it is not used for scoring", leaf.name, family)
     return None
+
+
+def _rows_context(family: str, doc_start: bool) -> str:
+    """What leads a row the way ``family`` packs them: [CLS] on encoder rows, else the start token or nothing."""
+    return "cls" if family == "encoder" else ("start" if doc_start else "none")
 
 
 def scorers_for(objective: str, family: str, heads: Mapping[str, nn.Module], pll: str = "word-l2r",
@@ -138,15 +206,15 @@ def scorers_for(objective: str, family: str, heads: Mapping[str, nn.Module], pll
     """The scorers for a model trained with ``objective`` (a spec: ``a``, ``a+b``, ``a:15|(b+c):1``, or a
     named mixture such as ``ul2``) on a backbone of ``family``, given its heads by name; ``doc_start``:
     its decoder rows had a start token before every document (``DataConfig.doc_start``); ``causal``:
-    a reading of ``CAUSAL_READINGS`` instead of the one it trained for. Mixture parts
+    a registered causal reading (``causal_readings``) instead of the one it trained for. Mixture parts
     that predict tokens in different ways each contribute their scorer; a composition (``+``) shares
     one layout, and its token-predicting part is scored. Parts trained with a paradigm token (UL2's
     mode switching) give one scorer between them: the S mode (causal, empty prefix) when some part
     trained it, else the first part's mode. ``ConfigError`` when no part has a token-level head."""
     if pll not in PLL_VARIANTS:
         raise ConfigError(f"--pll must be one of {', '.join(PLL_VARIANTS)}, got {pll!r}")
-    if causal is not None and causal not in CAUSAL_READINGS:
-        raise ConfigError(f"--scorer must be one of {', '.join(CAUSAL_READINGS)}, got {causal!r}")
+    if causal is not None and causal not in causal_readings():
+        raise ConfigError(f"--scorer must be one of {', '.join(causal_readings())}, got {causal!r}")
     found = [s for s in (_scorer(leaf, family, heads, pll, doc_start, causal)
                          for leaf in spec_leaves(parse(objective))) if s]
     modes = [s for s in found if s.paradigm]
@@ -415,21 +483,52 @@ def _score(scorer: Scorer, backbone: Backbone, head: VocabProjection, tokenizer:
     if too_long:
         raise ConfigError(f"sentence {too_long[0]} has {len(enc.ids[too_long[0]])} tokens; the model takes at most "
                           f"{backbone.spec.max_positions} positions")
+    try:
+        paradigm = special.extra_id(scorer.paradigm, by=f"the {scorer.name} scorer") if scorer.paradigm else None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    reading = get_reading(scorer.reading)
+    if reading.unigram and unigram is None:
+        raise ConfigError(f"the {scorer.name} scorer needs the unigram counts of the model's training split")
+    sums, counts = reading.compute(ScoreInputs(scorer, backbone, head, special, enc, batch_tokens, paradigm,
+                                               unigram if reading.unigram else None))
     if scorer.kind in ("causal", "seq2seq"):
-        try:
-            paradigm = special.extra_id(scorer.paradigm, by=f"the {scorer.name} scorer") if scorer.paradigm else None
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if scorer.kind == "seq2seq":
-            from zoo.benchmarks.seq2seq_scoring import seq2seq_scores
-
-            sums, counts = seq2seq_scores(backbone, head, special, enc, scorer.sentinel, batch_tokens, paradigm)
-        else:
-            if scorer.unigram and unigram is None:
-                raise ConfigError(f"the {scorer.name} scorer needs the unigram counts of the model's training split")
-            sums, counts = causal_scores(backbone, head, special, enc, scorer.sentinel, batch_tokens, paradigm,
-                                         start=scorer.context == "start", unigram=unigram if scorer.unigram else None)
         return {scorer.name: sums, f"{scorer.name}-mean": sums / np.maximum(counts, 1)}
-    sums, _ = pll_scores(backbone, head, special, enc, scorer.name == "pll-word-l2r", scorer.offset, batch_tokens,
-                         scorer.context)
     return {scorer.name: sums}
+
+
+# --- the built-in readings (registered in pyproject.toml under zoo.scorers) -----------------------------
+
+def _causal(x: ScoreInputs) -> tuple[np.ndarray, np.ndarray]:
+    s = x.scorer
+    return causal_scores(x.backbone, x.head, x.special, x.enc, s.sentinel, x.batch_tokens, x.paradigm,
+                         start=s.context == "start", unigram=x.unigram if s.unigram else None)
+
+
+def _pll(word_l2r: bool) -> Callable[[ScoreInputs], tuple[np.ndarray, np.ndarray]]:
+    def compute(x: ScoreInputs) -> tuple[np.ndarray, np.ndarray]:
+        return pll_scores(x.backbone, x.head, x.special, x.enc, word_l2r, x.scorer.offset, x.batch_tokens,
+                          x.scorer.context)
+    return compute
+
+
+def _seq2seq(x: ScoreInputs) -> tuple[np.ndarray, np.ndarray]:
+    from zoo.benchmarks.seq2seq_scoring import seq2seq_scores
+
+    return seq2seq_scores(x.backbone, x.head, x.special, x.enc, x.scorer.sentinel, x.batch_tokens, x.paradigm)
+
+
+CAUSAL = Reading("causal", "causal", _causal, "no leading token, positions from 0, the first token left out",
+                 context="none")
+CAUSAL_UNIGRAM = Reading("causal-unigram", "causal", _causal, "as causal, the first token scored by its unigram "
+                         "log-probability in the training split", context="none", unigram=True)
+CAUSAL_START = Reading("causal-start", "causal", _causal, "the start token before the sentence (the context of a "
+                       "run trained with data.doc_start)", context="start")
+CAUSAL_SENTINEL = Reading("causal-sentinel", "causal", _causal, "the sentence as the one noise span of an empty "
+                          "text, after <extra_id_0> eos (span corruption as a prefix LM)", sentinel=True)
+PLL_WORD_L2R = Reading("pll-word-l2r", "pll", _pll(True), "pseudo-log-likelihood, the rest of the target's word "
+                       "masked too (Kauf & Ivanova 2023)")
+PLL_ORIGINAL = Reading("pll-original", "pll", _pll(False), "pseudo-log-likelihood (Salazar et al. 2020)")
+SEQ2SEQ = Reading("seq2seq", "seq2seq", _seq2seq, "an encoder-decoder's decoder log-likelihood of the sentence")
+SEQ2SEQ_SENTINEL = Reading("seq2seq-sentinel", "seq2seq", _seq2seq, "the decoder's log-likelihood of the sentence "
+                           "as the one noise span of an empty text", sentinel=True)

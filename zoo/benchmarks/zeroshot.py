@@ -404,7 +404,7 @@ def run_minimal_pairs(
     with ``scratch_seed``, scored the same way; without ``include_models`` only those). Paradigms already
     scored with the same key are read from the model's ``bench-cache/`` (``use_cache``). With ``baselines``,
     the count models, the length heuristic and every model's equal-length accuracy are added
-    (``add_pair_baselines``). ``scorer``: a causal reading (``lm_scoring.CAUSAL_READINGS``) instead of the
+    (``add_pair_baselines``). ``scorer``: a registered causal reading (``lm_scoring.causal_readings``) instead of the
     one each model trained for."""
     if not models:
         raise ConfigError("no model to benchmark: pass a run directory")

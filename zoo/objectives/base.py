@@ -75,6 +75,9 @@ class Objective:
     # prediction); ``sentinel_targets``: rows are rebuilt as ``input | target`` with T5 sentinels.
     read_offset: ClassVar[int] = 0
     sentinel_targets: ClassVar[bool] = False
+    # The registered zero-shot reading (entry-point group ``zoo.scorers``) a model trained with this
+    # objective is scored with; None: the one its attention layout implies (zoo.benchmarks.lm_scoring).
+    scorer: ClassVar[str | None] = None
     # Special tokens the objective needs beyond the standard ones (e.g. UL2's paradigm tokens "[R]",
     # "[S]", "[X]"): the tokenizer reserves them when it is trained for a run of this objective, the
     # run's tokenizer and ``zoo export`` carry them, and ``SpecialTokens.extra`` maps them to ids.

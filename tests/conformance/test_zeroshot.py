@@ -1,19 +1,20 @@
-"""Every registered zero-shot suite passes ``check_suite``, parametrized from the registry like the
-objectives, so a newly registered suite is checked the moment it registers; and the check fails a
-suite that breaks the contract."""
+"""Every registered zero-shot suite and scorer passes ``check_suite`` / ``check_scorer``, parametrized
+from the registry like the objectives, so a new one is checked the moment it registers; and the checks
+fail a plugin that breaks the contract."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.unit.test_minimal_pairs_data import write_climp
 from zoo import registry
 from zoo.benchmarks.minimal_pairs import BLIMP, MinimalPair, Paradigm
 from zoo.errors import DataError
-from zoo.testing import ConformanceError, check_suite
+from zoo.testing import ConformanceError, check_scorer, check_suite
 
 
 def _data_dir(suite: str, tmp_path: Path, shared: Path) -> Path | None:
@@ -76,3 +77,23 @@ def test_a_suite_registered_under_another_name_is_refused(monkeypatch: pytest.Mo
     monkeypatch.setattr(registry, "load", lambda kind, name: BLIMP)
     with pytest.raises(ConformanceError, match="registered as 'blimp2' but named 'blimp'"):
         check_suite("blimp2")
+
+
+@pytest.mark.parametrize("scorer", registry.names("scorer"))
+def test_registered_scorer_conforms(scorer: str) -> None:
+    (scores,) = check_scorer(scorer).values()
+    assert scores.shape == (6,)
+
+
+def test_check_scorer_fails_a_reading_that_depends_on_its_batch() -> None:
+    from zoo.benchmarks.lm_scoring import CAUSAL
+
+    def batch_mean(x):  # every sentence gets the batch's mean length: depends on its companions
+        lengths = np.asarray([len(i) for i in x.enc.ids], dtype=float)
+        return np.full(len(lengths), lengths.mean()), np.zeros(len(lengths), dtype=int)
+
+    with pytest.raises(ConformanceError, match="depends on the sentences batched with it"):
+        check_scorer(dataclasses.replace(CAUSAL, name="toy", compute=batch_mean))
+    with pytest.raises(ConformanceError, match="token counts must lie in 0..tokens"):
+        check_scorer(dataclasses.replace(CAUSAL, name="toy", compute=lambda x: (np.zeros(len(x.enc.ids)),
+                                                                              np.full(len(x.enc.ids), 99))))
