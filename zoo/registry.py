@@ -135,27 +135,24 @@ def info(kind: str, name: str) -> PluginInfo:
     return unique[name]
 
 
+# What a plugin of each kind must be: (the base, as "module:qualname", resolved when a plugin is loaded, so
+# the registry imports none of the modules that use it; whether it is a subclass (True) or an instance).
+BASES: dict[str, tuple[str, bool]] = {
+    "objective": ("zoo.objectives.base:Objective", True),
+    "backbone": ("zoo.models.base:Backbone", True),
+    "task": ("zoo.benchmarks.tasks:TaskSpec", False),
+    "suite": ("zoo.benchmarks.minimal_pairs:PairSuite", False),
+    "scorer": ("zoo.benchmarks.lm_scoring:Reading", False),
+}
+
+
 def _expected_type(kind: str) -> tuple[type, bool]:
     """The base a plugin must derive from, and whether it must be a class (True) or an instance."""
-    if kind == "objective":
-        from zoo.objectives.base import Objective
+    import importlib
 
-        return Objective, True
-    if kind == "backbone":
-        from zoo.models.base import Backbone
-
-        return Backbone, True
-    if kind == "suite":
-        from zoo.benchmarks.minimal_pairs import PairSuite
-
-        return PairSuite, False
-    if kind == "scorer":
-        from zoo.benchmarks.lm_scoring import Reading
-
-        return Reading, False
-    from zoo.benchmarks.tasks import TaskSpec
-
-    return TaskSpec, False
+    path, want_class = BASES[kind]
+    module, _, qualname = path.partition(":")
+    return getattr(importlib.import_module(module), qualname), want_class
 
 
 def load(kind: str, name: str) -> Any:

@@ -11,7 +11,7 @@ from zoo.errors import ConfigError
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective
 from zoo.objectives.mlm import KEEP, MASK, RANDOM
-from zoo.objectives.span import random_spans_noise_mask
+from zoo.objectives.noise import random_spans_noise_mask
 from zoo.testing import special_tokens_for_tests, synthetic_rows, synthetic_source, tiny_backbone
 
 TOKENS = special_tokens_for_tests(vocab_size=8000, num_sentinels=100)

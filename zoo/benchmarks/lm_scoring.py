@@ -497,7 +497,7 @@ def _score(scorer: Scorer, backbone: Backbone, head: VocabProjection, tokenizer:
     return {scorer.name: sums}
 
 
-# --- the built-in readings (registered in pyproject.toml under zoo.scorers) -----------------------------
+# --- the built-in readings (registered in pyproject.toml under zoo.scorers; seq2seq: seq2seq_scoring) ------
 
 def _causal(x: ScoreInputs) -> tuple[np.ndarray, np.ndarray]:
     s = x.scorer
@@ -512,12 +512,6 @@ def _pll(word_l2r: bool) -> Callable[[ScoreInputs], tuple[np.ndarray, np.ndarray
     return compute
 
 
-def _seq2seq(x: ScoreInputs) -> tuple[np.ndarray, np.ndarray]:
-    from zoo.benchmarks.seq2seq_scoring import seq2seq_scores
-
-    return seq2seq_scores(x.backbone, x.head, x.special, x.enc, x.scorer.sentinel, x.batch_tokens, x.paradigm)
-
-
 CAUSAL = Reading("causal", "causal", _causal, "no leading token, positions from 0, the first token left out",
                  context="none")
 CAUSAL_UNIGRAM = Reading("causal-unigram", "causal", _causal, "as causal, the first token scored by its unigram "
@@ -529,6 +523,3 @@ CAUSAL_SENTINEL = Reading("causal-sentinel", "causal", _causal, "the sentence as
 PLL_WORD_L2R = Reading("pll-word-l2r", "pll", _pll(True), "pseudo-log-likelihood, the rest of the target's word "
                        "masked too (Kauf & Ivanova 2023)")
 PLL_ORIGINAL = Reading("pll-original", "pll", _pll(False), "pseudo-log-likelihood (Salazar et al. 2020)")
-SEQ2SEQ = Reading("seq2seq", "seq2seq", _seq2seq, "an encoder-decoder's decoder log-likelihood of the sentence")
-SEQ2SEQ_SENTINEL = Reading("seq2seq-sentinel", "seq2seq", _seq2seq, "the decoder's log-likelihood of the sentence "
-                           "as the one noise span of an empty text", sentinel=True)

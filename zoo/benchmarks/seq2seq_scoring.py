@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from zoo.batch import SpecialTokens
+from zoo.benchmarks.lm_scoring import Reading, ScoreInputs, _batches
 from zoo.errors import ConfigError
 from zoo.models.attention import AttentionLayout
 from zoo.models.base import Backbone
@@ -37,7 +38,6 @@ def seq2seq_scores(backbone: Backbone, head: object, special: SpecialTokens, enc
                    batch_tokens: int = 16384, paradigm: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(sum of token log-probs, tokens scored) per sentence of ``enc`` (``lm_scoring.Encoded``); ``head``
     a ``lm_scoring.VocabProjection`` of the run's LM head (the backbone's output scale is applied here)."""
-    from zoo.benchmarks.lm_scoring import _batches
 
     encoder, context = seq2seq_context(special, sentinel, paradigm)
     n = len(enc.ids)
@@ -60,3 +60,12 @@ def seq2seq_scores(backbone: Backbone, head: object, special: SpecialTokens, enc
         lp = head.logprobs(rows, torch.from_numpy(sent.reshape(-1)).to(device))
         sums[group] = lp.view(b, m).double().sum(1).cpu().numpy()
     return sums, counts
+
+
+def _compute(x: ScoreInputs) -> tuple[np.ndarray, np.ndarray]:
+    return seq2seq_scores(x.backbone, x.head, x.special, x.enc, x.scorer.sentinel, x.batch_tokens, x.paradigm)
+
+
+SEQ2SEQ = Reading("seq2seq", "seq2seq", _compute, "an encoder-decoder's decoder log-likelihood of the sentence")
+SEQ2SEQ_SENTINEL = Reading("seq2seq-sentinel", "seq2seq", _compute, "the decoder's log-likelihood of the sentence "
+                           "as the one noise span of an empty text", sentinel=True)

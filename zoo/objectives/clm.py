@@ -24,8 +24,7 @@ from zoo.errors import ConfigError
 from zoo.family import Family
 from zoo.models.base import Backbone, BackboneSpec
 from zoo.objectives.base import LossOutput, Objective, TiedLinear, perplexity
-from zoo.objectives.common import IGNORE, labelled_rows, lm_flops, token_cross_entropy
-from zoo.objectives.mlm import check_vocab
+from zoo.objectives.common import IGNORE, check_vocab, labelled_rows, lm_flops, token_cross_entropy
 
 
 @dataclass
@@ -129,8 +128,7 @@ class CausalLM(LanguageModelBase):
         if not isinstance(data, Batch):
             raise TypeError(f"{self.name} prepares packed rows (a Batch), got {type(data).__name__}")
         if self.spec.family == Family.ENCODER_DECODER:
-            from zoo.objectives.seq2seq import document_texts, packed_seq2seq_rows
-            from zoo.objectives.span_lm import end_token
+            from zoo.objectives.seq2seq import document_texts, end_token, packed_seq2seq_rows
 
             empty = np.array([end_token(self.tokens)], dtype=np.int64)  # an empty text, ended
             rows = [[(empty, text) for text in texts] for texts in document_texts(data)]

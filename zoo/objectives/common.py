@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 
 from zoo.batch import Batch, SpecialTokens
-from zoo.errors import DataError
+from zoo.errors import ConfigError, DataError
+from zoo.models.base import BackboneSpec
 
 IGNORE = -100  # label of positions without a prediction target (as in transformers)
 
@@ -204,3 +205,17 @@ def labelled_rows(labels: object) -> int:
     if isinstance(labels, Tensor):
         return int((labels != IGNORE).sum())
     return int((np.asarray(labels) != IGNORE).sum())
+
+
+def document_runs(doc_ids: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of each run of one document id >= 0 in a row."""
+    change = np.flatnonzero(np.diff(doc_ids)) + 1
+    starts = np.concatenate([[0], change])
+    ends = np.concatenate([change, [len(doc_ids)]])
+    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True) if doc_ids[s] >= 0]
+
+
+def check_vocab(tokens: SpecialTokens, spec: BackboneSpec, by: str) -> None:
+    if tokens.vocab_size > spec.vocab_size:
+        raise ConfigError(f"{by}: the tokenizer has {tokens.vocab_size} tokens but the backbone's "
+                          f"vocab_size is {spec.vocab_size}; set backbone.vocab_size >= {tokens.vocab_size}")

@@ -22,8 +22,7 @@ from zoo.errors import ConfigError
 from zoo.family import Family
 from zoo.objectives.clm import LanguageModelBase
 from zoo.objectives.prefix import prefix_lm_rows
-from zoo.objectives.seq2seq import seq2seq_rows
-from zoo.objectives.span_lm import end_token
+from zoo.objectives.seq2seq import end_token, seq2seq_rows
 
 
 def deshuffle_pair(text: np.ndarray, end: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -27,12 +27,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.batch import Batch, SpecialTokens
-from zoo.errors import ConfigError, DataError
+from zoo.errors import DataError
 from zoo.family import Family
 from zoo.models.base import Backbone, BackboneSpec, init_weights
 from zoo.objectives.base import LossOutput, Objective, TiedLinear
 from zoo.objectives.common import (
     IGNORE,
+    check_vocab,
+    document_runs,
     gather_positions,
     lm_flops,
     non_special_ids,
@@ -65,12 +67,6 @@ def check_ratios(rate: float, mask_ratio: float, random_ratio: float) -> None:
     if mask_ratio < 0 or random_ratio < 0 or mask_ratio + random_ratio > 1.0 + 1e-9:
         raise ValueError(f"mask_ratio ({mask_ratio}) and random_ratio ({random_ratio}) must be >= 0 "
                          f"and sum to at most 1 (the rest stays unchanged)")
-
-
-def check_vocab(tokens: SpecialTokens, spec: BackboneSpec, by: str) -> None:
-    if tokens.vocab_size > spec.vocab_size:
-        raise ConfigError(f"{by}: the tokenizer has {tokens.vocab_size} tokens but the backbone's "
-                          f"vocab_size is {spec.vocab_size}; set backbone.vocab_size >= {tokens.vocab_size}")
 
 
 def max_predictions(seq_len: int, rate: float) -> int:
@@ -240,7 +236,6 @@ class MaskedLM(Objective):
 
     def _reconstruct(self, data: Batch, corrupted: np.ndarray) -> Batch:
         """Encoder-decoder rows: each corrupted piece in, the original piece as the decoder's target."""
-        from zoo.objectives.prefix import document_runs
         from zoo.objectives.seq2seq import packed_seq2seq_rows
 
         original, doc_ids = np.asarray(data.input_ids, dtype=np.int64), np.asarray(data.doc_ids)

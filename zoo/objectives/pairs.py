@@ -22,8 +22,7 @@ from zoo.batch import Batch, Chunk, DocumentSource, Segments, SpecialTokens
 from zoo.errors import ConfigError, DataError
 from zoo.models.base import Backbone, BackboneSpec, init_weights
 from zoo.objectives.base import LossOutput, Objective
-from zoo.objectives.common import IGNORE, require_tokens
-from zoo.objectives.mlm import check_vocab
+from zoo.objectives.common import IGNORE, check_vocab, require_tokens
 
 
 @dataclass

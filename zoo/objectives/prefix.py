@@ -24,7 +24,7 @@ from zoo.batch import Batch, SpecialTokens
 from zoo.family import Family
 from zoo.models.base import BackboneSpec
 from zoo.objectives.clm import LanguageModelBase, LMConfig, next_token_labels
-from zoo.objectives.common import IGNORE
+from zoo.objectives.common import IGNORE, document_runs
 
 
 @dataclass
@@ -38,14 +38,6 @@ class PrefixConfig(LMConfig):
         super().__post_init__()
         if not 0.0 <= self.target_fraction < 1.0:
             raise ValueError(f"target_fraction must be in [0, 1), got {self.target_fraction}")
-
-
-def document_runs(doc_ids: np.ndarray) -> list[tuple[int, int]]:
-    """(start, end) of each run of one document id >= 0 in a row."""
-    change = np.flatnonzero(np.diff(doc_ids)) + 1
-    starts = np.concatenate([[0], change])
-    ends = np.concatenate([change, [len(doc_ids)]])
-    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True) if doc_ids[s] >= 0]
 
 
 def prepend_token(data: Batch, token: int) -> Batch:

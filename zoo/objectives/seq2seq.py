@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoo.batch import Batch
-from zoo.objectives.common import IGNORE
+from zoo.batch import Batch, SpecialTokens
+from zoo.objectives.common import IGNORE, document_runs
 
 
 def seq2seq_rows(pairs: list[tuple[np.ndarray, np.ndarray]], encoder_width: int, decoder_width: int, pad: int,
@@ -77,7 +77,11 @@ def packed_seq2seq_rows(rows: list[list[tuple[np.ndarray, np.ndarray]]], pad: in
 
 def document_texts(data: Batch) -> list[list[np.ndarray]]:
     """The token ids of each packed document piece, row by row."""
-    from zoo.objectives.prefix import document_runs
 
     ids, doc_ids = np.asarray(data.input_ids, dtype=np.int64), np.asarray(data.doc_ids)
     return [[ids[b, s:e] for s, e in document_runs(doc_ids[b])] for b in range(ids.shape[0])]
+
+
+def end_token(tokens: SpecialTokens) -> int:
+    """The token that closes the input and the target: end-of-text, else [SEP]."""
+    return tokens.eos if tokens.eos is not None else tokens.separator

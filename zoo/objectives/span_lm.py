@@ -27,9 +27,9 @@ from zoo.family import Family
 from zoo.models.base import BackboneSpec
 from zoo.objectives.clm import LanguageModelBase
 from zoo.objectives.common import require_tokens
+from zoo.objectives.noise import check_noise, noise_counts, random_spans_noise_mask, span_starts
 from zoo.objectives.prefix import prefix_lm_rows
-from zoo.objectives.seq2seq import seq2seq_rows
-from zoo.objectives.span import check_noise, noise_counts, random_spans_noise_mask, span_starts
+from zoo.objectives.seq2seq import end_token, seq2seq_rows
 
 
 @dataclass
@@ -47,11 +47,6 @@ def prepared_length(raw_length: int, density: float, mean_span_length: float, pa
     """Row length for a raw text of ``raw_length``: [paradigm] + input + end + target + end."""
     num_noise, num_spans = noise_counts(raw_length, density, mean_span_length)
     return int(paradigm) + (raw_length - num_noise + num_spans + 1) + (num_noise + num_spans + 1)
-
-
-def end_token(tokens: SpecialTokens) -> int:
-    """The token that closes the input and the target: end-of-text, else [SEP]."""
-    return tokens.eos if tokens.eos is not None else tokens.separator
 
 
 def span_lm_pair(text: np.ndarray, noise: np.ndarray, sentinels: np.ndarray, end: int,

@@ -17,7 +17,7 @@ import numpy as np
 from zoo.batch import Batch
 from zoo.objectives.common import IGNORE, special_mask_of
 from zoo.objectives.mlm import MaskedLM, apply_kinds, check_ratios, draw_kinds
-from zoo.objectives.span import check_noise, noise_counts, random_spans_noise_mask
+from zoo.objectives.noise import check_noise, noise_counts, random_spans_noise_mask
 
 
 @dataclass
