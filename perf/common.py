@@ -143,7 +143,7 @@ def synthetic_corpus(directory: Path, documents: int = 400, seed: int = 0) -> Pa
 
 def run_config(setup: Setup, out: Path, precision: str, corpus: Path, **train: Any) -> Any:
     """The ``RunConfig`` of a zoo run at this setup."""
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
 
     model = {"hidden_size": setup.hidden, "num_layers": setup.layers, "num_heads": setup.heads,
              "intermediate_size": setup.ffn, "dropout": setup.dropout, "attention_dropout": setup.dropout,

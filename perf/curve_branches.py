@@ -20,7 +20,8 @@ from safetensors.torch import load_file
 
 from zoo.train import checkpoint as ckpt
 from zoo.train.branch import latest_before_cooldown
-from zoo.train.config import Budget, resolve
+from zoo.train.config import Budget
+from zoo.train.resolve import resolve
 from zoo.train.trainer import train
 
 

@@ -41,7 +41,7 @@ FAMILIES = (("gpt", "clm"), ("bert", "mlm"), ("t5", "span-lm"))
 
 def zoo_config(backbone: str, objective: str, size: str, corpus: Path, out: Path, seq_len: int, batch_size: int,
                vocab: int, seed: int = 0, attention: str = "auto") -> Any:
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
 
     return resolve({
         "objective": objective, "backbone": backbone, "size": size, "out": str(out),

@@ -154,7 +154,7 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
 
         raise ConfigError(f"--nproc must be at least 1 (processes on this machine), got {nproc}")
     from zoo import console
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
     from zoo.typed_config import apply_overrides, dump_toml, load_toml, merge
 
     data: dict[str, Any] = load_toml(config_path) if config_path else {}

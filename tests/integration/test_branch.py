@@ -20,8 +20,8 @@ from tests.integration.test_train import (
 )
 from zoo.errors import ConfigError
 from zoo.train import checkpoint as ckpt
-from zoo.train.config import resolve
 from zoo.train.metrics import read_records
+from zoo.train.resolve import resolve
 from zoo.train.trainer import train
 
 

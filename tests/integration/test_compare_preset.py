@@ -43,7 +43,7 @@ def test_preset_is_consistent(preset: StudyPreset) -> None:
     """Every objective trains the preset's backbones (one architecture, nothing skipped), the training
     overrides resolve, and the help lists every value."""
     from zoo.compare.study import StudySettings, base_config, expand_grid
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
 
     grid = expand_grid(list(preset.objectives), list(preset.backbones))
     assert not grid.skipped and len(grid.cells) == len(preset.objectives) * len(preset.backbones)

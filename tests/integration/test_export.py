@@ -21,7 +21,7 @@ from zoo.models.attention import AttentionLayout
 from zoo.objectives.spec import parse, path_name
 from zoo.runs import open_run
 from zoo.train import checkpoint as ckpt
-from zoo.train.config import resolve
+from zoo.train.resolve import resolve
 from zoo.train.trainer import train
 
 SENTENCES = [

@@ -18,7 +18,7 @@ from zoo.data import DataConfig
 from zoo.export import export
 from zoo.generate import GenerateConfig, generate, open_text_model, top_k_filter, top_p_filter
 from zoo.models.attention import AttentionLayout
-from zoo.train.config import resolve
+from zoo.train.resolve import resolve
 from zoo.train.trainer import train
 
 LINES = ["The cat sat on the mat and looked at the door.",

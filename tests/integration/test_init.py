@@ -22,7 +22,7 @@ from zoo.errors import CheckpointError, ConfigError
 from zoo.export import export_hf
 from zoo.runs import open_run
 from zoo.train import checkpoint as ckpt
-from zoo.train.config import resolve
+from zoo.train.resolve import resolve
 from zoo.train.trainer import Trainer, train
 
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}

@@ -310,7 +310,7 @@ def _every_trainable_pair() -> list[tuple[str, str]]:
 
 
 def _tiny_run(objective: str, backbone: str, corpus: Path, out: Path) -> Path:
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
     from zoo.train.trainer import train
 
     train(resolve({

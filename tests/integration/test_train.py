@@ -20,8 +20,8 @@ from zoo.errors import CheckpointError, NonFiniteLossError
 from zoo.listing import compatibility
 from zoo.train import checkpoint as ckpt
 from zoo.train import faults
-from zoo.train.config import resolve
 from zoo.train.metrics import TIMING_FIELDS, Sinks, read_records
+from zoo.train.resolve import resolve
 from zoo.train.trainer import Trainer, train
 
 TINY_MODEL = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from zoo.train import precision as prec
-from zoo.train.config import resolve
 from zoo.train.precision import CPUFeatures
+from zoo.train.resolve import resolve
 from zoo.train.trainer import Trainer, train
 
 NATIVE = CPUFeatures(frozenset({"avx2", "avx512f", "avx512_bf16"}), "AVX512")

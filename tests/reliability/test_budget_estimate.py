@@ -12,7 +12,7 @@ import torch
 
 from zoo.errors import ConfigError
 from zoo.train import estimate
-from zoo.train.config import resolve
+from zoo.train.resolve import resolve
 
 from .conftest import TINY, assert_user_error, flat, invoke, train_args
 

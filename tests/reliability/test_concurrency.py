@@ -181,7 +181,7 @@ def test_a_training_start_keeps_the_temporary_file_of_a_live_benchmark(tmp_path:
     """A training that starts removes the temporary files that killed writers left in its run; before, it
     also removed a running ``zoo bench``'s ``.bench.json.tmp-PID-...`` (bench takes no run lock), so that
     bench's rename then failed. A temporary file whose writer is alive is kept now."""
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
     from zoo.train.rundir import claim
 
     run = tmp_path / "run"

@@ -146,7 +146,7 @@ def test_a_lost_config_json_is_recovered_from_the_checkpoint_not_replaced(tmp_pa
 
 
 def test_a_checkpoint_without_recorded_settings_is_refused_when_config_json_is_lost(tmp_path: Path) -> None:
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
     from zoo.train.state import check_same_config
 
     step = tmp_path / "run" / "step-000001"

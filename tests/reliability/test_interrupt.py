@@ -15,9 +15,10 @@ import pytest
 
 from zoo.errors import ConfigError
 from zoo.train import checkpoint as ckpt
-from zoo.train.config import TrainerConfig, resolve
+from zoo.train.config import TrainerConfig
 from zoo.train.interrupt import TrainingInterrupted
 from zoo.train.metrics import read_records
+from zoo.train.resolve import resolve
 from zoo.train.trainer import train
 
 from .conftest import assert_same_run, flat, invoke, spawn, train_args, train_in_process

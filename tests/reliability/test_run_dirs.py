@@ -114,7 +114,7 @@ def test_memory_estimate_counts_the_real_model() -> None:
     import torch
 
     from zoo.train.build import build_backbone
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
     from zoo.train.validate import estimate_memory, machine_memory
 
     cfg = resolve({"size": "mini", "train": {"seq_len": 512, "batch_size": 32, "device": "cpu"}})

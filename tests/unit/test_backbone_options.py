@@ -91,7 +91,7 @@ def test_bias_free_layers_have_no_bias_and_every_parameter_learns(name: str) -> 
     ("gpt", {"norm_position": "pre"}, r"\[model\]: unknown backbone field\(s\) \['norm_position'\]"),
 ])
 def test_bad_options_are_config_errors(backbone: str, model: dict, message: str) -> None:
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
 
     with pytest.raises(ConfigError, match=message):
         resolve({"backbone": backbone, "objective": "mlm" if backbone == "bert" else "clm", "size": "tiny",

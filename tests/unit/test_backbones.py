@@ -312,7 +312,7 @@ def test_xformers_block_diagonal_masks_are_built_on_the_model_device(monkeypatch
 @pytest.mark.parametrize("backbone", ["bert", "gpt"])
 def test_bad_model_options_are_config_errors(backbone: str, model: dict, message: str) -> None:
     from zoo.errors import ConfigError
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
 
     with pytest.raises(ConfigError, match=message):
         resolve({"backbone": backbone, "objective": "mlm" if backbone == "bert" else "clm", "size": "tiny",

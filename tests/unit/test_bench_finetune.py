@@ -14,9 +14,10 @@ from zoo import registry
 from zoo.benchmarks.data import Example, Split, TaskData, load_task_data
 from zoo.benchmarks.encoding import collate, encode, plain_tokenizer, truncate_pair
 from zoo.benchmarks.finetune import Recipe, TaskHead, finetune, pool, recipes_for, resolve_pooling
-from zoo.benchmarks.source import check_tokenizer_fits, from_backbone
+from zoo.benchmarks.source import from_backbone
 from zoo.benchmarks.tasks import get_task
 from zoo.data import special_tokens as special_tokens_of
+from zoo.data.tokenizer import check_tokenizer_fits
 from zoo.errors import CheckpointError, ConfigError
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

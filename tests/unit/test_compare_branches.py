@@ -18,7 +18,7 @@ from zoo.compare.branches import split_budgets
 from zoo.compare.runner import run_study
 from zoo.errors import ConfigError
 from zoo.train.branch import spent_at
-from zoo.train.config import resolve
+from zoo.train.resolve import resolve
 from zoo.train.trainer import train
 
 

@@ -92,7 +92,7 @@ def test_a_worker_log_keeps_every_attempt_and_errors_come_from_the_last(tmp_path
     import sys
 
     from zoo.compare import parallel
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
 
     cfg = resolve({"objective": "mlm", "backbone": "bert", "size": "tiny", "out": str(tmp_path / "run")})
     log = tmp_path / "jobs" / "run.log"

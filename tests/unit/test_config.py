@@ -97,7 +97,7 @@ def _run(**extra: object) -> dict:
     ],
 )
 def test_resolve_checks_objective_sections(data: dict, message: str) -> None:
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
 
     with pytest.raises(ConfigError) as err:
         resolve(data)
@@ -105,7 +105,7 @@ def test_resolve_checks_objective_sections(data: dict, message: str) -> None:
 
 
 def test_resolve_accepts_objective_sections_and_timeout() -> None:
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
 
     cfg = resolve(_run(objectives={"mlm": {"rate": 0.2}}, train={"dist_timeout_s": 30}))
     assert cfg.objectives == {"mlm": {"rate": 0.2}} and cfg.train.dist_timeout_s == 30
@@ -113,7 +113,7 @@ def test_resolve_accepts_objective_sections_and_timeout() -> None:
 
 
 def test_config_diffs_fill_settings_added_since_with_their_defaults() -> None:
-    from zoo.train.config import config_diffs, resolve
+    from zoo.train.resolve import config_diffs, resolve
 
     cfg = resolve({"objective": "mlm", "backbone": "bert", "size": "tiny"})
     saved = to_dict(cfg)

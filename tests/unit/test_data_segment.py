@@ -16,7 +16,7 @@ from zoo.data.store import cached_store
 from zoo.errors import DataError
 from zoo.objectives.mlm import MaskedLM, MLMConfig, word_groups
 from zoo.train.build import build_backbone
-from zoo.train.config import resolve
+from zoo.train.resolve import resolve
 
 
 def test_missing_jieba_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,8 @@ from transformers import AutoTokenizer, BertTokenizer, PreTrainedTokenizerFast
 
 from zoo.data import load_tokenizer, save_tokenizer, special_tokens, tokenizer_hash, train_tokenizer
 from zoo.data.config import TokenizerConfig
-from zoo.data.tokenizer import EOT, resolve_kind
+from zoo.data.special_names import EOT
+from zoo.data.tokenizer import resolve_kind
 from zoo.errors import DataError
 
 ZH = ["北京是中国的首都。它有很多名胜古迹，比如故宫和长城。", "上海是一个国际化大都市！你去过吗？"]

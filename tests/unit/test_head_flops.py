@@ -16,8 +16,8 @@ from zoo.compare.results import ComparisonResult, RunInfo
 from zoo.objectives.compose import build_objective
 from zoo.testing import special_tokens_for_tests, synthetic_rows, tiny_backbone
 from zoo.train import checkpoint as ckpt
-from zoo.train.config import resolve
 from zoo.train.metrics import read_records
+from zoo.train.resolve import resolve
 from zoo.train.state import Totals
 from zoo.train.trainer import train
 

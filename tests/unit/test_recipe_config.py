@@ -12,7 +12,7 @@ else:  # pragma: no cover
 
 from zoo import registry
 from zoo.models.base import config_for_size
-from zoo.train.config import resolve
+from zoo.train.resolve import resolve
 from zoo.typed_config import apply_overrides, load_toml, merge
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.toml"))

@@ -102,7 +102,7 @@ def test_missing_paradigm_token_is_a_clear_error() -> None:
 
 def test_declared_tokens_reach_the_run_tokenizer_config() -> None:
     from zoo.train.build import tokenizer_config
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
 
     assert declared_special_tokens("span-lm", {"span-lm": {"paradigm": "[X]"}}) == ("[X]",)
     assert declared_special_tokens("mlm+nsp") == ()

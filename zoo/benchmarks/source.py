@@ -21,7 +21,7 @@ import torch
 from tokenizers import Tokenizer
 
 from zoo.batch import SpecialTokens
-from zoo.data.tokenizer import special_tokens, tokenizer_hash
+from zoo.data.tokenizer import check_tokenizer_fits, special_tokens, tokenizer_hash
 from zoo.errors import CheckpointError, ConfigError
 from zoo.interop import HFDirectory, open_hf
 from zoo.models.base import Backbone
@@ -38,27 +38,6 @@ def state_hash(module: torch.nn.Module) -> str:
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}\n".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
-
-
-def padded_vocab_sizes(vocab_size: int) -> set[int]:
-    """Embedding-table sizes that fit a tokenizer of ``vocab_size`` tokens: its own, or rounded up to a
-    multiple of 8, 64 or 128 (tables padded for speed)."""
-    return {vocab_size} | {-(-vocab_size // m) * m for m in (8, 64, 128)}
-
-
-def check_tokenizer_fits(vocab_size: int, model_vocab: int, tokenizer_ref: str, model_ref: str,
-                    tok_hash: str | None = None, expected_hash: str | None = None) -> None:
-    """Refuse a tokenizer that does not belong to the weights, naming both.
-
-    The model's vocabulary may be the tokenizer's rounded up to a multiple of 8, 64 or 128
-    (embedding tables padded for speed); anything else is a mismatch.
-    """
-    if expected_hash is not None and tok_hash is not None and expected_hash != tok_hash:
-        raise CheckpointError(f"tokenizer mismatch: {tokenizer_ref} has hash {tok_hash[:12]}, but {model_ref} "
-                              f"was trained with tokenizer {expected_hash[:12]}")
-    if model_vocab not in padded_vocab_sizes(vocab_size):
-        raise CheckpointError(f"tokenizer mismatch: {tokenizer_ref} has {vocab_size} tokens but {model_ref} has a "
-                              f"vocabulary of {model_vocab}")
 
 
 @dataclass

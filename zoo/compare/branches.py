@@ -33,8 +33,9 @@ from typing import Any
 from zoo.compare.results import RunInfo
 from zoo.compare.study import Cell, StudyFile, StudySettings, run_config, run_name, run_state
 from zoo.errors import ConfigError, ZooError
-from zoo.train.config import Budget, resolve
+from zoo.train.config import Budget
 from zoo.train.interrupt import TrainingInterrupted
+from zoo.train.resolve import resolve
 from zoo.typed_config import to_dict
 
 log = logging.getLogger(__name__)

@@ -188,7 +188,7 @@ def _count_models(out: Path, settings: StudySettings, data: dict[str, Any], para
     from zoo.benchmarks.ngram import equal_length_accuracy, score_pair_baselines
     from zoo.compare.study import base_config, shared_tokenizer_config
     from zoo.data import build_datasets
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
 
     grid = expand_grid(settings.objectives, settings.backbones)
     families = grid.families()

@@ -41,8 +41,9 @@ from zoo.compare.study import (
     study_dir,
 )
 from zoo.errors import ConfigError, ZooError
-from zoo.train.config import Budget, RunConfig, resolve
+from zoo.train.config import Budget, RunConfig
 from zoo.train.interrupt import TrainingInterrupted
+from zoo.train.resolve import resolve
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,10 @@ from zoo import fileio, markers, registry
 from zoo.data.config import TokenizerConfig
 from zoo.errors import ConfigError, IncompatibleError
 from zoo.train import checkpoint as ckpt
-from zoo.train.config import Budget, RunConfig, resolve
-from zoo.train.config import config_diffs as train_config_diffs
+from zoo.train.config import Budget, RunConfig
 from zoo.train.lock import StudyLock
+from zoo.train.resolve import config_diffs as train_config_diffs
+from zoo.train.resolve import resolve
 from zoo.typed_config import apply_overrides
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ EXIT_FAILED = 3  # the run failed with a ZooError (its message is the last line 
 
 
 def _config(path: str) -> Any:
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
 
     return resolve(json.loads(Path(path).read_text(encoding="utf-8")))
 

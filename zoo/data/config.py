@@ -52,9 +52,7 @@ class TokenizerConfig:
         if self.num_sentinels < 0:
             raise ValueError(f"tokenizer.num_sentinels must be >= 0, got {self.num_sentinels}")
         if self.special_tokens:
-            from zoo.data.tokenizer import (
-                check_extra_special_tokens,  # imports `tokenizers`: only when needed
-            )
+            from zoo.data.special_names import check_extra_special_tokens
 
             try:
                 self.special_tokens = list(check_extra_special_tokens(self.special_tokens))

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,28 +29,16 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 from zoo.batch import SpecialTokens
 from zoo.data.config import TokenizerConfig
-from zoo.errors import DataError
+from zoo.data.special_names import (
+    _NAMES,
+    _SENTINEL,
+    BPE_SPECIALS,
+    WORDPIECE_SPECIALS,
+    check_extra_special_tokens,
+    sentinel,
+)
+from zoo.errors import CheckpointError, DataError
 from zoo.family import Family
-
-WORDPIECE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-EOT, BPE_PAD, BPE_MASK = "<|endoftext|>", "<|pad|>", "<|mask|>"
-BPE_SPECIALS = (EOT, BPE_PAD, BPE_MASK)
-_SENTINEL = re.compile(r"^<extra_id_(\d+)>$")
-
-# Names recognised by ``special_tokens``, in order of preference (covers BERT, GPT-2, T5, RoBERTa).
-_NAMES: dict[str, tuple[str, ...]] = {
-    "pad": ("[PAD]", "<pad>", BPE_PAD, "<|padding|>"),
-    "unk": ("[UNK]", "<unk>", "<|unk|>"),
-    "cls": ("[CLS]", "<cls>"),
-    "sep": ("[SEP]", "<sep>"),
-    "mask": ("[MASK]", "<mask>", BPE_MASK),
-    "bos": ("[BOS]", "<bos>", "<s>", "<|startoftext|>", "<|begin_of_text|>"),
-    "eos": ("[EOS]", "<eos>", "</s>", EOT, "<|end_of_text|>"),
-}
-
-
-def sentinel(i: int) -> str:
-    return f"<extra_id_{i}>"
 
 
 def resolve_kind(cfg: TokenizerConfig, family: str) -> str:
@@ -99,20 +86,6 @@ def _continuation_alphabet(tok: Tokenizer, texts: list[str]) -> list[str]:
     for text in texts:
         chars.update(tok.normalizer.normalize_str(text))
     return [f"##{c}" for c in sorted(chars) if not c.isspace() and not _is_bert_punct(c) and not _is_cjk(c)]
-
-
-def check_extra_special_tokens(extra: Iterable[str], num_sentinels: int = 0) -> tuple[str, ...]:
-    """Validated extra special tokens, in order, each once; ``ValueError`` naming a bad one."""
-    out: list[str] = []
-    standard = {*WORDPIECE_SPECIALS, *BPE_SPECIALS, *(n for names in _NAMES.values() for n in names)}
-    for token in extra:
-        if not isinstance(token, str) or not token.strip() or token != token.strip():
-            raise ValueError(f"extra special token {token!r} must be a non-empty string without surrounding spaces")
-        if token in standard or _SENTINEL.match(token):
-            raise ValueError(f"extra special token {token!r} is already one of the standard special tokens")
-        if token not in out:
-            out.append(token)
-    return tuple(out)
 
 
 def train_tokenizer(texts: Iterable[str], kind: str, vocab_size: int = 8000, lowercase: bool = True,
@@ -244,3 +217,24 @@ def save_tokenizer(tok: Tokenizer, directory: str | Path) -> Path:
         if [i for _, i in ordered] == list(range(len(ordered))):
             _write_atomic(d / "vocab.txt", "".join(f"{t}\n" for t, _ in ordered))
     return d / "tokenizer.json"
+
+
+def padded_vocab_sizes(vocab_size: int) -> set[int]:
+    """Embedding-table sizes that fit a tokenizer of ``vocab_size`` tokens: its own, or rounded up to a
+    multiple of 8, 64 or 128 (tables padded for speed)."""
+    return {vocab_size} | {-(-vocab_size // m) * m for m in (8, 64, 128)}
+
+
+def check_tokenizer_fits(vocab_size: int, model_vocab: int, tokenizer_ref: str, model_ref: str,
+                    tok_hash: str | None = None, expected_hash: str | None = None) -> None:
+    """Refuse a tokenizer that does not belong to the weights, naming both.
+
+    The model's vocabulary may be the tokenizer's rounded up to a multiple of 8, 64 or 128
+    (embedding tables padded for speed); anything else is a mismatch.
+    """
+    if expected_hash is not None and tok_hash is not None and expected_hash != tok_hash:
+        raise CheckpointError(f"tokenizer mismatch: {tokenizer_ref} has hash {tok_hash[:12]}, but {model_ref} "
+                              f"was trained with tokenizer {expected_hash[:12]}")
+    if model_vocab not in padded_vocab_sizes(vocab_size):
+        raise CheckpointError(f"tokenizer mismatch: {tokenizer_ref} has {vocab_size} tokens but {model_ref} has a "
+                              f"vocabulary of {model_vocab}")

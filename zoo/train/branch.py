@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zoo import fileio, markers
-from zoo.errors import CheckpointError, ConfigError
+from zoo import fileio
+from zoo.errors import ConfigError
 from zoo.train import checkpoint as ckpt
-from zoo.train.config import RESUMABLE_CHANGES, Budget, OptimConfig, RunConfig, config_changes
+from zoo.train.config import Budget, OptimConfig, RunConfig
+from zoo.train.resolve import RESUMABLE_CHANGES, config_changes, trunk_config
 
 log = logging.getLogger(__name__)
 
@@ -54,37 +55,6 @@ def cooldown_start(budget: Budget, cooldown: float) -> float:
     return (1.0 - cooldown) * budget.value
 
 
-def _trunk_config(trunk: Path) -> dict[str, Any]:
-    if not trunk.is_dir():
-        raise ConfigError(f"--branch-from {trunk}: no such run directory")
-    found = markers.identify(trunk)
-    if found.kind not in ("run", "legacy-run"):
-        raise ConfigError(f"--branch-from {trunk}: not a zoo run directory (it holds {found.what})")
-    try:
-        saved = fileio.read_json(trunk / "config.json")
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"--branch-from {trunk}: {trunk / 'config.json'} unreadable ({exc})") from exc
-    if not isinstance(saved, dict) or not markers.is_run_config(saved):
-        raise CheckpointError(f"--branch-from {trunk}: {trunk / 'config.json'} is not a zoo run configuration")
-    return saved
-
-
-def branch_settings(data: dict[str, Any]) -> dict[str, Any]:
-    """The settings of a branch: the trunk's saved configuration under those given (``data``), which
-    must name a budget; the trunk's ``out`` and ``branch_budgets`` are not inherited."""
-    from zoo.typed_config import merge
-
-    trunk = Path(data["branch"]["source"])
-    if not (isinstance(data.get("train"), dict) and data["train"].get("budget")):
-        raise ConfigError(f"--branch-from {trunk}: give the branch's own --budget (the model's total budget, "
-                          f"the trunk's steps up to the branch point included)")
-    saved = _trunk_config(trunk)
-    base = {k: v for k, v in saved.items() if k not in ("out", "branch")}
-    if isinstance(base.get("train"), dict):
-        base["train"] = {k: v for k, v in base["train"].items() if k != "branch_budgets"}
-    return merge(base, data)
-
-
 @dataclass(frozen=True)
 class BranchPoint:
     """A checked trunk checkpoint to branch from."""
@@ -106,7 +76,7 @@ def locate(cfg: RunConfig) -> BranchPoint:
     with an absolute (or no) warmup and a budget of the same kind, the step is one of its checkpoints,
     and at that step both the trunk and this run's budget are still before their cooldowns."""
     trunk, step = Path(cfg.branch.source), cfg.branch.step
-    saved = _trunk_config(trunk)
+    saved = trunk_config(trunk)
     changes = config_changes(saved, cfg, BRANCH_CHANGES)
     if changes:
         raise ConfigError(f"--branch-from {trunk}: the branch's settings differ from the trunk's "

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from zoo import registry
 from zoo.batch import SpecialTokens
-from zoo.benchmarks.source import padded_vocab_sizes
 from zoo.data.config import TokenizerConfig
+from zoo.data.tokenizer import padded_vocab_sizes
 from zoo.errors import ConfigError
 from zoo.models.base import Backbone, config_for_size
 from zoo.objectives.base import Objective

@@ -2,8 +2,9 @@
 
 Sections: top level (objective, backbone, size, out), ``[model]`` (backbone fields),
 ``[objectives.<name>]`` (each objective's Config), ``[data]``, ``[tokenizer]``, ``[optim]``,
-``[train]``. ``resolve`` checks everything, including the backbone and objective sections
-against the plugins' own Config dataclasses, before anything is allocated.
+``[train]``. Types only: ``zoo.train.resolve`` builds one from raw settings and checks everything,
+including the backbone and objective sections against the plugins' own Config dataclasses, before
+anything is allocated.
 """
 
 from __future__ import annotations
@@ -14,10 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from zoo.data import DataConfig, TokenizerConfig
-from zoo.errors import ConfigError
 from zoo.objectives.spec import Spec, parse, path_name
 from zoo.sizes import Size
-from zoo.typed_config import bounded, check_fields, from_dict, to_dict
+from zoo.typed_config import bounded, check_fields
 
 _BUDGET = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(s|m|h|steps?|flops?|tokens?)\s*$")
 _SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -206,82 +206,3 @@ class RunConfig:
     @property
     def run_dir(self) -> str:
         return self.out or f"runs/{self.backbone}-{path_name(self.objective)}"
-
-
-def resolve(data: dict[str, Any], read_init: bool = True) -> RunConfig:
-    """Typed, fully checked run config (plugin sections are checked against the plugins' Configs).
-    With ``init.source`` the backbone, its sizes and the tokenizer come from that checkpoint."""
-    if read_init and isinstance(data.get("branch"), dict) and data["branch"].get("source"):
-        from zoo.train.branch import branch_settings
-
-        data = branch_settings(data)
-    if read_init and isinstance(data.get("init"), dict) and data["init"].get("source"):
-        from zoo.train.init import init_settings
-
-        data = init_settings(data)
-    cfg = from_dict(RunConfig, data)
-    from zoo import registry
-    from zoo.models.base import config_for_size
-
-    backbone_cls = registry.load("backbone", cfg.backbone)
-    try:
-        config_for_size(backbone_cls.Config, cfg.size, **cfg.model)
-    except ValueError as exc:
-        raise ConfigError(f"[model]: {exc}") from exc
-    from_dict(backbone_cls.Config, cfg.model, path="model")
-    _check_objectives(cfg)
-    return cfg
-
-
-# What may differ between a run's saved configuration and a command resuming it: none of it changes
-# what is computed (docs/training.md lists them).
-RESUMABLE_CHANGES = ("out", "train.budget", "train.log_every", "train.eval_every", "train.checkpoint_every",
-                     "train.checkpoint_minutes", "train.keep_last", "train.tensorboard", "train.report_to", "train.prefetch",
-                     "train.dist_timeout_s", "data.cache_dir", "train.branch_budgets")
-
-
-def _differences(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:
-    """Dotted key -> (saved value, ``cfg`` value) where they differ, except ``allowed`` keys."""
-    try:
-        old: Any = to_dict(resolve(saved, read_init=False))  # a saved run never re-reads its --init
-    except ConfigError:  # a key this version no longer knows: compare as written
-        old = saved
-    out: dict[str, tuple[Any, Any]] = {}
-
-    def walk(a: Any, b: Any, path: str) -> None:
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in set(a) | set(b):
-                walk(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-        elif a != b:
-            out[path] = (a, b)
-
-    walk(old, to_dict(cfg), "")
-    return {k: v for k, v in sorted(out.items()) if k not in allowed}
-
-
-def config_diffs(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ...] = RESUMABLE_CHANGES) -> list[str]:
-    """Dotted keys where a run's saved ``config.json`` differs from ``cfg``, except ``allowed`` ones.
-
-    The saved configuration is resolved first, so a setting it lacks (one added by a later version)
-    takes its default, which reproduces what the older version did: upgrading does not orphan runs.
-    """
-    return list(_differences(saved, cfg, allowed))
-
-
-def config_changes(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ...] = RESUMABLE_CHANGES) -> list[str]:
-    """``config_diffs`` with the values: ``"train.seed 0 -> 1"`` (saved value first)."""
-    return [f"{k} {a!r} -> {b!r}" for k, (a, b) in _differences(saved, cfg, allowed).items()]
-
-
-def _check_objectives(cfg: RunConfig) -> None:
-    """Each ``[objectives.NAME]`` names a part of ``cfg.objective`` and holds only its Config's keys."""
-    parts = cfg.spec.names
-    unknown = sorted(set(cfg.objectives) - set(parts))
-    if unknown:
-        raise ConfigError(f"[objectives.{unknown[0]}] configures an objective that is not part of "
-                          f"{cfg.objective!r}; parts: {', '.join(parts)}")
-    from zoo import registry
-
-    for name in parts:
-        if name in cfg.objectives:
-            from_dict(registry.load("objective", name).Config, cfg.objectives[name], path=f"objectives.{name}")

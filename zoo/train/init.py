@@ -118,7 +118,7 @@ def _hub_snapshot(name: str, revision: str | None) -> tuple[Path, str]:
 
 
 def _transformers(source: str, p: Path, kind: str, revision: str = "") -> InitSource:
-    from zoo.benchmarks.source import check_tokenizer_fits
+    from zoo.data.tokenizer import check_tokenizer_fits
     from zoo.interop import known_classes, open_hf
 
     try:

@@ -21,8 +21,9 @@ from typing import Any
 from zoo import fileio, markers
 from zoo.errors import CheckpointError, ConfigError
 from zoo.train import checkpoint as ckpt
-from zoo.train.config import RunConfig, config_changes
+from zoo.train.config import RunConfig
 from zoo.train.lock import LOCK_FILE, RunLock
+from zoo.train.resolve import config_changes
 from zoo.typed_config import dump_toml, to_dict
 
 log = logging.getLogger(__name__)

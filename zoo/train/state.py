@@ -22,9 +22,10 @@ from zoo import __version__
 from zoo.errors import CheckpointError, ConfigError
 from zoo.train import checkpoint as ckpt
 from zoo.train import distributed, rng
-from zoo.train.config import RunConfig, config_changes
+from zoo.train.config import RunConfig
 from zoo.train.metrics import Averager, truncate_after
 from zoo.train.optim import load_optimizer_tensors, optimizer_tensors
+from zoo.train.resolve import config_changes
 from zoo.typed_config import to_dict
 
 log = logging.getLogger(__name__)

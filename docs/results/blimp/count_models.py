@@ -18,7 +18,7 @@ from zoo.benchmarks.ngram import equal_length_accuracy, score_pair_baselines
 from zoo.benchmarks.zeroshot import correctness
 from zoo.data import build_datasets
 from zoo.train.build import tokenizer_config
-from zoo.train.config import resolve
+from zoo.train.resolve import resolve
 
 HERE = Path(__file__).resolve().parent
 CORPUS, BLIMP = "../shared/data/corpus/en", "../shared/data/blimp"

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from zoo.benchmarks import get_task, load_task_data
-from zoo.train.config import resolve
+from zoo.train.resolve import resolve
 from zoo.train.trainer import Trainer
 
 OUT = Path(__file__).parent

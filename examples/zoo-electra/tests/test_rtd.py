@@ -197,7 +197,7 @@ def test_trains_with_zoo_train_and_bench_reads_the_discriminator(tmp_path: Path)
 
     from zoo.benchmarks.source import open_source
     from zoo.runs import open_run
-    from zoo.train.config import resolve
+    from zoo.train.resolve import resolve
     from zoo.train.trainer import train
 
     corpus = tmp_path / "corpus.txt"
