@@ -123,7 +123,7 @@ class TextModel:
 def open_text_model(path: str | Path, step: int | None = None, device: str = "cpu") -> TextModel:
     """A run directory (its newest or ``step`` checkpoint) or an exported transformers directory with a
     token head (``BertForMaskedLM``, ``BertForPreTraining``, ``GPT2LMHeadModel``)."""
-    from zoo.benchmarks.finetune import resolve_device
+    from zoo.benchmarks.recipe import resolve_device
     from zoo.benchmarks.source import open_source
     from zoo.benchmarks.zeroshot import open_scoring_model
 

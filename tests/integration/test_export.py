@@ -266,7 +266,8 @@ def test_zoo_bench_reads_the_exported_directory(make_run, tmp_path: Path, object
 
 
 def test_export_and_bench_know_the_attention_a_mixture_trained_with(make_run, tmp_path: Path) -> None:
-    from zoo.benchmarks.finetune import Recipe, TaskHead, TaskModel
+    from zoo.benchmarks.finetune import TaskHead, TaskModel
+    from zoo.benchmarks.recipe import Recipe
     from zoo.benchmarks.source import open_source
 
     run_dir = make_run("mntp:15|clm:1", "gpt")

@@ -13,7 +13,8 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from zoo import registry
 from zoo.benchmarks.data import Example, Split, TaskData, load_task_data
 from zoo.benchmarks.encoding import collate, encode, plain_tokenizer, truncate_pair
-from zoo.benchmarks.finetune import Recipe, TaskHead, finetune, pool, recipes_for, resolve_pooling
+from zoo.benchmarks.finetune import TaskHead, finetune, pool, resolve_pooling
+from zoo.benchmarks.recipe import Recipe, recipes_for
 from zoo.benchmarks.source import from_backbone
 from zoo.benchmarks.tasks import get_task
 from zoo.data import special_tokens as special_tokens_of

@@ -13,7 +13,8 @@ import transformers
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from zoo.benchmarks.data import Example, Split, TaskData
-from zoo.benchmarks.finetune import Recipe, finetune, recipes_for
+from zoo.benchmarks.finetune import finetune
+from zoo.benchmarks.recipe import Recipe, recipes_for
 from zoo.benchmarks.tasks import get_task, task_names
 from zoo.benchmarks.text_to_text import (
     TextToTextModel,

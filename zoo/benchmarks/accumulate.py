@@ -18,14 +18,14 @@ log = logging.getLogger(__name__)
 def recipe_id(recipe: dict[str, Any]) -> str:
     """The recipe's stable id (``Recipe.hash`` of the same values: options at their neutral values left out,
     so results recorded before an option existed keep their id)."""
-    from zoo.benchmarks.finetune import neutral_recipe
+    from zoo.benchmarks.recipe import neutral_recipe
 
     return hashlib.sha256(json.dumps(neutral_recipe(recipe), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def recipe_label(recipe: dict[str, Any]) -> str:
     """``recipe 1a2b… (lr=5e-05, epochs=2)``: the id and the values that differ from the defaults."""
-    from zoo.benchmarks.finetune import Recipe
+    from zoo.benchmarks.recipe import Recipe
 
     defaults = {f.name: f.default for f in fields(Recipe)}
     changed = [f"{k}={v}" for k, v in recipe.items() if k in defaults and defaults[k] != v]

@@ -22,16 +22,8 @@ from typing import Any
 from zoo import __version__, fileio
 from zoo.benchmarks.accumulate import merge_suite, recipe_id, recipe_label
 from zoo.benchmarks.data import TaskData, load_task_data
-from zoo.benchmarks.finetune import (
-    Prepared,
-    Progress,
-    Recipe,
-    Verbalized,
-    finetune,
-    prepare,
-    recipes_for,
-    resolve_device,
-)
+from zoo.benchmarks.finetune import Prepared, Verbalized, finetune, prepare
+from zoo.benchmarks.recipe import Progress, Recipe, recipes_for, resolve_device
 from zoo.benchmarks.scoring import (
     BAG_OF_WORDS,
     bag_of_words_scores,

@@ -14,14 +14,11 @@ Classification uses cross-entropy over the label list; regression (STS-B) one ou
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,10 +29,16 @@ from torch import Tensor, nn
 from zoo.batch import SpecialTokens
 from zoo.benchmarks.data import TaskData
 from zoo.benchmarks.encoding import Encoded, TaskBatch, collate, encode, plain_tokenizer
+from zoo.benchmarks.recipe import (
+    FinetuneResult,
+    Progress,
+    Recipe,
+    autocast,
+    make_optimizer,
+    resolve_device,
+)
 from zoo.benchmarks.scoring import compute_metrics
 from zoo.benchmarks.text_to_text import (
-    DECODINGS,
-    METHODS,
     Verbalized,
     finetune_text_to_text,
     resolve_method,
@@ -44,107 +47,8 @@ from zoo.benchmarks.text_to_text import (
 from zoo.errors import ConfigError, DataError, NonFiniteLossError
 from zoo.family import Family
 from zoo.models.base import Backbone
-from zoo.typed_config import apply_overrides, from_dict
 
 log = logging.getLogger(__name__)
-
-POOLINGS = ("auto", "cls", "last", "mean")
-ATTENTIONS = ("auto", "bidirectional", "causal")
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Fine-tuning hyper-parameters: one global recipe, overridable per task.
-
-    The defaults suit small models (tiny .. mini): AdamW, linear warmup over 10% of the steps then
-    linear decay to zero, as in BERT's fine-tuning; a higher learning rate than BERT-base's 2e-5.
-    """
-
-    lr: float = 1e-4
-    epochs: int = 3
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    warmup: float = 0.1  # fraction of the steps
-    weight_decay: float = 0.01  # matrices only; biases and LayerNorm are not decayed
-    dropout: float = 0.1  # head dropout (the backbone keeps its own)
-    max_length: int = 128  # tokens, special tokens included
-    pooling: str = "auto"  # auto (cls for encoders, last for decoders) | cls | last | mean
-    # auto (what the run's objective implies, see ``finetune_attention``) | bidirectional | causal
-    attention: str = "auto"
-    grad_clip: float = 1.0  # 0 = off
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-6
-    # auto (text-to-text for an encoder-decoder, as T5; head otherwise) | head | text-to-text
-    method: str = "auto"
-    decoding: str = "greedy"  # text-to-text predictions: greedy | rank (over the label words)
-
-    def __post_init__(self) -> None:
-        checks = {
-            "lr": self.lr > 0, "epochs": self.epochs >= 1, "batch_size": self.batch_size >= 1,
-            "eval_batch_size": self.eval_batch_size >= 1, "warmup": 0 <= self.warmup < 1,
-            "weight_decay": self.weight_decay >= 0, "dropout": 0 <= self.dropout < 1,
-            "max_length": self.max_length >= 4, "pooling": self.pooling in POOLINGS,
-            "grad_clip": self.grad_clip >= 0, "attention": self.attention in ATTENTIONS,
-            "method": self.method in METHODS, "decoding": self.decoding in DECODINGS,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            k = bad[0]
-            extra = {"pooling": f" (one of {', '.join(POOLINGS)})",
-                     "attention": f" (one of {', '.join(ATTENTIONS)})", "method": f" (one of {', '.join(METHODS)})",
-                     "decoding": f" (one of {', '.join(DECODINGS)})"}.get(k, "")
-            raise ConfigError(f"recipe: invalid {k} = {getattr(self, k)!r}{extra}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def hash(self) -> str:
-        """Stable id of the hyper-parameters (part of the result-cache key). ``attention = "auto"``,
-        ``method = "auto"`` and ``decoding = "greedy"`` are left out: they resolve from the checkpoint alone
-        (already in the key; ``zoo bench`` records an encoder-decoder's resolved method), and results cached
-        before the options existed stay valid."""
-        d = neutral_recipe(self.to_dict())
-        if d["attention"] == "auto":
-            del d["attention"]
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-NEUTRAL = {"method": "auto", "decoding": "greedy"}
-
-
-def neutral_recipe(d: dict[str, Any]) -> dict[str, Any]:
-    """A recipe dict without the options added later at their neutral values (``NEUTRAL``): what its ids
-    hash, so ids of results recorded before those options existed stay the same."""
-    return {k: v for k, v in d.items() if NEUTRAL.get(k, object()) != v}
-
-
-def recipes_for(tasks: Sequence[str], base: Recipe | None = None, overrides: Sequence[str] = ()) -> dict[str, Recipe]:
-    """Per-task recipes from a base recipe and ``key=value`` / ``task.key=value`` overrides."""
-    base = base or Recipe()
-    names = {f.name for f in fields(Recipe)}
-    common: list[str] = []
-    per_task: dict[str, list[str]] = {t: [] for t in tasks}
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        head, dot, rest = key.strip().partition(".")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected key=value or task.key=value")
-        if dot and head in per_task:
-            per_task[head].append(f"{rest}={value}")
-        elif dot:
-            raise ConfigError(f"--set {item!r}: {head!r} is not one of the tasks being run ({', '.join(tasks)})")
-        else:
-            common.append(item)
-    out = {}
-    for task in tasks:
-        data = apply_overrides(base.to_dict(), [*common, *per_task[task]])
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"--set: unknown recipe key {unknown[0]!r}; recipe keys: {', '.join(sorted(names))}")
-        out[task] = from_dict(Recipe, data, path=f"recipe[{task}]")
-    return out
-
 
 # --- heads ---------------------------------------------------------------------------------------------
 
@@ -219,16 +123,6 @@ def resolve_pooling(pooling: str, backbone: Backbone, special: SpecialTokens) ->
 
 # --- fine-tuning ------------------------------------------------------------------------------------
 
-class Progress(Protocol):
-    """What fine-tuning reports: one bar per fine-tune, advanced once per optimizer step."""
-
-    def start(self, description: str, total: int) -> None: ...
-
-    def advance(self, n: int = 1) -> None: ...
-
-    def finish(self) -> None: ...
-
-
 @dataclass
 class Prepared:
     """A task's splits encoded for one tokenizer and backbone family (shared by all seeds)."""
@@ -236,29 +130,6 @@ class Prepared:
     train: Encoded
     evals: dict[str, Encoded]
     max_length: int
-
-
-@dataclass
-class FinetuneResult:
-    scores: dict[str, float]  # ``spec.metric_names()`` -> value (fractions)
-    train_examples: int
-    eval_examples: dict[str, int]
-    steps: int
-    train_loss: float  # mean training loss over the last epoch
-    seconds: float
-    predictions: dict[str, list[float]] = field(default_factory=dict)  # eval split -> per-example prediction
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device {device!r}: {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available here")
-    return dev
 
 
 def prepare(data: TaskData, tokenizer: Tokenizer, special: SpecialTokens, backbone: Backbone,
@@ -331,11 +202,6 @@ def finetune(backbone: Backbone, tokenizer: Tokenizer, special: SpecialTokens, d
                           steps, loss, time.perf_counter() - start, predictions)
 
 
-def _autocast(dev: torch.device) -> Any:
-    enabled = dev.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=enabled)
-
-
 def _train(model: TaskModel, enc: Encoded, regression: bool, recipe: Recipe, seed: int, dev: torch.device,
            pad_id: int, progress: Progress | None, description: str) -> tuple[int, float]:
     if enc.labels is None:
@@ -355,7 +221,7 @@ def _train(model: TaskModel, enc: Encoded, regression: bool, recipe: Recipe, see
             epoch_losses = []
             for i in range(0, n, recipe.batch_size):
                 batch = collate(enc, order[i:i + recipe.batch_size], pad_id, causal, dev)
-                with _autocast(dev):
+                with autocast(dev):
                     logits = model(batch).float()  # (B, C)
                 if regression:
                     loss = F.mse_loss(logits.squeeze(-1), batch.labels.float())  # type: ignore[union-attr]
@@ -380,24 +246,6 @@ def _train(model: TaskModel, enc: Encoded, regression: bool, recipe: Recipe, see
     return step, float(np.mean(epoch_losses))
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe, total: int) -> tuple[torch.optim.Optimizer, Any]:
-    """AdamW (matrices decayed, biases and norms not) and linear warmup then linear decay to 0 over ``total``
-    steps."""
-    warmup = int(recipe.warmup * total)
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=recipe.lr, betas=(recipe.beta1, recipe.beta2), eps=recipe.eps)
-
-    def lr_lambda(step: int) -> float:  # linear warmup, then linear decay to 0
-        if step < warmup:
-            return step / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
-
-
 @torch.no_grad()
 def predict(model: TaskModel, enc: Encoded, regression: bool, batch_size: int, dev: torch.device,
             pad_id: int) -> np.ndarray:
@@ -407,7 +255,7 @@ def predict(model: TaskModel, enc: Encoded, regression: bool, batch_size: int, d
     out = []
     for i in range(0, len(enc), batch_size):
         batch = collate(enc, np.arange(i, min(i + batch_size, len(enc))), pad_id, causal, dev)
-        with _autocast(dev):
+        with autocast(dev):
             logits = model(batch).float()  # (B, C)
         out.append(logits.squeeze(-1).double().cpu().numpy() if regression else logits.argmax(-1).cpu().numpy())
     model.train()

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +29,13 @@ from torch import Tensor, nn
 from zoo.batch import SpecialTokens
 from zoo.benchmarks.data import Example, TaskData
 from zoo.benchmarks.encoding import plain_tokenizer, truncate_pair
+from zoo.benchmarks.recipe import (
+    FinetuneResult,
+    Progress,
+    Recipe,
+    autocast,
+    make_optimizer,
+)
 from zoo.benchmarks.scoring import compute_metrics
 from zoo.benchmarks.verbalizers import STSB_CANDIDATES, Template, stsb_string, template_for
 from zoo.errors import ConfigError, DataError, NonFiniteLossError
@@ -37,13 +44,8 @@ from zoo.models.attention import AttentionLayout
 from zoo.models.base import Backbone
 from zoo.objectives.common import IGNORE
 
-if TYPE_CHECKING:
-    from zoo.benchmarks.finetune import FinetuneResult, Progress, Recipe
-
 log = logging.getLogger(__name__)
 
-METHODS = ("auto", "head", "text-to-text")
-DECODINGS = ("greedy", "rank")
 INVALID_VALUE = -1.0  # an STS-B output that is not a number (T5's string_to_float default)
 
 
@@ -301,8 +303,6 @@ def finetune_text_to_text(backbone: Backbone, tokenizer: Tokenizer, special: Spe
                           recipe: Recipe, seed: int, dev: torch.device, progress: Progress | None,
                           prepared: Verbalized | None, label: str) -> FinetuneResult:
     """Fine-tune a copy of ``backbone`` text-to-text on ``data.train``; score it on ``data.evals``."""
-    from zoo.benchmarks.finetune import FinetuneResult, _autocast, make_optimizer
-
     prepared = prepared or verbalize(data, tokenizer, special, recipe.max_length)
     start = time.perf_counter()
     pad, end = special.pad, end_token(special)
@@ -326,7 +326,7 @@ def finetune_text_to_text(backbone: Backbone, tokenizer: Tokenizer, special: Spe
                 for i in range(0, n, recipe.batch_size):
                     idx = order[i:i + recipe.batch_size]
                     batch = seq2seq_batch([train.inputs[j] for j in idx], [train.targets[j] for j in idx], pad, dev)
-                    with _autocast(dev):
+                    with autocast(dev):
                         loss = text_to_text_loss(model, batch)
                     if not torch.isfinite(loss):
                         raise NonFiniteLossError(f"{label}: non-finite fine-tuning loss at step {step}; "
@@ -352,7 +352,7 @@ def finetune_text_to_text(backbone: Backbone, tokenizer: Tokenizer, special: Spe
             texts: list[str] = []
             for i in range(0, len(enc), recipe.eval_batch_size):
                 rows = enc.inputs[i:i + recipe.eval_batch_size]
-                with _autocast(dev):
+                with autocast(dev):
                     if recipe.decoding == "rank":
                         best = rank_scores(model, rows, prepared.candidates, pad, dev).argmax(1)
                         texts += [prepared.candidate_texts[k] for k in best]

@@ -33,9 +33,9 @@ from torch import nn
 
 from zoo import __version__
 from zoo.benchmarks.bench import CACHE_DIR, CACHE_VERSION, _write_json, hash_key
-from zoo.benchmarks.finetune import Progress, resolve_device
 from zoo.benchmarks.lm_scoring import Scorer, score_sentences, scorers_for
 from zoo.benchmarks.minimal_pairs import Paradigm, load_suite, phenomena
+from zoo.benchmarks.recipe import Progress, resolve_device
 from zoo.benchmarks.source import ModelSource, open_source
 from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.models.base import Backbone

@@ -225,8 +225,8 @@ def _train_grid(settings: StudySettings, grid: Grid, order: list[tuple[Cell, int
 
 
 def _check_tasks(options: BenchOptions) -> None:
-    from zoo.benchmarks.finetune import recipes_for
     from zoo.benchmarks.minimal_pairs import is_pair_suite
+    from zoo.benchmarks.recipe import recipes_for
     from zoo.benchmarks.tasks import resolve_tasks
 
     for suite in options.suites:
@@ -522,7 +522,7 @@ def finetune_fields(suite: str, tasks: list[str], specs: list[Any], options: Ben
     """The ``ComparisonResult`` fields of a fine-tuning suite: task titles and metrics, the benchmark's
     settings and the recipes of ``tasks``, and the constant-predictor and bag-of-words rows (``constant``,
     ``bow``: task -> metrics, for the tasks they could be computed on)."""
-    from zoo.benchmarks.finetune import recipes_for
+    from zoo.benchmarks.recipe import recipes_for
     from zoo.benchmarks.scoring import task_score
 
     meta = {"suite": suite, "data": options.data_dir or "hub", "fine_tune_seeds": options.seeds,
