@@ -15,8 +15,9 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from zoo.benchmarks.lm_scoring import Scorer, encode, masked_copies, score_sentences, scorers_for
 from zoo.benchmarks.minimal_pairs import load_suite
+from zoo.benchmarks.pairs_results import correctness
 from zoo.benchmarks.source import open_source
-from zoo.benchmarks.zeroshot import correctness, open_scoring_model, run_minimal_pairs
+from zoo.benchmarks.zeroshot import open_scoring_model, run_minimal_pairs
 from zoo.cli import cli
 from zoo.errors import ConfigError, ZooError
 

@@ -12,7 +12,8 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
 from zoo import registry
 from zoo.benchmarks import bench
-from zoo.benchmarks.bench import bench_result_from_dict, run_bench
+from zoo.benchmarks.bench import run_bench
+from zoo.benchmarks.finetune_results import bench_result_from_dict
 from zoo.benchmarks.recipe import Recipe
 from zoo.benchmarks.source import from_backbone
 from zoo.errors import ConfigError

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoo.benchmarks.zeroshot import PairsModelResult
+from zoo.benchmarks.pairs_results import PairsModelResult
 from zoo.compare.report import item_table, pair_table
 from zoo.compare.results import ComparisonResult, ItemValues, RunInfo
 from zoo.compare.runner import ALL_PAIRS, _pairs_scores

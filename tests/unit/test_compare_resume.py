@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from zoo.benchmarks.bench import BenchResult, ModelResult, SeedScores, TaskResult
+from zoo.benchmarks.finetune_results import BenchResult, ModelResult, SeedScores, TaskResult
 from zoo.compare.runner import run_study
 from zoo.compare.study import BASELINE, BenchOptions, StudySettings
 from zoo.errors import ConfigError, NonFiniteLossError

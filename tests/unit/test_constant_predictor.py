@@ -75,7 +75,7 @@ def test_bag_of_words_beside_the_constant_predictor() -> None:
 
 
 def test_bench_table_has_a_bag_of_words_column() -> None:
-    from zoo.benchmarks.bench import BenchResult, bench_result_from_dict
+    from zoo.benchmarks.finetune_results import BenchResult, bench_result_from_dict
 
     res = BenchResult("glue", ["sst2"], [0], [], "data", constant={"sst2": {"accuracy": 0.509}},
                       bag_of_words={"sst2": {"accuracy": 0.8}})

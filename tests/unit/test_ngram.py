@@ -82,7 +82,8 @@ def test_add_pair_baselines_rows_and_refusals(monkeypatch: pytest.MonkeyPatch) -
     """A run gets count-model columns from its corpus; an exported model only the length rows, with a note;
     every model gets its equal-length accuracy row."""
     from zoo.benchmarks.minimal_pairs import MinimalPair, Paradigm
-    from zoo.benchmarks.zeroshot import PairsModelResult, PairsResult, add_pair_baselines
+    from zoo.benchmarks.pairs_results import PairsModelResult, PairsResult
+    from zoo.benchmarks.zeroshot import add_pair_baselines
 
     tok = _word_tokenizer(["[UNK]", "a", "b", "c"])
     tokens, offsets = np.array([1, 2, 1, 2, 3]), np.array([0, 2, 5])
@@ -106,7 +107,7 @@ def test_add_pair_baselines_rows_and_refusals(monkeypatch: pytest.MonkeyPatch) -
     columns, rows = res.table()
     assert columns[-5:] == list(res.baselines) and rows[-1][0] == "equal-length pairs (1)"
     assert res.to_dict()["baselines"]["fewer tokens (hf tokens)"]["equal_length"] == 0.5
-    from zoo.benchmarks.zeroshot import pairs_result_from_dict
+    from zoo.benchmarks.pairs_results import pairs_result_from_dict
 
     back = pairs_result_from_dict(res.to_dict())  # bench.json -> bench.md keeps the baseline columns
     assert back.table() == res.table() and back.baseline_tokenizers == res.baseline_tokenizers

@@ -712,7 +712,7 @@ def _pairs_scores(info: RunInfo, model: Any, items: dict[str, dict[str, ItemValu
 def pair_items(correct: dict[str, str]) -> ItemValues:
     """Per-pair correctness (paradigm -> its pairs' flags) as one item set: paradigms in name order, pairs in
     file order, each pair's paradigm its stratum (pairs are resampled within their paradigm)."""
-    from zoo.benchmarks.zeroshot import flags
+    from zoo.benchmarks.pairs_results import flags
 
     order = sorted(correct)
     values = flags("".join(correct[p] for p in order)).astype(float)

@@ -15,7 +15,7 @@ import numpy as np
 
 from zoo.benchmarks.minimal_pairs import load_suite
 from zoo.benchmarks.ngram import equal_length_accuracy, score_pair_baselines
-from zoo.benchmarks.zeroshot import correctness
+from zoo.benchmarks.pairs_results import correctness
 from zoo.data import build_datasets
 from zoo.train.build import tokenizer_config
 from zoo.train.resolve import resolve

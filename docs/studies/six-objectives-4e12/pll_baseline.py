@@ -40,7 +40,8 @@ def main(argv: list[str]) -> dict[str, object]:
         rows = stored["seeds"]
         return {"scorer": stored["scorer"], "pairs_per_paradigm": stored["pairs_per_paradigm"], "seeds": rows,
                 **seed_level(rows), "item_level": stored.get("item_level")}
-    from zoo.benchmarks.zeroshot import flags, run_minimal_pairs
+    from zoo.benchmarks.pairs_results import flags
+    from zoo.benchmarks.zeroshot import run_minimal_pairs
 
     study = Path(argv[0])
     rows, model_ok, scratch_ok, strata = [], [], [], None
