@@ -417,7 +417,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
         if "budget" in given and "budgets" not in given:
             curve["budgets"] = None  # an explicit --budget replaces the preset's curve
         if "budgets" in given and "hours" not in given and curve["budgets"]:
-            from zoo.compare.branches import is_relative
+            from zoo.compare.budgets import is_relative
 
             if not is_relative(curve["budgets"]):
                 hours = None  # explicit absolute budgets replace the preset's hours
@@ -438,12 +438,12 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
     else:
         budgets: list[str] = []
         if curve.get("budgets") and hours is not None and not budget:
-            from zoo.compare.branches import relative_budgets
+            from zoo.compare.budgets import relative_budgets
 
             relative_budgets(curve["budgets"])  # ratios: the plan chooses their FLOPs
             budgets = split_list(curve["budgets"], "--budgets")
         elif curve.get("budgets"):
-            from zoo.compare.branches import split_budgets
+            from zoo.compare.budgets import split_budgets
             from zoo.train.config import Budget
 
             if budget:

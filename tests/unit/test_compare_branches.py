@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from tests.unit.test_compare_resume import CountingTrain, FakeBench, final_weights, tiny_settings
 from zoo.cli import cli
-from zoo.compare.branches import split_budgets
+from zoo.compare.budgets import split_budgets
 from zoo.compare.runner import run_study
 from zoo.errors import ConfigError
 from zoo.train.branch import spent_at

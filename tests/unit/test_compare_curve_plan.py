@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_compare_plan import THREE, arm, measured
-from zoo.compare.branches import is_relative, planned_budgets, relative_budgets
+from zoo.compare.budgets import is_relative, planned_budgets, relative_budgets
 from zoo.compare.plan import ArmCost, Layout, Measurements, PlanRequest, design_cost, make_plan
 from zoo.compare.study import BenchOptions, StudyFile, StudySettings, expand_grid
 from zoo.errors import ConfigError

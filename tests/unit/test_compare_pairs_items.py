@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from zoo.benchmarks.pairs_results import PairsModelResult
+from zoo.compare.collect import ALL_PAIRS, _pairs_scores
 from zoo.compare.report import item_table, pair_table
 from zoo.compare.results import ComparisonResult, ItemValues, RunInfo
-from zoo.compare.runner import ALL_PAIRS, _pairs_scores
 from zoo.compare.study import BASELINE
 
 PARADIGMS = [f"paradigm_{i:02d}" for i in range(20)]

@@ -26,7 +26,7 @@ def plan_request(settings: StudySettings) -> PlanRequest:
     """What ``settings`` ask the planner for: the hours, the seeds and, for a curve study, the relative
     budgets (ratios to the smallest) and the cooldown fraction."""
     from zoo.benchmarks.minimal_pairs import is_pair_suite
-    from zoo.compare.branches import relative_budgets
+    from zoo.compare.budgets import relative_budgets
 
     assert settings.hours is not None
     cap = None
@@ -88,7 +88,7 @@ def plan_for(settings: StudySettings, grid: Grid, tokenizers: dict[str, Path], o
 def apply_plan(settings: StudySettings, plan: Plan, study: StudyFile) -> StudySettings:
     """``settings`` with the plan's budget (a curve study: its budgets, absolute), layout and pairs per
     paradigm, recorded as the study's settings in ``study.json``."""
-    from zoo.compare.branches import planned_budgets, relative_budgets
+    from zoo.compare.budgets import planned_budgets, relative_budgets
 
     bench = settings.bench
     if plan.max_pairs is not None:
@@ -104,18 +104,18 @@ def apply_plan(settings: StudySettings, plan: Plan, study: StudyFile) -> StudySe
 def plan_study(settings: StudySettings, out: str | Path, command: str | None = None) -> Plan:
     """``zoo compare --plan-only``: build the study's tokenizers, measure, plan; train nothing. The
     tokenizers, measurements and plan are kept in ``out``, so running the study then starts from them."""
-    from zoo.compare.runner import _check_tasks, _ensure_tokenizers, absolute_paths, phase_time
+    from zoo.compare.prepare import absolute_paths, check_tasks, ensure_tokenizers, phase_time
     from zoo.compare.study import claim_study, expand_grid, study_dir
 
     out = study_dir(out)
     with claim_study(out):
         settings = absolute_paths(settings)
-        _check_tasks(settings.bench)
+        check_tasks(settings.bench)
         grid = expand_grid(settings.objectives, settings.backbones)
         study = StudyFile(out)
         study.load_or_start(settings, grid, command)
         t0 = time.perf_counter()
-        tokenizers = _ensure_tokenizers(settings, grid, out, study)
+        tokenizers = ensure_tokenizers(settings, grid, out, study)
         phase_time(study, "tokenizers", time.perf_counter() - t0)
         return plan_for(settings, grid, tokenizers, out, study)
 

@@ -42,10 +42,10 @@ def _resolve(path: str | None, out: Path) -> str | None:
 
 def _record_info(name: str, rec: dict[str, Any], backbone: str, objective: str, seed: int, run_dir: Path,
                  budget: str, params: int | None) -> RunInfo:
-    from zoo.compare.runner import _run_info
+    from zoo.compare.collect import run_info
 
     if (run_dir / "run.json").is_file():
-        info = _run_info(run_dir, name, rec)
+        info = run_info(run_dir, name, rec)
         info.status, info.error = rec.get("status", "done"), rec.get("error")
         return info
     counters = rec.get("counters") or {}
@@ -138,7 +138,7 @@ def _suite_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
     from zoo.benchmarks.bench import _task_data
     from zoo.benchmarks.scoring import bag_of_words_scores, constant_predictor_scores
     from zoo.benchmarks.tasks import resolve_tasks
-    from zoo.compare.runner import finetune_fields
+    from zoo.compare.collect import finetune_fields
 
     _, specs = resolve_tasks(suite, tasks)
     constant, bow = {}, {}
@@ -154,7 +154,7 @@ def _suite_result(out: Path, settings: StudySettings, data: dict[str, Any], opts
 def _pairs_result(out: Path, settings: StudySettings, data: dict[str, Any], opts: Any, data_dir: str | None,
                   common: dict[str, Any], count_models: bool) -> ComparisonResult:
     from zoo.benchmarks.minimal_pairs import load_suite, phenomena
-    from zoo.compare.runner import ALL_PAIRS, pair_items
+    from zoo.compare.collect import ALL_PAIRS, pair_items
 
     tasks: list[str] = common["tasks"]
     meta: dict[str, Any] = {"suite": opts.suite, "kind": "minimal-pairs", "data": opts.data_dir or "hub",

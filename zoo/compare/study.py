@@ -154,7 +154,7 @@ class StudySettings:
         except ValueError as exc:
             raise ConfigError(f"--budget: {exc}") from exc
         if self.budgets:
-            from zoo.compare.branches import check_budgets
+            from zoo.compare.budgets import check_budgets
 
             check_budgets(self)
         for item in self.train_overrides:
