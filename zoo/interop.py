@@ -53,7 +53,7 @@ def hf_names(backbone: Backbone | type[Backbone]) -> HFNames | None:
     return getattr(backbone, "hf", None)
 
 
-def resolve(name: str, prefix: str, names: HFNames | None = None) -> str:
+def hf_key(name: str, prefix: str, names: HFNames | None = None) -> str:
     """A head parameter name with the base model's ``bert.`` replaced by ``prefix`` (or dropped for the
     base class itself: ``prefix`` ""), and renamed as ``names.head_keys`` says (``cls.predictions.`` ->
     ``lm_head.`` for RoBERTa)."""
@@ -261,7 +261,7 @@ def load_hf_heads(backbone: Backbone, heads: dict[str, nn.Module], state: dict[s
         else:
             out[name] = "new"
     groups = ("cls.predictions", "cls.seq_relationship", "bert.pooler", "pooler", "lm_head")
-    tied = {"cls.predictions.decoder.weight", resolve("cls.predictions.decoder.weight", prefix, names)}
+    tied = {"cls.predictions.decoder.weight", hf_key("cls.predictions.decoder.weight", prefix, names)}
     unused = sorted({g.removeprefix("bert.") for k in state if k not in used and k not in tied
                      for g in groups if k.startswith(g + ".")})
     return out, unused
@@ -269,14 +269,14 @@ def load_hf_heads(backbone: Backbone, heads: dict[str, nn.Module], state: dict[s
 
 def _mlm_module(names: HFNames | None) -> str:
     """Where the masked-LM head lives: ``cls.predictions`` (BERT) or as ``names.head_keys`` renames it."""
-    return resolve("cls.predictions.bias", "", names).rsplit(".", 1)[0]
+    return hf_key("cls.predictions.bias", "", names).rsplit(".", 1)[0]
 
 
 def _copy_hf(where: str, weights: Path, params: dict[str, nn.Parameter], state: dict[str, torch.Tensor],
              used: set[str], prefix: str, names: HFNames | None = None) -> bool:
     """Copy one head's tensors from ``state`` (a base class's keys lack the ``prefix``, e.g. ``bert.``);
     False when the checkpoint holds none of them."""
-    keys = {k: resolve(k, prefix, names) if resolve(k, prefix, names) in state else resolve(k, "", names)
+    keys = {k: hf_key(k, prefix, names) if hf_key(k, prefix, names) in state else hf_key(k, "", names)
             for k in params}
     present = [k for k, key in keys.items() if key in state]
     if not present:
@@ -294,7 +294,7 @@ def _copy_hf(where: str, weights: Path, params: dict[str, nn.Parameter], state: 
             param.copy_(t)
     used.update(keys.values())
     if "cls.predictions.bias" in keys:  # the decoder's bias, stored twice by transformers
-        used.add(resolve("cls.predictions.decoder.bias", prefix, names))
+        used.add(hf_key("cls.predictions.decoder.bias", prefix, names))
     return True
 
 
@@ -409,9 +409,9 @@ def hf_state_dict(model: ZooModel, plan: HeadPlan) -> dict[str, Tensor]:
     state = {(f"{prefix}." if prefix else "") + k: v for k, v in model.backbone.hf_state_dict().items()}
     for head in plan.chosen.values():
         if hasattr(head, "hf_state_dict"):
-            state.update({resolve(k, prefix, names): v for k, v in head.hf_state_dict().items()})
+            state.update({hf_key(k, prefix, names): v for k, v in head.hf_state_dict().items()})
     if plan.pooler is not None:  # the base class: the pooler only
-        state.update({resolve(k, "", names): v for k, v in plan.pooler.hf_state_dict().items()
+        state.update({hf_key(k, "", names): v for k, v in plan.pooler.hf_state_dict().items()
                       if k.startswith("bert.pooler.")})
     return state
 

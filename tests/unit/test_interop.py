@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from zoo.errors import CheckpointError, PluginError
-from zoo.interop import backbones_by_model_type, read_hf_config, require_hf, resolve
+from zoo.interop import backbones_by_model_type, hf_key, read_hf_config, require_hf
 from zoo.models.bert import BertBackbone, BertConfig
 from zoo.testing import tiny_backbone
 
@@ -40,9 +40,9 @@ def test_built_in_backbones_declare_their_model_type(name: str) -> None:
 
 
 def test_head_names_resolve_the_base_model() -> None:
-    assert resolve("bert.pooler.dense.weight", "roformer") == "roformer.pooler.dense.weight"
-    assert resolve("bert.pooler.dense.weight", "") == "pooler.dense.weight"
-    assert resolve("cls.predictions.bias", "roformer") == "cls.predictions.bias"
+    assert hf_key("bert.pooler.dense.weight", "roformer") == "roformer.pooler.dense.weight"
+    assert hf_key("bert.pooler.dense.weight", "") == "pooler.dense.weight"
+    assert hf_key("cls.predictions.bias", "roformer") == "cls.predictions.bias"
 
 
 def test_an_undeclared_model_type_names_the_declared_ones(tmp_path: Path) -> None:

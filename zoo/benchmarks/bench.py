@@ -17,7 +17,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from zoo.benchmarks.bench_file import CACHE_DIR, CACHE_VERSION, hash_key, merge_suite_report, write_json
+from zoo.benchmarks.bench_file import (
+    CACHE_DIR,
+    CACHE_VERSION,
+    hash_key,
+    merge_suite_report,
+    write_result_json,
+)
 from zoo.benchmarks.data import TaskData, load_task_data
 from zoo.benchmarks.finetune import Prepared, Verbalized, finetune, prepare
 from zoo.benchmarks.finetune_results import BenchResult, ModelResult, SeedScores, TaskResult
@@ -171,7 +177,7 @@ def _bench_task(src: ModelSource, spec: TaskSpec, data: TaskData, recipe: Recipe
         out.append(scores)
         if path is not None:
             try:
-                write_json(path, {"key": key, **asdict(scores), "task": spec.name, "checkpoint_id": src.checkpoint_id,
+                write_result_json(path, {"key": key, **asdict(scores), "task": spec.name, "checkpoint_id": src.checkpoint_id,
                                    "recipe": recipe.to_dict(), "data_fingerprint": fingerprint,
                                    "train_loss": r.train_loss, "steps": r.steps, "created": time.time()})
             except OSError as exc:

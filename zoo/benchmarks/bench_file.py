@@ -31,7 +31,7 @@ def hash_key(parts: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def write_json(path: Path, data: Any) -> None:
+def write_result_json(path: Path, data: Any) -> None:
     """Write atomically: a temporary file renamed over the target."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fileio.write_json(path, data, indent=2, ensure_ascii=False)
@@ -56,7 +56,7 @@ def _merge_suite_report(directory: Path, suite: str, entry: dict[str, Any]) -> l
     previous = suites.get(suite)
     suites[suite] = suite_kind(entry).merge(previous if isinstance(previous, dict) else {}, entry, suite)
     try:
-        write_json(target, {"suites": suites})
+        write_result_json(target, {"suites": suites})
         md = directory / "bench.md"
         fileio.write_text(md, "# Benchmark results\n\n" + "\n".join(_markdown_of(d) for d in suites.values()))
     except OSError as exc:

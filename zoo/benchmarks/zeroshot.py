@@ -29,7 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.benchmarks.bench_file import CACHE_DIR, CACHE_VERSION, hash_key, merge_suite_report, write_json
+from zoo.benchmarks.bench_file import (
+    CACHE_DIR,
+    CACHE_VERSION,
+    hash_key,
+    merge_suite_report,
+    write_result_json,
+)
 from zoo.benchmarks.lm_scoring import Scorer, score_sentences, scorers_for
 from zoo.benchmarks.minimal_pairs import Paradigm, load_suite, phenomena
 from zoo.benchmarks.pairs_results import KIND, PairsModelResult, PairsResult, flags
@@ -371,7 +377,7 @@ class _PairsCache:
         if path is None:
             return
         try:
-            write_json(path, {"key": key, **self.parts, "scorer": scorer.name, "paradigm": p.name,
+            write_result_json(path, {"key": key, **self.parts, "scorer": scorer.name, "paradigm": p.name,
                                "data_fingerprint": p.fingerprint(), "pairs": len(p.pairs), "correct": correct,
                                "created": time.time()})
         except OSError as exc:

@@ -26,7 +26,7 @@ from zoo import fileio
 from zoo.errors import ConfigError
 from zoo.train import checkpoint as ckpt
 from zoo.train.config import Budget, OptimConfig, RunConfig
-from zoo.train.resolve import RESUMABLE_CHANGES, config_changes, trunk_config
+from zoo.train.resolve import RESUMABLE_CHANGES, config_changes, saved_trunk_config
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def locate(cfg: RunConfig) -> BranchPoint:
     with an absolute (or no) warmup and a budget of the same kind, the step is one of its checkpoints,
     and at that step both the trunk and this run's budget are still before their cooldowns."""
     trunk, step = Path(cfg.branch.source), cfg.branch.step
-    saved = trunk_config(trunk)
+    saved = saved_trunk_config(trunk)
     changes = config_changes(saved, cfg, BRANCH_CHANGES)
     if changes:
         raise ConfigError(f"--branch-from {trunk}: the branch's settings differ from the trunk's "

@@ -54,11 +54,11 @@ def build_backbone(cfg: RunConfig, vocab_size: int) -> Backbone:
     return backbone_class(cfg)(backbone_config(cfg, vocab_size))
 
 
-def check_compatible(cfg: RunConfig) -> None:
+def check_run_compatible(cfg: RunConfig) -> None:
     """Fail before anything is allocated if the objective cannot train the backbone."""
-    from zoo.objectives.compose import check_compatible as check
+    from zoo.objectives.compose import check_compatible
 
-    check(cfg.spec, backbone_class(cfg))
+    check_compatible(cfg.spec, backbone_class(cfg))
 
 
 def tokenizer_config(cfg: RunConfig) -> TokenizerConfig:

@@ -95,7 +95,7 @@ def _check_objectives(cfg: RunConfig) -> None:
 
 # --- --branch-from: the trunk's settings under the branch's own (zoo.train.branch) -----------------
 
-def trunk_config(trunk: Path) -> dict[str, Any]:
+def saved_trunk_config(trunk: Path) -> dict[str, Any]:
     """The saved configuration of the run ``--branch-from`` names, checked to be a zoo run's."""
     if not trunk.is_dir():
         raise ConfigError(f"--branch-from {trunk}: no such run directory")
@@ -120,7 +120,7 @@ def branch_settings(data: dict[str, Any]) -> dict[str, Any]:
     if not (isinstance(data.get("train"), dict) and data["train"].get("budget")):
         raise ConfigError(f"--branch-from {trunk}: give the branch's own --budget (the model's total budget, "
                           f"the trunk's steps up to the branch point included)")
-    saved = trunk_config(trunk)
+    saved = saved_trunk_config(trunk)
     base = {k: v for k, v in saved.items() if k not in ("out", "branch")}
     if isinstance(base.get("train"), dict):
         base["train"] = {k: v for k, v in base["train"].items() if k != "branch_budgets"}

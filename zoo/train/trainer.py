@@ -28,7 +28,13 @@ from zoo.errors import CheckpointError
 from zoo.objectives.base import LossOutput
 from zoo.train import branch, distributed, estimate, faults, interrupt, rundir
 from zoo.train import checkpoint as ckpt
-from zoo.train.build import accumulation, build_backbone, build_data, build_run_objective, check_compatible
+from zoo.train.build import (
+    accumulation,
+    build_backbone,
+    build_data,
+    build_run_objective,
+    check_run_compatible,
+)
 from zoo.train.config import Budget, RunConfig
 from zoo.train.estimate import TimeEstimate
 from zoo.train.evaluate import evaluate_parts
@@ -105,7 +111,7 @@ class Trainer:
     def setup(self, dry_run: bool = False) -> None:
         """Build data, model and optimiser (resuming if a checkpoint exists). ``dry_run`` writes no run files."""
         cfg, info = self.cfg, self.dist
-        check_compatible(cfg)  # before any allocation
+        check_run_compatible(cfg)  # before any allocation
         start = None if dry_run else resume_point(cfg, info, self.resume_from, self.resume_requested)
         last_budget = rundir.saved_budget(self.run_dir) if start is not None else None
         self.precision = resolve_for_run(cfg.train.precision, self.device, self.run_dir, start is not None)
