@@ -27,7 +27,7 @@ _EXPORTS = {
     "LanguageModelBase": "zoo.objectives.clm", "next_token_labels": "zoo.objectives.clm",
     "prefix_lm_rows": "zoo.objectives.prefix", "prepend_token": "zoo.objectives.prefix",
     # T5's span sampler and the two forms of span corruption
-    "random_spans_noise_mask": "zoo.objectives.span", "noise_counts": "zoo.objectives.span",
+    "random_spans_noise_mask": "zoo.objectives.noise", "noise_counts": "zoo.objectives.noise",
     "SpanMasking": "zoo.objectives.span_mask", "span_mask_row": "zoo.objectives.span_mask",
     "SpanLM": "zoo.objectives.span_lm", "span_lm_pair": "zoo.objectives.span_lm",
     # mixtures: named mixtures (plugins) subclass Mixture and list Components; specs parse into a Spec
