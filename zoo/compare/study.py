@@ -378,9 +378,8 @@ def run_state(run_dir: Path) -> RunState | None:
         log.warning("skipping damaged checkpoint: %s", problem)
     if path is None:
         return None
-    st = json.loads((path / "trainer.json").read_text(encoding="utf-8"))
-    return RunState(int(st["step"]), float(st["flops"]), int(st["tokens"]), float(st["train_time_s"]), path.name,
-                    float(st.get("head_flops", 0.0)))
+    c = ckpt.read_counters(path)
+    return RunState(c.step, c.flops, c.tokens, c.train_time_s, path.name, c.head_flops)
 
 
 def is_finished(run_dir: Path, budget: Budget) -> bool:

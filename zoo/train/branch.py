@@ -126,8 +126,7 @@ def locate(cfg: RunConfig) -> BranchPoint:
 
 def spent_at(step_dir: Path, kind: str) -> float:
     """A checkpoint's spent budget in ``kind``'s unit (its ``trainer.json`` totals)."""
-    state = json.loads((step_dir / "trainer.json").read_text())
-    return float({"steps": state["step"], "tokens": state["tokens"], "flops": state["flops"]}[kind])
+    return ckpt.read_counters(step_dir).spent(kind)
 
 
 def latest_before_cooldown(trunk: Path, budget: Budget, cooldown: float) -> int | None:

@@ -47,6 +47,32 @@ _MOVED_ASIDE = re.compile(r"^\.(step-\d{6,})\.old-\d+-[0-9a-f]{8}$")  # see ``fi
 TENSOR_FILES = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
 
 
+@dataclass(frozen=True)
+class Counters:
+    """What a checkpoint's ``trainer.json`` counts so far: optimiser steps, tokens, training FLOPs (of which
+    ``head_flops`` in the objectives' heads) and training seconds. Read here, in one place."""
+
+    step: int
+    tokens: int
+    flops: float
+    train_time_s: float
+    head_flops: float = 0.0  # 0: a checkpoint from before heads were counted apart
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Counters:
+        return cls(int(state["step"]), int(state["tokens"]), float(state["flops"]), float(state["train_time_s"]),
+                   float(state.get("head_flops", 0.0)))
+
+    def spent(self, kind: str) -> float:
+        """The spent budget in the unit of a budget of ``kind`` (steps, tokens, flops, time)."""
+        return float({"steps": self.step, "tokens": self.tokens, "flops": self.flops, "time": self.train_time_s}[kind])
+
+
+def read_counters(step_dir: Path) -> Counters:
+    """The counters of the checkpoint ``step_dir`` (``OSError``, ``ValueError`` or ``KeyError`` when unreadable)."""
+    return Counters.from_state(json.loads((Path(step_dir) / "trainer.json").read_text(encoding="utf-8")))
+
+
 @dataclass
 class Checkpoint:
     model: dict[str, torch.Tensor]

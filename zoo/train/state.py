@@ -61,10 +61,10 @@ class Totals:
 
     @classmethod
     def from_state(cls, st: dict[str, Any]) -> Totals:
-        return cls(st["step"], st["tokens"], st["flops"], st["train_time_s"],
-                   Averager(st["interval"]["sums"], st["interval"]["weights"]),
+        c = ckpt.Counters.from_state(st)
+        return cls(c.step, c.tokens, c.flops, c.train_time_s, Averager(st["interval"]["sums"], st["interval"]["weights"]),
                    [str(label) for label in st.get("interval_parts", [])], st["interval_tokens"], st["interval_time"],
-                   float(st.get("head_flops", 0.0)))  # 0: a checkpoint from before heads were counted apart
+                   c.head_flops)
 
     def reset_interval(self) -> None:
         self.interval.reset()
