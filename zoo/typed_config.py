@@ -144,6 +144,15 @@ def coerce(value: Any, tp: Any, path: str, finite: bool = True, allowed: Range |
             except ConfigError as exc:
                 errors.append(str(exc))
         raise ConfigError(errors[0] if len(errors) == 1 else f"{path} = {value!r} matches none of: {'; '.join(errors)}")
+    if isinstance(tp, type) and callable(getattr(tp, "from_text", None)):  # a value written as text (a Budget)
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, str):
+            raise ConfigError(f"{path} must be text, got {value!r}")
+        try:
+            return tp.from_text(value)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -197,7 +206,10 @@ def coerce(value: Any, tp: Any, path: str, finite: bool = True, allowed: Range |
 
 
 def to_dict(obj: Any) -> Any:
-    """Dataclass tree -> plain dict (tuples become lists), suitable for JSON and TOML."""
+    """Dataclass tree -> plain dict (tuples become lists), suitable for JSON and TOML; a value with
+    ``to_text`` (a field whose type parses ``from_text``) is written back as that text."""
+    if callable(getattr(obj, "to_text", None)) and not isinstance(obj, type):
+        return obj.to_text()
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):

@@ -130,3 +130,24 @@ def test_config_diffs_fill_settings_added_since_with_their_defaults() -> None:
     unknown = json.loads(json.dumps(saved))
     unknown["train"]["retired_setting"] = 1  # a key this version no longer knows: compared as written
     assert config_diffs(unknown, cfg) == ["train.retired_setting"]
+
+
+def test_a_budget_is_its_type_and_is_written_back_as_given() -> None:
+    """``train.budget`` and ``train.branch_budgets`` hold ``Budget`` values, coerced from their text by
+    ``typed_config`` and written back as that text."""
+    from zoo.train.config import Budget, RunConfig
+    from zoo.typed_config import from_dict, to_dict
+
+    cfg = from_dict(RunConfig, {"train": {"budget": "4e13flops", "branch_budgets": ["1e13flops", "2e13flops"]}})
+    assert cfg.train.budget == Budget("flops", 4e13) and cfg.budget is cfg.train.budget
+    assert [b.value for b in cfg.train.branch_budgets] == [1e13, 2e13]
+    assert to_dict(cfg)["train"]["budget"] == "4e13flops"
+    assert to_dict(cfg)["train"]["branch_budgets"] == ["1e13flops", "2e13flops"]
+    assert to_dict(from_dict(RunConfig, {"train": {"budget": "2m"}}))["train"]["budget"] == "2m"
+    assert Budget("steps", 200.0).to_text() == "200steps" and Budget("time", 90.0).to_text() == "90s"
+    with pytest.raises(ConfigError, match=r"train.budget: budget '5' not understood"):
+        from_dict(RunConfig, {"train": {"budget": "5"}})
+    with pytest.raises(ConfigError, match=r"train.budget must be text, got 5"):
+        from_dict(RunConfig, {"train": {"budget": 5}})
+    with pytest.raises(ConfigError, match=r"branch_budgets: '10steps' must be a flops budget like train.budget"):
+        from_dict(RunConfig, {"train": {"budget": "4e13flops", "branch_budgets": ["10steps"]}})

@@ -40,7 +40,7 @@ def run_info(run_dir: Path, name: str, recorded: dict[str, Any]) -> RunInfo:
     cfg: RunConfig = run.config
     state = run_state(run_dir)
     info = RunInfo(name=name, backbone=cfg.backbone, objective=cfg.objective, seed=cfg.train.seed,
-                   path=str(run_dir), budget=cfg.train.budget, params=run.info.get("parameters"),
+                   path=str(run_dir), budget=cfg.train.budget.to_text(), params=run.info.get("parameters"),
                    wall_s=recorded.get("wall_s"), cpu_s=recorded.get("cpu_s"))
     if state is not None:
         info.steps, info.flops, info.tokens, info.train_time_s = (state.step, state.flops, state.tokens,

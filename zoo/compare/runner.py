@@ -303,7 +303,7 @@ def _compare_runs(paths: Sequence[str | Path], out: str | Path, options: BenchOp
 def _consistency_notes(infos: list[RunInfo], runs: list[Any]) -> list[str]:
     """Say where existing runs were not trained alike (the comparison is then not compute-matched)."""
     notes = []
-    budgets = sorted({r.config.train.budget for r in runs})
+    budgets = sorted({r.config.train.budget.to_text() for r in runs})
     if len(budgets) > 1:
         notes.append(f"The runs were trained with different budgets ({', '.join(budgets)}): this comparison is "
                      "not compute-matched; compare the FLOPs column.")

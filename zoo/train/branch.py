@@ -91,7 +91,7 @@ def locate(cfg: RunConfig) -> BranchPoint:
                           f"with an absolute warmup, optim.warmup_steps")
     budget = cfg.budget
     if budget.kind == "time":
-        raise ConfigError(f"--branch-from {trunk}: a wall-time budget ({cfg.train.budget}) is not reproducible; "
+        raise ConfigError(f"--branch-from {trunk}: a wall-time budget ({cfg.train.budget.to_text()}) is not reproducible; "
                           f"branch with a steps, tokens or FLOPs budget")
     trunk_budget = Budget.parse(str(saved["train"]["budget"]))
     if trunk_budget.kind != budget.kind:
@@ -118,7 +118,7 @@ def locate(cfg: RunConfig) -> BranchPoint:
     if not before_cooldown(spent, budget.value, opt.cooldown):
         best = latest_before_cooldown(trunk, budget, opt.cooldown)
         raise ConfigError(f"--at-step {step}: {spent:g} {unit} are spent there, past the start of budget "
-                          f"{cfg.train.budget}'s cooldown ({cooldown_start(budget, opt.cooldown):g} {unit}); "
+                          f"{cfg.train.budget.to_text()}'s cooldown ({cooldown_start(budget, opt.cooldown):g} {unit}); "
                           f"branch from a checkpoint at or before it"
                           + (f" (the latest: --at-step {best})" if best is not None else ""))
     return BranchPoint(trunk, step, path, spent, str(saved["train"]["budget"]))

@@ -29,6 +29,18 @@ class Budget:
 
     kind: Literal["time", "steps", "flops", "tokens"]
     value: float
+    text: str = field(default="", compare=False, repr=False)  # as written (``2m``); ``to_text`` writes it back
+
+    @classmethod
+    def from_text(cls, text: str) -> Budget:
+        """The config field's value from its text (``typed_config``)."""
+        return cls.parse(text)
+
+    def to_text(self) -> str:
+        """The text the budget was given as, else a canonical one (``120s``, ``2000steps``)."""
+        if self.text:
+            return self.text
+        return f"{self.value:g}s" if self.kind == "time" else f"{self.value:g}{self.kind}".replace("+", "")
 
     @classmethod
     def parse(cls, text: str) -> Budget:
@@ -43,11 +55,11 @@ class Budget:
         if number <= 0:
             raise ValueError(f"budget {text!r} must be positive")
         if unit in _SECONDS:
-            return cls("time", number * _SECONDS[unit])
+            return cls("time", number * _SECONDS[unit], text.strip())
         kind = {"step": "steps", "flop": "flops", "token": "tokens"}[unit.rstrip("s")]
         if kind == "steps" and not number.is_integer():
             raise ValueError(f"budget {text!r}: a step budget must be a whole number")
-        return cls(kind, number)  # type: ignore[arg-type]
+        return cls(kind, number, text.strip())  # type: ignore[arg-type]
 
     def progress(self, steps: int, tokens: float, flops: float, seconds: float) -> float:
         """The fraction of this budget that ``steps`` optimiser steps, ``tokens``, ``flops`` and
@@ -95,7 +107,7 @@ REPORTERS = ("tensorboard", "wandb")  # train.report_to values (zoo.train.metric
 
 @dataclass
 class TrainerConfig:
-    budget: str = "2m"
+    budget: Budget = field(default_factory=lambda: Budget.parse("2m"))  # written as text: 2m, 2000steps, 3e14flops
     seq_len: int = bounded(128, ge=1)
     batch_size: int = bounded(32, ge=1)  # rows per micro-batch per process
     batch_tokens: int = bounded(0, ge=0)  # target tokens per optimiser step (gradient accumulation); 0 = one micro-batch
@@ -110,7 +122,7 @@ class TrainerConfig:
     eval_batches: int = bounded(20, ge=1)
     checkpoint_every: int = bounded(0, ge=0)  # steps; 0 = only the wall-time ones and the end
     # budgets (the run's kind) whose cooldown start gets a kept checkpoint, to branch cooldowns from (trapezoid)
-    branch_budgets: list[str] = field(default_factory=list)
+    branch_budgets: list[Budget] = field(default_factory=list)
     checkpoint_minutes: float = bounded(5.0, ge=0.0)  # wall time between checkpoints; 0 = by steps only (and at the end)
     keep_last: int = bounded(3, ge=1)
     peak_flops: float = bounded(0.0, ge=0.0)  # for MFU; 0 = known GPU default (H100/H200 bf16), none on CPU
@@ -121,12 +133,13 @@ class TrainerConfig:
     dist_timeout_s: float = bounded(1800.0, gt=0.0)
 
     def __post_init__(self) -> None:
-        self._budget = Budget.parse(self.budget)  # parsed here, once; read as ``RunConfig.budget``
-        self._branch_budgets = [Budget.parse(b) for b in self.branch_budgets]
-        for text, b in zip(self.branch_budgets, self._branch_budgets, strict=True):
-            if b.kind != self._budget.kind or b.kind == "time":
-                raise ValueError(f"branch_budgets: {text!r} must be a {self._budget.kind} budget like train.budget "
-                                 f"({self.budget}), and not wall time")
+        if isinstance(self.budget, str):  # built in Python with the text
+            self.budget = Budget.parse(self.budget)
+        self.branch_budgets = [Budget.parse(b) if isinstance(b, str) else b for b in self.branch_budgets]
+        for b in self.branch_budgets:
+            if b.kind != self.budget.kind or b.kind == "time":
+                raise ValueError(f"branch_budgets: {b.to_text()!r} must be a {self.budget.kind} budget like "
+                                 f"train.budget ({self.budget.to_text()}), and not wall time")
         check_fields(self, "train")
         if self.grad_accum and self.batch_tokens:
             raise ValueError(f"grad_accum ({self.grad_accum}) and batch_tokens ({self.batch_tokens}) both set the "
@@ -142,14 +155,6 @@ class TrainerConfig:
         if self.tensorboard and "tensorboard" not in names:
             names.insert(0, "tensorboard")
         return names
-
-    @property
-    def parsed_budget(self) -> Budget:
-        return self._budget
-
-    @property
-    def parsed_branch_budgets(self) -> list[Budget]:
-        return self._branch_budgets
 
 
 @dataclass
@@ -190,8 +195,8 @@ class RunConfig:
 
     @property
     def budget(self) -> Budget:
-        """``train.budget``, parsed once when the config was built."""
-        return self.train.parsed_budget
+        """``train.budget``."""
+        return self.train.budget
 
     def __post_init__(self) -> None:
         self._spec: Spec | None = None

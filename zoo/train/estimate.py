@@ -185,7 +185,7 @@ def check_time(cfg: RunConfig, device: torch.device, world: int = 1, force: bool
     if est.seconds > YEAR_S:
         work = "" if throughput is None else \
             f": {est.steps:.3g} steps of {cost.tokens:,} tokens, {est.flops:.3g} FLOPs"
-        message = (f"--budget {cfg.train.budget} (train.budget) would take about {est.describe()}{work}; lower it, "
+        message = (f"--budget {cfg.train.budget.to_text()} (train.budget) would take about {est.describe()}{work}; lower it, "
                    f"or pass --force to train anyway")
         if not force:
             raise ConfigError(message)

@@ -296,7 +296,7 @@ class Trainer:
                 stopping = bool(flags[3]) and not finished
                 cost = {"steps": 1.0, "flops": float(flags[0]), "tokens": float(step_tokens)}.get(self.budget.kind, 0.0)
                 branch_point = bool(cfg.train.branch_budgets) and branch.keep_for_branch(
-                    cfg.train.parsed_branch_budgets, cfg.optim.cooldown, self._spent(t.step, t), cost)
+                    cfg.train.branch_budgets, cfg.optim.cooldown, self._spent(t.step, t), cost)
                 if (cfg.train.checkpoint_every and t.step % cfg.train.checkpoint_every == 0) or finished \
                         or stopping or bool(flags[4]) or branch_point:
                     self.state.save(self.totals, sampler_state, self.parts.mixture is not None,

@@ -30,7 +30,7 @@ def check_warmup_steps(cfg: RunConfig) -> None:
     opt, budget = cfg.optim, cfg.budget
     if opt.warmup_steps == 0 or opt.schedule != "trapezoid" or budget.kind != "steps":
         return
-    for b in [budget, *cfg.train.parsed_branch_budgets]:
+    for b in [budget, *cfg.train.branch_budgets]:
         start = (1.0 - opt.cooldown) * b.value
         if opt.warmup_steps > start:
             raise ConfigError(f"optim.warmup_steps = {opt.warmup_steps} reaches into the cooldown of the "
