@@ -82,7 +82,7 @@ class Run:
         from zoo.errors import ZooError
         try:
             registry.info("backbone", self.config.backbone)
-            for part in self.config.spec.names:
+            for part in self.config.objective.names:
                 registry.info("objective", part)
         except ZooError as exc:
             raise CheckpointError(f"{self.path / 'config.json'}: {exc}") from exc
@@ -97,7 +97,7 @@ class Run:
 
     @property
     def objective_name(self) -> str:
-        return self.config.objective
+        return self.config.objective.text
 
     # --- tokenizer ----------------------------------------------------------------------------
     @cached_property

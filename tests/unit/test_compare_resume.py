@@ -122,7 +122,7 @@ def test_interrupted_run_resumes_from_its_checkpoint(corpus: Path, tmp_path: Pat
 
 def test_failed_run_is_reported_and_the_others_continue(corpus: Path, tmp_path: Path) -> None:
     def flaky(cfg, callback=None):  # noqa: ANN001, ANN202
-        if cfg.objective == "span" and cfg.train.seed == 0:
+        if cfg.objective.text == "span" and cfg.train.seed == 0:
             raise NonFiniteLossError("non-finite loss nan at step 3, objective span")
         return train(cfg, callback=callback)
 

@@ -151,3 +151,15 @@ def test_a_budget_is_its_type_and_is_written_back_as_given() -> None:
         from_dict(RunConfig, {"train": {"budget": 5}})
     with pytest.raises(ConfigError, match=r"branch_budgets: '10steps' must be a flops budget like train.budget"):
         from_dict(RunConfig, {"train": {"budget": "4e13flops", "branch_budgets": ["10steps"]}})
+
+
+def test_the_objective_is_a_spec_written_back_as_its_text() -> None:
+    from zoo.objectives.spec import Spec
+    from zoo.train.config import RunConfig
+
+    cfg = from_dict(RunConfig, {"objective": "mntp:15|clm:1"})
+    assert isinstance(cfg.objective, Spec) and cfg.objective.names == ["mntp", "clm"] and cfg.objective.is_mixture
+    assert to_dict(cfg)["objective"] == "mntp:15|clm:1" and str(cfg.objective) == "mntp:15|clm:1"
+    assert RunConfig(objective="clm", backbone="gpt").run_dir == "runs/gpt-clm"
+    with pytest.raises(ConfigError, match=r"objective spec 'mlm\+'"):
+        from_dict(RunConfig, {"objective": "mlm+"})

@@ -23,7 +23,7 @@ OBJECTIVES = ("clm", "mlm", "mntp:15|clm:1", "span", "prefix", "ul2")
 @pytest.mark.parametrize("objective", OBJECTIVES)
 def test_config_resolves_for_every_objective(path: Path, objective: str) -> None:
     cfg = resolve(merge(load_toml(path), {"objective": objective}))
-    assert cfg.objective == objective
+    assert cfg.objective.text == objective
     model = config_for_size(registry.load("backbone", cfg.backbone).Config, cfg.size, **cfg.model)
     assert model.dropout == model.attention_dropout == 0.0 and model.bias is False
     assert cfg.budget.kind == "flops"

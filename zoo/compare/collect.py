@@ -39,7 +39,7 @@ def run_info(run_dir: Path, name: str, recorded: dict[str, Any]) -> RunInfo:
     run = open_run(run_dir)
     cfg: RunConfig = run.config
     state = run_state(run_dir)
-    info = RunInfo(name=name, backbone=cfg.backbone, objective=cfg.objective, seed=cfg.train.seed,
+    info = RunInfo(name=name, backbone=cfg.backbone, objective=cfg.objective.text, seed=cfg.train.seed,
                    path=str(run_dir), budget=cfg.train.budget.to_text(), params=run.info.get("parameters"),
                    wall_s=recorded.get("wall_s"), cpu_s=recorded.get("cpu_s"))
     if state is not None:

@@ -79,6 +79,17 @@ class Spec:
     parts: tuple[MixturePart, ...]
     text: str
 
+    @classmethod
+    def from_text(cls, text: str) -> Spec:
+        """A config field's value from its text (``typed_config``; ``ConfigError`` for a bad spec)."""
+        return parse(text)
+
+    def to_text(self) -> str:
+        return self.text
+
+    def __str__(self) -> str:
+        return self.text
+
     @property
     def is_mixture(self) -> bool:
         return len(self.parts) > 1

@@ -58,14 +58,14 @@ def check_run_compatible(cfg: RunConfig) -> None:
     """Fail before anything is allocated if the objective cannot train the backbone."""
     from zoo.objectives.compose import check_compatible
 
-    check_compatible(cfg.spec, backbone_class(cfg))
+    check_compatible(cfg.objective, backbone_class(cfg))
 
 
 def tokenizer_config(cfg: RunConfig) -> TokenizerConfig:
     """``cfg.tokenizer`` with the special tokens the objective declares added to ``special_tokens``."""
     from zoo.objectives.compose import declared_special_tokens
 
-    declared = declared_special_tokens(cfg.spec, cfg.objectives)
+    declared = declared_special_tokens(cfg.objective, cfg.objectives)
     extra = [*cfg.tokenizer.special_tokens, *(t for t in declared if t not in cfg.tokenizer.special_tokens)]
     return replace(cfg.tokenizer, special_tokens=extra)
 
@@ -103,7 +103,7 @@ def build_data(cfg: RunConfig, family: str, dist: DistInfo, tokenizer: Tokenizer
 def build_run_objective(cfg: RunConfig, tokens: SpecialTokens, backbone: Backbone) -> Objective:
     from zoo.objectives.compose import build_objective as build
 
-    return build(cfg.spec, cfg.objectives, tokens, backbone.spec)
+    return build(cfg.objective, cfg.objectives, tokens, backbone.spec)
 
 
 def build_model(cfg: RunConfig, tokens: SpecialTokens) -> ZooModel:

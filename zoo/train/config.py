@@ -180,7 +180,7 @@ class BranchConfig:
 
 @dataclass
 class RunConfig:
-    objective: str = "mlm+nsp"
+    objective: Spec = field(default_factory=lambda: parse("mlm+nsp"))  # written as text: mlm+nsp, mntp:15|clm:1
     backbone: str = "bert"
     size: Size = "mini"
     out: str = ""  # default: runs/<backbone>-<objective>
@@ -199,15 +199,9 @@ class RunConfig:
         return self.train.budget
 
     def __post_init__(self) -> None:
-        self._spec: Spec | None = None
-
-    @property
-    def spec(self) -> Spec:
-        """``objective``, parsed once into a typed tree; everything downstream takes this."""
-        if self._spec is None or self._spec.text != self.objective:
-            self._spec = parse(self.objective)
-        return self._spec
+        if isinstance(self.objective, str):  # built in Python with the text
+            self.objective = parse(self.objective)
 
     @property
     def run_dir(self) -> str:
-        return self.out or f"runs/{self.backbone}-{path_name(self.objective)}"
+        return self.out or f"runs/{self.backbone}-{path_name(self.objective.text)}"

@@ -181,7 +181,7 @@ def init_settings(data: dict[str, Any]) -> dict[str, Any]:
         what = f"--init {source} ({src.architecture})"
         from zoo.train.config import RunConfig
 
-        default = RunConfig(backbone=src.backbone, objective=data.get("objective", RunConfig.objective))
+        default = RunConfig(backbone=src.backbone, objective=data.get("objective", "mlm+nsp"))
         saved = _saved_config(data.get("out") or default.run_dir, source)
     else:  # the run exists: its configuration says what the source held; the source is not read again
         found = {"backbone": saved["backbone"], "model": saved.get("model", {}),

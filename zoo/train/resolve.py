@@ -81,11 +81,11 @@ def config_changes(saved: dict[str, Any], cfg: RunConfig, allowed: tuple[str, ..
 
 def _check_objectives(cfg: RunConfig) -> None:
     """Each ``[objectives.NAME]`` names a part of ``cfg.objective`` and holds only its Config's keys."""
-    parts = cfg.spec.names
+    parts = cfg.objective.names
     unknown = sorted(set(cfg.objectives) - set(parts))
     if unknown:
         raise ConfigError(f"[objectives.{unknown[0]}] configures an objective that is not part of "
-                          f"{cfg.objective!r}; parts: {', '.join(parts)}")
+                          f"{cfg.objective.text!r}; parts: {', '.join(parts)}")
     from zoo import registry
 
     for name in parts:

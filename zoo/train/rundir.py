@@ -83,9 +83,9 @@ def write_run_info(run_dir: Path, cfg: RunConfig, info: dict[str, Any]) -> None:
     rewritten (atomically) only when that changed."""
     from zoo import __version__, registry
 
-    versions = {f"objective:{p}": registry.info("objective", p).version for p in cfg.spec.names}
+    versions = {f"objective:{p}": registry.info("objective", p).version for p in cfg.objective.names}
     versions[f"backbone:{cfg.backbone}"] = registry.info("backbone", cfg.backbone).version
-    head = {"format": 1, "zoo_version": __version__, "objective": cfg.objective, "backbone": cfg.backbone,
+    head = {"format": 1, "zoo_version": __version__, "objective": cfg.objective.text, "backbone": cfg.backbone,
             "plugins": versions}
     record = {**head, **info}
     old = fileio.read_json(run_dir / "run.json")

@@ -207,7 +207,7 @@ class StateIO:
         model_state = {k: v.detach().cpu().contiguous() for k, v in self._full_model_state().items()}
         state = {
             **totals.to_state(mixture), "sampler": sampler_state, "rng": rng_states,
-            "objective": self.cfg.objective, "backbone": self.cfg.backbone, **self.identity,
+            "objective": self.cfg.objective.text, "backbone": self.cfg.backbone, **self.identity,
             "world_size": self.dist.world_size, "zoo_version": __version__, **(extra or {}),
             "config": to_dict(self.cfg),  # what resuming checks against when config.json is lost
         }

@@ -225,7 +225,7 @@ class Trainer:
         resolved["model"] = to_dict(self.model.backbone.config)
         resolved["objectives"] = {name: to_dict(from_dict(registry.load("objective", name).Config,
                                                           self.cfg.objectives.get(name), path=f"objectives.{name}"))
-                                  for name in self.cfg.spec.names}
+                                  for name in self.cfg.objective.names}
         return Plan(self.cfg, sum(p.numel() for p in self.model.parameters()),
                     self.model.backbone.num_parameters(exclude_embeddings=True),
                     flops * self.accum * self.dist.world_size, tokens, self.accum, self.budget, self.precision,
@@ -341,7 +341,7 @@ class Trainer:
                 if bad is None and not math.isfinite(value):
                     bad = (out, value, indices)
                 if sync:  # before a backward with collectives: every rank stops together, none waits
-                    what = None if bad is None else (cfg.objective, self.parts.at(self.totals.step).objective.unit,
+                    what = None if bad is None else (cfg.objective.text, self.parts.at(self.totals.step).objective.unit,
                                                      self.seed)
                     check_finite(bad, self.dist, self.totals.step, self.run_dir, what)
                 if bad is None:

@@ -48,7 +48,7 @@ def check_budget_time(cfg: RunConfig, world: int = 1, force: bool = False) -> No
 def check_seq_len(cfg: RunConfig) -> None:
     """``train.seq_len`` must leave room for the tokens every part of the objective needs."""
     family = registry.load("backbone", cfg.backbone).family
-    for name in cfg.spec.names:  # every part of a mixture draws rows of this length
+    for name in cfg.objective.names:  # every part of a mixture draws rows of this length
         cls = registry.load("objective", name)
         need = cls.min_seq_len(family) if hasattr(cls, "min_seq_len") else 1
         if cfg.train.seq_len < need:
