@@ -344,3 +344,19 @@ def test_compare_names_continued_runs() -> None:
             SimpleNamespace(config=RunConfig(init=InitConfig(source="runs/base")), info={})]
     infos = [SimpleNamespace(name="scratch", steps=0), SimpleNamespace(name="continued", steps=0)]
     assert any("continued (from runs/base)" in n for n in _consistency_notes(infos, runs))
+
+
+def test_init_is_located_once_during_resolution(scratch, corpus: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``resolve`` locates the ``--init`` source and hands it to the trainer, which does not read it again."""
+    from zoo.train import init as init_mod
+    from zoo.typed_config import to_dict
+
+    _, exported = scratch("clm", "gpt")
+    calls = []
+    real = init_mod.locate
+    monkeypatch.setattr(init_mod, "locate", lambda *a, **k: calls.append(a) or real(*a, **k))
+    trainer = _setup({**_config(corpus, tmp_path / "continued", objective="clm"), "init": {"source": str(exported)}})
+    assert len(calls) == 1 and trainer.init is trainer.cfg.located_init and trainer.init.path == exported
+    assert "located_init" not in to_dict(trainer.cfg)
+    assert trainer.init_record["architecture"] == "GPT2LMHeadModel"

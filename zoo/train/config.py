@@ -192,6 +192,8 @@ class RunConfig:
     train: TrainerConfig = field(default_factory=TrainerConfig)
     init: InitConfig = field(default_factory=InitConfig)
     branch: BranchConfig = field(default_factory=BranchConfig)
+    # ``--init`` as ``zoo.train.resolve`` located it (an ``InitSource``); not a setting: never written or compared
+    located_init: Any = field(default=None, init=False, compare=False, repr=False, metadata={"transient": True})
 
     @property
     def budget(self) -> Budget:

@@ -168,10 +168,12 @@ def _zoo_run(source: str, p: Path) -> InitSource:
 
 
 # --- configuration -------------------------------------------------------------------------------
-def init_settings(data: dict[str, Any]) -> dict[str, Any]:
+def init_settings(data: dict[str, Any]) -> tuple[dict[str, Any], InitSource | None]:
     """``data`` (a raw run config with ``init.source``) completed from the checkpoint: backbone, model
-    fields, tokenizer size and optimiser defaults. Explicit settings that disagree are refused."""
+    fields, tokenizer size and optimiser defaults, and the source located (None for a run that exists: its
+    configuration says what the source held). Explicit settings that disagree are refused."""
     data = copy.deepcopy(data)
+    src: InitSource | None = None
     init = data["init"]
     source = str(init["source"])
     saved = _saved_config(data.get("out"), source)
@@ -192,7 +194,7 @@ def init_settings(data: dict[str, Any]) -> dict[str, Any]:
             init.setdefault(key, saved["init"].get(key, ""))
             init[key] = init[key] or saved["init"].get(key, "")
     _merge(data, found, what)
-    return data
+    return data, src
 
 
 def _saved_config(out: str | None, source: str) -> dict[str, Any] | None:

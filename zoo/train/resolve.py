@@ -21,11 +21,13 @@ def resolve(data: dict[str, Any], read_init: bool = True) -> RunConfig:
     With ``init.source`` the backbone, its sizes and the tokenizer come from that checkpoint."""
     if read_init and isinstance(data.get("branch"), dict) and data["branch"].get("source"):
         data = branch_settings(data)
+    located = None
     if read_init and isinstance(data.get("init"), dict) and data["init"].get("source"):
         from zoo.train.init import init_settings
 
-        data = init_settings(data)
+        data, located = init_settings(data)
     cfg = from_dict(RunConfig, data)
+    cfg.located_init = located  # the trainer loads from it: --init is located once
     from zoo import registry
     from zoo.models.base import config_for_size
 

@@ -123,7 +123,8 @@ class Trainer:
         self.branch = branch.locate(cfg) if cfg.branch.source and start is None and not dry_run else None
         # --init is read on a fresh start only: a resumed run continues from its own checkpoint
         fresh = start is None and self.branch is None and not cfg.branch.source
-        self.init = locate(cfg.init.source, cfg.init.revision) if cfg.init.source and fresh else None
+        # located once, during resolution (a config built another way is located here)
+        self.init = (cfg.located_init or locate(cfg.init.source, cfg.init.revision)) if cfg.init.source and fresh else None
         given = self.init.tokenizer if self.init is not None else None
         if self.branch is not None:
             from tokenizers import Tokenizer
