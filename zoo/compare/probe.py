@@ -4,7 +4,8 @@ Per arm (objective x backbone): a few real training steps of the arm's exact run
 tokenizer, data, objective, sizes and precision; the first step, a warm-up, is excluded from the
 FLOP/s and counted, with process start, set-up and the final evaluation, as the run's overhead) in every
 layout that keeps all cores busy (``1 x cores`` threads, ..., ``cores`` jobs x 1 thread, the jobs of
-a layout run at once); then, on the probe's tiny checkpoint, the seconds per minimal pair scored
+a layout run at once, each starting at another arm, so that different arms share the machine as they do
+in the study); then, on the probe's tiny checkpoint, the seconds per minimal pair scored
 and per fine-tuning of the study's tasks on a few examples, scaled to the study's example count.
 Probe runs are written under ``OUT/probe/`` and removed afterwards.
 """
@@ -51,14 +52,19 @@ def measure(settings: StudySettings, grid: Grid, tokenizers: dict[str, Path], ou
     per_step: dict[str, dict] = {}
     try:
         for layout in layouts(n):
-            procs, logs = [], []
+            procs, logs, orders = [], [], []
             for j in range(layout.jobs):
-                dirs = [root / layout.label / f"{slug(c)}-{j}" for c in grid.cells]
+                # job j starts at arm j: the jobs of a layout probe different arms at once, as a study trains them
+                order = [(j + k) % len(grid.cells) for k in range(len(grid.cells))]
+                cells = [grid.cells[i] for i in order]
+                dirs = [root / layout.label / f"{slug(c)}-{j}" for c in cells]
                 cfgs = [run_config(probe, c, settings.seeds[0], d, tokenizers[families[c.backbone]])
-                        for c, d in zip(grid.cells, dirs, strict=True)]
+                        for c, d in zip(cells, dirs, strict=True)]
                 logs.append(root / layout.label / f"job{j}.log")
                 procs.append(start("probe", cfgs, layout.threads, [d.with_suffix(".json") for d in dirs], logs[-1]))
-            results = probe_outputs(procs, logs)
+                orders.append(order)
+            results = [{i: r[k] for k, i in enumerate(order)} for r, order in
+                       zip(probe_outputs(procs, logs), orders, strict=True)]  # arm index -> its probe, per job
             for i, cell in enumerate(grid.cells):
                 fps[slug(cell)][layout.label] = sum(r[i]["flops_per_s"] for r in results) / len(results)
                 # a run in its own process: interpreter start and imports, set-up, warm-up, final evaluation
