@@ -136,7 +136,7 @@ class BenchResult:
         n = len(self.tasks)
         # GLUE's score is the mean over its nine tasks; CLUE's official score also counts reading
         # comprehension tasks that are not here, so it is only ever an average of the tasks run.
-        full = self.suite == "glue" and n == len(_suite_tasks(self.suite))
+        full = self.suite == "glue" and n == len(suite_tasks(self.suite))
         label = "GLUE score" if full else f"average ({n} task{'s' if n > 1 else ''})"
         rows.append([label, "", *(f"{100 * a:.1f}" if (a := m.average()) is not None else "-" for m in self.models),
                      *([self._baseline_average(self.constant)] if const else []),
@@ -190,7 +190,8 @@ def _cell(s: dict[str, float]) -> str:
     return f"{100 * s['median']:.1f} [{100 * s['min']:.1f}-{100 * s['max']:.1f}]"
 
 
-def _suite_tasks(suite: str) -> list[str]:
+def suite_tasks(suite: str) -> list[str]:
+    """The registered tasks of a fine-tuning suite."""
     from zoo.benchmarks.tasks import task_names
 
     return task_names(suite)

@@ -3,7 +3,6 @@ correctness that paired statistics need; their ``bench.json`` form and Markdown 
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,8 +10,6 @@ from typing import Any
 import numpy as np
 
 from zoo import __version__
-
-log = logging.getLogger(__name__)
 
 KIND = "minimal-pairs"
 EQUAL_LENGTH_DEFINITION = ("accuracy on the pairs whose two sentences have the same number of tokens (the model's "

@@ -26,7 +26,6 @@ from zoo.train.config import RunConfig
 
 log = logging.getLogger(__name__)
 
-TrainFn = Callable[..., Any]  # zoo.train.trainer.train(cfg, callback=...)
 BenchFn = Callable[..., Any]  # zoo.benchmarks.bench.run_bench(models, ...)
 BenchProgress = Callable[[], contextlib.AbstractContextManager]  # -> context giving a fine-tuning Progress
 

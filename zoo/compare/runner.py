@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.compare import branches
-from zoo.compare.collect import BenchFn, BenchProgress, TrainFn, benchmark_and_collect, run_info
+from zoo.compare.collect import BenchFn, BenchProgress, benchmark_and_collect, run_info
 from zoo.compare.prepare import absolute_paths, check_tasks, ensure_tokenizers, entered, phase_time
 from zoo.compare.results import ComparisonResult, RunInfo
 from zoo.compare.study import (
@@ -43,6 +43,7 @@ from zoo.train.interrupt import TrainingInterrupted
 
 log = logging.getLogger(__name__)
 
+TrainFn = Callable[..., Any]  # zoo.train.trainer.train(cfg, callback=...)
 TrainProgress = Callable[[str], contextlib.AbstractContextManager]  # title -> context giving a record callback
 
 
