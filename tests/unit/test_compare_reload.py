@@ -105,3 +105,26 @@ def test_the_committed_cpu_hour_study_gives_the_numbers_docs_quote(tmp_path: Pat
     planned, actual = sum(plan["plan"]["phases"].values()), sum(plan["actual"].values())
     assert planned / 60 == pytest.approx(57.0, abs=0.05) and actual / 60 == pytest.approx(59.0, abs=0.05)
     assert "| gpt | clm | mlm | +2.6 [+1.9, +3.2] | 0.016 | 0.047 | 7/7 seeds |" in (source / "report.md").read_text()
+
+
+def test_the_committed_compute_curve_gives_the_numbers_docs_quote(tmp_path: Path) -> None:
+    """docs/compare.md reads docs/studies/compute-curve: clm - mlm from -1.5 [-2.1, -0.8] at 1.1e13 to +4.1
+    [+2.9, +5.3] at 9.3e13 FLOPs (6/6 seeds each way, p 2/2^6, Holm 0.38 over 12 pairs); clm's slope
+    +0.226 [+0.191, +0.261] per 10x FLOPs; the multiplier not applicable (mlm does not improve); the plan."""
+    source = STUDY.parent / "compute-curve"
+    out = _record_only(source, tmp_path)
+    result = report_from_study(out, count_models=False)
+    rows = [row for row in pair_table(result)[1] if row[1:3] == ["clm", "mlm"]]
+    assert [row[3] for row in rows] == ["-1.5 [-2.1, -0.8]", "-0.2 [-0.7, +0.3]", "+1.3 [+0.3, +2.2]",
+                                        "+4.1 [+2.9, +5.3]"]
+    assert [row[4] for row in rows] == ["0.031", "0.34", "0.062", "0.031"] and rows[-1][6] == "6/6 seeds"
+    assert {row[5] for row in rows} == {"0.38", "1", "0.44"}
+    text = markdown(result, {})
+    assert "| gpt | clm | 4 | 6 | +0.226 [+0.191, +0.261] | yes | yes |" in text
+    assert "| gpt clm | gpt mlm | not applicable: gpt mlm: does not improve with compute (slope not positive) |" in text
+    plan = json.loads((source / "study.json").read_text(encoding="utf-8"))["plan"]
+    assert plan["plan"]["budgets"] == ["1.1e13flops", "2.3e13flops", "4.6e13flops", "9.3e13flops"]
+    assert plan["plan"]["max_pairs"] == 62
+    planned = sum(plan["plan"]["phases"].values())
+    actual = sum(v for k, v in plan["actual"].items() if k != "report")  # the report's table, written before its own phase
+    assert planned / 60 == pytest.approx(86.2, abs=0.05) and actual / 60 == pytest.approx(95.7, abs=0.05)
