@@ -127,12 +127,12 @@ def test_readers_get_one_whole_checkpoint_while_a_training_writes(tmp_path: Path
 _MERGER = """
 import sys, time
 from pathlib import Path
-from zoo.benchmarks import bench
-write = bench._write_json
+from zoo.benchmarks import bench_file as bench
+write = bench.write_result_json
 def slow_write(path, data):
     time.sleep(0.3)
     write(path, data)
-bench._write_json = slow_write
+bench.write_result_json = slow_write
 bench._markdown_of = lambda entry: "- " + entry["suite"]
 model, suite, start = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 print("ready", flush=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,16 +20,23 @@ from zoo.testing.fixtures import special_tokens_for_tests, tiny_backbone
 _KIND_BACKBONE = {"causal": "gpt", "pll": "bert", "seq2seq": "t5"}
 
 
+def _plugin(kind: str, value: Any, base: type) -> tuple[Any, str]:
+    """The registered plugin of ``kind`` named ``value`` (or ``value`` itself), checked to be a ``base``,
+    and how errors name it."""
+    obj = registry.load(kind, value) if isinstance(value, str) else value
+    where = f"{kind} {getattr(obj, 'name', obj)!r}"
+    if not isinstance(obj, base):
+        raise ConformanceError(f"{where}: must be a {base.__module__}.{base.__qualname__}, got {obj!r}")
+    if isinstance(value, str) and obj.name != value:
+        raise ConformanceError(f"{where}: registered as {value!r} but named {obj.name!r}")
+    return obj, where
+
+
 def check_suite(suite: str | PairSuite, data_dir: str | Path | None = None) -> list[Paradigm]:
     """Check a minimal-pair suite (a registered name or a ``PairSuite``) on its data: ``data_dir`` (a folder of
     its files) or, without one, what the suite reads by default. Raises ``ConformanceError`` naming the suite;
     returns the paradigms read."""
-    spec = registry.load("suite", suite) if isinstance(suite, str) else suite
-    where = f"suite {spec.name!r}"
-    if not isinstance(spec, PairSuite):
-        raise ConformanceError(f"{where}: must be a zoo.benchmarks.minimal_pairs.PairSuite, got {spec!r}")
-    if isinstance(suite, str) and spec.name != suite:
-        raise ConformanceError(f"{where}: registered as {suite!r} but named {spec.name!r}")
+    spec, where = _plugin("suite", suite, PairSuite)
     if not spec.pattern or "*" not in spec.pattern:
         raise ConformanceError(f"{where}: pattern must be a glob of its files such as '*.jsonl', got {spec.pattern!r}")
     try:
@@ -81,12 +89,7 @@ def check_scorer(scorer: str | object, sentences: int = 6, seed: int = 0) -> dic
     from zoo.objectives.clm import decoder_lm_head
     from zoo.objectives.mlm import MaskedLMHead
 
-    reading = registry.load("scorer", scorer) if isinstance(scorer, str) else scorer
-    where = f"scorer {getattr(reading, 'name', reading)!r}"
-    if not isinstance(reading, Reading):
-        raise ConformanceError(f"{where}: must be a zoo.benchmarks.lm_scoring.Reading, got {reading!r}")
-    if isinstance(scorer, str) and reading.name != scorer:
-        raise ConformanceError(f"{where}: registered as {scorer!r} but named {reading.name!r}")
+    reading, where = _plugin("scorer", scorer, Reading)
     if reading.kind not in KINDS:
         raise ConformanceError(f"{where}: kind must be one of {', '.join(KINDS)}, got {reading.kind!r}")
     tokens = special_tokens_for_tests(vocab_size=128)
