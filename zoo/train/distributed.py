@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -102,6 +103,15 @@ def shutdown() -> None:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+def drain(info: DistInfo, seconds: float = 0.2) -> None:
+    """After the last collective: give gloo's worker thread the GIL to free that collective's tensors. The DDP
+    reducer's destructor joins that thread while holding the GIL, so a free still pending when the trainer is
+    released deadlocks the rank (seen after a final barrier: the worker waiting for the GIL in
+    ``~AsyncBarrierWork``, the main thread in ``~ProcessGroupGloo`` joining it)."""
+    if info.enabled:
+        time.sleep(seconds)
 
 
 def all_reduce(values: torch.Tensor, info: DistInfo, op: str = "sum") -> torch.Tensor:

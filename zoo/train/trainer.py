@@ -422,6 +422,7 @@ def train(cfg: RunConfig, *, resume: bool = False, resume_from: str | None = Non
             # under the GIL, and the DDP reducer's destructor joins that thread while holding the GIL,
             # which deadlocks when a free is still pending (a rank then hangs after its run finished).
             distributed.barrier(trainer.dist)
+            distributed.drain(trainer.dist)  # the barrier's own free, too
             return result
     except interrupt.SetupSignal as exc:
         removed = claim is not None and claim.created and not claim.run_dir.exists()
