@@ -103,23 +103,31 @@ def test_first_batch_loss_equals_transformers(scratch, corpus: Path, tmp_path: P
     assert abs(ours - float(out.loss)) < 1e-5, (ours, float(out.loss))
 
 
-def test_t5_first_batch_loss_equals_transformers(scratch, corpus: Path, tmp_path: Path) -> None:
-    """T5 span corruption from an exported t5 run: our first-batch loss is T5ForConditionalGeneration's
-    with the batch's labels (transformers shifts them right into the decoder input, as we do)."""
+def _t5_first_batch_losses(trainer: Trainer, hf_dir: Path) -> tuple[float, float]:
+    """(our span-lm loss, T5ForConditionalGeneration's from ``hf_dir``) on the trainer's first batch, with its
+    labels (transformers shifts them right into the decoder input, as we do)."""
     from transformers import T5ForConditionalGeneration
 
-    _, exported = scratch("span-lm", "t5")
-    trainer = _setup({**_config(corpus, tmp_path / "continued", objective="span-lm"), "init": {"source": str(exported)}})
-    assert trainer.cfg.backbone == "t5"
     _, micro = next(trainer._step_batches())
     b = micro[0][1].to("cpu")
     trainer.model.eval()
     with torch.no_grad():
         ours = float(trainer.model(b).loss)
-        hf = T5ForConditionalGeneration.from_pretrained(str(exported)).eval()
+        hf = T5ForConditionalGeneration.from_pretrained(str(hf_dir)).eval()
         out = hf(input_ids=b.input_ids, attention_mask=(b.doc_ids >= 0).long(),
                  decoder_attention_mask=(b.decoder_doc_ids >= 0).long(), labels=b.targets["span-lm"]["labels"])
-    assert abs(ours - float(out.loss)) < 1e-5, (ours, float(out.loss))
+    return ours, float(out.loss)
+
+
+def test_t5_first_batch_loss_equals_transformers(scratch, corpus: Path, tmp_path: Path) -> None:
+    """T5 span corruption from an exported t5 run: our first-batch loss is T5ForConditionalGeneration's
+    with the batch's labels (transformers shifts them right into the decoder input, as we do)."""
+
+    _, exported = scratch("span-lm", "t5")
+    trainer = _setup({**_config(corpus, tmp_path / "continued", objective="span-lm"), "init": {"source": str(exported)}})
+    assert trainer.cfg.backbone == "t5"
+    ours, theirs = _t5_first_batch_losses(trainer, exported)
+    assert abs(ours - theirs) < 1e-5, (ours, theirs)
 
 
 def test_transformers_saved_directory(corpus: Path, tmp_path: Path) -> None:
@@ -190,15 +198,8 @@ def test_transformers_saved_t5_directory(corpus: Path, tmp_path: Path) -> None:
     state = model.state_dict()
     for key, tensor in trainer.model.backbone.hf_state_dict().items():
         assert torch.equal(tensor, state[key]), key
-    _, micro = next(trainer._step_batches())
-    b = micro[0][1].to("cpu")
-    trainer.model.eval()
-    with torch.no_grad():
-        ours = float(trainer.model(b).loss)
-        hf = T5ForConditionalGeneration.from_pretrained(str(hf_dir)).eval()
-        out = hf(input_ids=b.input_ids, attention_mask=(b.doc_ids >= 0).long(),
-                 decoder_attention_mask=(b.decoder_doc_ids >= 0).long(), labels=b.targets["span-lm"]["labels"])
-    assert abs(ours - float(out.loss)) < 1e-5, (ours, float(out.loss))
+    ours, theirs = _t5_first_batch_losses(trainer, hf_dir)
+    assert abs(ours - theirs) < 1e-5, (ours, theirs)
     record = json.loads((trainer.run_dir / "run.json").read_text())["init"]
     assert record["architecture"] == "T5ForConditionalGeneration" and record["heads"]["span-lm"].startswith("lm_head")
     assert trainer.fit().step == 2

@@ -11,6 +11,7 @@ from typing import Any
 
 from zoo import __version__
 from zoo.benchmarks.accumulate import recipe_id, recipe_label
+from zoo.benchmarks.model_record import ModelRecord
 from zoo.benchmarks.scoring import (
     BAG_OF_WORDS,
     suite_average,
@@ -63,13 +64,7 @@ class TaskResult:
 
 
 @dataclass
-class ModelResult:
-    name: str
-    path: str | None
-    backbone: str
-    objective: str | None
-    checkpoint_id: str
-    from_scratch: bool
+class ModelResult(ModelRecord):
     tasks: dict[str, TaskResult] = field(default_factory=dict)
 
     def average(self) -> float | None:

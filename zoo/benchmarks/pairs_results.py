@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from zoo import __version__
+from zoo.benchmarks.model_record import ModelRecord
 
 KIND = "minimal-pairs"
 EQUAL_LENGTH_DEFINITION = ("accuracy on the pairs whose two sentences have the same number of tokens (the model's "
@@ -23,13 +24,7 @@ AVERAGE_DEFINITION = ("macro average over paradigms of the share of pairs whose 
 
 
 @dataclass
-class PairsModelResult:
-    name: str
-    path: str | None
-    backbone: str
-    objective: str | None
-    checkpoint_id: str
-    from_scratch: bool
+class PairsModelResult(ModelRecord):
     scorers: list[str]  # score variants, the headline one first
     accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # variant -> paradigm -> accuracy
     correct: dict[str, dict[str, str]] = field(default_factory=dict)  # variant -> paradigm -> "0110..."

@@ -105,12 +105,14 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def drain(info: DistInfo, seconds: float = 0.2) -> None:
-    """After the last collective: give gloo's worker thread the GIL to free that collective's tensors. The DDP
-    reducer's destructor joins that thread while holding the GIL, so a free still pending when the trainer is
-    released deadlocks the rank (seen after a final barrier: the worker waiting for the GIL in
-    ``~AsyncBarrierWork``, the main thread in ``~ProcessGroupGloo`` joining it)."""
+def finish(info: DistInfo, seconds: float = 0.2) -> None:
+    """After the last step, before the trainer is released: a barrier, then the GIL given to gloo's worker
+    thread long enough to free the tensors of the finished collectives (the barrier's included). The DDP
+    reducer's destructor joins that thread while holding the GIL, so a free still pending then deadlocks
+    the rank after its run finished (seen: the worker in ``~AsyncBarrierWork`` waiting for the GIL, the
+    main thread in ``~ProcessGroupGloo`` joining it)."""
     if info.enabled:
+        dist.barrier()
         time.sleep(seconds)
 
 

@@ -418,11 +418,7 @@ def train(cfg: RunConfig, *, resume: bool = False, resume_from: str | None = Non
             claim.started()
             setup_stop.restore()  # from here on the training loop's StopRequest answers signals
             result = trainer.fit()
-            # Drain gloo's worker thread before teardown: it frees each finished collective's tensors
-            # under the GIL, and the DDP reducer's destructor joins that thread while holding the GIL,
-            # which deadlocks when a free is still pending (a rank then hangs after its run finished).
-            distributed.barrier(trainer.dist)
-            distributed.drain(trainer.dist)  # the barrier's own free, too
+            distributed.finish(trainer.dist)  # drains gloo's worker before teardown (a deadlock otherwise)
             return result
     except interrupt.SetupSignal as exc:
         removed = claim is not None and claim.created and not claim.run_dir.exists()
