@@ -134,7 +134,7 @@ def _and(names: list[str]) -> str:
 @click.option("--grad-accum", type=int, help="Micro-batches per optimiser step per process (--set train.grad_accum=).")
 @click.option("--report-to", help="Also log to: tensorboard, wandb, or both comma-separated (train.report_to = [...]).")
 @click.option("--out", help="Run directory (default runs/<backbone>-<objective>).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="TOML run config.")
+@click.option("--config", "config_path", help="TOML run config: a file, or a shipped recipe's name (cpu-hour).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Override any config key.")
 @click.option("--resume", is_flag=True, help="Continue from the newest intact checkpoint (also automatic).")
 @click.option("--resume-from", help="Continue from this checkpoint directory (error if it is damaged).")
@@ -153,11 +153,11 @@ def train_cmd(ctx: click.Context, config_path: str | None, overrides: tuple[str,
         from zoo.errors import ConfigError
 
         raise ConfigError(f"--nproc must be at least 1 (processes on this machine), got {nproc}")
-    from zoo import console
+    from zoo import console, recipes
     from zoo.train.resolve import resolve
-    from zoo.typed_config import apply_overrides, dump_toml, load_toml, merge
+    from zoo.typed_config import apply_overrides, dump_toml, merge
 
-    data: dict[str, Any] = load_toml(config_path) if config_path else {}
+    data: dict[str, Any] = recipes.load(config_path) if config_path else {}
     if (flags.get("branch_from") is None) != (flags.get("at_step") is None):
         from zoo.errors import ConfigError
 
@@ -308,22 +308,21 @@ def _compare_presets() -> list[str]:
 @click.argument("runs", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @click.option("--objectives", help="Objectives to train and compare, e.g. mlm,mlm+nsp,span,clm,prefix; "
               "OBJECTIVE@BACKBONE trains that one pair, e.g. clm@gpt,mlm@bert,span-lm@t5.")
-@click.option("--backbones", default="bert,gpt", show_default=True, help="Backbones; incompatible pairs are skipped.")
+@click.option("--backbones", show_default="bert,gpt", help="Backbones; incompatible pairs are skipped.")
 @click.option("--budget", help="Training budget of every run: 3e14flops | 5e6tokens | 2000steps | 10m.")
 @click.option("--budgets", help="A curve: models at each budget, e.g. 1e13,2e13,4e13,8e13flops, as cooldown branches "
               "of one trapezoid run per objective, backbone and seed (docs/compare.md); with --hours relative "
               "budgets, e.g. 1,2,4,8, whose FLOPs the plan chooses.")
-@click.option("--cooldown", type=float, default=0.2, show_default=True,
+@click.option("--cooldown", type=float, show_default="0.2",
               help="With --budgets: the final fraction of each budget, a linear decay of the learning rate.")
-@click.option("--seeds", type=int, default=5, show_default=True, help="Pretraining seeds (0..N-1) per pair.")
+@click.option("--seeds", type=int, show_default="5", help="Pretraining seeds (0..N-1) per pair.")
 @click.option("--data", help="Pretraining corpus: file, directory or hf:NAME. Default: embedded corpus.")
-@click.option("--size", type=click.Choice(list(SIZES)), default="mini",
-              show_default=True, help="Model size preset of every run.")
+@click.option("--size", type=click.Choice(list(SIZES)), show_default="mini", help="Model size preset of every run.")
 @click.option("--seq-len", type=int)
 @click.option("--batch-size", type=int, help="Pretraining rows per micro-batch.")
 @click.option("--vocab-size", type=int, help="Vocabulary size of each family's tokenizer.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE", help="Training config override (every run).")
-@click.option("--evals", type=int, default=0, help="Validation points (and checkpoints) per run, for the loss "
+@click.option("--evals", type=int, help="Validation points (and checkpoints) per run, for the loss "
                                                   "curves. Default: one per ~50 steps, 4 to 50.")
 @click.option("--suite", help="Benchmark suite(s), comma-separated: glue, clue, blimp, climp or a plugin's (default: "
               "from --tasks, else glue); e.g. blimp,glue scores every model on both.")
@@ -332,12 +331,12 @@ def _compare_presets() -> list[str]:
               help="Official benchmark files (see zoo bench); with several suites, a directory with one folder per "
                    "suite (blimp/, glue/).")
 @click.option("--bench-set", "bench_overrides", multiple=True, metavar="[TASK.]KEY=VALUE", help="Fine-tuning recipe override.")
-@click.option("--bench-seeds", type=int, default=1, show_default=True, help="Fine-tunes per model (median taken).")
+@click.option("--bench-seeds", type=int, show_default="1", help="Fine-tunes per model (median taken).")
 @click.option("--max-train-examples", type=int, help="Fine-tune on at most this many examples per task.")
 @click.option("--max-eval-examples", type=int, help="Evaluate on at most this many examples per split.")
-@click.option("--device", default="auto", show_default=True, help="Fine-tuning device.")
+@click.option("--device", show_default="auto", help="Fine-tuning device.")
 @click.option("--no-baseline", is_flag=True, help="Skip the from-scratch baseline.")
-@click.option("--statistic", type=click.Choice(["median", "mean"]), default="median", show_default=True)
+@click.option("--statistic", type=click.Choice(["median", "mean"]), show_default="median")
 @click.option("--max-pairs", type=int, help="Pairs per paradigm of a zero-shot suite (default: --max-eval-examples).")
 @click.option("--preset", help="Start from a named study preset (" + ", ".join(_compare_presets()) + "); options "
               "given explicitly replace its values, --set/--bench-set add to them.")
@@ -349,13 +348,8 @@ def _compare_presets() -> list[str]:
 @click.option("--report-only", is_flag=True, help="Rewrite the report of the study in --out from its study.json; "
               "nothing is trained or benchmarked.")
 @click.pass_context
-def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | None, backbones: str, budget: str | None,
-                seeds: int, data: str | None, size: str, seq_len: int | None, batch_size: int | None,
-                vocab_size: int | None, overrides: tuple[str, ...], evals: int, suite: str | None, tasks: str | None,
-                data_dir: str | None, bench_overrides: tuple[str, ...], bench_seeds: int,
-                max_train_examples: int | None, max_eval_examples: int | None, max_pairs: int | None, device: str,
-                no_baseline: bool, statistic: str, preset: str | None, hours: float | None, plan_only: bool, out: str,
-                report_only: bool, **curve: Any) -> None:
+def compare_cmd(ctx: click.Context, runs: tuple[str, ...], preset: str | None, plan_only: bool, out: str,
+                report_only: bool, **options: Any) -> None:
     """Which objective is better at equal compute? Train the (objective x backbone x seed) grid at one
     budget, benchmark every run and a from-scratch baseline, report intervals and paired tests.
 
@@ -374,7 +368,6 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
     from zoo import console
     from zoo.compare import report
     from zoo.compare.runner import compare_runs, run_study
-    from zoo.compare.study import BenchOptions, StudySettings, pair_backbones, split_list
     from zoo.errors import ConfigError
 
     if report_only:
@@ -388,94 +381,23 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], objectives: str | Non
         result = rewrite_report(out)
         console.text(f"report: {Path(result.out) / 'report.md'}")
         return
-    if preset is not None:
-        from zoo.compare.presets import get_preset
+    from zoo.compare.presets import OPTIONS, bench_options, get_preset, given_options, merge
 
-        if runs:
-            raise ConfigError("--preset trains a study; it does not apply to existing run directories")
-        values = get_preset(preset).options()
-        given = {k for k in values if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
-        for key, value in values.items():
-            if key in ("overrides", "bench_overrides"):
-                value = (*value, *(overrides if key == "overrides" else bench_overrides))
-            elif key in given or (key == "cooldown" and value is None):  # None: the option's default
-                continue
-            ctx.params[key] = value
-        p = ctx.params
-        objectives, backbones, budget, seeds, data, size = (p["objectives"], p["backbones"], p["budget"], p["seeds"],
-                                                            p["data"], p["size"])
-        seq_len, batch_size, vocab_size, overrides, evals = (p["seq_len"], p["batch_size"], p["vocab_size"],
-                                                             p["overrides"], p["evals"])
-        suite, tasks, data_dir, bench_overrides, bench_seeds = (p["suite"], p["tasks"], p["data_dir"],
-                                                                p["bench_overrides"], p["bench_seeds"])
-        max_train_examples, max_eval_examples, max_pairs = (p["max_train_examples"], p["max_eval_examples"],
-                                                            p["max_pairs"])
-        hours = p.get("hours", hours)
-        curve = {"budgets": p.get("budgets") or None, "cooldown": p.get("cooldown", 0.2)}
-        if hours is not None and budget is not None and ("budget" in given) != ("hours" in given):
-            budget, hours = (budget, None) if "budget" in given else (None, hours)  # the one given replaces the other
-        if "budget" in given and "budgets" not in given:
-            curve["budgets"] = None  # an explicit --budget replaces the preset's curve
-        if "budgets" in given and "hours" not in given and curve["budgets"]:
-            from zoo.compare.budgets import is_relative
-
-            if not is_relative(curve["budgets"]):
-                hours = None  # explicit absolute budgets replace the preset's hours
-    bench = BenchOptions(suite=suite, tasks=split_list(tasks, "--tasks") or None, data_dir=data_dir,
-                         overrides=list(bench_overrides), seeds=bench_seeds, max_train_examples=max_train_examples,
-                         max_eval_examples=max_eval_examples, max_pairs=max_pairs, device=device,
-                         baselines=not no_baseline, statistic=statistic)
+    given = given_options(ctx.params)
     command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if runs:
-        training = {"--objectives": objectives, "--budget": budget, "--budgets": curve.get("budgets"), "--data": data,
-                    "--seq-len": seq_len, "--batch-size": batch_size, "--vocab-size": vocab_size,
-                    "--set": overrides or None, "--hours": hours, "--plan-only": plan_only or None}
-        given = [k for k, v in training.items() if v is not None]
-        if given:
-            raise ConfigError(f"{', '.join(given)}: training options do not apply to existing runs; either name "
-                              "run directories or train a study with --objectives and --budget")
-        result = compare_runs(list(runs), out, bench, command=command, bench_progress=console.BenchProgress)
+        if preset is not None:
+            raise ConfigError("--preset trains a study; it does not apply to existing run directories")
+        training = [o.flag for o in OPTIONS if o.path in given and not o.path.startswith("bench.")]
+        if training or plan_only:
+            raise ConfigError(f"{', '.join(training) or '--plan-only'}: training options do not apply to existing "
+                              "runs; either name run directories or train a study with --objectives and --budget")
+        result = compare_runs(list(runs), out, bench_options(given), command=command,
+                              bench_progress=console.BenchProgress)
     else:
-        budgets: list[str] = []
-        if curve.get("budgets") and hours is not None and not budget:
-            from zoo.compare.budgets import relative_budgets
-
-            relative_budgets(curve["budgets"])  # ratios: the plan chooses their FLOPs
-            budgets = split_list(curve["budgets"], "--budgets")
-        elif curve.get("budgets"):
-            from zoo.compare.budgets import split_budgets
-            from zoo.train.config import Budget
-
-            if budget:
-                raise ConfigError("--budget and --budgets both set the training budget: give --budget for runs at "
-                                  "one budget, or --budgets for models at several")
-            budgets = split_budgets(curve["budgets"])
-            try:
-                budget = max(budgets, key=lambda b: Budget.parse(b).value)
-            except ValueError as exc:
-                raise ConfigError(f"--budgets: {exc}") from exc
-        if budget is not None and hours is not None:
-            raise ConfigError(f"--budget {budget} and --hours {hours:g} both size the runs; give one (--hours plans "
-                              "the budget that fits the hours)")
-        if plan_only and hours is None:
+        settings = merge(get_preset(preset).settings if preset is not None else None, given)
+        if plan_only and settings.hours is None:
             raise ConfigError("--plan-only prints the plan of a study sized by --hours; pass --hours")
-        if not objectives or not (budget or hours):
-            raise ConfigError("zoo compare: pass --objectives and --budget (or --hours) to train a study, or name run "
-                              "directories")
-        if seeds < 1:
-            raise ConfigError(f"--seeds must be at least 1, got {seeds}")
-        objective_list, backbone_list = split_list(objectives, "--objectives"), split_list(backbones, "--backbones")
-        named = pair_backbones(objective_list)
-        if named is not None:  # every objective names its backbone: --backbones has nothing to add
-            if ctx.get_parameter_source("backbones") is not click.core.ParameterSource.DEFAULT:
-                raise ConfigError("--backbones: every --objectives item names its backbone (OBJECTIVE@BACKBONE); "
-                                  "leave --backbones out")
-            backbone_list = named
-        settings = StudySettings(objectives=objective_list, backbones=backbone_list, budget=budget,
-                                 seeds=list(range(seeds)), data=data, size=size, seq_len=seq_len,
-                                 batch_size=batch_size, vocab_size=vocab_size, train_overrides=list(overrides),
-                                 evals=evals, bench=bench, hours=hours, budgets=budgets,
-                                 cooldown=curve.get("cooldown") if curve.get("cooldown") is not None else 0.2)
         if plan_only:
             from zoo.compare.planning import plan_study, plan_tables
 

@@ -102,6 +102,8 @@ def test_clear_errors(tmp_path: Path, shared_data: Path) -> None:
     assert code == 2 and "--budget" in output
     code, output = invoke("compare", str(tmp_path), "--budget", "1e9flops")
     assert code == 2 and "--budget: training options do not apply to existing runs" in output
+    code, output = invoke("compare", str(tmp_path), "--seeds", "3", "--size", "tiny")
+    assert code == 2 and "--seeds, --size: training options do not apply to existing runs" in output
     code, output = invoke("compare", str(tmp_path))
     assert code == 2 and "not a zoo run directory" in output
     code, output = invoke("compare", "--objectives", "nsp", "--backbones", "gpt", "--budget", "1e9flops",

@@ -109,7 +109,7 @@ def test_a_preset_may_carry_hours(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
     from zoo.compare import presets
 
-    timed = replace(presets.CPU_HOUR, name="timed", budget=None, hours=1.0)
+    timed = replace(presets.CPU_HOUR, name="timed", settings=replace(presets.CPU_HOUR.settings, budget=None, hours=1.0))
     monkeypatch.setitem(presets.PRESETS, "timed", timed)
     assert "--hours 1.0" in timed.describe() and not any(o.startswith("--budget") for o in timed.describe())
     # an explicit --budget replaces the preset's hours (so --plan-only has no hours to plan)

@@ -4,6 +4,7 @@ suites at once (BLiMP zero-shot and SST-2 fine-tuning) with per-seed baselines a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from zoo.cli import cli
 from zoo.compare.presets import PRESETS, StudyPreset
 from zoo.compare.study import BASELINE
+from zoo.train.config import Budget
 
 from ..unit.test_minimal_pairs_data import write_blimp
 from .test_minimal_pairs import PAIRS
@@ -45,16 +47,14 @@ def test_preset_is_consistent(preset: StudyPreset) -> None:
     from zoo.compare.study import StudySettings, base_config, expand_grid
     from zoo.train.resolve import resolve
 
-    grid = expand_grid(list(preset.objectives), list(preset.backbones))
-    assert not grid.skipped and len(grid.cells) == len(preset.objectives) * len(preset.backbones)
-    settings = StudySettings(objectives=list(preset.objectives), backbones=list(preset.backbones),
-                             budget=preset.budget, hours=preset.hours, size=preset.size, seq_len=preset.seq_len,
-                             batch_size=preset.batch_size, vocab_size=preset.vocab_size,
-                             train_overrides=list(preset.overrides), budgets=list(preset.budgets),
-                             cooldown=0.2 if preset.cooldown is None else preset.cooldown)
+    settings = preset.settings
+    grid = expand_grid(settings.objectives, settings.backbones)
+    assert not grid.skipped and len(grid.cells) == len(settings.objectives) * len(settings.backbones)
     for cell in grid.cells:  # every override applies to every run (no objective-specific keys)
         cfg = resolve({**base_config(settings, cell.backbone), "objective": cell.objective})
-        assert cfg.train.seq_len == preset.seq_len and cfg.size == preset.size
+        assert cfg.train.seq_len == settings.seq_len and cfg.size == settings.size
+    # study.json's settings read back as the same typed value
+    assert StudySettings.from_dict(settings.to_dict()) == settings
     code, out = invoke("compare", "--help")
     assert code == 0 and all(line in out for line in preset.describe())
     assert not any(line.endswith(" ") or line.endswith("None") for line in preset.describe())  # no empty values
@@ -75,12 +75,13 @@ def test_explicit_options_replace_preset_values(monkeypatch: pytest.MonkeyPatch,
     code, out = invoke("compare", "--preset", "cpu-hour", "--seeds", "1", "--budget", "1e12flops",
                        "--set", "optim.lr=3e-3", "--max-pairs", "7", "--out", str(tmp_path / "s"))
     assert code == 0, out
-    s, p = seen["settings"], PRESETS["cpu-hour"]
-    assert s.seeds == [0] and s.budget == "1e12flops" and s.bench.max_pairs == 7  # given: replaced
-    assert s.objectives == list(p.objectives) and s.backbones == list(p.backbones) and s.size == p.size
-    assert s.train_overrides == [*p.overrides, "optim.lr=3e-3"]  # --set adds after the preset's (later wins)
-    assert s.bench.suite == p.suite and s.bench.tasks == (list(p.tasks) or None)
-    assert s.bench.max_train_examples == p.max_train_examples
+    s, p = seen["settings"], PRESETS["cpu-hour"].settings
+    assert s.seeds == [0] and s.budget == Budget.parse("1e12flops") and s.bench.max_pairs == 7  # given: replaced
+    assert s.hours is None and p.hours == 1.0  # --budget replaces the preset's --hours
+    assert s.objectives == p.objectives and s.backbones == p.backbones and s.size == p.size
+    assert s.train_overrides == [*p.train_overrides, "optim.lr=3e-3"]  # --set adds after the preset's (later wins)
+    assert s.bench == replace(p.bench, max_pairs=7)
+    assert p.seeds == list(range(7)) and p.budget is None  # the preset itself is unchanged
 
 
 def test_the_curve_preset_plans_relative_budgets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -107,8 +108,9 @@ def test_the_curve_preset_plans_relative_budgets(monkeypatch: pytest.MonkeyPatch
     assert (plain.hours, plain.budget, plain.budgets, plain.cooldown) == (1.5, None, ["1", "2", "4", "8"], 0.2)
     assert plain.seeds == list(range(6)) and plain.train_overrides == list(CURVE_RECIPE)
     assert not any(o.startswith(("optim.schedule", "optim.warmup")) for o in CURVE_RECIPE)
-    assert (single.hours, single.budget, single.budgets) == (None, "1e12flops", [])
-    assert (absolute.hours, absolute.budget, absolute.budgets) == (None, "4e12flops", ["1e12flops", "4e12flops"])
+    assert (single.hours, single.budget, single.budgets) == (None, Budget.parse("1e12flops"), [])
+    assert (absolute.hours, absolute.budget, absolute.budgets) == (None, Budget.parse("4e12flops"),
+                                                                   ["1e12flops", "4e12flops"])
     assert cooler.cooldown == 0.1 and cooler.budgets == plain.budgets
     code, out = invoke("compare", "--preset", "cpu-hour", "--out", str(tmp_path / "s"))
     assert code == 0 and seen[-1].budgets == [] and seen[-1].cooldown == 0.2

@@ -65,7 +65,7 @@ def test_settings_check_the_relative_budgets_until_planned() -> None:
     with pytest.raises(ConfigError, match="--cooldown"):
         settings(cooldown=1.0)
     planned = settings(budget="2.4e12flops", budgets=planned_budgets(2.4e12, CURVE))  # after the plan: absolute
-    assert planned.budget_spec == Budget("flops", 2.4e12)
+    assert planned.budget == Budget("flops", 2.4e12)
 
 
 def test_plan_with_budgets_fits_the_hours_and_scales_them() -> None:
@@ -139,7 +139,7 @@ def test_study_json_keeps_the_planned_budgets(tmp_path: Path, monkeypatch: pytes
     request = study.data["plan"]["request"]
     assert list(request["budgets"]) == list(CURVE) and request["cooldown"] == 0.2
     first = apply_plan(asked, plan, study)
-    assert first.budgets == planned_budgets(plan.top_flops, CURVE) and first.budget == plan.budget
+    assert first.budgets == planned_budgets(plan.top_flops, CURVE) and first.budget.to_text() == plan.budget
     assert study.data["settings"]["budgets"] == first.budgets and study.data["settings"]["budget"] == plan.budget
     assert StudySettings(**study.data["settings"]).budgets == first.budgets  # a report reloads them
 
@@ -159,7 +159,7 @@ def test_the_probe_trains_no_curve() -> None:
     from zoo.compare.probe import PROBE_STEPS, _probe_settings
 
     probe = _probe_settings(settings())
-    assert probe.budgets == [] and probe.budget == f"{PROBE_STEPS}steps" and probe.hours is None
+    assert probe.budgets == [] and probe.budget == Budget.parse(f"{PROBE_STEPS}steps") and probe.hours is None
 
 
 def test_the_report_names_the_planned_budgets() -> None:

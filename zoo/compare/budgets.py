@@ -33,8 +33,9 @@ def check_budgets(settings: StudySettings) -> None:
                               f"FLOPs (wall time is not reproducible)")
         if len(parsed) < 2 or len({b.value for b in parsed}) != len(parsed):
             raise ConfigError(f"--budgets {','.join(settings.budgets)}: give two or more different budgets")
-        if max(parsed, key=lambda b: b.value) != settings.budget_spec:
-            raise ConfigError(f"--budgets: the study's budget ({settings.budget}) must be the longest of them")
+        if max(parsed, key=lambda b: b.value) != settings.budget:
+            shown = settings.budget.to_text() if settings.budget else "none"
+            raise ConfigError(f"--budgets: the study's budget ({shown}) must be the longest of them")
     if not 0.0 < settings.cooldown < 1.0:
         raise ConfigError(f"--cooldown must be in (0, 1), the final fraction of each budget; got {settings.cooldown}")
     for item in settings.train_overrides:

@@ -156,10 +156,12 @@ def train_parallel(settings: StudySettings, jobs: list[StudyJob], out: Path, stu
     assert settings.layout is not None
     layout = Layout(*settings.layout)
     cells = {job.name: (cell, seed, record) for job, cell, seed, record in jobs}
+    assert settings.budget is not None  # given, or set by the plan
+    study_budget = settings.budget.to_text()
 
     def started(job: Job) -> None:
         cell, seed, record = cells[job.name]
-        log.info("training %s (%s) in a worker process, %d thread(s)", job.name, record.get("budget", settings.budget),
+        log.info("training %s (%s) in a worker process, %d thread(s)", job.name, record.get("budget", study_budget),
                  layout.threads)
         study.update(job.name, status="training", objective=cell.objective, backbone=cell.backbone, seed=seed,
                      path=str(job.config.run_dir), error=None, **record)
@@ -168,7 +170,7 @@ def train_parallel(settings: StudySettings, jobs: list[StudyJob], out: Path, stu
         cell, seed, record = cells[job.name]
         rec = study.run(job.name)
         times = {"wall_s": rec.get("wall_s", 0.0) + wall, "cpu_s": rec.get("cpu_s", 0.0) + cpu}
-        budget = record.get("budget", settings.budget)
+        budget = record.get("budget", study_budget)
         if error is not None:
             study.update(job.name, status="failed", error=error, **times)
             infos[job.name] = RunInfo(job.name, cell.backbone, cell.objective, seed, str(job.config.run_dir),

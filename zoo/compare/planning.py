@@ -18,6 +18,7 @@ from typing import Any
 from zoo.compare.plan import Measurements, Plan, PlanRequest, make_plan
 from zoo.compare.study import Grid, StudyFile, StudySettings, slug
 from zoo.errors import ConfigError
+from zoo.train.config import Budget
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def apply_plan(settings: StudySettings, plan: Plan, study: StudyFile) -> StudySe
     if plan.max_pairs is not None:
         bench = replace(bench, max_pairs=plan.max_pairs)
     budgets = planned_budgets(plan.top_flops, relative_budgets(settings.budgets)) if settings.budgets else []
-    planned = replace(settings, budget=plan.budget, budgets=budgets, jobs=plan.layout.jobs,
+    planned = replace(settings, budget=Budget.parse(plan.budget), budgets=budgets, jobs=plan.layout.jobs,
                       threads=plan.layout.threads, bench=bench)
     study.data["settings"] = planned.to_dict()
     study.save()

@@ -23,6 +23,7 @@ from zoo.compare.parallel import probe_outputs, start
 from zoo.compare.plan import ArmCost, Layout, Measurements, layouts
 from zoo.compare.study import Grid, StudySettings, run_config, slug
 from zoo.errors import ConfigError
+from zoo.train.config import Budget
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def _probe_settings(settings: StudySettings) -> StudySettings:
     keep = [o for o in settings.train_overrides
             if o.partition("=")[0].strip() not in ("train.log_every", "train.eval_every", "train.checkpoint_every")]
     # a few steps of each arm's run: no curve design (its budgets are the study's, planned from this)
-    return replace(settings, budget=f"{PROBE_STEPS}steps", hours=None, budgets=[],
+    return replace(settings, budget=Budget.parse(f"{PROBE_STEPS}steps"), hours=None, budgets=[],
                    train_overrides=[*keep, "train.log_every=1", "train.eval_every=0", "train.checkpoint_every=0"])
 
 

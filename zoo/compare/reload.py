@@ -76,19 +76,20 @@ def report_from_study(out: str | Path, count_models: bool = True) -> ComparisonR
         raise ConfigError(f"{out}: no study.json; --report-only rewrites the report of a study trained by zoo compare")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        settings = StudySettings(**data["settings"])
+        settings = StudySettings.from_dict(data["settings"], f"{path}: settings")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a readable study file ({exc})") from exc
     grid = expand_grid(settings.objectives, settings.backbones)
     plans = data.get("plans", {})
     runs = []
     first_suite = settings.bench.suites[0] or ""
+    budget = settings.budget.to_text() if settings.budget is not None else ""
     for cell in grid.cells:
         for seed in settings.seeds:
             for name in model_names(settings, cell, seed) if settings.budgets else [run_name(cell, seed)]:
                 rec = data.get("runs", {}).get(name, {})
                 runs.append(_record_info(name, rec, cell.backbone, cell.objective, seed, out / "runs" / name,
-                                         rec.get("budget", settings.budget), plans.get(slug(cell), {}).get("params")))
+                                         rec.get("budget", budget), plans.get(slug(cell), {}).get("params")))
                 runs[-1].parent = rec.get("parent")
                 _bench_seconds(runs[-1], rec, first_suite)
     baselines = [RunInfo(name, rec.get("backbone", "?"), BASELINE, int(rec.get("seed", 0)), rec.get("path", ""),
@@ -99,7 +100,7 @@ def report_from_study(out: str | Path, count_models: bool = True) -> ComparisonR
               **{n: r.get("scores") or {} for n, r in data.get("baselines", {}).items()}}
     suites = data.get("suites") or {}
     missing = [r.name for r in runs if not Path(r.path, "run.json").is_file()]
-    notes = _budget_notes(settings.budget_spec)
+    notes = _budget_notes(settings.budget) if settings.budget is not None else []
     notes.append("This report was rewritten from the study's study.json (`zoo compare --report-only`); nothing was "
                  "trained or benchmarked again." + (
                      f" {len(missing)} run director{'y is' if len(missing) == 1 else 'ies are'} not present, so the "

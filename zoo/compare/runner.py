@@ -63,7 +63,7 @@ def run_study(settings: StudySettings, out: str | Path, *, command: str | None =
     ``out`` is locked for the whole command (a second ``zoo compare`` into it is refused).
     """
     if settings.hours is not None and settings.budget is not None:
-        raise ConfigError(f"--budget {settings.budget} and --hours {settings.hours:g} both size the runs; give one")
+        raise ConfigError(f"--budget {settings.budget.to_text()} and --hours {settings.hours:g} both size the runs; give one")
     with claim_study(study_dir(out)):
         return _run_study(settings, out, command=command, train_fn=train_fn, bench_fn=bench_fn,
                           train_progress=train_progress, bench_progress=bench_progress, write_report=write_report)
@@ -90,7 +90,8 @@ def _run_study(settings: StudySettings, out: str | Path, *, command: str | None,
         from zoo.compare.planning import apply_plan, plan_for
 
         settings = apply_plan(settings, plan_for(settings, grid, tokenizers, out, study), study)
-    budget = settings.budget_spec
+    budget = settings.budget
+    assert budget is not None  # given, or set by the plan
 
     order = [(cell, seed) for seed in settings.seeds for cell in grid.cells]  # a partial study covers all cells
     t_train = time.perf_counter()
@@ -128,7 +129,8 @@ def _train_grid(settings: StudySettings, grid: Grid, order: list[tuple[Cell, int
     ``settings.layout`` says (each run's weights are those it gets in process on as many threads)."""
     if train_fn is None:
         from zoo.train.trainer import train as train_fn
-    budget = settings.budget_spec
+    budget = settings.budget
+    assert budget is not None  # given, or set by the plan
     jobs: list[Any] = []
     curves: list[tuple[Cell, int]] = []
     families = grid.families()
@@ -182,7 +184,7 @@ def _train_grid(settings: StudySettings, grid: Grid, order: list[tuple[Cell, int
                          wall_s=study.run(name).get("wall_s", 0.0) + time.perf_counter() - t0,
                          cpu_s=study.run(name).get("cpu_s", 0.0) + time.process_time() - c0)
             infos[name] = RunInfo(name, cell.backbone, cell.objective, seed, str(run_dir), status="failed",
-                                  error=str(exc), budget=settings.budget)
+                                  error=str(exc), budget=budget.to_text())
             continue
         # process CPU time (every thread): unlike wall time, not inflated by other processes on the machine
         study.update(name, status="done", wall_s=study.run(name).get("wall_s", 0.0) + time.perf_counter() - t0,
@@ -204,7 +206,8 @@ def _eval_every(settings: StudySettings, cell: Cell, tokenizer: Path, out: Path,
     checkpoints as often). Needs the steps a budget allows: exact for steps, from ``plan`` (FLOPs and
     tokens per step) otherwise; None (the trainer's default) for time budgets."""
     overrides = {o.partition("=")[0].strip() for o in settings.train_overrides}
-    budget = settings.budget_spec
+    budget = settings.budget
+    assert budget is not None  # given, or set by the plan
     if "train.eval_every" in overrides or budget.kind == "time":
         return None
     plans = study.data.setdefault("plans", {})

@@ -28,7 +28,7 @@ from zoo.train.config import Budget, RunConfig
 from zoo.train.lock import StudyLock
 from zoo.train.resolve import config_diffs as train_config_diffs
 from zoo.train.resolve import resolve
-from zoo.typed_config import apply_overrides
+from zoo.typed_config import apply_overrides, coerce, from_dict, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ REUSABLE_DIFFS = ("out", "train.log_every", "train.eval_every", "train.checkpoin
 class BenchOptions:
     """How every model of a comparison is fine-tuned and scored, and how scores are summarised."""
 
-    suite: str | None = "glue"
+    suite: str | None = None  # comma-separated suites; None: from the tasks, else glue
     tasks: list[str] | None = None
     data_dir: str | None = None  # benchmark files (None: the Hugging Face hub)
     overrides: list[str] = field(default_factory=list)  # --bench-set [task.]key=value
@@ -110,8 +110,8 @@ class StudySettings:
     """What ``zoo compare`` trains and how it benchmarks (``study.json`` "settings")."""
 
     objectives: list[str]
-    backbones: list[str]
-    budget: str | None  # None: planned from ``hours`` (zoo.compare.plan)
+    backbones: list[str] = field(default_factory=lambda: ["bert", "gpt"])
+    budget: Budget | None = None  # written as text (3e14flops); None: planned from ``hours`` (zoo.compare.plan)
     seeds: list[int] = field(default_factory=lambda: list(range(DEFAULT_SEEDS)))
     data: str | None = None  # pretraining corpus (None: the embedded default corpus)
     size: str = "mini"
@@ -145,14 +145,10 @@ class StudySettings:
             raise ConfigError(f"--hours must be a positive number, got {self.hours}")
         if self.jobs < 1 or (self.threads is not None and self.threads < 1):
             raise ConfigError(f"--jobs and --threads must be at least 1, got {self.jobs} and {self.threads}")
-        self._budget = None
         if self.budget is None and self.hours is None:
             raise ConfigError("zoo compare: pass --budget (per run) or --hours (the whole study) to train a study")
-        try:
-            if self.budget is not None:
-                self._budget = Budget.parse(self.budget)  # parsed once; read as ``budget_spec``
-        except ValueError as exc:
-            raise ConfigError(f"--budget: {exc}") from exc
+        if isinstance(self.budget, str):  # as written in study.json or given as text
+            self.budget = coerce(self.budget, Budget, "--budget")
         if self.budgets:
             from zoo.compare.budgets import check_budgets
 
@@ -164,12 +160,6 @@ class StudySettings:
                                   f"--backbones, --seeds, --budget or --out instead")
 
     @property
-    def budget_spec(self) -> Budget:
-        if self._budget is None:
-            raise ValueError("the study's budget is not planned yet")
-        return self._budget
-
-    @property
     def layout(self) -> tuple[int, int] | None:
         """(jobs, threads) when runs train in worker processes; None: one at a time in this process."""
         if self.jobs == 1 and self.threads is None:
@@ -177,7 +167,13 @@ class StudySettings:
         return self.jobs, self.threads or 1
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """``study.json``'s "settings": the budget as its text."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "settings") -> StudySettings:
+        """Settings as ``to_dict`` wrote them (``study.json``), each value checked against its type."""
+        return from_dict(cls, data, where)
 
 
 def split_list(text: str | None, what: str) -> list[str]:
@@ -302,7 +298,7 @@ def run_name(cell: Cell, seed: int) -> str:
 
 def base_config(settings: StudySettings, backbone: str) -> dict[str, Any]:
     """The config dict shared by the runs of one backbone (before objective, seed and tokenizer)."""
-    train = {"budget": settings.budget} if settings.budget is not None else {}  # None: not planned yet
+    train = {"budget": settings.budget.to_text()} if settings.budget is not None else {}  # None: not planned yet
     data: dict[str, Any] = {"backbone": backbone, "size": settings.size, "train": train}
     if settings.data is not None:
         data["data"] = {"source": settings.data}
