@@ -106,13 +106,15 @@ def test_a_resumed_auto_run_keeps_the_arithmetic_it_started_with(tmp_path: Path,
 
 
 def test_presets_and_recipes_use_auto() -> None:
+    from zoo import recipes
     from zoo.compare.presets import PRESETS
-    from zoo.typed_config import apply_overrides, load_toml
+    from zoo.typed_config import apply_overrides
 
     for preset in PRESETS.values():
-        assert apply_overrides({}, list(preset.overrides)).get("train", {}).get("precision", "auto") == "auto"
-    for path in sorted((Path(__file__).parents[2] / "configs").glob("*.toml")):
-        assert load_toml(path).get("train", {}).get("precision", "auto") == "auto", path
+        overrides = apply_overrides({}, list(preset.settings.train_overrides))
+        assert overrides.get("train", {}).get("precision", "auto") == "auto"
+    for name in recipes.names():
+        assert recipes.load(name).get("train", {}).get("precision", "auto") == "auto", name
 
 
 def test_zoo_bench_precision_auto_follows_the_cpu(monkeypatch: pytest.MonkeyPatch,
