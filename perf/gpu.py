@@ -103,6 +103,7 @@ def batches(cfg: Config, objective: Any, n: int, seed: int = 0) -> list[Any]:
 def build_zoo(cfg: Config, device: torch.device) -> tuple[Any, Any, list[Any], Any]:
     from zoo import registry
     from zoo.objectives.compose import build_objective
+    from zoo.objectives.spec import parse_spec
     from zoo.testing import special_tokens_for_tests
     from zoo.train.config import OptimConfig
     from zoo.train.optim import build_optimizer
@@ -112,7 +113,7 @@ def build_zoo(cfg: Config, device: torch.device) -> tuple[Any, Any, list[Any], A
     backbone = bcls(bcls.Config(vocab_size=cfg.vocab, hidden_size=cfg.hidden, num_layers=cfg.layers,
                                 num_heads=cfg.heads, intermediate_size=4 * cfg.hidden,
                                 max_positions=max(cfg.seq_len, 512), attention=cfg.attention))
-    objective = build_objective("mlm+nsp" if cfg.model == "bert" else "clm", {},
+    objective = build_objective(parse_spec("mlm+nsp" if cfg.model == "bert" else "clm"), {},
                                 special_tokens_for_tests(vocab_size=cfg.vocab), backbone.spec)
     model = ZooModel(backbone, objective).to(device).train()
     optimizer = build_optimizer(model, OptimConfig(), device)

@@ -28,6 +28,7 @@ import torch
 
 from zoo.objectives.compose import build_objective
 from zoo.objectives.mixture import Mixture
+from zoo.objectives.spec import parse_spec
 from zoo.sizes import SIZES
 from zoo.testing import special_tokens_for_tests, synthetic_rows, tiny_backbone
 from zoo.zoo_model import ZooModel
@@ -62,7 +63,7 @@ def step_flops(layers: int, hidden: int, vocab: int, spec: str) -> dict[str, flo
     """Training FLOPs of one ROWS x SEQ micro-batch, backbone and head apart, as the trainer counts them."""
     tokens = special_tokens_for_tests(vocab)
     backbone = _backbone(layers, hidden, vocab)
-    objective = build_objective(spec, {}, tokens, backbone.spec)
+    objective = build_objective(parse_spec(spec), {}, tokens, backbone.spec)
     rows = synthetic_rows(tokens, "decoder", batch_size=ROWS, seq_len=SEQ, seed=0, pad_last=False)
     per_token = backbone.flops_per_token(SEQ)
     body = head = 0.0
@@ -101,7 +102,7 @@ class _Timed:
     def __init__(self, layers: int, hidden: int, vocab: int, warmup: int = 2) -> None:
         tokens = special_tokens_for_tests(vocab)
         backbone = _backbone(layers, hidden, vocab)
-        objective = build_objective("clm", {}, tokens, backbone.spec)
+        objective = build_objective(parse_spec("clm"), {}, tokens, backbone.spec)
         self.model = ZooModel(backbone, objective)
         self.model.train()
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, weight_decay=0.0)

@@ -119,12 +119,13 @@ def export(directory: Path) -> dict[str, float]:
 
     from zoo.interop import build_hf_model, compare_outputs, plan_heads
     from zoo.objectives.compose import build_objective
+    from zoo.objectives.spec import parse_spec
     from zoo.testing import special_tokens_for_tests
     from zoo.zoo_model import ZooModel
 
     tokens = special_tokens_for_tests(vocab_size=VOCAB, num_sentinels=8)
     backbone = tiny()
-    model = ZooModel(backbone, build_objective("span-lm", None, tokens, backbone.spec)).eval()
+    model = ZooModel(backbone, build_objective(parse_spec("span-lm"), None, tokens, backbone.spec)).eval()
     plan = plan_heads(model)
     hf = build_hf_model(model, plan, tokens)
     enc, enc_mask, dec, dec_mask = inputs()

@@ -207,9 +207,9 @@ def prompt_is_prefix(model: TextModel, scorer: Scorer) -> bool:
     """Whether the parts read by ``scorer`` are prefix LMs over plain text (``prefix``; not those that rebuild
     their rows, such as ``deshuffle``, whose prefix is another text): they read a prompt as their prefix."""
     from zoo.objectives.mixture import spec_leaves
-    from zoo.objectives.spec import parse
+    from zoo.objectives.spec import parse_spec
 
-    layouts = [leaf.cls.layout_for(model.family) for leaf in spec_leaves(parse(model.objective))
+    layouts = [leaf.cls.layout_for(model.family) for leaf in spec_leaves(parse_spec(model.objective))
                if str(leaf.config.get("paradigm", "")) == scorer.paradigm
                and leaf.cls.layout_for(model.family) in ("causal", "prefix")
                and not leaf.cls.rebuilds_rows_for(model.family)]

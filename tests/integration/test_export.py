@@ -18,7 +18,7 @@ from zoo.cli import cli
 from zoo.errors import ConfigError
 from zoo.export import export_hf
 from zoo.models.attention import AttentionLayout
-from zoo.objectives.spec import parse, path_name
+from zoo.objectives.spec import parse_spec, path_name
 from zoo.runs import open_run
 from zoo.train import checkpoint as ckpt
 from zoo.train.resolve import resolve
@@ -116,7 +116,7 @@ def test_export_loads_in_transformers_and_matches(make_run, tmp_path: Path, obje
                                                   options: dict, architecture: str, auto: str) -> None:
     import transformers
 
-    missing = [p for p in parse(objective).names if p not in registry.names("objective")]
+    missing = [p for p in parse_spec(objective).names if p not in registry.names("objective")]
     if missing:
         pytest.skip(f"objective {missing[0]!r} is not installed (rtd: pip install ./examples/zoo-electra)")
     run_dir = make_run(objective, backbone, **options)

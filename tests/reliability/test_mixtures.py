@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from zoo.objectives.compose import build_objective
-from zoo.objectives.spec import parse
+from zoo.objectives.spec import parse_spec
 from zoo.testing import special_tokens_for_tests, tiny_backbone
 from zoo.train import checkpoint as ckpt
 from zoo.train.metrics import read_records
@@ -30,7 +30,7 @@ def _draws(run: Path, steps: int) -> list[str]:
     info = json.loads((run / "run.json").read_text())
     seed = json.loads((run / "config.json").read_text())["train"]["seed"]
     backbone = tiny_backbone(info["backbone"], info["vocab_size"])
-    mixture = build_objective(info["objective"], {}, special_tokens_for_tests(info["vocab_size"], 20), backbone.spec)
+    mixture = build_objective(parse_spec(info["objective"]), {}, special_tokens_for_tests(info["vocab_size"], 20), backbone.spec)
     return [mixture.draw(seed, s).label for s in range(1, steps + 1)]
 
 
@@ -71,7 +71,7 @@ def test_interrupted_mixture_resumes_bitwise(references: dict[str, Path], corpus
     assert len(set(draws)) == 2, "the seed should exercise both parts in 7 steps"
     for r in records:  # metrics of the part that ran, and no other's
         assert f"{r['parts'][0]}/loss" in r and r[f"{r['parts'][0]}/loss"] == r["loss"]
-        others = {p.label for p in parse(spec).parts} - {r["parts"][0]}
+        others = {p.label for p in parse_spec(spec).parts} - {r["parts"][0]}
         assert not any(f"{o}/loss" in r for o in others)
     if spec == "mlm+sop|clm":  # FLOPs are charged for the part that ran: clm's head projects every position
         flops = [r["flops"] for r in records]
@@ -79,7 +79,7 @@ def test_interrupted_mixture_resumes_bitwise(references: dict[str, Path], corpus
                  for label in set(draws)}
         assert min(spent["clm"]) > 1.2 * max(spent["mlm+sop"]), spent
     evals = read_records(run / "metrics.jsonl", "eval")
-    assert evals and all(f"{p.label}/loss" in evals[-1] for p in parse(spec).parts)
+    assert evals and all(f"{p.label}/loss" in evals[-1] for p in parse_spec(spec).parts)
     # each part's sampler advanced only in that part's steps
     state = json.loads((final_step(run) / "trainer.json").read_text())["sampler"]["mixture"]
     for label, part_state in state.items():

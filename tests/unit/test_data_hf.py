@@ -22,7 +22,7 @@ from zoo.errors import DataError
         ("hf:allenai/c4:en@train[:1%]", ("allenai/c4", "en", "train[:1%]")),
     ],
 )
-def test_parse_spec(spec: str, expected: tuple[str, str | None, str]) -> None:
+def test_parse_hf_spec(spec: str, expected: tuple[str, str | None, str]) -> None:
     assert parse_hf_spec(spec) == expected
 
 

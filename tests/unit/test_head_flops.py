@@ -14,6 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from zoo.compare.report import compute_table
 from zoo.compare.results import ComparisonResult, RunInfo
 from zoo.objectives.compose import build_objective
+from zoo.objectives.spec import parse_spec
 from zoo.testing import special_tokens_for_tests, synthetic_rows, tiny_backbone
 from zoo.train import checkpoint as ckpt
 from zoo.train.metrics import read_records
@@ -31,7 +32,7 @@ def test_head_flops_match_the_measured_operation_count(objective: str) -> None:
     gradients). In fp32 the fused loss accumulates the weight gradient with an in-place ``addmm_``,
     which the counter does not see."""
     backbone = tiny_backbone("gpt", TOKENS.vocab_size, hidden_size=32)
-    obj = build_objective(objective, {}, TOKENS, backbone.spec)
+    obj = build_objective(parse_spec(objective), {}, TOKENS, backbone.spec)
     heads = obj.build_heads(backbone)
     batch = obj.prepare(synthetic_rows(TOKENS, "decoder", batch_size=4, seq_len=48, seed=1),
                         np.random.default_rng(0)).to("cpu")

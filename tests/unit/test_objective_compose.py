@@ -10,7 +10,8 @@ import torch
 
 from zoo import registry
 from zoo.errors import ConfigError, IncompatibleError, PluginError
-from zoo.objectives.compose import Composite, build_objective, check_compatible, parse_spec
+from zoo.objectives.compose import Composite, build_objective, check_compatible
+from zoo.objectives.spec import Term, parse_spec
 from zoo.testing import special_tokens_for_tests, synthetic_rows, synthetic_segments, tiny_backbone
 from zoo.zoo_model import ZooModel
 
@@ -20,8 +21,8 @@ GPT = registry.load("backbone", "gpt")
 
 
 def test_parse_spec() -> None:
-    assert parse_spec("mlm") == [("mlm", 1.0)]
-    assert parse_spec(" mlm:1.0 + nsp:0.5 ") == [("mlm", 1.0), ("nsp", 0.5)]
+    assert parse_spec("mlm").composition.terms == (Term("mlm", 1.0),)
+    assert parse_spec(" mlm:1.0 + nsp:0.5 ").composition.terms == (Term("mlm", 1.0), Term("nsp", 0.5))
     for bad, msg in [("", "empty"), ("mlm+", "empty part"), ("mlm:x", "'x' of 'mlm' is not a number"),
                      ("mlm:-1", "positive"), ("mlm:nan", "positive")]:
         with pytest.raises(ConfigError, match=msg):
@@ -40,15 +41,15 @@ def test_parse_spec() -> None:
 ])
 def test_incompatible_compositions_fail_clearly(spec: str, backbone: type, message: str) -> None:
     with pytest.raises(IncompatibleError, match=message):
-        check_compatible(spec, backbone)
+        check_compatible(parse_spec(spec), backbone)
     bb = tiny_backbone(backbone, TOKENS.vocab_size)
     with pytest.raises(IncompatibleError, match=message):
-        build_objective(spec, {}, TOKENS, bb.spec)
+        build_objective(parse_spec(spec), {}, TOKENS, bb.spec)
 
 
 def test_refusal_says_what_would_work() -> None:
     with pytest.raises(IncompatibleError) as info:
-        check_compatible("mlm+nsp", GPT)
+        check_compatible(parse_spec("mlm+nsp"), GPT)
     msg = str(info.value)
     assert msg.startswith("objective 'mlm+nsp' cannot train backbone 'gpt': nsp needs segment embeddings")
     assert "this backbone offers bidirectional, causal, packed, prefix" in msg
@@ -57,18 +58,18 @@ def test_refusal_says_what_would_work() -> None:
 
 def test_unknown_part_and_bad_config() -> None:
     with pytest.raises(PluginError, match="unknown objective 'mlmm'.*Did you mean 'mlm'"):
-        check_compatible("mlmm+nsp", BERT)
+        check_compatible(parse_spec("mlmm+nsp"), BERT)
     spec = tiny_backbone("bert", TOKENS.vocab_size).spec
     with pytest.raises(ConfigError, match="objectives.nsp.negative_rat"):
-        build_objective("mlm+nsp", {"nsp": {"negative_rat": 0.5}}, TOKENS, spec)
+        build_objective(parse_spec("mlm+nsp"), {"nsp": {"negative_rat": 0.5}}, TOKENS, spec)
     with pytest.raises(ConfigError, match="objectives.mlm.rate must be a number"):
-        build_objective("mlm+nsp", {"mlm": {"rate": "high"}}, TOKENS, spec)
+        build_objective(parse_spec("mlm+nsp"), {"mlm": {"rate": "high"}}, TOKENS, spec)
 
 
 @pytest.mark.parametrize("spec", ["mlm+nsp", "nsp+mlm", "mlm+sop", "span+nsp"])
 def test_compatible_specs_pass(spec: str) -> None:
-    check_compatible(spec, BERT)
-    obj = build_objective(spec, {}, TOKENS, tiny_backbone("bert", TOKENS.vocab_size).spec)
+    check_compatible(parse_spec(spec), BERT)
+    obj = build_objective(parse_spec(spec), {}, TOKENS, tiny_backbone("bert", TOKENS.vocab_size).spec)
     assert isinstance(obj, Composite)
     assert [p.role for p in obj.parts] == ["pairs", "tokens"]  # pair builders prepare first
     assert obj.unit == "segments" and obj.randomized and obj.corrupts_inputs
@@ -76,19 +77,19 @@ def test_compatible_specs_pass(spec: str) -> None:
 
 def test_single_objective_is_itself() -> None:
     spec = tiny_backbone("gpt", TOKENS.vocab_size).spec
-    assert type(build_objective("clm", {}, TOKENS, spec)).__name__ == "CausalLM"
-    weighted = build_objective("clm:2.0", {}, TOKENS, spec)
+    assert type(build_objective(parse_spec("clm"), {}, TOKENS, spec)).__name__ == "CausalLM"
+    weighted = build_objective(parse_spec("clm:2.0"), {}, TOKENS, spec)
     assert isinstance(weighted, Composite) and weighted.weights == {"clm": 2.0}
     assert weighted.derived_metrics({"clm/loss": 1.5, "loss": 3.0}) == {"clm/ppl": pytest.approx(math.exp(1.5))}
-    assert type(build_objective("span:1.0", {}, TOKENS, spec)).__name__ == "SpanLM"  # span on gpt
-    span = build_objective("span:2.0", {}, TOKENS, spec)
+    assert type(build_objective(parse_spec("span:1.0"), {}, TOKENS, spec)).__name__ == "SpanLM"  # span on gpt
+    span = build_objective(parse_spec("span:2.0"), {}, TOKENS, spec)
     assert span.row_length(256) == span.parts[0].row_length(256) < 256
-    assert not build_objective("clm:2.0", {}, TOKENS, spec).randomized
+    assert not build_objective(parse_spec("clm:2.0"), {}, TOKENS, spec).randomized
 
 
 def test_composite_sums_weighted_losses_with_namespaced_metrics() -> None:
     backbone = tiny_backbone("bert", TOKENS.vocab_size)
-    objective = build_objective("nsp:0.5+mlm:2.0", {}, TOKENS, backbone.spec)
+    objective = build_objective(parse_spec("nsp:0.5+mlm:2.0"), {}, TOKENS, backbone.spec)
     assert repr(objective) == "Composite(nsp:0.5 + mlm:2)"
     model = ZooModel(backbone, objective)
     assert sorted(model.heads) == ["mlm", "nsp"]
@@ -112,7 +113,7 @@ def test_composite_sums_weighted_losses_with_namespaced_metrics() -> None:
 
 def test_composition_runs_masking_on_the_pairs() -> None:
     backbone = tiny_backbone("bert", TOKENS.vocab_size)
-    objective = build_objective("span+nsp", {}, TOKENS, backbone.spec)
+    objective = build_objective(parse_spec("span+nsp"), {}, TOKENS, backbone.spec)
     batch = objective.prepare(synthetic_segments(TOKENS, 16, 64, seed=1), np.random.default_rng(0))
     t = batch.targets["span"]
     pos = t["positions"][t["labels"] != -100]
@@ -124,9 +125,9 @@ def test_composition_runs_masking_on_the_pairs() -> None:
 def test_rows_objective_refuses_segments_and_vice_versa() -> None:
     bert = tiny_backbone("bert", TOKENS.vocab_size)
     with pytest.raises(TypeError, match="Segments"):
-        build_objective("nsp", {}, TOKENS, bert.spec).prepare(synthetic_rows(TOKENS), np.random.default_rng(0))
+        build_objective(parse_spec("nsp"), {}, TOKENS, bert.spec).prepare(synthetic_rows(TOKENS), np.random.default_rng(0))
     with pytest.raises(TypeError, match="a Batch"):
-        build_objective("mlm", {}, TOKENS, bert.spec).prepare(synthetic_segments(TOKENS), np.random.default_rng(0))
+        build_objective(parse_spec("mlm"), {}, TOKENS, bert.spec).prepare(synthetic_segments(TOKENS), np.random.default_rng(0))
 
 
 def test_causal_and_bidirectional_parts_conflict_even_on_a_backbone_offering_both() -> None:
@@ -135,9 +136,9 @@ def test_causal_and_bidirectional_parts_conflict_even_on_a_backbone_offering_bot
         capabilities = frozenset({"bidirectional", "causal", "prefix", "packed"})
 
     with pytest.raises(IncompatibleError, match=r"different attention layouts \(clm causal, mlm bidirectional\)"):
-        check_compatible("clm+mlm", Both)
-    check_compatible("clm", Both)
-    check_compatible("mlm", Both)
+        check_compatible(parse_spec("clm+mlm"), Both)
+    check_compatible(parse_spec("clm"), Both)
+    check_compatible(parse_spec("mlm"), Both)
 
 
 def test_backbone_passes_are_charged_per_forward() -> None:
@@ -168,12 +169,12 @@ def test_span_on_a_decoder_is_refused_beside_another_part(spec: str) -> None:
     message = (r"span rebuilds every row \(new width, positions and attention layout\), so the "
                r"targets and layout of prefix would no longer match the rows; train span alone")
     with pytest.raises(IncompatibleError, match=message):
-        check_compatible(spec, GPT)
+        check_compatible(parse_spec(spec), GPT)
     gpt = tiny_backbone("gpt", TOKENS.vocab_size)
     with pytest.raises(IncompatibleError, match=message):
-        build_objective(spec, {}, TOKENS, gpt.spec)
-    check_compatible("span:2.0", GPT)  # alone (weighted) it is fine
-    assert build_objective("span:2.0", {}, TOKENS, gpt.spec).prepare(
+        build_objective(parse_spec(spec), {}, TOKENS, gpt.spec)
+    check_compatible(parse_spec("span:2.0"), GPT)  # alone (weighted) it is fine
+    assert build_objective(parse_spec("span:2.0"), {}, TOKENS, gpt.spec).prepare(
         synthetic_rows(TOKENS, "decoder", seq_len=48), np.random.default_rng(0)).causal
 
 
@@ -215,8 +216,8 @@ def test_listed_compositions_still_build_and_prepare(backbone: type, specs: list
     bb = tiny_backbone(backbone, TOKENS.vocab_size)
     for spec in specs:
         assert spec in listed or spec == "nsp+mlm"  # `zoo list` shows it as mlm+nsp
-        check_compatible(spec, backbone)
-        obj = build_objective(spec, {}, TOKENS, bb.spec)
+        check_compatible(parse_spec(spec), backbone)
+        obj = build_objective(parse_spec(spec), {}, TOKENS, bb.spec)
         data = synthetic_segments(TOKENS, 4, 64) if obj.unit == "segments" else \
             synthetic_rows(TOKENS, bb.family, 4, obj.row_length(64))
         batch = obj.prepare(data, np.random.default_rng(0))

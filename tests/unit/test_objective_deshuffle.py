@@ -8,6 +8,7 @@ import pytest
 from zoo.errors import ConfigError
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective
+from zoo.objectives.spec import parse_spec
 from zoo.testing import special_tokens_for_tests, synthetic_rows, tiny_backbone
 
 TOKENS = special_tokens_for_tests()
@@ -15,7 +16,7 @@ TOKENS = special_tokens_for_tests()
 
 @pytest.mark.parametrize("family,backbone", [("encoder", "bert"), ("decoder", "gpt")])
 def test_shuffled_prefix_original_target_no_leak(family: str, backbone: str) -> None:
-    obj = build_objective("deshuffle", {}, TOKENS, tiny_backbone(backbone, TOKENS.vocab_size).spec)
+    obj = build_objective(parse_spec("deshuffle"), {}, TOKENS, tiny_backbone(backbone, TOKENS.vocab_size).spec)
     raw_len = obj.row_length(64)
     assert raw_len == 31
     rows = synthetic_rows(TOKENS, family, batch_size=6, seq_len=raw_len, seed=3)
@@ -55,6 +56,6 @@ def test_permutations_are_uniform() -> None:
 
 
 def test_short_rows_are_a_config_error() -> None:
-    obj = build_objective("deshuffle", {}, TOKENS, tiny_backbone("gpt", TOKENS.vocab_size).spec)
+    obj = build_objective(parse_spec("deshuffle"), {}, TOKENS, tiny_backbone("gpt", TOKENS.vocab_size).spec)
     with pytest.raises(ConfigError, match="too short"):
         obj.row_length(5)

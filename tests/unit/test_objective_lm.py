@@ -11,6 +11,7 @@ import torch
 from zoo.errors import IncompatibleError
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective, check_compatible
+from zoo.objectives.spec import parse_spec
 from zoo.testing import special_tokens_for_tests, synthetic_rows, tiny_backbone
 from zoo.zoo_model import ZooModel
 
@@ -33,7 +34,7 @@ def _next_token_reference(ids: np.ndarray, doc_ids: np.ndarray) -> np.ndarray:
 
 def test_clm_labels_and_layout(gpt) -> None:
     rows = synthetic_rows(TOKENS, "decoder", batch_size=24, seq_len=48, seed=1)
-    objective = build_objective("clm", {}, TOKENS, gpt.spec)
+    objective = build_objective(parse_spec("clm"), {}, TOKENS, gpt.spec)
     batch = objective.prepare(rows, np.random.default_rng(0))
     assert batch.causal and batch.prefix is None
     assert np.array_equal(batch.doc_ids, rows.doc_ids) and np.array_equal(batch.input_ids, rows.input_ids)
@@ -50,7 +51,7 @@ def test_clm_labels_and_layout(gpt) -> None:
 
 def test_clm_documents_do_not_see_each_other(gpt) -> None:
     rows = synthetic_rows(TOKENS, "decoder", batch_size=2, seq_len=48, seed=1, pad_last=False)
-    objective = build_objective("clm", {}, TOKENS, gpt.spec)
+    objective = build_objective(parse_spec("clm"), {}, TOKENS, gpt.spec)
     batch = objective.prepare(rows, np.random.default_rng(0))
     second = rows.doc_ids[0] == 1
     assert second.any()
@@ -64,7 +65,7 @@ def test_clm_documents_do_not_see_each_other(gpt) -> None:
 
 
 def test_clm_loss_counts_and_perplexity(gpt) -> None:
-    objective = build_objective("clm", {"clm": {"chunk_rows": 16}}, TOKENS, gpt.spec)
+    objective = build_objective(parse_spec("clm"), {"clm": {"chunk_rows": 16}}, TOKENS, gpt.spec)
     model = ZooModel(gpt, objective)
     assert [k for k in model.state_dict() if k.startswith("heads.")] == []  # tied, no bias: nothing to save
     assert model.heads["clm"].weight is gpt.tok_emb.weight
@@ -83,7 +84,7 @@ def test_clm_loss_counts_and_perplexity(gpt) -> None:
 
 def test_prefix_split_labels_and_visibility(gpt) -> None:
     rows = synthetic_rows(TOKENS, "decoder", batch_size=64, seq_len=48, seed=3)
-    objective = build_objective("prefix", {}, TOKENS, gpt.spec)
+    objective = build_objective(parse_spec("prefix"), {}, TOKENS, gpt.spec)
     batch = objective.prepare(rows, np.random.default_rng(0))
     assert batch.causal and batch.prefix.dtype == bool
     labels = batch.targets["prefix"]["labels"]
@@ -125,8 +126,8 @@ def test_lm_objectives_train_an_encoder_architecture() -> None:
     """Causal attention is the objective's choice: clm and prefix run on BERT's architecture too."""
     bert = tiny_backbone("bert", TOKENS.vocab_size)
     for name in ("clm", "prefix"):
-        check_compatible(name, type(bert))
-        obj = build_objective(name, {}, TOKENS, bert.spec)
+        check_compatible(parse_spec(name), type(bert))
+        obj = build_objective(parse_spec(name), {}, TOKENS, bert.spec)
         batch = obj.prepare(synthetic_rows(TOKENS, "encoder", 4, 32), np.random.default_rng(0)).to("cpu")
         assert batch.causal and (batch.prefix is not None) == (name == "prefix")
         out = ZooModel(bert, obj)(batch)
@@ -136,4 +137,4 @@ def test_lm_objectives_train_an_encoder_architecture() -> None:
         capabilities = frozenset({"bidirectional", "segments", "packed"})
 
     with pytest.raises(IncompatibleError, match=r"clm needs backbone capabilities \['causal'\]"):
-        check_compatible("clm", NoCausal)
+        check_compatible(parse_spec("clm"), NoCausal)

@@ -13,11 +13,11 @@ from scipy import stats
 from zoo import registry
 from zoo.errors import ConfigError, IncompatibleError
 from zoo.objectives.clm import CausalLM
-from zoo.objectives.compose import Composite, build_objective, check_compatible, parse_spec
+from zoo.objectives.compose import Composite, build_objective, check_compatible
 from zoo.objectives.mixture import Component, Member, Mixture, finetune_attention, trained_attention
 from zoo.objectives.mlm import MaskedLM, MLMConfig
 from zoo.objectives.prefix import PrefixLM
-from zoo.objectives.spec import Composition, MixturePart, Term, parse
+from zoo.objectives.spec import Composition, MixturePart, Term, parse_spec
 from zoo.testing import (
     check_objective,
     special_tokens_for_tests,
@@ -25,6 +25,8 @@ from zoo.testing import (
     synthetic_segments,
     tiny_backbone,
 )
+from zoo.train.config import RunConfig
+from zoo.typed_config import from_dict
 from zoo.zoo_model import ZooModel
 
 TOKENS = special_tokens_for_tests(vocab_size=400)
@@ -33,22 +35,22 @@ GPT = registry.load("backbone", "gpt")
 
 
 def test_spec_tree() -> None:
-    spec = parse(" mlm + sop | clm ")
+    spec = parse_spec(" mlm + sop | clm ")
     assert spec.is_mixture and spec.names == ["mlm", "sop", "clm"]
     assert spec.parts == (MixturePart(Composition((Term("mlm"), Term("sop"))), 1.0),
                           MixturePart(Composition((Term("clm"),)), 1.0))
     assert [p.label for p in spec.parts] == ["mlm+sop", "clm"]
-    weighted = parse("mntp:15|clm:1")  # on a single name the number is the part's share
+    weighted = parse_spec("mntp:15|clm:1")  # on a single name the number is the part's share
     assert [(p.label, p.share) for p in weighted.parts] == [("mntp", 15.0), ("clm", 1.0)]
     assert all(p.composition.single for p in weighted.parts)
-    nested = parse("(mlm:1+sop:0.5):3|clm")  # loss weights inside, the composition's share outside
+    nested = parse_spec("(mlm:1+sop:0.5):3|clm")  # loss weights inside, the composition's share outside
     assert nested.parts[0] == MixturePart(Composition((Term("mlm", 1.0), Term("sop", 0.5))), 3.0)
-    assert parse("mlm:2+nsp").parts[0].composition.terms == (Term("mlm", 2.0), Term("nsp", 1.0))
-    assert not parse("mlm:2+nsp").is_mixture
-    # the composition parser keeps its old results, and refuses a mixture
-    assert parse_spec(" mlm:1.0 + nsp:0.5 ") == [("mlm", 1.0), ("nsp", 0.5)]
-    with pytest.raises(ConfigError, match="is a mixture of 2 parts"):
-        parse_spec("mlm|clm")
+    assert parse_spec("mlm:2+nsp").parts[0].composition.terms == (Term("mlm", 2.0), Term("nsp", 1.0))
+    assert not parse_spec("mlm:2+nsp").is_mixture
+    # a plain spec is one composition with its weights; a mixture is refused where one composition is asked for
+    assert parse_spec(" mlm:1.0 + nsp:0.5 ").composition.terms == (Term("mlm", 1.0), Term("nsp", 0.5))
+    with pytest.raises(ConfigError, match=r"objective spec 'mlm\|clm' is a mixture of 2 parts, not one composition"):
+        _ = parse_spec("mlm|clm").composition
 
 
 @pytest.mark.parametrize("spec,error,message", [
@@ -70,27 +72,27 @@ def test_spec_tree() -> None:
 ])
 def test_malformed_specs_are_one_line_errors(spec: str, error: type, message: str) -> None:
     with pytest.raises(error, match=re.escape(message)) as info:
-        parse(spec)
+        parse_spec(spec)
     assert "\n" not in str(info.value) and repr(spec)[1:-1] in str(info.value)
-    with pytest.raises(error, match=re.escape(message)):  # the build path fails the same way, before any model
-        check_compatible(spec, GPT)
+    with pytest.raises(error, match=re.escape(message)):  # a run's config fails the same way, before any model
+        from_dict(RunConfig, {"objective": spec, "backbone": "gpt"})
 
 
 def test_incompatible_part_is_named() -> None:
     with pytest.raises(IncompatibleError) as info:
-        check_compatible("mlm+nsp|clm", GPT)
+        check_compatible(parse_spec("mlm+nsp|clm"), GPT)
     msg = str(info.value)
     assert msg.startswith("objective 'mlm+nsp|clm' cannot train backbone 'gpt': mixture part 'mlm+nsp': ")
     assert "\n" not in msg
     with pytest.raises(IncompatibleError, match="mixture part 'sop': sop needs"):
-        build_objective("clm:2|sop", {}, TOKENS, tiny_backbone(GPT, TOKENS.vocab_size).spec)
+        build_objective(parse_spec("clm:2|sop"), {}, TOKENS, tiny_backbone(GPT, TOKENS.vocab_size).spec)
     # parts that need different data units are not an error
-    check_compatible("mlm+sop|span", BERT)
+    check_compatible(parse_spec("mlm+sop|span"), BERT)
 
 
 def _mixture(spec: str = "clm:1|span:3", backbone: type = GPT) -> tuple[Mixture, ZooModel]:
     bb = tiny_backbone(backbone, TOKENS.vocab_size)
-    objective = build_objective(spec, {}, TOKENS, bb.spec)
+    objective = build_objective(parse_spec(spec), {}, TOKENS, bb.spec)
     assert isinstance(objective, Mixture)
     return objective, ZooModel(bb, objective)
 

@@ -13,6 +13,7 @@ from zoo.errors import ConfigError, DataError
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective
 from zoo.objectives.mlm import MaskedLM, MLMConfig
+from zoo.objectives.spec import parse_spec
 from zoo.testing import (
     special_tokens_for_tests,
     synthetic_rows,
@@ -34,7 +35,7 @@ def big_rows():
 
 def _mlm(**config) -> MaskedLM:
     spec = tiny_backbone("bert", TOKENS.vocab_size).spec
-    return build_objective("mlm", {"mlm": config}, TOKENS, spec)
+    return build_objective(parse_spec("mlm"), {"mlm": config}, TOKENS, spec)
 
 
 def _masked(batch, original):
@@ -167,7 +168,7 @@ def test_bad_config_and_missing_inputs() -> None:
     with pytest.raises(ConfigError, match="sum to at most 1"):
         from_dict(MLMConfig, {"mask_ratio": 0.9, "random_ratio": 0.2}, path="objectives.mlm")
     with pytest.raises(ConfigError, match="objectives.mlm.rat"):
-        build_objective("mlm", {"mlm": {"rat": 0.2}}, TOKENS, tiny_backbone("bert", 8000).spec)
+        build_objective(parse_spec("mlm"), {"mlm": {"rat": 0.2}}, TOKENS, tiny_backbone("bert", 8000).spec)
     rows = synthetic_rows(TOKENS, "encoder", batch_size=2, seq_len=32)
     with pytest.raises(DataError, match="word starts"):
         _mlm(whole_word=True).prepare(rows.replace(word_starts=None), np.random.default_rng(0))
@@ -181,7 +182,7 @@ def test_bad_config_and_missing_inputs() -> None:
 def test_head_is_sparse_tied_and_namespaced() -> None:
     tokens = special_tokens_for_tests(vocab_size=400)
     backbone = tiny_backbone("bert", tokens.vocab_size)
-    objective = build_objective("mlm", {}, tokens, backbone.spec)
+    objective = build_objective(parse_spec("mlm"), {}, tokens, backbone.spec)
     model = ZooModel(backbone, objective)
     keys = [k for k in model.state_dict() if k.startswith("heads.")]
     assert sorted(keys) == ["heads.mlm.decoder.bias", "heads.mlm.dense.bias", "heads.mlm.dense.weight",

@@ -10,6 +10,7 @@ from scipy import stats
 from zoo.errors import ConfigError
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective
+from zoo.objectives.spec import parse_spec
 from zoo.testing import special_tokens_for_tests, synthetic_rows, tiny_backbone
 from zoo.zoo_model import ZooModel
 
@@ -19,7 +20,7 @@ TOKENS = special_tokens_for_tests()
 @pytest.mark.parametrize("family,backbone", [("encoder", "bert"), ("decoder", "gpt")])
 def test_labels_sit_one_position_before_the_masked_token(family: str, backbone: str) -> None:
     spec = tiny_backbone(backbone, TOKENS.vocab_size).spec
-    obj = build_objective("mntp", {}, TOKENS, spec)
+    obj = build_objective(parse_spec("mntp"), {}, TOKENS, spec)
     rows = synthetic_rows(TOKENS, family, batch_size=6, seq_len=64, seed=2)
     batch = obj.prepare(rows, np.random.default_rng(0))
     assert not batch.causal and batch.prefix is None  # bidirectional attention
@@ -43,7 +44,7 @@ def test_masking_statistics_match_bert() -> None:
     """Exactly round(15%) of the maskable tokens per row; [MASK] / random / unchanged 80 / 10 / 10
     (chi-square goodness of fit)."""
     spec = tiny_backbone("gpt", TOKENS.vocab_size).spec
-    obj = build_objective("mntp", {}, TOKENS, spec)
+    obj = build_objective(parse_spec("mntp"), {}, TOKENS, spec)
     kinds = np.zeros(3)
     for seed in range(20):
         rows = synthetic_rows(TOKENS, "decoder", batch_size=8, seq_len=128, seed=seed)
@@ -65,8 +66,8 @@ def test_shares_the_causal_lm_head_and_alignment() -> None:
     from zoo.objectives.clm import lm_loss
 
     bert = tiny_backbone("bert", TOKENS.vocab_size)
-    mntp = build_objective("mntp", {}, TOKENS, bert.spec)
-    clm = build_objective("clm", {}, TOKENS, bert.spec)
+    mntp = build_objective(parse_spec("mntp"), {}, TOKENS, bert.spec)
+    clm = build_objective(parse_spec("clm"), {}, TOKENS, bert.spec)
     assert type(mntp).head_key == type(clm).head_key == "lm"
     model = ZooModel(bert, mntp)
     head = model.heads["mntp"]
@@ -81,4 +82,4 @@ def test_shares_the_causal_lm_head_and_alignment() -> None:
 def test_bad_rate_is_a_config_error() -> None:
     spec = tiny_backbone("gpt", TOKENS.vocab_size).spec
     with pytest.raises(ConfigError, match=r"objectives.mntp: rate must be in \(0, 1\)"):
-        build_objective("mntp", {"mntp": {"rate": 1.5}}, TOKENS, spec)
+        build_objective(parse_spec("mntp"), {"mntp": {"rate": 1.5}}, TOKENS, spec)

@@ -12,6 +12,7 @@ from zoo.errors import DataError
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective
 from zoo.objectives.pairs import Piece, truncate_pair
+from zoo.objectives.spec import parse_spec
 from zoo.testing import (
     InMemorySource,
     special_tokens_for_tests,
@@ -49,7 +50,7 @@ def _within(observed: float, p: float, n: int) -> bool:
 
 
 def test_nsp_balance_provenance_and_layout(source: InMemorySource) -> None:
-    objective = build_objective("nsp", {}, TOKENS, SPEC)
+    objective = build_objective(parse_spec("nsp"), {}, TOKENS, SPEC)
     segments = synthetic_segments(TOKENS, batch_size=2000, seq_len=SEQ, seed=2, source=source)
     batch = objective.prepare(segments, np.random.default_rng(0))
     labels = batch.targets["nsp"]["labels"]
@@ -78,7 +79,7 @@ def test_nsp_balance_provenance_and_layout(source: InMemorySource) -> None:
 
 
 def test_sop_balance_and_order(source: InMemorySource) -> None:
-    objective = build_objective("sop", {}, TOKENS, SPEC)
+    objective = build_objective(parse_spec("sop"), {}, TOKENS, SPEC)
     segments = synthetic_segments(TOKENS, batch_size=2000, seq_len=SEQ, seed=3, source=source)
     batch = objective.prepare(segments, np.random.default_rng(0))
     labels = batch.targets["sop"]["labels"]
@@ -98,7 +99,7 @@ def test_single_sentence_chunks_split_inside_the_sentence() -> None:
     starts[[0, 4, 9, 15]] = True
     src = InMemorySource([[sent], [np.arange(200, 230)]], [[starts], [np.ones(30, dtype=bool)]])
     segments = Segments([Chunk(0, [sent], [starts])] * 200, seq_len=64, source=src)
-    batch = build_objective("nsp", {}, TOKENS, SPEC).prepare(segments, np.random.default_rng(0))
+    batch = build_objective(parse_spec("nsp"), {}, TOKENS, SPEC).prepare(segments, np.random.default_rng(0))
     labels = batch.targets["nsp"]["labels"]
     assert 0.35 < (labels == 0).mean() < 0.65
     cuts = set()
@@ -114,9 +115,9 @@ def test_single_sentence_chunks_split_inside_the_sentence() -> None:
 def test_unsplittable_chunks() -> None:
     src = InMemorySource([[np.array([100])], [np.arange(200, 230)]])
     segments = Segments([Chunk(0, [np.array([100])], [np.array([True])])] * 20, seq_len=32, source=src)
-    nsp = build_objective("nsp", {}, TOKENS, SPEC).prepare(segments, np.random.default_rng(0))
+    nsp = build_objective(parse_spec("nsp"), {}, TOKENS, SPEC).prepare(segments, np.random.default_rng(0))
     assert (nsp.targets["nsp"]["labels"] == 1).all()  # as BERT: no continuation -> random next
-    sop = build_objective("sop", {}, TOKENS, SPEC).prepare(segments, np.random.default_rng(0))
+    sop = build_objective(parse_spec("sop"), {}, TOKENS, SPEC).prepare(segments, np.random.default_rng(0))
     assert (sop.targets["sop"]["labels"] == IGNORE).all()  # no order to predict; tokens still there
     assert (sop.input_ids[:, :4] == [TOKENS.cls, 100, TOKENS.sep, TOKENS.sep]).all()
 
@@ -138,7 +139,7 @@ def test_truncation_matches_bert() -> None:
     src = InMemorySource([[np.arange(100, 200), np.arange(300, 400)], [np.arange(500, 600)]])
     seg = Segments([Chunk(0, [np.arange(100, 200), np.arange(300, 400)], [np.ones(100, bool)] * 2)] * 10,
                    seq_len=50, source=src)
-    batch = build_objective("nsp", {}, TOKENS, SPEC).prepare(seg, np.random.default_rng(0))
+    batch = build_objective(parse_spec("nsp"), {}, TOKENS, SPEC).prepare(seg, np.random.default_rng(0))
     assert batch.input_ids.shape == (10, 50) and (batch.doc_ids == 0).all()
 
 
@@ -146,20 +147,20 @@ def test_pair_errors() -> None:
     one_doc = InMemorySource([[np.arange(100, 110), np.arange(110, 120)]])
     seg = Segments([Chunk(0, one_doc.documents[0], one_doc.word_starts[0])] * 50, seq_len=32, source=one_doc)
     with pytest.raises(DataError, match="holds 1 document.*at least 2 documents"):
-        build_objective("nsp", {}, TOKENS, SPEC).prepare(seg, np.random.default_rng(0))
+        build_objective(parse_spec("nsp"), {}, TOKENS, SPEC).prepare(seg, np.random.default_rng(0))
     empty = Segments([Chunk(0, [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=bool)])], seq_len=32, source=one_doc)
     with pytest.raises(DataError, match="chunk 0 .*no tokens"):
-        build_objective("sop", {}, TOKENS, SPEC).prepare(empty, np.random.default_rng(0))
+        build_objective(parse_spec("sop"), {}, TOKENS, SPEC).prepare(empty, np.random.default_rng(0))
     bad = Segments([Chunk(0, [np.arange(100, 110)], [np.ones(3, dtype=bool)])], seq_len=32, source=one_doc)
     with pytest.raises(DataError, match="10 tokens but 3 word starts"):
-        build_objective("sop", {}, TOKENS, SPEC).prepare(bad, np.random.default_rng(0))
+        build_objective(parse_spec("sop"), {}, TOKENS, SPEC).prepare(bad, np.random.default_rng(0))
 
 
 def test_pair_head_matches_bert_pooler_names() -> None:
     from zoo.zoo_model import ZooModel
 
     backbone = tiny_backbone("bert", TOKENS.vocab_size)
-    model = ZooModel(backbone, build_objective("sop", {}, TOKENS, backbone.spec))
+    model = ZooModel(backbone, build_objective(parse_spec("sop"), {}, TOKENS, backbone.spec))
     assert sorted(k for k in model.state_dict() if k.startswith("heads.")) == [
         "heads.sop.classifier.bias", "heads.sop.classifier.weight", "heads.sop.pooler.bias", "heads.sop.pooler.weight"]
     assert set(model.heads["sop"].hf_state_dict()) == {

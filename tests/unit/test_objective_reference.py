@@ -9,6 +9,7 @@ import transformers
 
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective
+from zoo.objectives.spec import parse_spec
 from zoo.testing import special_tokens_for_tests, synthetic_rows, synthetic_segments, tiny_backbone
 from zoo.zoo_model import ZooModel
 
@@ -19,7 +20,7 @@ TOL = 1e-5
 def test_mlm_nsp_loss_equals_bert_for_pretraining(whole_word: bool) -> None:
     tokens = special_tokens_for_tests(vocab_size=300)
     backbone = tiny_backbone("bert", tokens.vocab_size, hidden_size=64, num_heads=4, seed=3)
-    objective = build_objective("mlm+nsp", {"mlm": {"whole_word": whole_word}}, tokens, backbone.spec)
+    objective = build_objective(parse_spec("mlm+nsp"), {"mlm": {"whole_word": whole_word}}, tokens, backbone.spec)
     model = ZooModel(backbone, objective).eval()
     for p in model.heads.parameters():  # non-trivial head weights (biases start at zero)
         torch.nn.init.normal_(p, std=0.05)
@@ -58,7 +59,7 @@ def test_mlm_nsp_loss_equals_bert_for_pretraining(whole_word: bool) -> None:
 def test_clm_loss_equals_gpt2_lm_head_model() -> None:
     tokens = special_tokens_for_tests(vocab_size=300)
     backbone = tiny_backbone("gpt", tokens.vocab_size, hidden_size=64, num_heads=4, seed=3)
-    objective = build_objective("clm", {"clm": {"chunk_rows": 50}}, tokens, backbone.spec)  # several chunks
+    objective = build_objective(parse_spec("clm"), {"clm": {"chunk_rows": 50}}, tokens, backbone.spec)  # several chunks
     model = ZooModel(backbone, objective).eval()
     rows = synthetic_rows(tokens, "decoder", batch_size=4, seq_len=40, seed=6, pad_last=False)
     # one document per row, no padding: what GPT2LMHeadModel sees without an attention mask

@@ -12,6 +12,7 @@ from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective
 from zoo.objectives.mlm import KEEP, MASK, RANDOM
 from zoo.objectives.noise import random_spans_noise_mask
+from zoo.objectives.spec import parse_spec
 from zoo.testing import special_tokens_for_tests, synthetic_rows, synthetic_source, tiny_backbone
 
 TOKENS = special_tokens_for_tests(vocab_size=8000, num_sentinels=100)
@@ -70,7 +71,7 @@ def _row_length_bruteforce(seq_len: int) -> int:
 
 
 def test_row_length_is_exact() -> None:
-    objective = build_objective("span", {}, TOKENS, GPT)
+    objective = build_objective(parse_spec("span"), {}, TOKENS, GPT)
     for seq_len in (16, 64, 100, 128, 256, 512, 1024):
         assert objective.row_length(seq_len) == _row_length_bruteforce(seq_len)
     # the T5 paper's setting: 568 raw tokens -> 512 inputs (incl. eos) and 114 targets; one row of 626
@@ -78,7 +79,7 @@ def test_row_length_is_exact() -> None:
 
 
 def test_decoder_rows_sentinels_and_reconstruction() -> None:
-    objective = build_objective("span", {}, TOKENS, GPT)
+    objective = build_objective(parse_spec("span"), {}, TOKENS, GPT)
     seq_len = 256
     raw_len = objective.row_length(seq_len)
     source = synthetic_source(TOKENS, num_documents=200, seed=2)
@@ -117,14 +118,14 @@ def test_decoder_rows_sentinels_and_reconstruction() -> None:
 
 def test_too_few_sentinels_is_a_clear_error() -> None:
     tokens = special_tokens_for_tests(vocab_size=8000, num_sentinels=4)
-    objective = build_objective("span", {}, tokens, GPT)
+    objective = build_objective(parse_spec("span"), {}, tokens, GPT)
     assert objective.row_length(64) > 0
     with pytest.raises(ConfigError, match="sentinel"):
         objective.row_length(512)
 
 
 def test_encoder_span_masking() -> None:
-    objective = build_objective("span", {}, TOKENS, BERT)
+    objective = build_objective(parse_spec("span"), {}, TOKENS, BERT)
     assert objective.row_length(512) == 512
     source = synthetic_source(TOKENS, num_documents=300, seed=3)
     rows = synthetic_rows(TOKENS, "encoder", batch_size=128, seq_len=512, seed=3, source=source)
@@ -157,8 +158,8 @@ def test_encoder_span_masking() -> None:
 @pytest.mark.parametrize("backbone,form,family", [(BERT, "span-mask", "encoder"), (GPT, "span-lm", "decoder")])
 def test_span_is_the_form_that_fits_the_backbone(backbone, form: str, family: str) -> None:
     """``span`` on bert is span-mask, on gpt span-lm: the same batches from the same seed."""
-    alias = build_objective("span", {}, TOKENS, backbone)
-    named = build_objective(form, {}, TOKENS, backbone)
+    alias = build_objective(parse_spec("span"), {}, TOKENS, backbone)
+    named = build_objective(parse_spec(form), {}, TOKENS, backbone)
     assert type(alias) is type(named) and type(named).name == form and alias.name == "span"
     rows = synthetic_rows(TOKENS, family, 4, named.row_length(64))
     a, b = alias.prepare(rows, np.random.default_rng(3)), named.prepare(rows, np.random.default_rng(3))
@@ -168,7 +169,7 @@ def test_span_is_the_form_that_fits_the_backbone(backbone, form: str, family: st
 
 @pytest.mark.parametrize("form,other,family", [("span-mask", GPT, "decoder"), ("span-lm", BERT, "encoder")])
 def test_both_forms_run_on_the_other_architecture(form: str, other, family: str) -> None:
-    obj = build_objective(form, {}, TOKENS, other)
+    obj = build_objective(parse_spec(form), {}, TOKENS, other)
     batch = obj.prepare(synthetic_rows(TOKENS, family, 4, obj.row_length(64)), np.random.default_rng(0))
     assert (batch.prefix is not None) == (form == "span-lm") and batch.causal == (form == "span-lm")
 
@@ -176,6 +177,6 @@ def test_both_forms_run_on_the_other_architecture(form: str, other, family: str)
 def test_span_refuses_an_option_of_the_other_form() -> None:
     with pytest.raises(ConfigError, match=r"objectives.span.mask_ratio is an option of the other form of span; "
                                           r"on gpt span is span-lm"):
-        build_objective("span", {"span": {"mask_ratio": 0.5}}, TOKENS, GPT)
+        build_objective(parse_spec("span"), {"span": {"mask_ratio": 0.5}}, TOKENS, GPT)
     with pytest.raises(ConfigError, match=r"objectives.span.paradigm .* on bert span is span-mask"):
-        build_objective("span", {"span": {"paradigm": "[R]"}}, TOKENS, BERT)
+        build_objective(parse_spec("span"), {"span": {"paradigm": "[R]"}}, TOKENS, BERT)

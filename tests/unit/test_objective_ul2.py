@@ -15,6 +15,7 @@ from zoo.errors import IncompatibleError
 from zoo.objectives.common import IGNORE
 from zoo.objectives.compose import build_objective, check_compatible, declared_special_tokens
 from zoo.objectives.mixture import Mixture
+from zoo.objectives.spec import parse_spec
 from zoo.objectives.ul2 import UL2
 from zoo.testing import special_tokens_for_tests, tiny_backbone
 from zoo.zoo_model import ZooModel
@@ -27,7 +28,7 @@ PAPER = [("r-3-15", "[R]", 3, 0.15), ("r-8-15", "[R]", 8, 0.15), ("x-3-50", "[X]
 
 
 def _ul2(backbone: str = "gpt") -> Mixture:
-    objective = build_objective("ul2", {}, TOKENS, tiny_backbone(backbone, TOKENS.vocab_size, max_positions=8192).spec)
+    objective = build_objective(parse_spec("ul2"), {}, TOKENS, tiny_backbone(backbone, TOKENS.vocab_size, max_positions=8192).spec)
     assert isinstance(objective, UL2)
     return objective
 
@@ -80,7 +81,7 @@ def test_ul2_shares_tokens_and_heads() -> None:
         by_paradigm[member.label[0]] = by_paradigm.get(member.label[0], 0.0) + p
     assert by_paradigm == pytest.approx({"r": 1 / 3, "s": 1 / 3, "x": 1 / 3})
     assert len(ul2.members) == 7
-    assert declared_special_tokens("ul2") == ("[R]", "[S]", "[X]")  # what the run's tokenizer reserves
+    assert declared_special_tokens(parse_spec("ul2")) == ("[R]", "[S]", "[X]")  # what the run's tokenizer reserves
     bb = tiny_backbone("gpt", TOKENS.vocab_size, max_positions=8192)
     assert set(ZooModel(bb, _ul2()).heads) == {"lm"}  # every denoiser trains the one tied LM head
     assert registry.info("objective", "ul2").value == "zoo.objectives.ul2:UL2"  # an entry point like any plugin
@@ -88,11 +89,11 @@ def test_ul2_shares_tokens_and_heads() -> None:
 
 @pytest.mark.parametrize("backbone", ["gpt", "bert"])
 def test_ul2_fits_both_architectures(backbone: str) -> None:
-    check_compatible("ul2", registry.load("backbone", backbone))
+    check_compatible(parse_spec("ul2"), registry.load("backbone", backbone))
     _ul2(backbone)
 
 
 @pytest.mark.parametrize("spec", ["ul2|clm", "ul2+mlm", "clm:2|ul2"])
 def test_named_mixtures_do_not_nest(spec: str) -> None:
     with pytest.raises(IncompatibleError, match="'ul2' in .* is a mixture of its own; mixtures do not nest"):
-        check_compatible(spec, registry.load("backbone", "gpt"))
+        check_compatible(parse_spec(spec), registry.load("backbone", "gpt"))

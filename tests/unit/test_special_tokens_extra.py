@@ -11,6 +11,7 @@ import pytest
 
 from zoo.errors import ConfigError
 from zoo.objectives.compose import build_objective, declared_special_tokens
+from zoo.objectives.spec import parse_spec
 from zoo.testing import special_tokens_for_tests, synthetic_rows, tiny_backbone
 
 TEXTS = ["the quick brown fox jumps over the lazy dog", "a stitch in time saves nine",
@@ -63,8 +64,8 @@ TOKENS = replace(special_tokens_for_tests(), extra={"[R]": 400, "[S]": 401, "[X]
 @pytest.mark.parametrize("backbone,family", [("gpt", "decoder"), ("bert", "encoder")])
 def test_span_lm_paradigm_token_leads_every_row(backbone: str, family: str) -> None:
     spec = tiny_backbone(backbone, TOKENS.vocab_size).spec
-    plain = build_objective("span-lm", {}, TOKENS, spec)
-    obj = build_objective("span-lm", {"span-lm": {"paradigm": "[R]"}}, TOKENS, spec)
+    plain = build_objective(parse_spec("span-lm"), {}, TOKENS, spec)
+    obj = build_objective(parse_spec("span-lm"), {"span-lm": {"paradigm": "[R]"}}, TOKENS, spec)
     assert obj.row_length(64) == plain.row_length(64) - 1 or obj.row_length(64) < plain.row_length(64)
     rows = synthetic_rows(TOKENS, family, 4, obj.row_length(64))
     batch = obj.prepare(rows, np.random.default_rng(0))
@@ -81,7 +82,7 @@ def test_span_lm_paradigm_token_leads_every_row(backbone: str, family: str) -> N
 
 def test_prefix_paradigm_token_joins_the_first_document() -> None:
     spec = tiny_backbone("gpt", TOKENS.vocab_size).spec
-    obj = build_objective("prefix", {"prefix": {"paradigm": "[S]"}}, TOKENS, spec)
+    obj = build_objective(parse_spec("prefix"), {"prefix": {"paradigm": "[S]"}}, TOKENS, spec)
     assert obj.row_length(64) == 63
     rows = synthetic_rows(TOKENS, "decoder", 4, 63)
     batch = obj.prepare(rows, np.random.default_rng(0))
@@ -97,15 +98,15 @@ def test_prefix_paradigm_token_joins_the_first_document() -> None:
 def test_missing_paradigm_token_is_a_clear_error() -> None:
     spec = tiny_backbone("gpt", TOKENS.vocab_size).spec
     with pytest.raises(ConfigError, match=r"objectives.span-lm.paradigm needs the special token '\[Q\]'"):
-        build_objective("span-lm", {"span-lm": {"paradigm": "[Q]"}}, TOKENS, spec)
+        build_objective(parse_spec("span-lm"), {"span-lm": {"paradigm": "[Q]"}}, TOKENS, spec)
 
 
 def test_declared_tokens_reach_the_run_tokenizer_config() -> None:
     from zoo.train.build import tokenizer_config
     from zoo.train.resolve import resolve
 
-    assert declared_special_tokens("span-lm", {"span-lm": {"paradigm": "[X]"}}) == ("[X]",)
-    assert declared_special_tokens("mlm+nsp") == ()
+    assert declared_special_tokens(parse_spec("span-lm"), {"span-lm": {"paradigm": "[X]"}}) == ("[X]",)
+    assert declared_special_tokens(parse_spec("mlm+nsp")) == ()
     cfg = resolve({"objective": "prefix", "backbone": "gpt", "objectives": {"prefix": {"paradigm": "[S]"}},
                    "tokenizer": {"special_tokens": ["[R]"]}})
     assert tokenizer_config(cfg).special_tokens == ["[R]", "[S]"]
@@ -119,4 +120,4 @@ def test_declared_tokens_reach_the_run_tokenizer_config() -> None:
 ])
 def test_declared_tokens_of_mixture_specs(spec: str, expected: tuple[str, ...]) -> None:
     configs = {"span-lm": {"paradigm": "[X]"}, "prefix": {"paradigm": "[S]"}}
-    assert declared_special_tokens(spec, configs) == expected
+    assert declared_special_tokens(parse_spec(spec), configs) == expected

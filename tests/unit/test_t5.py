@@ -195,9 +195,9 @@ def test_flops_formula_matches_a_measured_operation_count(feed_forward: str) -> 
 def test_the_compatibility_rule_refuses_objectives_without_an_encoder_decoder_form(objective: str) -> None:
     from zoo import registry
     from zoo.objectives import compat
-    from zoo.objectives.spec import parse
+    from zoo.objectives.spec import parse_spec
 
-    parts = [(n, registry.load("objective", n)) for n in parse(objective).names]
+    parts = [(n, registry.load("objective", n)) for n in parse_spec(objective).names]
     reason = compat.incompatibility(parts, T5Backbone)
     assert reason is not None and "has no encoder-decoder form" in reason and reason.startswith(parts[0][0])
 
@@ -261,6 +261,7 @@ def test_deshuffle_and_ul2_encoder_decoder_forms() -> None:
     from zoo import registry
     from zoo.batch import Batch
     from zoo.objectives.compose import build_objective
+    from zoo.objectives.spec import parse_spec
     from zoo.testing import special_tokens_for_tests
 
     paradigms = {"[R]": 6, "[S]": 7, "[X]": 8}
@@ -292,7 +293,7 @@ def test_deshuffle_and_ul2_encoder_decoder_forms() -> None:
         assert enc[-1] == target[-1] == tokens.eos and np.array_equal(target[:-1], text)
         assert np.array_equal(np.sort(enc[:-1]), np.sort(text)) and not np.array_equal(enc[:-1], text)
 
-    ul2 = build_objective("ul2", {}, tokens, spec)
+    ul2 = build_objective(parse_spec("ul2"), {}, tokens, spec)
     assert len(ul2.members) == 7
     for member in ul2.members:
         lead = paradigms[member.objective.config.paradigm]

@@ -62,7 +62,7 @@ from zoo.models.base import Backbone
 from zoo.objectives.base import TiedLinear
 from zoo.objectives.mixture import Leaf, spec_leaves
 from zoo.objectives.mlm import MaskedLMHead
-from zoo.objectives.spec import parse
+from zoo.objectives.spec import parse_spec
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,7 @@ def scorers_for(objective: str, family: str, heads: Mapping[str, nn.Module], pll
     if causal is not None and causal not in causal_readings():
         raise ConfigError(f"--scorer must be one of {', '.join(causal_readings())}, got {causal!r}")
     found = [s for s in (_scorer(leaf, family, heads, pll, doc_start, causal)
-                         for leaf in spec_leaves(parse(objective))) if s]
+                         for leaf in spec_leaves(parse_spec(objective))) if s]
     modes = [s for s in found if s.paradigm]
     mode = next((s for s in modes if not s.sentinel), modes[0]) if modes else None
     out: dict[str, Scorer] = {}

@@ -136,12 +136,13 @@ def _head_slots(objective: str, head: nn.Module) -> dict[str, nn.Module]:
     """The one token head of a transformers directory under every name the scorers of ``objective`` look
     it up by (each part's name and, when shared, its ``head_key``: ``ul2``'s parts share ``heads.lm``)."""
     from zoo.objectives.mixture import spec_leaves
+    from zoo.objectives.spec import parse_spec
 
     slots: dict[str, nn.Module] = {objective: head}
     if objective in ("mlm", "clm"):
         return slots
     try:
-        leaves = spec_leaves(objective)
+        leaves = spec_leaves(parse_spec(objective))
     except ZooError as exc:
         raise CheckpointError(f"the export records objective {objective!r}, which cannot be read here ({exc})") from exc
     for leaf in leaves:

@@ -243,20 +243,22 @@ def expand_grid(objectives: list[str], backbones: list[str]) -> Grid:
     (an error when incompatible: it was asked for by name); a plain item pairs with every compatible
     backbone of ``backbones``, incompatible pairs skipped with the reason. Unknown names are errors."""
     from zoo.objectives.compose import check_compatible
-    from zoo.objectives.spec import parse
+    from zoo.objectives.spec import parse_spec
 
     items = [split_pair(o) for o in objectives]
     names = list(dict.fromkeys([*backbones, *(bb for _, bb in items if bb is not None)]))
     classes = {b: registry.load("backbone", b) for b in names}  # PluginError for unknown backbones
-    for spec, _ in items:
-        for name in parse(spec).names:
+    specs = {}  # each text parsed once
+    for text, _ in items:
+        specs[text] = parse_spec(text)
+        for name in specs[text].names:
             registry.info("objective", name)  # PluginError for unknown objectives
     cells: list[Cell] = []
     skipped = []
     for obj, pair in items:
         for bb in [pair] if pair is not None else backbones:
             try:
-                check_compatible(obj, classes[bb])
+                check_compatible(specs[obj], classes[bb])
             except IncompatibleError as exc:
                 reason = str(exc).split(": ", 1)[-1].split("; try ")[0]
                 if pair is not None:

@@ -32,7 +32,7 @@ _EXPORTS = {
     "SpanLM": "zoo.objectives.span_lm", "span_lm_pair": "zoo.objectives.span_lm",
     # mixtures: named mixtures (plugins) subclass Mixture and list Components; specs parse into a Spec
     "Mixture": "zoo.objectives.mixture", "Component": "zoo.objectives.mixture", "Member": "zoo.objectives.mixture",
-    "parse_objective_spec": "zoo.objectives.spec", "Spec": "zoo.objectives.spec",
+    "parse_spec": "zoo.objectives.spec", "Spec": "zoo.objectives.spec",
     "MixturePart": "zoo.objectives.spec", "Composition": "zoo.objectives.spec", "Term": "zoo.objectives.spec",
 }
 

@@ -23,16 +23,10 @@ from zoo.models.base import Backbone, BackboneSpec
 from zoo.objectives import compat
 from zoo.objectives.base import LossOutput, Objective
 from zoo.objectives.compat import conflicts  # noqa: F401 - re-exported, part of the rule
-from zoo.objectives.spec import Spec, as_spec, parse
+from zoo.objectives.spec import Spec, require_spec
 from zoo.typed_config import from_dict
 
 ROLE_ORDER = {"pairs": 0, "tokens": 1}
-
-
-def parse_spec(spec: str) -> list[tuple[str, float]]:
-    """``"mlm:1.0+nsp:0.5"`` -> [("mlm", 1.0), ("nsp", 0.5)]; a missing weight is 1.0. A mixture
-    (``a|b``) is refused: parse it with ``zoo.objectives.spec.parse``."""
-    return [(t.name, t.weight) for t in parse(spec).composition.terms]
 
 
 def _load(name: str) -> type[Objective]:
@@ -88,12 +82,12 @@ def _refuse_nested(parsed: Spec) -> None:
                                     f"nest or compose: train {name} alone")
 
 
-def check_compatible(spec: str | Spec, backbone_cls: type[Backbone]) -> None:
+def check_compatible(spec: Spec, backbone_cls: type[Backbone]) -> None:
     """Raise ``IncompatibleError`` (with the reason and what would work) unless ``spec`` can train
     ``backbone_cls``. A mixture is checked part by part (``compat.incompatibility`` per ``|`` part) and
     the error names the part. Imports the named plugins, allocates nothing."""
-    parsed = as_spec(spec)
-    spec = parsed.text
+    parsed = require_spec(spec, "check_compatible")
+    text = parsed.text
     _refuse_nested(parsed)
     bname = getattr(backbone_cls, "name", backbone_cls.__name__)
     for part in parsed.parts:
@@ -102,7 +96,7 @@ def check_compatible(spec: str | Spec, backbone_cls: type[Backbone]) -> None:
         if reason is None:
             continue
         if parsed.is_mixture:
-            raise IncompatibleError(f"objective {spec!r} cannot train backbone {bname!r}: mixture part "
+            raise IncompatibleError(f"objective {text!r} cannot train backbone {bname!r}: mixture part "
                                     f"{part.label!r}: {reason}")
         hints = []
         backbones = [b for b in compatible_backbones(parts) if b != bname]
@@ -115,15 +109,15 @@ def check_compatible(spec: str | Spec, backbone_cls: type[Backbone]) -> None:
             hints.append(f"an objective for {bname}: {', '.join(singles)}"
                          + (f" (or compositions such as {', '.join(pairs)})" if pairs else ""))
         hint = f"; try {', or '.join(hints)}" if hints else ""
-        raise IncompatibleError(f"objective {spec!r} cannot train backbone {bname!r}: {reason}{hint}")
+        raise IncompatibleError(f"objective {text!r} cannot train backbone {bname!r}: {reason}{hint}")
 
 
-def declared_special_tokens(spec: str | Spec, configs: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, ...]:
+def declared_special_tokens(spec: Spec, configs: Mapping[str, Mapping[str, Any]] | None = None) -> tuple[str, ...]:
     """The extra special tokens the parts of ``spec`` declare with their ``[objectives.<name>]`` options,
     in order, each once: what the run's tokenizer must reserve. Imports the named plugins only."""
     configs = configs or {}
     out: list[str] = []
-    for name in as_spec(spec).names:
+    for name in require_spec(spec, "declared_special_tokens").names:
         cls = _load(name)
         config = from_dict(cls.Config, configs.get(name), path=f"objectives.{name}")
         out.extend(t for t in cls.declared_special_tokens(config) if t not in out)
@@ -139,7 +133,7 @@ def _check_special_tokens(objective: Objective, tokens: SpecialTokens) -> None:
                           f"run reserves them, a given one (tokenizer.path) must already have them")
 
 
-def build_objective(spec: str | Spec, configs: Mapping[str, Mapping[str, Any]] | None, tokens: SpecialTokens,
+def build_objective(spec: Spec, configs: Mapping[str, Mapping[str, Any]] | None, tokens: SpecialTokens,
                     backbone_spec: BackboneSpec) -> Objective:
     """The objective named by ``spec``: one part as itself, several (or a weighted one) as a ``Composite``,
     parts separated by ``|`` (or a registered named mixture) as a ``Mixture``.
@@ -147,8 +141,8 @@ def build_objective(spec: str | Spec, configs: Mapping[str, Mapping[str, Any]] |
     ``configs`` maps objective names to their ``[objectives.<name>]`` tables.
     """
     configs = configs or {}
-    parsed = as_spec(spec)
-    spec = parsed.text
+    parsed = require_spec(spec, "build_objective")
+    text = parsed.text
     _refuse_nested(parsed)
     built = []
     for part in parsed.parts:
@@ -156,7 +150,7 @@ def build_objective(spec: str | Spec, configs: Mapping[str, Mapping[str, Any]] |
         reason = compat.incompatibility(classes, backbone_spec)
         if reason:
             where = f"mixture part {part.label!r}: " if parsed.is_mixture else ""
-            raise IncompatibleError(f"objective {spec!r} cannot train backbone {backbone_spec.name!r}: {where}{reason}")
+            raise IncompatibleError(f"objective {text!r} cannot train backbone {backbone_spec.name!r}: {where}{reason}")
         objectives = []
         for term, (name, cls) in zip(part.composition.terms, classes, strict=True):
             config = from_dict(cls.Config, configs.get(name), path=f"objectives.{name}")
@@ -173,7 +167,7 @@ def build_objective(spec: str | Spec, configs: Mapping[str, Mapping[str, Any]] |
     from zoo.objectives.mixture import Member, Mixture
 
     return Mixture([Member(part.label, obj, part.share) for part, obj in built], tokens, backbone_spec,
-                   name=spec.replace(" ", ""))
+                   name=text.replace(" ", ""))
 
 
 def compose(parts: Sequence[tuple[Objective, float]], tokens: SpecialTokens | None = None,

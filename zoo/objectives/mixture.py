@@ -35,7 +35,7 @@ from zoo.errors import ConfigError, IncompatibleError
 from zoo.family import Family
 from zoo.models.base import Backbone, BackboneSpec
 from zoo.objectives.base import LossOutput, Objective
-from zoo.objectives.spec import Spec, parse
+from zoo.objectives.spec import Spec, parse_spec, require_spec
 
 # Second word of the draw generator's seed, so the draws never share a stream with the batch
 # preparation generators ([seed, step, micro-batch]) or the sampler's ([seed, epoch]).
@@ -269,10 +269,10 @@ class Leaf:
     config: Mapping[str, Any] = field(default_factory=dict)  # a named mixture's settings for it
 
 
-def spec_leaves(spec: str | Spec) -> list[Leaf]:
-    """Every objective of ``spec`` (a string or a parsed ``Spec``), named mixtures expanded into their
-    components, in order. Loads the named plugins, builds nothing."""
-    parsed = parse(spec) if isinstance(spec, str) else spec
+def spec_leaves(spec: Spec) -> list[Leaf]:
+    """Every objective of ``spec``, named mixtures expanded into their components, in order. Loads the
+    named plugins, builds nothing."""
+    parsed = require_spec(spec, "spec_leaves")
     out: list[Leaf] = []
     for part in parsed.parts:
         names = part.composition.names
@@ -291,7 +291,7 @@ def trained_attention(spec: str, family: str) -> dict[str, str]:
     default (encoders bidirectional, decoders causal). Loads the named plugins, builds nothing."""
     default = Family.of(family).default_attention
     layouts: dict[str, str | None] = {}
-    for leaf in spec_leaves(spec):
+    for leaf in spec_leaves(parse_spec(spec)):
         if layouts.get(leaf.part) is None:  # a composition: its first part that declares a layout
             layouts[leaf.part] = leaf.cls.layout_for(family)
     return {part: layout or default for part, layout in layouts.items()}

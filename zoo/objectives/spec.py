@@ -82,7 +82,7 @@ class Spec:
     @classmethod
     def from_text(cls, text: str) -> Spec:
         """A config field's value from its text (``typed_config``; ``ConfigError`` for a bad spec)."""
-        return parse(text)
+        return parse_spec(text)
 
     def to_text(self) -> str:
         return self.text
@@ -132,7 +132,7 @@ def _composition(text: str, spec: str, where: str, number: str = "weight") -> Co
     return Composition(tuple(terms))
 
 
-def parse(spec: str) -> Spec:
+def parse_spec(spec: str) -> Spec:
     """Parse ``spec`` (see the module docstring); every malformed spec is a one-line ``ConfigError``
     and a name appearing twice an ``IncompatibleError``, both naming the offending part."""
     if not isinstance(spec, str) or not spec.strip():
@@ -179,10 +179,13 @@ def parse(spec: str) -> Spec:
     return Spec(tuple(parts), spec)
 
 
-def as_spec(spec: str | Spec) -> Spec:
-    """``spec`` itself when already parsed, else ``parse(spec)``: the training path parses a run's
-    objective once (``RunConfig.spec``) and hands the tree down."""
-    return spec if isinstance(spec, Spec) else parse(spec)
+def require_spec(spec: Spec, where: str) -> Spec:
+    """``spec`` when it is a parsed ``Spec``; a ``TypeError`` naming ``where`` otherwise (text is parsed once,
+    by whoever holds it, with ``parse_spec``)."""
+    if not isinstance(spec, Spec):
+        raise TypeError(f"{where} takes a parsed objective Spec (zoo.objectives.parse_spec(text)), "
+                        f"got {type(spec).__name__} {spec!r}")
+    return spec
 
 
 def path_name(spec: str) -> str:
@@ -190,6 +193,3 @@ def path_name(spec: str) -> str:
     letter, digit or one of ``+._-`` becomes ``_`` (``mntp:15|clm:1`` -> ``mntp_15_or_clm_1``; no ``:``,
     which Windows paths and ``scp`` treat specially). ``zoo train`` and ``zoo compare`` name runs with it."""
     return re.sub(r"[^A-Za-z0-9+._-]", "_", spec.replace(" ", "").replace("|", "_or_"))
-
-
-parse_objective_spec = parse  # the public name (``from zoo.objectives import parse_objective_spec``)

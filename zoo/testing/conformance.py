@@ -29,7 +29,7 @@ from zoo.objectives.compose import (
     declared_special_tokens,
 )
 from zoo.objectives.mixture import Mixture
-from zoo.objectives.spec import parse
+from zoo.objectives.spec import parse_spec
 from zoo.testing.fixtures import (
     FAMILIES,
     special_tokens_for_tests,
@@ -65,7 +65,7 @@ def _fail(where: str, message: str) -> None:
 def _classes(objective: str | type[Objective]) -> list[tuple[str, type[Objective]]]:
     """Every objective class the spec (or class) names, over all parts of a mixture."""
     if isinstance(objective, str):
-        return [(name, registry.load("objective", name)) for name in parse(objective).names]
+        return [(name, registry.load("objective", name)) for name in parse_spec(objective).names]
     return [(objective.name, objective)]
 
 
@@ -73,7 +73,7 @@ def _incompatibility(objective: str | type[Objective], backbone: type[Backbone])
     """The one compatibility rule, applied per ``|`` part of a mixture spec."""
     if not isinstance(objective, str):
         return compat.incompatibility([(objective.name, objective)], backbone)
-    for part in parse(objective).parts:
+    for part in parse_spec(objective).parts:
         reason = compat.incompatibility([(n, registry.load("objective", n)) for n in part.composition.names],
                                         backbone)
         if reason:
@@ -90,7 +90,7 @@ def build(objective: str | type[Objective], tokens: SpecialTokens, backbone: Bac
     """An objective instance for ``backbone`` from a registered spec or an Objective class."""
     configs = configs or {}
     if isinstance(objective, str):
-        return build_objective(objective, configs, tokens, backbone.spec)
+        return build_objective(parse_spec(objective), configs, tokens, backbone.spec)
     config = from_dict(objective.Config, configs.get(objective.name), path=f"objectives.{objective.name}")
     if issubclass(objective, Mixture):  # a named mixture builds its components
         return objective.build(tokens, backbone.spec, config)
@@ -143,7 +143,7 @@ def check_capabilities(objective: str | type[Objective]) -> None:
         bcls = registry.load("backbone", bname)
         reason = _incompatibility(objective, bcls)
         try:
-            check_compatible(spec, bcls)
+            check_compatible(parse_spec(spec), bcls)
         except IncompatibleError as exc:
             if reason is None:
                 _fail(label, f"check_compatible refused {bname} although every part accepts it: {exc}")
@@ -433,7 +433,7 @@ def _tokens_for(objective: str | type[Objective], configs: Mapping[str, Mapping[
     sentinels for up to ``seq_len / 4`` noise spans."""
     tokens = special_tokens_for_tests(num_sentinels=max(32, seq_len // 4))
     if isinstance(objective, str):
-        declared = declared_special_tokens(objective, configs)
+        declared = declared_special_tokens(parse_spec(objective), configs)
     else:
         config = from_dict(objective.Config, (configs or {}).get(objective.name), path=f"objectives.{objective.name}")
         declared = objective.declared_special_tokens(config)
@@ -487,7 +487,7 @@ def _check_composition(objective: Objective, partner: str, tokens: SpecialTokens
 
     backbone = tiny_backbone(bcls, tokens.vocab_size, seed=seed)
     own = type(objective)(objective.config, tokens, backbone.spec, name=objective.name)
-    other = build_objective(partner, configs, tokens, backbone.spec)
+    other = build_objective(parse_spec(partner), configs, tokens, backbone.spec)
     combined = compose([(own, 1.0), (other, 0.5)], tokens, backbone.spec)
     model = ZooModel(backbone, combined)
     expected = set(own.heads(backbone)) | set(other.heads(backbone))

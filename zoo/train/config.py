@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from zoo.data import DataConfig, TokenizerConfig
-from zoo.objectives.spec import Spec, parse, path_name
+from zoo.objectives.spec import Spec, parse_spec, path_name
 from zoo.sizes import Size
 from zoo.typed_config import bounded, check_fields
 
@@ -180,7 +180,7 @@ class BranchConfig:
 
 @dataclass
 class RunConfig:
-    objective: Spec = field(default_factory=lambda: parse("mlm+nsp"))  # written as text: mlm+nsp, mntp:15|clm:1
+    objective: Spec = field(default_factory=lambda: parse_spec("mlm+nsp"))  # written as text: mlm+nsp, mntp:15|clm:1
     backbone: str = "bert"
     size: Size = "mini"
     out: str = ""  # default: runs/<backbone>-<objective>
@@ -202,7 +202,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.objective, str):  # built in Python with the text
-            self.objective = parse(self.objective)
+            self.objective = parse_spec(self.objective)
 
     @property
     def run_dir(self) -> str:
