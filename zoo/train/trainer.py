@@ -141,6 +141,8 @@ class Trainer:
         self.objective = build_run_objective(cfg, self.tokens, backbone)
         model = ZooModel(backbone, self.objective)
         self.init_record = apply_init(self.init, model, cfg.init) if self.init is not None and not dry_run else None
+        # the configuration as saved (config.json, checkpoints, reporters): with the --init weights' pins
+        saved_cfg = self.init_record.pin(cfg) if self.init_record is not None else cfg
         self.model = model.to(self.device)
 
         seq_len = cfg.train.seq_len
@@ -150,7 +152,7 @@ class Trainer:
         self.parts = Parts(self.objective, self.data, seq_len, self.tokens, family, self.global_rows, self.seed)
 
         self.totals = Totals()
-        self.state = StateIO(cfg, info, self.device, self.model,
+        self.state = StateIO(saved_cfg, info, self.device, self.model,
                              {"tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size})
         saved_optimizer: dict[str, torch.Tensor] | None = None
         if start is not None:
@@ -183,14 +185,15 @@ class Trainer:
             # a branch names its parent (kept when it resumes)
             parent = (self.branch.record(self.budget, cfg.optim.cooldown) if self.branch is not None
                       else branch.recorded_branch(self.run_dir))
-            rundir.write_config(self.run_dir, cfg)
+            init = self.init_record.to_dict() if self.init_record is not None else recorded_init(self.run_dir)
+            rundir.write_config(self.run_dir, saved_cfg)
             rundir.write_run_info(self.run_dir, cfg, {
                 "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
                 "family": self.model.backbone.family, "backbone_config": to_dict(self.model.backbone.config),
                 "parameters": sum(p.numel() for p in self.model.parameters()), "data": self.data.stats,
-                "init": self.init_record or recorded_init(self.run_dir), "schedule": self.schedule.to_state(),
+                "init": init, "schedule": self.schedule.to_state(),
                 "precision": self.precision.record(), **({"branch": parent} if parent else {})})
-        self.sinks = (Sinks.for_run(self.run_dir, cfg.train.reporters, self.callback, to_dict(cfg))
+        self.sinks = (Sinks.for_run(self.run_dir, cfg.train.reporters, self.callback, to_dict(saved_cfg))
                       if info.is_main else Sinks([]))  # only rank 0 logs
         self.peak = cfg.train.peak_flops or default_peak_flops(self.device)
 
