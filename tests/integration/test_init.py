@@ -248,8 +248,12 @@ def test_hub_name_through_the_cache_and_offline_error(scratch, corpus: Path, tmp
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     trainer = _setup({**_config(corpus, tmp_path / "continued", objective="mlm"),
                       "init": {"source": "hf:someone/zoo-bert"}})
-    assert trainer.cfg.init.revision == commit
-    assert json.loads((trainer.run_dir / "config.json").read_text())["init"]["revision"] == commit
+    record = trainer.init_record
+    assert record is not None and record.kind == "hub" and record.revision == commit
+    assert trainer.cfg.init.revision == "" and trainer.cfg.init.sha256 == ""  # the run's config is left as given
+    saved = json.loads((trainer.run_dir / "config.json").read_text())["init"]
+    assert saved == {"source": "hf:someone/zoo-bert", "revision": commit, "sha256": record.sha256}
+    assert json.loads((trainer.run_dir / "run.json").read_text())["init"] == record.to_dict()
     with pytest.raises(CheckpointError, match=r"hf:someone/missing is not in the local Hugging Face cache and "
                                               r"HF_HUB_OFFLINE=1"):
         resolve({"objective": "mlm", "init": {"source": "hf:someone/missing"}})
@@ -360,4 +364,4 @@ def test_init_is_located_once_during_resolution(scratch, corpus: Path, tmp_path:
     trainer = _setup({**_config(corpus, tmp_path / "continued", objective="clm"), "init": {"source": str(exported)}})
     assert len(calls) == 1 and trainer.init is trainer.cfg.located_init and trainer.init.path == exported
     assert "located_init" not in to_dict(trainer.cfg)
-    assert trainer.init_record["architecture"] == "GPT2LMHeadModel"
+    assert trainer.init_record.architecture == "GPT2LMHeadModel"

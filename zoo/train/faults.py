@@ -10,14 +10,23 @@
   kill@rank=R         (with kill@step) only rank R dies
   nan@rank=R          (with nan@step) only rank R's loss is non-finite
 Unset in normal use; reading it costs one dict lookup per step. The training loop reaches these
-rules only through ``StepFaults``.
+rules only through ``StepFaults``, whose wrappers go around its model call and its step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from zoo.objectives.base import LossOutput
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _ENV = "ZOO_FAULT"
 
@@ -68,10 +77,33 @@ def nan_at_step(step: int, rank: int = 0) -> bool:
 
 
 class StepFaults:
-    """The per-step fault hooks of one rank: what the training loop calls after each step and on each loss."""
+    """The per-step fault hooks of one rank: wrappers for the training loop's step (``after_step``) and its
+    model call (``nan``); ``step`` says which step is being taken."""
 
-    def __init__(self, rank: int) -> None:
+    def __init__(self, rank: int, step: Callable[[], int]) -> None:
         self.rank = rank
+        self.step = step
+
+    def around_step(self, take: Callable[P, R]) -> Callable[P, R]:
+        """``take`` (one step, accounted for), then the kill and hold rules of that step."""
+
+        def taken(*args: P.args, **kwargs: P.kwargs) -> R:
+            result = take(*args, **kwargs)
+            self.after_step(self.step())
+            return result
+
+        return taken
+
+    def around_loss(self, forward: Callable[P, LossOutput]) -> Callable[P, LossOutput]:
+        """``forward`` (the model call), its loss made non-finite on the step of a nan rule."""
+
+        def forward_(*args: P.args, **kwargs: P.kwargs) -> LossOutput:
+            out = forward(*args, **kwargs)
+            if self.nan(self.step()):
+                return dataclasses.replace(out, loss=out.loss * float("nan"))
+            return out
+
+        return forward_
 
     def after_step(self, step: int) -> None:
         maybe_kill_at_step(step, self.rank)

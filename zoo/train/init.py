@@ -13,20 +13,23 @@ Two stages. ``init_settings`` runs when the config is resolved and reads only th
 configuration and tokenizer: the backbone, its sizes and the vocabulary come from there (an
 explicit setting that disagrees is an error naming both values), and the continued-pretraining
 optimiser defaults apply. ``apply_init`` runs once, when a fresh run starts: it reads the weights
-(safetensors only, never a pickle), records their sha256, and copies the backbone and every head
-the checkpoint holds into the model; heads it lacks keep their fresh initialisation. A resumed
-run continues from its own checkpoint and never reads the source again.
+(safetensors only, never a pickle), checks and records their sha256, and copies the backbone and
+every head the checkpoint holds into the model; heads it lacks keep their fresh initialisation. Its
+``InitRecord`` is kept in ``run.json``, and its hub revision and sha256 pin the source in the run's
+saved configuration (``InitRecord.pin``). A resumed run continues from its own checkpoint and never
+reads the source again.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tokenizers import Tokenizer
@@ -35,6 +38,9 @@ from torch import nn
 from zoo.errors import CheckpointError, ConfigError
 from zoo.models.base import SIZES
 from zoo.typed_config import to_dict
+
+if TYPE_CHECKING:
+    from zoo.train.config import InitConfig, RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -243,10 +249,32 @@ def _merge(data: dict[str, Any], found: dict[str, Any], what: str) -> None:
 
 
 # --- loading the weights ------------------------------------------------------------------------
-def apply_init(src: InitSource, model: nn.Module, pins: Any) -> dict[str, Any]:
-    """Copy the backbone and the heads ``src`` holds into ``model`` (a ``ZooModel``); returns the
-    record kept in ``run.json``. ``pins`` (the run's ``InitConfig``) is checked against the weights'
-    sha256 when set, and receives the sha256 and hub revision that were loaded."""
+@dataclass(frozen=True)
+class InitRecord:
+    """What ``apply_init`` loaded, as ``run.json`` keeps it (``to_dict``)."""
+
+    source: str  # as given
+    kind: str  # "transformers" | "hub" | "run"
+    path: str  # where the weights were read
+    revision: str  # the hub commit loaded (other kinds: init.revision as configured)
+    sha256: str  # of the weights file
+    architecture: str
+    step: int | None  # of a zoo run's checkpoint
+    heads: dict[str, str]  # each head of the model: where its weights came from, or "new"
+    unused: list[str]  # heads the checkpoint holds that the model lacks
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def pin(self, cfg: RunConfig) -> RunConfig:
+        """``cfg`` with the revision and sha256 loaded as its ``init`` pins (what the run's saved
+        configuration holds, and a resume keeps)."""
+        return dataclasses.replace(cfg, init=dataclasses.replace(cfg.init, revision=self.revision, sha256=self.sha256))
+
+
+def apply_init(src: InitSource, model: nn.Module, pins: InitConfig) -> InitRecord:
+    """Copy the backbone and the heads ``src`` holds into ``model`` (a ``ZooModel``) and say what was
+    loaded. The weights' sha256 must match ``pins.sha256`` (the run's ``init.sha256``) when that is set."""
     from zoo.train import checkpoint as ckpt
 
     if not src.weights.is_file():
@@ -259,15 +287,13 @@ def apply_init(src: InitSource, model: nn.Module, pins: Any) -> dict[str, Any]:
         heads, unused = _load_zoo(src, model)
     else:
         heads, unused = _load_transformers(src, model)
-    pins.sha256 = sha
-    pins.revision = pins.revision if src.kind != "hub" else src.revision
     loaded = {k: v for k, v in heads.items() if v != "new"}
     new = [k for k, v in heads.items() if v == "new"]
     log.info("--init %s (%s): backbone loaded; heads loaded: %s; new heads: %s%s", src.source, src.architecture,
              ", ".join(f"{k} ({v})" for k, v in loaded.items()) or "none", ", ".join(new) or "none",
              f"; not used: {', '.join(unused)}" if unused else "")
-    return {"source": src.source, "kind": src.kind, "path": str(src.path), "revision": pins.revision,
-            "sha256": sha, "architecture": src.architecture, "step": src.step, "heads": heads, "unused": unused}
+    return InitRecord(src.source, src.kind, str(src.path), src.revision if src.kind == "hub" else pins.revision,
+                      sha, src.architecture, src.step, heads, unused)
 
 
 def _load_zoo(src: InitSource, model: nn.Module) -> tuple[dict[str, str], list[str]]:

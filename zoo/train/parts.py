@@ -20,6 +20,9 @@ from zoo.errors import CheckpointError, ConfigError
 from zoo.objectives.base import Objective
 from zoo.objectives.mixture import Member, Mixture
 
+# For each step: the samplers' state after it, and this rank's micro-batches, each with the indices of its rows.
+StepBatches = Iterator[tuple[dict[str, Any], list[tuple[np.ndarray, Batch]]]]
+
 
 @dataclass
 class Part:
@@ -75,8 +78,7 @@ class Parts:
     def of(self, batch: Batch) -> Part:
         return self.parts[0] if self.mixture is None else self.by_label[batch.part]
 
-    def step_batches(self, step: int, accum: int, world: int, rank: int, rows: int,
-                     ) -> Iterator[tuple[dict[str, Any], list[tuple[np.ndarray, Batch]]]]:
+    def step_batches(self, step: int, accum: int, world: int, rank: int, rows: int) -> StepBatches:
         """For each step after ``step``: the sampler state after it, and this rank's ``accum`` prepared
         micro-batches of ``rows`` rows (micro-batch ``m = k * world + rank`` is chunk ``m`` of the step's
         global batch), each with the indices of its rows."""

@@ -66,6 +66,20 @@ class Totals:
                    [str(label) for label in st.get("interval_parts", [])], st["interval_tokens"], st["interval_time"],
                    c.head_flops)
 
+    def add(self, flops: float, head_flops: float, tokens: int, train_time: float, wall: float,
+            metrics: dict[str, float], part: str | None) -> None:
+        """Count a step: ``train_time`` is what it adds to the training time, ``wall`` its own duration,
+        ``part`` the mixture part it ran (None: not a mixture)."""
+        self.flops += flops
+        self.head_flops += head_flops
+        self.tokens += tokens
+        self.train_time += train_time
+        self.interval.add(metrics)
+        if part is not None:
+            self.interval_parts.append(part)
+        self.interval_tokens += tokens
+        self.interval_time += wall
+
     def reset_interval(self) -> None:
         self.interval.reset()
         self.interval_parts.clear()

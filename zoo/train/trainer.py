@@ -13,7 +13,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from zoo.train.build import (
     build_run_objective,
     check_run_compatible,
 )
+from zoo.train.cadence import Checkpointing, Every, Step
 from zoo.train.config import Budget, RunConfig
 from zoo.train.estimate import TimeEstimate
 from zoo.train.evaluate import evaluate_parts
@@ -48,7 +49,7 @@ from zoo.train.metrics import (
     default_peak_flops,
 )
 from zoo.train.optim import build_optimizer, set_lr
-from zoo.train.parts import Parts
+from zoo.train.parts import Parts, StepBatches
 from zoo.train.precision import Precision, resolve_for_run, resolve_precision, warn_if_emulated
 from zoo.train.prefetch import prefetched
 from zoo.train.schedule import Schedule
@@ -58,7 +59,6 @@ from zoo.typed_config import from_dict, to_dict
 from zoo.zoo_model import ZooModel
 
 log = logging.getLogger(__name__)
-
 
 @dataclass
 class TrainResult:
@@ -105,7 +105,9 @@ class Trainer:
         self.precision = resolve_precision(cfg.train.precision, self.device)  # final in setup (resume)
         self.autocast_dtype = self.precision.autocast_dtype
         self.seed = cfg.train.seed
-        self.faults = faults.StepFaults(self.dist.rank)  # fault injection of the reliability tests
+        # when the loop logs, evaluates and writes a checkpoint
+        self.logging, self.evaluating = Every(cfg.train.log_every), Every(cfg.train.eval_every)
+        self.checkpointing = Checkpointing.from_config(cfg)
 
     # --- set-up --------------------------------------------------------------------------------
     def setup(self, dry_run: bool = False) -> None:
@@ -139,6 +141,8 @@ class Trainer:
         self.objective = build_run_objective(cfg, self.tokens, backbone)
         model = ZooModel(backbone, self.objective)
         self.init_record = apply_init(self.init, model, cfg.init) if self.init is not None and not dry_run else None
+        # the configuration as saved (config.json, checkpoints, reporters): with the --init weights' pins
+        saved_cfg = self.init_record.pin(cfg) if self.init_record is not None else cfg
         self.model = model.to(self.device)
 
         seq_len = cfg.train.seq_len
@@ -148,7 +152,7 @@ class Trainer:
         self.parts = Parts(self.objective, self.data, seq_len, self.tokens, family, self.global_rows, self.seed)
 
         self.totals = Totals()
-        self.state = StateIO(cfg, info, self.device, self.model,
+        self.state = StateIO(saved_cfg, info, self.device, self.model,
                              {"tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size})
         saved_optimizer: dict[str, torch.Tensor] | None = None
         if start is not None:
@@ -173,20 +177,24 @@ class Trainer:
         self.state.attach_optimizer(self.optimizer)
         if saved_optimizer is not None:
             self.state.load_optimizer(saved_optimizer, start or (self.branch.path if self.branch else None))
-        self.forward = torch.compile(self.wrapped) if cfg.train.compile else self.wrapped
+        # The fault injection of the reliability tests (``ZOO_FAULT``) wraps the model call and the step.
+        hooks = faults.StepFaults(info.rank, lambda: self.totals.step)
+        self.forward = hooks.around_loss(torch.compile(self.wrapped) if cfg.train.compile else self.wrapped)
+        self.take_step = hooks.around_step(self._step)
         if info.is_main:
             # a branch names its parent (kept when it resumes)
             parent = (self.branch.record(self.budget, cfg.optim.cooldown) if self.branch is not None
                       else branch.recorded_branch(self.run_dir))
-            rundir.write_config(self.run_dir, cfg)
+            init = self.init_record.to_dict() if self.init_record is not None else recorded_init(self.run_dir)
+            rundir.write_config(self.run_dir, saved_cfg)
             rundir.write_run_info(self.run_dir, cfg, {
                 "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
                 "family": self.model.backbone.family, "backbone_config": to_dict(self.model.backbone.config),
                 "parameters": sum(p.numel() for p in self.model.parameters()), "data": self.data.stats,
-                "init": self.init_record or recorded_init(self.run_dir), "schedule": self.schedule.to_state(),
+                "init": init, "schedule": self.schedule.to_state(),
                 "precision": self.precision.record(), **({"branch": parent} if parent else {})})
-        self.sinks = (Sinks.for_run(self.run_dir, cfg.train.reporters, self.callback, to_dict(cfg)) if info.is_main
-                      else Sinks([]))  # only rank 0 logs
+        self.sinks = (Sinks.for_run(self.run_dir, cfg.train.reporters, self.callback, to_dict(saved_cfg))
+                      if info.is_main else Sinks([]))  # only rank 0 logs
         self.peak = cfg.train.peak_flops or default_peak_flops(self.device)
 
     def _schedule(self, resumed: bool, last_budget: str | None) -> Schedule:
@@ -233,12 +241,12 @@ class Trainer:
                     self.backbone_flops_per_token, resolved)
 
     # --- data ------------------------------------------------------------------------------------
-    def _step_batches(self) -> Iterator[tuple[dict[str, Any], list[tuple[np.ndarray, Batch]]]]:
+    def _step_batches(self) -> StepBatches:
         """For each future step: the sampler state after it, and this rank's prepared micro-batches."""
         d = self.dist
         return self.parts.step_batches(self.totals.step, self.accum, d.world_size, d.rank, self.cfg.train.batch_size)
 
-    def _prefetched(self) -> Iterator[tuple[dict[str, Any], list[tuple[np.ndarray, Batch]]]]:
+    def _prefetched(self) -> StepBatches:
         return prefetched(self._step_batches()) if self.cfg.train.prefetch else self._step_batches()
 
     # --- accounting ------------------------------------------------------------------------------
@@ -256,7 +264,7 @@ class Trainer:
 
     # --- the loop ----------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
-        cfg, info, t = self.cfg, self.dist, self.totals
+        t = self.totals
         last_record: Record = {}
         last_eval: Record | None = None
         if self._progress() >= 1.0:
@@ -264,54 +272,50 @@ class Trainer:
         batches = self._prefetched()
         self.model.train()
         stop = interrupt.StopRequest().install()
-        clock = interrupt.CheckpointClock(cfg.train.checkpoint_minutes)
+        self.checkpointing.start()
         try:
             while self._progress() < 1.0:
-                t0 = time.perf_counter()
-                sampler_state, micro = next(batches)
-                t.step += 1
-                out_metrics, (step_flops, step_head_flops), step_tokens = self._train_step(micro)
-                if self.device.type == "cuda":
-                    torch.cuda.synchronize(self.device)
-                dt = time.perf_counter() - t0
-                # Ranks agree on the step time of a time budget, on a stop request and on a wall-time checkpoint.
-                flags = torch.tensor([step_flops, step_head_flops, dt if self.budget.kind == "time" else 0.0,
-                                      stop.requested, clock.due()], dtype=torch.float64)
-                distributed.all_reduce(flags[:2], info, "sum")
-                distributed.all_reduce(flags[2:], info, "max")
-                t.flops += float(flags[0])
-                t.head_flops += float(flags[1])
-                t.tokens += step_tokens
-                t.train_time += float(flags[2]) if self.budget.kind == "time" else dt
-                t.interval.add(out_metrics)
-                if self.parts.mixture is not None:
-                    t.interval_parts.append(self.parts.at(t.step).label)
-                t.interval_tokens += step_tokens
-                t.interval_time += dt
-                self.faults.after_step(t.step)
+                step = self.take_step(batches, stop)
                 finished = self._progress() >= 1.0
-                if t.step % cfg.train.log_every == 0 or finished:
+                if self.logging.due(step.number, finished):
                     last_record = self._log()
-                if (cfg.train.eval_every and t.step % cfg.train.eval_every == 0) or finished:
+                if self.evaluating.due(step.number, finished):
                     last_eval = self.evaluate()
-                stopping = bool(flags[3]) and not finished
-                cost = {"steps": 1.0, "flops": float(flags[0]), "tokens": float(step_tokens)}.get(self.budget.kind, 0.0)
-                branch_point = bool(cfg.train.branch_budgets) and branch.keep_for_branch(
-                    cfg.train.branch_budgets, cfg.optim.cooldown, self._spent(t.step, t), cost)
-                if (cfg.train.checkpoint_every and t.step % cfg.train.checkpoint_every == 0) or finished \
-                        or stopping or bool(flags[4]) or branch_point:
-                    self.state.save(self.totals, sampler_state, self.parts.mixture is not None,
+                branch_point = self.checkpointing.branch_point(step)
+                if self.checkpointing.due(step, finished, branch_point):
+                    self.state.save(t, step.sampler_state, self.parts.mixture is not None,
                                     {"schedule": self.schedule.to_state(),
                                      **({"branch_point": True} if branch_point else {})})
-                    clock.reset()
-                if stopping:
-                    raise interrupt.interrupted(stop, ckpt.step_name(t.step), self.run_dir, info.rank)
+                    self.checkpointing.saved()
+                if step.stop and not finished:
+                    raise interrupt.interrupted(stop, ckpt.step_name(step.number), self.run_dir, self.dist.rank)
         finally:
             stop.restore()
             batches.close()
             self.sinks.close()
         return TrainResult(self.run_dir, t.step, t.tokens, t.flops, t.train_time, last_record, last_eval,
                            sum(p.numel() for p in self.model.parameters()))
+
+    def _step(self, batches: StepBatches, stop: interrupt.StopRequest) -> Step:
+        """Take the next step and account for it. The ranks agree on its FLOPs, on the step time of a time
+        budget, on a stop request and on a wall-time checkpoint."""
+        t = self.totals
+        t0 = time.perf_counter()
+        sampler_state, micro = next(batches)
+        t.step += 1
+        out_metrics, (step_flops, step_head_flops), step_tokens = self._train_step(micro)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        dt = time.perf_counter() - t0
+        timed = self.budget.kind == "time"
+        flags = torch.tensor([step_flops, step_head_flops, dt if timed else 0.0,
+                              stop.requested, self.checkpointing.clock_due()], dtype=torch.float64)
+        distributed.all_reduce(flags[:2], self.dist, "sum")
+        distributed.all_reduce(flags[2:], self.dist, "max")
+        t.add(float(flags[0]), float(flags[1]), step_tokens, float(flags[2]) if timed else dt, dt, out_metrics,
+              self.parts.at(t.step).label if self.parts.mixture is not None else None)
+        return Step(t.step, sampler_state, float(flags[0]), step_tokens, self._spent(t.step, t), bool(flags[3]),
+                    bool(flags[4]))
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -335,10 +339,7 @@ class Trainer:
             with ctx:
                 with self._autocast():
                     out: LossOutput = self.forward(batch)
-                loss = out.loss
-                if self.faults.nan(self.totals.step):
-                    loss = loss * float("nan")
-                value = float(loss.detach())
+                value = float(out.loss.detach())
                 if bad is None and not math.isfinite(value):
                     bad = (out, value, indices)
                 if sync:  # before a backward with collectives: every rank stops together, none waits
@@ -346,12 +347,10 @@ class Trainer:
                                                      self.seed)
                     check_finite(bad, self.dist, self.totals.step, self.run_dir, what)
                 if bad is None:
-                    (loss / len(micro)).backward()
+                    (out.loss / len(micro)).backward()
             metrics.add({"loss": value, **{k2: float(v) for k2, v in out.metrics.items()}})
-        if cfg.optim.grad_clip > 0:
-            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-        else:
-            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), float("inf"))
+        clip = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else float("inf")  # inf: the norm, not clipped
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         means = metrics.means()
