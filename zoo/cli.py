@@ -383,7 +383,7 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], preset: str | None, p
         return
     from zoo.compare.presets import OPTIONS, bench_options, get_preset, given_options, merge
 
-    given = given_options(ctx.params)
+    given = given_options(options)
     command = "zoo " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if runs:
         if preset is not None:
