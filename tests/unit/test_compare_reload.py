@@ -128,3 +128,23 @@ def test_the_committed_compute_curve_gives_the_numbers_docs_quote(tmp_path: Path
     planned = sum(plan["plan"]["phases"].values())
     actual = sum(v for k, v in plan["actual"].items() if k != "report")  # the report's table, written before its own phase
     assert planned / 60 == pytest.approx(86.2, abs=0.05) and actual / 60 == pytest.approx(95.7, abs=0.05)
+
+
+def test_the_compute_curve_readings_script_prints_what_docs_quote() -> None:
+    """docs/compare.md quotes docs/studies/compute-curve/readings.py: mlm's paradigm medians equal the unigram
+    model's on 29 to 36 of 67, clm's on 17 at 1.1e13 and 7 at 9.3e13; losses, tokens and head shares."""
+    import subprocess
+    import sys
+
+    source = STUDY.parent / "compute-curve"
+    out = subprocess.run([sys.executable, str(source / "readings.py"), str(source)], capture_output=True, text=True,
+                         check=True).stdout
+    equal = {line.split(":")[0].strip(): int(line.split(":")[1]) for line in out.splitlines()
+             if line.startswith("  ") and line.strip().endswith(tuple("0123456789")) and "@" in line}
+    assert [equal[f"mlm @ {b}flops"] for b in ("1.1e13", "2.3e13", "4.6e13", "9.3e13")] == [35, 36, 33, 29]
+    assert equal["clm @ 1.1e13flops"] == 17 and equal["clm @ 9.3e13flops"] == 7
+    assert "clm @ 9.3e13flops: 3.84-4.09; 13.2M tokens, 11 per parameter; head 22% of the FLOPs" in out
+    assert "mlm @ 1.1e13flops: 6.46-6.53;" in out and "mlm @ 9.3e13flops: 6.31-6.37; 16.2M tokens, 13 per" in out
+    assert "clm @ 1.1e13flops: 5.10-5.33;" in out and "head 4% of the FLOPs" in out
+    assert "ellipsis: clm +10.1 (to 28.2); mlm -2.8 (to 36.3); from scratch 35.5;" in out
+    assert "determiner_noun_agreement: clm +9.3 (to 59.1);" in out and "quantifiers: clm +9.1 (to 63.1);" in out

@@ -144,3 +144,15 @@ def test_blimp_from_the_hub_offline_is_one_line(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match=r"cannot load nyu-mll/blimp \(adjunct_island\) .* use --data-dir"):
         load_suite("blimp", None)
+
+
+def test_the_official_blimp_files_hold_seven_identical_pairs(shared_data: Path) -> None:
+    """docs/benchmarks.md and docs/plugins.md: BLiMP's files hold 7 pairs whose two sentences are identical, 2 in
+    passive_1 and 5 in principle_A_case_2 (1,000 pairs each), so those paradigms top out at 99.8% and 99.5%."""
+    from zoo.benchmarks.minimal_pairs import load_suite
+
+    paradigms = load_suite("blimp", shared_data / "blimp")
+    identical = {p.name: sum(pair.good == pair.bad for pair in p.pairs) for p in paradigms}
+    assert {name: n for name, n in identical.items() if n} == {"passive_1": 2, "principle_A_case_2": 5}
+    sizes = {p.name: len(p.pairs) for p in paradigms if p.name in ("passive_1", "principle_A_case_2")}
+    assert sizes == {"passive_1": 1000, "principle_A_case_2": 1000}
