@@ -298,13 +298,24 @@ def _say_written(paths: list[str]) -> None:
         console.text(f"results written: {', '.join(paths)} (and the result cache bench-cache/ beside them)")
 
 
-def _compare_presets() -> list[str]:
-    from zoo.compare.presets import PRESETS
+class _CompareCommand(click.Command):
+    """``zoo compare``, whose help ends with every preset and its values: read when the help is shown, since
+    the presets import the study code (and torch), which no other command's start-up needs."""
 
-    return list(PRESETS)
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from zoo.compare.presets import PRESETS
+
+        presets = "\n\n".join(f"Preset {p.name}: {p.summary}\n\n\b\n" + "\n".join(f"  {o}" for o in p.describe())
+                                for p in PRESETS.values())
+        own = self.help
+        self.help = f"{inspect.cleandoc(own or '')}\n\n{presets}"
+        try:
+            super().format_help_text(ctx, formatter)
+        finally:
+            self.help = own
 
 
-@cli.command("compare")
+@cli.command("compare", cls=_CompareCommand)
 @click.argument("runs", nargs=-1, type=click.Path(exists=True, file_okay=False))
 @click.option("--objectives", help="Objectives to train and compare, e.g. mlm,mlm+nsp,span,clm,prefix; "
               "OBJECTIVE@BACKBONE trains that one pair, e.g. clm@gpt,mlm@bert,span-lm@t5.")
@@ -338,7 +349,7 @@ def _compare_presets() -> list[str]:
 @click.option("--no-baseline", is_flag=True, help="Skip the from-scratch baseline.")
 @click.option("--statistic", type=click.Choice(["median", "mean"]), show_default="median")
 @click.option("--max-pairs", type=int, help="Pairs per paradigm of a zero-shot suite (default: --max-eval-examples).")
-@click.option("--preset", help="Start from a named study preset (" + ", ".join(_compare_presets()) + "); options "
+@click.option("--preset", help="Start from a named study preset (each listed below with its values); options "
               "given explicitly replace its values, --set/--bench-set add to them.")
 @click.option("--hours", type=float, help="Plan the study to end within this many hours here: measure training and "
               "evaluation speed, then choose the budget of every run, the parallel layout and the pairs scored "
@@ -431,15 +442,6 @@ def compare_cmd(ctx: click.Context, runs: tuple[str, ...], preset: str | None, p
         raise PartialFailure({r.name: r.error or "failed" for r in result.failed}, "run(s) failed or were not scored, "
                              f"marked in {Path(result.out) / 'report.md'}")
 
-
-def _preset_help() -> str:
-    from zoo.compare.presets import PRESETS
-
-    return "\n\n".join(f"Preset {p.name}: {p.summary}\n\n\b\n" + "\n".join(f"  {o}" for o in p.describe())
-                         for p in PRESETS.values())
-
-
-compare_cmd.help = f"{inspect.cleandoc(compare_cmd.help or '')}\n\n{_preset_help()}"
 
 
 @cli.command("export")

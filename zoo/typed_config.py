@@ -265,20 +265,22 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from exc
 
 
+def toml_value(v: Any) -> str:
+    """A scalar or list as TOML writes it (``true``, ``0.004``, ``"linear"``, ``[1, 2]``)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {v!r} as TOML")
+
+
 def dump_toml(data: Mapping[str, Any]) -> str:
     """Write a nested dict of scalars / lists / tables as TOML (``None`` values are left out)."""
     lines: list[str] = []
-
-    def scalar(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return json.dumps(v, ensure_ascii=False)
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(scalar(x) for x in v) + "]"
-        raise TypeError(f"cannot write {v!r} as TOML")
 
     def key(k: str) -> str:
         return k if k and all(c.isalnum() or c in "-_" for c in k) else json.dumps(k)
@@ -289,7 +291,7 @@ def dump_toml(data: Mapping[str, Any]) -> str:
         if prefix and (plain or not subs):
             lines.append(f"\n[{prefix}]")
         for k, v in plain.items():
-            lines.append(f"{key(k)} = {scalar(v)}")
+            lines.append(f"{key(k)} = {toml_value(v)}")
         for k, v in subs.items():
             table(_join(prefix, key(k)), v)
 

@@ -102,6 +102,12 @@ def test_clear_errors(tmp_path: Path, shared_data: Path) -> None:
     assert code == 2 and "--budget" in output
     code, output = invoke("compare", str(tmp_path), "--budget", "1e9flops")
     assert code == 2 and "--budget: training options do not apply to existing runs" in output
+    code, output = invoke("compare", "--objectives", "mlm", "--budget", "1e9flops", "--seeds", "0",
+                          "--out", str(tmp_path / "x"))
+    assert code == 2 and "--seeds must be at least 1, got 0" in output  # a given 0 is not "not given"
+    code, output = invoke("compare", "--objectives", "mlm", "--budget", "1e9flops", "--max-pairs", "0",
+                          "--out", str(tmp_path / "x"))
+    assert code == 2 and "--max-pairs must be at least 1, got 0" in output
     code, output = invoke("compare", str(tmp_path), "--seeds", "3", "--size", "tiny")
     assert code == 2 and "--seeds, --size: training options do not apply to existing runs" in output
     code, output = invoke("compare", str(tmp_path))

@@ -114,6 +114,8 @@ def test_the_curve_preset_plans_relative_budgets(monkeypatch: pytest.MonkeyPatch
     assert cooler.cooldown == 0.1 and cooler.budgets == plain.budgets
     code, out = invoke("compare", "--preset", "cpu-hour", "--out", str(tmp_path / "s"))
     assert code == 0 and seen[-1].budgets == [] and seen[-1].cooldown == 0.2
+    code, out = invoke("compare", "--preset", "cpu-hour", "--evals", "0", "--out", str(tmp_path / "s"))
+    assert code == 0 and seen[-1].evals == 0 and PRESETS["cpu-hour"].settings.evals == 4  # 0 (auto) given: it wins
 
 
 @pytest.mark.slow

@@ -130,6 +130,10 @@ def test_study_file_refuses_other_training_settings_but_not_other_tasks(tmp_path
     (tmp_path / "runs" / "bert-mlm-seed0" / "step-000004").mkdir(parents=True)  # once a run has a checkpoint
     with pytest.raises(ConfigError, match="budget: '2e14flops' -> '1e14flops'"):
         StudyFile(tmp_path).load_or_start(settings(budget="1e14flops"), grid, None)
+    # --set overrides are compared by the values they set: the same learning rate written another way resumes
+    StudyFile(tmp_path).load_or_start(settings(budget="2e14flops", train_overrides=["optim.lr=1e-3"]), grid, None)
+    with pytest.raises(ConfigError, match="train_overrides"):
+        StudyFile(tmp_path).load_or_start(settings(budget="2e14flops", train_overrides=["optim.lr=2e-3"]), grid, None)
     (tmp_path / "study.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not a readable study file"):
         StudyFile(tmp_path).load_or_start(settings(), grid, None)

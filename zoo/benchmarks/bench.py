@@ -213,5 +213,3 @@ def write_model_reports(result: BenchResult) -> list[Path]:
                           bag_of_words=result.bag_of_words)
         written += merge_suite_report(Path(path), result.suite, own.to_dict())
     return written
-
-

@@ -14,10 +14,10 @@ from typing import Any
 
 from zoo import fileio
 from zoo.benchmarks.accumulate import merge_suite, recipe_label
-from zoo.benchmarks.finetune_results import bench_result_from_dict, suite_tasks
+from zoo.benchmarks.finetune_results import bench_result_from_dict
 from zoo.benchmarks.pairs_results import KIND as PAIRS_KIND
 from zoo.benchmarks.pairs_results import pairs_result_from_dict
-from zoo.benchmarks.tasks import get_task
+from zoo.benchmarks.tasks import get_task, task_names
 from zoo.train.lock import BenchLock
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def _finetune_markdown(suite_dict: dict[str, Any]) -> str:
     return text
 
 
-FINETUNE = SuiteKind(lambda previous, entry, suite: merge_suite(previous, entry, suite_tasks(suite)),
+FINETUNE = SuiteKind(lambda previous, entry, suite: merge_suite(previous, entry, task_names(suite)),
                      _finetune_markdown)  # results accumulate per task and recipe
 # zero-shot suites have no recipes: the newest scoring replaces the last
 PAIRS = SuiteKind(lambda previous, entry, suite: entry, lambda d: pairs_result_from_dict(d).markdown())

@@ -3,7 +3,6 @@ their ``bench.json`` form and Markdown tables."""
 
 from __future__ import annotations
 
-import logging
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,11 +16,8 @@ from zoo.benchmarks.scoring import (
     suite_average,
     task_score,
 )
-from zoo.benchmarks.tasks import get_task
+from zoo.benchmarks.tasks import get_task, task_names
 from zoo.benchmarks.text_to_text import method_of
-
-log = logging.getLogger(__name__)
-
 
 # --- results -------------------------------------------------------------------------------------------
 
@@ -99,9 +95,7 @@ class BenchResult:
                                "data_fingerprint": r.data_fingerprint,
                                "data": self.data, "max_train_examples": self.max_train_examples,
                                "max_eval_examples": self.max_eval_examples, "created": r.created}
-            models.append({"name": m.name, "path": m.path, "backbone": m.backbone, "objective": m.objective,
-                           "checkpoint_id": m.checkpoint_id, "from_scratch": m.from_scratch,
-                           "average": m.average(), "tasks": tasks})
+            models.append({**m.record(), "average": m.average(), "tasks": tasks})
         return {"suite": self.suite, "tasks": self.tasks, "seeds": self.seeds, "data": self.data,
                 "max_train_examples": self.max_train_examples, "max_eval_examples": self.max_eval_examples,
                 "zoo_version": __version__, "average_definition": average_definition(self.suite),
@@ -131,7 +125,7 @@ class BenchResult:
         n = len(self.tasks)
         # GLUE's score is the mean over its nine tasks; CLUE's official score also counts reading
         # comprehension tasks that are not here, so it is only ever an average of the tasks run.
-        full = self.suite == "glue" and n == len(suite_tasks(self.suite))
+        full = self.suite == "glue" and n == len(task_names(self.suite))
         label = "GLUE score" if full else f"average ({n} task{'s' if n > 1 else ''})"
         rows.append([label, "", *(f"{100 * a:.1f}" if (a := m.average()) is not None else "-" for m in self.models),
                      *([self._baseline_average(self.constant)] if const else []),
@@ -185,21 +179,13 @@ def _cell(s: dict[str, float]) -> str:
     return f"{100 * s['median']:.1f} [{100 * s['min']:.1f}-{100 * s['max']:.1f}]"
 
 
-def suite_tasks(suite: str) -> list[str]:
-    """The registered tasks of a fine-tuning suite."""
-    from zoo.benchmarks.tasks import task_names
-
-    return task_names(suite)
-
-
 def bench_result_from_dict(d: dict[str, Any]) -> BenchResult:
     """The inverse of ``BenchResult.to_dict`` (e.g. to read a ``bench.json`` suite entry back)."""
     models = []
     for m in d["models"]:
         tasks = {name: TaskResult(name, t["metrics"], [SeedScores(**s) for s in t["seeds"]], t["recipe"],
                                   t["data_fingerprint"], t.get("created", 0.0)) for name, t in m["tasks"].items()}
-        models.append(ModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
-                                  m["from_scratch"], tasks))
+        models.append(ModelResult(*ModelRecord.read(m), tasks))
     return BenchResult(d["suite"], d["tasks"], d["seeds"], models, d["data"], d.get("max_train_examples"),
                        d.get("max_eval_examples"), constant=d.get("constant", {}),
                        bag_of_words=d.get("bag_of_words", {}))

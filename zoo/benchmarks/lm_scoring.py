@@ -88,7 +88,7 @@ class Scorer:
     @property
     def reading(self) -> str:
         """The registered reading this scorer applies."""
-        return self.name.removesuffix(self.paradigm) if self.paradigm else self.name
+        return self.name.removesuffix(self.paradigm)
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -129,13 +129,22 @@ class Reading:
         return Scorer(f"{self.name}{paradigm}", self.kind, head, offset, self.sentinel, paradigm,
                       self.context or context, self.unigram)
 
+    @property
+    def causal(self) -> bool:
+        """A next-token reading a user may choose for a causal head (``--scorer``): not the sentinel one."""
+        return self.kind == "causal" and not self.sentinel
+
 
 def get_reading(name: str) -> Reading:
     """The registered reading ``name``; a ``ConfigError`` naming the known ones otherwise."""
     try:
-        return registry.load("scorer", name)
+        reading = registry.load("scorer", name)
     except PluginError as exc:
         raise ConfigError(f"--scorer: {exc}") from None
+    if reading.name != name:  # a scorer is found again by the name it gives itself (``Scorer.reading``)
+        raise ConfigError(f"--scorer: the scorer registered as {name!r} calls itself {reading.name!r}; a plugin must "
+                          "register a Reading under its own name")
+    return reading
 
 
 def causal_readings() -> list[str]:
@@ -147,7 +156,7 @@ def causal_readings() -> list[str]:
             r = get_reading(name)
         except ConfigError:
             continue
-        if r.kind == "causal" and not r.sentinel:
+        if r.causal:
             out.append(name)
     return out
 
@@ -159,7 +168,7 @@ def is_token_head(head: nn.Module | None) -> bool:
 def causal_reading(reading: str, paradigm: str, key: str) -> Scorer:
     """The causal scorer named ``reading`` (a registered causal reading), in the paradigm mode ``paradigm``."""
     found = get_reading(reading)
-    if found.kind != "causal" or found.sentinel:
+    if not found.causal:
         raise ConfigError(f"--scorer must be one of {', '.join(causal_readings())}, got {reading!r}")
     if paradigm and found.unigram:
         raise ConfigError(f"--scorer {reading}: a paradigm token leads the scored rows, so the first token "
@@ -178,7 +187,7 @@ def _scorer(leaf: Leaf, family: str, heads: Mapping[str, nn.Module], pll: str, d
     named = getattr(leaf.cls, "scorer", None)
     if named:
         reading = get_reading(named)
-        if causal is not None and reading.kind == "causal" and not reading.sentinel:
+        if causal is not None and reading.causal:
             return causal_reading(causal, paradigm, key)
         return reading.scorer(key, paradigm, leaf.cls.read_offset, _rows_context(family, doc_start))
     if str(family) == "encoder-decoder":  # the decoder's log-likelihood (zoo.benchmarks.seq2seq_scoring)
@@ -502,7 +511,7 @@ def _score(scorer: Scorer, backbone: Backbone, head: VocabProjection, tokenizer:
 def _causal(x: ScoreInputs) -> tuple[np.ndarray, np.ndarray]:
     s = x.scorer
     return causal_scores(x.backbone, x.head, x.special, x.enc, s.sentinel, x.batch_tokens, x.paradigm,
-                         start=s.context == "start", unigram=x.unigram if s.unigram else None)
+                         start=s.context == "start", unigram=x.unigram)
 
 
 def _pll(word_l2r: bool) -> Callable[[ScoreInputs], tuple[np.ndarray, np.ndarray]]:

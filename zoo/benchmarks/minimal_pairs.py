@@ -168,14 +168,18 @@ def phenomena(paradigms: list[Paradigm]) -> dict[str, list[str]]:
 
 # --- official layouts ---------------------------------------------------------------------------
 
+def _read_text(path: Path) -> str:
+    """A paradigm file's text (UTF-8, a byte-order mark dropped); a ``DataError`` naming it otherwise."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
 def read_blimp_file(path: Path) -> Paradigm:
     """One BLiMP paradigm file; every line must be a complete pair."""
     paradigm: Paradigm | None = None
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    for lineno, line in enumerate(text.split("\n"), 1):
+    for lineno, line in enumerate(_read_text(path).split("\n"), 1):
         if not line.strip():
             continue
         try:
@@ -203,11 +207,7 @@ def read_blimp_file(path: Path) -> Paradigm:
 
 def read_climp_file(path: Path) -> Paradigm:
     """One CLiMP paradigm CSV: consecutive rows form a pair, one labelled 1 and one labelled 0."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    rows = list(csv.reader(io.StringIO(text, newline="")))
+    rows = list(csv.reader(io.StringIO(_read_text(path), newline="")))
     if rows and [c.strip() for c in rows[0]] != CLIMP_HEADER and _bare_sentences(rows):
         return _read_climp_bare(path, rows)
     if not rows or [c.strip() for c in rows[0]] != CLIMP_HEADER:

@@ -86,8 +86,7 @@ class PairsResult:
                                        "eval_examples": {"pairs": self.pairs[p]}, "seconds": 0.0, "cached": False}],
                             "recipe": {"scorer": head}, "data_fingerprint": self.fingerprints[p]}
             models.append({
-                "name": m.name, "path": m.path, "backbone": m.backbone, "objective": m.objective,
-                "checkpoint_id": m.checkpoint_id, "from_scratch": m.from_scratch, "average": m.average(),
+                **m.record(), "average": m.average(),
                 "scorer": head, "seconds": m.seconds, "cpu_seconds": m.cpu_seconds, "threads": m.threads,
                 "loadavg": m.loadavg, "cached": m.cached, "precision": m.precision, "groups": m.groups(self.groups), "tasks": tasks,
                 "scorers": {v: {"average": m.average(v), "groups": m.groups(self.groups, v), "tasks": m.accuracy[v]}
@@ -147,8 +146,7 @@ def _finite(x: float | None) -> float | None:
 
 def pairs_result_from_dict(d: dict[str, Any]) -> PairsResult:
     """The inverse of ``PairsResult.to_dict`` (a ``bench.json`` suite entry)."""
-    models = [PairsModelResult(m["name"], m["path"], m["backbone"], m["objective"], m["checkpoint_id"],
-                               m["from_scratch"], list(m["scorers"]), {v: s["tasks"] for v, s in m["scorers"].items()},
+    models = [PairsModelResult(*ModelRecord.read(m), list(m["scorers"]), {v: s["tasks"] for v, s in m["scorers"].items()},
                                m.get("correct", {}), m.get("seconds", 0.0), m.get("precision", "fp32"),
                                m.get("cpu_seconds", 0.0), m.get("threads", 0), m.get("loadavg", []), m.get("cached", 0))
               for m in d["models"]]

@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -45,6 +46,9 @@ from zoo.errors import CheckpointError, ConfigError, ZooError
 from zoo.models.base import Backbone
 from zoo.objectives.base import TiedLinear
 from zoo.objectives.mlm import MaskedLMHead
+
+if TYPE_CHECKING:
+    from zoo.interop import HFDirectory
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +83,8 @@ def open_scoring_model(source: ModelSource, step: int | None = None, from_scratc
     ``scratch_seed``) or of an exported Hugging Face directory whose class has a token-level head."""
     if source.path is None:
         raise ConfigError(f"{source.name}: minimal pairs need a run or exported directory (the heads live there)")
-    if source.info.get("format") == "huggingface":
-        return _open_hf(source, from_scratch, scratch_seed)
+    if source.hf is not None:
+        return _open_hf(source, source.hf, from_scratch, scratch_seed)
     from zoo.runs import open_run
 
     run = open_run(source.path)
@@ -98,13 +102,12 @@ def open_scoring_model(source: ModelSource, step: int | None = None, from_scratc
                         doc_start=run.config.data.doc_start, train_store=run.info.get("data", {}).get("train_store"))
 
 
-def _open_hf(source: ModelSource, from_scratch: bool, scratch_seed: int = 0) -> ScoringModel:
+def _open_hf(source: ModelSource, hf: HFDirectory, from_scratch: bool, scratch_seed: int = 0) -> ScoringModel:
     """The token head of a transformers directory, through its backbone's adapter: the head an objective
     of its class trains (``HFDirectory.token_objective``), loaded by role like ``--init`` loads it."""
     from zoo.interop import export_record, load_hf_heads, read_hf_weights
 
-    hf = source.hf
-    assert hf is not None and source.path is not None
+    assert source.path is not None
     objective = hf.token_objective()
     if objective is None:
         with_heads = [c for key, c in hf.names.heads.items() if "mlm" in key or "lm" in key]
@@ -166,7 +169,7 @@ def add_pair_baselines(result: PairsResult, sources: Sequence[ModelSource], para
     several = len(by_hash) > 1
     for group in by_hash.values():
         src = group[0]
-        run = next((s for s in group if s.path is not None and s.info.get("format") != "huggingface"), None)
+        run = next((s for s in group if s.path is not None and s.hf is None), None)
         base: PairBaselines | None = None
         if run is not None:
             try:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import Any
 
 from zoo import recipes
 from zoo.compare.study import BenchOptions, StudySettings, pair_backbones, split_list
 from zoo.errors import ConfigError
+from zoo.train.config import Budget
+from zoo.typed_config import coerce
 
 # The training recipe every run of the cpu-hour study uses (the ``--set`` overrides): the shipped cpu-hour recipe's
 # (zoo/recipes/cpu-hour.toml: pre-LN backbone without dropout or linear-layer biases, a high peak learning rate with
@@ -41,7 +43,7 @@ class Option:
     param: str
     path: str
     to_value: Callable[[Any], Any] = lambda v: v
-    to_args: Callable[[Any], list[str]] | None = None  # None: ``[str(value)]``
+    to_args: Callable[[Any], list[str]] = lambda v: [str(v)]  # the option's arguments, one per flag
     adds: bool = False  # --set/--bench-set: added after the base's values
 
     @property
@@ -59,7 +61,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("objectives", "objectives", lambda v: split_list(v, "--objectives"), lambda v: [",".join(v)]),
     Option("backbones", "backbones", lambda v: split_list(v, "--backbones"), lambda v: [",".join(v)]),
     Option("seeds", "seeds", _seeds, lambda v: [str(len(v))]),
-    Option("budget", "budget", to_args=lambda v: [v.to_text()]),
+    Option("budget", "budget", lambda v: coerce(v, Budget, "--budget"), lambda v: [v.to_text()]),
     Option("hours", "hours"),
     Option("budgets", "budgets", lambda v: split_list(v, "--budgets"), lambda v: [",".join(v)]),
     Option("cooldown", "cooldown"),
@@ -79,17 +81,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_eval_examples", "bench.max_eval_examples"),
     Option("max_pairs", "bench.max_pairs"),
     Option("device", "bench.device"),
-    Option("no_baseline", "bench.baselines", lambda v: not v, lambda v: [] if v else [""]),
+    Option("no_baseline", "bench.baselines", lambda v: not v, lambda v: [] if v else [None]),  # a bare flag
     Option("statistic", "bench.statistic"),
 )
-BY_PARAM = {o.param: o for o in OPTIONS}
+BY_PATH = {o.path: o for o in OPTIONS}
 
 
 def given_options(params: Mapping[str, Any]) -> dict[str, Any]:
     """The study settings the command line gives (path -> value): every option of ``OPTIONS`` that is
     set (not None, not an unset flag, not an empty ``--set`` list), converted to its setting's type."""
     return {o.path: o.to_value(params[o.param]) for o in OPTIONS
-            if o.param in params and params[o.param] not in (None, False, ())}
+            if params.get(o.param) is not None and params[o.param] is not False and params[o.param] != ()}
 
 
 def merge(base: StudySettings | None, given: Mapping[str, Any]) -> StudySettings:
@@ -97,7 +99,7 @@ def merge(base: StudySettings | None, given: Mapping[str, Any]) -> StudySettings
     (``given_options``): a given value replaces the base's, ``--set``/``--bench-set`` add to the base's. A
     given ``--budget`` replaces the base's ``--hours`` and curve, a given ``--hours`` the base's budget,
     given absolute ``--budgets`` the base's hours. Absolute ``--budgets`` make their longest the budget."""
-    from zoo.compare.budgets import is_relative, relative_budgets, split_budgets
+    from zoo.compare.budgets import is_relative, split_budgets
 
     top: dict[str, Any] = {}
     bench: dict[str, Any] = {}
@@ -115,26 +117,17 @@ def merge(base: StudySettings | None, given: Mapping[str, Any]) -> StudySettings
             top["hours"] = None
     for path, value in given.items():
         section, name = (bench, path.removeprefix("bench.")) if path.startswith("bench.") else (top, path)
-        adds = any(o.adds for o in OPTIONS if o.path == path)
-        section[name] = [*section.get(name, []), *value] if adds else value
+        section[name] = [*section.get(name, []), *value] if BY_PATH[path].adds else value
     budgets, budget, hours = top.get("budgets") or [], top.get("budget"), top.get("hours")
-    if budgets and hours is not None and not budget:
-        relative_budgets(budgets)  # ratios: the plan chooses their FLOPs
-    elif budgets:
-        from zoo.train.config import Budget
-
+    if budgets and (hours is None or budget):  # absolute budgets (relative ones: checked by StudySettings)
         budgets = top["budgets"] = split_budgets(",".join(budgets))  # 1e13,2e13flops: the unit given once
         if budget:
             raise ConfigError("--budget and --budgets both set the training budget: give --budget for runs at "
                               "one budget, or --budgets for models at several")
-        try:
-            top["budget"] = max(budgets, key=lambda b: Budget.parse(b).value)
-        except ValueError as exc:
-            raise ConfigError(f"--budgets: {exc}") from exc
+        top["budget"] = max((coerce(b, Budget, "--budgets") for b in budgets), key=lambda b: b.value)
     if top.get("budget") is not None and hours is not None:
-        shown = top["budget"] if isinstance(top["budget"], str) else top["budget"].to_text()
-        raise ConfigError(f"--budget {shown} and --hours {hours:g} both size the runs; give one (--hours plans "
-                          "the budget that fits the hours)")
+        raise ConfigError(f"--budget {top['budget'].to_text()} and --hours {hours:g} both size the runs; give one "
+                          "(--hours plans the budget that fits the hours)")
     if not top.get("objectives") or not (top.get("budget") or hours):
         raise ConfigError("zoo compare: pass --objectives and --budget (or --hours) to train a study, or name run "
                           "directories")
@@ -163,22 +156,21 @@ class StudyPreset:
     def describe(self) -> list[str]:
         """The preset as command-line options, one per line (``--help`` and the docs show them): every
         setting other than its default, and a curve study's cooldown."""
-        default = StudySettings(objectives=["-"], budget="1steps")  # the defaults (some budget is required)
         shown = []
         for o in OPTIONS:
-            value, unset = _get(self.settings, o.path), _get(default, o.path)
-            if value in (None, "", []) or (value == unset and not (o.param == "cooldown" and self.settings.budgets)):
+            section, name = (self.settings.bench, o.path.removeprefix("bench.")) if o.path.startswith("bench.") else (self.settings, o.path)
+            value = getattr(section, name)
+            if value in (None, "", []) or (value == _default(type(section), name)
+                                           and not (o.param == "cooldown" and self.settings.budgets)):
                 continue
-            args = o.to_args(value) if o.to_args is not None else [str(value)]
-            shown.extend(f"{o.flag} {a}".rstrip() for a in args)
+            shown.extend(o.flag if a is None else f"{o.flag} {a}" for a in o.to_args(value))
         return shown
 
 
-def _get(settings: StudySettings, path: str) -> Any:
-    value: Any = settings
-    for part in path.split("."):
-        value = getattr(value, part)
-    return value
+def _default(cls: type, name: str) -> Any:
+    """The default of dataclass ``cls``'s field ``name``."""
+    f = next(f for f in fields(cls) if f.name == name)
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
 CPU_HOUR = StudyPreset(
@@ -217,7 +209,6 @@ COMPUTE_CURVE = StudyPreset(
         budgets=["1", "2", "4", "8"],  # relative: the plan chooses the top budget
         cooldown=0.2,
         train_overrides=list(CURVE_RECIPE),
-        bench=replace(CPU_HOUR.settings.bench),
     ),
 )
 

@@ -387,6 +387,12 @@ def is_finished(run_dir: Path, budget: Budget) -> bool:
 
 # --- study.json ------------------------------------------------------------------------------------------
 
+def _value(key: str, value: Any) -> Any:
+    """A ``study.json`` setting as what it sets: ``--set`` overrides as the config they give, so
+    ``optim.lr=4e-3`` and ``optim.lr=0.004`` are the same setting."""
+    return apply_overrides({}, list(value)) if key == "train_overrides" and isinstance(value, list) else value
+
+
 class StudyFile:
     """``OUT/study.json``: settings, grid, skipped pairs, and every run's status, rewritten atomically."""
 
@@ -406,7 +412,7 @@ class StudyFile:
             # the plan sets them from the stored measurements (a curve study's budgets: from its relative ones)
             planned = ("budget", "budgets") if new.get("hours") is not None else ()
             diffs = sorted(k for k in set(old) | set(new)
-                           if k not in (*MUTABLE_SETTINGS, *planned) and old.get(k) != new.get(k))
+                           if k not in (*MUTABLE_SETTINGS, *planned) and _value(k, old.get(k)) != _value(k, new.get(k)))
             if diffs and not self.trained_anything():  # nothing trained, nothing to protect
                 log.info("%s holds a study that trained nothing yet; starting it over with these settings", self.out)
                 self.data = {"format": STUDY_FORMAT, "created": time.time(), "runs": {}, "baselines": {}}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ConfigError
-from zoo.typed_config import load_toml, parse_value
+from zoo.typed_config import load_toml, parse_value, toml_value
 
 HERE = Path(__file__).parent
 
@@ -55,8 +55,4 @@ def as_overrides(data: Mapping[str, Any], keys: Iterable[str]) -> list[str]:
 
 def _text(value: Any) -> str:
     """A value as ``--set`` reads it back (``zoo.typed_config.parse_value``): TOML, a string bare when unambiguous."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return value if parse_value(value) == value else '"' + value.replace('"', '\\"') + '"'
-    return repr(value)
+    return value if isinstance(value, str) and parse_value(value) == value else toml_value(value)

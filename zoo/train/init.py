@@ -138,7 +138,7 @@ def _transformers(source: str, p: Path, kind: str, revision: str = "") -> InitSo
         raise CheckpointError(f"--init {source}: {unsupported[0]} is not supported; for model_type "
                               f"{hf.raw['model_type']!r} --init loads {', '.join(hf.classes())} (backbone "
                               f"{hf.backbone}) or a zoo run")
-    if not (p / "model.safetensors").is_file():
+    if not hf.weights.is_file():
         if (p / "pytorch_model.bin").is_file():
             raise CheckpointError(f"--init {source}: the weights are only in pytorch_model.bin, a pickle, which "
                                   f"objective-zoo never loads; save them as model.safetensors (transformers: "
