@@ -1,5 +1,6 @@
-"""The names of special tokens objective-zoo recognises, and the check of a run's extra ones: plain strings,
-so the configuration can validate them without importing the ``tokenizers`` library."""
+"""The names of special tokens objective-zoo recognises, and the check of a run's extra ones: plain strings in a
+module of their own, so the config types (``zoo.data.config``) check them without importing the tokenizer code
+(``zoo.data.tokenizer``), which imports those types."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def sentinel(i: int) -> str:
     return f"<extra_id_{i}>"
 
 
-def check_extra_special_tokens(extra: Iterable[str], num_sentinels: int = 0) -> tuple[str, ...]:
+def check_extra_special_tokens(extra: Iterable[str]) -> tuple[str, ...]:
     """Validated extra special tokens, in order, each once; ``ValueError`` naming a bad one."""
     out: list[str] = []
     standard = {*WORDPIECE_SPECIALS, *BPE_SPECIALS, *(n for names in _NAMES.values() for n in names)}

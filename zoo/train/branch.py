@@ -105,7 +105,7 @@ def locate(cfg: RunConfig) -> BranchPoint:
     path = have[step]
     ckpt.verify(path)
     state = json.loads((path / "trainer.json").read_text())
-    spent = spent_at(path, budget.kind)
+    spent = ckpt.Counters.from_state(state).spent(budget.kind)
     schedule = state.get("schedule") or {}
     if schedule.get("extensions"):
         raise ConfigError(f"--branch-from {trunk}: its budget was extended before step {step}; branch from a trunk "
@@ -161,12 +161,3 @@ def copy_history(point: BranchPoint, run_dir: Path, budget: Budget) -> int:
     if kept:
         fileio.write_text(run_dir / "metrics.jsonl", "\n".join(kept) + "\n")
     return len(kept)
-
-
-def recorded_branch(run_dir: Path) -> dict[str, Any] | None:
-    """The ``branch`` record of an existing ``run.json`` (kept when a branch resumes)."""
-    try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return info.get("branch") if isinstance(info, dict) else None

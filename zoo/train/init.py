@@ -329,12 +329,3 @@ def _load_transformers(src: InitSource, model: nn.Module) -> tuple[dict[str, str
     from zoo.interop import load_hf_model
 
     return load_hf_model(model, src.weights, f"--init {src.source}", src.architecture)
-
-
-def recorded_init(run_dir: Path) -> dict[str, Any] | None:
-    """The ``init`` record of an existing ``run.json`` (kept when a run resumes)."""
-    try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return info.get("init") if isinstance(info, dict) else None

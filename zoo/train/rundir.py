@@ -80,7 +80,8 @@ def saved_budget(run_dir: Path) -> str | None:
 
 def write_run_info(run_dir: Path, cfg: RunConfig, info: dict[str, Any]) -> None:
     """``run.json``: ``info`` (what the trainer built) after the format, version and plugin versions;
-    rewritten (atomically) only when that changed."""
+    rewritten (atomically) only when that changed. A resumed run keeps how its data was first built and,
+    when ``info`` has none, its ``init`` and ``branch`` records (what it started from)."""
     from zoo import __version__, registry
 
     versions = {f"objective:{p}": registry.info("objective", p).version for p in cfg.objective.names}
@@ -91,6 +92,9 @@ def write_run_info(run_dir: Path, cfg: RunConfig, info: dict[str, Any]) -> None:
     old = fileio.read_json(run_dir / "run.json")
     if isinstance(old, dict) and "data" in record and "data" in old:
         record["data"] = old["data"]  # how the data was first built (a resume times its cache reads)
+    for key in ("init", "branch"):
+        if isinstance(old, dict) and record.get(key) is None and old.get(key) is not None:
+            record[key] = old[key]
     fileio.write_json(run_dir / "run.json", record, default=str, if_changed=True)
 
 

@@ -40,7 +40,7 @@ from zoo.train.config import Budget, RunConfig
 from zoo.train.estimate import TimeEstimate
 from zoo.train.evaluate import evaluate_parts
 from zoo.train.finite import Bad, check_finite
-from zoo.train.init import apply_init, locate, recorded_init
+from zoo.train.init import apply_init, locate
 from zoo.train.metrics import (
     Averager,
     Record,
@@ -182,10 +182,9 @@ class Trainer:
         self.forward = hooks.around_loss(torch.compile(self.wrapped) if cfg.train.compile else self.wrapped)
         self.take_step = hooks.around_step(self._step)
         if info.is_main:
-            # a branch names its parent (kept when it resumes)
-            parent = (self.branch.record(self.budget, cfg.optim.cooldown) if self.branch is not None
-                      else branch.recorded_branch(self.run_dir))
-            init = self.init_record.to_dict() if self.init_record is not None else recorded_init(self.run_dir)
+            # a branch names its parent, a run its --init source (run.json keeps both when it resumes)
+            parent = self.branch.record(self.budget, cfg.optim.cooldown) if self.branch is not None else None
+            init = self.init_record.to_dict() if self.init_record is not None else None
             rundir.write_config(self.run_dir, saved_cfg)
             rundir.write_run_info(self.run_dir, cfg, {
                 "tokenizer_hash": self.tokenizer_hash, "vocab_size": self.tokens.vocab_size,
