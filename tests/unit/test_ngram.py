@@ -89,8 +89,9 @@ def test_add_pair_baselines_rows_and_refusals(monkeypatch: pytest.MonkeyPatch) -
     tokens, offsets = np.array([1, 2, 1, 2, 3]), np.array([0, 2, 5])
     monkeypatch.setattr(ngram, "run_corpus", lambda path, tokenizer: (tokens, offsets))
     par = Paradigm("toy", "binding", "x", [MinimalPair("a b", "b a", "0"), MinimalPair("a b c", "a", "1")])
-    run = SimpleNamespace(name="run", tokenizer=tok, tokenizer_hash="h", path="somewhere", info={})
-    hf = SimpleNamespace(name="hf", tokenizer=tok, tokenizer_hash="h2", path="elsewhere", info={"format": "huggingface"})
+    run = SimpleNamespace(name="run", tokenizer=tok, tokenizer_hash="h", path="somewhere", info={}, hf=None)
+    hf = SimpleNamespace(name="hf", tokenizer=tok, tokenizer_hash="h2", path="elsewhere", info={"format": "huggingface"},
+                         hf=object())
     res = PairsResult("blimp", ["toy"], {"binding": ["toy"]}, {"toy": "f"}, {"toy": 2}, "data", None)
     for name in ("run", "hf"):
         res.models.append(PairsModelResult(name, None, "gpt", "clm", "id", False, ["causal"], {"causal": {"toy": 0.5}},
